@@ -1,0 +1,40 @@
+# Build options. Each has a default that suits a developer machine running the README.
+
+# Instruction set for the numeric code. Eigen vectorises for whatever the compiler is told it may
+# use, so this decides the speed of every layer:
+#   x86-64-v3 (default): AVX2 + FMA, any x86 CPU since ~2015 (Haswell, Zen 1).
+#   portable:            baseline x86-64 (SSE2), for old or unknown hardware; roughly 2-3x slower.
+#   native:              whatever the build machine has (e.g. AVX-512); not for shipping binaries.
+set(FEDCL_ISA "x86-64-v3" CACHE STRING "Instruction set: x86-64-v3, portable or native")
+set_property(CACHE FEDCL_ISA PROPERTY STRINGS x86-64-v3 portable native)
+
+option(FEDCL_BUILD_TESTS "Build the GoogleTest suites" ON)
+option(FEDCL_BUILD_BENCHMARKS "Build the Google Benchmark programs (never run by ctest)" ON)
+option(FEDCL_WERROR "Treat compiler warnings as errors" OFF)
+
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
+  if(FEDCL_ISA STREQUAL "x86-64-v3")
+    set(FEDCL_ISA_FLAGS -march=x86-64-v3 -mtune=generic)
+  elseif(FEDCL_ISA STREQUAL "portable")
+    set(FEDCL_ISA_FLAGS -march=x86-64 -mtune=generic)
+  elseif(FEDCL_ISA STREQUAL "native")
+    set(FEDCL_ISA_FLAGS -march=native)
+  else()
+    message(FATAL_ERROR "FEDCL_ISA must be x86-64-v3, portable or native (got '${FEDCL_ISA}')")
+  endif()
+else()
+  # Other architectures: trust the compiler's default for the target.
+  set(FEDCL_ISA_FLAGS "")
+endif()
+message(STATUS "fedcl: instruction set ${FEDCL_ISA} (${FEDCL_ISA_FLAGS})")
+
+# Applied to every fedcl target through fedcl_target_defaults().
+add_library(fedcl_compile_options INTERFACE)
+target_compile_options(fedcl_compile_options INTERFACE
+  ${FEDCL_ISA_FLAGS}
+  -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
+  $<$<BOOL:${FEDCL_WERROR}>:-Werror>)
+target_compile_definitions(fedcl_compile_options INTERFACE
+  FEDCL_ISA="${FEDCL_ISA}"
+  # Eigen checks every index in debug builds; keep that, but never in Release.
+  $<$<CONFIG:Release>:EIGEN_NO_DEBUG>)
