@@ -12,9 +12,10 @@ void ReluForward(MatrixRef x);
 void ReluBackward(ConstMatrixRef y, MatrixRef dy);
 
 // y ← GELU(x) = x·Φ(x), the exact (erf) form, as PyTorch's nn.GELU() default and ViT use.
-void GeluForward(ConstMatrixRef x, Matrix& y);
-// dy ← dy ⊙ GELU'(x), with GELU'(x) = Φ(x) + x·φ(x).
-void GeluBackward(ConstMatrixRef x, MatrixRef dy);
+// If `cdf` is given it receives Φ(x), which GeluBackward can reuse instead of recomputing erf.
+void GeluForward(ConstMatrixRef x, Matrix& y, Matrix* cdf = nullptr);
+// dy ← dy ⊙ GELU'(x), with GELU'(x) = Φ(x) + x·φ(x). `cdf` is Φ(x) from GeluForward, or null.
+void GeluBackward(ConstMatrixRef x, MatrixRef dy, const Matrix* cdf = nullptr);
 
 }  // namespace fedcl::nn
 

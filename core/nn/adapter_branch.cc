@@ -24,7 +24,7 @@ void AdapterBranch::Backward(ConstMatrixRef x, ConstMatrixRef dout, Matrix* dx) 
   const AdapterBinding& b = binding_;
   if (b.up_weight.trainable())
     b.up_weight.grad_matrix(dim_, r).noalias() += dout.transpose() * hidden_;
-  if (b.up_bias.trainable()) b.up_bias.grad_row() += dout.colwise().sum();
+  if (b.up_bias.trainable()) AddColumnSums(dout, b.up_bias.grad_row());
   bool down_trainable = b.down_weight.trainable() || b.down_bias.trainable();
   if (!down_trainable && dx == nullptr) return;
   EnsureShape(dhidden_, dout.rows(), r);
@@ -32,7 +32,7 @@ void AdapterBranch::Backward(ConstMatrixRef x, ConstMatrixRef dout, Matrix* dx) 
   dhidden_ = (hidden_.array() > 0.0f).select(dhidden_, 0.0f);
   if (b.down_weight.trainable())
     b.down_weight.grad_matrix(r, dim_).noalias() += dhidden_.transpose() * x;
-  if (b.down_bias.trainable()) b.down_bias.grad_row() += dhidden_.colwise().sum();
+  if (b.down_bias.trainable()) AddColumnSums(dhidden_, b.down_bias.grad_row());
   if (dx != nullptr) dx->noalias() += dhidden_ * b.down_weight.matrix(r, dim_);
 }
 

@@ -68,8 +68,8 @@ class Conv2d final : public ScaleShiftFoldable {
   int padding_;
   ParamRef weight_;
   ParamRef bias_;
-  std::vector<float> col_;
-  std::vector<float> dcol_;
+  AlignedFloats col_;
+  AlignedFloats dcol_;
 };
 
 // Max pooling with a square window and stride equal to the window (2×2/2 in our CNN), over the

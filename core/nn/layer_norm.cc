@@ -32,8 +32,8 @@ void LayerNorm::Forward(ConstMatrixRef x, Matrix& y) {
 }
 
 void LayerNorm::Backward(ConstMatrixRef dy, Matrix* dx) {
-  if (weight_.trainable()) weight_.grad_row() += dy.cwiseProduct(normalized_).colwise().sum();
-  if (bias_.trainable()) bias_.grad_row() += dy.colwise().sum();
+  if (weight_.trainable()) AddColumnSumsOfProduct(dy, normalized_, weight_.grad_row());
+  if (bias_.trainable()) AddColumnSums(dy, bias_.grad_row());
   if (dx == nullptr) return;
   // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), with dx̂ = dy ⊙ w.
   const Eigen::Index rows = dy.rows();

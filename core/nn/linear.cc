@@ -30,8 +30,14 @@ void Linear::InitKaimingNormal(base::Rng& rng) {
 void Linear::Forward(ConstMatrixRef x, Matrix& y) {
   auto w = weight_.matrix(out_, in_);
   EnsureShape(y, x.rows(), out_);
-  y.noalias() = x * w.transpose();
-  if (bias_.bound()) y.rowwise() += bias_.row();
+  // Eigen zeroes a product's destination before accumulating into it; starting from the bias
+  // instead saves that pass and the separate bias addition.
+  if (bias_.bound()) {
+    y.rowwise() = bias_.row();
+    y.noalias() += x * w.transpose();
+  } else {
+    y.noalias() = x * w.transpose();
+  }
   if (has_lora()) {
     auto a = lora_.a.matrix(lora_.rank, in_);
     auto b = lora_.b.matrix(out_, lora_.rank);
@@ -44,7 +50,7 @@ void Linear::Forward(ConstMatrixRef x, Matrix& y) {
 void Linear::Backward(ConstMatrixRef x, ConstMatrixRef dy, Matrix* dx) {
   auto w = weight_.matrix(out_, in_);
   if (weight_.trainable()) weight_.grad_matrix(out_, in_).noalias() += dy.transpose() * x;
-  if (bias_.trainable()) bias_.grad_row() += dy.colwise().sum();
+  if (bias_.trainable()) AddColumnSums(dy, bias_.grad_row());
   if (dx != nullptr) {
     EnsureShape(*dx, dy.rows(), in_);
     dx->noalias() = dy * w;

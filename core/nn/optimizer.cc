@@ -52,7 +52,7 @@ void Sgd::Step(const std::vector<ParameterSet*>& sets) {
   const float wd = options_.weight_decay;
   for (ParameterSet* set : sets) {
     if (!set->any_trainable()) continue;
-    std::vector<float>* buffer = nullptr;
+    AlignedFloats* buffer = nullptr;
     bool first = false;
     if (mu > 0.0f) {
       auto [it, inserted] = momentum_.try_emplace(set);
@@ -62,22 +62,22 @@ void Sgd::Step(const std::vector<ParameterSet*>& sets) {
     }
     VectorMap w = set->flat_values();
     VectorMap g = set->flat_grads();
+    // Each branch is one fused expression: no temporaries, one pass over memory.
     ForEachTrainable(*set, [&](int64_t offset, int64_t size) {
       auto wi = w.segment(offset, size);
-      Vector grad = g.segment(offset, size);
-      if (wd != 0.0f) grad += wd * wi;
+      auto gi = g.segment(offset, size);
       if (buffer == nullptr) {
-        wi -= lr * grad;
+        wi -= lr * (gi + wd * wi);
         return;
       }
       VectorMap b(buffer->data() + offset, size);
       if (first) {
-        b = grad;
+        b = gi + wd * wi;
       } else {
-        b = mu * b + grad;
+        b = mu * b + (gi + wd * wi);
       }
       if (options_.nesterov) {
-        wi -= lr * (grad + mu * b);
+        wi -= lr * ((gi + wd * wi) + mu * b);
       } else {
         wi -= lr * b;
       }

@@ -50,7 +50,7 @@ class Sgd final : public Optimizer {
 
  private:
   SgdOptions options_;
-  absl::flat_hash_map<const ParameterSet*, std::vector<float>> momentum_;
+  absl::flat_hash_map<const ParameterSet*, AlignedFloats> momentum_;
 };
 
 struct AdamWOptions {
@@ -73,7 +73,7 @@ class AdamW final : public Optimizer {
 
  private:
   struct State {
-    std::vector<float> m, v;
+    AlignedFloats m, v;
     int64_t steps = 0;
   };
   AdamWOptions options_;

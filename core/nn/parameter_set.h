@@ -94,8 +94,8 @@ class ParameterSet {
   std::string name_;
   std::vector<TensorInfo> tensors_;
   absl::flat_hash_map<std::string, int> index_by_name_;
-  std::vector<float> values_;
-  std::vector<float> grads_;
+  AlignedFloats values_;
+  AlignedFloats grads_;
 };
 
 // A reference to one tensor of a ParameterSet: what layers hold. Unbound by default.

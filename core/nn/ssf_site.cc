@@ -2,33 +2,40 @@
 
 namespace fedcl::nn {
 
+// Row by row, so every pass is contiguous: copy-for-backward and transform fuse into one sweep.
+
 void SsfSite::Forward(MatrixRef y, bool keep_input) {
   if (!active()) return;
-  if (keep_input) input_ = y;
+  if (keep_input) EnsureShape(input_, y.rows(), y.cols());
   auto gamma = scale_.row();
   auto beta = shift_.row();
-  if (axis_ == ChannelAxis::kColumns) {
-    y.array().rowwise() *= gamma.array();
-    y.rowwise() += beta;
-  } else {
-    y.array().colwise() *= gamma.transpose().array();
-    y.colwise() += beta.transpose();
+  for (Eigen::Index r = 0; r < y.rows(); ++r) {
+    auto row = y.row(r);
+    if (keep_input) input_.row(r) = row;
+    if (axis_ == ChannelAxis::kColumns) {
+      row = row.cwiseProduct(gamma) + beta;
+    } else {
+      row = (row.array() * gamma[r] + beta[r]).matrix();
+    }
   }
 }
 
 void SsfSite::Backward(MatrixRef dy) {
   if (!active()) return;
   auto gamma = scale_.row();
-  if (axis_ == ChannelAxis::kColumns) {
-    if (scale_.trainable()) scale_.grad_row() += dy.cwiseProduct(input_).colwise().sum();
-    if (shift_.trainable()) shift_.grad_row() += dy.colwise().sum();
-    dy.array().rowwise() *= gamma.array();
-  } else {
-    if (scale_.trainable()) {
-      scale_.grad_row() += dy.cwiseProduct(input_).rowwise().sum().transpose();
+  const bool scale_grad = scale_.trainable();
+  const bool shift_grad = shift_.trainable();
+  for (Eigen::Index r = 0; r < dy.rows(); ++r) {
+    auto row = dy.row(r);
+    if (axis_ == ChannelAxis::kColumns) {
+      if (scale_grad) scale_.grad_row() += row.cwiseProduct(input_.row(r));
+      if (shift_grad) shift_.grad_row() += row;
+      row = row.cwiseProduct(gamma);
+    } else {
+      if (scale_grad) scale_.grad()[r] += row.dot(input_.row(r));
+      if (shift_grad) shift_.grad()[r] += row.sum();
+      row *= gamma[r];
     }
-    if (shift_.trainable()) shift_.grad_row() += dy.rowwise().sum().transpose();
-    dy.array().colwise() *= gamma.transpose().array();
   }
 }
 

@@ -32,6 +32,13 @@ using ConstRowVectorMap = Eigen::Map<const RowVector>;
 using MatrixRef = Eigen::Ref<Matrix>;
 using ConstMatrixRef = Eigen::Ref<const Matrix>;
 
+// Heap buffers of floats that Eigen maps over. Their base is aligned to Eigen's maximum packet
+// size: a vectorised reduction over a Map peels elements until the data is aligned, so with a
+// malloc-aligned base the summation order (and the last bits of the result) would depend on where
+// the allocator put the buffer. A fixed base alignment makes every run with the same seed
+// bit-identical.
+using AlignedFloats = std::vector<float, Eigen::aligned_allocator<float>>;
+
 // Tensor shape, outermost dimension first (PyTorch order: Linear weight is [out, in]).
 using Shape = std::vector<int64_t>;
 
@@ -45,6 +52,19 @@ std::string ShapeToString(const Shape& shape);
 // calling this every step with the same batch size allocates nothing after the first step.
 inline void EnsureShape(Matrix& m, Eigen::Index rows, Eigen::Index cols) {
   if (m.rows() != rows || m.cols() != cols) m.resize(rows, cols);
+}
+
+// out += Σ_r m.row(r). Eigen's colwise().sum() walks a row-major matrix column by column with a
+// stride; adding whole rows keeps the loop contiguous and vectorised.
+template <typename Out>
+void AddColumnSums(ConstMatrixRef m, Out&& out) {
+  for (Eigen::Index r = 0; r < m.rows(); ++r) out += m.row(r);
+}
+
+// out += Σ_r a.row(r) ⊙ b.row(r), the same for an element-wise product.
+template <typename Out>
+void AddColumnSumsOfProduct(ConstMatrixRef a, ConstMatrixRef b, Out&& out) {
+  for (Eigen::Index r = 0; r < a.rows(); ++r) out += a.row(r).cwiseProduct(b.row(r));
 }
 
 }  // namespace fedcl::nn

@@ -29,24 +29,30 @@ void TransformerBlock::Init(base::Rng& rng) {
   }
 }
 
-const Matrix& TransformerBlock::Forward(ConstMatrixRef x, int batch, int tokens, bool training) {
+const Matrix& TransformerBlock::Forward(ConstMatrixRef x, int batch, int tokens, bool training,
+                                        bool cls_only) {
+  cls_only_ = cls_only;
   norm1.Forward(x, h1_);
   norm1_ssf.Forward(h1_, training);
   qkv.Forward(h1_, qkv_out_);
   qkv_ssf.Forward(qkv_out_, training);
-  attention.Forward(qkv_out_, batch, tokens, attn_out_);
+  attention.Forward(qkv_out_, batch, tokens, cls_only, attn_out_);
   proj.Forward(attn_out_, proj_out_);
   proj_ssf.Forward(proj_out_, training);
-  EnsureShape(x1_, x.rows(), x.cols());
-  x1_.noalias() = x + proj_out_;
+  EnsureShape(x1_, proj_out_.rows(), x.cols());
+  if (cls_only) {
+    for (int b = 0; b < batch; ++b) x1_.row(b) = x.row(int64_t{b} * tokens) + proj_out_.row(b);
+  } else {
+    x1_.noalias() = x + proj_out_;
+  }
   norm2.Forward(x1_, h2_);
   norm2_ssf.Forward(h2_, training);
   fc1.Forward(h2_, f1_);
   fc1_ssf.Forward(f1_, training);
-  GeluForward(f1_, g_);
+  GeluForward(f1_, g_, training ? &gelu_cdf_ : nullptr);
   fc2.Forward(g_, f2_);
   fc2_ssf.Forward(f2_, training);
-  EnsureShape(out_, x.rows(), x.cols());
+  EnsureShape(out_, x1_.rows(), x1_.cols());
   out_.noalias() = x1_ + f2_;
   adapter.ForwardAdd(x1_, out_);
   return out_;
@@ -73,7 +79,7 @@ void TransformerBlock::Backward(ConstMatrixRef dout, int batch, int tokens, Matr
   fc2.Backward(g_, df2_, need_g ? &dg_ : nullptr);
   if (need_x1) dx1_ = dout;
   if (need_g) {
-    GeluBackward(f1_, dg_);
+    GeluBackward(f1_, dg_, &gelu_cdf_);
     fc1_ssf.Backward(dg_);
     fc1.Backward(h2_, dg_, need_h2 ? &dh2_ : nullptr);
     if (need_h2) {
@@ -98,7 +104,12 @@ void TransformerBlock::Backward(ConstMatrixRef dout, int batch, int tokens, Matr
       norm1.Backward(dh1_, need_in ? &dtmp_ : nullptr);
     }
   }
-  if (need_in) {
+  if (!need_in) return;  // need_in implies need_h1, so dtmp_ holds LN1's input gradient here
+  if (cls_only_) {
+    // The residual reaches only the CLS rows; every row gets LN1's share.
+    *dx = dtmp_;
+    for (int b = 0; b < batch; ++b) dx->row(int64_t{b} * tokens) += dx1_.row(b);
+  } else {
     EnsureShape(*dx, dx1_.rows(), dx1_.cols());
     dx->noalias() = dx1_ + dtmp_;
   }

@@ -31,9 +31,15 @@ class TransformerBlock {
   // timm's ViT init: Linear weights truncated-normal(0.02), biases zero, LayerNorm (1, 0).
   void Init(base::Rng& rng);
 
-  // x: [batch·tokens, dim]; returns the block output (valid until the next Forward).
-  const Matrix& Forward(ConstMatrixRef x, int batch, int tokens, bool training);
-  // Accumulates gradients; writes the gradient at the block input into dx unless null.
+  // x: [batch·tokens, dim]; returns the block output (valid until the next Forward):
+  // [batch·tokens, dim], or with `cls_only` just each sample's first (CLS) token, [batch, dim].
+  // cls_only computes exactly those rows of the full output: keys and values still come from
+  // every token, but attention runs for one query and proj, the MLP and the adapter run on one
+  // row per sample. A classifier's last block needs nothing more.
+  const Matrix& Forward(ConstMatrixRef x, int batch, int tokens, bool training,
+                        bool cls_only = false);
+  // dout has the shape Forward returned. Accumulates gradients; writes the gradient at the block
+  // input ([batch·tokens, dim]) into dx unless null.
   void Backward(ConstMatrixRef dout, int batch, int tokens, Matrix* dx);
 
   // True if any tensor of the block, or attached to it, is trainable.
@@ -56,7 +62,8 @@ class TransformerBlock {
 
  private:
   // Activations kept for Backward.
-  Matrix h1_, qkv_out_, attn_out_, proj_out_, x1_, h2_, f1_, g_, f2_, out_;
+  bool cls_only_ = false;
+  Matrix h1_, qkv_out_, attn_out_, proj_out_, x_cls_, x1_, h2_, f1_, gelu_cdf_, g_, f2_, out_;
   // Gradient workspaces.
   Matrix dx1_, df2_, dg_, dh2_, dtmp_, dproj_, dattn_, dqkv_, dh1_;
 };

@@ -82,12 +82,14 @@ const Matrix& VitBackbone::Forward(ConstMatrixRef images, bool training) {
   FEDCL_CHECK(images.cols() == int64_t{channels_} * height_ * width_) << "ViT input width";
   batch_ = static_cast<int>(images.rows());
   EmbedPatches(images, training);
+  // Only the CLS token feeds the head, so the last block and the final norm compute CLS rows
+  // alone (exactly the rows a full pass would give them).
   const Matrix* x = &tokens_in_;
-  for (auto& block : blocks_) x = &block->Forward(*x, batch_, tokens_, training);
-  // Only the CLS token feeds the head, so the final norm runs on CLS rows alone.
-  EnsureShape(cls_, batch_, dim_);
-  for (int b = 0; b < batch_; ++b) cls_.row(b) = x->row(int64_t{b} * tokens_);
-  norm_.Forward(cls_, features_);
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const bool last = i + 1 == blocks_.size();
+    x = &blocks_[i]->Forward(*x, batch_, tokens_, training, /*cls_only=*/last);
+  }
+  norm_.Forward(*x, features_);
   norm_ssf_.Forward(features_, training);
   return features_;
 }
@@ -113,10 +115,7 @@ void VitBackbone::Backward(ConstMatrixRef dfeatures) {
     norm_.Backward(dfeatures_, nullptr);
     return;
   }
-  norm_.Backward(dfeatures_, &dcls_);
-  EnsureShape(dtokens_a_, int64_t{batch_} * tokens_, dim_);
-  dtokens_a_.setZero();
-  for (int b = 0; b < batch_; ++b) dtokens_a_.row(int64_t{b} * tokens_) = dcls_.row(b);
+  norm_.Backward(dfeatures_, &dtokens_a_);  // [batch, dim]: the last block returned CLS rows only
   Matrix* dcur = &dtokens_a_;
   Matrix* dprev = &dtokens_b_;
   for (int i = static_cast<int>(blocks_.size()) - 1; i >= 0; --i) {

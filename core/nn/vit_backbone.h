@@ -51,9 +51,8 @@ class VitBackbone final : public Backbone {
   Matrix patch_pixels_;  // [batch·patches, C·patch·patch]
   Matrix patch_out_;     // [batch·patches, dim]
   Matrix tokens_in_;     // [batch·tokens, dim]
-  Matrix cls_;           // [batch, dim], the last block's CLS rows
   Matrix features_;      // [batch, dim]
-  Matrix dfeatures_, dcls_, dtokens_a_, dtokens_b_, dpatch_;
+  Matrix dfeatures_, dtokens_a_, dtokens_b_, dpatch_;
 };
 
 }  // namespace fedcl::nn

@@ -9,6 +9,7 @@
 #include "core/nn/linear.h"
 #include "core/nn/loss.h"
 #include "core/nn/ssf_site.h"
+#include "core/nn/transformer_block.h"
 #include "gtest/gtest.h"
 #include "tests/core/nn/gradient_check.h"
 
@@ -223,7 +224,7 @@ TEST_F(LayerGradientTest, MultiHeadAttentionMatchesFiniteDifferences) {
          r = RandomMatrix(batch * tokens, dim, rng_);
   Matrix out, dqkv;
   auto loss = [&] {
-    attention.Forward(qkv, batch, tokens, out);
+    attention.Forward(qkv, batch, tokens, /*cls_only=*/false, out);
     return Project(out, r);
   };
   loss();
@@ -233,11 +234,32 @@ TEST_F(LayerGradientTest, MultiHeadAttentionMatchesFiniteDifferences) {
   EXPECT_TRUE(CheckInputGradient(qkv, dqkv, loss, options));
 }
 
+TEST_F(LayerGradientTest, ClsOnlyAttentionMatchesFiniteDifferencesAndTheFullCls) {
+  const int batch = 3, tokens = 5, dim = 8, heads = 2;
+  MultiHeadAttention attention(dim, heads);
+  Matrix qkv = RandomMatrix(batch * tokens, 3 * dim, rng_), r = RandomMatrix(batch, dim, rng_);
+  Matrix out, full, dqkv;
+  attention.Forward(qkv, batch, tokens, /*cls_only=*/false, full);
+  attention.Forward(qkv, batch, tokens, /*cls_only=*/true, out);
+  for (int b = 0; b < batch; ++b) {
+    EXPECT_TRUE(out.row(b).isApprox(full.row(b * tokens), 1e-6f)) << "sample " << b;
+  }
+  auto loss = [&] {
+    attention.Forward(qkv, batch, tokens, true, out);
+    return Project(out, r);
+  };
+  loss();
+  attention.Backward(qkv, r, batch, tokens, dqkv);
+  testing::GradCheckOptions options;
+  options.max_coordinates = 360;
+  EXPECT_TRUE(CheckInputGradient(qkv, dqkv, loss, options));
+}
+
 TEST_F(LayerGradientTest, MultiHeadAttentionMatchesNaiveSoftmaxAttention) {
   const int batch = 1, tokens = 3, dim = 4, heads = 2;
   MultiHeadAttention attention(dim, heads);
   Matrix qkv = RandomMatrix(batch * tokens, 3 * dim, rng_), out;
-  attention.Forward(qkv, batch, tokens, out);
+  attention.Forward(qkv, batch, tokens, /*cls_only=*/false, out);
   for (int h = 0; h < heads; ++h) {
     for (int t = 0; t < tokens; ++t) {
       std::vector<double> weights(tokens);
@@ -304,6 +326,35 @@ TEST_F(LayerGradientTest, AdapterBranchMatchesFiniteDifferences) {
     branch.ForwardAdd(x, y);
     dx.setZero(5, 6);
     branch.Backward(x, r, &dx);
+  };
+  EXPECT_TRUE(CheckParameterGradients({&params}, loss, backward));
+  EXPECT_TRUE(CheckInputGradient(x, dx, loss));
+}
+
+}  // namespace
+}  // namespace fedcl::nn
+
+namespace fedcl::nn {
+namespace {
+
+// The last ViT block computes CLS rows only; it must equal the full block on those rows, and its
+// gradients (parameters and input) must match finite differences.
+TEST(TransformerBlockTest, ClsOnlyBlockIsExactlyTheFullBlockOnClsRows) {
+  base::Rng rng(31);
+  ParameterSet params("block");
+  TransformerBlock block(params, "blocks.0", 8, 2, 16);
+  testing::Randomize(params, rng);
+  const int batch = 2, tokens = 5;
+  Matrix x = RandomMatrix(batch * tokens, 8, rng), r = RandomMatrix(batch, 8, rng), dx;
+  Matrix full = block.Forward(x, batch, tokens, false, /*cls_only=*/false);
+  Matrix cls = block.Forward(x, batch, tokens, false, /*cls_only=*/true);
+  ASSERT_EQ(cls.rows(), batch);
+  for (int b = 0; b < batch; ++b) EXPECT_TRUE(cls.row(b).isApprox(full.row(b * tokens), 1e-5f));
+  auto loss = [&] { return Project(block.Forward(x, batch, tokens, false, true), r); };
+  auto backward = [&] {
+    params.ZeroGrads();
+    block.Forward(x, batch, tokens, true, true);
+    block.Backward(r, batch, tokens, &dx);
   };
   EXPECT_TRUE(CheckParameterGradients({&params}, loss, backward));
   EXPECT_TRUE(CheckInputGradient(x, dx, loss));
