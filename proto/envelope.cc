@@ -114,6 +114,8 @@ std::string PayloadKindName(PayloadKind kind) {
   switch (kind) {
     case PayloadKind::kParameterSet:
       return "parameter set";
+    case PayloadKind::kModelCheckpoint:
+      return "model checkpoint";
   }
   return absl::StrCat("unknown payload kind ", static_cast<uint32_t>(kind));
 }

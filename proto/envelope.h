@@ -60,9 +60,12 @@ namespace fedcl::proto {
 enum class PayloadKind : uint32_t {
   // A fedcl.v1.ParameterSet on its own: a model's or a PET module's weights.
   kParameterSet = 1,
+  // A fedcl.v1.ModelCheckpoint: config, weights, PET modules and metadata (proto/checkpoint.h).
+  kModelCheckpoint = 2,
 };
 
-// Human-readable name of a kind, e.g. "parameter set"; "payload kind 7" for an unknown code.
+// Human-readable name of a kind, e.g. "parameter set"; "unknown payload kind 7" for an unknown
+// code.
 std::string PayloadKindName(PayloadKind kind);
 
 inline constexpr size_t kEnvelopeHeaderSize = 32;
