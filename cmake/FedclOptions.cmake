@@ -33,6 +33,8 @@ add_library(fedcl_compile_options INTERFACE)
 target_compile_options(fedcl_compile_options INTERFACE
   ${FEDCL_ISA_FLAGS}
   -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
+  # Options structs have a default per field; designated initializers name only what differs.
+  -Wno-missing-field-initializers
   $<$<BOOL:${FEDCL_WERROR}>:-Werror>)
 target_compile_definitions(fedcl_compile_options INTERFACE
   FEDCL_ISA="${FEDCL_ISA}"

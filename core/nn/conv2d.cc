@@ -50,8 +50,16 @@ int Conv2d::ImagesPerChunk(const ConvGeometry& in) const {
   return static_cast<int>(std::max<int64_t>(1, kColumnBudgetFloats / per_image));
 }
 
-void Conv2d::Im2Col(ConstMatrixRef x, int first, int count, const ConvGeometry& in,
-                    float* col) const {
+// Visits every (unfolded row, image, output row) of the im2col matrix for images
+// [first, first + count) and calls fn(col_offset, image_offset, ox_begin, ox_end, kx):
+// col_offset is where that output row's out.width floats start in the unfolded matrix,
+// image_offset where the input row it reads starts in the channel-rows input (with row stride
+// `channel_stride`), or -1 when the kernel row falls in the padding, and [ox_begin, ox_end) are
+// the output columns whose input column lies inside the image. Im2Col and Col2ImAdd differ only
+// in what fn does with the two places.
+template <typename Fn>
+void Conv2d::ForEachUnfoldedRow(int first, int count, const ConvGeometry& in,
+                                Eigen::Index channel_stride, Fn fn) const {
   const ConvGeometry out = OutputGeometry(in);
   const int64_t in_plane = int64_t{in.height} * in.width;
   const int64_t out_plane = int64_t{out.height} * out.width;
@@ -59,31 +67,17 @@ void Conv2d::Im2Col(ConstMatrixRef x, int first, int count, const ConvGeometry& 
   for (int c = 0; c < in_channels_; ++c) {
     for (int ky = 0; ky < kernel_; ++ky) {
       for (int kx = 0; kx < kernel_; ++kx) {
-        float* dst_row = col + ((int64_t{c} * kernel_ + ky) * kernel_ + kx) * row_length;
-        // Output columns ox whose input column ix = ox·stride − padding + kx is inside the image.
+        const int64_t col_row = ((int64_t{c} * kernel_ + ky) * kernel_ + kx) * row_length;
         const int ox_begin = std::clamp((padding_ - kx + stride_ - 1) / stride_, 0, out.width);
         const int ox_end =
             std::clamp((in.width + padding_ - kx + stride_ - 1) / stride_, ox_begin, out.width);
         for (int i = 0; i < count; ++i) {
-          const float* src = x.row(c).data() + (first + i) * in_plane;
-          float* dst = dst_row + i * out_plane;
-          for (int oy = 0; oy < out.height; ++oy, dst += out.width) {
+          const int64_t image = c * channel_stride + (first + i) * in_plane;
+          for (int oy = 0; oy < out.height; ++oy) {
             const int iy = oy * stride_ - padding_ + ky;
-            if (iy < 0 || iy >= in.height) {
-              std::fill(dst, dst + out.width, 0.0f);
-              continue;
-            }
-            const float* src_row = src + iy * in.width;
-            std::fill(dst, dst + ox_begin, 0.0f);
-            if (stride_ == 1) {
-              std::memcpy(dst + ox_begin, src_row + ox_begin - padding_ + kx,
-                          sizeof(float) * (ox_end - ox_begin));
-            } else {
-              for (int ox = ox_begin; ox < ox_end; ++ox) {
-                dst[ox] = src_row[ox * stride_ - padding_ + kx];
-              }
-            }
-            std::fill(dst + ox_end, dst + out.width, 0.0f);
+            const bool inside = iy >= 0 && iy < in.height;
+            fn(col_row + i * out_plane + int64_t{oy} * out.width,
+               inside ? image + int64_t{iy} * in.width : int64_t{-1}, ox_begin, ox_end, kx);
           }
         }
       }
@@ -91,34 +85,38 @@ void Conv2d::Im2Col(ConstMatrixRef x, int first, int count, const ConvGeometry& 
   }
 }
 
+void Conv2d::Im2Col(ConstMatrixRef x, int first, int count, const ConvGeometry& in,
+                    float* col) const {
+  const int width = OutputGeometry(in).width;
+  ForEachUnfoldedRow(
+      first, count, in, x.outerStride(),
+      [&](int64_t col_offset, int64_t image_offset, int ox_begin, int ox_end, int kx) {
+        float* dst = col + col_offset;
+        if (image_offset < 0) {
+          std::fill(dst, dst + width, 0.0f);
+          return;
+        }
+        const float* src = x.data() + image_offset - padding_ + kx;
+        std::fill(dst, dst + ox_begin, 0.0f);
+        if (stride_ == 1) {
+          std::memcpy(dst + ox_begin, src + ox_begin, sizeof(float) * (ox_end - ox_begin));
+        } else {
+          for (int ox = ox_begin; ox < ox_end; ++ox) dst[ox] = src[ox * stride_];
+        }
+        std::fill(dst + ox_end, dst + width, 0.0f);
+      });
+}
+
 void Conv2d::Col2ImAdd(const float* col, int first, int count, const ConvGeometry& in,
                        MatrixRef dx) const {
-  const ConvGeometry out = OutputGeometry(in);
-  const int64_t in_plane = int64_t{in.height} * in.width;
-  const int64_t out_plane = int64_t{out.height} * out.width;
-  const int64_t row_length = count * out_plane;
-  for (int c = 0; c < in_channels_; ++c) {
-    for (int ky = 0; ky < kernel_; ++ky) {
-      for (int kx = 0; kx < kernel_; ++kx) {
-        const float* src_row = col + ((int64_t{c} * kernel_ + ky) * kernel_ + kx) * row_length;
-        const int ox_begin = std::clamp((padding_ - kx + stride_ - 1) / stride_, 0, out.width);
-        const int ox_end =
-            std::clamp((in.width + padding_ - kx + stride_ - 1) / stride_, ox_begin, out.width);
-        for (int i = 0; i < count; ++i) {
-          float* dst = dx.row(c).data() + (first + i) * in_plane;
-          const float* src = src_row + i * out_plane;
-          for (int oy = 0; oy < out.height; ++oy, src += out.width) {
-            const int iy = oy * stride_ - padding_ + ky;
-            if (iy < 0 || iy >= in.height) continue;
-            float* dst_row = dst + iy * in.width;
-            for (int ox = ox_begin; ox < ox_end; ++ox) {
-              dst_row[ox * stride_ - padding_ + kx] += src[ox];
-            }
-          }
-        }
-      }
-    }
-  }
+  ForEachUnfoldedRow(
+      first, count, in, dx.outerStride(),
+      [&](int64_t col_offset, int64_t image_offset, int ox_begin, int ox_end, int kx) {
+        if (image_offset < 0) return;
+        const float* src = col + col_offset;
+        float* dst = dx.data() + image_offset - padding_ + kx;
+        for (int ox = ox_begin; ox < ox_end; ++ox) dst[ox * stride_] += src[ox];
+      });
 }
 
 void Conv2d::Forward(ConstMatrixRef x, int batch, const ConvGeometry& in, Matrix& y) {

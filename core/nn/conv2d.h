@@ -60,6 +60,10 @@ class Conv2d final : public ScaleShiftFoldable {
   // Adds the folded-back columns into dx for images [first, first + count).
   void Col2ImAdd(const float* col, int first, int count, const ConvGeometry& in,
                  MatrixRef dx) const;
+  // The traversal Im2Col and Col2ImAdd share (see conv2d.cc).
+  template <typename Fn>
+  void ForEachUnfoldedRow(int first, int count, const ConvGeometry& in,
+                          Eigen::Index channel_stride, Fn fn) const;
 
   int in_channels_;
   int out_channels_;

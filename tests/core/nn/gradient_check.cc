@@ -112,6 +112,18 @@ void Randomize(ParameterSet& set, base::Rng& rng, float lo, float hi) {
   return ::testing::AssertionSuccess();
 }
 
+::testing::AssertionResult CheckModelGradients(Model& model, const std::vector<ParameterSet*>& sets,
+                                               ConstMatrixRef x, ConstMatrixRef r,
+                                               const GradCheckOptions& options) {
+  auto loss = [&] { return Project(model.Forward(x, /*training=*/false), r); };
+  auto backward = [&] {
+    model.ZeroGrads();
+    model.Forward(x, /*training=*/true);
+    model.Backward(r);
+  };
+  return CheckParameterGradients(sets, loss, backward, options);
+}
+
 ::testing::AssertionResult CheckInputGradient(Matrix& input, ConstMatrixRef analytic,
                                               const std::function<double()>& loss,
                                               const GradCheckOptions& options) {

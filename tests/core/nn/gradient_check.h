@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/base/random.h"
+#include "core/nn/model.h"
 #include "core/nn/parameter_set.h"
 #include "core/nn/tensor.h"
 #include "gtest/gtest.h"
@@ -49,6 +50,12 @@ void Randomize(ParameterSet& set, base::Rng& rng, float lo = -0.5f, float hi = 0
                                                    const std::function<double()>& loss,
                                                    const std::function<void()>& backward,
                                                    const GradCheckOptions& options = {});
+
+// Checks the gradients a model's backward pass leaves in `sets` for the loss Σ r ⊙ logits(x)
+// (r is [rows(x), classes]).
+::testing::AssertionResult CheckModelGradients(Model& model, const std::vector<ParameterSet*>& sets,
+                                               ConstMatrixRef x, ConstMatrixRef r,
+                                               const GradCheckOptions& options = {});
 
 // Compares `analytic` (the gradient w.r.t. `input`) with central differences of `loss`, which
 // must read `input`.

@@ -14,9 +14,7 @@ namespace fedcl::nn {
 namespace {
 
 using testing::AllBackbones;
-using testing::CheckParameterGradients;
 using testing::KindName;
-using testing::Project;
 using testing::RandomMatrix;
 using testing::TinyConfig;
 
@@ -51,14 +49,8 @@ TEST(ModelGradientTest, EveryBackboneMatchesFiniteDifferencesWhenFullyTrained) {
       base::Rng rng(3);
       Matrix x = RandomMatrix(3, model->config().input_size(), rng);
       Matrix r = RandomMatrix(3, 4, rng);
-      auto loss = [&] { return Project(model->Forward(x, false), r); };
-      auto backward = [&] {
-        model->ZeroGrads();
-        model->Forward(x, true);
-        model->Backward(r);
-      };
       EXPECT_TRUE(
-          CheckParameterGradients(model->parameter_sets(), loss, backward, FineSteps(kind)));
+          testing::CheckModelGradients(*model, model->parameter_sets(), x, r, FineSteps(kind)));
     }
   }
 }
@@ -70,13 +62,8 @@ TEST(ModelGradientTest, CosineHeadMatchesFiniteDifferences) {
     base::Rng rng(4);
     Matrix x = RandomMatrix(3, model->config().input_size(), rng);
     Matrix r = RandomMatrix(3, 4, rng);
-    auto loss = [&] { return Project(model->Forward(x, false), r); };
-    auto backward = [&] {
-      model->ZeroGrads();
-      model->Forward(x, true);
-      model->Backward(r);
-    };
-    EXPECT_TRUE(CheckParameterGradients(model->parameter_sets(), loss, backward, FineSteps(kind)));
+    EXPECT_TRUE(
+        testing::CheckModelGradients(*model, model->parameter_sets(), x, r, FineSteps(kind)));
   }
 }
 
@@ -88,13 +75,7 @@ TEST(ModelTest, FrozenBackboneGetsNoGradientAndSkipsNothingTheHeadNeeds) {
     base::Rng rng(5);
     Matrix x = RandomMatrix(3, model->config().input_size(), rng);
     Matrix r = RandomMatrix(3, 4, rng);
-    auto loss = [&] { return Project(model->Forward(x, false), r); };
-    auto backward = [&] {
-      model->ZeroGrads();
-      model->Forward(x, true);
-      model->Backward(r);
-    };
-    EXPECT_TRUE(CheckParameterGradients(model->parameter_sets(), loss, backward));
+    EXPECT_TRUE(testing::CheckModelGradients(*model, model->parameter_sets(), x, r));
     EXPECT_EQ(model->backbone().parameters().flat_grads().squaredNorm(), 0.0f);
   }
 }

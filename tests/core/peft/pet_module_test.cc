@@ -15,7 +15,6 @@ using nn::BackboneKind;
 using nn::Matrix;
 using nn::testing::AllBackbones;
 using nn::testing::KindName;
-using nn::testing::Project;
 using nn::testing::RandomMatrix;
 using nn::testing::TinyConfig;
 
@@ -73,17 +72,11 @@ TEST(PetModuleGradientTest, EveryModuleKindMatchesFiniteDifferencesOnAFrozenBack
       ASSERT_TRUE(module->Attach(*model).ok());
       Matrix x = RandomMatrix(3, model->config().input_size(), rng);
       Matrix r = RandomMatrix(3, 4, rng);
-      auto loss = [&] { return Project(model->Forward(x, false), r); };
-      auto backward = [&] {
-        model->ZeroGrads();
-        model->Forward(x, true);
-        model->Backward(r);
-      };
       nn::testing::GradCheckOptions options;
       options.epsilon = 2e-3;
       options.skip_kinks = backbone != BackboneKind::kVit || kind == PetKind::kAdapter;
-      EXPECT_TRUE(nn::testing::CheckParameterGradients(
-          {&module->parameters(), &model->head().parameters()}, loss, backward, options));
+      EXPECT_TRUE(nn::testing::CheckModelGradients(
+          *model, {&module->parameters(), &model->head().parameters()}, x, r, options));
       EXPECT_EQ(model->backbone().parameters().flat_grads().squaredNorm(), 0.0f);
     }
   }
