@@ -3,7 +3,8 @@
 # Instruction set for the numeric code. Eigen vectorises for whatever the compiler is told it may
 # use, so this decides the speed of every layer:
 #   x86-64-v3 (default): AVX2 + FMA, any x86 CPU since ~2015 (Haswell, Zen 1).
-#   portable:            baseline x86-64 (SSE2), for old or unknown hardware; roughly 2-3x slower.
+#   portable:            baseline x86-64 (SSE2), for old or unknown hardware; 1.7-2.4x slower on
+#                        the training-step benchmark (README, "Building").
 #   native:              whatever the build machine has (e.g. AVX-512); not for shipping binaries.
 set(FEDCL_ISA "x86-64-v3" CACHE STRING "Instruction set: x86-64-v3, portable or native")
 set_property(CACHE FEDCL_ISA PROPERTY STRINGS x86-64-v3 portable native)
