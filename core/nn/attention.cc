@@ -57,7 +57,8 @@ void MultiHeadAttention::Forward(ConstMatrixRef qkv, int batch, int tokens, bool
   EnsureShape(out, int64_t{batch} * nq, dim_);
   // probs_ keeps P padded to tp columns (zeros beyond `tokens`), one block per (sample, head).
   EnsureShape(probs_, int64_t{batch} * heads_ * nq, tp);
-  workspace_.resize(static_cast<size_t>(3 * tokens * hdp + hdp * tp));
+  const size_t t = tokens;
+  workspace_.resize(3 * t * hdp + size_t{1} * hdp * tp);
   float* q = workspace_.data();
   float* kt = q + tokens * hdp;
   float* v = kt + hdp * tp;
@@ -95,8 +96,8 @@ void MultiHeadAttention::Backward(ConstMatrixRef qkv, ConstMatrixRef dout, int b
   // Only query rows get a query gradient; with cls_only the others must read zero.
   if (nq != tokens) dqkv.leftCols(dim_).setZero();
   const Eigen::Index dstride = dqkv.cols();
-  workspace_.resize(
-      static_cast<size_t>(7 * tokens * hdp + hdp * tp + tokens * tp + 2 * tokens * tokens));
+  const size_t t = tokens;
+  workspace_.resize(7 * t * hdp + size_t{1} * hdp * tp + t * tp + 2 * t * t);
   float* q = workspace_.data();
   float* k = q + tokens * hdp;
   float* dout_h = k + tokens * hdp;
