@@ -37,10 +37,21 @@ class FileSystem {
   virtual absl::StatusOr<std::string> ReadFile(
       absl::string_view path, uint64_t max_bytes = std::numeric_limits<uint64_t>::max()) const = 0;
 
+  // How far WriteFileAtomically goes before it returns.
+  enum class Sync {
+    kDurable,    // fsync the file and its directory: the new contents survive a power cut
+    kCrashSafe,  // no fsync: survives a crash of this process (the kernel has the data), not a
+                 // power cut; much cheaper on slow disks
+  };
+
   // Replaces `path` with `contents` so that a crash at any point leaves either the old or the new
-  // file, never a mix: write a temporary file beside it, flush it to stable storage, rename it
-  // over `path`, then sync the directory.
-  virtual absl::Status WriteFileAtomically(absl::string_view path, absl::string_view contents) = 0;
+  // file, never a mix: write a temporary file beside it, (kDurable) flush it to stable storage,
+  // rename it over `path`, then (kDurable) sync the directory.
+  virtual absl::Status WriteFileAtomically(absl::string_view path, absl::string_view contents,
+                                           Sync sync) = 0;
+  absl::Status WriteFileAtomically(absl::string_view path, absl::string_view contents) {
+    return WriteFileAtomically(path, contents, Sync::kDurable);
+  }
 
   virtual bool Exists(absl::string_view path) const = 0;
 

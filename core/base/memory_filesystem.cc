@@ -28,7 +28,7 @@ absl::StatusOr<std::string> MemoryFileSystem::ReadFile(absl::string_view path,
 }
 
 absl::Status MemoryFileSystem::WriteFileAtomically(absl::string_view path,
-                                                   absl::string_view contents) {
+                                                   absl::string_view contents, Sync /*sync*/) {
   if (path.empty()) return absl::InvalidArgumentError("empty file path");
   absl::MutexLock lock(&mu_);
   if (writes_to_fail_ > 0) {

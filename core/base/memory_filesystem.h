@@ -24,7 +24,9 @@ class MemoryFileSystem final : public FileSystem {
   absl::StatusOr<std::string> ReadFile(
       absl::string_view path,
       uint64_t max_bytes = std::numeric_limits<uint64_t>::max()) const override;
-  absl::Status WriteFileAtomically(absl::string_view path, absl::string_view contents) override;
+  using FileSystem::WriteFileAtomically;
+  absl::Status WriteFileAtomically(absl::string_view path, absl::string_view contents,
+                                   Sync sync) override;
   bool Exists(absl::string_view path) const override;
   absl::Status DeleteFile(absl::string_view path) override;
   absl::Status RenameFile(absl::string_view from, absl::string_view to) override;

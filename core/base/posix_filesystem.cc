@@ -91,7 +91,9 @@ class PosixFileSystem final : public FileSystem {
     return contents;
   }
 
-  absl::Status WriteFileAtomically(absl::string_view path, absl::string_view contents) override {
+  using FileSystem::WriteFileAtomically;
+  absl::Status WriteFileAtomically(absl::string_view path, absl::string_view contents,
+                                   Sync sync) override {
     if (path.empty()) return absl::InvalidArgumentError("empty file path");
     static std::atomic<uint64_t> counter{0};
     std::string target(path);
@@ -100,7 +102,9 @@ class PosixFileSystem final : public FileSystem {
       ScopedFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
       if (fd.get() < 0) return ErrnoStatus("cannot create", temp, errno);
       absl::Status status = WriteAll(fd.get(), temp, contents);
-      if (status.ok() && ::fsync(fd.get()) != 0) status = ErrnoStatus("cannot sync", temp, errno);
+      if (status.ok() && sync == Sync::kDurable && ::fsync(fd.get()) != 0) {
+        status = ErrnoStatus("cannot sync", temp, errno);
+      }
       if (status.ok() && fd.Close() != 0) status = ErrnoStatus("cannot close", temp, errno);
       if (!status.ok()) {
         ::unlink(temp.c_str());
@@ -112,6 +116,7 @@ class PosixFileSystem final : public FileSystem {
       ::unlink(temp.c_str());
       return ErrnoStatus("cannot rename temporary file onto", path, error);
     }
+    if (sync != Sync::kDurable) return absl::OkStatus();
     // Make the rename itself durable.
     std::string dir = DirName(target);
     ScopedFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
