@@ -1,0 +1,259 @@
+// The server side of federated learning, without any transport: client registry, the round
+// state machine, the module pool with versions, update validation and streaming aggregation.
+// fedcl-server puts it behind gRPC; fedcl-sim drives it directly. Both run this same code.
+//
+//   fl::CoordinatorOptions options;                       // FedAU, 30 s rounds, plain SGD recipe
+//   FEDCL_ASSIGN_OR_RETURN(auto coordinator,
+//                          fl::Coordinator::Create(options, clock, &store, initial_modules));
+//   FEDCL_RETURN_IF_ERROR(coordinator->Enroll(7).status());
+//   FEDCL_ASSIGN_OR_RETURN(fl::WorkAssignment work, coordinator->GetWork(7, held_versions));
+//   ... the device trains and sends one delta per module ...
+//   FEDCL_ASSIGN_OR_RETURN(fl::SubmitResult result, coordinator->Submit(update));
+//   FEDCL_RETURN_IF_ERROR(coordinator->Tick());        // closes the round at its deadline
+//
+// Rounds. Round t opens with a deadline (now + round_duration) and is "open" until an update is
+// accepted, then "collecting". It closes at the deadline once at least min_participants updates
+// were accepted (otherwise the deadline moves on by round_duration), or as soon as
+// max_participants were accepted. While "closing" it waits for updates already being folded,
+// applies each module's aggregate, updates every client's record, persists, and opens t + 1.
+//
+// Aggregation streams: an accepted update is validated, journaled (StateStore::JournalUpdate,
+// durable before the call returns) and folded into each module's accumulator at once; nothing
+// is kept per client (FedVARP and MIFA excepted, by definition). The fold is exact fixed-point
+// arithmetic, so a round's result does not depend on arrival order or thread count.
+//
+// FedAU in a live server, pinned (algorithms.md §1.3 is the contract; these choices fill in what
+// a simulation never has to decide):
+//   - a client participates in round t when an update of its is accepted in round t;
+//   - N, the divisor of the FedAU and average_all rules, is the number of enrolled, not revoked,
+//     clients when the round closes;
+//   - a client that enrols at round r starts its interval counter at r, not at 0 (the reference
+//     code has every client present from round 0);
+//   - the weight is read when the update arrives (it depends only on rounds before t and on t),
+//     and the interval is recorded when the round closes; a restart replays the journal with the
+//     weights recorded in it.
+//
+// Errors (the host maps them to transport codes): NotFound for an unknown client or module
+// version no longer kept; FailedPrecondition for a revoked client, a module trained from a stale
+// version, or a coordinator whose store failed; Aborted for an update to a round that has closed
+// or is closing (ask for work again); OutOfRange for a round that has not opened; InvalidArgument
+// for a malformed update (unknown module, layout, non-finite value, norm above the bound when
+// rejecting); Unavailable when the journal could not be written or the same update is still
+// being processed (retry).
+//
+// Thread-safe: every method may be called concurrently.
+#ifndef FEDCL_CORE_FL_COORDINATOR_H_
+#define FEDCL_CORE_FL_COORDINATOR_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "core/base/clock.h"
+#include "core/fl/aggregator.h"
+#include "core/fl/round_types.h"
+#include "core/fl/state_store.h"
+#include "tbb/task_arena.h"
+
+namespace fedcl::fl {
+
+enum class NormPolicy {
+  kReject,  // an update whose L2 norm exceeds the bound is refused
+  kClip,    // ... is scaled down to the bound and accepted
+};
+
+struct CoordinatorOptions {
+  AggregatorOptions aggregator;  // default: FedAU (adaptive), K = ∞, γ = 1
+  Recipe recipe;                 // what devices are told to do each round
+  // Time from a round's opening to its deadline.
+  absl::Duration round_duration = absl::Seconds(30);
+  // A round closes at its deadline only once this many updates were accepted (>= 0).
+  int min_participants = 1;
+  // The round closes as soon as this many updates were accepted; 0 = no quota.
+  int max_participants = 0;
+  // Bound on an update's L2 norm over all its modules; 0 = no bound.
+  double max_update_norm = 0.0;
+  NormPolicy norm_policy = NormPolicy::kReject;
+  // known_prob only: each client's participation probability p_n (already clipped, in (0, 1]).
+  std::map<ClientId, double> participation_probability;
+  // Threads folding one update's vectors in parallel chunks (oneTBB), >= 1.
+  int fold_threads = 1;
+  // Longest wait GetWork suggests to a client with nothing to do: a quota or an early close may
+  // open the next round well before the deadline, so waiting clients check back at least this
+  // often.
+  absl::Duration max_retry_after = absl::Seconds(2);
+  absl::Status Validate() const;
+};
+
+// A module as published: its spec, version and values (shared, immutable once published).
+struct ModuleSnapshot {
+  ModuleSpec spec;
+  int64_t version = 0;
+  std::shared_ptr<const nn::ParameterSet> values;
+};
+
+struct ModuleInfo {
+  ModuleSpec spec;
+  int64_t version = 0;
+  int64_t num_values = 0;
+  bool download = false;  // the asking client lacks it or holds another version
+};
+
+struct WorkAssignment {
+  enum class Action { kTrain, kWait };
+  Action action = Action::kWait;
+  int64_t round = 0;
+  absl::Time deadline;
+  Recipe recipe;
+  std::vector<ModuleInfo> modules;
+  absl::Duration retry_after;  // with kWait
+};
+
+enum class RoundState { kOpen, kCollecting, kClosing };
+absl::string_view RoundStateName(RoundState state);  // "open", "collecting", "closing"
+
+struct ClientStatus {
+  ClientRecord record;
+  double current_weight = 1.0;  // the weight an update in the current round would get
+};
+
+struct CoordinatorStatus {
+  int64_t round = 0;
+  RoundState state = RoundState::kOpen;
+  absl::Time deadline;
+  int64_t accepted = 0;
+  int64_t enrolled = 0;
+  std::vector<ModuleVersion> modules;
+  std::string aggregator;
+  double weight_min = 0, weight_mean = 0, weight_max = 0;  // over enrolled clients
+  std::vector<ClientStatus> clients;
+};
+
+// What happened in a closed round, for metrics lines and evaluation.
+struct RoundReport {
+  int64_t round = 0;
+  absl::Time opened, closed;
+  int64_t participants = 0;
+  int64_t enrolled = 0;
+  int64_t samples = 0;
+  double mean_loss = 0.0;  // sample-weighted over participants; 0 if none
+  double weight_min = 0, weight_mean = 0, weight_max = 0;  // over participants' fold weights
+  std::vector<ModuleVersion> modules;                      // versions after the close
+};
+
+class Coordinator {
+ public:
+  // A fresh federation over `modules` (their versions are kept as given, normally 0). Opens
+  // round 0 now. `store` may be null (nothing persisted) and must outlive the coordinator.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(const CoordinatorOptions& options,
+                                                             base::Clock& clock, StateStore* store,
+                                                             std::vector<StoredModule> modules);
+
+  // Resumes from a store's state: the modules and clients as of the last closed round, the open
+  // round with its original deadline, and the journal of that round folded again. If the
+  // deadline passed while nobody was running, the round closes at once.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Recover(const CoordinatorOptions& options,
+                                                              base::Clock& clock, StateStore* store,
+                                                              StoredState state);
+
+  ~Coordinator();
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // Enrols `client` at the current round and returns that round; joining again is idempotent
+  // and returns the original round. A revoked client enrols afresh.
+  absl::StatusOr<int64_t> Enroll(ClientId client);
+  // The client leaves; with `permanent` it is revoked and stops counting in N.
+  absl::Status Leave(ClientId client, bool permanent);
+
+  // What `client` should do now; `held` lists the module versions it already has.
+  absl::StatusOr<WorkAssignment> GetWork(ClientId client, absl::Span<const ModuleVersion> held);
+
+  // The module's current values if `version` is current; NotFound otherwise.
+  absl::StatusOr<ModuleSnapshot> GetModule(absl::string_view name, int64_t version) const;
+  std::vector<ModuleSnapshot> Modules() const;
+
+  // Validates, journals and folds an update. Clipping (NormPolicy::kClip) scales the values of
+  // `update` in place. Idempotent on (client, round).
+  absl::StatusOr<SubmitResult> Submit(const UpdateSubmission& update);
+
+  // Closes the round if it is due (deadline passed with enough participants) and opens the next.
+  absl::Status Tick();
+  // Closes the current round now, whatever its deadline (the simulator's "every shard reported").
+  absl::Status CloseRound();
+
+  CoordinatorStatus Status() const;
+  int64_t current_round() const;
+  // Reports of rounds closed since the last call, oldest first.
+  std::vector<RoundReport> TakeRoundReports();
+  // Bytes held by the aggregators (O(d) for FedAU, O(N·d) for FedVARP/MIFA).
+  int64_t aggregator_memory_bytes() const;
+
+ private:
+  struct PooledModule {
+    ModuleSpec spec;
+    int64_t version = 0;
+    std::shared_ptr<const nn::ParameterSet> values;
+    std::unique_ptr<ModuleAggregator> aggregator;
+    int64_t participants = 0;  // this round
+  };
+
+  Coordinator(const CoordinatorOptions& options, base::Clock& clock, StateStore* store);
+  absl::Status InitModules(std::vector<StoredModule> modules) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status OpenRoundLocked(int64_t round, absl::Time opened, absl::Time deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CloseRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  double WeightLocked(const ClientRecord& client, int64_t round) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What Submit needs once admitted: the fold weight and each delta's aggregator.
+  struct Admission {
+    double weight = 0.0;
+    std::vector<ModuleAggregator*> aggregators;  // parallel to update.modules
+  };
+  absl::StatusOr<Admission> AdmitLocked(const UpdateSubmission& update)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ValidateAgainstPool(const UpdateSubmission& update) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Folds each delta into its aggregator (which locks itself). Not under mu_.
+  static absl::Status FoldAll(const UpdateSubmission& update, double weight,
+                              const std::vector<ModuleAggregator*>& aggregators);
+  std::vector<ModuleAggregator*> AggregatorsForLocked(const UpdateSubmission& update)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  int64_t EnrolledLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  PooledModule* FindModuleLocked(absl::string_view name) ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  const CoordinatorOptions options_;
+  base::Clock& clock_;
+  StateStore* const store_;
+  std::unique_ptr<tbb::task_arena> arena_;
+
+  mutable absl::Mutex mu_;
+  bool failed_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<PooledModule> modules_ ABSL_GUARDED_BY(mu_);
+  std::map<ClientId, ClientRecord> clients_ ABSL_GUARDED_BY(mu_);
+  int64_t round_ ABSL_GUARDED_BY(mu_) = 0;
+  RoundState state_ ABSL_GUARDED_BY(mu_) = RoundState::kOpen;
+  absl::Time opened_ ABSL_GUARDED_BY(mu_);
+  absl::Time deadline_ ABSL_GUARDED_BY(mu_);
+  // Clients whose update of this round was accepted, with the weight it was folded with.
+  absl::flat_hash_map<ClientId, double> accepted_ ABSL_GUARDED_BY(mu_);
+  // Clients whose update is being validated, journaled or folded right now.
+  absl::flat_hash_set<ClientId> in_flight_ ABSL_GUARDED_BY(mu_);
+  int64_t round_samples_ ABSL_GUARDED_BY(mu_) = 0;
+  double round_loss_sum_ ABSL_GUARDED_BY(mu_) = 0.0;
+  std::vector<RoundReport> reports_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace fedcl::fl
+
+#endif  // FEDCL_CORE_FL_COORDINATOR_H_
