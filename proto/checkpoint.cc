@@ -208,10 +208,13 @@ absl::StatusOr<peft::PetConfig> FromProto(const v1::PetConfig& message) {
   if (!kind.ok()) return Invalid("PET config", kind.status());
   config.kind = *kind;
   config.site_prefixes.assign(message.site_prefixes().begin(), message.site_prefixes().end());
-  config.ssf_init_stddev = message.ssf_init_stddev();
-  config.adapter_bottleneck = message.adapter_bottleneck();
-  config.lora_rank = message.lora_rank();
-  config.lora_alpha = message.lora_alpha();
+  // proto3 cannot tell an unset number from 0, and 0 is never a valid bottleneck, rank or
+  // alpha: a 0 keeps PetConfig's default, so configs name only what they change. (An SSF init
+  // spread of exactly 0 therefore reads back as the default; it only matters at creation.)
+  if (message.ssf_init_stddev() != 0) config.ssf_init_stddev = message.ssf_init_stddev();
+  if (message.adapter_bottleneck() != 0) config.adapter_bottleneck = message.adapter_bottleneck();
+  if (message.lora_rank() != 0) config.lora_rank = message.lora_rank();
+  if (message.lora_alpha() != 0) config.lora_alpha = message.lora_alpha();
   FEDCL_RETURN_IF_ERROR(config.Validate());  // messages start "PET config: <field>"
   return config;
 }

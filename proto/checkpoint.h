@@ -82,8 +82,9 @@ absl::StatusOr<nn::ModelConfig> FromProto(const v1::ModelConfig& message);
 // Replaces `*message` with `config`. `message` must not be null.
 void ToProto(const peft::PetConfig& config, v1::PetConfig* message);
 
-// The config `message` describes. InvalidArgument for an unknown kind string or a config that
-// fails peft::PetConfig::Validate, naming the field.
+// The config `message` describes; numeric fields left at 0 take PetConfig's defaults (proto3
+// cannot tell unset from 0, and 0 is never valid for them). InvalidArgument for an unknown kind
+// string or a config that fails peft::PetConfig::Validate, naming the field.
 absl::StatusOr<peft::PetConfig> FromProto(const v1::PetConfig& message);
 
 // Replaces `*message` with `metadata`. `message` must not be null.

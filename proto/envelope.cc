@@ -53,8 +53,10 @@ absl::Status Corrupt(absl::string_view what, const Problem&... problem) {
   return absl::DataLossError(absl::StrCat(what, " is corrupt: ", problem...));
 }
 
-// Checks magic, version and header checksum, the parts that say "this is an intact envelope
-// header". `what` names the source for error messages.
+// Checks magic, header checksum and version, the parts that say "this is an intact envelope
+// header". The checksum comes before the version so that a damaged version field reads as
+// damage (DataLoss), not as a file from a newer build; every format version keeps the header
+// checksum where version 1 has it (envelope.h).
 absl::Status CheckHeader(absl::string_view bytes, absl::string_view what) {
   if (bytes.size() < kEnvelopeHeaderSize) {
     return Corrupt(what, "truncated to ", bytes.size(), " bytes, shorter than the ",
@@ -66,17 +68,17 @@ absl::Status CheckHeader(absl::string_view bytes, absl::string_view what) {
                      absl::CHexEscape(bytes.substr(0, sizeof(kMagic))), "\", not \"",
                      absl::CHexEscape(absl::string_view(kMagic, sizeof(kMagic))), "\""));
   }
-  uint32_t version = LoadLittleEndian32(bytes.data() + kVersionOffset);
-  if (version != kEnvelopeFormatVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        what, " has envelope format version ", version, " but this build reads only version ",
-        kEnvelopeFormatVersion, " (the file is newer than this build, or damaged)"));
-  }
   uint32_t stored = LoadLittleEndian32(bytes.data() + kHeaderCrcOffset);
   uint32_t computed = Crc32(bytes.substr(0, kHeaderCrcOffset));
   if (stored != computed) {
     return Corrupt(what, "header checksum mismatch (stored ", Hex32(stored), ", computed ",
                    Hex32(computed), ")");
+  }
+  uint32_t version = LoadLittleEndian32(bytes.data() + kVersionOffset);
+  if (version != kEnvelopeFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, " has envelope format version ", version, " but this build reads only version ",
+        kEnvelopeFormatVersion, " (the file is newer than this build, or damaged)"));
   }
   return absl::OkStatus();
 }
@@ -116,6 +118,10 @@ std::string PayloadKindName(PayloadKind kind) {
       return "parameter set";
     case PayloadKind::kModelCheckpoint:
       return "model checkpoint";
+    case PayloadKind::kModulePool:
+      return "module pool";
+    case PayloadKind::kClientState:
+      return "client state";
   }
   return absl::StrCat("unknown payload kind ", static_cast<uint32_t>(kind));
 }
@@ -154,9 +160,10 @@ absl::Status DecodeEnvelope(absl::string_view bytes, absl::string_view source_na
 }
 
 absl::Status WriteEnvelope(base::FileSystem& fs, absl::string_view path, PayloadKind kind,
-                           const google::protobuf::MessageLite& message) {
+                           const google::protobuf::MessageLite& message,
+                           base::FileSystem::Sync sync) {
   FEDCL_ASSIGN_OR_RETURN(std::string bytes, EncodeEnvelope(kind, message));
-  return fs.WriteFileAtomically(path, bytes);
+  return fs.WriteFileAtomically(path, bytes, sync);
 }
 
 absl::Status ReadEnvelope(const base::FileSystem& fs, absl::string_view path,

@@ -24,9 +24,10 @@
 //       28     4  CRC-32 of header bytes 0..27
 //       32     -  payload: the serialized message, exactly `payload length` bytes
 //
-// A reader checks, in order: the header is complete, the magic, the version, the header CRC, the
-// kind, the length (neither truncated nor followed by trailing bytes), the payload CRC, and that
-// the payload parses as the expected message type. Error codes:
+// Every format version keeps the magic and this header CRC where they are, so a reader checks, in
+// order: the header is complete, the magic, the header CRC, the version, the kind, the length
+// (neither truncated nor followed by trailing bytes), the payload CRC, and that the payload parses
+// as the expected message type. Error codes:
 //
 //   DataLoss            the bytes claim to be an envelope and are damaged: shorter than the
 //                       header, header or payload checksum mismatch, wrong length, or a payload
@@ -62,6 +63,10 @@ enum class PayloadKind : uint32_t {
   kParameterSet = 1,
   // A fedcl.v1.ModelCheckpoint: config, weights, PET modules and metadata (proto/checkpoint.h).
   kModelCheckpoint = 2,
+  // A fedcl.v1.ModulePoolState: fedcl-server's module pool after a round (server/).
+  kModulePool = 3,
+  // A fedcl.v1.ClientState: fedcl-client's durable state in its state directory (client/).
+  kClientState = 4,
 };
 
 // Human-readable name of a kind, e.g. "parameter set"; "unknown payload kind 7" for an unknown
@@ -85,8 +90,10 @@ absl::Status DecodeEnvelope(absl::string_view bytes, absl::string_view source_na
 // Encodes `message` and replaces the file at `path` atomically through
 // FileSystem::WriteFileAtomically: after a crash or a failed write the previous file, if any, is
 // still there and readable. Errors from encoding or from the file system are passed through.
+// `sync` chooses durable (fsync, the default) or crash-safe writes (base/filesystem.h).
 absl::Status WriteEnvelope(base::FileSystem& fs, absl::string_view path, PayloadKind kind,
-                           const google::protobuf::MessageLite& message);
+                           const google::protobuf::MessageLite& message,
+                           base::FileSystem::Sync sync = base::FileSystem::Sync::kDurable);
 
 // Reads the envelope at `path` into `*message`, as DecodeEnvelope does. Refuses, before reading,
 // a file larger than `max_bytes` (header included) with ResourceExhausted. File system errors

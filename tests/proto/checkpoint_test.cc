@@ -197,8 +197,13 @@ TEST(CheckpointConfigTest, PetConfigRoundTripsAndRefusesUnknownKinds) {
   EXPECT_EQ(FromProto(bad).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(FromProto(bad).status().message(), HasSubstr("unknown PET kind 'prefix'"));
   bad = message;
-  bad.set_lora_rank(0);
+  bad.set_lora_rank(-3);
   EXPECT_THAT(FromProto(bad).status().message(), HasSubstr("lora_rank"));
+  // 0 means "unset" in proto3: it takes the default rather than failing.
+  v1::PetConfig sparse;
+  sparse.set_kind("lora");
+  ASSERT_TRUE(FromProto(sparse).ok());
+  EXPECT_EQ(FromProto(sparse)->lora_rank, peft::PetConfig{}.lora_rank);
 }
 
 TEST(CheckpointTest, RoundTripReproducesEveryBackboneBitForBit) {

@@ -1,0 +1,96 @@
+#include "proto/federation_convert.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "proto/checkpoint.h"
+
+namespace fedcl::proto {
+
+void ToProto(const fl::Recipe& recipe, v1::Recipe* message) {
+  message->set_local_steps(recipe.local_steps);
+  message->set_batch_size(recipe.batch_size);
+  message->set_learning_rate(recipe.learning_rate);
+  message->set_optimizer(recipe.optimizer);
+  message->set_momentum(recipe.momentum);
+  message->set_weight_decay(recipe.weight_decay);
+  message->set_clip_grad_norm(recipe.clip_grad_norm);
+}
+
+absl::StatusOr<fl::Recipe> FromProto(const v1::Recipe& message) {
+  fl::Recipe recipe;
+  recipe.local_steps = message.local_steps();
+  recipe.batch_size = message.batch_size();
+  recipe.learning_rate = message.learning_rate();
+  recipe.optimizer = message.optimizer().empty() ? "sgd" : message.optimizer();
+  recipe.momentum = message.momentum();
+  recipe.weight_decay = message.weight_decay();
+  recipe.clip_grad_norm = message.clip_grad_norm();
+  FEDCL_RETURN_IF_ERROR(recipe.Validate());
+  return recipe;
+}
+
+void ToProto(const fl::ModuleSpec& spec, v1::ModuleDescriptor* message) {
+  message->set_name(spec.name);
+  message->set_role(std::string(fl::ModuleRoleName(spec.role)));
+  if (spec.role == fl::ModuleRole::kPet) ToProto(spec.pet, message->mutable_pet());
+}
+
+absl::StatusOr<fl::ModuleSpec> SpecFromProto(const v1::ModuleDescriptor& message) {
+  fl::ModuleSpec spec;
+  spec.name = message.name();
+  if (spec.name.empty()) return absl::InvalidArgumentError("module descriptor without a name");
+  FEDCL_ASSIGN_OR_RETURN(spec.role, fl::ParseModuleRole(message.role()));
+  if (spec.role == fl::ModuleRole::kPet) {
+    FEDCL_ASSIGN_OR_RETURN(spec.pet, FromProto(message.pet()));
+  }
+  return spec;
+}
+
+void ToProto(const fl::WorkAssignment& work, v1::GetWorkResponse* message) {
+  message->set_action(work.action == fl::WorkAssignment::Action::kTrain
+                          ? v1::GetWorkResponse::ACTION_TRAIN
+                          : v1::GetWorkResponse::ACTION_WAIT);
+  message->set_round(work.round);
+  message->set_deadline_unix_ms(absl::ToUnixMillis(work.deadline));
+  ToProto(work.recipe, message->mutable_recipe());
+  for (const fl::ModuleInfo& info : work.modules) {
+    v1::ModuleDescriptor* d = message->add_modules();
+    ToProto(info.spec, d);
+    d->set_version(info.version);
+    d->set_num_values(info.num_values);
+    d->set_download(info.download);
+  }
+  message->set_retry_after_ms(absl::ToInt64Milliseconds(work.retry_after));
+}
+
+absl::StatusOr<std::vector<fl::TensorSpec>> LayoutFromProto(const v1::ParameterSet& layout) {
+  std::vector<fl::TensorSpec> specs;
+  for (const v1::Tensor& tensor : layout.tensors()) {
+    if (tensor.dtype() != v1::DTYPE_FLOAT32) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", tensor.name(), "' has dtype ",
+                                                     tensor.dtype(),
+                                                     "; only float32 deltas are accepted"));
+    }
+    fl::TensorSpec spec{tensor.name(), {}};
+    for (int64_t dim : tensor.shape()) {
+      if (dim <= 0 || dim > (int64_t{1} << 32)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", tensor.name(), "' has an invalid dimension ", dim));
+      }
+      spec.shape.push_back(dim);
+    }
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+void LayoutToProto(const std::vector<fl::TensorSpec>& layout, v1::ParameterSet* message) {
+  for (const fl::TensorSpec& spec : layout) {
+    v1::Tensor* tensor = message->add_tensors();
+    tensor->set_name(spec.name);
+    for (int64_t dim : spec.shape) tensor->add_shape(dim);
+    tensor->set_dtype(v1::DTYPE_FLOAT32);
+  }
+}
+
+}  // namespace fedcl::proto
