@@ -1,12 +1,216 @@
-// fedcl-client: the edge client process and embeddable SDK over the Learner (issues #3 and #6).
+// fedcl-client: one federated device. It joins a fedcl-server, then asks for work, trains the
+// round's modules on its local data and submits them, until it has taken part in --rounds rounds
+// or --duration has passed.
 //
-// Not built yet: this placeholder only says so, and exits with status 2 so that no script
-// mistakes it for the real thing. Until then, the main job is fedcl-pretrain (see README).
+//   fedcl-client --server=localhost:50051 --client_id=3 --token_file=client3.token
+//                --state_dir=/var/lib/fedcl-client/3 --num_partitions=10 --partition=dirichlet
+//                --dirichlet_alpha=0.5 --partition_seed=1 --rounds=20
+//
+// Its state (enrolment, modules, an unacknowledged update) lives in --state_dir, so a restarted
+// client continues where it stopped. Progress goes to stderr, one line per round; a final summary
+// line goes to stdout. Exit status: 0 after --rounds participations, --duration, or SIGINT /
+// SIGTERM; 1 on a fatal error (bad token, refused update, unreadable data, ...); 2 for invalid
+// flag values (flags Abseil cannot parse at all exit with Abseil's status 1).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
 
-int main() {
-  std::fprintf(stderr,
-               "fedcl-client is not implemented yet: it will be the edge client process and "
-               "embeddable SDK over the Learner (issues #3 and #6).\n");
-  return 2;
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "client/device_loop.h"
+#include "core/base/clock.h"
+#include "core/base/filesystem.h"
+#include "core/base/log.h"
+#include "core/base/status_macros.h"
+
+ABSL_FLAG(std::string, server, "localhost:50051", "Server address (gRPC target), host:port.");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM file with the CA certificate(s) to check the server against; empty = plaintext "
+          "(loopback only).");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name to check in the server's certificate when it differs from the --server host.");
+ABSL_FLAG(std::string, token, "", "Bearer token of this client (prefer --token_file).");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding the bearer token (surrounding whitespace is "
+          "ignored).");
+ABSL_FLAG(uint64_t, client_id, 0, "This device's client id.");
+ABSL_FLAG(std::string, state_dir, "",
+          "Directory for the client's state and backbone cache "
+          "(one per client id). Required.");
+ABSL_FLAG(std::string, backbone, "",
+          "Local copy of the server's backbone checkpoint; empty downloads it (and caches it in "
+          "--state_dir). It must be the server's backbone (checked by SHA-256).");
+ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist",
+          "Fashion-MNIST directory (its training split is the local data).");
+ABSL_FLAG(std::string, images, "", "IDX images file to use instead of Fashion-MNIST.");
+ABSL_FLAG(std::string, labels, "", "IDX labels file to go with --images.");
+ABSL_FLAG(int, num_classes, 10, "Classes of the --images/--labels data.");
+ABSL_FLAG(int, max_samples, 0, "Use only the first N samples of the dataset (0 = all).");
+ABSL_FLAG(std::string, partition, "iid", "How the dataset is split: iid, dirichlet or shards.");
+ABSL_FLAG(int, num_partitions, 1, "Number of partitions (devices) the dataset is split into.");
+ABSL_FLAG(int, partition_index, -1,
+          "The partition this device trains on; -1 = client id mod --num_partitions.");
+ABSL_FLAG(uint64_t, partition_seed, 0, "Seeds the split; the same for every device.");
+ABSL_FLAG(double, dirichlet_alpha, 0.5, "Dirichlet concentration for --partition=dirichlet.");
+ABSL_FLAG(int, shards_per_client, 2, "Shards per device for --partition=shards.");
+ABSL_FLAG(double, participation, 1.0,
+          "Probability of taking part in each round offered, in (0, 1].");
+ABSL_FLAG(uint64_t, participation_seed, 2, "Seeds the participation draws.");
+ABSL_FLAG(int, rounds, 0, "Exit after this many acknowledged updates (0 = no limit).");
+ABSL_FLAG(absl::Duration, duration, absl::ZeroDuration(),
+          "Exit after this long, e.g. 10m (0 = no limit).");
+ABSL_FLAG(uint64_t, seed, 1, "Seeds local training (minibatch order).");
+ABSL_FLAG(absl::Duration, backoff_initial, absl::Milliseconds(200), "First retry delay.");
+ABSL_FLAG(absl::Duration, backoff_max, absl::Seconds(30), "Longest retry delay.");
+ABSL_FLAG(double, backoff_multiplier, 2.0, "Retry delay growth per failure.");
+ABSL_FLAG(double, backoff_jitter, 0.2, "Relative jitter of retry delays, in [0, 1).");
+ABSL_FLAG(int, max_failures, 0,
+          "Give up after this many consecutive failures of one call (0 = keep trying).");
+ABSL_FLAG(absl::Duration, call_timeout, absl::Seconds(60), "Deadline of each call.");
+ABSL_FLAG(int64_t, max_message_bytes, int64_t{4} << 20, "Largest gRPC message, in bytes.");
+ABSL_FLAG(absl::Duration, max_poll, absl::Seconds(10), "Longest wait between asks for work.");
+
+namespace fedcl::client {
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitBadFlags = 2;
+
+// Set by the signal handler (only async-signal-safe work there); a watcher thread stops the loop.
+std::atomic<bool> g_signalled{false};
+
+void OnSignal(int) { g_signalled.store(true); }
+
+absl::StatusOr<DeviceLoopOptions> OptionsFromFlags(const base::FileSystem& fs) {
+  DeviceLoopOptions options;
+  options.server.target = absl::GetFlag(FLAGS_server);
+  options.server.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  options.server.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  options.server.token = absl::GetFlag(FLAGS_token);
+  if (!absl::GetFlag(FLAGS_token_file).empty()) {
+    if (!options.server.token.empty()) {
+      return absl::InvalidArgumentError("give --token or --token_file, not both");
+    }
+    FEDCL_ASSIGN_OR_RETURN(std::string token, fs.ReadFile(absl::GetFlag(FLAGS_token_file), 4096));
+    options.server.token = std::string(absl::StripAsciiWhitespace(token));
+  }
+  options.server.call_timeout = absl::GetFlag(FLAGS_call_timeout);
+  options.server.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.server.reconnect_backoff_initial = absl::GetFlag(FLAGS_backoff_initial);
+  options.server.reconnect_backoff_max = absl::GetFlag(FLAGS_backoff_max);
+  FEDCL_RETURN_IF_ERROR(options.server.Validate());
+  options.client_id = absl::GetFlag(FLAGS_client_id);
+  options.state_dir = absl::GetFlag(FLAGS_state_dir);
+  options.backbone_checkpoint = absl::GetFlag(FLAGS_backbone);
+  LocalDataOptions& data = options.data;
+  data.fashion_mnist_dir = absl::GetFlag(FLAGS_data_dir);
+  data.images_path = absl::GetFlag(FLAGS_images);
+  data.labels_path = absl::GetFlag(FLAGS_labels);
+  data.num_classes = absl::GetFlag(FLAGS_num_classes);
+  data.max_samples = absl::GetFlag(FLAGS_max_samples);
+  FEDCL_ASSIGN_OR_RETURN(data.partition, ParsePartitionKind(absl::GetFlag(FLAGS_partition)));
+  data.num_partitions = absl::GetFlag(FLAGS_num_partitions);
+  data.partition_index = absl::GetFlag(FLAGS_partition_index);
+  data.partition_seed = absl::GetFlag(FLAGS_partition_seed);
+  data.dirichlet_alpha = absl::GetFlag(FLAGS_dirichlet_alpha);
+  data.shards_per_client = absl::GetFlag(FLAGS_shards_per_client);
+  options.participation_probability = absl::GetFlag(FLAGS_participation);
+  options.participation_seed = absl::GetFlag(FLAGS_participation_seed);
+  options.max_rounds = absl::GetFlag(FLAGS_rounds);
+  options.max_duration = absl::GetFlag(FLAGS_duration);
+  options.seed = absl::GetFlag(FLAGS_seed);
+  options.backoff.initial = absl::GetFlag(FLAGS_backoff_initial);
+  options.backoff.max = absl::GetFlag(FLAGS_backoff_max);
+  options.backoff.multiplier = absl::GetFlag(FLAGS_backoff_multiplier);
+  options.backoff.jitter = absl::GetFlag(FLAGS_backoff_jitter);
+  options.backoff.max_consecutive_failures = absl::GetFlag(FLAGS_max_failures);
+  options.max_poll = absl::GetFlag(FLAGS_max_poll);
+  options.min_poll = std::min(options.min_poll, options.max_poll);
+  options.software = absl::StrCat("fedcl-client ", FEDCL_VERSION);
+  FEDCL_RETURN_IF_ERROR(options.Validate());
+  return options;
 }
+
+void PrintSummary(const DeviceLoopOptions& options, const DeviceStats& s, absl::Duration elapsed,
+                  absl::string_view outcome) {
+  std::printf(
+      "client %llu %s: %lld updates acknowledged (%lld duplicates), %lld rounds skipped, %lld "
+      "dropped, %lld resubmitted, %lld retries; last round %lld, loss %.4f; %lld acknowledged "
+      "in all; %.1f s\n",
+      static_cast<unsigned long long>(options.client_id), std::string(outcome).c_str(),
+      static_cast<long long>(s.participations), static_cast<long long>(s.duplicates),
+      static_cast<long long>(s.rounds_skipped), static_cast<long long>(s.updates_dropped),
+      static_cast<long long>(s.resubmissions), static_cast<long long>(s.retries),
+      static_cast<long long>(s.last_round), s.last_loss,
+      static_cast<long long>(s.total_participations), absl::ToDoubleSeconds(elapsed));
+  std::fflush(stdout);
+}
+
+int Run(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "A federated device: joins a fedcl-server and trains its modules on local data.\n"
+      "  fedcl-client --server=HOST:PORT --client_id=N --token_file=FILE --state_dir=DIR");
+  // --help lists this file's flags (Abseil's default looks for a file named after the binary).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view path) {
+    return absl::StrContains(path, "client/");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() > 1) {
+    std::fprintf(stderr, "fedcl-client: unexpected argument '%s' (see --help)\n", args[1]);
+    return kExitBadFlags;
+  }
+  base::FileSystem& fs = base::FileSystem::Default();
+  absl::StatusOr<DeviceLoopOptions> options = OptionsFromFlags(fs);
+  if (!options.ok()) {
+    std::fprintf(stderr, "fedcl-client: %s\n", std::string(options.status().message()).c_str());
+    return kExitBadFlags;
+  }
+  base::Clock& clock = base::Clock::Real();
+  const absl::Time start = clock.Now();
+  absl::StatusOr<std::unique_ptr<DeviceLoop>> loop = DeviceLoop::Create(*options, {});
+  if (!loop.ok()) {
+    std::fprintf(stderr, "fedcl-client: %s\n", loop.status().ToString().c_str());
+    return kExitFailure;
+  }
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::atomic<bool> finished{false};
+  std::thread watcher([&] {
+    while (!finished.load()) {
+      if (g_signalled.load()) {
+        (*loop)->Stop();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  const absl::Status status = (*loop)->Run();
+  finished.store(true);
+  watcher.join();
+  PrintSummary(*options, (*loop)->stats(), clock.Now() - start, status.ok() ? "done" : "failed");
+  if (!status.ok()) {
+    std::fprintf(stderr, "fedcl-client: %s\n", status.ToString().c_str());
+    return kExitFailure;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace fedcl::client
+
+int main(int argc, char** argv) { return fedcl::client::Run(argc, argv); }

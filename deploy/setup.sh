@@ -8,6 +8,7 @@ PACKAGES="
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libeigen3-dev libtbb-dev libabsl-dev zlib1g-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  openssl
   dataset-fashion-mnist
 "
 

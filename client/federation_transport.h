@@ -1,0 +1,101 @@
+// What a device needs from the federation server, without saying how it gets there.
+//
+// The DeviceLoop talks to the server only through this interface. fedcl-client passes a
+// FederationClient (gRPC, client/federation_client.h); tests pass a double over an in-process
+// fl::Coordinator, which can also inject failures (a lost acknowledgement, a closed round) without
+// a network. Everything here is core vocabulary (fl::, nn::) and standard or Abseil types.
+//
+// Error codes are the server's (core/fl/coordinator.h lists what each means): NotFound for an
+// unknown client or a module version no longer kept, FailedPrecondition for a revoked client or a
+// module trained from a stale version, Aborted for an update to a round that has closed, OutOfRange
+// for a round that has not opened, InvalidArgument for a malformed request, Unauthenticated /
+// PermissionDenied for a bad token, and Unavailable / DeadlineExceeded / ResourceExhausted for
+// "retry this call". Transports add DataLoss for a payload damaged in transit.
+#ifndef FEDCL_CLIENT_FEDERATION_TRANSPORT_H_
+#define FEDCL_CLIENT_FEDERATION_TRANSPORT_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "core/fl/coordinator.h"
+#include "core/fl/local_trainer.h"
+#include "core/fl/round_types.h"
+#include "core/nn/model_config.h"
+#include "core/nn/parameter_set.h"
+
+namespace fedcl::client {
+
+// The protocol this client speaks; Join refuses a server that reports another.
+inline constexpr absl::string_view kProtocol = "fedcl.v1";
+
+// What the server says about itself when a client joins (fedcl.v1.ServerInfo).
+struct ServerInfo {
+  std::string protocol;  // "fedcl.v1"
+  // The model every module attaches to (backbone, head, classes).
+  nn::ModelConfig model;
+  // Hex SHA-256 of the serialized ModelCheckpoint that DownloadBackbone returns.
+  std::string backbone_digest;
+  // Largest message the server accepts, and the chunk size for streamed payloads.
+  int64_t max_message_bytes = 0;
+  int64_t chunk_bytes = 0;
+};
+
+struct JoinResult {
+  fl::ClientId client_id = 0;
+  // The round at which the server enrolled the client (the first Join's round, if it remembers).
+  int64_t enrolled_round = 0;
+  ServerInfo server;
+};
+
+// A module as downloaded: what it is, its version and its values.
+struct DownloadedModule {
+  fl::ModuleSpec spec;
+  int64_t version = 0;
+  nn::ParameterSet values;
+};
+
+// Not thread-safe unless an implementation says so (CancelPendingCalls excepted); a DeviceLoop
+// calls it from one thread.
+class FederationTransport {
+ public:
+  virtual ~FederationTransport() = default;
+
+  // Enrols `client` or re-attaches it (idempotent). `software` describes the client, e.g.
+  // "fedcl-client 0.1.0".
+  virtual absl::StatusOr<JoinResult> Join(fl::ClientId client, absl::string_view software) = 0;
+
+  // What to do now. `held` lists the module versions the client has installed.
+  virtual absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client,
+                                                     absl::Span<const fl::ModuleVersion> held) = 0;
+
+  // The backbone: the bytes of a serialized fedcl.v1.ModelCheckpoint, checked against the
+  // transfer's size and CRC-32 (DataLoss if damaged).
+  virtual absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) = 0;
+
+  // Module `name` at `version`, which must be the current one (NotFound otherwise).
+  virtual absl::StatusOr<DownloadedModule> DownloadModule(fl::ClientId client,
+                                                          const std::string& name,
+                                                          int64_t version) = 0;
+
+  // Submits `update`, trained for `round`: one delta per module, its bytes sent in chunks of at
+  // most `chunk_bytes` (ServerInfo.chunk_bytes). Idempotent on (client, round): a repeat is
+  // acknowledged with `duplicate` set.
+  virtual absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
+                                                        const fl::LocalUpdate& update,
+                                                        int64_t chunk_bytes) = 0;
+
+  // The client stops taking part; with `permanent` it is revoked.
+  virtual absl::Status Leave(fl::ClientId client, bool permanent) = 0;
+
+  // Makes the calls in flight return soon (CANCELLED); later calls run normally. Unlike the
+  // other methods this one may be called from any thread. The default does nothing.
+  virtual void CancelPendingCalls() {}
+};
+
+}  // namespace fedcl::client
+
+#endif  // FEDCL_CLIENT_FEDERATION_TRANSPORT_H_

@@ -1,0 +1,240 @@
+#include "server/federation_service.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "core/base/status_macros.h"
+#include "proto/federation_convert.h"
+#include "proto/tensor_convert.h"
+#include "server/grpc_status.h"
+#include "server/submit_reactor.h"
+
+namespace fedcl::server {
+namespace {
+
+constexpr absl::string_view kBearer = "Bearer ";
+
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// Streams a payload in chunks; the first chunk carries the total size and CRC.
+class ChunkWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
+ public:
+  ChunkWriter(std::shared_ptr<const Payload> payload, int64_t chunk_bytes)
+      : payload_(std::move(payload)), chunk_bytes_(chunk_bytes) {
+    WriteNext();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "download interrupted"));
+      return;
+    }
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    const int64_t total = static_cast<int64_t>(payload_->bytes.size());
+    if (started_ && offset_ >= total) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    started_ = true;  // even an empty payload is sent as one (empty) chunk
+    chunk_.Clear();
+    chunk_.set_offset(offset_);
+    const int64_t size = std::min(chunk_bytes_, total - offset_);
+    chunk_.set_data(payload_->bytes.data() + offset_, size);
+    if (offset_ == 0) {
+      chunk_.set_total_bytes(total);
+      chunk_.set_crc32(payload_->crc32);
+    }
+    offset_ += size;
+    StartWrite(&chunk_);
+  }
+  std::shared_ptr<const Payload> payload_;
+  int64_t chunk_bytes_;
+  int64_t offset_ = 0;
+  bool started_ = false;
+  v1::Chunk chunk_;
+};
+
+class ErrorWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
+ public:
+  explicit ErrorWriter(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+std::shared_ptr<const Payload> MakePayload(std::string bytes) {
+  auto payload = std::make_shared<Payload>();
+  payload->crc32 = static_cast<uint32_t>(
+      crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+  payload->bytes = std::move(bytes);
+  return payload;
+}
+
+FederationService::FederationService(fl::Coordinator& coordinator,
+                                     const TokenAuthenticator* authenticator, v1::ServerInfo info,
+                                     std::shared_ptr<const Payload> backbone,
+                                     const ServiceOptions& options, base::LogSink& log)
+    : coordinator_(coordinator),
+      authenticator_(authenticator),
+      info_(std::move(info)),
+      backbone_(std::move(backbone)),
+      options_(options),
+      log_(log),
+      upload_gate_(options.max_concurrent_uploads),
+      workers_(std::make_unique<WorkQueue>(options.worker_threads)) {}
+
+FederationService::~FederationService() = default;
+
+absl::Status FederationService::Authorize(grpc::CallbackServerContext* context,
+                                          fl::ClientId client) const {
+  if (authenticator_ == nullptr) return absl::OkStatus();
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return absl::UnauthenticatedError("missing authorization metadata");
+  absl::string_view value(it->second.data(), it->second.size());
+  if (!absl::StartsWith(value, kBearer)) {
+    return absl::UnauthenticatedError("authorization must be 'Bearer <token>'");
+  }
+  return authenticator_->Check(value.substr(kBearer.size()), client);
+}
+
+void FederationService::SetEvaluation(int64_t round, double accuracy) {
+  absl::MutexLock lock(&mu_);
+  evaluated_round_ = round;
+  evaluated_accuracy_ = accuracy;
+}
+
+grpc::ServerUnaryReactor* FederationService::Join(grpc::CallbackServerContext* context,
+                                                  const v1::JoinRequest* request,
+                                                  v1::JoinResponse* response) {
+  absl::Status status = Authorize(context, request->client_id());
+  if (!status.ok()) return Reply(context, status);
+  absl::StatusOr<int64_t> round = coordinator_.Enroll(request->client_id());
+  if (!round.ok()) return Reply(context, round.status());
+  response->set_client_id(request->client_id());
+  response->set_enrolled_round(*round);
+  *response->mutable_server() = info_;
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* FederationService::GetWork(grpc::CallbackServerContext* context,
+                                                     const v1::GetWorkRequest* request,
+                                                     v1::GetWorkResponse* response) {
+  absl::Status status = Authorize(context, request->client_id());
+  if (!status.ok()) return Reply(context, status);
+  std::vector<fl::ModuleVersion> held;
+  for (const v1::ModuleVersion& h : request->held()) held.push_back({h.name(), h.version()});
+  absl::StatusOr<fl::WorkAssignment> work = coordinator_.GetWork(request->client_id(), held);
+  if (!work.ok()) return Reply(context, work.status());
+  proto::ToProto(*work, response);
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::Chunk>* FederationService::DownloadBackbone(
+    grpc::CallbackServerContext* context, const v1::DownloadBackboneRequest* request) {
+  absl::Status status = Authorize(context, request->client_id());
+  if (!status.ok()) return new ErrorWriter(status);
+  return new ChunkWriter(backbone_, options_.chunk_bytes);
+}
+
+absl::StatusOr<std::shared_ptr<const Payload>> FederationService::ModulePayload(
+    const std::string& name, int64_t version) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = payloads_.find(name);
+    if (it != payloads_.end() && it->second.first == version) return it->second.second;
+  }
+  // Serialize outside the lock; two concurrent first downloads may both do it, which is harmless.
+  FEDCL_ASSIGN_OR_RETURN(fl::ModuleSnapshot snapshot, coordinator_.GetModule(name, version));
+  v1::ModulePayload message;
+  proto::ToProto(snapshot.spec, message.mutable_module());
+  message.mutable_module()->set_version(snapshot.version);
+  message.mutable_module()->set_num_values(snapshot.values->num_values());
+  proto::ToProto(*snapshot.values, message.mutable_parameters());
+  std::shared_ptr<const Payload> payload = MakePayload(message.SerializeAsString());
+  absl::MutexLock lock(&mu_);
+  payloads_[name] = {version, payload};
+  return payload;
+}
+
+grpc::ServerWriteReactor<v1::Chunk>* FederationService::DownloadModule(
+    grpc::CallbackServerContext* context, const v1::DownloadModuleRequest* request) {
+  absl::Status status = Authorize(context, request->client_id());
+  if (!status.ok()) return new ErrorWriter(status);
+  absl::StatusOr<std::shared_ptr<const Payload>> payload =
+      ModulePayload(request->name(), request->version());
+  if (!payload.ok()) return new ErrorWriter(payload.status());
+  return new ChunkWriter(*std::move(payload), options_.chunk_bytes);
+}
+
+grpc::ServerReadReactor<v1::UpdateChunk>* FederationService::SubmitUpdate(
+    grpc::CallbackServerContext* context, v1::SubmitUpdateResponse* response) {
+  return new SubmitReactor(*this, context, response);
+}
+
+grpc::ServerUnaryReactor* FederationService::Leave(grpc::CallbackServerContext* context,
+                                                   const v1::LeaveRequest* request,
+                                                   v1::LeaveResponse* response) {
+  absl::Status status = Authorize(context, request->client_id());
+  if (status.ok()) status = coordinator_.Leave(request->client_id(), request->permanent());
+  return Reply(context, status);
+}
+
+grpc::ServerUnaryReactor* FederationService::GetStatus(grpc::CallbackServerContext* context,
+                                                       const v1::GetStatusRequest* request,
+                                                       v1::GetStatusResponse* response) {
+  if (authenticator_ != nullptr) {
+    // Any valid token may read the status; it names no client.
+    const auto& metadata = context->client_metadata();
+    auto it = metadata.find("authorization");
+    absl::string_view value =
+        it == metadata.end() ? "" : absl::string_view(it->second.data(), it->second.size());
+    absl::ConsumePrefix(&value, kBearer);
+    absl::Status status = authenticator_->Authenticate(value).status();
+    if (!status.ok()) return Reply(context, status);
+  }
+  const fl::CoordinatorStatus s = coordinator_.Status();
+  response->set_round(s.round);
+  response->set_round_state(std::string(fl::RoundStateName(s.state)));
+  response->set_deadline_unix_ms(absl::ToUnixMillis(s.deadline));
+  response->set_accepted_this_round(s.accepted);
+  response->set_enrolled_clients(s.enrolled);
+  for (const fl::ModuleVersion& m : s.modules) {
+    v1::ModuleVersion* v = response->add_modules();
+    v->set_name(m.name);
+    v->set_version(m.version);
+  }
+  response->set_aggregator(s.aggregator);
+  response->set_weight_min(s.weight_min);
+  response->set_weight_mean(s.weight_mean);
+  response->set_weight_max(s.weight_max);
+  for (const fl::ClientStatus& c : s.clients) {
+    v1::ClientSummary* summary = response->add_clients();
+    summary->set_client_id(c.record.id);
+    summary->set_enrolled_round(c.record.enrolled_round);
+    summary->set_revoked(c.record.revoked);
+    summary->set_participations(c.record.participations);
+    summary->set_last_participation_round(c.record.last_participation_round);
+    summary->set_intervals(c.record.fedau.intervals);
+    summary->set_mean_interval(c.record.fedau.mean_interval());
+    summary->set_current_weight(c.current_weight);
+  }
+  absl::MutexLock lock(&mu_);
+  response->set_evaluated_round(evaluated_round_);
+  response->set_evaluated_accuracy(evaluated_accuracy_);
+  return Reply(context, absl::OkStatus());
+}
+
+}  // namespace fedcl::server

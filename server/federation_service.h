@@ -1,0 +1,109 @@
+// The fedcl.v1.Federation gRPC service: each handler authenticates, decodes the request into
+// core types, calls the transport-free fl::Coordinator, encodes the reply, and maps the
+// absl::Status through ToGrpcStatus. It owns no learning state.
+//
+// Uploads (SubmitUpdate) are staged whole before anything is folded, because validation (finite
+// values, the norm bound, the CRC) needs the whole update; at most `max_concurrent_uploads`
+// uploads are staged at once and the others wait before reading their data, so server memory
+// stays O(D) however many clients submit. The journal commit and the fold run on a small worker
+// pool, never on gRPC's threads.
+//
+// Thread-safe (gRPC calls handlers concurrently).
+#ifndef FEDCL_SERVER_FEDERATION_SERVICE_H_
+#define FEDCL_SERVER_FEDERATION_SERVICE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "core/base/log.h"
+#include "core/fl/coordinator.h"
+#include "proto/fedcl/v1/federation.grpc.pb.h"
+#include "server/token_auth.h"
+#include "server/work_queue.h"
+
+namespace fedcl::server {
+
+struct ServiceOptions {
+  int64_t max_message_bytes = 4 << 20;  // also set on the gRPC server
+  int64_t chunk_bytes = 1 << 20;        // chunks sent; the largest chunk accepted
+  int max_concurrent_uploads = 4;       // uploads staged in memory at once
+  int worker_threads = 2;               // journal + fold workers
+  // Run Submit (validation, journal, fold) on gRPC's thread instead of a worker. Right when
+  // nothing in it blocks (no journal to fsync): it saves a thread hop per update.
+  bool inline_submits = false;
+};
+
+// A payload ready to stream: bytes and their CRC-32.
+struct Payload {
+  std::string bytes;
+  uint32_t crc32 = 0;
+};
+std::shared_ptr<const Payload> MakePayload(std::string bytes);
+
+class FederationService final : public v1::Federation::CallbackService {
+ public:
+  // `authenticator` null means every call is allowed (loopback development only; the server
+  // logs a warning). `backbone` is the serialized ModelCheckpoint clients download.
+  FederationService(fl::Coordinator& coordinator, const TokenAuthenticator* authenticator,
+                    v1::ServerInfo info, std::shared_ptr<const Payload> backbone,
+                    const ServiceOptions& options, base::LogSink& log);
+  ~FederationService() override;
+
+  // Set by the host after each evaluation; reported by GetStatus.
+  void SetEvaluation(int64_t round, double accuracy);
+
+  grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* context,
+                                 const v1::JoinRequest* request,
+                                 v1::JoinResponse* response) override;
+  grpc::ServerUnaryReactor* GetWork(grpc::CallbackServerContext* context,
+                                    const v1::GetWorkRequest* request,
+                                    v1::GetWorkResponse* response) override;
+  grpc::ServerWriteReactor<v1::Chunk>* DownloadBackbone(
+      grpc::CallbackServerContext* context, const v1::DownloadBackboneRequest* request) override;
+  grpc::ServerWriteReactor<v1::Chunk>* DownloadModule(
+      grpc::CallbackServerContext* context, const v1::DownloadModuleRequest* request) override;
+  grpc::ServerReadReactor<v1::UpdateChunk>* SubmitUpdate(
+      grpc::CallbackServerContext* context, v1::SubmitUpdateResponse* response) override;
+  grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* context,
+                                  const v1::LeaveRequest* request,
+                                  v1::LeaveResponse* response) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const v1::GetStatusRequest* request,
+                                      v1::GetStatusResponse* response) override;
+
+  // For the upload reactor (submit_reactor.cc).
+  absl::Status Authorize(grpc::CallbackServerContext* context, fl::ClientId client) const;
+  fl::Coordinator& coordinator() { return coordinator_; }
+  UploadGate& upload_gate() { return upload_gate_; }
+  WorkQueue& workers() { return *workers_; }
+  const ServiceOptions& options() const { return options_; }
+  base::LogSink& log() { return log_; }
+
+ private:
+  absl::StatusOr<std::shared_ptr<const Payload>> ModulePayload(const std::string& name,
+                                                               int64_t version);
+
+  fl::Coordinator& coordinator_;
+  const TokenAuthenticator* const authenticator_;
+  const v1::ServerInfo info_;
+  const std::shared_ptr<const Payload> backbone_;
+  const ServiceOptions options_;
+  base::LogSink& log_;
+  UploadGate upload_gate_;
+  std::unique_ptr<WorkQueue> workers_;
+
+  absl::Mutex mu_;
+  // Serialized current module versions, so many downloads share one serialization.
+  std::map<std::string, std::pair<int64_t, std::shared_ptr<const Payload>>> payloads_
+      ABSL_GUARDED_BY(mu_);
+  int64_t evaluated_round_ ABSL_GUARDED_BY(mu_) = -1;
+  double evaluated_accuracy_ ABSL_GUARDED_BY(mu_) = 0.0;
+};
+
+}  // namespace fedcl::server
+
+#endif  // FEDCL_SERVER_FEDERATION_SERVICE_H_

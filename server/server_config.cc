@@ -1,0 +1,164 @@
+#include "server/server_config.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "proto/checkpoint.h"
+#include "proto/federation_convert.h"
+
+namespace fedcl::server {
+namespace {
+
+// Collects the parser's complaints instead of letting protobuf print them.
+class ErrorCollector final : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    if (first_.empty())
+      first_ = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
+  }
+  void AddWarning(int, int, const std::string&) override {}
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+};
+
+void ApplyDefaults(v1::ServerConfig& c) {
+  if (c.aggregator().kind().empty()) c.mutable_aggregator()->set_kind("adaptive");
+  if (c.aggregator().global_learning_rate() == 0)
+    c.mutable_aggregator()->set_global_learning_rate(1.0);
+  v1::Recipe* r = c.mutable_recipe();
+  if (r->local_steps() == 0) r->set_local_steps(5);
+  if (r->batch_size() == 0) r->set_batch_size(16);
+  if (r->learning_rate() == 0) r->set_learning_rate(0.1f);
+  if (r->optimizer().empty()) r->set_optimizer("sgd");
+  if (c.round().duration_ms() == 0) c.mutable_round()->set_duration_ms(30000);
+  if (!c.round().has_min_participants()) c.mutable_round()->set_min_participants(1);
+  v1::UpdateLimits* l = c.mutable_limits();
+  if (l->norm_policy().empty()) l->set_norm_policy("reject");
+  if (l->max_message_bytes() == 0) l->set_max_message_bytes(4 << 20);
+  if (l->chunk_bytes() == 0) l->set_chunk_bytes(1 << 20);
+  if (l->max_concurrent_uploads() == 0) l->set_max_concurrent_uploads(4);
+  if (c.journal().sync().empty()) c.mutable_journal()->set_sync("full");
+  if (c.evaluation().split().empty()) c.mutable_evaluation()->set_split("test");
+  if (c.evaluation().every_rounds() == 0) c.mutable_evaluation()->set_every_rounds(1);
+  if (c.fold_threads() == 0) c.set_fold_threads(2);
+}
+
+absl::Status Invalid(absl::string_view source, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat("server config '", source, "': ", message));
+}
+
+absl::Status Validate(const v1::ServerConfig& c, absl::string_view source) {
+  if (c.state_dir().empty()) return Invalid(source, "state_dir is required");
+  if (c.backbone_checkpoint().empty()) return Invalid(source, "backbone_checkpoint is required");
+  if (c.num_classes() < 0) return Invalid(source, "num_classes must be >= 0");
+  if (c.module_size() == 0) return Invalid(source, "at least one module is required");
+  for (const v1::ModuleConfig& m : c.module()) {
+    absl::StatusOr<fl::ModuleSpec> spec = ModuleSpecFrom(m);
+    if (!spec.ok()) return Invalid(source, spec.status().message());
+  }
+  absl::StatusOr<fl::CoordinatorOptions> options = CoordinatorOptionsFrom(c);
+  if (!options.ok()) return Invalid(source, options.status().message());
+  const v1::UpdateLimits& l = c.limits();
+  if (l.norm_policy() != "reject" && l.norm_policy() != "clip") {
+    return Invalid(source, absl::StrCat("limits.norm_policy '", l.norm_policy(),
+                                        "' (expected reject or clip)"));
+  }
+  if (l.max_message_bytes() < 4096 || l.max_message_bytes() > (int64_t{1} << 30)) {
+    return Invalid(source, "limits.max_message_bytes must be in [4096, 1 GiB]");
+  }
+  if (l.chunk_bytes() < 1024 || l.chunk_bytes() > l.max_message_bytes() / 2) {
+    return Invalid(source, "limits.chunk_bytes must be in [1024, max_message_bytes / 2]");
+  }
+  if (l.max_concurrent_uploads() < 1 || l.max_concurrent_uploads() > 1024) {
+    return Invalid(source, "limits.max_concurrent_uploads must be in [1, 1024]");
+  }
+  if (c.tls().cert_file().empty() != c.tls().key_file().empty()) {
+    return Invalid(source, "tls needs both cert_file and key_file, or neither");
+  }
+  if (c.journal().sync() != "full" && c.journal().sync() != "normal") {
+    return Invalid(source, "journal.sync must be full or normal");
+  }
+  const v1::EvaluationConfig& e = c.evaluation();
+  if (e.split() != "test" && e.split() != "train")
+    return Invalid(source, "evaluation.split must be test or train");
+  if (e.max_samples() < 0 || e.every_rounds() < 1) {
+    return Invalid(source, "evaluation.max_samples must be >= 0 and every_rounds >= 1");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<fl::ModuleSpec> ModuleSpecFrom(const v1::ModuleConfig& config) {
+  fl::ModuleSpec spec;
+  spec.name = config.name();
+  if (spec.name.empty()) return absl::InvalidArgumentError("a module needs a name");
+  absl::StatusOr<fl::ModuleRole> role = fl::ParseModuleRole(config.role());
+  if (!role.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("module '", spec.name, "': ", role.status().message()));
+  }
+  spec.role = *role;
+  if (spec.role == fl::ModuleRole::kPet) {
+    absl::StatusOr<peft::PetConfig> pet = proto::FromProto(config.pet());
+    if (!pet.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("module '", spec.name, "': ", pet.status().message()));
+    }
+    spec.pet = *pet;
+  }
+  return spec;
+}
+
+absl::StatusOr<fl::CoordinatorOptions> CoordinatorOptionsFrom(const v1::ServerConfig& c) {
+  fl::CoordinatorOptions o;
+  FEDCL_ASSIGN_OR_RETURN(o.aggregator.kind, fl::ParseAggregatorKind(c.aggregator().kind()));
+  o.aggregator.global_learning_rate = c.aggregator().global_learning_rate();
+  o.aggregator.fedau_cutoff = c.aggregator().fedau_cutoff();
+  FEDCL_ASSIGN_OR_RETURN(o.recipe, proto::FromProto(c.recipe()));
+  o.round_duration = absl::Milliseconds(c.round().duration_ms());
+  o.min_participants = c.round().min_participants();
+  o.max_participants = c.round().max_participants();
+  o.max_update_norm = c.limits().max_norm();
+  o.norm_policy =
+      c.limits().norm_policy() == "clip" ? fl::NormPolicy::kClip : fl::NormPolicy::kReject;
+  for (const auto& [client, p] : c.participation_probability())
+    o.participation_probability[client] = p;
+  o.fold_threads = c.fold_threads();
+  FEDCL_RETURN_IF_ERROR(o.Validate());
+  return o;
+}
+
+ServiceOptions ServiceOptionsFrom(const v1::ServerConfig& c) {
+  ServiceOptions o;
+  o.max_message_bytes = c.limits().max_message_bytes();
+  o.chunk_bytes = c.limits().chunk_bytes();
+  o.max_concurrent_uploads = c.limits().max_concurrent_uploads();
+  o.inline_submits = c.journal().disabled();  // nothing in Submit blocks without the journal
+  return o;
+}
+
+absl::StatusOr<v1::ServerConfig> ParseServerConfig(absl::string_view text,
+                                                   absl::string_view source) {
+  v1::ServerConfig config;
+  google::protobuf::TextFormat::Parser parser;
+  ErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &config)) {
+    return Invalid(source, errors.first().empty() ? "cannot parse" : errors.first());
+  }
+  ApplyDefaults(config);
+  FEDCL_RETURN_IF_ERROR(Validate(config, source));
+  return config;
+}
+
+absl::StatusOr<v1::ServerConfig> LoadServerConfig(const base::FileSystem& fs,
+                                                  absl::string_view path) {
+  FEDCL_ASSIGN_OR_RETURN(std::string text, fs.ReadFile(path, 16 << 20));
+  return ParseServerConfig(text, path);
+}
+
+}  // namespace fedcl::server

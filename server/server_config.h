@@ -1,0 +1,33 @@
+// Loading and validating fedcl-server's configuration (fedcl.v1.ServerConfig, text format).
+//
+// LoadServerConfig parses the file strictly (unknown fields are errors), fills defaults for
+// fields left unset and validates every value, so a bad configuration stops the server at
+// start-up with a message naming the field rather than failing later.
+#ifndef FEDCL_SERVER_SERVER_CONFIG_H_
+#define FEDCL_SERVER_SERVER_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/base/filesystem.h"
+#include "core/fl/coordinator.h"
+#include "proto/fedcl/v1/server_config.pb.h"
+#include "server/federation_service.h"
+
+namespace fedcl::server {
+
+// Parses text-format `text` (from `source`, for messages), applies defaults and validates.
+absl::StatusOr<v1::ServerConfig> ParseServerConfig(absl::string_view text,
+                                                   absl::string_view source);
+absl::StatusOr<v1::ServerConfig> LoadServerConfig(const base::FileSystem& fs,
+                                                  absl::string_view path);
+
+// The coordinator and service options the config describes (it must have been validated).
+absl::StatusOr<fl::CoordinatorOptions> CoordinatorOptionsFrom(const v1::ServerConfig& config);
+ServiceOptions ServiceOptionsFrom(const v1::ServerConfig& config);
+absl::StatusOr<fl::ModuleSpec> ModuleSpecFrom(const v1::ModuleConfig& config);
+
+}  // namespace fedcl::server
+
+#endif  // FEDCL_SERVER_SERVER_CONFIG_H_

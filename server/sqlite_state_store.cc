@@ -1,0 +1,402 @@
+#include "server/sqlite_state_store.h"
+
+#include <sqlite3.h>
+
+#include <cstring>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "core/base/status_macros.h"
+#include "proto/checkpoint.h"
+#include "proto/envelope.h"
+#include "proto/fedcl/v1/server_state.pb.h"
+#include "proto/tensor_convert.h"
+
+namespace fedcl::server {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS clients (
+  id INTEGER PRIMARY KEY, enrolled_round INTEGER NOT NULL, revoked INTEGER NOT NULL,
+  fedau_last_round INTEGER NOT NULL, fedau_intervals INTEGER NOT NULL,
+  fedau_interval_sum INTEGER NOT NULL, participations INTEGER NOT NULL,
+  last_participation_round INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rounds (
+  round INTEGER PRIMARY KEY, opened_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL,
+  closed_ms INTEGER, participants INTEGER, enrolled INTEGER);
+CREATE TABLE IF NOT EXISTS journal (
+  round INTEGER NOT NULL, client INTEGER NOT NULL, weight REAL NOT NULL, clipped INTEGER NOT NULL,
+  num_samples INTEGER NOT NULL, local_steps INTEGER NOT NULL, loss REAL NOT NULL,
+  modules TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (round, client));
+)sql";
+
+// meta keys
+constexpr const char* kLastClosedRound = "last_closed_round";
+constexpr const char* kOpenRound = "open_round";  // -1: none
+
+absl::Status SqliteError(sqlite3* db, absl::string_view what) {
+  return absl::InternalError(absl::StrCat("state database: ", what, ": ", sqlite3_errmsg(db)));
+}
+
+// A prepared statement that finalizes itself.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  bool ok() const { return stmt_ != nullptr; }
+  sqlite3_stmt* get() { return stmt_; }
+  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); }
+  void Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void BindBlob(int i, const void* data, size_t size) {
+    sqlite3_bind_blob64(stmt_, i, data, size, SQLITE_STATIC);
+  }
+  // Runs a statement that returns no rows.
+  absl::Status Run(absl::string_view what) {
+    if (!ok()) return SqliteError(db_, what);
+    if (sqlite3_step(stmt_) != SQLITE_DONE) return SqliteError(db_, what);
+    sqlite3_reset(stmt_);
+    return absl::OkStatus();
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+int64_t ToMillis(absl::Time t) { return absl::ToUnixMillis(t); }
+
+// ---- pool file <-> stored modules --------------------------------------------------------
+
+void ToPoolProto(const fl::RoundClose& close, v1::ModulePoolState* pool) {
+  pool->set_closed_round(close.closed_round);
+  for (const fl::StoredModule& module : close.modules) {
+    v1::PooledModuleState* m = pool->add_modules();
+    m->mutable_spec()->set_name(module.spec.name);
+    m->mutable_spec()->set_role(std::string(fl::ModuleRoleName(module.spec.role)));
+    proto::ToProto(module.spec.pet, m->mutable_spec()->mutable_pet());
+    m->set_version(module.version);
+    proto::ToProto(module.values, m->mutable_values());
+  }
+  for (const auto& [name, vectors] : close.aggregator_memory) {
+    v1::AggregatorMemoryState* memory = pool->add_aggregator_memory();
+    memory->set_module(name);
+    for (const auto& [client, values] : vectors) {
+      v1::ClientVector* v = memory->add_vectors();
+      v->set_client(client);
+      v->set_values(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+    }
+  }
+}
+
+absl::Status FromPoolProto(const v1::ModulePoolState& pool, fl::StoredState& state) {
+  for (const v1::PooledModuleState& m : pool.modules()) {
+    fl::StoredModule module;
+    module.spec.name = m.spec().name();
+    FEDCL_ASSIGN_OR_RETURN(module.spec.role, fl::ParseModuleRole(m.spec().role()));
+    if (module.spec.role == fl::ModuleRole::kPet) {
+      FEDCL_ASSIGN_OR_RETURN(module.spec.pet, proto::FromProto(m.spec().pet()));
+    }
+    module.version = m.version();
+    FEDCL_ASSIGN_OR_RETURN(module.values, proto::FromProto(m.values()));
+    state.modules.push_back(std::move(module));
+  }
+  for (const v1::AggregatorMemoryState& memory : pool.aggregator_memory()) {
+    auto& vectors = state.aggregator_memory[memory.module()];
+    for (const v1::ClientVector& v : memory.vectors()) {
+      if (v.values().size() % sizeof(float) != 0) {
+        return absl::DataLossError("aggregator memory vector is not whole floats");
+      }
+      std::vector<float> values(v.values().size() / sizeof(float));
+      std::memcpy(values.data(), v.values().data(), v.values().size());
+      vectors.emplace_back(v.client(), std::move(values));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
+    base::FileSystem& fs, const SqliteStoreOptions& options) {
+  if (options.directory.empty()) return absl::InvalidArgumentError("state directory is empty");
+  FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(options.directory));
+  const std::string path = base::JoinPath(options.directory, "state.db");
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    absl::Status status = SqliteError(db, absl::StrCat("cannot open '", path, "'"));
+    sqlite3_close(db);
+    return status;
+  }
+  std::unique_ptr<SqliteStateStore> store(new SqliteStateStore(fs, options, db));
+  absl::MutexLock lock(&store->db_mu_);
+  sqlite3_busy_timeout(db, 10000);
+  FEDCL_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
+  FEDCL_RETURN_IF_ERROR(
+      store->Exec(options.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+  FEDCL_RETURN_IF_ERROR(store->Exec(kSchema));
+  return store;
+}
+
+SqliteStateStore::SqliteStateStore(base::FileSystem& fs, const SqliteStoreOptions& options,
+                                   sqlite3* db)
+    : fs_(fs), options_(options), db_(db) {}
+
+SqliteStateStore::~SqliteStateStore() {
+  absl::MutexLock lock(&db_mu_);
+  sqlite3_close(db_);
+}
+
+absl::Status SqliteStateStore::Exec(const char* sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+    absl::Status status =
+        absl::InternalError(absl::StrCat("state database: ", error ? error : "?"));
+    sqlite3_free(error);
+    return status;
+  }
+  return absl::OkStatus();
+}
+
+std::string SqliteStateStore::PoolPath(int64_t closed_round) const {
+  return base::JoinPath(options_.directory, absl::StrCat("pool-", closed_round, ".bin"));
+}
+
+absl::Status SqliteStateStore::SetMetaLocked(const char* key, int64_t value) {
+  Statement st(db_, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)");
+  st.Bind(1, std::string(key));
+  st.Bind(2, value);
+  return st.Run("writing meta");
+}
+
+absl::Status SqliteStateStore::WriteClientLocked(const fl::ClientRecord& c) {
+  Statement st(db_,
+               "INSERT OR REPLACE INTO clients (id, enrolled_round, revoked, fedau_last_round, "
+               "fedau_intervals, fedau_interval_sum, participations, last_participation_round) "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  st.Bind(1, static_cast<int64_t>(c.id));
+  st.Bind(2, c.enrolled_round);
+  st.Bind(3, int64_t{c.revoked});
+  st.Bind(4, c.fedau.last_round);
+  st.Bind(5, c.fedau.intervals);
+  st.Bind(6, c.fedau.interval_sum);
+  st.Bind(7, c.participations);
+  st.Bind(8, c.last_participation_round);
+  return st.Run("writing a client");
+}
+
+absl::Status SqliteStateStore::PutClient(const fl::ClientRecord& client) {
+  absl::MutexLock lock(&db_mu_);
+  return WriteClientLocked(client);
+}
+
+absl::Status SqliteStateStore::JournalUpdate(const fl::JournalEntry& entry) {
+  if (!options_.journal_enabled) return absl::OkStatus();
+  PendingEntry pending{&entry};
+  queue_mu_.Lock();
+  queue_.push_back(&pending);
+  while (!pending.done) {
+    if (committing_) {
+      // Someone else is committing; wait until it finishes, then look again (our entry may have
+      // been in its batch).
+      queue_mu_.Await(absl::Condition(
+          +[](bool* committing) { return !*committing; }, &committing_));
+      continue;
+    }
+    // Become the leader: commit everything queued so far in one transaction.
+    committing_ = true;
+    std::deque<PendingEntry*> batch;
+    batch.swap(queue_);
+    queue_mu_.Unlock();
+    absl::Status status = CommitJournalBatch(batch);
+    queue_mu_.Lock();
+    for (PendingEntry* p : batch) {
+      p->status = status;
+      p->done = true;
+    }
+    ++commits_;
+    entries_ += static_cast<int64_t>(batch.size());
+    committing_ = false;
+  }
+  queue_mu_.Unlock();
+  return pending.status;
+}
+
+absl::Status SqliteStateStore::CommitJournalBatch(const std::deque<PendingEntry*>& batch) {
+  absl::MutexLock lock(&db_mu_);
+  FEDCL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Cleanup rollback = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    Exec("ROLLBACK").IgnoreError();  // the transaction's own error is what we report
+  };
+  Statement st(db_,
+               "INSERT OR IGNORE INTO journal (round, client, weight, clipped, num_samples, "
+               "local_steps, loss, modules, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  for (const PendingEntry* p : batch) {
+    const fl::JournalEntry& e = *p->entry;
+    st.Bind(1, e.round);
+    st.Bind(2, static_cast<int64_t>(e.client));
+    st.Bind(3, e.weight);
+    st.Bind(4, int64_t{e.clipped});
+    st.Bind(5, e.num_samples);
+    st.Bind(6, e.local_steps);
+    st.Bind(7, e.loss);
+    st.Bind(8, absl::StrJoin(e.module_names, ","));
+    st.BindBlob(9, e.values.data(), e.values.size() * sizeof(float));
+    FEDCL_RETURN_IF_ERROR(st.Run("journaling an update"));
+  }
+  FEDCL_RETURN_IF_ERROR(Exec("COMMIT"));
+  std::move(rollback).Cancel();
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStateStore::RoundOpened(const fl::RoundRecord& round) {
+  absl::MutexLock lock(&db_mu_);
+  FEDCL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Cleanup rollback = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    Exec("ROLLBACK").IgnoreError();  // the transaction's own error is what we report
+  };
+  Statement st(db_,
+               "INSERT OR REPLACE INTO rounds (round, opened_ms, deadline_ms) VALUES (?1, ?2, ?3)");
+  st.Bind(1, round.round);
+  st.Bind(2, ToMillis(round.opened));
+  st.Bind(3, ToMillis(round.deadline));
+  FEDCL_RETURN_IF_ERROR(st.Run("logging an opened round"));
+  FEDCL_RETURN_IF_ERROR(SetMetaLocked(kOpenRound, round.round));
+  FEDCL_RETURN_IF_ERROR(Exec("COMMIT"));
+  std::move(rollback).Cancel();
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStateStore::RoundClosed(const fl::RoundClose& close) {
+  // 1. The new pool file, atomically. Until the database points at it, it is ignored.
+  v1::ModulePoolState pool;
+  ToPoolProto(close, &pool);
+  FEDCL_RETURN_IF_ERROR(proto::WriteEnvelope(
+      fs_, PoolPath(close.closed_round), proto::PayloadKind::kModulePool, pool,
+      options_.full_sync ? base::FileSystem::Sync::kDurable : base::FileSystem::Sync::kCrashSafe));
+  // 2. Everything else in one transaction.
+  absl::MutexLock lock(&db_mu_);
+  FEDCL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Cleanup rollback = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    Exec("ROLLBACK").IgnoreError();  // the transaction's own error is what we report
+  };
+  for (const fl::ClientRecord& client : close.clients)
+    FEDCL_RETURN_IF_ERROR(WriteClientLocked(client));
+  Statement log(
+      db_, "UPDATE rounds SET closed_ms = ?1, participants = ?2, enrolled = ?3 WHERE round = ?4");
+  log.Bind(1, ToMillis(absl::Now()));
+  log.Bind(2, close.participants);
+  log.Bind(3, close.enrolled);
+  log.Bind(4, close.closed_round);
+  FEDCL_RETURN_IF_ERROR(log.Run("logging a closed round"));
+  FEDCL_RETURN_IF_ERROR(SetMetaLocked(kLastClosedRound, close.closed_round));
+  FEDCL_RETURN_IF_ERROR(SetMetaLocked(kOpenRound, -1));
+  Statement drop(db_, "DELETE FROM journal WHERE round <= ?1");
+  drop.Bind(1, close.closed_round);
+  FEDCL_RETURN_IF_ERROR(drop.Run("dropping the journal"));
+  FEDCL_RETURN_IF_ERROR(Exec("COMMIT"));
+  std::move(rollback).Cancel();
+  // 3. Older pools are no longer needed; failing to delete one is harmless.
+  if (close.closed_round - 2 >= -1) fs_.DeleteFile(PoolPath(close.closed_round - 2)).IgnoreError();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<fl::StoredState> SqliteStateStore::Load() const {
+  absl::MutexLock lock(&db_mu_);
+  fl::StoredState state;
+  int64_t open_round = -1;
+  bool have_pool = false;
+  {
+    Statement st(db_, "SELECT key, value FROM meta");
+    if (!st.ok()) return SqliteError(db_, "reading meta");
+    while (sqlite3_step(st.get()) == SQLITE_ROW) {
+      const std::string key = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 0));
+      const int64_t value = sqlite3_column_int64(st.get(), 1);
+      if (key == kLastClosedRound) {
+        state.last_closed_round = value;
+        have_pool = true;
+      }
+      if (key == kOpenRound) open_round = value;
+    }
+  }
+  if (!have_pool) return absl::NotFoundError("the state database holds no closed round yet");
+  v1::ModulePoolState pool;
+  FEDCL_RETURN_IF_ERROR(proto::ReadEnvelope(fs_, PoolPath(state.last_closed_round),
+                                            proto::PayloadKind::kModulePool, &pool,
+                                            uint64_t{1} << 34));
+  FEDCL_RETURN_IF_ERROR(FromPoolProto(pool, state));
+  {
+    Statement st(db_,
+                 "SELECT id, enrolled_round, revoked, fedau_last_round, fedau_intervals, "
+                 "fedau_interval_sum, participations, last_participation_round FROM clients");
+    if (!st.ok()) return SqliteError(db_, "reading clients");
+    while (sqlite3_step(st.get()) == SQLITE_ROW) {
+      fl::ClientRecord c;
+      c.id = static_cast<fl::ClientId>(sqlite3_column_int64(st.get(), 0));
+      c.enrolled_round = sqlite3_column_int64(st.get(), 1);
+      c.revoked = sqlite3_column_int64(st.get(), 2) != 0;
+      c.fedau.last_round = sqlite3_column_int64(st.get(), 3);
+      c.fedau.intervals = sqlite3_column_int64(st.get(), 4);
+      c.fedau.interval_sum = sqlite3_column_int64(st.get(), 5);
+      c.participations = sqlite3_column_int64(st.get(), 6);
+      c.last_participation_round = sqlite3_column_int64(st.get(), 7);
+      FEDCL_RETURN_IF_ERROR(fl::ValidateFedAuClientState(c.fedau));
+      state.clients.push_back(c);
+    }
+  }
+  if (open_round < 0) return state;
+  {
+    Statement st(db_, "SELECT opened_ms, deadline_ms FROM rounds WHERE round = ?1");
+    st.Bind(1, open_round);
+    if (!st.ok() || sqlite3_step(st.get()) != SQLITE_ROW) {
+      return absl::DataLossError(absl::StrCat("round ", open_round, " is open but not logged"));
+    }
+    state.open_round =
+        fl::RoundRecord{open_round, absl::FromUnixMillis(sqlite3_column_int64(st.get(), 0)),
+                        absl::FromUnixMillis(sqlite3_column_int64(st.get(), 1))};
+  }
+  Statement st(db_,
+               "SELECT client, weight, clipped, num_samples, local_steps, loss, modules, data "
+               "FROM journal WHERE round = ?1 ORDER BY client");
+  st.Bind(1, open_round);
+  if (!st.ok()) return SqliteError(db_, "reading the journal");
+  while (sqlite3_step(st.get()) == SQLITE_ROW) {
+    fl::JournalEntry e;
+    e.round = open_round;
+    e.client = static_cast<fl::ClientId>(sqlite3_column_int64(st.get(), 0));
+    e.weight = sqlite3_column_double(st.get(), 1);
+    e.clipped = sqlite3_column_int64(st.get(), 2) != 0;
+    e.num_samples = sqlite3_column_int64(st.get(), 3);
+    e.local_steps = sqlite3_column_int64(st.get(), 4);
+    e.loss = sqlite3_column_double(st.get(), 5);
+    const char* modules = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), 6));
+    e.module_names = absl::StrSplit(modules ? modules : "", ',', absl::SkipEmpty());
+    const int bytes = sqlite3_column_bytes(st.get(), 7);
+    if (bytes % sizeof(float) != 0) return absl::DataLossError("journal entry is not whole floats");
+    e.values.resize(bytes / sizeof(float));
+    if (bytes > 0) std::memcpy(e.values.data(), sqlite3_column_blob(st.get(), 7), bytes);
+    state.journal.push_back(std::move(e));
+  }
+  return state;
+}
+
+int64_t SqliteStateStore::journal_commits() const {
+  absl::MutexLock lock(&queue_mu_);
+  return commits_;
+}
+
+int64_t SqliteStateStore::journal_entries() const {
+  absl::MutexLock lock(&queue_mu_);
+  return entries_;
+}
+
+}  // namespace fedcl::server

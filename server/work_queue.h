@@ -1,0 +1,49 @@
+// A fixed set of threads running queued tasks in order of arrival. gRPC callback handlers hand
+// slow work (journal commits, folds) here instead of blocking gRPC's own threads.
+#ifndef FEDCL_SERVER_WORK_QUEUE_H_
+#define FEDCL_SERVER_WORK_QUEUE_H_
+
+#include <deque>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace fedcl::server {
+
+class WorkQueue {
+ public:
+  explicit WorkQueue(int threads);
+  // Runs every queued task, then joins the threads.
+  ~WorkQueue();
+  void Post(std::function<void()> task);
+
+ private:
+  void Run();
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+// Admits at most `capacity` holders at once; the rest wait in arrival order. A holder's callback
+// runs when it is admitted (immediately, or on the thread that releases a slot).
+class UploadGate {
+ public:
+  explicit UploadGate(int capacity) : capacity_(capacity) {}
+  void Acquire(std::function<void()> on_admitted);
+  void Release();
+  int in_use() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  int capacity_;
+  int in_use_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::function<void()>> waiting_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace fedcl::server
+
+#endif  // FEDCL_SERVER_WORK_QUEUE_H_

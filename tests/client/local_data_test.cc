@@ -1,0 +1,94 @@
+#include "client/local_data.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/base/memory_filesystem.h"
+#include "gtest/gtest.h"
+#include "tests/client/client_test_util.h"
+
+namespace fedcl::client {
+namespace {
+
+class LocalDataTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto [images, labels] = testing::WriteSyntheticIdx(fs_, "/data", 103, 5);
+    options_.images_path = images;
+    options_.labels_path = labels;
+    options_.num_classes = 4;
+  }
+  base::MemoryFileSystem fs_;
+  LocalDataOptions options_;
+};
+
+TEST_F(LocalDataTest, WithOnePartitionTheDeviceHasEverything) {
+  absl::StatusOr<data::Dataset> local = LoadLocalData(fs_, options_, 9);
+  ASSERT_TRUE(local.ok()) << local.status();
+  EXPECT_EQ(local->size(), 103);
+  EXPECT_EQ(local->channels, 1);
+  EXPECT_EQ(local->height, 8);
+  EXPECT_EQ(local->num_classes, 4);
+}
+
+TEST_F(LocalDataTest, PartitionsOfAllDevicesCoverTheDatasetOnce) {
+  for (PartitionKind kind :
+       {PartitionKind::kIid, PartitionKind::kDirichlet, PartitionKind::kShards}) {
+    options_.partition = kind;
+    options_.num_partitions = 4;
+    options_.partition_seed = 3;
+    options_.dirichlet_alpha = 100.0;  // near-uniform, so no device is left empty
+    int total = 0;
+    for (int i = 0; i < 4; ++i) {
+      options_.partition_index = i;
+      absl::StatusOr<data::Dataset> local = LoadLocalData(fs_, options_, 0);
+      ASSERT_TRUE(local.ok()) << PartitionKindName(kind) << ": " << local.status();
+      total += local->size();
+    }
+    EXPECT_EQ(total, 103) << PartitionKindName(kind);
+  }
+}
+
+TEST_F(LocalDataTest, DefaultPartitionIsTheClientIdModuloThePartitions) {
+  options_.num_partitions = 4;
+  options_.partition_seed = 11;
+  absl::StatusOr<data::Dataset> by_client = LoadLocalData(fs_, options_, 6);
+  options_.partition_index = 2;
+  absl::StatusOr<data::Dataset> by_index = LoadLocalData(fs_, options_, 0);
+  ASSERT_TRUE(by_client.ok() && by_index.ok());
+  EXPECT_EQ(by_client->labels, by_index->labels);
+  EXPECT_EQ(by_client->images, by_index->images);
+}
+
+TEST_F(LocalDataTest, SameSeedSameSplitOtherSeedOtherSplit) {
+  options_.num_partitions = 4;
+  options_.partition_index = 1;
+  options_.partition_seed = 1;
+  absl::StatusOr<data::Dataset> a = LoadLocalData(fs_, options_, 0);
+  absl::StatusOr<data::Dataset> b = LoadLocalData(fs_, options_, 0);
+  options_.partition_seed = 2;
+  absl::StatusOr<data::Dataset> c = LoadLocalData(fs_, options_, 0);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(a->images, b->images);
+  EXPECT_NE(a->images, c->images);
+}
+
+TEST_F(LocalDataTest, InvalidOptionsAreRefused) {
+  LocalDataOptions bad = options_;
+  bad.labels_path.clear();
+  EXPECT_TRUE(absl::IsInvalidArgument(LoadLocalData(fs_, bad, 0).status()));
+  bad = options_;
+  bad.num_partitions = 2;
+  bad.partition_index = 2;
+  EXPECT_TRUE(absl::IsInvalidArgument(LoadLocalData(fs_, bad, 0).status()));
+  bad = options_;
+  bad.dirichlet_alpha = 0.0;
+  EXPECT_TRUE(absl::IsInvalidArgument(LoadLocalData(fs_, bad, 0).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(ParsePartitionKind("random").status()));
+  bad = options_;
+  bad.images_path = "/data/missing.idx";
+  EXPECT_TRUE(absl::IsNotFound(LoadLocalData(fs_, bad, 0).status()));
+}
+
+}  // namespace
+}  // namespace fedcl::client

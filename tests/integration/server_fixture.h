@@ -1,0 +1,81 @@
+// A fedcl-server process for integration tests: a temporary directory with a small backbone
+// checkpoint, tokens for clients 0..15, TLS material from deploy/dev_ca.sh and a config; plus a
+// raw gRPC client to send it anything, well-formed or not.
+#ifndef FEDCL_TESTS_INTEGRATION_SERVER_FIXTURE_H_
+#define FEDCL_TESTS_INTEGRATION_SERVER_FIXTURE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/fedcl/v1/federation.grpc.pb.h"
+#include "tests/integration/child_process.h"
+
+namespace fedcl::testing {
+
+class ServerFixture {
+ public:
+  // Creates the directory, checkpoint (a tiny MLP: 8×8 images, 4 classes), tokens and TLS files.
+  ServerFixture();
+  ~ServerFixture();
+
+  // Writes the config: `extra` is appended to a base text-format config (modules: "head").
+  void WriteConfig(const std::string& extra);
+  // Starts fedcl-server on 127.0.0.1:0 and connects; fails the test on error.
+  void StartServer();
+  // SIGKILL, reap.
+  void KillServer();
+  // Sends `signal` and returns the exit status (DeadlineExceeded if it does not exit).
+  absl::StatusOr<int> StopServer(int signal);
+
+  fedcl::v1::Federation::Stub& stub() { return *stub_; }
+  const std::string& dir() const { return dir_; }
+  const std::string& token(int client) { return tokens_[client]; }
+
+  // Calls with client `client`'s token (or `token` if given).
+  grpc::Status Join(int client, fedcl::v1::JoinResponse* response = nullptr);
+  grpc::Status GetWork(int client, fedcl::v1::GetWorkResponse* response);
+  grpc::Status Status(fedcl::v1::GetStatusResponse* response);
+  // The standard health service's answer for the whole server, without a token
+  // (1 = SERVING, 2 = NOT_SERVING).
+  absl::StatusOr<int> HealthCheck();
+  // Downloads a module and returns its values.
+  absl::StatusOr<std::vector<float>> DownloadModule(int client, const std::string& name,
+                                                    int64_t version);
+
+  // One update to send, with knobs to make it wrong in every way the server must refuse.
+  struct Update {
+    int client = 0;
+    int64_t round = 0;
+    std::string module = "head";
+    int64_t base_version = 0;
+    std::vector<float> values;  // the delta (defaults to 44 copies of `fill`)
+    std::vector<int64_t> weight_shape = {4, 10};
+    int dtype = 1;  // fedcl.v1.DType
+    int64_t chunk_bytes = 1024;
+    int64_t declared_bytes = -1;  // header total_bytes; -1 = the real size
+    bool corrupt_crc = false;
+    bool cancel_midway = false;   // send half the data, then cancel the call
+    int64_t oversized_chunk = 0;  // > 0: send one data chunk of this many bytes instead
+    std::string token;            // empty = the client's own token
+  };
+  static Update MakeUpdate(int client, int64_t round, float fill);
+  grpc::Status Submit(const Update& update, fedcl::v1::SubmitUpdateResponse* response = nullptr);
+
+ private:
+  void Connect();
+  std::string dir_;
+  std::map<int, std::string> tokens_;
+  std::unique_ptr<ChildProcess> server_;
+  std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<fedcl::v1::Federation::Stub> stub_;
+};
+
+}  // namespace fedcl::testing
+
+#endif  // FEDCL_TESTS_INTEGRATION_SERVER_FIXTURE_H_
