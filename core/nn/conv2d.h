@@ -62,8 +62,8 @@ class Conv2d final : public ScaleShiftFoldable {
                  MatrixRef dx) const;
   // The traversal Im2Col and Col2ImAdd share (see conv2d.cc).
   template <typename Fn>
-  void ForEachUnfoldedRow(int first, int count, const ConvGeometry& in,
-                          Eigen::Index channel_stride, Fn fn) const;
+  void ForEachUnfoldedRow(int first, int count, const ConvGeometry& in, Eigen::Index channel_stride,
+                          Fn fn) const;
 
   int in_channels_;
   int out_channels_;
