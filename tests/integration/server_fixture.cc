@@ -64,6 +64,16 @@ void ServerFixture::WriteConfig(const std::string& extra) {
                    "/tls/server.key\" }\n", "module { name: \"head\" role: \"head\" }\n", extra));
 }
 
+void ServerFixture::WriteRawConfig(const std::string& text) {
+  WriteText(dir_ + "/server.textproto", text);
+}
+
+std::string ServerFixture::TokenFile(int client) {
+  const std::string path = absl::StrCat(dir_, "/client-", client, ".token");
+  WriteText(path, tokens_[client]);
+  return path;
+}
+
 void ServerFixture::StartServer() {
   auto server =
       ChildProcess::Start({BinaryPath("fedcl-server"), "--config=" + dir_ + "/server.textproto",

@@ -25,6 +25,11 @@ class ServerFixture {
 
   // Writes the config: `extra` is appended to a base text-format config (modules: "head").
   void WriteConfig(const std::string& extra);
+  // Writes `text` as the whole config (paths: dir(), tls/, tokens.txt are there to use).
+  void WriteRawConfig(const std::string& text);
+  // Writes client `client`'s token to a file of its own and returns the path.
+  std::string TokenFile(int client);
+  const std::string& address() const { return address_; }
   // Starts fedcl-server on 127.0.0.1:0 and connects; fails the test on error.
   void StartServer();
   // SIGKILL, reap.

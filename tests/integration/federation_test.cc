@@ -1,0 +1,177 @@
+// One fedcl-server and eight fedcl-client processes on 127.0.0.1, over TLS with tokens, for 20+
+// rounds with heterogeneous participation: the federated modules beat the frozen backbone, and
+// the FedAU weights the server applied and reports match what each device saw.
+#include <signal.h>
+
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/filesystem.h"
+#include "core/data/fashion_mnist.h"
+#include "core/fl/fedau_estimator.h"
+#include "core/fl/local_trainer.h"
+#include "core/nn/training.h"
+#include "gtest/gtest.h"
+#include "proto/checkpoint.h"
+#include "tests/integration/server_fixture.h"
+
+namespace fedcl::testing {
+namespace {
+
+constexpr int kClients = 8;
+constexpr int kRounds = 20;
+constexpr double kParticipation[kClients] = {1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3};
+constexpr const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Accuracy of the server's backbone with `modules` installed, on the first 2000 test images.
+double Accuracy(const std::string& backbone, const std::map<std::string, fl::ModuleSpec>& specs,
+                const std::map<std::string, std::vector<float>>& modules) {
+  auto loaded = proto::LoadCheckpoint(base::FileSystem::Default(), backbone,
+                                      proto::kDefaultMaxCheckpointBytes);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  loaded->modules.clear();
+  fl::ClientModel replica(std::move(loaded->model));
+  for (const auto& [name, values] : modules) {
+    // The layout comes from a fresh module of the same spec; only the values are the server's.
+    nn::ParameterSet set;
+    const fl::ModuleSpec& spec = specs.at(name);
+    if (spec.role == fl::ModuleRole::kHead) {
+      set = replica.model().head().parameters();
+    } else {
+      base::Rng rng(1);
+      set =
+          (*peft::PetModule::Create(name, spec.pet, replica.model().backbone(), rng))->parameters();
+    }
+    EXPECT_EQ(set.num_values(), static_cast<int64_t>(values.size())) << name;
+    std::copy(values.begin(), values.end(), set.flat_values().data());
+    EXPECT_TRUE(replica.Install(spec, 0, set).ok());
+  }
+  data::FashionMnistOptions options;
+  options.max_samples = 2000;
+  auto test = data::LoadFashionMnist(base::FileSystem::Default(), options, data::Split::kTest);
+  EXPECT_TRUE(test.ok()) << test.status();
+  return nn::Evaluate(replica.model(), test->images, test->labels).accuracy;
+}
+
+TEST(FederationTest, EightDevicesTwentyRoundsBeatTheFrozenBackboneWithMatchingFedAuWeights) {
+  if (!base::FileSystem::Default().Exists(kFashionMnist)) GTEST_SKIP() << "no Fashion-MNIST";
+  ServerFixture f;
+  // A backbone pretrained on half the classes; the federation learns all ten.
+  const std::string backbone = f.dir() + "/pretrained.ckpt";
+  auto pretrain = ChildProcess::Start(
+      {BinaryPath("fedcl-pretrain"), "--model=mlp", "--classes=0-4", "--epochs=1",
+       "--train_end=10000", "--progress_interval=0", "--output=" + backbone},
+      f.dir() + "/pretrain.log");
+  ASSERT_TRUE(pretrain.ok());
+  ASSERT_EQ(*(*pretrain)->Wait(absl::Seconds(60)), 0) << ReadText(f.dir() + "/pretrain.log");
+
+  f.WriteRawConfig(absl::StrCat(
+      "state_dir: \"", f.dir(), "/state\"\n", "backbone_checkpoint: \"", backbone, "\"\n",
+      "num_classes: 10\n", "tokens_file: \"", f.dir(), "/tokens.txt\"\n", "tls { cert_file: \"",
+      f.dir(), "/tls/server.pem\" key_file: \"", f.dir(), "/tls/server.key\" }\n",
+      "module { name: \"ssf\" role: \"pet\" pet { kind: \"ssf\" } }\n",
+      "module { name: \"head\" role: \"head\" }\n",
+      "recipe { local_steps: 10 batch_size: 32 learning_rate: 0.1 }\n",
+      "round { duration_ms: 700 min_participants: 1 }\n", "evaluation { data_dir: \"",
+      kFashionMnist, "\" max_samples: 2000 }\n"));
+  f.StartServer();
+  const std::map<std::string, fl::ModuleSpec> specs = {
+      {"ssf", {"ssf", fl::ModuleRole::kPet, {}}}, {"head", {"head", fl::ModuleRole::kHead, {}}}};
+
+  std::vector<std::unique_ptr<ChildProcess>> clients;
+  for (int c = 0; c < kClients; ++c) {
+    auto client =
+        ChildProcess::Start({BinaryPath("fedcl-client"), "--server=" + f.address(),
+                             "--tls_ca=" + f.dir() + "/tls/ca.pem", "--tls_server_name=localhost",
+                             absl::StrCat("--client_id=", c), "--token_file=" + f.TokenFile(c),
+                             absl::StrCat("--state_dir=", f.dir(), "/client-", c),
+                             absl::StrCat("--data_dir=", kFashionMnist), "--partition=dirichlet",
+                             "--dirichlet_alpha=0.5", absl::StrCat("--num_partitions=", kClients),
+                             absl::StrCat("--participation=", kParticipation[c]),
+                             "--max_poll=200ms", "--max_samples=20000", "--duration=3m"},
+                            absl::StrCat(f.dir(), "/client-", c, ".log"));
+    ASSERT_TRUE(client.ok());
+    clients.push_back(*std::move(client));
+  }
+  // The frozen backbone with the initial (untrained) modules is the baseline.
+  std::map<std::string, std::vector<float>> initial;
+  for (const char* name : {"ssf", "head"}) {
+    auto values = f.DownloadModule(0, name, 0);
+    ASSERT_TRUE(values.ok()) << values.status();
+    initial[name] = *values;
+  }
+  const std::string served = f.dir() + "/state/backbone.ckpt";
+  const double baseline = Accuracy(served, specs, initial);
+
+  fedcl::v1::GetStatusResponse status;
+  const absl::Time deadline = absl::Now() + absl::Seconds(120);
+  do {
+    absl::SleepFor(absl::Milliseconds(250));
+    ASSERT_TRUE(f.Status(&status).ok());
+  } while (status.round() < kRounds && absl::Now() < deadline);
+  ASSERT_GE(status.round(), kRounds) << "rounds did not advance";
+  for (auto& client : clients) client->Signal(SIGTERM);
+  for (auto& client : clients) EXPECT_EQ(*client->Wait(absl::Seconds(20)), 0);
+  ASSERT_TRUE(f.Status(&status).ok());  // final: no client is mid-round any more
+
+  // Accuracy of the published modules.
+  std::map<std::string, std::vector<float>> final_modules;
+  for (const fedcl::v1::ModuleVersion& m : status.modules()) {
+    auto values = f.DownloadModule(0, m.name(), m.version());
+    ASSERT_TRUE(values.ok()) << values.status();
+    final_modules[m.name()] = *values;
+  }
+  const double trained = Accuracy(served, specs, final_modules);
+  RecordProperty("baseline_accuracy", absl::StrCat(baseline));
+  RecordProperty("federated_accuracy", absl::StrCat(trained));
+  EXPECT_GT(trained, baseline + 0.2) << "baseline " << baseline << ", federated " << trained;
+  EXPECT_GT(status.evaluated_accuracy(), baseline + 0.2) << "the server's own evaluation";
+
+  // FedAU: rebuild each client's participation from its own log and compare.
+  const std::regex joined_re(R"(joined: enrolled at round (\d+))");
+  const std::regex round_re(
+      R"(round (\d+): \d+ samples, loss [0-9.]+, weight ([0-9.]+), duplicate no)");
+  std::map<uint64_t, const fedcl::v1::ClientSummary*> reported;
+  for (const auto& summary : status.clients()) reported[summary.client_id()] = &summary;
+  int participants_seen = 0;
+  for (int c = 0; c < kClients; ++c) {
+    const std::string log = ReadText(absl::StrCat(f.dir(), "/client-", c, ".log"));
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(log, m, joined_re)) << log;
+    fl::FedAuClientState state = fl::FedAuEnrol(std::stoll(m[1]));
+    int participations = 0;
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), round_re);
+         it != std::sregex_iterator(); ++it) {
+      const int64_t round = std::stoll((*it)[1]);
+      const double logged_weight = std::stod((*it)[2]);
+      // The weight applied to every acknowledged update is the estimator's for that round...
+      EXPECT_NEAR(logged_weight, fl::FedAuWeightAt(state, round, fl::kFedAuNoCutoff), 1e-4)
+          << "client " << c << " round " << round;
+      // ...and the server records participation when the round closes, so the state it reports
+      // covers the closed rounds only.
+      if (round >= status.round()) continue;
+      ASSERT_TRUE(fl::FedAuParticipate(state, round, fl::kFedAuNoCutoff).ok());
+      ++participations;
+    }
+    ASSERT_TRUE(reported.count(c)) << "client " << c;
+    const fedcl::v1::ClientSummary& s = *reported[c];
+    EXPECT_EQ(s.participations(), participations) << "client " << c;
+    EXPECT_EQ(s.intervals(), state.intervals) << "client " << c;
+    EXPECT_NEAR(s.mean_interval(), state.mean_interval(), 1e-9) << "client " << c;
+    EXPECT_NEAR(s.current_weight(), fl::FedAuWeightAt(state, status.round(), fl::kFedAuNoCutoff),
+                1e-9)
+        << "client " << c;
+    participants_seen += participations > 0;
+  }
+  EXPECT_EQ(participants_seen, kClients);
+}
+
+}  // namespace
+}  // namespace fedcl::testing
