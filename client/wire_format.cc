@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/base/crc32.h"
 #include "core/base/status_macros.h"
 #include "proto/checkpoint.h"
 #include "proto/federation_convert.h"
@@ -23,15 +24,7 @@ constexpr int64_t kMaxReserveBytes = int64_t{64} << 20;
 
 }  // namespace
 
-uint32_t Crc32(absl::string_view bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  while (!bytes.empty()) {
-    const uInt size = static_cast<uInt>(std::min<size_t>(bytes.size(), size_t{1} << 30));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), size);
-    bytes.remove_prefix(size);
-  }
-  return static_cast<uint32_t>(crc);
-}
+uint32_t Crc32(absl::string_view bytes) { return base::Crc32(bytes); }
 
 ChunkAssembler::ChunkAssembler(std::string what, int64_t max_bytes)
     : what_(std::move(what)), max_bytes_(max_bytes) {}

@@ -8,6 +8,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "core/base/crc32.h"
 #include "core/base/status_macros.h"
 #include "proto/little_endian.h"
 
@@ -24,16 +25,7 @@ constexpr size_t kPayloadCrcOffset = 24;
 constexpr size_t kHeaderCrcOffset = 28;
 static_assert(kHeaderCrcOffset + 4 == kEnvelopeHeaderSize);
 
-// zlib's crc32() takes a 32-bit length, so feed it at most 1 GiB at a time.
-uint32_t Crc32(absl::string_view data) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  while (!data.empty()) {
-    uInt chunk = static_cast<uInt>(std::min<size_t>(data.size(), size_t{1} << 30));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(data.data()), chunk);
-    data.remove_prefix(chunk);
-  }
-  return static_cast<uint32_t>(crc);
-}
+uint32_t Crc32(absl::string_view data) { return base::Crc32(data); }
 
 std::string Hex32(uint32_t value) { return absl::StrCat("0x", absl::Hex(value, absl::kZeroPad8)); }
 

@@ -196,7 +196,7 @@ absl::Status FederationServer::Init(const std::string& listen_address) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 * 1024);
   grpc::ResourceQuota quota("fedcl-server");
   quota.Resize(
-      static_cast<size_t>(std::max<int64_t>(256 << 20, 16 * config_.limits().max_message_bytes())));
+      static_cast<size_t>(std::max<int64_t>(64 << 20, 8 * config_.limits().max_message_bytes())));
   builder.SetResourceQuota(quota);
   grpc_server_ = builder.BuildAndStart();
   if (grpc_server_ == nullptr || port_ == 0) {

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "core/base/crc32.h"
 #include "core/base/status_macros.h"
 #include "proto/federation_convert.h"
 #include "proto/tensor_convert.h"
@@ -76,8 +77,7 @@ class ErrorWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
 
 std::shared_ptr<const Payload> MakePayload(std::string bytes) {
   auto payload = std::make_shared<Payload>();
-  payload->crc32 = static_cast<uint32_t>(
-      crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+  payload->crc32 = base::Crc32(bytes);
   payload->bytes = std::move(bytes);
   return payload;
 }
@@ -93,6 +93,7 @@ FederationService::FederationService(fl::Coordinator& coordinator,
       options_(options),
       log_(log),
       upload_gate_(options.max_concurrent_uploads),
+      staging_(options.max_concurrent_uploads),
       workers_(std::make_unique<WorkQueue>(options.worker_threads)) {}
 
 FederationService::~FederationService() = default;
@@ -179,8 +180,8 @@ grpc::ServerWriteReactor<v1::Chunk>* FederationService::DownloadModule(
   return new ChunkWriter(*std::move(payload), options_.chunk_bytes);
 }
 
-grpc::ServerReadReactor<v1::UpdateChunk>* FederationService::SubmitUpdate(
-    grpc::CallbackServerContext* context, v1::SubmitUpdateResponse* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* FederationService::SubmitUpdate(
+    grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
   return new SubmitReactor(*this, context, response);
 }
 

@@ -44,7 +44,9 @@ struct Payload {
 };
 std::shared_ptr<const Payload> MakePayload(std::string bytes);
 
-class FederationService final : public v1::Federation::CallbackService {
+// SubmitUpdate is served raw (submit_reactor.h); every other method as messages.
+class FederationService final
+    : public v1::Federation::WithRawCallbackMethod_SubmitUpdate<v1::Federation::CallbackService> {
  public:
   // `authenticator` null means every call is allowed (loopback development only; the server
   // logs a warning). `backbone` is the serialized ModelCheckpoint clients download.
@@ -66,8 +68,8 @@ class FederationService final : public v1::Federation::CallbackService {
       grpc::CallbackServerContext* context, const v1::DownloadBackboneRequest* request) override;
   grpc::ServerWriteReactor<v1::Chunk>* DownloadModule(
       grpc::CallbackServerContext* context, const v1::DownloadModuleRequest* request) override;
-  grpc::ServerReadReactor<v1::UpdateChunk>* SubmitUpdate(
-      grpc::CallbackServerContext* context, v1::SubmitUpdateResponse* response) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* SubmitUpdate(grpc::CallbackServerContext* context,
+                                                          grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* context,
                                   const v1::LeaveRequest* request,
                                   v1::LeaveResponse* response) override;
@@ -79,6 +81,7 @@ class FederationService final : public v1::Federation::CallbackService {
   absl::Status Authorize(grpc::CallbackServerContext* context, fl::ClientId client) const;
   fl::Coordinator& coordinator() { return coordinator_; }
   UploadGate& upload_gate() { return upload_gate_; }
+  StagingBuffers& staging() { return staging_; }
   WorkQueue& workers() { return *workers_; }
   const ServiceOptions& options() const { return options_; }
   base::LogSink& log() { return log_; }
@@ -94,6 +97,7 @@ class FederationService final : public v1::Federation::CallbackService {
   const ServiceOptions options_;
   base::LogSink& log_;
   UploadGate upload_gate_;
+  StagingBuffers staging_;
   std::unique_ptr<WorkQueue> workers_;
 
   absl::Mutex mu_;

@@ -140,6 +140,9 @@ absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
   std::unique_ptr<SqliteStateStore> store(new SqliteStateStore(fs, options, db));
   absl::MutexLock lock(&store->db_mu_);
   sqlite3_busy_timeout(db, 10000);
+  // Journal rows are whole updates (megabytes): large pages store them as far fewer overflow
+  // pages. Takes effect when the database is created (before WAL mode is set).
+  FEDCL_RETURN_IF_ERROR(store->Exec("PRAGMA page_size=65536"));
   FEDCL_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
   FEDCL_RETURN_IF_ERROR(
       store->Exec(options.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
@@ -250,7 +253,15 @@ absl::Status SqliteStateStore::CommitJournalBatch(const std::deque<PendingEntry*
     st.Bind(6, e.local_steps);
     st.Bind(7, e.loss);
     st.Bind(8, absl::StrJoin(e.module_names, ","));
-    st.BindBlob(9, e.values.data(), e.values.size() * sizeof(float));
+    // One module (the usual case) binds its values in place; several are concatenated.
+    std::vector<float> joined;
+    absl::Span<const float> blob = e.views.size() == 1 ? e.views[0] : absl::MakeConstSpan(e.values);
+    if (e.views.size() > 1) {
+      for (absl::Span<const float> view : e.views)
+        joined.insert(joined.end(), view.begin(), view.end());
+      blob = joined;
+    }
+    st.BindBlob(9, blob.data(), blob.size() * sizeof(float));
     FEDCL_RETURN_IF_ERROR(st.Run("journaling an update"));
   }
   FEDCL_RETURN_IF_ERROR(Exec("COMMIT"));

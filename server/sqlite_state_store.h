@@ -52,6 +52,7 @@ class SqliteStateStore final : public fl::StateStore {
   absl::Status RoundOpened(const fl::RoundRecord& round) override;
   absl::Status RoundClosed(const fl::RoundClose& close) override;
   absl::StatusOr<fl::StoredState> Load() const override;
+  bool journals() const override { return options_.journal_enabled; }
 
   // Journal commits so far and entries they carried (group commit effectiveness).
   int64_t journal_commits() const;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "core/base/crc32.h"
 #include "core/base/status_macros.h"
 #include "proto/federation_convert.h"
 #include "server/federation_service.h"
@@ -16,7 +17,7 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "update bytes are little-endian float32 and are copied as is");
 
 SubmitReactor::SubmitReactor(FederationService& service, grpc::CallbackServerContext* context,
-                             v1::SubmitUpdateResponse* response)
+                             grpc::ByteBuffer* response)
     : service_(service), context_(context), response_(response) {
   StartRead(&chunk_);
 }
@@ -31,10 +32,12 @@ void SubmitReactor::Fail(const absl::Status& status) {
 }
 
 absl::Status SubmitReactor::AcceptHeader() {
-  if (chunk_.part_case() != v1::UpdateChunk::kHeader) {
+  v1::UpdateChunk message;
+  grpc::Status parsed = grpc::SerializationTraits<v1::UpdateChunk>::Deserialize(&chunk_, &message);
+  if (!parsed.ok() || message.part_case() != v1::UpdateChunk::kHeader) {
     return absl::InvalidArgumentError("the first message of an update must be its header");
   }
-  header_ = chunk_.header();
+  header_ = std::move(*message.mutable_header());
   FEDCL_RETURN_IF_ERROR(service_.Authorize(context_, header_.client_id()));
   if (header_.modules_size() == 0) return absl::InvalidArgumentError("the update has no modules");
   // The largest update that could be valid: every pooled module once.
@@ -66,22 +69,48 @@ absl::Status SubmitReactor::AcceptHeader() {
 }
 
 absl::Status SubmitReactor::AcceptData() {
-  if (chunk_.part_case() != v1::UpdateChunk::kData) {
+  std::vector<grpc::Slice> slices;
+  if (!chunk_.Dump(&slices).ok()) return absl::InternalError("cannot read the chunk's bytes");
+  // The wire form of UpdateChunk{data: ...}: tag 0x12 (field 2, length-delimited), the length
+  // as a varint, then the bytes. The prefix is at most 11 bytes; gather it across slices.
+  std::string prefix;
+  for (const grpc::Slice& s : slices) {
+    prefix.append(reinterpret_cast<const char*>(s.begin()),
+                  std::min<size_t>(s.size(), 11 - prefix.size()));
+    if (prefix.size() == 11) break;
+  }
+  if (prefix.empty() || static_cast<uint8_t>(prefix[0]) != 0x12) {
     return absl::InvalidArgumentError("only data may follow the header");
   }
-  const std::string& data = chunk_.data();
-  if (static_cast<int64_t>(data.size()) > service_.options().chunk_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("a chunk of ", data.size(),
-                                                     " bytes exceeds the limit of ",
-                                                     service_.options().chunk_bytes));
+  uint64_t length = 0;
+  size_t at = 1;
+  for (int shift = 0; at < prefix.size() && shift < 64; shift += 7) {
+    const uint8_t byte = static_cast<uint8_t>(prefix[at++]);
+    length |= uint64_t{byte & 0x7fu} << shift;
+    if ((byte & 0x80) == 0) break;
   }
-  if (received_bytes_ + static_cast<int64_t>(data.size()) > expected_bytes_) {
+  if (length != chunk_.Length() - at) {
+    return absl::InvalidArgumentError("a data chunk must hold exactly one data field");
+  }
+  if (static_cast<int64_t>(length) > service_.options().chunk_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "a chunk of ", length, " bytes exceeds the limit of ", service_.options().chunk_bytes));
+  }
+  if (received_bytes_ + static_cast<int64_t>(length) > expected_bytes_) {
     return absl::InvalidArgumentError("more data than the header declared");
   }
-  std::memcpy(reinterpret_cast<char*>(buffer_.data()) + received_bytes_, data.data(), data.size());
-  crc_ = static_cast<uint32_t>(
-      crc32(crc_, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
-  received_bytes_ += static_cast<int64_t>(data.size());
+  char* out = reinterpret_cast<char*>(buffer_.data.get()) + received_bytes_;
+  size_t skip = at;  // the prefix bytes, possibly spread over the first slices
+  for (const grpc::Slice& s : slices) {
+    absl::string_view bytes(reinterpret_cast<const char*>(s.begin()), s.size());
+    const size_t dropped = std::min(skip, bytes.size());
+    bytes.remove_prefix(dropped);
+    skip -= dropped;
+    std::memcpy(out, bytes.data(), bytes.size());
+    crc_ = base::Crc32(bytes, crc_);
+    out += bytes.size();
+  }
+  received_bytes_ += static_cast<int64_t>(length);
   return absl::OkStatus();
 }
 
@@ -135,7 +164,7 @@ void SubmitReactor::OnSlot() {
     if (destroy) delete this;
     return;
   }
-  buffer_.resize(static_cast<size_t>(expected_bytes_ / sizeof(float)));
+  buffer_ = service_.staging().Take(static_cast<size_t>(expected_bytes_ / sizeof(float)));
   StartRead(&chunk_);
 }
 
@@ -159,18 +188,21 @@ void SubmitReactor::Complete() {
     for (int i = 0; i < header_.modules_size(); ++i) {
       const v1::ModuleDelta& delta = header_.modules(i);
       update.modules.push_back({delta.name(), delta.base_version(), layouts_[i],
-                                absl::MakeSpan(buffer_).subspan(offset, sizes_[i])});
+                                absl::MakeSpan(buffer_.data.get() + offset, sizes_[i])});
       offset += static_cast<size_t>(sizes_[i]);
     }
     absl::StatusOr<fl::SubmitResult> result = service_.coordinator().Submit(update);
     if (result.ok()) {
-      response_->set_round(result->round);
-      response_->set_duplicate(result->duplicate);
-      response_->set_weight(result->weight);
-      response_->set_clipped(result->clipped);
+      v1::SubmitUpdateResponse response;
+      response.set_round(result->round);
+      response.set_duplicate(result->duplicate);
+      response.set_weight(result->weight);
+      response.set_clipped(result->clipped);
+      bool own_buffer = false;
+      grpc::SerializationTraits<v1::SubmitUpdateResponse>::Serialize(response, response_,
+                                                                     &own_buffer);
     }
-    buffer_.clear();
-    buffer_.shrink_to_fit();
+    service_.staging().Return(std::move(buffer_));
     Fail(result.status());  // OK finishes the call successfully
   };
   if (service_.options().inline_submits) {
@@ -202,7 +234,10 @@ void SubmitReactor::OnDone() {
     holds_slot_ = false;
     destroy = !waiting_for_slot_;  // else OnSlot deletes us when the gate gets round to us
   }
-  if (release) service_.upload_gate().Release();
+  if (release) {
+    service_.staging().Return(std::move(buffer_));  // a failed upload's buffer is reusable too
+    service_.upload_gate().Release();
+  }
   if (destroy) delete this;
 }
 

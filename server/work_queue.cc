@@ -1,5 +1,7 @@
 #include "server/work_queue.h"
 
+#include <algorithm>
+
 namespace fedcl::server {
 
 WorkQueue::WorkQueue(int threads) {
@@ -65,6 +67,36 @@ void UploadGate::Release() {
 int UploadGate::in_use() const {
   absl::MutexLock lock(&mu_);
   return in_use_;
+}
+
+StagingBuffers::Buffer StagingBuffers::Take(size_t size) {
+  {
+    absl::MutexLock lock(&mu_);
+    // The smallest free buffer that is big enough.
+    auto best = free_.end();
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->capacity >= size && (best == free_.end() || it->capacity < best->capacity)) best = it;
+    }
+    if (best != free_.end()) {
+      Buffer buffer = std::move(*best);
+      free_.erase(best);
+      return buffer;
+    }
+  }
+  return Buffer{std::unique_ptr<float[]>(new float[size]), size};
+}
+
+void StagingBuffers::Return(Buffer buffer) {
+  if (buffer.data == nullptr) return;
+  absl::MutexLock lock(&mu_);
+  free_.push_back(std::move(buffer));
+  if (static_cast<int>(free_.size()) > keep_) {
+    // Drop the smallest: the large ones are the expensive ones to make again.
+    auto smallest =
+        std::min_element(free_.begin(), free_.end(),
+                         [](const Buffer& a, const Buffer& b) { return a.capacity < b.capacity; });
+    free_.erase(smallest);
+  }
 }
 
 }  // namespace fedcl::server

@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -42,6 +43,26 @@ class UploadGate {
   int capacity_;
   int in_use_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<std::function<void()>> waiting_ ABSL_GUARDED_BY(mu_);
+};
+
+// Reusable staging buffers for uploads. Allocating (and zeroing) a fresh multi-megabyte buffer
+// for every update costs page faults and a pass over memory; at most `keep` buffers are kept
+// for reuse (the upload gate bounds how many are in use at once). Contents are uninitialised.
+class StagingBuffers {
+ public:
+  struct Buffer {
+    std::unique_ptr<float[]> data;
+    size_t capacity = 0;
+  };
+  explicit StagingBuffers(int keep) : keep_(keep) {}
+  // A buffer of at least `size` floats.
+  Buffer Take(size_t size);
+  void Return(Buffer buffer);
+
+ private:
+  absl::Mutex mu_;
+  int keep_;
+  std::vector<Buffer> free_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fedcl::server

@@ -186,6 +186,7 @@ absl::Status Coordinator::InitModules(std::vector<StoredModule> modules) {
     module.version = stored.version;
     module.aggregator =
         ModuleAggregator::Create(options_.aggregator, stored.values.num_values(), arena_.get());
+    stored.values.DropGradients();  // the pool only keeps values
     module.values = std::make_shared<const nn::ParameterSet>(std::move(stored.values));
     modules_.push_back(std::move(module));
   }
@@ -413,10 +414,12 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
     FEDCL_ASSIGN_OR_RETURN(admission, AdmitLocked(update));
   }
   const double weight = admission.weight;
-  // Outside the lock: the norm bound, the journal and the fold, which may be slow.
-  absl::Status status = absl::OkStatus();
-  if (options_.max_update_norm > 0.0) {
-    const double norm = std::sqrt(SquaredNorm(update));
+  // Outside the lock: values, the norm bound, the journal and the fold, which may be slow. One
+  // pass over the values gives the norm and, through it, whether every value is finite.
+  const double squared_norm = SquaredNorm(update);
+  absl::Status status = std::isfinite(squared_norm) ? absl::OkStatus() : FindNonFinite(update);
+  if (status.ok() && options_.max_update_norm > 0.0) {
+    const double norm = std::sqrt(squared_norm);
     if (norm > options_.max_update_norm) {
       if (options_.norm_policy == NormPolicy::kReject) {
         status = absl::InvalidArgumentError(
@@ -430,19 +433,18 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
       }
     }
   }
-  if (status.ok() && store_ != nullptr) {
-    JournalEntry entry{update.round,
-                       update.client,
-                       weight,
-                       result.clipped,
-                       update.num_samples,
-                       update.local_steps,
-                       update.loss,
-                       {},
-                       {}};
+  if (status.ok() && store_ != nullptr && store_->journals()) {
+    JournalEntry entry;
+    entry.round = update.round;
+    entry.client = update.client;
+    entry.weight = weight;
+    entry.clipped = result.clipped;
+    entry.num_samples = update.num_samples;
+    entry.local_steps = update.local_steps;
+    entry.loss = update.loss;
     for (const ModuleDelta& delta : update.modules) {
       entry.module_names.push_back(delta.name);
-      entry.values.insert(entry.values.end(), delta.values.begin(), delta.values.end());
+      entry.views.push_back(delta.values);  // no copy: the store reads them before returning
     }
     status = store_->JournalUpdate(entry);  // thread-safe by contract; durable on return
   }
@@ -498,11 +500,12 @@ absl::Status Coordinator::CloseRoundLocked() {
   close.closed_round = round_;
   close.participants = static_cast<int64_t>(accepted_.size());
   close.enrolled = enrolled;
-  // New values go into copies; they replace the published ones only once the store has them.
-  std::vector<std::shared_ptr<nn::ParameterSet>> updated;
+  // New values go into copies (one per module, straight into the record the store gets); they
+  // replace the published ones only once the store has them.
   std::vector<int64_t> versions;
   for (PooledModule& module : modules_) {
-    auto next = std::make_shared<nn::ParameterSet>(*module.values);
+    close.modules.push_back({module.spec, module.version, *module.values});
+    nn::ParameterSet* next = &close.modules.back().values;
     absl::Status finished = module.aggregator->FinishRound(
         module.participants, enrolled,
         absl::MakeSpan(next->flat_values().data(), next->num_values()));
@@ -516,10 +519,9 @@ absl::Status Coordinator::CloseRoundLocked() {
       if (client.revoked) module.aggregator->ForgetClient(id).IgnoreError();
     }
     versions.push_back(SameValues(*next, *module.values) ? module.version : round_ + 1);
-    close.modules.push_back({module.spec, versions.back(), *next});
+    close.modules.back().version = versions.back();
     AggregatorMemory::mapped_type memory = module.aggregator->ExportMemory();
     if (!memory.empty()) close.aggregator_memory[module.spec.name] = std::move(memory);
-    updated.push_back(std::move(next));
   }
   std::vector<double> weights;
   std::map<ClientId, ClientRecord> clients = clients_;
@@ -554,7 +556,9 @@ absl::Status Coordinator::CloseRoundLocked() {
   report.mean_loss = round_samples_ > 0 ? round_loss_sum_ / round_samples_ : 0.0;
   Summarize(weights, report.weight_min, report.weight_mean, report.weight_max);
   for (size_t i = 0; i < modules_.size(); ++i) {
-    modules_[i].values = std::move(updated[i]);
+    // The store is done with the record: its values become the published module.
+    modules_[i].values =
+        std::make_shared<const nn::ParameterSet>(std::move(close.modules[i].values));
     modules_[i].version = versions[i];
     report.modules.push_back({modules_[i].spec.name, versions[i]});
   }

@@ -25,7 +25,11 @@ absl::Status MemoryStateStore::JournalUpdate(const JournalEntry& entry) {
   }
   written_ = true;
   ++journal_writes_;
-  state_.journal.push_back(entry);
+  JournalEntry stored = entry;
+  for (absl::Span<const float> view : entry.views)
+    stored.values.insert(stored.values.end(), view.begin(), view.end());
+  stored.views.clear();
+  state_.journal.push_back(std::move(stored));
   return absl::OkStatus();
 }
 

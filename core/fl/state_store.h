@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "core/fl/fedau_estimator.h"
 #include "core/fl/round_types.h"
 #include "core/nn/parameter_set.h"
@@ -57,9 +58,12 @@ struct JournalEntry {
   int64_t num_samples = 0;
   int64_t local_steps = 0;
   double loss = 0.0;
-  // The module deltas: names and, concatenated in that order, the values.
+  // The module deltas: names and, concatenated in that order, the values. A writer passes the
+  // values as `views` into the update (no copy; valid during JournalUpdate) and leaves `values`
+  // empty; Load fills `values`.
   std::vector<std::string> module_names;
   std::vector<float> values;
+  std::vector<absl::Span<const float>> views;
 };
 
 // One pooled module's durable form.
@@ -98,6 +102,9 @@ class StateStore {
   // A client enrolled, left or was revoked outside a round close.
   virtual absl::Status PutClient(const ClientRecord& client) = 0;
   virtual absl::Status JournalUpdate(const JournalEntry& entry) = 0;
+  // False if JournalUpdate records nothing (a store configured without a journal): the
+  // coordinator then skips assembling entries.
+  virtual bool journals() const { return true; }
   virtual absl::Status RoundOpened(const RoundRecord& round) = 0;
   virtual absl::Status RoundClosed(const RoundClose& close) = 0;
   // The stored state; NotFound if the store has never been written (a fresh start).

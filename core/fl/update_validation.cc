@@ -32,10 +32,16 @@ absl::Status ValidateModuleDelta(const ModuleDelta& delta, const nn::ParameterSe
                                                    delta.values.size(), " values, expected ",
                                                    module.num_values()));
   }
-  for (size_t i = 0; i < delta.values.size(); ++i) {
-    if (!std::isfinite(delta.values[i])) {
-      return absl::InvalidArgumentError(absl::StrCat("module '", delta.name, "': value ", i, " is ",
-                                                     delta.values[i], " (not finite)"));
+  return absl::OkStatus();
+}
+
+absl::Status FindNonFinite(const UpdateSubmission& update) {
+  for (const ModuleDelta& delta : update.modules) {
+    for (size_t i = 0; i < delta.values.size(); ++i) {
+      if (!std::isfinite(delta.values[i])) {
+        return absl::InvalidArgumentError(absl::StrCat("module '", delta.name, "': value ", i,
+                                                       " is ", delta.values[i], " (not finite)"));
+      }
     }
   }
   return absl::OkStatus();

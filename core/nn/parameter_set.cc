@@ -18,7 +18,7 @@ int ParameterSet::Add(absl::string_view name, const Shape& shape, bool trainable
   info.size = NumElements(shape);
   info.trainable = trainable;
   values_.resize(values_.size() + info.size, 0.0f);
-  grads_.resize(grads_.size() + info.size, 0.0f);
+  grads_.resize(values_.size(), 0.0f);
   int index = num_tensors();
   index_by_name_.emplace(info.name, index);
   tensors_.push_back(std::move(info));
@@ -48,6 +48,11 @@ bool ParameterSet::any_trainable() const {
 }
 
 void ParameterSet::ZeroGrads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+
+void ParameterSet::DropGradients() {
+  grads_.clear();
+  grads_.shrink_to_fit();
+}
 
 absl::Status ParameterSet::CheckSameLayout(const ParameterSet& other) const {
   if (num_tensors() != other.num_tensors()) {

@@ -29,6 +29,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "core/base/status_macros.h"
 #include "core/nn/tensor.h"
 
 namespace fedcl::nn {
@@ -64,8 +65,14 @@ class ParameterSet {
 
   float* values(int index) { return values_.data() + tensors_[index].offset; }
   const float* values(int index) const { return values_.data() + tensors_[index].offset; }
-  float* grads(int index) { return grads_.data() + tensors_[index].offset; }
-  const float* grads(int index) const { return grads_.data() + tensors_[index].offset; }
+  float* grads(int index) {
+    EnsureGradients();
+    return grads_.data() + tensors_[index].offset;
+  }
+  const float* grads(int index) const {
+    FEDCL_CHECK(has_gradients()) << "gradients of '" << name_ << "' were dropped";
+    return grads_.data() + tensors_[index].offset;
+  }
 
   // One tensor as a flat vector.
   VectorMap vector(int index) { return VectorMap(values(index), tensors_[index].size); }
@@ -76,8 +83,14 @@ class ParameterSet {
   // The whole set as one vector, in tensor order.
   VectorMap flat_values() { return VectorMap(values_.data(), num_values()); }
   ConstVectorMap flat_values() const { return ConstVectorMap(values_.data(), num_values()); }
-  VectorMap flat_grads() { return VectorMap(grads_.data(), num_values()); }
-  ConstVectorMap flat_grads() const { return ConstVectorMap(grads_.data(), num_values()); }
+  VectorMap flat_grads() {
+    EnsureGradients();
+    return VectorMap(grads_.data(), num_values());
+  }
+  ConstVectorMap flat_grads() const {
+    FEDCL_CHECK(has_gradients()) << "gradients of '" << name_ << "' were dropped";
+    return ConstVectorMap(grads_.data(), num_values());
+  }
 
   bool trainable(int index) const { return tensors_[index].trainable; }
   void set_trainable(int index, bool trainable) { tensors_[index].trainable = trainable; }
@@ -86,11 +99,21 @@ class ParameterSet {
 
   void ZeroGrads();
 
+  // Frees the gradient buffer of a set that only holds values (a server's pooled module, a
+  // shipped copy): halves its memory and the cost of copying it. The buffer comes back, zeroed,
+  // the next time gradients are written (grads(i), flat_grads()); reading gradients through a
+  // const set meanwhile is a checked error.
+  void DropGradients();
+  bool has_gradients() const { return grads_.size() == values_.size(); }
+
   // OK if `other` has the same tensor names and shapes in the same order (so flat vectors line
   // up element for element); otherwise InvalidArgument naming the first difference.
   absl::Status CheckSameLayout(const ParameterSet& other) const;
 
  private:
+  void EnsureGradients() {
+    if (grads_.size() != values_.size()) grads_.assign(values_.size(), 0.0f);
+  }
   std::string name_;
   std::vector<TensorInfo> tensors_;
   absl::flat_hash_map<std::string, int> index_by_name_;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/base/crc32.h"
 #include "zlib.h"
 
 namespace fedcl::bench {
@@ -149,15 +150,7 @@ std::map<std::string, int64_t> CallStats::errors() const {
   return errors_;
 }
 
-uint32_t Crc32(absl::string_view data) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  while (!data.empty()) {
-    size_t n = std::min<size_t>(data.size(), size_t{1} << 30);  // zlib takes a 32-bit length
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(n));
-    data.remove_prefix(n);
-  }
-  return static_cast<uint32_t>(crc);
-}
+uint32_t Crc32(absl::string_view data) { return base::Crc32(data); }
 
 absl::StatusOr<Workload> LearnWorkload(const LoadClientOptions& options, LoadClient& client,
                                        const pb::GetWorkResponse& work, absl::string_view module,
