@@ -40,10 +40,12 @@ TEST(Crc32Test, IncrementalEqualsWhole) {
   std::string data(100000, '\0');
   for (char& c : data) c = static_cast<char>(rng.UniformInt(256));
   uint32_t crc = 0;
-  for (size_t at = 0; at < data.size(); at += 7919) crc = Crc32(absl::string_view(data).substr(at, 7919), crc);
+  for (size_t at = 0; at < data.size(); at += 7919)
+    crc = Crc32(absl::string_view(data).substr(at, 7919), crc);
   EXPECT_EQ(crc, Reference(data));
-  EXPECT_EQ(Crc32(absl::string_view(data).substr(500), Crc32(absl::string_view(data).substr(0, 500))),
-            Reference(data));
+  EXPECT_EQ(
+      Crc32(absl::string_view(data).substr(500), Crc32(absl::string_view(data).substr(0, 500))),
+      Reference(data));
 }
 
 }  // namespace
