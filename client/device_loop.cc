@@ -6,9 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "client/sha256.h"
 #include "core/base/status_macros.h"
 #include "proto/checkpoint.h"
+#include "proto/digest.h"
 #include "proto/envelope.h"
 #include "proto/fedcl/v1/checkpoint.pb.h"
 
@@ -66,7 +66,7 @@ absl::StatusOr<CheckpointFile> ReadCheckpointFile(const base::FileSystem& fs,
   file.message = std::make_unique<v1::ModelCheckpoint>();
   FEDCL_RETURN_IF_ERROR(
       proto::DecodeEnvelope(bytes, path, proto::PayloadKind::kModelCheckpoint, file.message.get()));
-  file.digest = Sha256Hex(absl::string_view(bytes).substr(proto::kEnvelopeHeaderSize));
+  file.digest = proto::Sha256Hex(absl::string_view(bytes).substr(proto::kEnvelopeHeaderSize));
   return file;
 }
 
@@ -382,7 +382,7 @@ absl::StatusOr<std::unique_ptr<v1::ModelCheckpoint>> DeviceLoop::LoadBackbone() 
   FEDCL_ASSIGN_OR_RETURN(
       std::string bytes, Retry("downloading the backbone", [&]() -> absl::StatusOr<std::string> {
         FEDCL_ASSIGN_OR_RETURN(std::string downloaded, transport_->DownloadBackbone(id));
-        const std::string got = Sha256Hex(downloaded);
+        const std::string got = proto::Sha256Hex(downloaded);
         if (got != digest) {
           return absl::DataLossError(absl::StrCat("the downloaded backbone has SHA-256 ",
                                                   ShortDigest(got), "; the server announced ",

@@ -21,11 +21,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
@@ -34,6 +30,7 @@
 #include "core/base/filesystem.h"
 #include "core/base/log.h"
 #include "core/base/status_macros.h"
+#include "tools/command_line.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "Server address (gRPC target), host:port.");
 ABSL_FLAG(std::string, tls_ca, "",
@@ -159,19 +156,11 @@ void PrintSummary(const DeviceLoopOptions& options, const DeviceStats& s, absl::
 }
 
 int Run(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "A federated device: joins a fedcl-server and trains its modules on local data.\n"
-      "  fedcl-client --server=HOST:PORT --client_id=N --token_file=FILE --state_dir=DIR");
-  // --help lists this file's flags (Abseil's default looks for a file named after the binary).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view path) {
-    return absl::StrContains(path, "client/");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() > 1) {
-    std::fprintf(stderr, "fedcl-client: unexpected argument '%s' (see --help)\n", args[1]);
+  if (!tools::ParseCommandLine(
+          argc, argv, "fedcl-client",
+          "A federated device: joins a fedcl-server and trains its modules on local data.\n"
+          "  fedcl-client --server=HOST:PORT --client_id=N --token_file=FILE --state_dir=DIR",
+          "client/")) {
     return kExitBadFlags;
   }
   base::FileSystem& fs = base::FileSystem::Default();

@@ -1,7 +1,5 @@
 #include "client/wire_format.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -23,8 +21,6 @@ std::string Hex32(uint32_t value) { return absl::StrCat("0x", absl::Hex(value, a
 constexpr int64_t kMaxReserveBytes = int64_t{64} << 20;
 
 }  // namespace
-
-uint32_t Crc32(absl::string_view bytes) { return base::Crc32(bytes); }
 
 ChunkAssembler::ChunkAssembler(std::string what, int64_t max_bytes)
     : what_(std::move(what)), max_bytes_(max_bytes) {}
@@ -81,7 +77,7 @@ absl::StatusOr<std::string> ChunkAssembler::Finish() {
     return Fail(absl::DataLossError(absl::StrCat(
         "download of ", what_, " ended after ", received_bytes(), " of ", total_bytes_, " bytes")));
   }
-  const uint32_t crc = Crc32(bytes_);
+  const uint32_t crc = base::Crc32(bytes_);
   if (crc != expected_crc_) {
     return Fail(
         absl::DataLossError(absl::StrCat("download of ", what_, " is damaged: CRC-32 announced ",
@@ -199,7 +195,7 @@ absl::Status EncodeUpdate(fl::ClientId client, int64_t round, const fl::LocalUpd
     }
   }
   header->set_total_bytes(static_cast<int64_t>(data->size()));
-  header->set_crc32(Crc32(*data));
+  header->set_crc32(base::Crc32(*data));
   return absl::OkStatus();
 }
 

@@ -27,9 +27,6 @@
 
 namespace fedcl::client {
 
-// zlib's CRC-32 (IEEE), as the server computes it for payloads and updates.
-uint32_t Crc32(absl::string_view bytes);
-
 // Reassembles one chunked download. Not thread-safe.
 class ChunkAssembler {
  public:

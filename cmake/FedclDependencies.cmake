@@ -5,6 +5,7 @@ find_package(absl CONFIG REQUIRED)
 find_package(Eigen3 3.4 CONFIG REQUIRED)
 find_package(TBB CONFIG REQUIRED)
 find_package(ZLIB REQUIRED)
+find_package(OpenSSL REQUIRED)  # SHA-256 of tokens and backbones (proto/digest)
 # Protobuf in module mode (Debian ships no protobuf CMake config); gRPC in CONFIG mode.
 find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)

@@ -1,7 +1,5 @@
 #include "proto/envelope.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -25,8 +23,6 @@ constexpr size_t kPayloadCrcOffset = 24;
 constexpr size_t kHeaderCrcOffset = 28;
 static_assert(kHeaderCrcOffset + 4 == kEnvelopeHeaderSize);
 
-uint32_t Crc32(absl::string_view data) { return base::Crc32(data); }
-
 std::string Hex32(uint32_t value) { return absl::StrCat("0x", absl::Hex(value, absl::kZeroPad8)); }
 
 void WriteHeader(PayloadKind kind, absl::string_view payload, char* header) {
@@ -34,8 +30,8 @@ void WriteHeader(PayloadKind kind, absl::string_view payload, char* header) {
   StoreLittleEndian32(kEnvelopeFormatVersion, header + kVersionOffset);
   StoreLittleEndian32(static_cast<uint32_t>(kind), header + kKindOffset);
   StoreLittleEndian64(payload.size(), header + kLengthOffset);
-  StoreLittleEndian32(Crc32(payload), header + kPayloadCrcOffset);
-  StoreLittleEndian32(Crc32(absl::string_view(header, kHeaderCrcOffset)),
+  StoreLittleEndian32(base::Crc32(payload), header + kPayloadCrcOffset);
+  StoreLittleEndian32(base::Crc32(absl::string_view(header, kHeaderCrcOffset)),
                       header + kHeaderCrcOffset);
 }
 
@@ -61,7 +57,7 @@ absl::Status CheckHeader(absl::string_view bytes, absl::string_view what) {
                      absl::CHexEscape(absl::string_view(kMagic, sizeof(kMagic))), "\""));
   }
   uint32_t stored = LoadLittleEndian32(bytes.data() + kHeaderCrcOffset);
-  uint32_t computed = Crc32(bytes.substr(0, kHeaderCrcOffset));
+  uint32_t computed = base::Crc32(bytes.substr(0, kHeaderCrcOffset));
   if (stored != computed) {
     return Corrupt(what, "header checksum mismatch (stored ", Hex32(stored), ", computed ",
                    Hex32(computed), ")");
@@ -94,7 +90,7 @@ absl::StatusOr<absl::string_view> CheckEnvelope(absl::string_view bytes, absl::s
                    " follow it (", length > payload.size() ? "truncated" : "trailing bytes", ")");
   }
   uint32_t stored = LoadLittleEndian32(bytes.data() + kPayloadCrcOffset);
-  uint32_t computed = Crc32(payload);
+  uint32_t computed = base::Crc32(payload);
   if (stored != computed) {
     return Corrupt(what, "payload checksum mismatch (stored ", Hex32(stored), ", computed ",
                    Hex32(computed), ")");

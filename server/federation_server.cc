@@ -15,6 +15,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "proto/checkpoint.h"
+#include "proto/digest.h"
 #include "proto/envelope.h"
 #include "server/server_config.h"
 
@@ -100,7 +101,7 @@ absl::Status FederationServer::BuildModel(std::vector<fl::StoredModule>* initial
   metadata.created_by = "fedcl-server backbone for federated training";
   FEDCL_RETURN_IF_ERROR(proto::ToCheckpointProto(*model_, {}, metadata, &checkpoint));
   backbone_ = MakePayload(checkpoint.SerializeAsString());
-  backbone_digest_ = Sha256Hex(backbone_->bytes);
+  backbone_digest_ = proto::Sha256Hex(backbone_->bytes);
   // The exact checkpoint clients download, for devices that are given it locally (the digest
   // they check covers these bytes, not the pretraining file the server started from).
   FEDCL_RETURN_IF_ERROR(fs_.CreateDirectories(config_.state_dir()));

@@ -1,7 +1,5 @@
 #include "server/federation_service.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 
 #include "absl/strings/match.h"

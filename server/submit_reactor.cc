@@ -1,7 +1,5 @@
 #include "server/submit_reactor.h"
 
-#include <zlib.h>
-
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -116,14 +114,10 @@ absl::Status SubmitReactor::AcceptData() {
 
 void SubmitReactor::OnReadDone(bool ok) {
   if (!ok) {
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = cancelled_ || context_->IsCancelled();
-    }
     bool cancelled;
     {
       absl::MutexLock lock(&mu_);
-      cancelled = cancelled_;
+      cancelled = cancelled_ = cancelled_ || context_->IsCancelled();
     }
     // A cancelled stream still has to be finished; nothing of it is folded.
     if (cancelled) return Fail(absl::CancelledError("update cancelled; nothing was folded"));

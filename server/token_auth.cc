@@ -1,7 +1,6 @@
 #include "server/token_auth.h"
 
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include <cstring>
 
@@ -56,22 +55,6 @@ absl::StatusOr<Principal> ParsePrincipal(absl::string_view kind, absl::string_vi
 
 }  // namespace
 
-TokenDigest Sha256(absl::string_view bytes) {
-  TokenDigest digest;
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest.data());
-  return digest;
-}
-
-std::string Sha256Hex(absl::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (uint8_t b : Sha256(bytes)) {
-    hex.push_back(kHex[b >> 4]);
-    hex.push_back(kHex[b & 15]);
-  }
-  return hex;
-}
-
 size_t TokenAuthenticator::DigestHash::operator()(const TokenDigest& d) const {
   size_t h;
   std::memcpy(&h, d.data(), sizeof(h));  // a SHA-256 prefix is already uniformly distributed
@@ -116,7 +99,7 @@ absl::StatusOr<TokenAuthenticator> TokenAuthenticator::Load(const base::FileSyst
 
 absl::StatusOr<Principal> TokenAuthenticator::Authenticate(absl::string_view token) const {
   if (token.empty()) return absl::UnauthenticatedError("missing bearer token");
-  const TokenDigest digest = Sha256(token);
+  const TokenDigest digest = proto::Sha256(token);
   auto it = principals_.find(digest);
   // The lookup only narrows the candidates; equality is decided in constant time.
   if (it == principals_.end() || CRYPTO_memcmp(it->first.data(), digest.data(), 32) != 0) {

@@ -27,14 +27,11 @@
 #include "absl/strings/string_view.h"
 #include "core/base/filesystem.h"
 #include "core/fl/round_types.h"
+#include "proto/digest.h"
 
 namespace fedcl::server {
 
-using TokenDigest = std::array<uint8_t, 32>;
-
-// Hex SHA-256 of arbitrary bytes (also used for the backbone digest).
-std::string Sha256Hex(absl::string_view bytes);
-TokenDigest Sha256(absl::string_view bytes);
+using TokenDigest = proto::Sha256Digest;
 
 // Who a token speaks for: one client, or a worker acting for [first, last].
 struct Principal {

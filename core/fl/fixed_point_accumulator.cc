@@ -110,6 +110,16 @@ void ReadKernel(float* __restrict out,
   }
 }
 
+template <bool kClear>
+void ReadChunk(bool fast, float* out, std::conditional_t<kClear, int64_t, const int64_t>* a,
+               int64_t n, double s) {
+  if (fast) {
+    ReadKernel<true, kClear>(out, a, n, s);
+  } else {
+    ReadKernel<false, kClear>(out, a, n, s);
+  }
+}
+
 template <bool kFast>
 void ReadKernel2(float* __restrict out, const int64_t* __restrict a, double sa,
                  const int64_t* __restrict b, double sb, int64_t n) {
@@ -310,11 +320,7 @@ absl::Status FixedPointAccumulator::ReadInto(absl::Span<float> out, double scale
   ForEachChunk(arena_, num_chunks(), [&](int64_t c) {
     const int64_t begin = c * kChunkSize;
     const int64_t n = std::min(kChunkSize, size() - begin);
-    if (bounds_[c] < kFastLimit) {
-      ReadKernel<true, false>(out.data() + begin, units_.data() + begin, n, s);
-    } else {
-      ReadKernel<false, false>(out.data() + begin, units_.data() + begin, n, s);
-    }
+    ReadChunk<false>(bounds_[c] < kFastLimit, out.data() + begin, units_.data() + begin, n, s);
   });
   return absl::OkStatus();
 }
@@ -325,11 +331,7 @@ absl::Status FixedPointAccumulator::DrainInto(absl::Span<float> out, double scal
   ForEachChunk(arena_, num_chunks(), [&](int64_t c) {
     const int64_t begin = c * kChunkSize;
     const int64_t n = std::min(kChunkSize, size() - begin);
-    if (bounds_[c] < kFastLimit) {
-      ReadKernel<true, true>(out.data() + begin, units_.data() + begin, n, s);
-    } else {
-      ReadKernel<false, true>(out.data() + begin, units_.data() + begin, n, s);
-    }
+    ReadChunk<true>(bounds_[c] < kFastLimit, out.data() + begin, units_.data() + begin, n, s);
     bounds_[c] = 0;
   });
   return absl::OkStatus();

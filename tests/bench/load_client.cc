@@ -7,7 +7,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/crc32.h"
-#include "zlib.h"
 
 namespace fedcl::bench {
 namespace {
@@ -65,7 +64,7 @@ absl::StatusOr<pb::ParameterSet> DownloadLayout(const LoadClientOptions& options
   grpc::Status status = reader->Finish();
   if (!order.ok()) return order;
   if (!status.ok()) return ToStatus(absl::StrCat("DownloadModule ", module.name()), status);
-  if (total != static_cast<int64_t>(payload.size()) || Crc32(payload) != crc) {
+  if (total != static_cast<int64_t>(payload.size()) || base::Crc32(payload) != crc) {
     return absl::DataLossError(absl::StrCat("module ", module.name(), ": size or CRC-32 mismatch"));
   }
   pb::ModulePayload parsed;
@@ -114,7 +113,7 @@ void BuildData(uint64_t seed, Workload& workload) {
     float v = uniform(rng);
     std::memcpy(bytes.data() + i * sizeof(float), &v, sizeof(float));  // x86-64: little-endian
   }
-  workload.crc32 = Crc32(bytes);
+  workload.crc32 = base::Crc32(bytes);
   for (size_t offset = 0; offset < bytes.size(); offset += workload.chunk_bytes) {
     workload.data_chunks.emplace_back().set_data(bytes.substr(offset, workload.chunk_bytes));
   }
@@ -149,8 +148,6 @@ std::map<std::string, int64_t> CallStats::errors() const {
   absl::MutexLock lock(&mu_);
   return errors_;
 }
-
-uint32_t Crc32(absl::string_view data) { return base::Crc32(data); }
 
 absl::StatusOr<Workload> LearnWorkload(const LoadClientOptions& options, LoadClient& client,
                                        const pb::GetWorkResponse& work, absl::string_view module,

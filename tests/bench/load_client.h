@@ -111,9 +111,6 @@ absl::StatusOr<Workload> LearnWorkload(const LoadClientOptions& options, LoadCli
 // otherwise share one), TLS if options.tls_ca_pem is set.
 std::shared_ptr<grpc::Channel> MakeChannel(const LoadClientOptions& options);
 
-// CRC-32 (zlib/IEEE), as the protocol uses.
-uint32_t Crc32(absl::string_view data);
-
 // Not thread-safe: one thread drives one client. `options` and `stats` must outlive it.
 class LoadClient {
  public:

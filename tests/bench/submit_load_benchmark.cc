@@ -49,12 +49,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -65,6 +61,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tests/bench/load_client.h"
+#include "tools/command_line.h"
 
 ABSL_FLAG(std::string, target, "", "Server address, e.g. 127.0.0.1:50051.");
 ABSL_FLAG(int, clients, 8, "K: concurrent clients, with ids first_client_id .. +K-1.");
@@ -518,18 +515,11 @@ absl::StatusOr<LoadOptions> OptionsFromFlags() {
 }
 
 int Run(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "K concurrent clients submitting D-value updates to a fedcl.v1.Federation server.\n"
-      "  fedcl_submit_load --target=127.0.0.1:50051 --clients=32 --rounds=5 --token=T");
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view path) {
-    return absl::StrContains(path, "submit_load_benchmark");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() > 1) {
-    std::fprintf(stderr, "fedcl_submit_load: unexpected argument '%s' (see --help)\n", args[1]);
+  if (!tools::ParseCommandLine(
+          argc, argv, "fedcl_submit_load",
+          "K concurrent clients submitting D-value updates to a fedcl.v1.Federation server.\n"
+          "  fedcl_submit_load --target=127.0.0.1:50051 --clients=32 --rounds=5 --token=T",
+          "submit_load_benchmark")) {
     return kExitBadFlags;
   }
   absl::StatusOr<LoadOptions> options = OptionsFromFlags();

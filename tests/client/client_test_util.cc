@@ -2,11 +2,11 @@
 
 #include <utility>
 
-#include "client/sha256.h"
 #include "core/base/random.h"
 #include "core/base/status_macros.h"
 #include "core/peft/pet_module.h"
 #include "proto/checkpoint.h"
+#include "proto/digest.h"
 #include "tests/core/nn/test_models.h"
 
 namespace fedcl::client::testing {
@@ -78,7 +78,7 @@ CoordinatorTransport::CoordinatorTransport(fl::Coordinator& coordinator, std::st
     : coordinator_(coordinator), backbone_(std::move(backbone)) {
   info_.protocol = std::string(kProtocol);
   info_.model = config;
-  info_.backbone_digest = Sha256Hex(backbone_);
+  info_.backbone_digest = proto::Sha256Hex(backbone_);
   info_.max_message_bytes = 4 << 20;
   info_.chunk_bytes = 1 << 20;
 }

@@ -14,10 +14,10 @@
 #include "absl/strings/str_format.h"
 #include "client/device_loop.h"
 #include "client/federation_client.h"
-#include "client/sha256.h"
 #include "core/base/log.h"
 #include "gtest/gtest.h"
 #include "proto/checkpoint.h"
+#include "proto/digest.h"
 #include "server/federation_server.h"
 #include "server/server_config.h"
 #include "tests/client/client_test_util.h"
@@ -38,7 +38,7 @@ class DeviceLoopServerTest : public ::testing::Test {
     std::tie(images_, labels_) = testing::WriteSyntheticIdx(fs_, Path("data"), 240, 1);
     std::string tokens;
     for (fl::ClientId id : {1, 2, 3}) {
-      absl::StrAppend(&tokens, "client ", id, " sha256:", Sha256Hex(TokenOf(id)), "\n");
+      absl::StrAppend(&tokens, "client ", id, " sha256:", proto::Sha256Hex(TokenOf(id)), "\n");
     }
     ASSERT_TRUE(fs_.WriteFileAtomically(Path("tokens"), tokens).ok());
   }
@@ -261,7 +261,7 @@ TEST_F(DeviceLoopServerTest, FederationClientSpeaksTheProtocol) {
   absl::StatusOr<std::string> backbone = (*client)->DownloadBackbone(2);
   ASSERT_TRUE(backbone.ok()) << backbone.status();
   EXPECT_GT(backbone->size(), 3000u) << "several 1 KiB chunks";
-  EXPECT_EQ(Sha256Hex(*backbone), joined->server.backbone_digest);
+  EXPECT_EQ(proto::Sha256Hex(*backbone), joined->server.backbone_digest);
 
   absl::StatusOr<fl::WorkAssignment> work = (*client)->GetWork(2, {});
   ASSERT_TRUE(work.ok()) << work.status();

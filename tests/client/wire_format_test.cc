@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "core/base/crc32.h"
 #include "gtest/gtest.h"
 #include "proto/federation_convert.h"
 #include "proto/tensor_convert.h"
@@ -28,7 +29,7 @@ std::vector<v1::Chunk> Chunks(const std::string& payload, size_t chunk_bytes) {
     chunk.set_data(payload.substr(offset, size));
     if (offset == 0) {
       chunk.set_total_bytes(static_cast<int64_t>(payload.size()));
-      chunk.set_crc32(Crc32(payload));
+      chunk.set_crc32(base::Crc32(payload));
     }
     chunks.push_back(chunk);
     offset += size;
@@ -146,7 +147,7 @@ TEST(EncodeUpdateTest, HeaderDescribesTheDataThatFollows) {
   EXPECT_TRUE(header.modules(1).layout().tensors(0).data().empty()) << "layouts carry no values";
   EXPECT_EQ(header.total_bytes(), 11 * 4);
   ASSERT_EQ(data.size(), 11u * 4u);
-  EXPECT_EQ(header.crc32(), Crc32(data));
+  EXPECT_EQ(header.crc32(), base::Crc32(data));
   float ninth;
   std::memcpy(&ninth, data.data() + 8 * 4, 4);  // little-endian host: bytes are the floats
   EXPECT_EQ(ninth, -1.5f);

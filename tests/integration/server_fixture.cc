@@ -10,7 +10,7 @@
 #include "core/nn/model.h"
 #include "gtest/gtest.h"
 #include "proto/checkpoint.h"
-#include "server/token_auth.h"
+#include "proto/digest.h"
 
 namespace fedcl::testing {
 namespace {
@@ -42,7 +42,7 @@ ServerFixture::ServerFixture() {
   for (int client = 0; client < 16; ++client) {
     tokens_[client] = absl::StrCat("token-of-client-", client, "-0123456789abcdef0123456789");
     tokens_file +=
-        absl::StrCat("client ", client, " sha256:", server::Sha256Hex(tokens_[client]), "\n");
+        absl::StrCat("client ", client, " sha256:", proto::Sha256Hex(tokens_[client]), "\n");
   }
   WriteText(dir_ + "/tokens.txt", tokens_file);
   const std::string ca =

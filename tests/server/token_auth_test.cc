@@ -7,11 +7,12 @@ namespace fedcl::server {
 namespace {
 
 std::string Entry(absl::string_view kind, absl::string_view ids, absl::string_view token) {
-  return absl::StrCat(kind, " ", ids, " sha256:", Sha256Hex(token), "\n");
+  return absl::StrCat(kind, " ", ids, " sha256:", proto::Sha256Hex(token), "\n");
 }
 
 TEST(Sha256Test, MatchesTheStandardTestVector) {
-  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(proto::Sha256Hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST(TokenAuthenticatorTest, ClientAndWorkerTokensActForTheirIds) {

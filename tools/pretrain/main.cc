@@ -13,10 +13,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -25,6 +21,7 @@
 #include "core/base/filesystem.h"
 #include "core/base/log.h"
 #include "core/base/status_macros.h"
+#include "tools/command_line.h"
 #include "tools/pretrain/pretrainer.h"
 
 ABSL_FLAG(std::string, model, "vit", "Backbone: vit, cnn or mlp.");
@@ -147,19 +144,11 @@ absl::StatusOr<PretrainOptions> OptionsFromFlags() {
 }
 
 int Run(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "Pretrains a backbone on Fashion-MNIST and writes a model checkpoint.\n"
-      "  fedcl-pretrain --model=vit --epochs=5 --output=vit.ckpt");
-  // --help lists this file's flags (Abseil's default looks for a file named after the binary).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view path) {
-    return absl::StrContains(path, "tools/pretrain/");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() > 1) {
-    std::fprintf(stderr, "fedcl-pretrain: unexpected argument '%s' (see --help)\n", args[1]);
+  if (!tools::ParseCommandLine(
+          argc, argv, "fedcl-pretrain",
+          "Pretrains a backbone on Fashion-MNIST and writes a model checkpoint.\n"
+          "  fedcl-pretrain --model=vit --epochs=5 --output=vit.ckpt",
+          "tools/pretrain/")) {
     return kExitBadFlags;
   }
   absl::StatusOr<PretrainOptions> options = OptionsFromFlags();
