@@ -253,6 +253,17 @@ absl::StatusOr<v1::GetStatusResponse> FederationClient::GetStatus() {
   return response;
 }
 
+absl::StatusOr<int64_t> FederationClient::ReportShard(int64_t round, int shard, int num_shards) {
+  v1::ReportShardRequest request;
+  request.set_round(round);
+  request.set_shard(shard);
+  request.set_num_shards(num_shards);
+  v1::ReportShardResponse response;
+  Impl::Call call(*impl_);
+  FEDCL_RETURN_IF_ERROR(FromGrpc(impl_->stub->ReportShard(call.context(), request, &response)));
+  return response.round();
+}
+
 void FederationClient::CancelPendingCalls() {
   absl::MutexLock lock(&impl_->mu);
   for (grpc::ClientContext* context : impl_->active) context->TryCancel();

@@ -89,6 +89,9 @@ class FederationClient final : public FederationTransport {
   // The server's status (round, participants, module versions, FedAU weights). Any valid token
   // may ask.
   absl::StatusOr<v1::GetStatusResponse> GetStatus();
+  // Simulator workers: shard `shard` of `num_shards` is done with `round`; returns the round
+  // open now (past `round` once every shard has reported it).
+  absl::StatusOr<int64_t> ReportShard(int64_t round, int shard, int num_shards);
 
   // Cancels the calls in flight (they return CANCELLED); later calls run normally.
   void CancelPendingCalls() override;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "core/base/status_macros.h"
 #include "core/data/fashion_mnist.h"
+#include "core/fl/local_trainer.h"
 #include "core/nn/training.h"
 #include "core/peft/pet_module.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -74,28 +75,11 @@ absl::Status FederationServer::BuildModel(std::vector<fl::StoredModule>* initial
     loaded.modules.clear();  // detach before the model moves
     model_ = std::move(loaded.model);
   }
-  for (int i = 0; i < config_.module_size(); ++i) {
-    FEDCL_ASSIGN_OR_RETURN(fl::ModuleSpec spec, ModuleSpecFrom(config_.module(i)));
-    fl::StoredModule module;
-    module.spec = spec;
-    switch (spec.role) {
-      case fl::ModuleRole::kHead:
-        module.values = model_->head().parameters();
-        break;
-      case fl::ModuleRole::kBackbone:
-        module.values = model_->backbone().parameters();
-        break;
-      case fl::ModuleRole::kPet: {
-        base::Rng rng = base::Rng::ForStream(config_.seed(), {0x706574, static_cast<uint64_t>(i)});
-        FEDCL_ASSIGN_OR_RETURN(
-            auto pet, peft::PetModule::Create(spec.name, spec.pet, model_->backbone(), rng));
-        module.values = pet->parameters();
-        break;
-      }
-    }
-    module.values.SetAllTrainable(true);
-    initial->push_back(std::move(module));
+  std::vector<fl::ModuleSpec> specs;
+  for (const v1::ModuleConfig& module : config_.module()) {
+    FEDCL_ASSIGN_OR_RETURN(specs.emplace_back(), ModuleSpecFrom(module));
   }
+  FEDCL_ASSIGN_OR_RETURN(*initial, fl::CreateInitialModules(*model_, specs, config_.seed()));
   v1::ModelCheckpoint checkpoint;
   proto::CheckpointMetadata metadata;
   metadata.created_by = "fedcl-server backbone for federated training";
@@ -180,6 +164,9 @@ absl::Status FederationServer::Init(const std::string& listen_address) {
   info.set_chunk_bytes(config_.limits().chunk_bytes());
   service_ = std::make_unique<FederationService>(*coordinator_, authenticator_.get(), info,
                                                  backbone_, ServiceOptionsFrom(config_), log_);
+  service_->SetRoundClosedHook([this] {
+    for (const fl::RoundReport& report : coordinator_->TakeRoundReports()) Report(report);
+  });
 
   FEDCL_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                          Credentials(config_.tls(), fs_));
@@ -214,6 +201,8 @@ void FederationServer::TickLoop() {
       absl::MutexLock lock(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(50))) return;
     }
+    // With simulator shards, rounds close in ReportShard and are reported there.
+    if (config_.round().shards() > 0) continue;
     absl::Status status = coordinator_->Tick();
     for (const fl::RoundReport& report : coordinator_->TakeRoundReports()) Report(report);
     if (!status.ok()) {

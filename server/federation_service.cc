@@ -236,4 +236,54 @@ grpc::ServerUnaryReactor* FederationService::GetStatus(grpc::CallbackServerConte
   return Reply(context, absl::OkStatus());
 }
 
+grpc::ServerUnaryReactor* FederationService::ReportShard(grpc::CallbackServerContext* context,
+                                                         const v1::ReportShardRequest* request,
+                                                         v1::ReportShardResponse* response) {
+  if (authenticator_ != nullptr) {
+    const auto& metadata = context->client_metadata();
+    auto it = metadata.find("authorization");
+    absl::string_view value =
+        it == metadata.end() ? "" : absl::string_view(it->second.data(), it->second.size());
+    absl::ConsumePrefix(&value, kBearer);
+    absl::StatusOr<Principal> principal = authenticator_->Authenticate(value);
+    if (!principal.ok()) return Reply(context, principal.status());
+    if (!principal->worker) {
+      return Reply(context, absl::PermissionDeniedError("ReportShard needs a worker token"));
+    }
+  }
+  if (options_.shards == 0) {
+    return Reply(context, absl::FailedPreconditionError(
+                              "this server closes rounds by deadline (round.shards is 0)"));
+  }
+  if (request->num_shards() != options_.shards || request->shard() < 0 ||
+      request->shard() >= request->num_shards()) {
+    return Reply(context, absl::InvalidArgumentError(absl::StrCat(
+                              "shard ", request->shard(), " of ", request->num_shards(),
+                              ": the server runs ", options_.shards, " shard(s)")));
+  }
+  absl::MutexLock lock(&shards_mu_);
+  const int64_t round = coordinator_.current_round();
+  if (request->round() > round) {
+    return Reply(context, absl::OutOfRangeError(absl::StrCat(
+                              "round ", request->round(), " is not open (round ", round, " is)")));
+  }
+  if (shards_round_ != round) {
+    shards_round_ = round;
+    shards_reported_.clear();
+  }
+  if (request->round() == round) {
+    shards_reported_.insert(request->shard());
+    if (static_cast<int>(shards_reported_.size()) == options_.shards) {
+      absl::Status closed = coordinator_.CloseRound();
+      if (!closed.ok()) return Reply(context, closed);
+      if (round_closed_hook_) round_closed_hook_();
+      shards_round_ = coordinator_.current_round();
+      shards_reported_.clear();
+    }
+  }
+  response->set_round(coordinator_.current_round());
+  response->set_shards_reported(static_cast<int32_t>(shards_reported_.size()));
+  return Reply(context, absl::OkStatus());
+}
+
 }  // namespace fedcl::server

@@ -12,8 +12,10 @@
 #ifndef FEDCL_SERVER_FEDERATION_SERVICE_H_
 #define FEDCL_SERVER_FEDERATION_SERVICE_H_
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -35,6 +37,8 @@ struct ServiceOptions {
   // Run Submit (validation, journal, fold) on gRPC's thread instead of a worker. Right when
   // nothing in it blocks (no journal to fsync): it saves a thread hop per update.
   bool inline_submits = false;
+  // > 0: rounds close when this many simulator shards have reported (ReportShard).
+  int shards = 0;
 };
 
 // A payload ready to stream: bytes and their CRC-32.
@@ -77,6 +81,13 @@ class FederationService final
                                       const v1::GetStatusRequest* request,
                                       v1::GetStatusResponse* response) override;
 
+  grpc::ServerUnaryReactor* ReportShard(grpc::CallbackServerContext* context,
+                                        const v1::ReportShardRequest* request,
+                                        v1::ReportShardResponse* response) override;
+  // Called (on the reporting worker's call) after ReportShard closed a round, before the reply:
+  // the host logs and evaluates the round there, so the next round cannot close before it has.
+  void SetRoundClosedHook(std::function<void()> hook) { round_closed_hook_ = std::move(hook); }
+
   // For the upload reactor (submit_reactor.cc).
   absl::Status Authorize(grpc::CallbackServerContext* context, fl::ClientId client) const;
   fl::Coordinator& coordinator() { return coordinator_; }
@@ -96,6 +107,10 @@ class FederationService final
   const std::shared_ptr<const Payload> backbone_;
   const ServiceOptions options_;
   base::LogSink& log_;
+  std::function<void()> round_closed_hook_;
+  absl::Mutex shards_mu_;
+  int64_t shards_round_ ABSL_GUARDED_BY(shards_mu_) = -1;
+  std::set<int> shards_reported_ ABSL_GUARDED_BY(shards_mu_);
   UploadGate upload_gate_;
   StagingBuffers staging_;
   std::unique_ptr<WorkQueue> workers_;

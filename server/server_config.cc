@@ -72,6 +72,14 @@ absl::Status Validate(const v1::ServerConfig& c, absl::string_view source) {
   if (l.chunk_bytes() < 1024 || l.chunk_bytes() > l.max_message_bytes() / 2) {
     return Invalid(source, "limits.chunk_bytes must be in [1024, max_message_bytes / 2]");
   }
+  if (c.round().shards() < 0 || c.round().shards() > 100000) {
+    return Invalid(source, "round.shards must be in [0, 100000]");
+  }
+  if (c.round().shards() > 0 && c.round().max_participants() > 0) {
+    return Invalid(source,
+                   "round.shards closes rounds when every shard reported; it cannot be "
+                   "combined with round.max_participants");
+  }
   if (l.max_concurrent_uploads() < 1 || l.max_concurrent_uploads() > 1024) {
     return Invalid(source, "limits.max_concurrent_uploads must be in [1, 1024]");
   }
@@ -137,7 +145,8 @@ ServiceOptions ServiceOptionsFrom(const v1::ServerConfig& c) {
   o.max_message_bytes = c.limits().max_message_bytes();
   o.chunk_bytes = c.limits().chunk_bytes();
   o.max_concurrent_uploads = c.limits().max_concurrent_uploads();
-  o.inline_submits = c.journal().disabled();  // nothing in Submit blocks without the journal
+  o.inline_submits = c.journal().disabled();
+  o.shards = c.round().shards();  // nothing in Submit blocks without the journal
   return o;
 }
 

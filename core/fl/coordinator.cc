@@ -117,7 +117,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Recover(const Coordina
       FEDCL_RETURN_IF_ERROR(module.aggregator->ImportMemory(memory->second));
     }
   }
-  for (const ClientRecord& client : state.clients) c->clients_[client.id] = client;
+  for (const ClientRecord& client : state.clients) {
+    c->clients_[client.id] = client;
+    c->active_clients_ += client.revoked ? 0 : 1;
+  }
   const absl::Time now = clock.Now();
   if (!state.open_round.has_value()) {
     FEDCL_RETURN_IF_ERROR(
@@ -219,9 +222,11 @@ Coordinator::PooledModule* Coordinator::FindModuleLocked(absl::string_view name)
 int64_t Coordinator::EnrolledLocked() const {
   // A client whose update this round was accepted counts in this round's N even if it left
   // since: its revocation takes effect from the next round (and N is never below |S|).
-  int64_t count = 0;
-  for (const auto& [id, client] : clients_) {
-    count += (!client.revoked || accepted_.contains(id)) ? 1 : 0;
+  // O(participants), not O(N): only the accepted clients are checked for a revocation.
+  int64_t count = active_clients_;
+  for (const auto& [id, weight] : accepted_) {
+    auto it = clients_.find(id);
+    count += (it != clients_.end() && it->second.revoked) ? 1 : 0;
   }
   return count;
 }
@@ -250,6 +255,7 @@ absl::StatusOr<int64_t> Coordinator::Enroll(ClientId client) {
   record.fedau = FedAuEnrol(round_);
   if (store_ != nullptr) FEDCL_RETURN_IF_ERROR(store_->PutClient(record));
   clients_[client] = record;
+  ++active_clients_;
   return round_;
 }
 
@@ -262,6 +268,8 @@ absl::Status Coordinator::Leave(ClientId client, bool permanent) {
   record.revoked = true;
   if (store_ != nullptr) FEDCL_RETURN_IF_ERROR(store_->PutClient(record));
   it->second = record;
+  --active_clients_;
+  revoked_since_close_.push_back(client);
   return absl::OkStatus();
 }
 
@@ -515,26 +523,37 @@ absl::Status Coordinator::CloseRoundLocked() {
     }
     // FedVARP and MIFA: a client that left permanently stops contributing its stored vector
     // (N no longer counts it). A no-op for the FedAU family and for clients with nothing stored.
-    for (const auto& [id, client] : clients_) {
-      if (client.revoked) module.aggregator->ForgetClient(id).IgnoreError();
+    // Clients revoked in earlier rounds were forgotten at those rounds' close.
+    for (ClientId id : revoked_since_close_) {
+      auto it = clients_.find(id);
+      if (it != clients_.end() && it->second.revoked) {
+        module.aggregator->ForgetClient(id).IgnoreError();
+      }
     }
     versions.push_back(SameValues(*next, *module.values) ? module.version : round_ + 1);
     close.modules.back().version = versions.back();
     AggregatorMemory::mapped_type memory = module.aggregator->ExportMemory();
     if (!memory.empty()) close.aggregator_memory[module.spec.name] = std::move(memory);
   }
+  // Only the participants' records change at a close, so only they are copied and stored: the
+  // close costs O(participants), not O(N), which is what lets a population of a million clients
+  // run rounds of a thousand.
   std::vector<double> weights;
-  std::map<ClientId, ClientRecord> clients = clients_;
+  close.clients.reserve(accepted_.size());
   for (const auto& [id, weight] : accepted_) {
-    ClientRecord& record = clients[id];
+    ClientRecord record = clients_.at(id);
     // Rounds only move forward, so recording can only fail on a broken invariant.
     FEDCL_CHECK_OK(
         FedAuParticipate(record.fedau, round_, options_.aggregator.fedau_cutoff).status());
     ++record.participations;
     record.last_participation_round = round_;
+    close.clients.push_back(record);
     weights.push_back(weight);
   }
-  for (const auto& [id, record] : clients) close.clients.push_back(record);
+  // The store expects ids in increasing order (a deterministic write order whatever the hash
+  // map's).
+  std::sort(close.clients.begin(), close.clients.end(),
+            [](const ClientRecord& a, const ClientRecord& b) { return a.id < b.id; });
   if (store_ != nullptr) {
     absl::Status stored = store_->RoundClosed(close);
     if (!stored.ok()) {
@@ -545,7 +564,8 @@ absl::Status Coordinator::CloseRoundLocked() {
                           absl::StrCat("closing round ", round_, ": ", stored.message()));
     }
   }
-  clients_ = std::move(clients);
+  for (const ClientRecord& record : close.clients) clients_[record.id] = record;
+  revoked_since_close_.clear();
   RoundReport report;
   report.round = round_;
   report.opened = opened_;

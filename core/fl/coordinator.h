@@ -241,6 +241,9 @@ class Coordinator {
   bool failed_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<PooledModule> modules_ ABSL_GUARDED_BY(mu_);
   std::map<ClientId, ClientRecord> clients_ ABSL_GUARDED_BY(mu_);
+  int64_t active_clients_ ABSL_GUARDED_BY(mu_) = 0;  // enrolled and not revoked
+  // Revoked since the last close: FedVARP and MIFA drop their stored vectors at the close.
+  std::vector<ClientId> revoked_since_close_ ABSL_GUARDED_BY(mu_);
   int64_t round_ ABSL_GUARDED_BY(mu_) = 0;
   RoundState state_ ABSL_GUARDED_BY(mu_) = RoundState::kOpen;
   absl::Time opened_ ABSL_GUARDED_BY(mu_);

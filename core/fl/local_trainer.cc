@@ -73,6 +73,34 @@ int64_t ClientModel::version(absl::string_view name) const {
   return -1;
 }
 
+absl::StatusOr<std::vector<StoredModule>> CreateInitialModules(nn::Model& model,
+                                                               const std::vector<ModuleSpec>& specs,
+                                                               uint64_t seed) {
+  std::vector<StoredModule> modules;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    StoredModule module;
+    module.spec = specs[i];
+    switch (module.spec.role) {
+      case ModuleRole::kHead:
+        module.values = model.head().parameters();
+        break;
+      case ModuleRole::kBackbone:
+        module.values = model.backbone().parameters();
+        break;
+      case ModuleRole::kPet: {
+        base::Rng rng = base::Rng::ForStream(seed, {0x706574, static_cast<uint64_t>(i)});
+        FEDCL_ASSIGN_OR_RETURN(auto pet, peft::PetModule::Create(module.spec.name, module.spec.pet,
+                                                                 model.backbone(), rng));
+        module.values = pet->parameters();
+        break;
+      }
+    }
+    module.values.SetAllTrainable(true);
+    modules.push_back(std::move(module));
+  }
+  return modules;
+}
+
 namespace {
 
 std::unique_ptr<nn::Optimizer> MakeOptimizer(const Recipe& recipe) {

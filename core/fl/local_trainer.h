@@ -25,6 +25,7 @@
 #include "absl/types/span.h"
 #include "core/data/dataset.h"
 #include "core/fl/round_types.h"
+#include "core/fl/state_store.h"
 #include "core/nn/model.h"
 #include "core/peft/pet_module.h"
 
@@ -58,6 +59,13 @@ class ClientModel {
   std::unique_ptr<nn::Model> model_;
   std::vector<Installed> installed_;  // declared after model_: PET modules detach first
 };
+
+// The initial values of the pooled modules over `model`: the head's or backbone's current
+// parameters, or a fresh PET module per spec (initialised from `seed` and the module's index).
+// Every value is marked trainable. The server and the simulator both start from these.
+absl::StatusOr<std::vector<StoredModule>> CreateInitialModules(nn::Model& model,
+                                                               const std::vector<ModuleSpec>& specs,
+                                                               uint64_t seed);
 
 // One module's delta as a device sends it.
 struct ModuleUpdate {

@@ -7,6 +7,11 @@ namespace fedcl::fl {
 absl::Status MemoryStateStore::PutClient(const ClientRecord& client) {
   absl::MutexLock lock(&mu_);
   written_ = true;
+  PutClientLocked(client);
+  return absl::OkStatus();
+}
+
+void MemoryStateStore::PutClientLocked(const ClientRecord& client) {
   auto it = std::find_if(state_.clients.begin(), state_.clients.end(),
                          [&](const ClientRecord& c) { return c.id == client.id; });
   if (it == state_.clients.end()) {
@@ -14,7 +19,6 @@ absl::Status MemoryStateStore::PutClient(const ClientRecord& client) {
   } else {
     *it = client;
   }
-  return absl::OkStatus();
 }
 
 absl::Status MemoryStateStore::JournalUpdate(const JournalEntry& entry) {
@@ -44,7 +48,7 @@ absl::Status MemoryStateStore::RoundClosed(const RoundClose& close) {
   absl::MutexLock lock(&mu_);
   written_ = true;
   state_.modules = close.modules;
-  state_.clients = close.clients;
+  for (const ClientRecord& client : close.clients) PutClientLocked(client);
   state_.aggregator_memory = close.aggregator_memory;
   state_.last_closed_round = close.closed_round;
   state_.open_round.reset();

@@ -79,8 +79,10 @@ using AggregatorMemory =
 
 struct RoundClose {
   int64_t closed_round = 0;
-  std::vector<StoredModule> modules;   // after the round's update
-  std::vector<ClientRecord> clients;   // every client, after the round
+  std::vector<StoredModule> modules;  // after the round's update
+  // The records the round changed (its participants), in increasing id order; every other
+  // client is as last written with PutClient or an earlier RoundClosed.
+  std::vector<ClientRecord> clients;
   AggregatorMemory aggregator_memory;  // empty for the FedAU family
   int64_t participants = 0;
   int64_t enrolled = 0;
@@ -127,6 +129,7 @@ class MemoryStateStore final : public StateStore {
   int64_t journal_writes() const;
 
  private:
+  void PutClientLocked(const ClientRecord& client) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool written_ ABSL_GUARDED_BY(mu_) = false;
   StoredState state_ ABSL_GUARDED_BY(mu_);
   int journal_failures_ ABSL_GUARDED_BY(mu_) = 0;

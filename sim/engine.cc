@@ -1,0 +1,222 @@
+#include "sim/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "core/base/clock.h"
+#include "core/base/random.h"
+#include "core/base/status_macros.h"
+#include "core/data/fashion_mnist.h"
+#include "core/fl/coordinator.h"
+#include "core/fl/local_trainer.h"
+#include "core/nn/training.h"
+#include "proto/checkpoint.h"
+#include "sim/client_data.h"
+#include "sim/participation.h"
+#include "sim/round_runner.h"
+
+namespace fedcl::sim {
+namespace {
+
+constexpr int kMaxWeightPairs = 2000;
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+absl::StatusOr<SimulationInputs> LoadInputs(const base::FileSystem& fs, const Scenario& scenario) {
+  SimulationInputs inputs;
+  const v1::SimDataConfig& d = scenario.config.data();
+  data::FashionMnistOptions options;
+  options.directory = d.dir();
+  options.max_samples = d.max_train_samples();
+  FEDCL_ASSIGN_OR_RETURN(inputs.train, data::LoadFashionMnist(fs, options, data::Split::kTrain));
+  options.max_samples = d.max_test_samples();
+  FEDCL_ASSIGN_OR_RETURN(inputs.test, data::LoadFashionMnist(fs, options, data::Split::kTest));
+  if (!scenario.checkpoint_path.empty()) {
+    FEDCL_ASSIGN_OR_RETURN(
+        proto::LoadedCheckpoint loaded,
+        proto::LoadCheckpoint(fs, scenario.checkpoint_path, proto::kDefaultMaxCheckpointBytes));
+    if (loaded.model->config().backbone != scenario.model.backbone) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint '", scenario.checkpoint_path, "' holds a ",
+          nn::BackboneKindName(loaded.model->config().backbone),
+          " backbone, the scenario asks for ", nn::BackboneKindName(scenario.model.backbone)));
+    }
+    loaded.modules.clear();
+    inputs.pretrained = std::move(loaded.model);
+  }
+  if (!scenario.trace_path.empty()) {
+    FEDCL_ASSIGN_OR_RETURN(std::string text, fs.ReadFile(scenario.trace_path, 1 << 30));
+    absl::StatusOr<AvailabilityTrace> trace = AvailabilityTrace::Parse(text);
+    if (!trace.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("trace '", scenario.trace_path, "': ", trace.status().message()));
+    }
+    inputs.trace = std::move(*trace);
+  }
+  const v1::DeviceConfig& dev = scenario.config.devices();
+  const DeviceProfile fallback{dev.default_ms_per_sample(), dev.default_bandwidth_kbps()};
+  inputs.profiles = DeviceProfiles(fallback);
+  if (!scenario.profile_path.empty()) {
+    FEDCL_ASSIGN_OR_RETURN(std::string text, fs.ReadFile(scenario.profile_path, 1 << 30));
+    absl::StatusOr<DeviceProfiles> profiles = DeviceProfiles::Parse(text, fallback);
+    if (!profiles.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("device profiles '", scenario.profile_path,
+                                                     "': ", profiles.status().message()));
+    }
+    inputs.profiles = std::move(*profiles);
+  }
+  return inputs;
+}
+
+Engine::Engine(const Scenario& scenario, const SimulationInputs& inputs)
+    : scenario_(scenario), inputs_(inputs) {}
+
+absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpec& pattern,
+                                      uint64_t seed, RunObserver* observer,
+                                      ParticipationMap* map) const {
+  const auto started = std::chrono::steady_clock::now();
+  const v1::SimScenario& config = scenario_.config;
+  const int num_clients = scenario_.num_clients();
+  RunResult result;
+  result.method = method.label;
+  result.pattern = pattern.name;
+  result.seed = seed;
+
+  // Every method of a seed starts from the same model, data partition and participation draws.
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<nn::Model> base_model,
+                         MakeModel(scenario_, inputs_, seed));
+  FEDCL_ASSIGN_OR_RETURN(std::vector<fl::StoredModule> initial,
+                         fl::CreateInitialModules(*base_model, scenario_.modules, seed));
+  FEDCL_ASSIGN_OR_RETURN(ClientData client_data,
+                         ClientData::Create(scenario_, inputs_.train, seed));
+  const std::vector<float> probabilities = client_data.Probabilities(scenario_, seed);
+
+  base::ManualClock clock(absl::UnixEpoch());
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<fl::Coordinator> coordinator,
+                         fl::Coordinator::Create(CoordinatorOptionsFor(method, probabilities),
+                                                 clock, nullptr, std::move(initial)));
+  for (int n = 0; n < num_clients; ++n) FEDCL_RETURN_IF_ERROR(coordinator->Enroll(n).status());
+  InProcessEndpoint endpoint(*coordinator);
+
+  const AvailabilityTrace* trace = inputs_.trace ? &*inputs_.trace : nullptr;
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<ParticipationProcess> process,
+                         ParticipationProcess::Create(pattern, probabilities, seed, trace));
+  RoundRunner runner(scenario_, inputs_, client_data, seed, config.threads());
+  // The global model, as the server would evaluate it.
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<nn::Model> eval_model,
+                         MakeModel(scenario_, inputs_, seed));
+  fl::ClientModel evaluator(std::move(eval_model));
+
+  if (map != nullptr) {
+    map->clients = std::min(num_clients, config.heatmap_clients());
+    map->rounds = config.rounds();
+    map->participated.assign(static_cast<size_t>(map->clients) * map->rounds, 0);
+  }
+
+  double now_s = 0.0;
+  int64_t bytes_up = 0, bytes_down = 0;
+  double last_train_loss = 0.0;
+  int64_t last_participants = 0;
+  auto evaluate = [&](int64_t rounds_done) -> absl::Status {
+    EvalPoint point;
+    point.round = rounds_done;
+    for (const fl::ModuleSnapshot& module : coordinator->Modules()) {
+      FEDCL_RETURN_IF_ERROR(evaluator.Install(module.spec, module.version, *module.values));
+    }
+    const nn::EvalResult eval =
+        nn::Evaluate(evaluator.model(), inputs_.test.images, inputs_.test.labels, 256);
+    point.accuracy = eval.accuracy;
+    point.loss = eval.loss;
+    point.train_loss = last_train_loss;
+    point.participants = last_participants;
+    point.bytes_up = bytes_up;
+    point.bytes_down = bytes_down;
+    point.wall_seconds = SecondsSince(started);
+    point.virtual_seconds = now_s;
+    if (method.aggregator.kind == fl::AggregatorKind::kAdaptive) {
+      point.weight_error = WeightError(coordinator->Status(), probabilities);
+    }
+    result.evals.push_back(point);
+    if (observer != nullptr) observer->OnEval(point);
+    return absl::OkStatus();
+  };
+
+  for (int64_t t = 0; t < config.rounds(); ++t) {
+    clock.Set(absl::UnixEpoch() + absl::Seconds(now_s));
+    process->Advance(t, now_s);
+    const std::vector<uint32_t> participants = process->Participants(0, process->num_clients());
+    if (map != nullptr) {
+      for (uint32_t n : participants) {
+        if (static_cast<int>(n) >= map->clients) break;
+        map->participated[static_cast<size_t>(n) * map->rounds + t] = 1;
+      }
+    }
+    FEDCL_ASSIGN_OR_RETURN(RoundOutcome outcome, runner.Run(endpoint, participants, t, now_s));
+    result.stragglers += outcome.stragglers;
+    result.dropouts += outcome.dropouts;
+    bytes_down += outcome.bytes_down;
+    bytes_up += outcome.bytes_up;
+    now_s += outcome.seconds;
+    clock.Set(absl::UnixEpoch() + absl::Seconds(now_s));
+    // Every participant has reported: the round closes, as a sharded run's does when every shard
+    // has reported.
+    FEDCL_RETURN_IF_ERROR(coordinator->CloseRound());
+    for (const fl::RoundReport& report : coordinator->TakeRoundReports()) {
+      last_participants = report.participants;
+      last_train_loss = report.mean_loss;
+      result.updates += report.participants;
+    }
+    if (observer != nullptr) observer->OnRound(t + 1, last_participants);
+    if ((t + 1) % config.eval_every() == 0 || t + 1 == config.rounds()) {
+      FEDCL_RETURN_IF_ERROR(evaluate(t + 1));
+    }
+  }
+
+  result.aggregator_bytes = coordinator->aggregator_memory_bytes();
+  if (method.aggregator.kind == fl::AggregatorKind::kAdaptive) {
+    const fl::CoordinatorStatus status = coordinator->Status();
+    for (const fl::ClientStatus& client : status.clients) {
+      if (result.inverse_probability_vs_weight.size() >= kMaxWeightPairs) break;
+      result.inverse_probability_vs_weight.emplace_back(1.0 / probabilities[client.record.id],
+                                                        client.current_weight);
+    }
+  }
+  result.wall_seconds = SecondsSince(started);
+  return result;
+}
+
+fl::CoordinatorOptions CoordinatorOptionsFor(const MethodSpec& method,
+                                             absl::Span<const float> probabilities) {
+  fl::CoordinatorOptions options;
+  options.aggregator = method.aggregator;
+  options.recipe = method.recipe;
+  // Rounds close when every participant has reported (CloseRound), never by deadline.
+  options.round_duration = absl::Hours(24 * 365);
+  options.min_participants = 0;
+  options.max_participants = 0;
+  if (method.aggregator.kind == fl::AggregatorKind::kKnownProb) {
+    for (size_t n = 0; n < probabilities.size(); ++n)
+      options.participation_probability[n] = probabilities[n];
+  }
+  return options;
+}
+
+double WeightError(const fl::CoordinatorStatus& status, absl::Span<const float> probabilities) {
+  if (status.clients.empty()) return 0.0;
+  double error = 0.0;
+  for (const fl::ClientStatus& client : status.clients) {
+    const double p = probabilities[client.record.id];
+    error += std::abs(client.current_weight - 1.0 / p) * p;
+  }
+  return error / static_cast<double>(status.clients.size());
+}
+
+}  // namespace fedcl::sim

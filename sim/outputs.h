@@ -1,0 +1,62 @@
+// What fedcl-sim writes to --out=DIR:
+//   metrics.jsonl  one JSON object per (method, pattern, seed, evaluated round), appended as the
+//                  run goes: accuracy, loss, participants, cumulative bytes up and down, FedAU
+//                  weight error against the true 1/p_n (null for other methods), times;
+//   summary.json   per (method, pattern): final test accuracy as mean and std over seeds, where a
+//                  seed's "final" is the mean over its last 10% of evaluations (at least one);
+//                  wall time; and the process's peak RSS;
+//   report.html    one self-contained page (the charting library is inlined): accuracy against
+//                  rounds per method and pattern, the participation heat-map (clients × rounds),
+//                  estimated FedAU weights against the true 1/p_n, and the summary table.
+#ifndef FEDCL_SIM_OUTPUTS_H_
+#define FEDCL_SIM_OUTPUTS_H_
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "sim/engine.h"
+#include "sim/scenario.h"
+
+namespace fedcl::sim {
+
+// One metrics.jsonl line.
+std::string MetricsLine(const RunResult& run, const EvalPoint& point);
+
+struct MethodSummary {
+  std::string method;
+  std::string pattern;
+  std::vector<double> final_accuracy;  // per seed
+  double mean = 0.0;
+  double stddev = 0.0;  // sample standard deviation over seeds (0 for one seed)
+  double wall_seconds = 0.0;
+  int64_t aggregator_bytes = 0;
+  int64_t stragglers = 0;
+  int64_t dropouts = 0;
+};
+
+// A run's final accuracy: the mean over its last ceil(10%) evaluations.
+double FinalAccuracy(const std::vector<EvalPoint>& evals);
+// Summaries in the scenario's method order, then pattern order.
+std::vector<MethodSummary> Summarize(const Scenario& scenario, const std::vector<RunResult>& runs);
+
+std::string SummaryJson(const Scenario& scenario, const std::vector<MethodSummary>& summaries,
+                        double wall_seconds, int64_t peak_rss_bytes);
+
+// `maps` holds one participation map per pattern (the first seed's). `chart_library` is the
+// charting library's JavaScript, inlined so the page opens offline.
+std::string ReportHtml(const Scenario& scenario, const std::vector<RunResult>& runs,
+                       const std::map<std::string, ParticipationMap>& maps,
+                       const std::vector<MethodSummary>& summaries,
+                       absl::string_view chart_library);
+
+// The peak resident set size of this process so far, in bytes.
+int64_t PeakRssBytes();
+
+}  // namespace fedcl::sim
+
+#endif  // FEDCL_SIM_OUTPUTS_H_

@@ -1,0 +1,244 @@
+#include "sim/scenario.h"
+
+#include <cmath>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "proto/federation_convert.h"
+#include "server/server_config.h"
+
+namespace fedcl::sim {
+namespace {
+
+constexpr int kMaxClients = 10'000'000;
+
+class ErrorCollector final : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    if (first_.empty())
+      first_ = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
+  }
+  void AddWarning(int, int, const std::string&) override {}
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+};
+
+absl::Status Invalid(absl::string_view source, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat("scenario '", source, "': ", message));
+}
+
+std::string Directory(absl::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == absl::string_view::npos ? std::string(".")
+                                          : std::string(path.substr(0, slash + 1));
+}
+
+std::string Resolve(absl::string_view source, const std::string& path) {
+  if (path.empty() || path.front() == '/') return path;
+  return base::JoinPath(Directory(source), path);
+}
+
+void ApplyDefaults(v1::SimScenario& c) {
+  v1::SimModelConfig* m = c.mutable_model();
+  if (m->backbone().empty()) m->set_backbone("mlp");
+  if (m->backbone() == "mlp" && m->mlp_hidden_size() == 0) m->add_mlp_hidden(64);
+  if (c.module_size() == 0) {
+    v1::ModuleConfig* backbone = c.add_module();
+    backbone->set_name("backbone");
+    backbone->set_role("backbone");
+    v1::ModuleConfig* head = c.add_module();
+    head->set_name("head");
+    head->set_role("head");
+  }
+  v1::SimDataConfig* d = c.mutable_data();
+  if (d->dir().empty()) d->set_dir("/usr/share/datasets/fashion-mnist");
+  if (d->partition().empty()) d->set_partition("dirichlet");
+  if (d->alpha() == 0) d->set_alpha(0.1);
+  if (d->samples_per_client() == 0) d->set_samples_per_client(600);
+  v1::ParticipationConfig* p = c.mutable_participation();
+  if (p->probabilities().empty()) p->set_probabilities("label_correlated");
+  if (p->alpha() == 0) p->set_alpha(0.1);
+  if (p->p_mean() == 0) p->set_p_mean(0.1);
+  if (p->p_min() == 0) p->set_p_min(0.02);
+  if (p->pattern_size() == 0) p->add_pattern("bernoulli");
+  v1::Recipe* r = c.mutable_recipe();
+  if (r->local_steps() == 0) r->set_local_steps(5);
+  if (r->batch_size() == 0) r->set_batch_size(16);
+  if (r->learning_rate() == 0) r->set_learning_rate(0.1f);
+  if (r->optimizer().empty()) r->set_optimizer("sgd");
+  if (c.method_size() == 0) {
+    v1::SimMethod* fedau = c.add_method();
+    fedau->set_label("fedau");
+  }
+  for (v1::SimMethod& method : *c.mutable_method()) {
+    if (method.aggregator().kind().empty()) method.mutable_aggregator()->set_kind("adaptive");
+    if (method.aggregator().global_learning_rate() == 0)
+      method.mutable_aggregator()->set_global_learning_rate(1.0);
+  }
+  if (c.seed_size() == 0) c.add_seed(1);
+  if (c.eval_every() == 0) c.set_eval_every(10);
+  if (c.heatmap_clients() == 0) c.set_heatmap_clients(100);
+}
+
+// The scenario's recipe with a method's non-zero fields laid over it.
+v1::Recipe Overlay(const v1::Recipe& base, const v1::Recipe& over) {
+  v1::Recipe recipe = base;
+  if (over.local_steps() != 0) recipe.set_local_steps(over.local_steps());
+  if (over.batch_size() != 0) recipe.set_batch_size(over.batch_size());
+  if (over.learning_rate() != 0) recipe.set_learning_rate(over.learning_rate());
+  if (!over.optimizer().empty()) recipe.set_optimizer(over.optimizer());
+  if (over.momentum() != 0) recipe.set_momentum(over.momentum());
+  if (over.weight_decay() != 0) recipe.set_weight_decay(over.weight_decay());
+  if (over.clip_grad_norm() != 0) recipe.set_clip_grad_norm(over.clip_grad_norm());
+  return recipe;
+}
+
+absl::Status Validate(Scenario& s, absl::string_view source) {
+  const v1::SimScenario& c = s.config;
+  if (c.name().empty()) return Invalid(source, "name is required");
+  // Model.
+  absl::StatusOr<nn::BackboneKind> backbone = nn::ParseBackboneKind(c.model().backbone());
+  if (!backbone.ok())
+    return Invalid(source, absl::StrCat("model.backbone: ", backbone.status().message()));
+  s.model.backbone = *backbone;
+  s.model.mlp.hidden.assign(c.model().mlp_hidden().begin(), c.model().mlp_hidden().end());
+  if (absl::Status valid = s.model.Validate(); !valid.ok())
+    return Invalid(source, absl::StrCat("model: ", valid.message()));
+  s.checkpoint_path = Resolve(source, c.model().checkpoint());
+  // Modules.
+  absl::flat_hash_set<std::string> names;
+  for (const v1::ModuleConfig& m : c.module()) {
+    absl::StatusOr<fl::ModuleSpec> spec = server::ModuleSpecFrom(m);
+    if (!spec.ok()) return Invalid(source, spec.status().message());
+    if (!names.insert(spec->name).second)
+      return Invalid(source, absl::StrCat("module name '", spec->name, "' appears twice"));
+    s.modules.push_back(*spec);
+  }
+  // Data.
+  const v1::SimDataConfig& d = c.data();
+  if (d.partition() == "dirichlet") {
+    s.partition = PartitionKind::kDirichlet;
+  } else if (d.partition() == "iid") {
+    s.partition = PartitionKind::kIid;
+  } else if (d.partition() == "on_demand") {
+    s.partition = PartitionKind::kOnDemand;
+  } else {
+    return Invalid(source, absl::StrCat("data.partition '", d.partition(),
+                                        "' (expected dirichlet, iid or on_demand)"));
+  }
+  if (!(d.alpha() > 0) || !std::isfinite(d.alpha()))
+    return Invalid(source, "data.alpha must be > 0");
+  if (d.samples_per_client() < 1) return Invalid(source, "data.samples_per_client must be >= 1");
+  if (d.max_train_samples() < 0 || d.max_test_samples() < 0)
+    return Invalid(source, "data.max_train_samples and data.max_test_samples must be >= 0");
+  // Population and participation.
+  const int n = c.population().num_clients();
+  if (n < 1 || n > kMaxClients)
+    return Invalid(source,
+                   absl::StrCat("population.num_clients must be in [1, ", kMaxClients, "]"));
+  const v1::ParticipationConfig& p = c.participation();
+  if (p.probabilities() != "label_correlated" && p.probabilities() != "uniform" &&
+      p.probabilities() != "list") {
+    return Invalid(source, absl::StrCat("participation.probabilities '", p.probabilities(),
+                                        "' (expected label_correlated, uniform or list)"));
+  }
+  if (!(p.alpha() > 0) || !std::isfinite(p.alpha()))
+    return Invalid(source, "participation.alpha must be > 0");
+  if (!(p.p_mean() > 0 && p.p_mean() <= 1))
+    return Invalid(source, "participation.p_mean must be in (0, 1]");
+  if (!(p.p_min() > 0 && p.p_min() <= 1))
+    return Invalid(source, "participation.p_min must be in (0, 1]");
+  if (p.probabilities() == "list") {
+    if (p.probability_size() != n) {
+      return Invalid(source, absl::StrCat("participation.probability has ", p.probability_size(),
+                                          " entries for ", n, " clients"));
+    }
+    for (int i = 0; i < n; ++i) {
+      if (!(p.probability(i) > 0 && p.probability(i) <= 1))
+        return Invalid(source,
+                       absl::StrCat("participation.probability[", i, "] must be in (0, 1]"));
+    }
+  } else if (p.probability_size() != 0) {
+    return Invalid(source, "participation.probability is only for probabilities: \"list\"");
+  }
+  for (const std::string& text : p.pattern()) {
+    absl::StatusOr<PatternSpec> pattern = ParsePattern(text);
+    if (!pattern.ok()) return Invalid(source, pattern.status().message());
+    if (pattern->kind == PatternKind::kTrace && p.trace_file().empty())
+      return Invalid(source, "pattern 'trace' needs participation.trace_file");
+    s.patterns.push_back(*pattern);
+  }
+  s.trace_path = Resolve(source, p.trace_file());
+  // Devices.
+  const v1::DeviceConfig& dev = c.devices();
+  if (dev.default_ms_per_sample() < 0 || dev.default_bandwidth_kbps() < 0 ||
+      dev.round_deadline_s() < 0) {
+    return Invalid(source, "devices: times, bandwidths and the deadline must be >= 0");
+  }
+  if (!(dev.dropout_probability() >= 0 && dev.dropout_probability() < 1))
+    return Invalid(source, "devices.dropout_probability must be in [0, 1)");
+  s.profile_path = Resolve(source, dev.profile_file());
+  // Methods.
+  absl::flat_hash_set<std::string> labels;
+  for (const v1::SimMethod& m : c.method()) {
+    MethodSpec method;
+    method.label = m.label();
+    if (method.label.empty()) return Invalid(source, "every method needs a label");
+    if (!labels.insert(method.label).second)
+      return Invalid(source, absl::StrCat("method label '", method.label, "' appears twice"));
+    const std::string where = absl::StrCat("method '", method.label, "': ");
+    absl::StatusOr<fl::AggregatorKind> kind = fl::ParseAggregatorKind(m.aggregator().kind());
+    if (!kind.ok()) return Invalid(source, absl::StrCat(where, kind.status().message()));
+    method.aggregator.kind = *kind;
+    method.aggregator.global_learning_rate = m.aggregator().global_learning_rate();
+    method.aggregator.fedau_cutoff = m.aggregator().fedau_cutoff();
+    if (absl::Status valid = method.aggregator.Validate(); !valid.ok())
+      return Invalid(source, absl::StrCat(where, valid.message()));
+    absl::StatusOr<fl::Recipe> recipe = proto::FromProto(Overlay(c.recipe(), m.recipe()));
+    if (!recipe.ok()) return Invalid(source, absl::StrCat(where, recipe.status().message()));
+    if (absl::Status valid = recipe->Validate(); !valid.ok())
+      return Invalid(source, absl::StrCat(where, valid.message()));
+    method.recipe = *recipe;
+    method.note = m.note();
+    s.methods.push_back(std::move(method));
+  }
+  // Schedule.
+  if (c.rounds() < 1 || c.rounds() > 100'000'000)
+    return Invalid(source, "rounds must be in [1, 10^8]");
+  if (c.eval_every() < 1) return Invalid(source, "eval_every must be >= 1");
+  if (c.threads() < 0) return Invalid(source, "threads must be >= 0");
+  if (c.heatmap_clients() < 1) return Invalid(source, "heatmap_clients must be >= 1");
+  absl::flat_hash_set<uint64_t> seeds;
+  for (uint64_t seed : c.seed()) {
+    if (!seeds.insert(seed).second)
+      return Invalid(source, absl::StrCat("seed ", seed, " appears twice"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Scenario> ParseScenario(absl::string_view text, absl::string_view source) {
+  Scenario scenario;
+  google::protobuf::TextFormat::Parser parser;
+  ErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &scenario.config)) {
+    return Invalid(source, errors.first().empty() ? "cannot parse" : errors.first());
+  }
+  ApplyDefaults(scenario.config);
+  FEDCL_RETURN_IF_ERROR(Validate(scenario, source));
+  return scenario;
+}
+
+absl::StatusOr<Scenario> LoadScenario(const base::FileSystem& fs, absl::string_view path) {
+  FEDCL_ASSIGN_OR_RETURN(std::string text, fs.ReadFile(path, 64 << 20));
+  return ParseScenario(text, path);
+}
+
+}  // namespace fedcl::sim
