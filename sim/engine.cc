@@ -23,6 +23,9 @@ namespace fedcl::sim {
 namespace {
 
 constexpr int kMaxWeightPairs = 2000;
+// The weight error is measured on the first clients only, so that a million-client run does not
+// copy every record at each evaluation.
+constexpr int kMaxWeightErrorClients = 10000;
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -142,13 +145,15 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
     point.wall_seconds = SecondsSince(started);
     point.virtual_seconds = now_s;
     if (method.aggregator.kind == fl::AggregatorKind::kAdaptive) {
-      point.weight_error = WeightError(coordinator->Status(), probabilities);
+      point.weight_error =
+          WeightError(coordinator->Clients(0, kMaxWeightErrorClients), probabilities);
     }
     result.evals.push_back(point);
     if (observer != nullptr) observer->OnEval(point);
     return absl::OkStatus();
   };
 
+  result.setup_seconds = SecondsSince(started);
   for (int64_t t = 0; t < config.rounds(); ++t) {
     clock.Set(absl::UnixEpoch() + absl::Seconds(now_s));
     process->Advance(t, now_s);
@@ -182,9 +187,7 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
 
   result.aggregator_bytes = coordinator->aggregator_memory_bytes();
   if (method.aggregator.kind == fl::AggregatorKind::kAdaptive) {
-    const fl::CoordinatorStatus status = coordinator->Status();
-    for (const fl::ClientStatus& client : status.clients) {
-      if (result.inverse_probability_vs_weight.size() >= kMaxWeightPairs) break;
+    for (const fl::ClientStatus& client : coordinator->Clients(0, kMaxWeightPairs)) {
       result.inverse_probability_vs_weight.emplace_back(1.0 / probabilities[client.record.id],
                                                         client.current_weight);
     }
@@ -209,14 +212,15 @@ fl::CoordinatorOptions CoordinatorOptionsFor(const MethodSpec& method,
   return options;
 }
 
-double WeightError(const fl::CoordinatorStatus& status, absl::Span<const float> probabilities) {
-  if (status.clients.empty()) return 0.0;
+double WeightError(absl::Span<const fl::ClientStatus> clients,
+                   absl::Span<const float> probabilities) {
+  if (clients.empty()) return 0.0;
   double error = 0.0;
-  for (const fl::ClientStatus& client : status.clients) {
+  for (const fl::ClientStatus& client : clients) {
     const double p = probabilities[client.record.id];
     error += std::abs(client.current_weight - 1.0 / p) * p;
   }
-  return error / static_cast<double>(status.clients.size());
+  return error / static_cast<double>(clients.size());
 }
 
 }  // namespace fedcl::sim

@@ -59,7 +59,8 @@ struct EvalPoint {
   int64_t participants = 0;      // updates counted in the last round
   int64_t bytes_up = 0;          // cumulative, updates sent
   int64_t bytes_down = 0;        // cumulative, modules sent to participants
-  double weight_error = -1.0;    // FedAU: mean |ω_n − 1/p_n|·p_n over clients; -1 if not FedAU
+  double weight_error = -1.0;    // FedAU: mean |ω_n − 1/p_n|·p_n over the first 10,000
+                                 // clients; -1 if not FedAU
   double wall_seconds = 0.0;     // since the run started
   double virtual_seconds = 0.0;  // virtual clock
 };
@@ -70,9 +71,10 @@ struct RunResult {
   uint64_t seed = 0;
   std::vector<EvalPoint> evals;
   double wall_seconds = 0.0;
-  int64_t updates = 0;     // counted client updates
-  int64_t stragglers = 0;  // missed the deadline
-  int64_t dropouts = 0;    // left mid-round
+  double setup_seconds = 0.0;  // before round 0: partition, p_n, enrolment
+  int64_t updates = 0;         // counted client updates
+  int64_t stragglers = 0;      // missed the deadline
+  int64_t dropouts = 0;        // left mid-round
   int64_t aggregator_bytes = 0;
   // FedAU runs: (1/p_n, ω_n) at the end for the first clients (up to 2,000), for the report.
   std::vector<std::pair<double, double>> inverse_probability_vs_weight;
@@ -97,8 +99,9 @@ class RunObserver {
 // and known_prob gets the true p_n.
 fl::CoordinatorOptions CoordinatorOptionsFor(const MethodSpec& method,
                                              absl::Span<const float> probabilities);
-// FedAU's weight error: the mean over clients of |ω_n − 1/p_n| · p_n (relative to 1/p_n).
-double WeightError(const fl::CoordinatorStatus& status, absl::Span<const float> probabilities);
+// FedAU's weight error: the mean over `clients` of |ω_n − 1/p_n| · p_n (relative to 1/p_n).
+double WeightError(absl::Span<const fl::ClientStatus> clients,
+                   absl::Span<const float> probabilities);
 
 class Engine {
  public:

@@ -200,6 +200,8 @@ std::vector<MethodSummary> Summarize(const Scenario& scenario, const std::vector
         if (run.method != s.method || run.pattern != s.pattern) continue;
         s.final_accuracy.push_back(FinalAccuracy(run.evals));
         s.wall_seconds += run.wall_seconds;
+        s.setup_seconds += run.setup_seconds;
+        s.updates += run.updates;
         s.aggregator_bytes = std::max(s.aggregator_bytes, run.aggregator_bytes);
         s.stragglers += run.stragglers;
         s.dropouts += run.dropouts;
@@ -238,6 +240,7 @@ std::string SummaryJson(const Scenario& scenario, const std::vector<MethodSummar
         ", \"pattern\": ", Quote(s.pattern), ", \"final_accuracy_mean\": ", Number(s.mean),
         ", \"final_accuracy_std\": ", Number(s.stddev), ", \"final_accuracy_per_seed\": [", finals,
         "], \"seeds\": ", s.final_accuracy.size(), ", \"wall_seconds\": ", Number(s.wall_seconds),
+        ", \"setup_seconds\": ", Number(s.setup_seconds), ", \"updates\": ", s.updates,
         ", \"aggregator_bytes\": ", s.aggregator_bytes, ", \"stragglers\": ", s.stragglers,
         ", \"dropouts\": ", s.dropouts, "}");
   }

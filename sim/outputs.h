@@ -34,6 +34,8 @@ struct MethodSummary {
   double mean = 0.0;
   double stddev = 0.0;  // sample standard deviation over seeds (0 for one seed)
   double wall_seconds = 0.0;
+  double setup_seconds = 0.0;
+  int64_t updates = 0;
   int64_t aggregator_bytes = 0;
   int64_t stragglers = 0;
   int64_t dropouts = 0;

@@ -610,6 +610,16 @@ CoordinatorStatus Coordinator::Status() const {
   return status;
 }
 
+std::vector<ClientStatus> Coordinator::Clients(ClientId first, int64_t limit) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<ClientStatus> clients;
+  for (auto it = clients_.lower_bound(first);
+       it != clients_.end() && static_cast<int64_t>(clients.size()) < limit; ++it) {
+    clients.push_back({it->second, WeightLocked(it->second, round_)});
+  }
+  return clients;
+}
+
 int64_t Coordinator::current_round() const {
   absl::MutexLock lock(&mu_);
   return round_;

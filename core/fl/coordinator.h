@@ -192,7 +192,11 @@ class Coordinator {
   // Closes the current round now, whatever its deadline (the simulator's "every shard reported").
   absl::Status CloseRound();
 
+  // Everything, every client included: O(N) in time and memory.
   CoordinatorStatus Status() const;
+  // At most `limit` clients from id `first` on, in id order, with their current weights; for
+  // populations too large to copy whole.
+  std::vector<ClientStatus> Clients(ClientId first, int64_t limit) const;
   int64_t current_round() const;
   // Reports of rounds closed since the last call, oldest first.
   std::vector<RoundReport> TakeRoundReports();
