@@ -2,27 +2,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
-#include "google/protobuf/io/tokenizer.h"
-#include "google/protobuf/text_format.h"
 #include "proto/checkpoint.h"
 #include "proto/federation_convert.h"
+#include "proto/text_format.h"
 
 namespace fedcl::server {
 namespace {
-
-// Collects the parser's complaints instead of letting protobuf print them.
-class ErrorCollector final : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, int column, const std::string& message) override {
-    if (first_.empty())
-      first_ = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
-  }
-  void AddWarning(int, int, const std::string&) override {}
-  const std::string& first() const { return first_; }
-
- private:
-  std::string first_;
-};
 
 void ApplyDefaults(v1::ServerConfig& c) {
   if (c.aggregator().kind().empty()) c.mutable_aggregator()->set_kind("adaptive");
@@ -153,11 +138,8 @@ ServiceOptions ServiceOptionsFrom(const v1::ServerConfig& c) {
 absl::StatusOr<v1::ServerConfig> ParseServerConfig(absl::string_view text,
                                                    absl::string_view source) {
   v1::ServerConfig config;
-  google::protobuf::TextFormat::Parser parser;
-  ErrorCollector errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(std::string(text), &config)) {
-    return Invalid(source, errors.first().empty() ? "cannot parse" : errors.first());
+  if (absl::Status parsed = proto::ParseTextFormat(text, &config); !parsed.ok()) {
+    return Invalid(source, parsed.message());
   }
   ApplyDefaults(config);
   FEDCL_RETURN_IF_ERROR(Validate(config, source));

@@ -5,28 +5,14 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
-#include "google/protobuf/io/tokenizer.h"
-#include "google/protobuf/text_format.h"
 #include "proto/federation_convert.h"
+#include "proto/text_format.h"
 #include "server/server_config.h"
 
 namespace fedcl::sim {
 namespace {
 
 constexpr int kMaxClients = 10'000'000;
-
-class ErrorCollector final : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, int column, const std::string& message) override {
-    if (first_.empty())
-      first_ = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
-  }
-  void AddWarning(int, int, const std::string&) override {}
-  const std::string& first() const { return first_; }
-
- private:
-  std::string first_;
-};
 
 absl::Status Invalid(absl::string_view source, absl::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat("scenario '", source, "': ", message));
@@ -225,11 +211,8 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
 
 absl::StatusOr<Scenario> ParseScenario(absl::string_view text, absl::string_view source) {
   Scenario scenario;
-  google::protobuf::TextFormat::Parser parser;
-  ErrorCollector errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(std::string(text), &scenario.config)) {
-    return Invalid(source, errors.first().empty() ? "cannot parse" : errors.first());
+  if (absl::Status parsed = proto::ParseTextFormat(text, &scenario.config); !parsed.ok()) {
+    return Invalid(source, parsed.message());
   }
   ApplyDefaults(scenario.config);
   FEDCL_RETURN_IF_ERROR(Validate(scenario, source));
