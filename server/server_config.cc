@@ -135,21 +135,29 @@ ServiceOptions ServiceOptionsFrom(const v1::ServerConfig& c) {
   return o;
 }
 
-absl::StatusOr<v1::ServerConfig> ParseServerConfig(absl::string_view text,
-                                                   absl::string_view source) {
+absl::StatusOr<v1::ServerConfig> ParseServerConfig(absl::string_view text, absl::string_view source,
+                                                   const ServerConfigOverrides& overrides) {
   v1::ServerConfig config;
   if (absl::Status parsed = proto::ParseTextFormat(text, &config); !parsed.ok()) {
     return Invalid(source, parsed.message());
   }
+  if (!overrides.state_dir.empty()) config.set_state_dir(overrides.state_dir);
+  if (!overrides.backbone_checkpoint.empty())
+    config.set_backbone_checkpoint(overrides.backbone_checkpoint);
+  if (!overrides.tokens_file.empty()) config.set_tokens_file(overrides.tokens_file);
+  if (!overrides.tls_cert_file.empty())
+    config.mutable_tls()->set_cert_file(overrides.tls_cert_file);
+  if (!overrides.tls_key_file.empty()) config.mutable_tls()->set_key_file(overrides.tls_key_file);
   ApplyDefaults(config);
   FEDCL_RETURN_IF_ERROR(Validate(config, source));
   return config;
 }
 
 absl::StatusOr<v1::ServerConfig> LoadServerConfig(const base::FileSystem& fs,
-                                                  absl::string_view path) {
+                                                  absl::string_view path,
+                                                  const ServerConfigOverrides& overrides) {
   FEDCL_ASSIGN_OR_RETURN(std::string text, fs.ReadFile(path, 16 << 20));
-  return ParseServerConfig(text, path);
+  return ParseServerConfig(text, path, overrides);
 }
 
 }  // namespace fedcl::server

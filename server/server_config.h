@@ -17,11 +17,24 @@
 
 namespace fedcl::server {
 
-// Parses text-format `text` (from `source`, for messages), applies defaults and validates.
-absl::StatusOr<v1::ServerConfig> ParseServerConfig(absl::string_view text,
-                                                   absl::string_view source);
+// Paths given on the command line, which replace the config's before it is validated: one
+// config file serves every deployment (container, Kubernetes, the local launcher), each putting
+// its files where it likes. Empty fields change nothing.
+struct ServerConfigOverrides {
+  std::string state_dir;
+  std::string backbone_checkpoint;
+  std::string tokens_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+};
+
+// Parses text-format `text` (from `source`, for messages), applies the overrides and defaults,
+// and validates.
+absl::StatusOr<v1::ServerConfig> ParseServerConfig(absl::string_view text, absl::string_view source,
+                                                   const ServerConfigOverrides& overrides = {});
 absl::StatusOr<v1::ServerConfig> LoadServerConfig(const base::FileSystem& fs,
-                                                  absl::string_view path);
+                                                  absl::string_view path,
+                                                  const ServerConfigOverrides& overrides = {});
 
 // The coordinator and service options the config describes (it must have been validated).
 absl::StatusOr<fl::CoordinatorOptions> CoordinatorOptionsFrom(const v1::ServerConfig& config);

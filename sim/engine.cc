@@ -16,6 +16,7 @@
 #include "core/nn/training.h"
 #include "proto/checkpoint.h"
 #include "sim/client_data.h"
+#include "sim/outputs.h"
 #include "sim/participation.h"
 #include "sim/round_runner.h"
 
@@ -186,6 +187,7 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
   }
 
   result.aggregator_bytes = coordinator->aggregator_memory_bytes();
+  result.rss_bytes = CurrentRssBytes();
   if (method.aggregator.kind == fl::AggregatorKind::kAdaptive) {
     for (const fl::ClientStatus& client : coordinator->Clients(0, kMaxWeightPairs)) {
       result.inverse_probability_vs_weight.emplace_back(1.0 / probabilities[client.record.id],

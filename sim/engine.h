@@ -76,6 +76,7 @@ struct RunResult {
   int64_t stragglers = 0;      // missed the deadline
   int64_t dropouts = 0;        // left mid-round
   int64_t aggregator_bytes = 0;
+  int64_t rss_bytes = 0;  // resident set at the end, with every client still held
   // FedAU runs: (1/p_n, ω_n) at the end for the first clients (up to 2,000), for the report.
   std::vector<std::pair<double, double>> inverse_probability_vs_weight;
 };

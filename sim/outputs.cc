@@ -1,6 +1,7 @@
 #include "sim/outputs.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -202,6 +203,7 @@ std::vector<MethodSummary> Summarize(const Scenario& scenario, const std::vector
         s.wall_seconds += run.wall_seconds;
         s.setup_seconds += run.setup_seconds;
         s.updates += run.updates;
+        s.rss_bytes = std::max(s.rss_bytes, run.rss_bytes);
         s.aggregator_bytes = std::max(s.aggregator_bytes, run.aggregator_bytes);
         s.stragglers += run.stragglers;
         s.dropouts += run.dropouts;
@@ -241,8 +243,8 @@ std::string SummaryJson(const Scenario& scenario, const std::vector<MethodSummar
         ", \"final_accuracy_std\": ", Number(s.stddev), ", \"final_accuracy_per_seed\": [", finals,
         "], \"seeds\": ", s.final_accuracy.size(), ", \"wall_seconds\": ", Number(s.wall_seconds),
         ", \"setup_seconds\": ", Number(s.setup_seconds), ", \"updates\": ", s.updates,
-        ", \"aggregator_bytes\": ", s.aggregator_bytes, ", \"stragglers\": ", s.stragglers,
-        ", \"dropouts\": ", s.dropouts, "}");
+        ", \"rss_bytes_at_end\": ", s.rss_bytes, ", \"aggregator_bytes\": ", s.aggregator_bytes,
+        ", \"stragglers\": ", s.stragglers, ", \"dropouts\": ", s.dropouts, "}");
   }
   absl::StrAppend(&out, "\n  ]\n}\n");
   return out;
@@ -314,6 +316,16 @@ std::string ReportHtml(const Scenario& scenario, const std::vector<RunResult>& r
       "\n<div id=\"charts\"></div>\n<script type=\"application/json\" id=\"report-data\">", data,
       "</script>\n<script>", chart_library, "</script>\n<script>", kPageScript,
       "</script>\n</body></html>\n");
+}
+
+int64_t CurrentRssBytes() {
+  // /proc/self/statm: total and resident pages.
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  long long total = 0, resident = 0;
+  const int read = std::fscanf(f, "%lld %lld", &total, &resident);
+  std::fclose(f);
+  return read == 2 ? resident * sysconf(_SC_PAGESIZE) : 0;
 }
 
 int64_t PeakRssBytes() {

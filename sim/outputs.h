@@ -36,6 +36,7 @@ struct MethodSummary {
   double wall_seconds = 0.0;
   double setup_seconds = 0.0;
   int64_t updates = 0;
+  int64_t rss_bytes = 0;  // largest resident set at the end of a run (all clients still held)
   int64_t aggregator_bytes = 0;
   int64_t stragglers = 0;
   int64_t dropouts = 0;
@@ -56,8 +57,9 @@ std::string ReportHtml(const Scenario& scenario, const std::vector<RunResult>& r
                        const std::vector<MethodSummary>& summaries,
                        absl::string_view chart_library);
 
-// The peak resident set size of this process so far, in bytes.
+// The peak resident set size of this process so far, and the current one, in bytes.
 int64_t PeakRssBytes();
+int64_t CurrentRssBytes();
 
 }  // namespace fedcl::sim
 

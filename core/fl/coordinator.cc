@@ -118,7 +118,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Recover(const Coordina
     }
   }
   for (const ClientRecord& client : state.clients) {
-    c->clients_[client.id] = client;
+    FEDCL_RETURN_IF_ERROR(c->clients_.Put(client));
     c->active_clients_ += client.revoked ? 0 : 1;
   }
   const absl::Time now = clock.Now();
@@ -225,8 +225,7 @@ int64_t Coordinator::EnrolledLocked() const {
   // O(participants), not O(N): only the accepted clients are checked for a revocation.
   int64_t count = active_clients_;
   for (const auto& [id, weight] : accepted_) {
-    auto it = clients_.find(id);
-    count += (it != clients_.end() && it->second.revoked) ? 1 : 0;
+    count += clients_.IsRevoked(id) ? 1 : 0;
   }
   return count;
 }
@@ -247,27 +246,26 @@ double Coordinator::WeightLocked(const ClientRecord& client, int64_t round) cons
 absl::StatusOr<int64_t> Coordinator::Enroll(ClientId client) {
   absl::MutexLock lock(&mu_);
   if (failed_) return absl::FailedPreconditionError("coordinator stopped after a storage failure");
-  auto it = clients_.find(client);
-  if (it != clients_.end() && !it->second.revoked) return it->second.enrolled_round;
+  const std::optional<ClientRecord> existing = clients_.Find(client);
+  if (existing.has_value() && !existing->revoked) return existing->enrolled_round;
   ClientRecord record;
   record.id = client;
   record.enrolled_round = round_;
   record.fedau = FedAuEnrol(round_);
   if (store_ != nullptr) FEDCL_RETURN_IF_ERROR(store_->PutClient(record));
-  clients_[client] = record;
+  FEDCL_RETURN_IF_ERROR(clients_.Put(record));
   ++active_clients_;
   return round_;
 }
 
 absl::Status Coordinator::Leave(ClientId client, bool permanent) {
   absl::MutexLock lock(&mu_);
-  auto it = clients_.find(client);
-  if (it == clients_.end()) return absl::NotFoundError(absl::StrCat("unknown client ", client));
-  if (!permanent || it->second.revoked) return absl::OkStatus();
-  ClientRecord record = it->second;
-  record.revoked = true;
-  if (store_ != nullptr) FEDCL_RETURN_IF_ERROR(store_->PutClient(record));
-  it->second = record;
+  std::optional<ClientRecord> record = clients_.Find(client);
+  if (!record.has_value()) return absl::NotFoundError(absl::StrCat("unknown client ", client));
+  if (!permanent || record->revoked) return absl::OkStatus();
+  record->revoked = true;
+  if (store_ != nullptr) FEDCL_RETURN_IF_ERROR(store_->PutClient(*record));
+  FEDCL_RETURN_IF_ERROR(clients_.Put(*record));
   --active_clients_;
   revoked_since_close_.push_back(client);
   return absl::OkStatus();
@@ -277,11 +275,11 @@ absl::StatusOr<WorkAssignment> Coordinator::GetWork(ClientId client,
                                                     absl::Span<const ModuleVersion> held) {
   absl::MutexLock lock(&mu_);
   if (failed_) return absl::FailedPreconditionError("coordinator stopped after a storage failure");
-  auto it = clients_.find(client);
-  if (it == clients_.end()) {
+  const std::optional<ClientRecord> record = clients_.Find(client);
+  if (!record.has_value()) {
     return absl::NotFoundError(absl::StrCat("unknown client ", client, ": join first"));
   }
-  if (it->second.revoked) {
+  if (record->revoked) {
     return absl::FailedPreconditionError(absl::StrCat("client ", client, " left permanently"));
   }
   WorkAssignment work;
@@ -359,10 +357,10 @@ absl::Status Coordinator::ValidateAgainstPool(const UpdateSubmission& update) co
 // Under the lock: who may submit what, and with which weight. Marks the client in flight.
 absl::StatusOr<Coordinator::Admission> Coordinator::AdmitLocked(const UpdateSubmission& update) {
   if (failed_) return absl::FailedPreconditionError("coordinator stopped after a storage failure");
-  auto it = clients_.find(update.client);
-  if (it == clients_.end())
+  const std::optional<ClientRecord> record = clients_.Find(update.client);
+  if (!record.has_value())
     return absl::NotFoundError(absl::StrCat("unknown client ", update.client));
-  if (it->second.revoked) {
+  if (record->revoked) {
     return absl::FailedPreconditionError(
         absl::StrCat("client ", update.client, " left permanently"));
   }
@@ -382,7 +380,7 @@ absl::StatusOr<Coordinator::Admission> Coordinator::AdmitLocked(const UpdateSubm
                                                round_, " is being processed"));
   }
   FEDCL_RETURN_IF_ERROR(ValidateAgainstPool(update));
-  const double weight = WeightLocked(it->second, round_);
+  const double weight = WeightLocked(*record, round_);
   if (!(weight > 0.0)) {
     return absl::FailedPreconditionError(
         absl::StrCat("no participation probability is configured for client ", update.client));
@@ -525,8 +523,7 @@ absl::Status Coordinator::CloseRoundLocked() {
     // (N no longer counts it). A no-op for the FedAU family and for clients with nothing stored.
     // Clients revoked in earlier rounds were forgotten at those rounds' close.
     for (ClientId id : revoked_since_close_) {
-      auto it = clients_.find(id);
-      if (it != clients_.end() && it->second.revoked) {
+      if (clients_.IsRevoked(id)) {
         module.aggregator->ForgetClient(id).IgnoreError();
       }
     }
@@ -541,7 +538,7 @@ absl::Status Coordinator::CloseRoundLocked() {
   std::vector<double> weights;
   close.clients.reserve(accepted_.size());
   for (const auto& [id, weight] : accepted_) {
-    ClientRecord record = clients_.at(id);
+    ClientRecord record = *clients_.Find(id);
     // Rounds only move forward, so recording can only fail on a broken invariant.
     FEDCL_CHECK_OK(
         FedAuParticipate(record.fedau, round_, options_.aggregator.fedau_cutoff).status());
@@ -564,7 +561,8 @@ absl::Status Coordinator::CloseRoundLocked() {
                           absl::StrCat("closing round ", round_, ": ", stored.message()));
     }
   }
-  for (const ClientRecord& record : close.clients) clients_[record.id] = record;
+  // The records fit: FedAuParticipate advanced rounds that are below 2^31.
+  for (const ClientRecord& record : close.clients) FEDCL_CHECK_OK(clients_.Put(record));
   revoked_since_close_.clear();
   RoundReport report;
   report.round = round_;
@@ -601,11 +599,11 @@ CoordinatorStatus Coordinator::Status() const {
   for (const PooledModule& module : modules_)
     status.modules.push_back({module.spec.name, module.version});
   std::vector<double> weights;
-  for (const auto& [id, record] : clients_) {
+  clients_.ForEach(0, clients_.size(), [&](const ClientRecord& record) {
     ClientStatus client{record, WeightLocked(record, round_)};
     if (!record.revoked) weights.push_back(client.current_weight);
     status.clients.push_back(client);
-  }
+  });
   Summarize(weights, status.weight_min, status.weight_mean, status.weight_max);
   return status;
 }
@@ -613,10 +611,9 @@ CoordinatorStatus Coordinator::Status() const {
 std::vector<ClientStatus> Coordinator::Clients(ClientId first, int64_t limit) const {
   absl::MutexLock lock(&mu_);
   std::vector<ClientStatus> clients;
-  for (auto it = clients_.lower_bound(first);
-       it != clients_.end() && static_cast<int64_t>(clients.size()) < limit; ++it) {
-    clients.push_back({it->second, WeightLocked(it->second, round_)});
-  }
+  clients_.ForEach(first, limit, [&](const ClientRecord& record) {
+    clients.push_back({record, WeightLocked(record, round_)});
+  });
   return clients;
 }
 

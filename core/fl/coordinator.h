@@ -61,6 +61,7 @@
 #include "absl/types/span.h"
 #include "core/base/clock.h"
 #include "core/fl/aggregator.h"
+#include "core/fl/client_table.h"
 #include "core/fl/round_types.h"
 #include "core/fl/state_store.h"
 #include "tbb/task_arena.h"
@@ -244,7 +245,7 @@ class Coordinator {
   mutable absl::Mutex mu_;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<PooledModule> modules_ ABSL_GUARDED_BY(mu_);
-  std::map<ClientId, ClientRecord> clients_ ABSL_GUARDED_BY(mu_);
+  ClientTable clients_ ABSL_GUARDED_BY(mu_);
   int64_t active_clients_ ABSL_GUARDED_BY(mu_) = 0;  // enrolled and not revoked
   // Revoked since the last close: FedVARP and MIFA drop their stored vectors at the close.
   std::vector<ClientId> revoked_since_close_ ABSL_GUARDED_BY(mu_);

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "proto/checkpoint.h"
 #include "proto/digest.h"
+#include "server/health.h"
 
 namespace fedcl::testing {
 namespace {
@@ -142,30 +143,7 @@ grpc::Status ServerFixture::Status(fedcl::v1::GetStatusResponse* response) {
 }
 
 absl::StatusOr<int> ServerFixture::HealthCheck() {
-  // grpc.health.v1.Health/Check through a generic stub: the request (an empty service name) is
-  // zero bytes and the response is one varint field, `status = 1`.
-  grpc::GenericStub generic(channel_);
-  grpc::CompletionQueue queue;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  grpc::Slice empty;
-  grpc::ByteBuffer request(&empty, 1);
-  auto call = generic.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check", request, &queue);
-  call->StartCall();
-  grpc::ByteBuffer response;
-  grpc::Status status;
-  call->Finish(&response, &status, reinterpret_cast<void*>(1));
-  void* tag;
-  bool ok;
-  if (!queue.Next(&tag, &ok) || !ok) return absl::UnavailableError("health call failed");
-  if (!status.ok()) return absl::UnavailableError(status.error_message());
-  std::vector<grpc::Slice> slices;
-  response.Dump(&slices);
-  std::string bytes;
-  for (const grpc::Slice& s : slices)
-    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  if (bytes.size() != 2 || bytes[0] != 0x08) return absl::DataLossError("unexpected health reply");
-  return static_cast<int>(bytes[1]);
+  return server::CheckHealth(channel_, absl::Seconds(5));
 }
 
 absl::StatusOr<std::vector<float>> ServerFixture::DownloadModule(int client,
