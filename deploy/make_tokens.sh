@@ -3,6 +3,8 @@
 #
 #   deploy/make_tokens.sh OUT_DIR client FIRST-LAST    # one token per client id
 #   deploy/make_tokens.sh OUT_DIR worker FIRST-LAST    # one worker token for the whole range
+#   deploy/make_tokens.sh OUT_DIR shards N-K           # K simulator shards over N clients:
+#                                                      # OUT_DIR/shard-<i>.token covers shard i
 #
 # Each secret goes to its own file, OUT_DIR/client-<id>.token or OUT_DIR/worker-<first>-<last>.token
 # (mode 600; give it to that device or worker), and only its SHA-256 goes to OUT_DIR/tokens.txt,
@@ -35,7 +37,19 @@ case "$kind" in
       id=$((id + 1))
     done ;;
   worker) issue "worker-$first-$last" "$first-$last" ;;
-  *) echo "make_tokens: kind must be client or worker" >&2; exit 2 ;;
+  shards)
+    # Shard i of K covers clients [N*i/K, N*(i+1)/K), as fedcl-sim --worker splits them.
+    n=$first
+    k=$last
+    kind=worker  # shard tokens are worker tokens
+    i=0
+    while [ "$i" -lt "$k" ]; do
+      lo=$((n * i / k))
+      hi=$((n * (i + 1) / k - 1))
+      issue "shard-$i" "$lo-$hi"
+      i=$((i + 1))
+    done ;;
+  *) echo "make_tokens: kind must be client, worker or shards" >&2; exit 2 ;;
 esac
 chmod 644 "$out/tokens.txt"
 echo "make_tokens: tokens in $out, hashes in $out/tokens.txt"

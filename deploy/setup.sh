@@ -8,40 +8,17 @@ PACKAGES="
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libeigen3-dev libtbb-dev libabsl-dev zlib1g-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  openssl chromium
+  openssl chromium python3-yaml yamllint
   dataset-fashion-mnist
 "
 
-# The report's charting library, vendored from the npm registry at a pinned version and checked
-# against the registry's integrity hash (never committed: third_party/ is ignored).
-ECHARTS_VERSION=5.6.0
-ECHARTS_INTEGRITY=sha512-oTbVTsXfKuEhxftHqL5xprgLoc0k7uScAwtryCgWF6hPYFLRwOUHiFmHGCBKP5NPFNkDVopOieyUqYGH8Fa3kA==
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-
-vendor_echarts() {
-  target="$ROOT/third_party/echarts"
-  if [ -f "$target/echarts.min.js" ] && [ "$(cat "$target/VERSION" 2>/dev/null)" = "$ECHARTS_VERSION" ]; then
-    return 0
-  fi
-  work="$(mktemp -d)"
-  (cd "$work" && npm pack --silent "echarts@$ECHARTS_VERSION" >/dev/null)
-  actual="sha512-$(openssl dgst -sha512 -binary "$work/echarts-$ECHARTS_VERSION.tgz" | base64 -w0)"
-  if [ "$actual" != "$ECHARTS_INTEGRITY" ]; then
-    echo "setup: echarts-$ECHARTS_VERSION.tgz does not match its pinned integrity hash" >&2
-    rm -rf "$work"
-    exit 1
-  fi
-  mkdir -p "$target"
-  tar -xzf "$work/echarts-$ECHARTS_VERSION.tgz" -C "$work" package/dist/echarts.min.js package/LICENSE
-  cp "$work/package/dist/echarts.min.js" "$work/package/LICENSE" "$target/"
-  echo "$ECHARTS_VERSION" > "$target/VERSION"
-  rm -rf "$work"
-  echo "setup: vendored echarts $ECHARTS_VERSION into third_party/echarts"
-}
-
-# npm comes from Debian unless the machine already has one.
+# npm and kubectl (for its built-in kustomize) come from Debian unless the machine already has
+# them: another kubectl package would conflict with Debian's kubernetes-client.
 if ! command -v npm >/dev/null 2>&1; then
   PACKAGES="$PACKAGES npm"
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+  PACKAGES="$PACKAGES kubernetes-client"
 fi
 
 missing=""
@@ -53,7 +30,8 @@ done
 
 if [ -z "$missing" ]; then
   echo "setup: all packages present"
-  vendor_echarts
+  "$(dirname "$0")/vendor_echarts.sh"
+  "$(dirname "$0")/vendor_k8s_validate.sh"
   exit 0
 fi
 
@@ -67,4 +45,5 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086  # word splitting of the package list is intended
 apt-get install -y -qq --no-install-recommends $missing
-vendor_echarts
+"$(dirname "$0")/vendor_echarts.sh"
+"$(dirname "$0")/vendor_k8s_validate.sh"

@@ -36,8 +36,10 @@ absl::Status Invalid(absl::string_view source, absl::string_view message) {
 }
 
 absl::Status Validate(const v1::ServerConfig& c, absl::string_view source) {
-  if (c.state_dir().empty()) return Invalid(source, "state_dir is required");
-  if (c.backbone_checkpoint().empty()) return Invalid(source, "backbone_checkpoint is required");
+  if (c.state_dir().empty())
+    return Invalid(source, "state_dir is required (in the config or --state_dir)");
+  if (c.backbone_checkpoint().empty())
+    return Invalid(source, "backbone_checkpoint is required (in the config or --backbone)");
   if (c.num_classes() < 0) return Invalid(source, "num_classes must be >= 0");
   if (c.module_size() == 0) return Invalid(source, "at least one module is required");
   for (const v1::ModuleConfig& m : c.module()) {
