@@ -19,6 +19,7 @@
 #include "sim/engine.h"
 #include "sim/outputs.h"
 #include "sim/scenario.h"
+#include "sim/server_report.h"
 #include "sim/worker.h"
 #include "tools/command_line.h"
 
@@ -51,6 +52,9 @@ ABSL_FLAG(std::string, state_dir, "state", "--emit_server_config: the server's s
 ABSL_FLAG(std::string, tokens_file, "", "--emit_server_config: the server's tokens file.");
 ABSL_FLAG(std::string, tls_cert, "", "--emit_server_config: the server's certificate (PEM).");
 ABSL_FLAG(std::string, tls_key, "", "--emit_server_config: the server's private key (PEM).");
+ABSL_FLAG(std::string, report_from, "",
+          "Write --out's metrics.jsonl, summary.json and report.html for a multi-process run from "
+          "the fedcl-server metrics log at this path (--method, --pattern, --seed name the run).");
 
 // The charting library, embedded at build time (sim/chart_library.S.in).
 extern "C" const char fedcl_chart_library[];
@@ -140,6 +144,66 @@ class MetricsObserver final : public RunObserver {
   const RunResult* run_ = nullptr;
 };
 
+// The scenario's pattern named by --pattern (default: the first).
+absl::StatusOr<PatternSpec> SelectedPattern(const Scenario& scenario) {
+  const std::string name = absl::GetFlag(FLAGS_pattern);
+  if (name.empty()) return scenario.patterns[0];
+  for (const PatternSpec& pattern : scenario.patterns) {
+    if (pattern.name == name) return pattern;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("pattern '", name, "' is not in the scenario"));
+}
+
+absl::Status WriteOutputs(const Scenario& scenario, const std::vector<RunResult>& results,
+                          const std::map<std::string, ParticipationMap>& maps, double wall) {
+  base::FileSystem& fs = base::FileSystem::Default();
+  const std::string out = absl::GetFlag(FLAGS_out);
+  const std::vector<MethodSummary> summaries = Summarize(scenario, results);
+  FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(
+      base::JoinPath(out, "summary.json"), SummaryJson(scenario, summaries, wall, PeakRssBytes())));
+  const absl::string_view library(
+      fedcl_chart_library, static_cast<size_t>(fedcl_chart_library_end - fedcl_chart_library));
+  FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(
+      base::JoinPath(out, "report.html"), ReportHtml(scenario, results, maps, summaries, library)));
+  for (const MethodSummary& s : summaries) {
+    std::printf("%-28s %-14s final accuracy %.4f ± %.4f (%d seed(s))\n", s.method.c_str(),
+                s.pattern.c_str(), s.mean, s.stddev, static_cast<int>(s.final_accuracy.size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReportFromServer(Scenario& scenario, const SimulationInputs& inputs, uint64_t seed) {
+  base::FileSystem& fs = base::FileSystem::Default();
+  FEDCL_ASSIGN_OR_RETURN(std::string text, fs.ReadFile(absl::GetFlag(FLAGS_report_from), 1 << 30));
+  FEDCL_ASSIGN_OR_RETURN(PatternSpec pattern, SelectedPattern(scenario));
+  const std::string method =
+      absl::GetFlag(FLAGS_method).empty() ? scenario.methods[0].label : absl::GetFlag(FLAGS_method);
+  // The report covers the run that happened: this method, pattern and seed.
+  for (const MethodSpec& m : scenario.methods) {
+    if (m.label == method) scenario.methods = {m};
+  }
+  if (scenario.methods.size() != 1 || scenario.methods[0].label != method) {
+    return absl::InvalidArgumentError(absl::StrCat("method '", method, "' is not in the scenario"));
+  }
+  scenario.patterns = {pattern};
+  scenario.config.clear_seed();
+  scenario.config.add_seed(seed);
+  FEDCL_ASSIGN_OR_RETURN(RunResult run, RunFromServerMetrics(text, method, pattern.name, seed));
+  const int64_t rounds = run.evals.back().round;
+  std::map<std::string, ParticipationMap> maps;
+  FEDCL_ASSIGN_OR_RETURN(maps[pattern.name],
+                         RecomputeParticipation(scenario, inputs, pattern, seed, rounds));
+  const std::string out = absl::GetFlag(FLAGS_out);
+  FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(out));
+  std::string lines;
+  for (const EvalPoint& point : run.evals) absl::StrAppend(&lines, MetricsLine(run, point), "\n");
+  FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(base::JoinPath(out, "metrics.jsonl"), lines));
+  FEDCL_RETURN_IF_ERROR(WriteOutputs(scenario, {run}, maps, 0.0));
+  std::printf("wrote %s/{metrics.jsonl,summary.json,report.html} from %s\n", out.c_str(),
+              absl::GetFlag(FLAGS_report_from).c_str());
+  return absl::OkStatus();
+}
+
 absl::Status Run() {
   base::FileSystem& fs = base::FileSystem::Default();
   FEDCL_ASSIGN_OR_RETURN(Scenario scenario, LoadScenario(fs, absl::GetFlag(FLAGS_scenario)));
@@ -167,6 +231,7 @@ absl::Status Run() {
                 request.dir.c_str());
     return absl::OkStatus();
   }
+  if (!absl::GetFlag(FLAGS_report_from).empty()) return ReportFromServer(scenario, inputs, seed);
   if (absl::GetFlag(FLAGS_worker)) {
     WorkerOptions options;
     options.server = absl::GetFlag(FLAGS_server);
@@ -244,17 +309,7 @@ absl::Status Run() {
   FEDCL_RETURN_IF_ERROR(status);
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const std::vector<MethodSummary> summaries = Summarize(scenario, results);
-  FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(
-      base::JoinPath(out, "summary.json"), SummaryJson(scenario, summaries, wall, PeakRssBytes())));
-  const absl::string_view library(
-      fedcl_chart_library, static_cast<size_t>(fedcl_chart_library_end - fedcl_chart_library));
-  FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(
-      base::JoinPath(out, "report.html"), ReportHtml(scenario, results, maps, summaries, library)));
-  for (const MethodSummary& s : summaries) {
-    std::printf("%-28s %-14s final accuracy %.4f ± %.4f (%d seed(s))\n", s.method.c_str(),
-                s.pattern.c_str(), s.mean, s.stddev, static_cast<int>(s.final_accuracy.size()));
-  }
+  FEDCL_RETURN_IF_ERROR(WriteOutputs(scenario, results, maps, wall));
   std::printf("wrote %s/{metrics.jsonl,summary.json,report.html} in %s, peak RSS %.1f MiB\n",
               out.c_str(), Clock(wall).c_str(), PeakRssBytes() / 1048576.0);
   return absl::OkStatus();

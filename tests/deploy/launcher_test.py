@@ -66,6 +66,24 @@ def main(repo, bin_dir, scratch):
     rounds_closed = len(metrics(os.path.join(sim_root, "server", "metrics.jsonl")))
     if rounds_closed != 300 or "last accuracy" not in out:
         raise AssertionError(f"the sharded simulation closed {rounds_closed} of 300 rounds")
+    # The simulation's report, from the server's metrics log (what the README does after a run
+    # across pods).
+    report = os.path.join(scratch, "report")
+    made = subprocess.run([os.path.join(bin_dir, "fedcl-sim"),
+                           f"--scenario={repo}/deploy/k8s/base/sim.textproto",
+                           f"--report_from={sim_root}/server/metrics.jsonl", f"--out={report}"],
+                          capture_output=True, text=True, timeout=300)
+    if made.returncode != 0:
+        raise AssertionError("fedcl-sim --report_from failed:\n" + made.stderr)
+    summary = json.load(open(os.path.join(report, "summary.json")))
+    evaluated = [m["accuracy"] for m in metrics(os.path.join(sim_root, "server", "metrics.jsonl"))
+                 if m["accuracy"] is not None]
+    final = sum(evaluated[-3:]) / 3  # the last 10% of 30 evaluations
+    if abs(summary["methods"][0]["final_accuracy_mean"] - final) > 1e-9:
+        raise AssertionError(f"report says {summary['methods'][0]}, server metrics give {final}")
+    if os.path.getsize(os.path.join(report, "report.html")) < 100000:
+        raise AssertionError("report.html is missing its charting library")
+
     # Nothing is left running.
     for state in (root, sim_root):
         for p in json.load(open(os.path.join(state, "launch.json")))["processes"]:
