@@ -1,0 +1,135 @@
+#include "core/cl/sema.h"
+
+#include <cmath>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedcl::cl {
+namespace {
+
+// Samples on a 3-dimensional subspace of R^16 (plus small noise), and samples off it.
+nn::Matrix Subspace(int n, base::Rng& rng, bool shifted) {
+  nn::Matrix z = nn::Matrix::Zero(n, 16);
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < 3; ++j) {
+      const float a = static_cast<float>(rng.Normal());
+      z(i, j) += a;
+      z(i, j + 3) += 0.5f * a;
+    }
+    for (int j = 0; j < 16; ++j) z(i, j) += 0.05f * static_cast<float>(rng.Normal());
+    if (shifted) {
+      for (int j = 8; j < 16; ++j) z(i, j) += static_cast<float>(rng.Normal());
+    }
+  }
+  return z;
+}
+
+TEST(RepresentationDescriptorTest, MustCompress) {
+  base::Rng rng(1);
+  EXPECT_FALSE(RepresentationDescriptor::Create(16, 16, rng).ok());
+  EXPECT_FALSE(RepresentationDescriptor::Create(16, 0, rng).ok());
+  EXPECT_EQ(RepresentationDescriptor::Create(64, 16, rng)->num_parameters(),
+            64 * 16 + 16 + 16 * 64 + 64);
+}
+
+TEST(RepresentationDescriptorTest, GradientsMatchFiniteDifferences) {
+  base::Rng rng(2);
+  RepresentationDescriptor rd = *RepresentationDescriptor::Create(6, 2, rng);
+  rd.encoder_bias().setConstant(0.1f);
+  nn::Matrix z(5, 6);
+  for (int i = 0; i < 5; ++i)
+    for (int j = 0; j < 6; ++j) z(i, j) = static_cast<float>(rng.Normal());
+  nn::Matrix de, dd;
+  Eigen::VectorXf dbe, dbd;
+  rd.Gradients(z, &de, &dbe, &dd, &dbd);
+  auto mean_loss = [&] {
+    double sum = 0;
+    for (float l : rd.Losses(z)) sum += l;
+    return sum / 5.0;
+  };
+  auto check = [&](float& parameter, float analytic) {
+    const float saved = parameter, h = 1e-2f;
+    parameter = saved + h;
+    const double plus = mean_loss();
+    parameter = saved - h;
+    const double minus = mean_loss();
+    parameter = saved;
+    const double numeric = (plus - minus) / (2 * h);
+    EXPECT_NEAR(analytic, numeric, 1e-3 + 1e-2 * std::abs(numeric));
+  };
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 6; ++j) check(rd.encoder()(i, j), de(i, j));
+  for (int i = 0; i < 6; ++i)
+    for (int j = 0; j < 2; ++j) check(rd.decoder()(i, j), dd(i, j));
+  for (int i = 0; i < 2; ++i) check(rd.encoder_bias()[i], dbe[i]);
+  for (int i = 0; i < 6; ++i) check(rd.decoder_bias()[i], dbd[i]);
+}
+
+// The defining property: trained on one distribution, the descriptor's z-score stays low on it
+// and fires the expansion test on a shifted batch.
+TEST(RepresentationDescriptorTest, ZScoreFiresOnAShiftNotOnTheTrainingDistribution) {
+  base::Rng rng(3);
+  RepresentationDescriptor rd = *RepresentationDescriptor::Create(16, 4, rng);
+  LossRecords records;
+  float first = 0, last = 0;
+  for (int step = 0; step < 600; ++step) {
+    const nn::Matrix batch = Subspace(32, rng, false);
+    records.Add(rd.Losses(batch));  // training-mode forwards fill the records
+    last = rd.TrainStep(batch, 0.05f);
+    if (step == 0) first = last;
+  }
+  records.Freeze();
+  EXPECT_LT(last, 0.2f * first);
+  auto batch_z = [&](bool shifted) {
+    std::vector<double> z;
+    for (float l : rd.Losses(Subspace(128, rng, shifted))) z.push_back(records.ZScore(l));
+    return z;
+  };
+  EXPECT_FALSE(ShouldExpand({batch_z(false)}, 2.0));
+  EXPECT_TRUE(ShouldExpand({batch_z(true)}, 2.0));
+}
+
+TEST(LossRecordsTest, FifoAndZScoreArithmetic) {
+  LossRecords records(4);
+  records.Add({9, 1});
+  EXPECT_EQ(records.ZScore(100), 0.0);  // two values or fewer: 0
+  records.Add({2, 3, 4});               // 9 falls out: {1, 2, 3, 4}
+  EXPECT_EQ(records.size(), 4);
+  EXPECT_DOUBLE_EQ(records.mean(), 2.5);
+  EXPECT_NEAR(records.stddev(), std::sqrt(5.0 / 3.0), 1e-12);  // unbiased
+  EXPECT_NEAR(records.ZScore(5), 2.5 / std::sqrt(5.0 / 3.0), 1e-6);
+  EXPECT_NEAR(records.ZScore(0), 2.5 / std::sqrt(5.0 / 3.0), 1e-6);  // |ℓ − μ|
+  records.Freeze();
+  records.Add({100});
+  EXPECT_DOUBLE_EQ(records.mean(), 2.5);
+}
+
+TEST(ExpansionTest, EveryAdapterMustFindTheBatchUnusual) {
+  EXPECT_TRUE(ShouldExpand({{3, 3}, {2.5, 2.6}}, 2.0));
+  EXPECT_FALSE(ShouldExpand({{3, 3}, {1.5, 2.4}}, 2.0));  // adapter 1 knows it: mean 1.95
+  EXPECT_FALSE(ShouldExpand({{3, 3}, {1.0, 2.0}}, 2.0));  // mean 1.5
+  EXPECT_FALSE(ShouldExpand({}, 2.0));
+}
+
+TEST(ExpandableRouterTest, MixtureSumsToOneAndOldRowsStay) {
+  base::Rng rng(4);
+  ExpandableRouter router(8, rng);
+  nn::Matrix z(3, 8);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 8; ++j) z(i, j) = static_cast<float>(rng.Normal());
+  EXPECT_TRUE(router.Weights(z).isApprox(nn::Matrix::Ones(3, 1)));
+  const nn::Matrix first_row = router.weights();
+  EXPECT_EQ(router.AddExpert(rng), 1);
+  EXPECT_EQ(router.AddExpert(rng), 2);
+  EXPECT_EQ(router.weights().topRows(1), first_row);
+  const nn::Matrix w = router.Weights(z);
+  ASSERT_EQ(w.cols(), 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(w.row(i).sum(), 1.0f, 1e-6);
+    EXPECT_GT(w.row(i).minCoeff(), 0.0f);
+  }
+}
+
+}  // namespace
+}  // namespace fedcl::cl
