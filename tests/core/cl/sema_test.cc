@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "core/cl/rd_detector.h"
+#include "core/ood/ood_metrics.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -129,6 +131,25 @@ TEST(ExpandableRouterTest, MixtureSumsToOneAndOldRowsStay) {
     EXPECT_NEAR(w.row(i).sum(), 1.0f, 1e-6);
     EXPECT_GT(w.row(i).minCoeff(), 0.0f);
   }
+}
+
+}  // namespace
+}  // namespace fedcl::cl
+
+namespace fedcl::cl {
+namespace {
+
+TEST(RdDetectorTest, SeparatesAShiftedDistributionBehindTheOodInterface) {
+  base::Rng rng(9);
+  const nn::Matrix train = Subspace(1000, rng, false), held = Subspace(400, rng, false),
+                   shifted = Subspace(400, rng, true);
+  RdDetector detector({.bottleneck = 4, .epochs = 10});
+  ASSERT_TRUE(detector.Fit({.layers = {&train}}, {}).ok());
+  ASSERT_TRUE(detector.Calibrate({.layers = {&held}}).ok());
+  const std::vector<float> id = *detector.Score({.layers = {&held}});
+  const std::vector<float> ood = *detector.Score({.layers = {&shifted}});
+  EXPECT_GT(*ood::Auroc(id, ood), 0.95);
+  EXPECT_FALSE(detector.Score({}).ok());
 }
 
 }  // namespace
