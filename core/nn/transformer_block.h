@@ -44,6 +44,9 @@ class TransformerBlock {
 
   // True if any tensor of the block, or attached to it, is trainable.
   bool HasTrainable() const;
+  // The output of the last Forward (its shape as Forward returned it).
+  const Matrix& output() const { return out_; }
+  bool last_was_cls_only() const { return cls_only_; }
 
   LayerNorm norm1;
   SsfSite norm1_ssf;

@@ -94,6 +94,23 @@ const Matrix& VitBackbone::Forward(ConstMatrixRef images, bool training) {
   return features_;
 }
 
+Matrix VitBackbone::ClsAfterBlock(int i) const {
+  const Matrix& out = blocks_[i]->output();
+  if (blocks_[i]->last_was_cls_only()) return out;
+  Matrix cls(batch_, dim_);
+  for (int b = 0; b < batch_; ++b) cls.row(b) = out.row(static_cast<int64_t>(b) * tokens_);
+  return cls;
+}
+
+Matrix VitBackbone::TokenMeanOfBlockInput(int i) const {
+  const Matrix& in = i == 0 ? tokens_in_ : blocks_[i - 1]->output();
+  Matrix mean(batch_, dim_);
+  for (int b = 0; b < batch_; ++b) {
+    mean.row(b) = in.middleRows(static_cast<int64_t>(b) * tokens_, tokens_).colwise().mean();
+  }
+  return mean;
+}
+
 bool VitBackbone::PatchEmbedHasTrainable() const {
   return patch_proj_.HasTrainable() || patch_ssf_.HasTrainable() || cls_token_.trainable() ||
          pos_embed_.trainable();

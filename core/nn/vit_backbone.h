@@ -27,6 +27,12 @@ class VitBackbone final : public Backbone {
   void Backward(ConstMatrixRef dfeatures) override;
 
   int tokens() const { return tokens_; }
+
+  // Hooks on the last Forward, for detectors and self-expansion (valid until the next Forward):
+  // the CLS token after block i ([batch, dim]) and the mean over all tokens, CLS included, of
+  // block i's input ([batch, dim]). The last block runs on CLS rows alone, so its output is CLS.
+  Matrix ClsAfterBlock(int i) const;
+  Matrix TokenMeanOfBlockInput(int i) const;
   TransformerBlock& block(int i) { return *blocks_[i]; }
   int depth() const { return static_cast<int>(blocks_.size()); }
 
