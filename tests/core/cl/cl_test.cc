@@ -173,3 +173,51 @@ TEST(InstancePoolTest, MatchingLossGradientMatchesFiniteDifferences) {
 
 }  // namespace
 }  // namespace fedcl::cl
+
+#include "core/cl/label_free.h"
+#include "core/nn/model.h"
+
+namespace fedcl::cl {
+namespace {
+
+TEST(LabelFreeAdapterTest, LowersEntropyTouchingOnlyNormsAndSsf) {
+  nn::ModelConfig config;
+  config.backbone = nn::BackboneKind::kVit;
+  auto model = *nn::Model::Create(config, 5);
+  base::Rng rng(6);
+  nn::Matrix images(64, 784);
+  for (int i = 0; i < 64; ++i)
+    for (int j = 0; j < 784; ++j) images(i, j) = static_cast<float>(rng.Normal());
+  // Make the head confident enough that some samples pass E_max = 0.4 ln 10.
+  model->head().parameters().flat_values() *= 30.0f;
+  const nn::ParameterSet before = model->backbone().parameters();
+  LabelFreeAdapter adapter(*model, {.learning_rate = 0.05f, .filter = {.redundancy = 0}});
+  EXPECT_GT(adapter.trainable_values(), 0);
+  double first = -1, last = -1;
+  int64_t used = 0;
+  for (int step = 0; step < 10; ++step) {
+    absl::StatusOr<AdaptStep> s = adapter.Adapt(images);
+    ASSERT_TRUE(s.ok()) << s.status();
+    used += s->used;
+    if (s->used == 0) continue;
+    if (first < 0) first = s->entropy;
+    last = s->entropy;
+  }
+  ASSERT_GT(used, 0);
+  EXPECT_LT(last, first);
+  const nn::ParameterSet& after = model->backbone().parameters();
+  bool norm_changed = false;
+  for (int i = 0; i < after.num_tensors(); ++i) {
+    const bool same = after.vector(i) == before.vector(i);
+    const std::string& name = after.info(i).name;
+    if (name.find("norm") != std::string::npos) {
+      norm_changed = norm_changed || !same;
+    } else {
+      EXPECT_TRUE(same) << name << " changed";
+    }
+  }
+  EXPECT_TRUE(norm_changed);
+}
+
+}  // namespace
+}  // namespace fedcl::cl
