@@ -36,6 +36,9 @@ ABSL_FLAG(std::string, backbone, "out/vit.ckpt", "A ViT checkpoint pretrained on
 ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory.");
 ABSL_FLAG(int, fit_samples, 10000, "Clean training images the detectors are fitted on.");
 ABSL_FLAG(int, test_samples, 4000, "Test images: half calibrate, half are scored (ID and OOD).");
+ABSL_FLAG(int, rd_block, -1,
+          "Block whose input's token mean the RD reads (-1 = the last block, SEMA's choice).");
+ABSL_FLAG(bool, rd_on_cls, false, "RD reads the CLS token after --rd_block instead (comparison).");
 ABSL_FLAG(float, adapt_learning_rate, 1e-3f, "Label-free adaptation: SGD learning rate.");
 ABSL_FLAG(int, adapt_batch, 64, "Label-free adaptation: unlabelled batch size.");
 ABSL_FLAG(double, adapt_redundancy, 0.05, "Label-free adaptation: redundancy filter d (0 = off).");
@@ -69,7 +72,11 @@ Hooks Collect(nn::Model& model, const nn::Matrix& images) {
     const int64_t rows = std::min<int64_t>(256, n - start);
     h.logits.middleRows(start, rows) = model.Forward(images.middleRows(start, rows), false);
     h.features.middleRows(start, rows) = model.features();
-    h.rd_input.middleRows(start, rows) = vit.TokenMeanOfBlockInput(vit.depth() - 1);
+    const int rd_block =
+        absl::GetFlag(FLAGS_rd_block) < 0 ? vit.depth() - 1 : absl::GetFlag(FLAGS_rd_block);
+    h.rd_input.middleRows(start, rows) = absl::GetFlag(FLAGS_rd_on_cls)
+                                             ? vit.ClsAfterBlock(rd_block)
+                                             : vit.TokenMeanOfBlockInput(rd_block);
     for (int b = 0; b < vit.depth(); ++b)
       h.cls_after_block[b].middleRows(start, rows) = vit.ClsAfterBlock(b);
   }
