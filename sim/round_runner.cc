@@ -77,6 +77,9 @@ absl::StatusOr<RoundOutcome> RoundRunner::Run(CoordinatorEndpoint& endpoint,
       case Fate::kDropout:
         ++outcome.dropouts;
         break;
+      case Fate::kAlreadyCounted:
+        ++outcome.counted;
+        break;
       case Fate::kNoData:
         break;
     }
@@ -94,6 +97,14 @@ RoundRunner::Participant RoundRunner::RunOne(CoordinatorEndpoint& endpoint, uint
   };
   absl::StatusOr<fl::WorkAssignment> work = endpoint.GetWork(client);
   if (!work.ok()) return fail(work.status());
+  if (work->action == fl::WorkAssignment::Action::kWait && work->round == round) {
+    // The coordinator already holds this client's update for the round: a worker restarted
+    // mid-round (Kubernetes restarts a failed shard) finds the updates it sent before dying. The
+    // update counts once; nothing is trained or sent again.
+    out.fate = Fate::kAlreadyCounted;
+    out.bytes_down = 0;
+    return out;
+  }
   if (work->action != fl::WorkAssignment::Action::kTrain || work->round != round) {
     return fail(absl::InternalError(
         absl::StrCat("no work for this round (server is at round ", work->round, ")")));

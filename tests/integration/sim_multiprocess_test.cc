@@ -2,7 +2,9 @@
 // hosting half of the virtual clients, train against a real fedcl-server (TLS, worker tokens)
 // whose rounds close when both shards have reported. The final test accuracy must equal the
 // in-process run's, up to the server metrics line's 4-decimal rounding: the participation draws,
-// minibatches and fixed-point fold do not depend on how clients are sharded.
+// minibatches and fixed-point fold do not depend on how clients are sharded, nor on a worker being
+// killed and restarted mid-run.
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -27,7 +29,7 @@ std::string ReadAll(const std::string& path) {
 
 int Shell(const std::string& command) { return std::system(command.c_str()); }
 
-TEST(SimMultiProcessTest, TwoWorkerShardsReproduceTheInProcessRun) {
+TEST(SimMultiProcessTest, TwoWorkerShardsReproduceTheInProcessRunThroughAWorkerRestart) {
   char pattern[] = "/tmp/fedcl-sim-mp-XXXXXX";
   const std::string dir = mkdtemp(pattern);
   const std::string scenario_path =
@@ -80,6 +82,26 @@ TEST(SimMultiProcessTest, TwoWorkerShardsReproduceTheInProcessRun) {
     ASSERT_TRUE(worker.ok()) << worker.status();
     workers.push_back(*std::move(worker));
   }
+  // Kill shard 0 (SIGKILL, possibly mid-round with some updates sent) once a few rounds have
+  // closed, and start it again, as Kubernetes restarts a failed pod of the Indexed Job: the run
+  // must end exactly as the uninterrupted in-process one.
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (true) {
+    const std::string closed = ReadAll(dir + "/state/metrics.jsonl");
+    if (std::count(closed.begin(), closed.end(), '\n') >= 5) break;
+    ASSERT_LT(absl::Now(), deadline) << "no five rounds closed";
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  workers[0]->Signal(SIGKILL);
+  ASSERT_TRUE(workers[0]->Wait(absl::Seconds(10)).ok());
+  auto restarted =
+      ChildProcess::Start({BinaryPath("fedcl-sim"), "--scenario=" + scenario_path, "--worker",
+                           "--shard=0", "--shards=2", "--server=" + address,
+                           "--tls_ca=" + dir + "/tls/ca.pem", "--tls_server_name=localhost",
+                           "--token_file=" + dir + "/tokens/worker-0-9.token", "--progress=false"},
+                          dir + "/worker0-restarted.log");
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  workers[0] = *std::move(restarted);
   for (int shard = 0; shard < 2; ++shard) {
     absl::StatusOr<int> code = workers[shard]->Wait(absl::Seconds(180));
     ASSERT_TRUE(code.ok()) << code.status();
