@@ -160,11 +160,24 @@ class Launcher:
         if os.path.exists(self.state_path) and any(alive(p["pid"]) for p in self.load()["processes"]):
             raise RuntimeError(f"already running in {self.root}: run 'down' first")
         os.makedirs(self.root, exist_ok=True)
+        if not args.keep_state:
+            # A fresh federation: a server resuming the last run's state would pick up where it
+            # ended (a finished simulation would finish at once).
+            for entry in os.listdir(self.root):
+                if entry == "server" or entry.startswith("device-") or entry == "logs":
+                    shutil.rmtree(os.path.join(self.root, entry))
         secrets = os.path.join(self.root, "secrets")
-        if not os.path.exists(os.path.join(secrets, "tokens.txt")):
+        # What the secrets were issued for: shard tokens cover client ranges, so another number
+        # of shards (or devices, or simulated clients) needs a new, consistent set.
+        issued_for = {"devices": args.devices, "shards": args.shards, "sim_clients": sim_clients()}
+        record = os.path.join(secrets, "issued_for.json")
+        if not os.path.exists(record) or json.load(open(record)) != issued_for:
+            shutil.rmtree(secrets, ignore_errors=True)
             subprocess.run([os.path.join(K8S, "make_dev_secrets.sh"), secrets, str(args.devices),
                             str(sim_clients()), str(args.shards)], check=True,
                            stdout=subprocess.DEVNULL)
+            with open(record, "w") as f:
+                json.dump(issued_for, f)
         base = self.local_env(args, free_port(), free_port())
         env = self.environment(base, {})
         server_spec = pod_spec(os.path.join(K8S, "base", "server.yaml"), "StatefulSet", "fedcl-server")
@@ -320,6 +333,9 @@ def main(argv):
                         help="server + simulator worker shards instead of devices")
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--kill", action="store_true", help="restart-server: SIGKILL, not SIGTERM")
+    parser.add_argument("--keep_state", action="store_true",
+                        help="up/run: resume the server and devices from --root instead of starting "
+                             "a fresh federation (secrets are always kept if they fit)")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--env", action="append", metavar="NAME=VALUE",
                         help="override a variable of fedcl.env (repeatable)")

@@ -164,8 +164,14 @@ absl::Status FederationServer::Init(const std::string& listen_address) {
   info.set_chunk_bytes(config_.limits().chunk_bytes());
   service_ = std::make_unique<FederationService>(*coordinator_, authenticator_.get(), info,
                                                  backbone_, ServiceOptionsFrom(config_), log_);
-  service_->SetRoundClosedHook([this] {
+  service_->SetRoundClosedHook([this](const absl::Status& closed) {
     for (const fl::RoundReport& report : coordinator_->TakeRoundReports()) Report(report);
+    if (!closed.ok()) {
+      log_.Write(base::LogLevel::kError, absl::StrCat("stopping: ", closed.ToString()));
+      absl::MutexLock lock(&mu_);
+      fatal_ = closed;
+      stopping_ = true;
+    }
   });
 
   FEDCL_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,

@@ -275,8 +275,8 @@ grpc::ServerUnaryReactor* FederationService::ReportShard(grpc::CallbackServerCon
     shards_reported_.insert(request->shard());
     if (static_cast<int>(shards_reported_.size()) == options_.shards) {
       absl::Status closed = coordinator_.CloseRound();
+      if (round_closed_hook_) round_closed_hook_(closed);
       if (!closed.ok()) return Reply(context, closed);
-      if (round_closed_hook_) round_closed_hook_();
       shards_round_ = coordinator_.current_round();
       shards_reported_.clear();
     }

@@ -84,9 +84,12 @@ class FederationService final
   grpc::ServerUnaryReactor* ReportShard(grpc::CallbackServerContext* context,
                                         const v1::ReportShardRequest* request,
                                         v1::ReportShardResponse* response) override;
-  // Called (on the reporting worker's call) after ReportShard closed a round, before the reply:
-  // the host logs and evaluates the round there, so the next round cannot close before it has.
-  void SetRoundClosedHook(std::function<void()> hook) { round_closed_hook_ = std::move(hook); }
+  // Called (on the reporting worker's call) after ReportShard closed a round, before the reply,
+  // with the close's status: the host logs and evaluates the round there, so the next round
+  // cannot close before it has, and stops when the close failed (only a restart recovers).
+  void SetRoundClosedHook(std::function<void(const absl::Status&)> hook) {
+    round_closed_hook_ = std::move(hook);
+  }
 
   // For the upload reactor (submit_reactor.cc).
   absl::Status Authorize(grpc::CallbackServerContext* context, fl::ClientId client) const;
@@ -107,7 +110,7 @@ class FederationService final
   const std::shared_ptr<const Payload> backbone_;
   const ServiceOptions options_;
   base::LogSink& log_;
-  std::function<void()> round_closed_hook_;
+  std::function<void(const absl::Status&)> round_closed_hook_;
   absl::Mutex shards_mu_;
   int64_t shards_round_ ABSL_GUARDED_BY(shards_mu_) = -1;
   std::set<int> shards_reported_ ABSL_GUARDED_BY(shards_mu_);

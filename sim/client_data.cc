@@ -23,6 +23,7 @@ absl::StatusOr<ClientData> ClientData::Create(const Scenario& scenario, const da
   d.alpha_ = scenario.config.data().alpha();
   d.samples_per_client_ = scenario.config.data().samples_per_client();
   d.labels_ = &train.labels;
+  if (train.size() == 0) return absl::InvalidArgumentError("the training set is empty");
   base::Rng rng = base::Rng::ForStream(seed, {kPartitionStream});
   switch (d.kind_) {
     case PartitionKind::kDirichlet: {

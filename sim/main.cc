@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -179,12 +180,13 @@ absl::Status ReportFromServer(Scenario& scenario, const SimulationInputs& inputs
   const std::string method =
       absl::GetFlag(FLAGS_method).empty() ? scenario.methods[0].label : absl::GetFlag(FLAGS_method);
   // The report covers the run that happened: this method, pattern and seed.
-  for (const MethodSpec& m : scenario.methods) {
-    if (m.label == method) scenario.methods = {m};
-  }
-  if (scenario.methods.size() != 1 || scenario.methods[0].label != method) {
+  auto found = std::find_if(scenario.methods.begin(), scenario.methods.end(),
+                            [&](const MethodSpec& m) { return m.label == method; });
+  if (found == scenario.methods.end()) {
     return absl::InvalidArgumentError(absl::StrCat("method '", method, "' is not in the scenario"));
   }
+  const MethodSpec selected = *found;
+  scenario.methods = {selected};
   scenario.patterns = {pattern};
   scenario.config.clear_seed();
   scenario.config.add_seed(seed);

@@ -81,6 +81,7 @@ absl::StatusOr<RoundOutcome> RoundRunner::Run(CoordinatorEndpoint& endpoint,
         ++outcome.counted;
         break;
       case Fate::kNoData:
+      case Fate::kRoundClosed:
         break;
     }
   }
@@ -102,6 +103,12 @@ RoundRunner::Participant RoundRunner::RunOne(CoordinatorEndpoint& endpoint, uint
     // mid-round (Kubernetes restarts a failed shard) finds the updates it sent before dying. The
     // update counts once; nothing is trained or sent again.
     out.fate = Fate::kAlreadyCounted;
+    out.bytes_down = 0;
+    return out;
+  }
+  if (work->round > round) {
+    // The round closed while a restarted worker caught up: nothing to do for it any more.
+    out.fate = Fate::kRoundClosed;
     out.bytes_down = 0;
     return out;
   }

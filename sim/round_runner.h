@@ -78,7 +78,7 @@ class RoundRunner {
                                    double now_s);
 
  private:
-  enum class Fate { kCounted, kAlreadyCounted, kStraggler, kDropout, kNoData };
+  enum class Fate { kCounted, kAlreadyCounted, kRoundClosed, kStraggler, kDropout, kNoData };
   struct Participant {
     Fate fate = Fate::kCounted;
     double seconds = 0.0;

@@ -75,13 +75,12 @@ absl::StatusOr<AvailabilityTrace> AvailabilityTrace::Parse(absl::string_view csv
           return LineError(
               line, absl::StrCat("window [", from, ", ", until, ") must have 0 <= from < until"));
         }
-        if (client >= trace.windows_.size()) trace.windows_.resize(client + 1);
         trace.windows_[client].push_back({from, until});
         return absl::OkStatus();
       });
   if (!status.ok()) return status;
   trace.unit_ = header == 0 ? TraceUnit::kRounds : TraceUnit::kSeconds;
-  for (std::vector<Window>& windows : trace.windows_) {
+  for (auto& [client, windows] : trace.windows_) {
     std::sort(windows.begin(), windows.end(),
               [](const Window& x, const Window& y) { return x.from < y.from; });
     std::vector<Window> merged;
@@ -99,8 +98,9 @@ absl::StatusOr<AvailabilityTrace> AvailabilityTrace::Parse(absl::string_view csv
 }
 
 const AvailabilityTrace::Window* AvailabilityTrace::WindowAt(uint32_t client, double time) const {
-  if (client >= windows_.size()) return nullptr;
-  const std::vector<Window>& windows = windows_[client];
+  auto found = windows_.find(client);
+  if (found == windows_.end()) return nullptr;
+  const std::vector<Window>& windows = found->second;
   // First window starting after `time`; the one before it may contain `time`.
   auto it = std::upper_bound(windows.begin(), windows.end(), time,
                              [](double t, const Window& w) { return t < w.from; });
@@ -111,7 +111,7 @@ const AvailabilityTrace::Window* AvailabilityTrace::WindowAt(uint32_t client, do
 
 int64_t AvailabilityTrace::num_windows() const {
   int64_t total = 0;
-  for (const auto& windows : windows_) total += static_cast<int64_t>(windows.size());
+  for (const auto& [client, windows] : windows_) total += static_cast<int64_t>(windows.size());
   return total;
 }
 

@@ -50,13 +50,14 @@ class AvailabilityTrace {
   TraceUnit unit() const { return unit_; }
   // The window containing `time` (a round index or seconds), or null if the client is away.
   const Window* WindowAt(uint32_t client, double time) const;
-  // Largest client id with a window, plus one.
+  // Clients with at least one window.
   uint32_t num_clients() const { return static_cast<uint32_t>(windows_.size()); }
   int64_t num_windows() const;
 
  private:
   TraceUnit unit_ = TraceUnit::kRounds;
-  std::vector<std::vector<Window>> windows_;  // per client, sorted and merged
+  // Per client with windows, sorted and merged (a hash map: ids in the trace may be sparse).
+  absl::flat_hash_map<uint32_t, std::vector<Window>> windows_;
 };
 
 struct DeviceProfile {

@@ -108,12 +108,14 @@ absl::Status RunWorker(const Scenario& scenario, const SimulationInputs& inputs,
                                    options.seed, inputs.trace ? &*inputs.trace : nullptr));
   // A worker that joins a run in progress (after a restart) replays the earlier rounds' draws,
   // so the Markov chains and cycles are where they would have been.
-  FEDCL_ASSIGN_OR_RETURN(v1::GetStatusResponse status, transport->GetStatus());
-  for (int64_t t = 0; t < status.round(); ++t) process->Advance(t, 0.0, first, last);
+  // The open round, without GetStatus's list of every client.
+  FEDCL_ASSIGN_OR_RETURN(const int64_t open_round,
+                         transport->ReportShard(-1, options.shard, options.shards));
+  for (int64_t t = 0; t < open_round; ++t) process->Advance(t, 0.0, first, last);
 
   GrpcEndpoint endpoint(*transport, chunk_bytes);
   RoundRunner runner(scenario, inputs, client_data, options.seed, scenario.config.threads());
-  for (int64_t t = status.round(); t < scenario.rounds(); ++t) {
+  for (int64_t t = open_round; t < scenario.rounds(); ++t) {
     process->Advance(t, 0.0, first, last);
     const std::vector<uint32_t> participants = process->Participants(first, last);
     FEDCL_ASSIGN_OR_RETURN(RoundOutcome outcome, runner.Run(endpoint, participants, t, 0.0));
@@ -161,7 +163,9 @@ absl::Status EmitServerConfig(const Scenario& scenario, const SimulationInputs& 
   proto::ToProto(method->recipe, config.mutable_recipe());
   config.mutable_round()->set_shards(request.shards);
   config.mutable_round()->set_min_participants(0);
-  config.mutable_round()->set_duration_ms(3600 * 1000);
+  // Rounds close when every shard reported; the deadline only has to stay out of the way, even
+  // across a server restart (Recover closes a round whose deadline passed).
+  config.mutable_round()->set_duration_ms(int64_t{365} * 24 * 3600 * 1000);
   config.set_tokens_file(request.tokens_file);
   config.mutable_tls()->set_cert_file(request.tls_cert_file);
   config.mutable_tls()->set_key_file(request.tls_key_file);
@@ -170,8 +174,8 @@ absl::Status EmitServerConfig(const Scenario& scenario, const SimulationInputs& 
   config.mutable_evaluation()->set_max_samples(scenario.config.data().max_test_samples());
   config.mutable_evaluation()->set_every_rounds(scenario.config.eval_every());
   config.set_seed(request.seed);
-  // A simulation replays everything from the journal-free state: no fsync per update.
-  config.mutable_journal()->set_disabled(true);
+  // Journal accepted updates so a restarted server resumes the open round with them, but without
+  // an fsync per update: a simulation survives a server crash, not a power cut.
   config.mutable_journal()->set_sync("normal");
   if (method->aggregator.kind == fl::AggregatorKind::kKnownProb) {
     FEDCL_ASSIGN_OR_RETURN(ClientData data,

@@ -120,6 +120,12 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Recover(const Coordina
   for (const ClientRecord& client : state.clients) {
     FEDCL_RETURN_IF_ERROR(c->clients_.Put(client));
     c->active_clients_ += client.revoked ? 0 : 1;
+    // Revocations since the last close are not persisted as such: forget every revoked client's
+    // stored vector (FedVARP, MIFA) now, which is idempotent for those forgotten before.
+    if (client.revoked) {
+      for (PooledModule& module : c->modules_)
+        module.aggregator->ForgetClient(client.id).IgnoreError();
+    }
   }
   const absl::Time now = clock.Now();
   if (!state.open_round.has_value()) {
@@ -538,7 +544,9 @@ absl::Status Coordinator::CloseRoundLocked() {
   std::vector<double> weights;
   close.clients.reserve(accepted_.size());
   for (const auto& [id, weight] : accepted_) {
-    ClientRecord record = *clients_.Find(id);
+    std::optional<ClientRecord> found = clients_.Find(id);
+    FEDCL_CHECK(found.has_value()) << "accepted client " << id << " is not registered";
+    ClientRecord record = *found;
     // Rounds only move forward, so recording can only fail on a broken invariant.
     FEDCL_CHECK_OK(
         FedAuParticipate(record.fedau, round_, options_.aggregator.fedau_cutoff).status());

@@ -7,7 +7,8 @@
 //     update only after that, so an acknowledged update is never lost.
 //   - RoundOpened records the round and its absolute deadline, so a restart resumes the round
 //     with its original deadline.
-//   - RoundClosed replaces the modules, the client records and the aggregators' memory in one
+//   - RoundClosed replaces the modules and the aggregators' memory, updates the records of the
+//     round's participants (RoundClose::clients; every other record stays as it was), in one
 //     durable step, and drops that round's journal; a crash before it completes leaves the
 //     previous round's state plus the journal, from which the round is replayed.
 // Load returns what the last completed calls left. Implementations must be thread-safe:

@@ -245,9 +245,15 @@ def main(repo, bin_dir, scratch):
             if "=>" not in line or "linux-vdso" in line:
                 continue
             path = os.path.realpath(line.split("=>")[1].split("(")[0].strip())
-            path = re.sub(r"^/lib/", "/usr/lib/", path)
-            owner = run(["dpkg", "-S", path]).stdout.split(":")[0]
-            if owner in ("libc6", "libgcc-s1", "libstdc++6", ""):
+            owner = ""
+            # Merged /usr: dpkg may know the file under /lib or under /usr/lib.
+            for candidate in (path, re.sub(r"^/lib/", "/usr/lib/", path),
+                              re.sub(r"^/usr/lib/", "/lib/", path)):
+                owner = run(["dpkg", "-S", candidate]).stdout.split(":")[0]
+                if owner:
+                    break
+            check(owner, f"{binary} loads {path}, which no Debian package provides")
+            if owner in ("libc6", "libgcc-s1", "libstdc++6"):
                 continue  # in every Debian image
             check(owner in runtime, f"the runtime image lacks {owner} ({path}, for {binary})")
     print("manifests, compose file and Dockerfile pass the offline checks")
