@@ -484,3 +484,34 @@ TEST_F(CoordinatorTest, FedVarpHoldsAVectorPerClientAndFedAuDoesNot) {
 
 }  // namespace
 }  // namespace fedcl::fl
+
+namespace fedcl::fl {
+namespace {
+
+// MIFA keeps each client's last update. A client that leaves permanently and whose server then
+// restarts before the round closes must still be dropped from that memory: N no longer counts it.
+TEST_F(CoordinatorTest, RecoveryForgetsTheStoredVectorOfAClientThatLeft) {
+  CoordinatorOptions options;
+  options.aggregator.kind = AggregatorKind::kMifa;
+  auto c = Make(options);
+  for (ClientId id : {1, 2}) ASSERT_TRUE(c->Enroll(id).ok());
+  TestUpdate a(1, 0, 1.0f), b(2, 0, 3.0f);
+  ASSERT_TRUE(c->Submit(a.submission).ok());
+  ASSERT_TRUE(c->Submit(b.submission).ok());
+  PassDeadline(*c);  // round 0: MIFA stores y_1 = 1, y_2 = 3; x = (1 + 3) / 2 = 2
+  ASSERT_TRUE(c->Leave(2, /*permanent=*/true).ok());
+  // The server dies before round 1 closes, and comes back from its store.
+  c.reset();
+  auto recovered = Coordinator::Recover(options, clock_, &store_, *store_.Load());
+  ASSERT_TRUE(recovered.ok()) << recovered.status();
+  TestUpdate a1(1, 1, 1.0f, /*base_version=*/1);
+  auto submitted = (*recovered)->Submit(a1.submission);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  PassDeadline(**recovered);
+  // Round 1: only client 1 counts (N = 1, y_1 = 1): x = 2 + 1. With client 2's stale vector
+  // still summed it would be 2 + (1 + 3) / 1.
+  for (float v : Values(**recovered)) EXPECT_FLOAT_EQ(v, 3.0f);
+}
+
+}  // namespace
+}  // namespace fedcl::fl
