@@ -82,6 +82,7 @@ class ExpandableRouter {
   nn::Matrix Weights(const nn::Matrix& z) const;
   int experts() const { return static_cast<int>(weights_.rows()); }
   nn::Matrix& weights() { return weights_; }  // M × d
+  const nn::Matrix& weights() const { return weights_; }
   Eigen::VectorXf& bias() { return bias_; }
 
  private:

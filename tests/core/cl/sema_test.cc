@@ -154,3 +154,76 @@ TEST(RdDetectorTest, SeparatesAShiftedDistributionBehindTheOodInterface) {
 
 }  // namespace
 }  // namespace fedcl::cl
+
+#include "core/cl/adapter_mixture.h"
+
+namespace fedcl::cl {
+namespace {
+
+// Loss = Σ c ⊙ a(x) for a fixed random c: its gradients by finite differences.
+TEST(AdapterMixtureTest, GrowingStartsFromAZeroFunctionAndGradientsMatchFiniteDifferences) {
+  base::Rng rng(11);
+  AdapterMixture mixture(5, 3, rng);
+  const int batch = 2, tokens = 3;
+  nn::Matrix x(batch * tokens, 5), c(batch * tokens, 5);
+  for (int i = 0; i < x.rows(); ++i)
+    for (int j = 0; j < 5; ++j) {
+      x(i, j) = static_cast<float>(rng.Normal());
+      c(i, j) = static_cast<float>(rng.Normal());
+    }
+  // A new expert is a zero function: the output does not change when the block grows.
+  for (int i = 0; i < 5; ++i)
+    for (int j = 0; j < 3; ++j) mixture.expert(0).up(i, j) = static_cast<float>(rng.Normal());
+  mixture.expert(0).up_b.setConstant(0.3f);
+  const nn::Matrix before = mixture.Forward(x, batch, tokens);
+  mixture.AddExpert(rng);
+  EXPECT_EQ(mixture.experts(), 2);
+  const nn::Matrix& grown = mixture.Forward(x, batch, tokens);
+  // Only the router's mixing changed: expert 1 outputs zero, so a = w_0 · A_0(x).
+  for (int b = 0; b < batch; ++b) {
+    EXPECT_NEAR(mixture.weights().row(b).sum(), 1.0f, 1e-6);
+    EXPECT_TRUE(
+        grown.middleRows(b * tokens, tokens)
+            .isApprox(mixture.weights()(b, 0) * before.middleRows(b * tokens, tokens), 1e-5f));
+  }
+  // Give the new expert non-zero weights, then check every gradient.
+  for (int i = 0; i < 5; ++i)
+    for (int j = 0; j < 3; ++j) mixture.expert(1).up(i, j) = static_cast<float>(rng.Normal());
+  mixture.expert(1).down_b.setConstant(0.2f);
+  auto loss = [&] {
+    return static_cast<double>((mixture.Forward(x, batch, tokens).array() * c.array()).sum());
+  };
+  loss();
+  AdapterGradients g;
+  nn::Matrix dx;
+  mixture.Backward(c, &g, &dx);
+  // Steps small enough not to cross a ReLU kink, as large as float sums allow.
+  auto check = [&](float& p, float analytic, const char* what) {
+    const float saved = p, h = 2e-3f;
+    p = saved + h;
+    const double plus = loss();
+    p = saved - h;
+    const double minus = loss();
+    p = saved;
+    const double numeric = (plus - minus) / (2 * h);
+    EXPECT_NEAR(analytic, numeric, 5e-3 + 2e-2 * std::abs(numeric)) << what;
+  };
+  for (int e = 0; e < 2; ++e) {
+    Adapter& a = mixture.expert(e);
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 5; ++j) check(a.down(i, j), g.experts[e].down(i, j), "down");
+    for (int i = 0; i < 5; ++i)
+      for (int j = 0; j < 3; ++j) check(a.up(i, j), g.experts[e].up(i, j), "up");
+    for (int i = 0; i < 3; ++i) check(a.down_b[i], g.experts[e].down_b[i], "down_b");
+    for (int i = 0; i < 5; ++i) check(a.up_b[i], g.experts[e].up_b[i], "up_b");
+  }
+  for (int i = 0; i < 2; ++i) {
+    for (int j = 0; j < 5; ++j) check(mixture.router().weights()(i, j), g.router(i, j), "router");
+    check(mixture.router().bias()[i], g.router_b[i], "router bias");
+  }
+  for (int i = 0; i < x.rows(); ++i)
+    for (int j = 0; j < 5; ++j) check(x(i, j), dx(i, j), "x");
+}
+
+}  // namespace
+}  // namespace fedcl::cl
