@@ -227,3 +227,26 @@ TEST(AdapterMixtureTest, GrowingStartsFromAZeroFunctionAndGradientsMatchFiniteDi
 
 }  // namespace
 }  // namespace fedcl::cl
+
+#include "core/cl/growth_budget.h"
+
+namespace fedcl::cl {
+namespace {
+
+TEST(GrowthBudgetTest, RefusesAtTheCapAndPastTheMemoryBudgetAndCountsIt) {
+  GrowthBudget budget({.max_adapters_per_block = 2, .memory_budget_bytes = 1000});
+  EXPECT_TRUE(budget.Check(3, 1, 400, 500).ok());
+  absl::Status cap = budget.Check(3, 2, 100, 0);
+  EXPECT_EQ(cap.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(cap.message(), ::testing::HasSubstr("cap is 2"));
+  absl::Status memory = budget.Check(2, 1, 600, 500);
+  EXPECT_EQ(memory.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(memory.message(), ::testing::HasSubstr("budget of 1000"));
+  EXPECT_TRUE(budget.Check(2, 1, 500, 500).ok());  // exactly at the budget is allowed
+  EXPECT_EQ(budget.refused_at_cap(), 1);
+  EXPECT_EQ(budget.refused_for_memory(), 1);
+  EXPECT_TRUE(GrowthBudget({.max_adapters_per_block = 8}).Check(0, 7, 1 << 30, 1 << 30).ok());
+}
+
+}  // namespace
+}  // namespace fedcl::cl
