@@ -109,6 +109,15 @@ absl::Status FederationService::Authorize(grpc::CallbackServerContext* context,
   return authenticator_->Check(value.substr(kBearer.size()), client);
 }
 
+absl::StatusOr<Principal> FederationService::Caller(grpc::CallbackServerContext* context) const {
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  absl::string_view value =
+      it == metadata.end() ? "" : absl::string_view(it->second.data(), it->second.size());
+  absl::ConsumePrefix(&value, kBearer);
+  return authenticator_->Authenticate(value);
+}
+
 void FederationService::SetEvaluation(int64_t round, double accuracy) {
   absl::MutexLock lock(&mu_);
   evaluated_round_ = round;
@@ -196,12 +205,7 @@ grpc::ServerUnaryReactor* FederationService::GetStatus(grpc::CallbackServerConte
                                                        v1::GetStatusResponse* response) {
   if (authenticator_ != nullptr) {
     // Any valid token may read the status; it names no client.
-    const auto& metadata = context->client_metadata();
-    auto it = metadata.find("authorization");
-    absl::string_view value =
-        it == metadata.end() ? "" : absl::string_view(it->second.data(), it->second.size());
-    absl::ConsumePrefix(&value, kBearer);
-    absl::Status status = authenticator_->Authenticate(value).status();
+    absl::Status status = Caller(context).status();
     if (!status.ok()) return Reply(context, status);
   }
   const fl::CoordinatorStatus s = coordinator_.Status();
@@ -240,12 +244,7 @@ grpc::ServerUnaryReactor* FederationService::ReportShard(grpc::CallbackServerCon
                                                          const v1::ReportShardRequest* request,
                                                          v1::ReportShardResponse* response) {
   if (authenticator_ != nullptr) {
-    const auto& metadata = context->client_metadata();
-    auto it = metadata.find("authorization");
-    absl::string_view value =
-        it == metadata.end() ? "" : absl::string_view(it->second.data(), it->second.size());
-    absl::ConsumePrefix(&value, kBearer);
-    absl::StatusOr<Principal> principal = authenticator_->Authenticate(value);
+    absl::StatusOr<Principal> principal = Caller(context);
     if (!principal.ok()) return Reply(context, principal.status());
     if (!principal->worker) {
       return Reply(context, absl::PermissionDeniedError("ReportShard needs a worker token"));

@@ -93,6 +93,9 @@ class FederationService final
 
   // For the upload reactor (submit_reactor.cc).
   absl::Status Authorize(grpc::CallbackServerContext* context, fl::ClientId client) const;
+  // Whoever the call's bearer token authenticates, for calls that name no client (needs an
+  // authenticator).
+  absl::StatusOr<Principal> Caller(grpc::CallbackServerContext* context) const;
   fl::Coordinator& coordinator() { return coordinator_; }
   UploadGate& upload_gate() { return upload_gate_; }
   StagingBuffers& staging() { return staging_; }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
+#include "core/nn/loss.h"
 
 namespace fedcl::cl {
 
@@ -38,13 +39,11 @@ absl::StatusOr<EnsemblePrediction> MaxSoftmaxEnsemble(const nn::Matrix& online_l
   const int64_t n = online_logits.rows();
   out.label.resize(n);
   out.confidence.resize(n);
-  auto softmax = [](const auto& row) {
-    Eigen::RowVectorXf p = (row.array() - row.maxCoeff()).exp();
-    return Eigen::RowVectorXf(p / p.sum());
-  };
+  nn::Matrix online, offline;
+  nn::Softmax(online_logits, online);
+  nn::Softmax(offline_logits, offline);
   for (int64_t i = 0; i < n; ++i) {
-    const Eigen::RowVectorXf p =
-        softmax(online_logits.row(i)).cwiseMax(softmax(offline_logits.row(i)));
+    const Eigen::RowVectorXf p = online.row(i).cwiseMax(offline.row(i));
     Eigen::Index best = 0;
     out.confidence[i] = p.maxCoeff(&best);
     out.label[i] = static_cast<int>(best);

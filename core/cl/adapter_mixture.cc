@@ -8,9 +8,7 @@ namespace {
 Adapter ZeroFunctionAdapter(int dim, int bottleneck, base::Rng& rng) {
   Adapter a;
   a.down.resize(bottleneck, dim);
-  const double bound = 1.0 / std::sqrt(static_cast<double>(dim));  // Kaiming-uniform, a = √5
-  for (int64_t i = 0; i < a.down.size(); ++i)
-    a.down.data()[i] = static_cast<float>(rng.Uniform(-bound, bound));
+  InitLinearWeight(a.down, dim, rng);
   a.down_b = Eigen::VectorXf::Zero(bottleneck);
   a.up = nn::Matrix::Zero(dim, bottleneck);
   a.up_b = Eigen::VectorXf::Zero(dim);

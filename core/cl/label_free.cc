@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/match.h"
+#include "core/nn/loss.h"
 
 namespace fedcl::cl {
 namespace {
@@ -38,19 +39,17 @@ absl::StatusOr<AdaptStep> LabelFreeAdapter::Adapt(nn::ConstMatrixRef images) {
   if (!keep.ok()) return keep.status();
   for (bool k : *keep) step.used += k ? 1 : 0;
   if (step.used == 0) return step;
+  nn::Softmax(logits, probabilities_);
+  const std::vector<float> entropy = SampleFilter::Entropies(probabilities_);
   dlogits_ = nn::Matrix::Zero(logits.rows(), logits.cols());
   for (int64_t i = 0; i < logits.rows(); ++i) {
     if (!(*keep)[i]) continue;
-    Eigen::RowVectorXf p = (logits.row(i).array() - logits.row(i).maxCoeff()).exp();
-    p /= p.sum();
-    double h = 0;
-    for (int64_t c = 0; c < p.size(); ++c) {
-      if (p[c] > 0) h -= p[c] * std::log(static_cast<double>(p[c]));
-    }
+    const double h = entropy[i];
     step.entropy += h / static_cast<double>(step.used);
-    for (int64_t c = 0; c < p.size(); ++c) {
-      const double log_p = p[c] > 0 ? std::log(static_cast<double>(p[c])) : 0.0;
-      dlogits_(i, c) = static_cast<float>(-p[c] * (log_p + h) / static_cast<double>(step.used));
+    for (int64_t c = 0; c < logits.cols(); ++c) {
+      const double p = probabilities_(i, c);
+      const double log_p = p > 0 ? std::log(p) : 0.0;
+      dlogits_(i, c) = static_cast<float>(-p * (log_p + h) / static_cast<double>(step.used));
     }
   }
   model_.Backward(dlogits_);

@@ -48,7 +48,7 @@ class LabelFreeAdapter {
   SampleFilter filter_;
   std::unique_ptr<nn::Optimizer> optimizer_;
   int64_t trainable_values_ = 0;
-  nn::Matrix dlogits_;
+  nn::Matrix probabilities_, dlogits_;
 };
 
 }  // namespace fedcl::cl

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "core/nn/loss.h"
+
 namespace fedcl::cl {
 
 std::vector<float> SampleFilter::Entropies(const nn::Matrix& p) {
@@ -19,11 +21,8 @@ std::vector<float> SampleFilter::Entropies(const nn::Matrix& p) {
 absl::StatusOr<std::vector<bool>> SampleFilter::Select(const nn::Matrix& logits) {
   if (logits.cols() < 2) return absl::InvalidArgumentError("need at least two classes");
   if (!logits.allFinite()) return absl::InvalidArgumentError("logits are not finite");
-  nn::Matrix p = logits;
-  for (int64_t i = 0; i < p.rows(); ++i) {
-    p.row(i) = (p.row(i).array() - p.row(i).maxCoeff()).exp();
-    p.row(i) /= p.row(i).sum();
-  }
+  nn::Matrix p;
+  nn::Softmax(logits, p);
   const std::vector<float> entropy = Entropies(p);
   const double log_c = std::log(static_cast<double>(logits.cols()));
   const double high = options_.high_margin * log_c, low = options_.low_margin * log_c;

@@ -3,18 +3,14 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "core/nn/loss.h"
 
 namespace fedcl::cl {
-namespace {
-
-// PyTorch's default Linear init (Kaiming-uniform with a = √5): U(−1/√fan_in, 1/√fan_in).
-void KaimingUniform(nn::Matrix& w, int fan_in, base::Rng& rng) {
+void InitLinearWeight(nn::Matrix& w, int fan_in, base::Rng& rng) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
   for (int64_t i = 0; i < w.rows(); ++i)
     for (int64_t j = 0; j < w.cols(); ++j) w(i, j) = static_cast<float>(rng.Uniform(-bound, bound));
 }
-
-}  // namespace
 
 absl::StatusOr<RepresentationDescriptor> RepresentationDescriptor::Create(int dim, int bottleneck,
                                                                           base::Rng& rng) {
@@ -26,8 +22,8 @@ absl::StatusOr<RepresentationDescriptor> RepresentationDescriptor::Create(int di
   RepresentationDescriptor rd;
   rd.encoder_.resize(bottleneck, dim);
   rd.decoder_.resize(dim, bottleneck);
-  KaimingUniform(rd.encoder_, dim, rng);
-  KaimingUniform(rd.decoder_, bottleneck, rng);
+  InitLinearWeight(rd.encoder_, dim, rng);
+  InitLinearWeight(rd.decoder_, bottleneck, rng);
   rd.encoder_bias_ = Eigen::VectorXf::Zero(bottleneck);
   rd.decoder_bias_ = Eigen::VectorXf::Zero(dim);
   return rd;
@@ -125,7 +121,7 @@ ExpandableRouter::ExpandableRouter(int dim, base::Rng& rng) : dim_(dim) {
 
 int ExpandableRouter::AddExpert(base::Rng& rng) {
   nn::Matrix row(1, dim_);
-  KaimingUniform(row, dim_, rng);
+  InitLinearWeight(row, dim_, rng);
   nn::Matrix grown(weights_.rows() + 1, dim_);
   grown.topRows(weights_.rows()) = weights_;
   grown.bottomRows(1) = row;
@@ -137,12 +133,10 @@ int ExpandableRouter::AddExpert(base::Rng& rng) {
 }
 
 nn::Matrix ExpandableRouter::Weights(const nn::Matrix& z) const {
-  nn::Matrix logits = (z * weights_.transpose()).rowwise() + bias_.transpose();
-  for (int64_t i = 0; i < logits.rows(); ++i) {
-    logits.row(i) = (logits.row(i).array() - logits.row(i).maxCoeff()).exp();
-    logits.row(i) /= logits.row(i).sum();
-  }
-  return logits;
+  const nn::Matrix logits = (z * weights_.transpose()).rowwise() + bias_.transpose();
+  nn::Matrix weights;
+  nn::Softmax(logits, weights);
+  return weights;
 }
 
 }  // namespace fedcl::cl

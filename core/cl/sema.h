@@ -25,6 +25,10 @@
 
 namespace fedcl::cl {
 
+// PyTorch's default Linear weight init (Kaiming-uniform with a = √5): U(±1/√fan_in), drawn
+// row by row. Plain Eigen matrices, unlike nn::InitKaimingUniform's bound parameters.
+void InitLinearWeight(nn::Matrix& w, int fan_in, base::Rng& rng);
+
 class RepresentationDescriptor {
  public:
   // InvalidArgument unless 1 <= bottleneck < dim.

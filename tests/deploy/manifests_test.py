@@ -14,6 +14,7 @@
 
   manifests_test.py REPO BIN_DIR SCRATCH_DIR
 """
+import importlib.util
 import os
 import re
 import shutil
@@ -32,14 +33,12 @@ def check(condition, message):
         raise AssertionError(message)
 
 
-def read_env(path):
-    env = {}
-    for line in open(path):
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            env[name] = value
-    return env
+def load_launcher(repo):
+    """deploy/launch.py as a module: the checks read fedcl.env with the launcher's own parser."""
+    spec = importlib.util.spec_from_file_location("launch", os.path.join(repo, "deploy", "launch.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 HELP_CACHE = {}
@@ -87,7 +86,7 @@ def container_env(c, configmaps, extra):
 
 def main(repo, bin_dir, scratch):
     deploy = os.path.join(repo, "deploy")
-    env_file = read_env(os.path.join(deploy, "k8s", "base", "fedcl.env"))
+    env_file = load_launcher(repo).read_env_file(os.path.join(deploy, "k8s", "base", "fedcl.env"))
 
     # 1. Lint.
     lint = run(["yamllint", "-s", "-c", os.path.join(deploy, ".yamllint"), deploy])
