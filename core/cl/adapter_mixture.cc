@@ -2,80 +2,136 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "core/cl/sema.h"
+
 namespace fedcl::cl {
 namespace {
 
-Adapter ZeroFunctionAdapter(int dim, int bottleneck, base::Rng& rng) {
-  Adapter a;
-  a.down.resize(bottleneck, dim);
-  InitLinearWeight(a.down, dim, rng);
-  a.down_b = Eigen::VectorXf::Zero(bottleneck);
-  a.up = nn::Matrix::Zero(dim, bottleneck);
-  a.up_b = Eigen::VectorXf::Zero(dim);
-  return a;
+// Tensor indices of the expert layout.
+enum : int { kDownW = 0, kDownB, kUpW, kUpB, kRouterW, kRouterB };
+
+Eigen::Map<const nn::Matrix> Mat(const nn::ParameterSet& s, int t, int rows, int cols) {
+  return Eigen::Map<const nn::Matrix>(s.values(t), rows, cols);
+}
+Eigen::Map<const Eigen::RowVectorXf> Row(const nn::ParameterSet& s, int t) {
+  return Eigen::Map<const Eigen::RowVectorXf>(s.values(t), s.info(t).size);
 }
 
 }  // namespace
 
-AdapterMixture::AdapterMixture(int dim, int bottleneck, base::Rng& rng)
-    : dim_(dim), bottleneck_(bottleneck), router_(dim, rng) {
-  experts_.push_back(ZeroFunctionAdapter(dim, bottleneck, rng));
+nn::ParameterSet NewExpert(const std::string& name, int dim, int bottleneck, base::Rng& rng) {
+  nn::ParameterSet e(name);
+  e.Add("down.weight", {bottleneck, dim}, true);
+  e.Add("down.bias", {bottleneck}, true);
+  e.Add("up.weight", {dim, bottleneck}, true);
+  e.Add("up.bias", {dim}, true);
+  e.Add("router.weight", {1, dim}, true);
+  e.Add("router.bias", {1}, true);
+  nn::Matrix down(bottleneck, dim), router(1, dim);
+  InitLinearWeight(down, dim, rng);
+  InitLinearWeight(router, dim, rng);
+  std::copy(down.data(), down.data() + down.size(), e.values(kDownW));
+  std::copy(router.data(), router.data() + router.size(), e.values(kRouterW));
+  return e;
 }
 
-int AdapterMixture::AddExpert(base::Rng& rng) {
-  experts_.push_back(ZeroFunctionAdapter(dim_, bottleneck_, rng));
-  router_.AddExpert(rng);
+absl::StatusOr<int> AdapterMixture::AddExpert(nn::ParameterSet expert) {
+  base::Rng unused(0);
+  const nn::ParameterSet reference = NewExpert(expert.name(), dim_, bottleneck_, unused);
+  if (absl::Status s = reference.CheckSameLayout(expert); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("expert '", expert.name(),
+                                                   "' does not have the layout of a ", dim_, "→",
+                                                   bottleneck_, " mixture expert: ", s.message()));
+  }
+  experts_.push_back(std::make_unique<nn::ParameterSet>(std::move(expert)));
   return experts() - 1;
 }
 
-const nn::Matrix& AdapterMixture::Forward(const nn::Matrix& x, int batch, int tokens) {
+int64_t AdapterMixture::expert_bytes() const {
+  return static_cast<int64_t>(sizeof(float)) *
+         (2 * int64_t{dim_} * bottleneck_ + bottleneck_ + 2 * int64_t{dim_} + 1);
+}
+
+bool AdapterMixture::HasTrainable() const {
+  for (const auto& e : experts_)
+    if (e->any_trainable()) return true;
+  return false;
+}
+
+void AdapterMixture::ForwardAdd(nn::ConstMatrixRef x, nn::ConstMatrixRef block_input, int batch,
+                                int tokens, nn::MatrixRef out) {
+  const int m = experts();
   batch_ = batch;
   tokens_ = tokens;
+  rows_per_sample_ = static_cast<int>(x.rows() / batch);
   x_ = x;
   z_.resize(batch, dim_);
   for (int b = 0; b < batch; ++b)
-    z_.row(b) = x.middleRows(static_cast<int64_t>(b) * tokens, tokens).colwise().mean();
-  weights_ = router_.Weights(z_);
-  output_ = nn::Matrix::Zero(x.rows(), dim_);
-  hidden_.resize(experts_.size());
-  expert_out_.resize(experts_.size());
-  for (size_t i = 0; i < experts_.size(); ++i) {
-    const Adapter& a = experts_[i];
-    hidden_[i] = ((x * a.down.transpose()).rowwise() + a.down_b.transpose()).cwiseMax(0.0f);
-    expert_out_[i] = (hidden_[i] * a.up.transpose()).rowwise() + a.up_b.transpose();
+    z_.row(b) = block_input.middleRows(int64_t{b} * tokens, tokens).colwise().mean();
+  // Router logits, then a row-wise softmax.
+  weights_.resize(batch, m);
+  for (int i = 0; i < m; ++i) {
+    weights_.col(i) = z_ * Row(*experts_[i], kRouterW).transpose();
+    weights_.col(i).array() += experts_[i]->values(kRouterB)[0];
+  }
+  for (int b = 0; b < batch; ++b) {
+    const float top = weights_.row(b).maxCoeff();
+    weights_.row(b) = (weights_.row(b).array() - top).exp().matrix();
+    weights_.row(b) /= weights_.row(b).sum();
+  }
+  hidden_.resize(m);
+  expert_out_.resize(m);
+  const int r = bottleneck_;
+  for (int i = 0; i < m; ++i) {
+    const nn::ParameterSet& e = *experts_[i];
+    hidden_[i].noalias() = x * Mat(e, kDownW, r, dim_).transpose();
+    hidden_[i].rowwise() += Row(e, kDownB);
+    hidden_[i] = hidden_[i].cwiseMax(0.0f);
+    expert_out_[i].noalias() = hidden_[i] * Mat(e, kUpW, dim_, r).transpose();
+    expert_out_[i].rowwise() += Row(e, kUpB);
     for (int b = 0; b < batch; ++b) {
-      output_.middleRows(static_cast<int64_t>(b) * tokens, tokens) +=
-          weights_(b, static_cast<int64_t>(i)) *
-          expert_out_[i].middleRows(static_cast<int64_t>(b) * tokens, tokens);
+      const int64_t first = int64_t{b} * rows_per_sample_;
+      out.middleRows(first, rows_per_sample_) +=
+          weights_(b, i) * expert_out_[i].middleRows(first, rows_per_sample_);
     }
   }
-  return output_;
 }
 
-void AdapterMixture::Backward(const nn::Matrix& da, AdapterGradients* g, nn::Matrix* dx) const {
+void AdapterMixture::Backward(nn::ConstMatrixRef da, nn::Matrix* dx) {
   const int m = experts();
-  g->experts.resize(m);
-  *dx = nn::Matrix::Zero(x_.rows(), dim_);
-  // dL/dw_{b,i} = Σ_tokens da ⊙ A_i(x).
+  const int r = bottleneck_;
+  const int rows = rows_per_sample_;
+  // dL/dw_{b,i} = Σ over sample b's rows of da ⊙ A_i(x).
   nn::Matrix dweights(batch_, m);
+  nn::Matrix dout(x_.rows(), dim_);
   for (int i = 0; i < m; ++i) {
-    const Adapter& a = experts_[i];
-    nn::Matrix dout(x_.rows(), dim_);  // gradient at A_i's output: w_{b,i}·da
+    nn::ParameterSet& e = *experts_[i];
     for (int b = 0; b < batch_; ++b) {
-      const auto rows = [&](const nn::Matrix& mat) {
-        return mat.middleRows(static_cast<int64_t>(b) * tokens_, tokens_);
-      };
-      dweights(b, i) = (rows(da).array() * rows(expert_out_[i]).array()).sum();
-      dout.middleRows(static_cast<int64_t>(b) * tokens_, tokens_) = weights_(b, i) * rows(da);
+      const int64_t first = int64_t{b} * rows;
+      dweights(b, i) =
+          (da.middleRows(first, rows).array() * expert_out_[i].middleRows(first, rows).array())
+              .sum();
     }
-    Adapter& ga = g->experts[i];
-    ga.up = dout.transpose() * hidden_[i];
-    ga.up_b = dout.colwise().sum().transpose();
+    const bool trainable =
+        e.trainable(kDownW) || e.trainable(kDownB) || e.trainable(kUpW) || e.trainable(kUpB);
+    if (!trainable && dx == nullptr) continue;
+    for (int b = 0; b < batch_; ++b) {
+      const int64_t first = int64_t{b} * rows;
+      dout.middleRows(first, rows) = weights_(b, i) * da.middleRows(first, rows);
+    }
+    if (e.trainable(kUpW))
+      Eigen::Map<nn::Matrix>(e.grads(kUpW), dim_, r).noalias() += dout.transpose() * hidden_[i];
+    if (e.trainable(kUpB))
+      Eigen::Map<Eigen::RowVectorXf>(e.grads(kUpB), dim_) += dout.colwise().sum();
     const nn::Matrix dhidden =
-        ((dout * a.up).array() * (hidden_[i].array() > 0.0f).cast<float>()).matrix();
-    ga.down = dhidden.transpose() * x_;
-    ga.down_b = dhidden.colwise().sum().transpose();
-    *dx += dhidden * a.down;
+        (hidden_[i].array() > 0.0f).select(dout * Mat(e, kUpW, dim_, r), 0.0f);
+    if (e.trainable(kDownW))
+      Eigen::Map<nn::Matrix>(e.grads(kDownW), r, dim_).noalias() += dhidden.transpose() * x_;
+    if (e.trainable(kDownB))
+      Eigen::Map<Eigen::RowVectorXf>(e.grads(kDownB), r) += dhidden.colwise().sum();
+    if (dx != nullptr) dx->noalias() += dhidden * Mat(e, kDownW, r, dim_);
   }
   // Softmax: dlogit_{b,j} = w_{b,j} (dw_{b,j} − Σ_i w_{b,i} dw_{b,i}).
   nn::Matrix dlogits(batch_, m);
@@ -83,13 +139,21 @@ void AdapterMixture::Backward(const nn::Matrix& da, AdapterGradients* g, nn::Mat
     const float dot = weights_.row(b).dot(dweights.row(b));
     dlogits.row(b) = (weights_.row(b).array() * (dweights.row(b).array() - dot)).matrix();
   }
-  g->router = dlogits.transpose() * z_;
-  g->router_b = dlogits.colwise().sum().transpose();
-  // Through z_b = mean of its tokens: every token of sample b gets dz_b / tokens.
-  const nn::Matrix dz = dlogits * router_.weights();
+  dz_ = nn::Matrix::Zero(batch_, dim_);
+  for (int i = 0; i < m; ++i) {
+    nn::ParameterSet& e = *experts_[i];
+    if (e.trainable(kRouterW))
+      Eigen::Map<Eigen::RowVectorXf>(e.grads(kRouterW), dim_) += dlogits.col(i).transpose() * z_;
+    if (e.trainable(kRouterB)) e.grads(kRouterB)[0] += dlogits.col(i).sum();
+    dz_.noalias() += dlogits.col(i) * Row(e, kRouterW);
+  }
+}
+
+void AdapterMixture::AddBlockInputGradient(nn::MatrixRef dblock_input) const {
+  // z_b is the mean of sample b's tokens: each token gets dz_b / tokens.
   for (int b = 0; b < batch_; ++b) {
-    dx->middleRows(static_cast<int64_t>(b) * tokens_, tokens_).rowwise() +=
-        dz.row(b) / static_cast<float>(tokens_);
+    dblock_input.middleRows(int64_t{b} * tokens_, tokens_).rowwise() +=
+        dz_.row(b) / static_cast<float>(tokens_);
   }
 }
 

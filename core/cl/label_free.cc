@@ -19,6 +19,13 @@ bool Adaptable(const std::string& name) {
 
 LabelFreeAdapter::LabelFreeAdapter(nn::Model& model, const LabelFreeOptions& options)
     : model_(model), filter_(options.filter) {
+  MarkTrainable();
+  optimizer_ = std::make_unique<nn::Sgd>(
+      nn::SgdOptions{.learning_rate = options.learning_rate, .momentum = options.momentum});
+}
+
+void LabelFreeAdapter::MarkTrainable() {
+  trainable_values_ = 0;
   for (nn::ParameterSet* set : model_.parameter_sets()) {
     for (int i = 0; i < set->num_tensors(); ++i) {
       const bool adapt = Adaptable(set->info(i).name);
@@ -26,8 +33,6 @@ LabelFreeAdapter::LabelFreeAdapter(nn::Model& model, const LabelFreeOptions& opt
       if (adapt) trainable_values_ += set->info(i).size;
     }
   }
-  optimizer_ = std::make_unique<nn::Sgd>(
-      nn::SgdOptions{.learning_rate = options.learning_rate, .momentum = options.momentum});
 }
 
 absl::StatusOr<AdaptStep> LabelFreeAdapter::Adapt(nn::ConstMatrixRef images) {

@@ -39,6 +39,9 @@ class LabelFreeAdapter {
   LabelFreeAdapter(nn::Model& model, const LabelFreeOptions& options = {});
   // One step on a batch (N × input); no step when no sample passes the filters.
   absl::StatusOr<AdaptStep> Adapt(nn::ConstMatrixRef images);
+  // Marks the LayerNorm and SSF tensors trainable and everything else frozen again (a host that
+  // trains other tensors between adaptations calls this first).
+  void MarkTrainable();
   // Number of values the adaptation may change.
   int64_t trainable_values() const { return trainable_values_; }
   const SampleFilter& filter() const { return filter_; }

@@ -114,29 +114,4 @@ bool ShouldExpand(const std::vector<std::vector<double>>& z_scores, double tau) 
   return smallest > tau;
 }
 
-ExpandableRouter::ExpandableRouter(int dim, base::Rng& rng) : dim_(dim) {
-  weights_.resize(0, dim);
-  AddExpert(rng);
-}
-
-int ExpandableRouter::AddExpert(base::Rng& rng) {
-  nn::Matrix row(1, dim_);
-  InitLinearWeight(row, dim_, rng);
-  nn::Matrix grown(weights_.rows() + 1, dim_);
-  grown.topRows(weights_.rows()) = weights_;
-  grown.bottomRows(1) = row;
-  weights_ = std::move(grown);
-  Eigen::VectorXf bias = Eigen::VectorXf::Zero(weights_.rows());
-  bias.head(bias_.size()) = bias_;
-  bias_ = std::move(bias);
-  return static_cast<int>(weights_.rows()) - 1;
-}
-
-nn::Matrix ExpandableRouter::Weights(const nn::Matrix& z) const {
-  const nn::Matrix logits = (z * weights_.transpose()).rowwise() + bias_.transpose();
-  nn::Matrix weights;
-  nn::Softmax(logits, weights);
-  return weights;
-}
-
 }  // namespace fedcl::cl

@@ -9,8 +9,7 @@
 //   values or fewer.
 // - ShouldExpand: the expansion test of §4.3 on a batch: every existing adapter's batch-mean
 //   z-score exceeds τ (default 2).
-// - ExpandableRouter: Linear(d → M) on z, softmax over the M adapters of a block; a new adapter
-//   adds one row, trained alone and then concatenated onto the frozen rows.
+// The router and the adapters themselves are in adapter_mixture.h.
 #ifndef FEDCL_CORE_CL_SEMA_H_
 #define FEDCL_CORE_CL_SEMA_H_
 
@@ -76,24 +75,6 @@ class LossRecords {
 // §4.3: expand iff min over the block's adapters of the batch-mean z-score > τ.
 // `z_scores[i]` holds adapter i's z-scores for the batch. False with no adapters or no samples.
 bool ShouldExpand(const std::vector<std::vector<double>>& z_scores, double tau = 2.0);
-
-class ExpandableRouter {
- public:
-  ExpandableRouter(int dim, base::Rng& rng);  // one adapter: the softmax is identically 1
-  // Adds a row for a new adapter (Kaiming-uniform, zero bias) and returns its index.
-  int AddExpert(base::Rng& rng);
-  // Mixture weights per sample (N × M), each row summing to one.
-  nn::Matrix Weights(const nn::Matrix& z) const;
-  int experts() const { return static_cast<int>(weights_.rows()); }
-  nn::Matrix& weights() { return weights_; }  // M × d
-  const nn::Matrix& weights() const { return weights_; }
-  Eigen::VectorXf& bias() { return bias_; }
-
- private:
-  int dim_;
-  nn::Matrix weights_;
-  Eigen::VectorXf bias_;
-};
 
 }  // namespace fedcl::cl
 

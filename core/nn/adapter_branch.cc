@@ -3,6 +3,7 @@
 namespace fedcl::nn {
 
 bool AdapterBranch::HasTrainable() const {
+  if (extension_ != nullptr) return extension_->HasTrainable();
   return binding_.down_weight.trainable() || binding_.down_bias.trainable() ||
          binding_.up_weight.trainable() || binding_.up_bias.trainable();
 }

@@ -54,7 +54,11 @@ const Matrix& TransformerBlock::Forward(ConstMatrixRef x, int batch, int tokens,
   fc2_ssf.Forward(f2_, training);
   EnsureShape(out_, x1_.rows(), x1_.cols());
   out_.noalias() = x1_ + f2_;
-  adapter.ForwardAdd(x1_, out_);
+  if (adapter.extension() != nullptr) {
+    adapter.extension()->ForwardAdd(x1_, x, batch, tokens, out_);
+  } else {
+    adapter.ForwardAdd(x1_, out_);
+  }
   return out_;
 }
 
@@ -88,7 +92,11 @@ void TransformerBlock::Backward(ConstMatrixRef dout, int batch, int tokens, Matr
       if (need_x1) dx1_ += dtmp_;
     }
   }
-  adapter.Backward(x1_, dout, need_x1 ? &dx1_ : nullptr);
+  if (adapter.extension() != nullptr) {
+    adapter.extension()->Backward(dout, need_x1 ? &dx1_ : nullptr);
+  } else {
+    adapter.Backward(x1_, dout, need_x1 ? &dx1_ : nullptr);
+  }
   if (!need_x1) return;
 
   // Attention branch: x1 = x + ssf(proj(MHSA(ssf(qkv(ssf(LN1(x))))))).
@@ -113,6 +121,7 @@ void TransformerBlock::Backward(ConstMatrixRef dout, int batch, int tokens, Matr
     EnsureShape(*dx, dx1_.rows(), dx1_.cols());
     dx->noalias() = dx1_ + dtmp_;
   }
+  if (adapter.extension() != nullptr) adapter.extension()->AddBlockInputGradient(*dx);
 }
 
 bool TransformerBlock::HasTrainable() const {

@@ -114,25 +114,6 @@ TEST(ExpansionTest, EveryAdapterMustFindTheBatchUnusual) {
   EXPECT_FALSE(ShouldExpand({}, 2.0));
 }
 
-TEST(ExpandableRouterTest, MixtureSumsToOneAndOldRowsStay) {
-  base::Rng rng(4);
-  ExpandableRouter router(8, rng);
-  nn::Matrix z(3, 8);
-  for (int i = 0; i < 3; ++i)
-    for (int j = 0; j < 8; ++j) z(i, j) = static_cast<float>(rng.Normal());
-  EXPECT_TRUE(router.Weights(z).isApprox(nn::Matrix::Ones(3, 1)));
-  const nn::Matrix first_row = router.weights();
-  EXPECT_EQ(router.AddExpert(rng), 1);
-  EXPECT_EQ(router.AddExpert(rng), 2);
-  EXPECT_EQ(router.weights().topRows(1), first_row);
-  const nn::Matrix w = router.Weights(z);
-  ASSERT_EQ(w.cols(), 3);
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_NEAR(w.row(i).sum(), 1.0f, 1e-6);
-    EXPECT_GT(w.row(i).minCoeff(), 0.0f);
-  }
-}
-
 }  // namespace
 }  // namespace fedcl::cl
 
@@ -155,76 +136,84 @@ TEST(RdDetectorTest, SeparatesAShiftedDistributionBehindTheOodInterface) {
 }  // namespace
 }  // namespace fedcl::cl
 
+#include "absl/strings/str_cat.h"
 #include "core/cl/adapter_mixture.h"
+#include "core/nn/model.h"
+#include "core/nn/vit_backbone.h"
+#include "tests/core/nn/gradient_check.h"
+#include "tests/core/nn/test_models.h"
 
 namespace fedcl::cl {
 namespace {
 
-// Loss = Σ c ⊙ a(x) for a fixed random c: its gradients by finite differences.
-TEST(AdapterMixtureTest, GrowingStartsFromAZeroFunctionAndGradientsMatchFiniteDifferences) {
+// Growing starts from a zero function: the block's branch becomes w_0 · A_0(x), the old expert
+// re-weighted, and the weights sum to one.
+TEST(AdapterMixtureTest, ANewExpertIsAZeroFunction) {
   base::Rng rng(11);
-  AdapterMixture mixture(5, 3, rng);
-  const int batch = 2, tokens = 3;
-  nn::Matrix x(batch * tokens, 5), c(batch * tokens, 5);
-  for (int i = 0; i < x.rows(); ++i)
-    for (int j = 0; j < 5; ++j) {
-      x(i, j) = static_cast<float>(rng.Normal());
-      c(i, j) = static_cast<float>(rng.Normal());
-    }
-  // A new expert is a zero function: the output does not change when the block grows.
-  for (int i = 0; i < 5; ++i)
-    for (int j = 0; j < 3; ++j) mixture.expert(0).up(i, j) = static_cast<float>(rng.Normal());
-  mixture.expert(0).up_b.setConstant(0.3f);
-  const nn::Matrix before = mixture.Forward(x, batch, tokens);
-  mixture.AddExpert(rng);
-  EXPECT_EQ(mixture.experts(), 2);
-  const nn::Matrix& grown = mixture.Forward(x, batch, tokens);
-  // Only the router's mixing changed: expert 1 outputs zero, so a = w_0 · A_0(x).
+  const int dim = 5, batch = 2, tokens = 3;
+  AdapterMixture mixture(dim, 3);
+  ASSERT_TRUE(mixture.AddExpert(NewExpert("e0", dim, 3, rng)).ok());
+  nn::testing::Randomize(mixture.expert(0), rng);
+  const nn::Matrix x = nn::testing::RandomMatrix(batch * tokens, dim, rng);
+  const nn::Matrix block_input = nn::testing::RandomMatrix(batch * tokens, dim, rng);
+  nn::Matrix before = nn::Matrix::Zero(batch * tokens, dim);
+  mixture.ForwardAdd(x, block_input, batch, tokens, before);
+  ASSERT_EQ(*mixture.AddExpert(NewExpert("e1", dim, 3, rng)), 1);
+  nn::Matrix grown = nn::Matrix::Zero(batch * tokens, dim);
+  mixture.ForwardAdd(x, block_input, batch, tokens, grown);
   for (int b = 0; b < batch; ++b) {
     EXPECT_NEAR(mixture.weights().row(b).sum(), 1.0f, 1e-6);
+    EXPECT_GT(mixture.weights()(b, 1), 0.0f);
     EXPECT_TRUE(
         grown.middleRows(b * tokens, tokens)
             .isApprox(mixture.weights()(b, 0) * before.middleRows(b * tokens, tokens), 1e-5f));
   }
-  // Give the new expert non-zero weights, then check every gradient.
-  for (int i = 0; i < 5; ++i)
-    for (int j = 0; j < 3; ++j) mixture.expert(1).up(i, j) = static_cast<float>(rng.Normal());
-  mixture.expert(1).down_b.setConstant(0.2f);
-  auto loss = [&] {
-    return static_cast<double>((mixture.Forward(x, batch, tokens).array() * c.array()).sum());
-  };
-  loss();
-  AdapterGradients g;
-  nn::Matrix dx;
-  mixture.Backward(c, &g, &dx);
-  // Steps small enough not to cross a ReLU kink, as large as float sums allow.
-  auto check = [&](float& p, float analytic, const char* what) {
-    const float saved = p, h = 2e-3f;
-    p = saved + h;
-    const double plus = loss();
-    p = saved - h;
-    const double minus = loss();
-    p = saved;
-    const double numeric = (plus - minus) / (2 * h);
-    EXPECT_NEAR(analytic, numeric, 5e-3 + 2e-2 * std::abs(numeric)) << what;
-  };
-  for (int e = 0; e < 2; ++e) {
-    Adapter& a = mixture.expert(e);
-    for (int i = 0; i < 3; ++i)
-      for (int j = 0; j < 5; ++j) check(a.down(i, j), g.experts[e].down(i, j), "down");
-    for (int i = 0; i < 5; ++i)
-      for (int j = 0; j < 3; ++j) check(a.up(i, j), g.experts[e].up(i, j), "up");
-    for (int i = 0; i < 3; ++i) check(a.down_b[i], g.experts[e].down_b[i], "down_b");
-    for (int i = 0; i < 5; ++i) check(a.up_b[i], g.experts[e].up_b[i], "up_b");
-  }
-  for (int i = 0; i < 2; ++i) {
-    for (int j = 0; j < 5; ++j) check(mixture.router().weights()(i, j), g.router(i, j), "router");
-    check(mixture.router().bias()[i], g.router_b[i], "router bias");
-  }
-  for (int i = 0; i < x.rows(); ++i)
-    for (int j = 0; j < 5; ++j) check(x(i, j), dx(i, j), "x");
+  // A wrong layout is refused and adds nothing.
+  nn::ParameterSet wrong("bad");
+  wrong.Add("down.weight", {2, dim}, true);
+  EXPECT_FALSE(mixture.AddExpert(wrong).ok());
+  EXPECT_EQ(mixture.experts(), 2);
 }
 
+// The mixture inside a tiny ViT: in the last block (which computes CLS rows only) and in a full
+// block, every gradient — experts, router rows, and a LayerNorm before the mixture, reached
+// through the router's token mean as well as through the experts — matches finite differences.
+TEST(AdapterMixtureTest, GradientsInsideTheVitMatchFiniteDifferences) {
+  nn::ModelConfig config = nn::testing::TinyConfig(nn::BackboneKind::kVit);
+  auto model = *nn::Model::Create(config, 3);
+  auto& vit = static_cast<nn::VitBackbone&>(model->backbone());
+  base::Rng rng(12);
+  const int dim = config.vit.dim;
+  std::vector<std::unique_ptr<AdapterMixture>> mixtures;
+  std::vector<nn::ParameterSet*> sets = {&model->backbone().parameters()};
+  for (int block = 0; block < 2; ++block) {
+    auto mixture = std::make_unique<AdapterMixture>(dim, 3);
+    for (int e = 0; e < 3; ++e) {
+      const int i = *mixture->AddExpert(NewExpert(absl::StrCat("b", block, "e", e), dim, 3, rng));
+      nn::testing::Randomize(mixture->expert(i), rng);
+      sets.push_back(&mixture->expert(i));
+    }
+    vit.block(block).adapter.SetExtension(mixture.get());
+    mixtures.push_back(std::move(mixture));
+  }
+  mixtures[1]->expert(0).SetAllTrainable(false);  // a frozen expert gets no gradient
+  model->SetBackboneTrainable(false);
+  nn::ParameterSet& backbone = model->backbone().parameters();
+  backbone.set_trainable(backbone.Find("blocks.0.norm1.weight"), true);
+  const nn::Matrix x = nn::testing::RandomMatrix(3, 64, rng);
+  const nn::Matrix r = nn::testing::RandomMatrix(3, config.num_classes, rng);
+  // The experts' ReLUs need small steps; the LayerNorm's small gradient needs a larger one.
+  const std::vector<nn::ParameterSet*> experts(sets.begin() + 1, sets.end());
+  EXPECT_TRUE(nn::testing::CheckModelGradients(
+      *model, experts, x, r, {.epsilon = 1e-3, .tolerance = 2e-2, .skip_kinks = true}));
+  EXPECT_TRUE(nn::testing::CheckModelGradients(*model, {&model->backbone().parameters()}, x, r,
+                                               {.skip_kinks = true}));
+  model->ZeroGrads();
+  model->Forward(x, true);
+  model->Backward(r);
+  EXPECT_EQ(mixtures[1]->expert(0).flat_grads().norm(), 0.0f);
+  EXPECT_GT(mixtures[1]->expert(1).flat_grads().norm(), 0.0f);
+}
 }  // namespace
 }  // namespace fedcl::cl
 

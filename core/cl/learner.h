@@ -1,0 +1,230 @@
+// A device's continual learner: one object that owns the device's view of the model — a frozen
+// pretrained backbone, its parameter-efficient modules and its head — and learns from a stream.
+//
+//   FEDCL_ASSIGN_OR_RETURN(auto learner, cl::Learner::Create(std::move(model), options));
+//   learner->BeginTask({0, 1, 2, 3, 4});            // optional: classes of a class-incremental
+//   task FEDCL_ASSIGN_OR_RETURN(cl::LearnStats s, learner->Learn(images, labels));
+//   FEDCL_ASSIGN_OR_RETURN(auto predictions, learner->Predict(test_images));
+//   for (cl::ModuleProposal& p : learner->TakeProposals()) { ... send to the server ... }
+//
+// Methods (ClMethod), compared side by side on the same streams:
+//   linear_head         frozen backbone, a linear head trained on everything;
+//   simple_cil          SimpleCIL prototypes (§8.1), no training at all;
+//   sequential_adapter  one adapter per expandable block, fine-tuned on every task in turn;
+//   lae                 LAE (§5): an online adapter on the first two blocks and its offline EMA,
+//                       max-of-softmax ensemble at inference;
+//   sema                SEMA (§4): mixtures of adapters at the expandable blocks that grow when
+//                       every adapter's descriptor finds the stream unusual.
+//
+// SEMA on a stream (§4.4 adapted): the first adapter of each expandable block trains for
+// `new_module_steps` steps. Then every labelled batch is first a detection batch: at each
+// expandable block, from the first on, every adapter's batch-mean z-score (sema.h) above τ on
+// `confirm_batches` consecutive batches grows that block by one adapter (at most one growth per
+// detection), unless the growth budget refuses. A growing block trains its new adapter, its router
+// row and the head for `new_module_steps` steps with every other adapter frozen (queuing a
+// proposal for the server when it grows), then trains the new adapter's descriptor on the token
+// means it buffered and freezes both, the descriptor with its loss records. Between growths only
+// the head trains. At the growth cap or memory budget the block does not grow: the refusal is
+// reported in LearnStats and counted, and the existing mixture serves the shifted data.
+//
+// Predictions carry an OOD score (larger = more unusual) from the configured detector, fitted by
+// FitDetector on in-distribution data and calibrated at 95% TPR; `ood` is the per-sample flag.
+//
+// Not thread-safe: a learner is one device's replica.
+#ifndef FEDCL_CORE_CL_LEARNER_H_
+#define FEDCL_CORE_CL_LEARNER_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/cl/accumulation.h"
+#include "core/cl/adapter_mixture.h"
+#include "core/cl/growth_budget.h"
+#include "core/cl/label_free.h"
+#include "core/cl/prototypes.h"
+#include "core/cl/sema.h"
+#include "core/nn/model.h"
+#include "core/nn/optimizer.h"
+#include "core/ood/detectors.h"
+#include "core/peft/pet_module.h"
+
+namespace fedcl::cl {
+
+enum class ClMethod { kLinearHead, kSimpleCil, kSequentialAdapter, kLae, kSema };
+absl::string_view ClMethodName(ClMethod method);
+absl::StatusOr<ClMethod> ParseClMethod(absl::string_view name);
+
+// Which score Predict reports as each sample's OOD score.
+enum class OodScoreKind { kMaxSoftmax, kEnergy, kMahalanobis, kHdc, kRd };
+absl::string_view OodScoreKindName(OodScoreKind kind);
+absl::StatusOr<OodScoreKind> ParseOodScoreKind(absl::string_view name);
+
+struct LearnerOptions {
+  ClMethod method = ClMethod::kSema;
+  // Local SGD (SEMA's recipe: momentum 0.9, weight decay 5e-4), one step per Learn batch.
+  float learning_rate = 0.01f;
+  float momentum = 0.9f;
+  float weight_decay = 5e-4f;
+  // Adapters (sequential_adapter, lae, sema).
+  int adapter_bottleneck = 8;
+  std::vector<int> expandable_blocks = {2, 3};  // sequential_adapter and sema
+  std::vector<int> lae_blocks = {0, 1};
+  // SEMA.
+  int descriptor_bottleneck = 16;  // must compress the block width
+  double expansion_tau = 2.0;
+  int confirm_batches = 2;  // consecutive batches above τ before a block grows
+  int new_module_steps = 150;
+  int descriptor_epochs = 20;
+  float descriptor_learning_rate = 0.01f;
+  GrowthLimits growth;
+  // LAE: the offline module moves this fraction towards the online one over a task of
+  // `lae_steps_per_task` steps (α = (1 − fraction)^(1/steps)); head-only warm-up steps per task.
+  double lae_fraction_per_task = 0.1;
+  int64_t lae_steps_per_task = 300;
+  int lae_warmup_steps = 30;
+  // Label-free adaptation (Adapt).
+  LabelFreeOptions label_free;
+  OodScoreKind ood_score = OodScoreKind::kEnergy;
+  uint64_t seed = 1;
+  absl::Status Validate() const;
+};
+
+struct Prediction {
+  int label = 0;
+  float confidence = 0.0f;  // the predicted class's probability (LAE: of the ensemble)
+  float ood_score = 0.0f;
+  bool ood = false;  // above the detector's 95%-TPR threshold (false until calibrated)
+};
+
+struct LearnStats {
+  float loss = 0.0f;
+  bool detected = false;  // this batch was used for detection
+  int grown_block = -1;   // the block that grew on this batch, or -1
+  absl::Status refused;   // a growth the budget refused (ResourceExhausted), else OK
+};
+
+// What a device sends the server when one of its blocks grows: the new adapter as initialised
+// (fl::ExpertLayout), its index in the block's mixture, and the per-dimension mean and variance
+// of the token-mean features of the block input over the detection window that triggered it.
+// Proposing at detection, not after training, lets the devices that saw the same shift train the
+// group's one module together. The descriptor stays on the device that trained it.
+struct ModuleProposal {
+  int block = 0;
+  int index = 0;
+  nn::ParameterSet expert;
+  std::vector<float> mean, variance;
+};
+
+class Learner {
+ public:
+  // Takes a model whose backbone (and head) come pretrained; the backbone is frozen for good.
+  static absl::StatusOr<std::unique_ptr<Learner>> Create(std::unique_ptr<nn::Model> model,
+                                                         const LearnerOptions& options);
+  ~Learner();
+
+  // A new task with these classes (class-incremental: training only sees their logits, as LAE
+  // and SEMA do). Empty = every class. Starts LAE's offline module at the second task.
+  absl::Status BeginTask(std::vector<int> classes);
+  // One step on a labelled batch (SimpleCIL: adds the batch to its class prototypes).
+  absl::StatusOr<LearnStats> Learn(nn::ConstMatrixRef images, absl::Span<const int32_t> labels);
+  absl::StatusOr<std::vector<Prediction>> Predict(nn::ConstMatrixRef images);
+  // Label-free adaptation (entropy minimisation on LayerNorm/SSF with CEMA's filters); the
+  // model's trainable flags are restored afterwards.
+  absl::StatusOr<AdaptStep> Adapt(nn::ConstMatrixRef images);
+
+  // Fits and calibrates the OOD detector on in-distribution data (labels for Mahalanobis/HDC).
+  absl::Status FitDetector(nn::ConstMatrixRef images, absl::Span<const int32_t> labels,
+                           nn::ConstMatrixRef held_out);
+  // OOD scores alone (same as Predict's).
+  absl::StatusOr<std::vector<float>> OodScores(nn::ConstMatrixRef images);
+
+  // What the device shares with the server: the head and its adapters (sequential/LAE online),
+  // or for SEMA every expert of every expandable block, named "block<b>/e<i>".
+  std::vector<nn::ParameterSet*> SharedModules();
+  // Proposals of adapters grown since the last call.
+  std::vector<ModuleProposal> TakeProposals();
+  // SEMA: replaces expert `index` of `block` by values from the server (merged group or the
+  // federation's aggregate). InvalidArgument for an unknown block/index or a wrong layout.
+  absl::Status ImportExpert(int block, int index, const nn::ParameterSet& values);
+
+  // Hooks of one inference forward, for detectors: logits (the method's own: LAE's are the
+  // log of the ensemble), head features, the CLS token after each block and the token mean of
+  // the last block's input (what RD reads). ViT only for the last two.
+  struct Inspection {
+    nn::Matrix logits, features, token_mean_last;
+    std::vector<nn::Matrix> cls_after_block;
+    ood::OodBatch Batch(OodScoreKind kind) const;
+  };
+  absl::StatusOr<Inspection> Inspect(nn::ConstMatrixRef images);
+
+  // LAE: predict with the ensemble (default) or one expert alone (for comparisons).
+  enum class LaeInference { kEnsemble, kOnline, kOffline };
+  void set_lae_inference(LaeInference inference) { lae_inference_ = inference; }
+
+  ClMethod method() const { return options_.method; }
+  nn::Model& model() { return *model_; }
+  // Adapters per expandable block (SEMA), and growth refusals so far.
+  std::vector<int> AdaptersPerBlock() const;
+  const GrowthBudget& budget() const { return budget_; }
+  // Bytes of the device's modules (adapters, descriptors, head, offline copy).
+  int64_t ModuleBytes() const;
+
+ private:
+  // SEMA state of one expandable block: its mixture and, per adapter, a descriptor and its
+  // frozen loss records.
+  struct Block {
+    Block(int vit_block, int dim, int bottleneck) : index(vit_block), mixture(dim, bottleneck) {}
+    int index;
+    AdapterMixture mixture;
+    std::vector<RepresentationDescriptor> descriptors;
+    std::vector<LossRecords> records;
+    int consecutive = 0;  // detection batches in a row with every adapter above τ
+    bool growing = false;
+    std::vector<nn::Matrix> window;  // token means of the last confirm_batches detection batches
+    std::vector<Eigen::RowVectorXf> buffer;  // token means seen while the newest adapter trained
+  };
+  Learner(std::unique_ptr<nn::Model> model, const LearnerOptions& options);
+  absl::Status Init();
+  nn::Matrix MaskedLogits(const nn::Matrix& logits) const;
+  float StepOn(nn::ConstMatrixRef images, absl::Span<const int32_t> labels,
+               const std::vector<nn::ParameterSet*>& sets);
+  std::vector<nn::ParameterSet*> TrainableSets();
+  absl::StatusOr<LearnStats> LearnSema(nn::ConstMatrixRef images, absl::Span<const int32_t> labels);
+  absl::Status Grow(int block, bool propose);
+  absl::Status FinishGrowth();
+  // Logits of one chunk under the method (LAE ensemble: log of the element-wise max of the two
+  // softmaxes; SimpleCIL: scaled cosine similarities); leaves the model's hooks of that forward.
+  absl::StatusOr<nn::Matrix> ChunkLogits(nn::ConstMatrixRef images);
+
+  LearnerOptions options_;
+  std::unique_ptr<nn::Model> model_;
+  base::Rng rng_;
+  nn::Sgd sgd_;
+  std::vector<bool> task_classes_;  // empty = all
+  int task_ = -1;
+  int64_t task_steps_ = 0;
+  // Adapters for sequential_adapter and lae.
+  std::unique_ptr<peft::PetModule> adapter_;
+  std::optional<EmaAccumulator> offline_;
+  std::optional<PrototypeClassifier> prototypes_;
+  nn::Matrix class_sums_;  // SimpleCIL: per-class feature sums and counts
+  std::vector<int64_t> class_counts_;
+  LaeInference lae_inference_ = LaeInference::kEnsemble;
+  std::unique_ptr<LabelFreeAdapter> label_free_;
+  // SEMA.
+  std::vector<std::unique_ptr<Block>> blocks_;
+  int growing_ = -1;  // index into blocks_ of the block training a new adapter, or -1
+  int growth_steps_left_ = 0;
+  std::vector<ModuleProposal> proposals_;
+  GrowthBudget budget_;
+  // OOD.
+  std::unique_ptr<ood::OodDetector> detector_;
+};
+
+}  // namespace fedcl::cl
+
+#endif  // FEDCL_CORE_CL_LEARNER_H_

@@ -1,0 +1,223 @@
+// The Learner's inference side: predictions, OOD scores, label-free adaptation, and what it
+// exchanges with the server.
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "core/cl/learner.h"
+#include "core/cl/rd_detector.h"
+#include "core/nn/loss.h"
+#include "core/nn/vit_backbone.h"
+
+namespace fedcl::cl {
+namespace {
+
+constexpr float kCosineLogitScale = 16.0f;  // SimpleCIL: cosine similarities → logits
+constexpr int64_t kChunk = 256;             // rows per inference forward
+
+// Swaps the values of two sets of the same layout.
+void SwapValues(nn::ParameterSet& a, nn::ParameterSet& b) { a.flat_values().swap(b.flat_values()); }
+
+}  // namespace
+
+ood::OodBatch Learner::Inspection::Batch(OodScoreKind kind) const {
+  ood::OodBatch batch{.logits = &logits, .features = &features};
+  if (kind == OodScoreKind::kRd) {
+    batch.layers = {&token_mean_last};
+  } else {
+    for (const nn::Matrix& m : cls_after_block) batch.layers.push_back(&m);
+  }
+  return batch;
+}
+
+absl::StatusOr<nn::Matrix> Learner::ChunkLogits(nn::ConstMatrixRef images) {
+  if (options_.method == ClMethod::kSimpleCil) {
+    model_->Forward(images, false);
+    if (prototypes_->classes() == 0)
+      return absl::FailedPreconditionError("SimpleCIL has no class prototypes yet");
+    FEDCL_ASSIGN_OR_RETURN(nn::Matrix similarities, prototypes_->Similarities(model_->features()));
+    nn::Matrix logits = nn::Matrix::Constant(images.rows(), model_->config().num_classes, -1e9f);
+    logits.leftCols(similarities.cols()) = kCosineLogitScale * similarities;
+    return logits;
+  }
+  if (options_.method == ClMethod::kLae && offline_.has_value() &&
+      lae_inference_ == LaeInference::kOffline) {
+    SwapValues(adapter_->parameters(), offline_->mutable_offline());
+    nn::Matrix logits = model_->Forward(images, false);
+    SwapValues(adapter_->parameters(), offline_->mutable_offline());
+    return logits;
+  }
+  if (options_.method == ClMethod::kLae && offline_.has_value() &&
+      lae_inference_ == LaeInference::kEnsemble) {
+    // Offline expert first, so that the hooks the caller reads are the online forward's.
+    SwapValues(adapter_->parameters(), offline_->mutable_offline());
+    const nn::Matrix offline_logits = model_->Forward(images, false);
+    SwapValues(adapter_->parameters(), offline_->mutable_offline());
+    const nn::Matrix online_logits = model_->Forward(images, false);
+    nn::Matrix p_on, p_off;
+    nn::Softmax(online_logits, p_on);
+    nn::Softmax(offline_logits, p_off);
+    // log of the element-wise max: its argmax and softmax-free scores are the ensemble's.
+    return nn::Matrix(p_on.cwiseMax(p_off).array().max(1e-30f).log().matrix());
+  }
+  return nn::Matrix(model_->Forward(images, false));
+}
+
+absl::StatusOr<Learner::Inspection> Learner::Inspect(nn::ConstMatrixRef images) {
+  Inspection out;
+  const int64_t n = images.rows();
+  const bool vit = model_->config().backbone == nn::BackboneKind::kVit;
+  auto* backbone = vit ? &static_cast<nn::VitBackbone&>(model_->backbone()) : nullptr;
+  const int dim = model_->backbone().feature_dim();
+  out.logits.resize(n, model_->config().num_classes);
+  out.features.resize(n, dim);
+  if (vit) {
+    out.token_mean_last.resize(n, dim);
+    out.cls_after_block.assign(backbone->depth(), nn::Matrix(n, dim));
+  }
+  for (int64_t start = 0; start < n; start += kChunk) {
+    const int64_t rows = std::min(kChunk, n - start);
+    FEDCL_ASSIGN_OR_RETURN(nn::Matrix logits, ChunkLogits(images.middleRows(start, rows)));
+    out.logits.middleRows(start, rows) = logits;
+    out.features.middleRows(start, rows) = model_->features();
+    if (!vit) continue;
+    out.token_mean_last.middleRows(start, rows) =
+        backbone->TokenMeanOfBlockInput(backbone->depth() - 1);
+    for (int b = 0; b < backbone->depth(); ++b)
+      out.cls_after_block[b].middleRows(start, rows) = backbone->ClsAfterBlock(b);
+  }
+  return out;
+}
+
+absl::Status Learner::FitDetector(nn::ConstMatrixRef images, absl::Span<const int32_t> labels,
+                                  nn::ConstMatrixRef held_out) {
+  switch (options_.ood_score) {
+    case OodScoreKind::kMaxSoftmax:
+      detector_ = std::make_unique<ood::MaxSoftmaxDetector>();
+      break;
+    case OodScoreKind::kEnergy:
+      detector_ = std::make_unique<ood::EnergyDetector>();
+      break;
+    case OodScoreKind::kMahalanobis:
+      detector_ = std::make_unique<ood::MahalanobisDetector>();
+      break;
+    case OodScoreKind::kHdc:
+      detector_ = std::make_unique<ood::HdcDetector>(ood::HdcOptions{.seed = options_.seed});
+      break;
+    case OodScoreKind::kRd:
+      detector_ = std::make_unique<RdDetector>(
+          RdDetectorOptions{.bottleneck = options_.descriptor_bottleneck, .seed = options_.seed});
+      break;
+  }
+  FEDCL_ASSIGN_OR_RETURN(Inspection fit, Inspect(images));
+  if (absl::Status s = detector_->Fit(fit.Batch(options_.ood_score), labels); !s.ok()) {
+    detector_.reset();
+    return s;
+  }
+  FEDCL_ASSIGN_OR_RETURN(Inspection calibration, Inspect(held_out));
+  return detector_->Calibrate(calibration.Batch(options_.ood_score));
+}
+
+absl::StatusOr<std::vector<float>> Learner::OodScores(nn::ConstMatrixRef images) {
+  if (detector_ == nullptr)
+    return absl::FailedPreconditionError("the OOD detector has not been fitted (FitDetector)");
+  FEDCL_ASSIGN_OR_RETURN(Inspection inspection, Inspect(images));
+  return detector_->Score(inspection.Batch(options_.ood_score));
+}
+
+absl::StatusOr<std::vector<Prediction>> Learner::Predict(nn::ConstMatrixRef images) {
+  FEDCL_ASSIGN_OR_RETURN(Inspection inspection, Inspect(images));
+  std::vector<Prediction> out(images.rows());
+  nn::Matrix probabilities;
+  nn::Softmax(inspection.logits, probabilities);
+  for (int64_t i = 0; i < probabilities.rows(); ++i) {
+    Eigen::Index label;
+    probabilities.row(i).maxCoeff(&label);
+    out[i].label = static_cast<int>(label);
+    // LAE: the ensemble's own confidence, max_c max(p_on, p_off) = exp of the top logit.
+    out[i].confidence = options_.method == ClMethod::kLae && offline_.has_value() &&
+                                lae_inference_ == LaeInference::kEnsemble
+                            ? std::exp(inspection.logits(i, label))
+                            : probabilities(i, label);
+  }
+  if (detector_ != nullptr) {
+    FEDCL_ASSIGN_OR_RETURN(std::vector<float> scores,
+                           detector_->Score(inspection.Batch(options_.ood_score)));
+    for (size_t i = 0; i < out.size(); ++i) {
+      out[i].ood_score = scores[i];
+      out[i].ood = detector_->IsOod(scores[i]);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<AdaptStep> Learner::Adapt(nn::ConstMatrixRef images) {
+  if (images.rows() == 0) return absl::InvalidArgumentError("an unlabelled batch is empty");
+  std::vector<std::vector<bool>> saved;
+  for (nn::ParameterSet* set : model_->parameter_sets()) {
+    std::vector<bool> flags(set->num_tensors());
+    for (int i = 0; i < set->num_tensors(); ++i) flags[i] = set->trainable(i);
+    saved.push_back(std::move(flags));
+  }
+  if (label_free_ == nullptr) {
+    label_free_ = std::make_unique<LabelFreeAdapter>(*model_, options_.label_free);
+  } else {
+    label_free_->MarkTrainable();
+  }
+  absl::StatusOr<AdaptStep> step = label_free_->Adapt(images);
+  const std::vector<nn::ParameterSet*> sets = model_->parameter_sets();
+  for (size_t s = 0; s < sets.size(); ++s)
+    for (int i = 0; i < sets[s]->num_tensors(); ++i) sets[s]->set_trainable(i, saved[s][i]);
+  return step;
+}
+
+std::vector<nn::ParameterSet*> Learner::SharedModules() {
+  std::vector<nn::ParameterSet*> out = {&model_->head().parameters()};
+  if (adapter_ != nullptr) out.push_back(&adapter_->parameters());
+  for (auto& b : blocks_)
+    for (int e = 0; e < b->mixture.experts(); ++e) out.push_back(&b->mixture.expert(e));
+  return out;
+}
+
+std::vector<ModuleProposal> Learner::TakeProposals() {
+  std::vector<ModuleProposal> out = std::move(proposals_);
+  proposals_.clear();
+  return out;
+}
+
+absl::Status Learner::ImportExpert(int block, int index, const nn::ParameterSet& values) {
+  for (auto& b : blocks_) {
+    if (b->index != block) continue;
+    if (index < 0 || index >= b->mixture.experts())
+      return absl::InvalidArgumentError(absl::StrCat("block ", block, " has ", b->mixture.experts(),
+                                                     " adapters, not ", index + 1));
+    nn::ParameterSet& expert = b->mixture.expert(index);
+    FEDCL_RETURN_IF_ERROR(expert.CheckSameLayout(values));
+    if (!values.flat_values().allFinite())
+      return absl::InvalidArgumentError("an imported adapter has non-finite values");
+    expert.flat_values() = values.flat_values();
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("block ", block, " is not an expandable block of this learner"));
+}
+
+std::vector<int> Learner::AdaptersPerBlock() const {
+  std::vector<int> out;
+  for (const auto& b : blocks_) out.push_back(b->mixture.experts());
+  return out;
+}
+
+int64_t Learner::ModuleBytes() const {
+  int64_t values = model_->head().parameters().num_values();
+  if (adapter_ != nullptr) values += adapter_->parameters().num_values();
+  if (offline_.has_value()) values += offline_->offline().num_values();
+  for (const auto& b : blocks_) {
+    for (int e = 0; e < b->mixture.experts(); ++e) values += b->mixture.expert(e).num_values();
+    for (const auto& rd : b->descriptors) values += rd.num_parameters();
+  }
+  return values * static_cast<int64_t>(sizeof(float));
+}
+
+}  // namespace fedcl::cl

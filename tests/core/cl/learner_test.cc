@@ -1,0 +1,180 @@
+#include "core/cl/learner.h"
+
+#include <cmath>
+
+#include "core/nn/model.h"
+#include "gtest/gtest.h"
+#include "tests/core/nn/test_models.h"
+
+namespace fedcl::cl {
+namespace {
+
+// Four classes of 8×8 images: a fixed random pattern per class plus noise, in [0, 1]. The
+// shifted domain is the contrast inversion 1 − x.
+class Stream {
+ public:
+  explicit Stream(uint64_t seed) : rng_(seed), patterns_(4, 64) {
+    for (int c = 0; c < 4; ++c)
+      for (int j = 0; j < 64; ++j) patterns_(c, j) = static_cast<float>(rng_.Uniform(0.0, 0.6));
+  }
+  void Batch(int n, bool inverted, nn::Matrix* x, std::vector<int32_t>* y) {
+    x->resize(n, 64);
+    y->resize(n);
+    for (int i = 0; i < n; ++i) {
+      const int c = static_cast<int>(rng_.UniformInt(4));
+      (*y)[i] = c;
+      for (int j = 0; j < 64; ++j) {
+        const float v =
+            std::clamp(patterns_(c, j) + 0.05f * static_cast<float>(rng_.Normal()), 0.0f, 1.0f);
+        (*x)(i, j) = inverted ? 1.0f - v : v;
+      }
+    }
+  }
+
+ private:
+  base::Rng rng_;
+  nn::Matrix patterns_;
+};
+
+std::unique_ptr<Learner> MakeLearner(LearnerOptions options) {
+  nn::ModelConfig config = nn::testing::TinyConfig(nn::BackboneKind::kVit);
+  auto model = *nn::Model::Create(config, 5);
+  options.expandable_blocks = {0, 1};
+  options.lae_blocks = {0};
+  options.adapter_bottleneck = 4;
+  options.descriptor_bottleneck = 3;
+  auto learner = Learner::Create(std::move(model), options);
+  EXPECT_TRUE(learner.ok()) << learner.status();
+  return std::move(*learner);
+}
+
+TEST(LearnerTest, SemaGrowsOnAShiftNotOnItsOwnDataAndRefusesAtTheCap) {
+  LearnerOptions options{.method = ClMethod::kSema, .learning_rate = 0.05f};
+  options.new_module_steps = 40;
+  options.growth.max_adapters_per_block = 2;
+  auto learner = MakeLearner(options);
+  Stream stream(3);
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  // Task 0: the first adapters train, then clean batches are detection batches that never grow.
+  for (int step = 0; step < 120; ++step) {
+    stream.Batch(32, false, &x, &y);
+    LearnStats s = *learner->Learn(x, y);
+    EXPECT_EQ(s.grown_block, -1) << "step " << step;
+    EXPECT_EQ(s.detected, step >= options.new_module_steps);
+  }
+  EXPECT_EQ(learner->AdaptersPerBlock(), (std::vector<int>{1, 1}));
+  EXPECT_TRUE(learner->TakeProposals().empty());  // the initial adapters are not proposals
+  // The inverted domain: some block grows after confirm_batches detection batches.
+  int grown_at = -1;
+  for (int step = 0; step < 10 && grown_at < 0; ++step) {
+    stream.Batch(32, true, &x, &y);
+    LearnStats s = *learner->Learn(x, y);
+    if (s.grown_block >= 0) grown_at = step;
+  }
+  ASSERT_EQ(grown_at, options.confirm_batches - 1);
+  std::vector<ModuleProposal> proposals = learner->TakeProposals();
+  ASSERT_EQ(proposals.size(), 1u);
+  EXPECT_EQ(proposals[0].index, 1);
+  EXPECT_EQ(proposals[0].mean.size(), 8u);
+  for (float v : proposals[0].variance) EXPECT_GT(v, 0.0f);
+  // Train the new adapter, then a third domain (clean again is known; noise-free inverted is
+  // known now): at the cap, growth is refused with ResourceExhausted and nothing is added.
+  for (int step = 0; step < options.new_module_steps; ++step) {
+    stream.Batch(32, true, &x, &y);
+    ASSERT_TRUE(learner->Learn(x, y).ok());
+  }
+  const std::vector<int> before = learner->AdaptersPerBlock();
+  int refused = 0;
+  for (int step = 0; step < 20; ++step) {
+    stream.Batch(32, false, &x, &y);
+    x = x.array().square();  // a third domain
+    LearnStats s = *learner->Learn(x, y);
+    if (!s.refused.ok()) {
+      EXPECT_EQ(s.refused.code(), absl::StatusCode::kResourceExhausted);
+      ++refused;
+    }
+    if (s.grown_block >= 0) EXPECT_LT(before[s.grown_block == 0 ? 0 : 1], 2);
+  }
+  for (int a : learner->AdaptersPerBlock()) EXPECT_LE(a, 2);
+  EXPECT_EQ(learner->budget().refused_at_cap(), refused);
+}
+
+TEST(LearnerTest, LaeEnsembleIsTheElementwiseMaxOfItsExperts) {
+  LearnerOptions options{.method = ClMethod::kLae, .learning_rate = 0.05f};
+  options.lae_steps_per_task = 20;
+  options.lae_warmup_steps = 5;
+  auto learner = MakeLearner(options);
+  Stream stream(4);
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  for (int task = 0; task < 2; ++task) {
+    ASSERT_TRUE(learner->BeginTask({}).ok());
+    for (int step = 0; step < 20; ++step) {
+      stream.Batch(16, task == 1, &x, &y);
+      ASSERT_TRUE(learner->Learn(x, y).ok());
+    }
+  }
+  for (bool inverted : {false, true}) {
+    stream.Batch(50, inverted, &x, &y);
+    learner->set_lae_inference(Learner::LaeInference::kEnsemble);
+    const std::vector<Prediction> ensemble = *learner->Predict(x);
+    learner->set_lae_inference(Learner::LaeInference::kOnline);
+    const std::vector<Prediction> online = *learner->Predict(x);
+    learner->set_lae_inference(Learner::LaeInference::kOffline);
+    const std::vector<Prediction> offline = *learner->Predict(x);
+    int online_differs = 0;
+    for (size_t i = 0; i < ensemble.size(); ++i) {
+      // max_c max(p_on, p_off) = max(max_c p_on, max_c p_off), with that expert's label.
+      EXPECT_NEAR(ensemble[i].confidence, std::max(online[i].confidence, offline[i].confidence),
+                  1e-5f);
+      EXPECT_EQ(ensemble[i].label,
+                online[i].confidence >= offline[i].confidence ? online[i].label : offline[i].label);
+      online_differs += std::abs(online[i].confidence - offline[i].confidence) > 1e-4f;
+    }
+    EXPECT_GT(online_differs, 0);  // the offline expert lags behind the online one
+  }
+}
+
+TEST(LearnerTest, SimpleCilLearnsPrototypesAndBadInputIsRefused) {
+  auto learner = MakeLearner({.method = ClMethod::kSimpleCil});
+  Stream stream(5);
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  stream.Batch(10, false, &x, &y);
+  EXPECT_EQ(learner->Predict(x).status().code(), absl::StatusCode::kFailedPrecondition);
+  for (int i = 0; i < 10; ++i) {
+    stream.Batch(32, false, &x, &y);
+    ASSERT_TRUE(learner->Learn(x, y).ok());
+  }
+  stream.Batch(200, false, &x, &y);
+  const std::vector<Prediction> p = *learner->Predict(x);
+  int correct = 0;
+  for (size_t i = 0; i < p.size(); ++i) correct += p[i].label == y[i];
+  EXPECT_GT(correct, 150);
+  // Bad input.
+  EXPECT_FALSE(learner->Learn(x, absl::MakeSpan(y).subspan(1)).ok());
+  std::vector<int32_t> bad = y;
+  bad[0] = 9;
+  EXPECT_EQ(learner->Learn(x, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(learner->BeginTask({0, 1}).ok());
+  EXPECT_EQ(learner->Learn(x, y).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(learner->BeginTask({7}).ok());
+  EXPECT_FALSE(learner->ImportExpert(1, 0, nn::ParameterSet()).ok());
+}
+
+TEST(LearnerTest, OptionsAndBlocksAreValidated) {
+  nn::ModelConfig config = nn::testing::TinyConfig(nn::BackboneKind::kVit);
+  LearnerOptions options{.method = ClMethod::kSema};
+  options.expandable_blocks = {5};
+  EXPECT_EQ(Learner::Create(*nn::Model::Create(config, 1), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options.expandable_blocks = {1};
+  options.descriptor_bottleneck = 8;  // does not compress the width 8
+  EXPECT_FALSE(Learner::Create(*nn::Model::Create(config, 1), options).ok());
+  EXPECT_FALSE(ParseClMethod("fedavg").ok());
+  EXPECT_EQ(*ParseClMethod("lae"), ClMethod::kLae);
+}
+
+}  // namespace
+}  // namespace fedcl::cl
