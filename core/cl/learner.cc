@@ -30,18 +30,20 @@ absl::string_view ClMethodName(ClMethod method) {
       return "lae";
     case ClMethod::kSema:
       return "sema";
+    case ClMethod::kFedIns:
+      return "fedins";
   }
   return "?";
 }
 
 absl::StatusOr<ClMethod> ParseClMethod(absl::string_view name) {
   for (ClMethod m : {ClMethod::kLinearHead, ClMethod::kSimpleCil, ClMethod::kSequentialAdapter,
-                     ClMethod::kLae, ClMethod::kSema}) {
+                     ClMethod::kLae, ClMethod::kSema, ClMethod::kFedIns}) {
     if (ClMethodName(m) == name) return m;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown continual-learning method '", name,
-                   "' (expected linear_head, simple_cil, sequential_adapter, lae or sema)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown continual-learning method '", name,
+      "' (expected linear_head, simple_cil, sequential_adapter, lae, sema or fedins)"));
 }
 
 absl::string_view OodScoreKindName(OodScoreKind kind) {
@@ -76,6 +78,10 @@ absl::Status LearnerOptions::Validate() const {
   if (!(expansion_tau > 0)) return absl::InvalidArgumentError("expansion_tau must be positive");
   if (confirm_batches < 1) return absl::InvalidArgumentError("confirm_batches must be >= 1");
   if (new_module_steps < 1) return absl::InvalidArgumentError("new_module_steps must be >= 1");
+  if (fedins_top_k < 1 || fedins_top_k > fedins_pool_size)
+    return absl::InvalidArgumentError("FedIns needs 1 <= fedins_top_k <= fedins_pool_size");
+  if (!(fedins_matching_weight >= 0 && fedins_matching_weight < 1))
+    return absl::InvalidArgumentError("fedins_matching_weight must be in [0, 1)");
   if (growth.max_adapters_per_block < 1)
     return absl::InvalidArgumentError("growth.max_adapters_per_block must be >= 1");
   if (!(lae_fraction_per_task > 0 && lae_fraction_per_task < 1) || lae_steps_per_task < 1)
@@ -152,10 +158,14 @@ absl::Status Learner::Init() {
         backbone.block(b).adapter.SetExtension(&blocks_.back()->mixture);
       }
       // Task 0: every block's first adapter is new (§4.4).
+
       for (size_t i = 0; i < blocks_.size(); ++i)
         FEDCL_RETURN_IF_ERROR(Grow(static_cast<int>(i), /*propose=*/false));
       break;
     }
+    case ClMethod::kFedIns:
+      FEDCL_RETURN_IF_ERROR(InitFedIns());
+      break;
   }
   return absl::OkStatus();
 }
@@ -261,6 +271,10 @@ absl::StatusOr<LearnStats> Learner::Learn(nn::ConstMatrixRef images,
     }
     case ClMethod::kSema:
       return LearnSema(images, labels);
+    case ClMethod::kFedIns: {
+      FEDCL_ASSIGN_OR_RETURN(stats.loss, LearnFedIns(images, labels));
+      break;
+    }
   }
   return stats;
 }

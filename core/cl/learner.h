@@ -14,7 +14,12 @@
 //   lae                 LAE (§5): an online adapter on the first two blocks and its offline EMA,
 //                       max-of-softmax ensemble at inference;
 //   sema                SEMA (§4): mixtures of adapters at the expandable blocks that grow when
-//                       every adapter's descriptor finds the stream unusual.
+//                       every adapter's descriptor finds the stream unusual;
+//   fedins              FedIns (§3): a pool of P SSF sets and heads with keys; each instance
+//                       picks its top-k keys by cosine similarity to its query (the frozen
+//                       backbone's feature, SSF off) and runs with the uniform mean of the
+//                       selected sets. Instances that picked the same sets share one forward;
+//                       one SGD step per batch on (1 − λ)·CE + λ·matching loss.
 //
 // SEMA on a stream (§4.4 adapted): the first adapter of each expandable block trains for
 // `new_module_steps` steps. Then every labelled batch is first a detection batch: at each
@@ -54,7 +59,7 @@
 
 namespace fedcl::cl {
 
-enum class ClMethod { kLinearHead, kSimpleCil, kSequentialAdapter, kLae, kSema };
+enum class ClMethod { kLinearHead, kSimpleCil, kSequentialAdapter, kLae, kSema, kFedIns };
 absl::string_view ClMethodName(ClMethod method);
 absl::StatusOr<ClMethod> ParseClMethod(absl::string_view name);
 
@@ -86,6 +91,10 @@ struct LearnerOptions {
   double lae_fraction_per_task = 0.1;
   int64_t lae_steps_per_task = 300;
   int lae_warmup_steps = 30;
+  // FedIns.
+  int fedins_pool_size = 8;
+  int fedins_top_k = 2;
+  double fedins_matching_weight = 0.1;  // λ
   // Label-free adaptation (Adapt).
   LabelFreeOptions label_free;
   OodScoreKind ood_score = OodScoreKind::kEnergy;
@@ -197,8 +206,19 @@ class Learner {
   absl::Status Grow(int block, bool propose);
   absl::Status FinishGrowth();
   // Logits of one chunk under the method (LAE ensemble: log of the element-wise max of the two
-  // softmaxes; SimpleCIL: scaled cosine similarities); leaves the model's hooks of that forward.
-  absl::StatusOr<nn::Matrix> ChunkLogits(nn::ConstMatrixRef images);
+  // softmaxes; SimpleCIL: scaled cosine similarities). Writes the hooks of the chunk's main
+  // forward (LAE: the online one; FedIns: the query forward) into rows [start, ...) of `hooks`.
+  absl::StatusOr<nn::Matrix> ChunkLogits(nn::ConstMatrixRef images, Inspection* hooks,
+                                         int64_t start);
+  void CopyHooks(Inspection* hooks, int64_t start, int64_t rows);
+  // FedIns.
+  absl::Status InitFedIns();
+  nn::Matrix FedInsQueries(nn::ConstMatrixRef images);
+  absl::StatusOr<float> LearnFedIns(nn::ConstMatrixRef images, absl::Span<const int32_t> labels);
+  absl::StatusOr<nn::Matrix> FedInsLogits(nn::ConstMatrixRef images, Inspection* hooks,
+                                          int64_t start);
+  // Sets the working SSF and head to the mean of the pool rows in `rows`.
+  void LoadMeanOfPool(const std::vector<int>& rows);
 
   LearnerOptions options_;
   std::unique_ptr<nn::Model> model_;
@@ -221,6 +241,11 @@ class Learner {
   int growth_steps_left_ = 0;
   std::vector<ModuleProposal> proposals_;
   GrowthBudget budget_;
+  // FedIns: the working SSF (attached) and head hold the mean of the selected pool rows.
+  std::unique_ptr<peft::PetModule> ssf_;
+  std::vector<nn::ParameterSet> ssf_pool_, head_pool_;
+  nn::ParameterSet keys_{"keys"};  // "keys" [P, d]
+  nn::Sgd fedins_sgd_{{.learning_rate = 0.01f}};
   // OOD.
   std::unique_ptr<ood::OodDetector> detector_;
 };

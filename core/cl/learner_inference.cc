@@ -31,9 +31,23 @@ ood::OodBatch Learner::Inspection::Batch(OodScoreKind kind) const {
   return batch;
 }
 
-absl::StatusOr<nn::Matrix> Learner::ChunkLogits(nn::ConstMatrixRef images) {
+void Learner::CopyHooks(Inspection* hooks, int64_t start, int64_t rows) {
+  hooks->features.middleRows(start, rows) = model_->features();
+  if (model_->config().backbone != nn::BackboneKind::kVit) return;
+  auto& backbone = static_cast<nn::VitBackbone&>(model_->backbone());
+  hooks->token_mean_last.middleRows(start, rows) =
+      backbone.TokenMeanOfBlockInput(backbone.depth() - 1);
+  for (int b = 0; b < backbone.depth(); ++b)
+    hooks->cls_after_block[b].middleRows(start, rows) = backbone.ClsAfterBlock(b);
+}
+
+absl::StatusOr<nn::Matrix> Learner::ChunkLogits(nn::ConstMatrixRef images, Inspection* hooks,
+                                                int64_t start) {
+  const int64_t rows = images.rows();
+  if (options_.method == ClMethod::kFedIns) return FedInsLogits(images, hooks, start);
   if (options_.method == ClMethod::kSimpleCil) {
     model_->Forward(images, false);
+    CopyHooks(hooks, start, rows);
     if (prototypes_->classes() == 0)
       return absl::FailedPreconditionError("SimpleCIL has no class prototypes yet");
     FEDCL_ASSIGN_OR_RETURN(nn::Matrix similarities, prototypes_->Similarities(model_->features()));
@@ -45,6 +59,7 @@ absl::StatusOr<nn::Matrix> Learner::ChunkLogits(nn::ConstMatrixRef images) {
       lae_inference_ == LaeInference::kOffline) {
     SwapValues(adapter_->parameters(), offline_->mutable_offline());
     nn::Matrix logits = model_->Forward(images, false);
+    CopyHooks(hooks, start, rows);
     SwapValues(adapter_->parameters(), offline_->mutable_offline());
     return logits;
   }
@@ -55,13 +70,16 @@ absl::StatusOr<nn::Matrix> Learner::ChunkLogits(nn::ConstMatrixRef images) {
     const nn::Matrix offline_logits = model_->Forward(images, false);
     SwapValues(adapter_->parameters(), offline_->mutable_offline());
     const nn::Matrix online_logits = model_->Forward(images, false);
+    CopyHooks(hooks, start, rows);
     nn::Matrix p_on, p_off;
     nn::Softmax(online_logits, p_on);
     nn::Softmax(offline_logits, p_off);
     // log of the element-wise max: its argmax and softmax-free scores are the ensemble's.
     return nn::Matrix(p_on.cwiseMax(p_off).array().max(1e-30f).log().matrix());
   }
-  return nn::Matrix(model_->Forward(images, false));
+  nn::Matrix logits = model_->Forward(images, false);
+  CopyHooks(hooks, start, rows);
+  return logits;
 }
 
 absl::StatusOr<Learner::Inspection> Learner::Inspect(nn::ConstMatrixRef images) {
@@ -78,14 +96,9 @@ absl::StatusOr<Learner::Inspection> Learner::Inspect(nn::ConstMatrixRef images) 
   }
   for (int64_t start = 0; start < n; start += kChunk) {
     const int64_t rows = std::min(kChunk, n - start);
-    FEDCL_ASSIGN_OR_RETURN(nn::Matrix logits, ChunkLogits(images.middleRows(start, rows)));
+    FEDCL_ASSIGN_OR_RETURN(nn::Matrix logits,
+                           ChunkLogits(images.middleRows(start, rows), &out, start));
     out.logits.middleRows(start, rows) = logits;
-    out.features.middleRows(start, rows) = model_->features();
-    if (!vit) continue;
-    out.token_mean_last.middleRows(start, rows) =
-        backbone->TokenMeanOfBlockInput(backbone->depth() - 1);
-    for (int b = 0; b < backbone->depth(); ++b)
-      out.cls_after_block[b].middleRows(start, rows) = backbone->ClsAfterBlock(b);
   }
   return out;
 }
@@ -173,6 +186,12 @@ absl::StatusOr<AdaptStep> Learner::Adapt(nn::ConstMatrixRef images) {
 }
 
 std::vector<nn::ParameterSet*> Learner::SharedModules() {
+  if (options_.method == ClMethod::kFedIns) {
+    std::vector<nn::ParameterSet*> out = {&keys_};
+    for (auto& s : ssf_pool_) out.push_back(&s);
+    for (auto& s : head_pool_) out.push_back(&s);
+    return out;
+  }
   std::vector<nn::ParameterSet*> out = {&model_->head().parameters()};
   if (adapter_ != nullptr) out.push_back(&adapter_->parameters());
   for (auto& b : blocks_)
@@ -213,6 +232,9 @@ int64_t Learner::ModuleBytes() const {
   int64_t values = model_->head().parameters().num_values();
   if (adapter_ != nullptr) values += adapter_->parameters().num_values();
   if (offline_.has_value()) values += offline_->offline().num_values();
+  values += keys_.num_values();
+  for (const auto& s : ssf_pool_) values += s.num_values();
+  for (const auto& s : head_pool_) values += s.num_values();
   for (const auto& b : blocks_) {
     for (int e = 0; e < b->mixture.experts(); ++e) values += b->mixture.expert(e).num_values();
     for (const auto& rd : b->descriptors) values += rd.num_parameters();

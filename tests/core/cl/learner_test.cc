@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/cl/instance_pool.h"
 #include "core/nn/model.h"
 #include "gtest/gtest.h"
 #include "tests/core/nn/test_models.h"
@@ -161,6 +162,66 @@ TEST(LearnerTest, SimpleCilLearnsPrototypesAndBadInputIsRefused) {
   EXPECT_EQ(learner->Learn(x, y).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(learner->BeginTask({7}).ok());
   EXPECT_FALSE(learner->ImportExpert(1, 0, nn::ParameterSet()).ok());
+}
+
+// FedIns: gradients reach only the pool rows some instance selected (§3.4), so with two
+// instances and k = 1 at most two of the eight SSF sets, heads and keys move; and it learns.
+TEST(LearnerTest, FedInsUpdatesOnlyTheSelectedPoolRowsAndLearns) {
+  LearnerOptions options{.method = ClMethod::kFedIns, .learning_rate = 0.05f};
+  options.fedins_pool_size = 8;
+  options.fedins_top_k = 1;
+  auto learner = MakeLearner(options);
+  Stream stream(6);
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  auto snapshot = [&] {
+    std::vector<Eigen::VectorXf> values;
+    for (nn::ParameterSet* s : learner->SharedModules()) values.push_back(s->flat_values());
+    return values;
+  };
+  const std::vector<Eigen::VectorXf> before = snapshot();
+  ASSERT_EQ(before.size(), 17u);  // keys, 8 SSF sets, 8 heads
+  stream.Batch(2, false, &x, &y);
+  ASSERT_TRUE(learner->Learn(x, y).ok());
+  const std::vector<Eigen::VectorXf> after = snapshot();
+  int ssf_moved = 0, heads_moved = 0;
+  for (int j = 0; j < 8; ++j) {
+    ssf_moved += after[1 + j] != before[1 + j];
+    heads_moved += after[9 + j] != before[9 + j];
+  }
+  EXPECT_GE(ssf_moved, 1);
+  EXPECT_LE(ssf_moved, 2);
+  EXPECT_EQ(heads_moved, ssf_moved);
+  const int key_values = static_cast<int>(before[0].size()) / 8;
+  int keys_moved = 0;
+  for (int j = 0; j < 8; ++j)
+    keys_moved += after[0].segment(j * key_values, key_values) !=
+                  before[0].segment(j * key_values, key_values);
+  EXPECT_EQ(keys_moved, ssf_moved);
+  // The matching loss is the keys' only gradient: it pulls the selected keys towards their
+  // instances' queries, so the mean reduced similarity Σ_{j∈I(x)} cos(q(x), K_j) grows. The
+  // queries are the frozen backbone's features (a model built from the same seed, no SSF).
+  options.fedins_matching_weight = 0.5;
+  learner = MakeLearner(options);
+  auto query_model = *nn::Model::Create(nn::testing::TinyConfig(nn::BackboneKind::kVit), 5);
+  stream.Batch(200, false, &x, &y);
+  query_model->Forward(x, false);
+  const nn::Matrix queries = query_model->features();
+  auto mean_similarity = [&] {
+    nn::ParameterSet* keys = learner->SharedModules()[0];
+    const nn::Matrix k = Eigen::Map<const nn::Matrix>(keys->values(0), 8, keys->info(0).shape[1]);
+    const InstanceSelection s = *SelectTopK(queries, k, 1);
+    double sum = 0;
+    for (float v : s.reduced_similarity) sum += v;
+    return sum / static_cast<double>(s.reduced_similarity.size());
+  };
+  const double similarity_before = mean_similarity();
+  for (int step = 0; step < 50; ++step) {
+    stream.Batch(32, false, &x, &y);
+    ASSERT_TRUE(learner->Learn(x, y).ok());
+  }
+  // k = 1: the similarity is at most 1; the gap to 1 at least halves.
+  EXPECT_LT(1.0 - mean_similarity(), 0.5 * (1.0 - similarity_before));
 }
 
 TEST(LearnerTest, OptionsAndBlocksAreValidated) {
