@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "proto/checkpoint.h"
+#include "proto/tensor_convert.h"
 
 namespace fedcl::proto {
 
@@ -33,6 +34,7 @@ void ToProto(const fl::ModuleSpec& spec, v1::ModuleDescriptor* message) {
   message->set_name(spec.name);
   message->set_role(std::string(fl::ModuleRoleName(spec.role)));
   if (spec.role == fl::ModuleRole::kPet) ToProto(spec.pet, message->mutable_pet());
+  if (spec.role == fl::ModuleRole::kExpert) message->set_block(spec.block);
 }
 
 absl::StatusOr<fl::ModuleSpec> SpecFromProto(const v1::ModuleDescriptor& message) {
@@ -43,6 +45,7 @@ absl::StatusOr<fl::ModuleSpec> SpecFromProto(const v1::ModuleDescriptor& message
   if (spec.role == fl::ModuleRole::kPet) {
     FEDCL_ASSIGN_OR_RETURN(spec.pet, FromProto(message.pet()));
   }
+  if (spec.role == fl::ModuleRole::kExpert) spec.block = message.block();
   return spec;
 }
 
@@ -61,6 +64,47 @@ void ToProto(const fl::WorkAssignment& work, v1::GetWorkResponse* message) {
     d->set_download(info.download);
   }
   message->set_retry_after_ms(absl::ToInt64Milliseconds(work.retry_after));
+}
+
+absl::StatusOr<fl::ModuleProposal> ProposalFromProto(const v1::ProposeModuleRequest& message) {
+  fl::ModuleProposal proposal;
+  proposal.client = message.client_id();
+  proposal.round = message.round();
+  proposal.block = message.block();
+  FEDCL_ASSIGN_OR_RETURN(proposal.spec.role, fl::ParseModuleRole(message.role()));
+  proposal.spec.block = message.block();
+  absl::StatusOr<nn::ParameterSet> values = FromProto(message.parameters());
+  if (!values.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("proposed parameters: ", values.status().message()));
+  }
+  proposal.values = *std::move(values);
+  proposal.values.DropGradients();  // the server keeps values only
+  absl::StatusOr<nn::ParameterSet> descriptor = FromProto(message.descriptor_tensors());
+  if (!descriptor.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("proposed descriptor: ", descriptor.status().message()));
+  }
+  proposal.descriptor = *std::move(descriptor);
+  proposal.descriptor.DropGradients();
+  proposal.statistics.mean.assign(message.statistics_mean().begin(),
+                                  message.statistics_mean().end());
+  proposal.statistics.variance.assign(message.statistics_variance().begin(),
+                                      message.statistics_variance().end());
+  return proposal;
+}
+
+void ToProto(const fl::ModuleProposal& proposal, v1::ProposeModuleRequest* message) {
+  message->set_client_id(proposal.client);
+  message->set_round(proposal.round);
+  message->set_block(proposal.block);
+  message->set_role(std::string(fl::ModuleRoleName(proposal.spec.role)));
+  ToProto(proposal.values, message->mutable_parameters());
+  if (proposal.descriptor.num_tensors() > 0) {
+    ToProto(proposal.descriptor, message->mutable_descriptor_tensors());
+  }
+  for (float m : proposal.statistics.mean) message->add_statistics_mean(m);
+  for (float v : proposal.statistics.variance) message->add_statistics_variance(v);
 }
 
 absl::StatusOr<std::vector<fl::TensorSpec>> LayoutFromProto(const v1::ParameterSet& layout) {

@@ -21,6 +21,11 @@ absl::StatusOr<fl::ModuleSpec> SpecFromProto(const v1::ModuleDescriptor& message
 
 void ToProto(const fl::WorkAssignment& work, v1::GetWorkResponse* message);
 
+// A ProposeModule request as the coordinator takes it. InvalidArgument naming what is malformed
+// (role, tensors, non-finite values); the coordinator checks everything else.
+absl::StatusOr<fl::ModuleProposal> ProposalFromProto(const v1::ProposeModuleRequest& message);
+void ToProto(const fl::ModuleProposal& proposal, v1::ProposeModuleRequest* message);
+
 // The tensor layout of a ParameterSet message (names and shapes; dtype must be float32).
 // InvalidArgument naming the tensor otherwise.
 absl::StatusOr<std::vector<fl::TensorSpec>> LayoutFromProto(const v1::ParameterSet& layout);

@@ -115,13 +115,19 @@ absl::Status FederationServer::Init(const std::string& listen_address) {
       store_, SqliteStateStore::Open(fs_, {config_.state_dir(), !config_.journal().disabled(),
                                            config_.journal().sync() == "full"}));
   FEDCL_ASSIGN_OR_RETURN(fl::CoordinatorOptions options, CoordinatorOptionsFrom(config_));
+  FEDCL_ASSIGN_OR_RETURN(options.pool, PoolOptionsFrom(config_, model_->config()));
   absl::StatusOr<fl::StoredState> stored = store_->Load();
   if (stored.ok()) {
-    // The stored pool must be the configured one: same names, roles and layouts.
-    if (stored->modules.size() != initial.size()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("state in '", config_.state_dir(), "' has ", stored->modules.size(),
-                       " modules; the config has ", initial.size()));
+    // The stored pool must be the configured one (same names, roles and layouts), followed by
+    // the experts devices added.
+    size_t experts = 0;
+    for (const fl::StoredModule& s : stored->modules) {
+      experts += s.spec.role == fl::ModuleRole::kExpert ? 1 : 0;
+    }
+    if (stored->modules.size() - experts != initial.size()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "state in '", config_.state_dir(), "' has ", stored->modules.size() - experts,
+          " configured modules; the config has ", initial.size()));
     }
     for (size_t i = 0; i < initial.size(); ++i) {
       const fl::StoredModule& s = stored->modules[i];
@@ -239,6 +245,8 @@ absl::StatusOr<double> FederationServer::Evaluate() {
         attached.push_back(std::move(pet));
         break;
       }
+      case fl::ModuleRole::kExpert:
+        break;  // the replica has no mixture at its blocks: experts are evaluated on devices
     }
   }
   nn::EvalResult result = nn::Evaluate(*model_, evaluation_->images, evaluation_->labels);
@@ -260,13 +268,21 @@ void FederationServer::Report(const fl::RoundReport& r) {
   std::vector<std::string> modules;
   for (const fl::ModuleVersion& m : r.modules)
     modules.push_back(absl::StrCat("\"", m.name, "\":", m.version));
+  // Pool keys differ from the top-level ones: readers find fields by name (sim/server_report.cc).
+  std::vector<std::string> pool;
+  for (const fl::PoolModuleStatus& m : r.pool) {
+    pool.push_back(
+        absl::StrFormat("\"%s\":{\"block\":%d,\"version\":%d,\"contributors\":%d,"
+                        "\"holders\":%d}",
+                        m.name, m.block, m.version, m.contributors, m.holders));
+  }
   const std::string line = absl::StrFormat(
       "{\"round\":%d,\"opened_ms\":%d,\"closed_ms\":%d,\"participants\":%d,\"enrolled\":%d,"
       "\"samples\":%d,\"mean_loss\":%.6f,\"weight_min\":%.6f,\"weight_mean\":%.6f,"
-      "\"weight_max\":%.6f,\"modules\":{%s},\"accuracy\":%s}",
+      "\"weight_max\":%.6f,\"modules\":{%s},\"pool\":{%s},\"pool_merges\":%d,\"accuracy\":%s}",
       r.round, absl::ToUnixMillis(r.opened), absl::ToUnixMillis(r.closed), r.participants,
       r.enrolled, r.samples, r.mean_loss, r.weight_min, r.weight_mean, r.weight_max,
-      absl::StrJoin(modules, ","), accuracy);
+      absl::StrJoin(modules, ","), absl::StrJoin(pool, ","), r.pool_merges, accuracy);
   const std::string path = base::JoinPath(config_.state_dir(), "metrics.jsonl");
   if (FILE* f = std::fopen(path.c_str(), "a")) {
     std::fprintf(f, "%s\n", line.c_str());

@@ -158,10 +158,12 @@ grpc::ServerWriteReactor<v1::Chunk>* FederationService::DownloadBackbone(
 }
 
 absl::StatusOr<std::shared_ptr<const Payload>> FederationService::ModulePayload(
-    const std::string& name, int64_t version) {
+    const std::string& name, int64_t version, bool with_descriptor) {
+  // '#' never appears in a pool name (block<b>/m<id>) and a configured one is only a key here.
+  const std::string key = with_descriptor ? name + "#descriptor" : name;
   {
     absl::MutexLock lock(&mu_);
-    auto it = payloads_.find(name);
+    auto it = payloads_.find(key);
     if (it != payloads_.end() && it->second.first == version) return it->second.second;
   }
   // Serialize outside the lock; two concurrent first downloads may both do it, which is harmless.
@@ -171,9 +173,12 @@ absl::StatusOr<std::shared_ptr<const Payload>> FederationService::ModulePayload(
   message.mutable_module()->set_version(snapshot.version);
   message.mutable_module()->set_num_values(snapshot.values->num_values());
   proto::ToProto(*snapshot.values, message.mutable_parameters());
+  if (with_descriptor && snapshot.descriptor != nullptr) {
+    proto::ToProto(*snapshot.descriptor, message.mutable_descriptor_tensors());
+  }
   std::shared_ptr<const Payload> payload = MakePayload(message.SerializeAsString());
   absl::MutexLock lock(&mu_);
-  payloads_[name] = {version, payload};
+  payloads_[key] = {version, payload};
   return payload;
 }
 
@@ -182,7 +187,7 @@ grpc::ServerWriteReactor<v1::Chunk>* FederationService::DownloadModule(
   absl::Status status = Authorize(context, request->client_id());
   if (!status.ok()) return new ErrorWriter(status);
   absl::StatusOr<std::shared_ptr<const Payload>> payload =
-      ModulePayload(request->name(), request->version());
+      ModulePayload(request->name(), request->version(), request->with_descriptor());
   if (!payload.ok()) return new ErrorWriter(payload.status());
   return new ChunkWriter(*std::move(payload), options_.chunk_bytes);
 }
@@ -234,9 +239,34 @@ grpc::ServerUnaryReactor* FederationService::GetStatus(grpc::CallbackServerConte
     summary->set_mean_interval(c.record.fedau.mean_interval());
     summary->set_current_weight(c.current_weight);
   }
+  for (const fl::PoolModuleStatus& m : s.pool) {
+    v1::PoolModuleSummary* summary = response->add_pool();
+    summary->set_name(m.name);
+    summary->set_block(m.block);
+    summary->set_version(m.version);
+    summary->set_contributors(m.contributors);
+    summary->set_holders(m.holders);
+  }
+  response->set_pool_merges(s.pool_merges);
   absl::MutexLock lock(&mu_);
   response->set_evaluated_round(evaluated_round_);
   response->set_evaluated_accuracy(evaluated_accuracy_);
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* FederationService::ProposeModule(grpc::CallbackServerContext* context,
+                                                           const v1::ProposeModuleRequest* request,
+                                                           v1::ProposeModuleResponse* response) {
+  absl::Status status = Authorize(context, request->client_id());
+  if (!status.ok()) return Reply(context, status);
+  absl::StatusOr<fl::ModuleProposal> proposal = proto::ProposalFromProto(*request);
+  if (!proposal.ok()) return Reply(context, proposal.status());
+  absl::StatusOr<fl::ProposalResult> result = coordinator_.ProposeModule(*proposal);
+  if (!result.ok()) return Reply(context, result.status());
+  response->set_module_id(result->module_id);
+  response->set_name(result->name);
+  response->set_merged(result->merged);
+  response->set_divergence(result->divergence);
   return Reply(context, absl::OkStatus());
 }
 

@@ -84,6 +84,9 @@ class FederationService final
   grpc::ServerUnaryReactor* ReportShard(grpc::CallbackServerContext* context,
                                         const v1::ReportShardRequest* request,
                                         v1::ReportShardResponse* response) override;
+  grpc::ServerUnaryReactor* ProposeModule(grpc::CallbackServerContext* context,
+                                          const v1::ProposeModuleRequest* request,
+                                          v1::ProposeModuleResponse* response) override;
   // Called (on the reporting worker's call) after ReportShard closed a round, before the reply,
   // with the close's status: the host logs and evaluates the round there, so the next round
   // cannot close before it has, and stops when the close failed (only a restart recovers).
@@ -105,7 +108,8 @@ class FederationService final
 
  private:
   absl::StatusOr<std::shared_ptr<const Payload>> ModulePayload(const std::string& name,
-                                                               int64_t version);
+                                                               int64_t version,
+                                                               bool with_descriptor);
 
   fl::Coordinator& coordinator_;
   const TokenAuthenticator* const authenticator_;
@@ -122,7 +126,8 @@ class FederationService final
   std::unique_ptr<WorkQueue> workers_;
 
   absl::Mutex mu_;
-  // Serialized current module versions, so many downloads share one serialization.
+  // Serialized current module versions, so many downloads share one serialization; keyed by
+  // name, plus a suffix for the payloads that carry a descriptor.
   std::map<std::string, std::pair<int64_t, std::shared_ptr<const Payload>>> payloads_
       ABSL_GUARDED_BY(mu_);
   int64_t evaluated_round_ ABSL_GUARDED_BY(mu_) = -1;

@@ -29,6 +29,23 @@ void ApplyDefaults(v1::ServerConfig& c) {
   if (c.evaluation().split().empty()) c.mutable_evaluation()->set_split("test");
   if (c.evaluation().every_rounds() == 0) c.mutable_evaluation()->set_every_rounds(1);
   if (c.fold_threads() == 0) c.set_fold_threads(2);
+  v1::PoolConfig* pool = c.mutable_pool();
+  if (pool->capacity() == 0) pool->set_capacity(16);
+  if (!pool->has_round_window()) pool->set_round_window(5);
+  if (pool->divergence_threshold() == 0) pool->set_divergence_threshold(0.5);
+  if (pool->expert_bottleneck() == 0) pool->set_expert_bottleneck(8);
+}
+
+// The pool section's own ranges; what depends on the model is checked by PoolOptionsFrom.
+fl::ModulePoolOptions PoolFields(const v1::PoolConfig& pool, int statistics_dim) {
+  fl::ModulePoolOptions o;
+  o.expandable_blocks.assign(pool.expandable_blocks().begin(), pool.expandable_blocks().end());
+  o.statistics_dim = statistics_dim;
+  o.capacity = pool.capacity();
+  o.round_window = pool.round_window();
+  o.divergence_threshold = pool.divergence_threshold();
+  o.expert_bottleneck = pool.expert_bottleneck();
+  return o;
 }
 
 absl::Status Invalid(absl::string_view source, absl::string_view message) {
@@ -48,6 +65,10 @@ absl::Status Validate(const v1::ServerConfig& c, absl::string_view source) {
   }
   absl::StatusOr<fl::CoordinatorOptions> options = CoordinatorOptionsFrom(c);
   if (!options.ok()) return Invalid(source, options.status().message());
+  // The model width is not known yet: check the bottleneck against the largest width allowed.
+  if (absl::Status pool = PoolFields(c.pool(), 65536).Validate(); !pool.ok()) {
+    return Invalid(source, pool.message());
+  }
   const v1::UpdateLimits& l = c.limits();
   if (l.norm_policy() != "reject" && l.norm_policy() != "clip") {
     return Invalid(source, absl::StrCat("limits.norm_policy '", l.norm_policy(),
@@ -97,6 +118,11 @@ absl::StatusOr<fl::ModuleSpec> ModuleSpecFrom(const v1::ModuleConfig& config) {
         absl::StrCat("module '", spec.name, "': ", role.status().message()));
   }
   spec.role = *role;
+  if (spec.role == fl::ModuleRole::kExpert) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "module '", spec.name,
+        "': expert modules are not configured; devices add them with ProposeModule (see pool)"));
+  }
   if (spec.role == fl::ModuleRole::kPet) {
     absl::StatusOr<peft::PetConfig> pet = proto::FromProto(config.pet());
     if (!pet.ok()) {
@@ -125,6 +151,28 @@ absl::StatusOr<fl::CoordinatorOptions> CoordinatorOptionsFrom(const v1::ServerCo
   o.fold_threads = c.fold_threads();
   FEDCL_RETURN_IF_ERROR(o.Validate());
   return o;
+}
+
+absl::StatusOr<fl::ModulePoolOptions> PoolOptionsFrom(const v1::ServerConfig& config,
+                                                      const nn::ModelConfig& model) {
+  if (config.pool().expandable_blocks().empty()) return fl::ModulePoolOptions{};
+  if (model.backbone != nn::BackboneKind::kVit) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("pool.expandable_blocks needs a ViT backbone; the checkpoint's is ",
+                     nn::BackboneKindName(model.backbone)));
+  }
+  for (int block : config.pool().expandable_blocks()) {
+    if (block < 0 || block >= model.vit.depth) {
+      return absl::FailedPreconditionError(absl::StrCat("pool.expandable_blocks: block ", block,
+                                                        " is not in the ViT's [0, ",
+                                                        model.vit.depth, ")"));
+    }
+  }
+  fl::ModulePoolOptions options = PoolFields(config.pool(), model.vit.dim);
+  if (absl::Status valid = options.Validate(); !valid.ok()) {
+    return absl::FailedPreconditionError(valid.message());
+  }
+  return options;
 }
 
 ServiceOptions ServiceOptionsFrom(const v1::ServerConfig& c) {

@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "core/base/filesystem.h"
 #include "core/fl/coordinator.h"
+#include "core/nn/model_config.h"
 #include "proto/fedcl/v1/server_config.pb.h"
 #include "server/federation_service.h"
 
@@ -36,8 +37,14 @@ absl::StatusOr<v1::ServerConfig> LoadServerConfig(const base::FileSystem& fs,
                                                   absl::string_view path,
                                                   const ServerConfigOverrides& overrides = {});
 
-// The coordinator and service options the config describes (it must have been validated).
+// The coordinator and service options the config describes (it must have been validated). The
+// pool is left disabled: its options depend on the model (PoolOptionsFrom).
 absl::StatusOr<fl::CoordinatorOptions> CoordinatorOptionsFrom(const v1::ServerConfig& config);
+// The pool section for `model`: disabled without expandable blocks; otherwise the model must be a
+// ViT with every expandable block below its depth, and the statistics dimension is its width.
+// FailedPrecondition naming the mismatch otherwise.
+absl::StatusOr<fl::ModulePoolOptions> PoolOptionsFrom(const v1::ServerConfig& config,
+                                                      const nn::ModelConfig& model);
 ServiceOptions ServiceOptionsFrom(const v1::ServerConfig& config);
 absl::StatusOr<fl::ModuleSpec> ModuleSpecFrom(const v1::ModuleConfig& config);
 

@@ -31,11 +31,18 @@ CREATE TABLE IF NOT EXISTS journal (
   round INTEGER NOT NULL, client INTEGER NOT NULL, weight REAL NOT NULL, clipped INTEGER NOT NULL,
   num_samples INTEGER NOT NULL, local_steps INTEGER NOT NULL, loss REAL NOT NULL,
   modules TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (round, client));
+CREATE TABLE IF NOT EXISTS pool_modules (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS pool_holders (
+  module INTEGER NOT NULL, client INTEGER NOT NULL, fedau_last_round INTEGER NOT NULL,
+  fedau_intervals INTEGER NOT NULL, fedau_interval_sum INTEGER NOT NULL,
+  PRIMARY KEY (module, client));
 )sql";
 
 // meta keys
 constexpr const char* kLastClosedRound = "last_closed_round";
 constexpr const char* kOpenRound = "open_round";  // -1: none
+constexpr const char* kPoolNextId = "pool_next_id";
+constexpr const char* kPoolMerges = "pool_merges";
 
 absl::Status SqliteError(sqlite3* db, absl::string_view what) {
   return absl::InternalError(absl::StrCat("state database: ", what, ": ", sqlite3_errmsg(db)));
@@ -122,6 +129,45 @@ absl::Status FromPoolProto(const v1::ModulePoolState& pool, fl::StoredState& sta
   return absl::OkStatus();
 }
 
+// ---- pool registry rows <-> registered modules --------------------------------------------
+
+std::string PoolRecordBytes(const fl::RegisteredModule& module) {
+  v1::PoolModuleRecord r;
+  r.set_id(module.id);
+  r.set_name(module.name);
+  r.set_block(module.block);
+  r.set_created_round(module.created_round);
+  r.mutable_spec()->set_name(module.spec.name);
+  r.mutable_spec()->set_role(std::string(fl::ModuleRoleName(module.spec.role)));
+  proto::ToProto(module.values, r.mutable_values());
+  proto::ToProto(module.descriptor, r.mutable_descriptor_tensors());
+  for (float m : module.statistics.mean) r.add_statistics_mean(m);
+  for (float v : module.statistics.variance) r.add_statistics_variance(v);
+  for (fl::ClientId client : module.proposers) r.add_proposers(client);
+  return r.SerializeAsString();
+}
+
+absl::StatusOr<fl::RegisteredModule> PoolRecordFromBytes(const void* data, int size) {
+  v1::PoolModuleRecord r;
+  if (!r.ParseFromArray(data, size)) return absl::DataLossError("unreadable pool module record");
+  fl::RegisteredModule module;
+  module.id = r.id();
+  module.name = r.name();
+  module.block = r.block();
+  module.created_round = r.created_round();
+  module.spec.name = r.spec().name();
+  FEDCL_ASSIGN_OR_RETURN(module.spec.role, fl::ParseModuleRole(r.spec().role()));
+  module.spec.block = r.block();
+  FEDCL_ASSIGN_OR_RETURN(module.values, proto::FromProto(r.values()));
+  FEDCL_ASSIGN_OR_RETURN(module.descriptor, proto::FromProto(r.descriptor_tensors()));
+  module.values.DropGradients();
+  module.descriptor.DropGradients();
+  module.statistics.mean.assign(r.statistics_mean().begin(), r.statistics_mean().end());
+  module.statistics.variance.assign(r.statistics_variance().begin(), r.statistics_variance().end());
+  module.proposers.assign(r.proposers().begin(), r.proposers().end());
+  return module;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
@@ -195,6 +241,50 @@ absl::Status SqliteStateStore::WriteClientLocked(const fl::ClientRecord& c) {
   st.Bind(7, c.participations);
   st.Bind(8, c.last_participation_round);
   return st.Run("writing a client");
+}
+
+absl::Status SqliteStateStore::WritePoolHolderLocked(const fl::PoolHolder& h) {
+  Statement st(db_,
+               "INSERT OR REPLACE INTO pool_holders (module, client, fedau_last_round, "
+               "fedau_intervals, fedau_interval_sum) VALUES (?1, ?2, ?3, ?4, ?5)");
+  st.Bind(1, h.module_id);
+  st.Bind(2, static_cast<int64_t>(h.client));
+  st.Bind(3, h.fedau.last_round);
+  st.Bind(4, h.fedau.intervals);
+  st.Bind(5, h.fedau.interval_sum);
+  return st.Run("writing a pool holder");
+}
+
+absl::Status SqliteStateStore::PoolProposal(const fl::PoolProposalRecord& record) {
+  const std::string bytes = PoolRecordBytes(record.module);
+  absl::MutexLock lock(&db_mu_);
+  FEDCL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Cleanup rollback = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    Exec("ROLLBACK").IgnoreError();  // the transaction's own error is what we report
+  };
+  Statement st(db_, "INSERT OR REPLACE INTO pool_modules (id, record) VALUES (?1, ?2)");
+  st.Bind(1, record.module.id);
+  st.BindBlob(2, bytes.data(), bytes.size());
+  FEDCL_RETURN_IF_ERROR(st.Run("writing a pool module"));
+  for (const fl::PoolHolder& holder : record.new_holders)
+    FEDCL_RETURN_IF_ERROR(WritePoolHolderLocked(holder));
+  FEDCL_RETURN_IF_ERROR(SetMetaLocked(kPoolNextId, record.next_id));
+  FEDCL_RETURN_IF_ERROR(SetMetaLocked(kPoolMerges, record.merges));
+  FEDCL_RETURN_IF_ERROR(Exec("COMMIT"));
+  std::move(rollback).Cancel();
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStateStore::PutPoolHolders(absl::Span<const fl::PoolHolder> holders) {
+  absl::MutexLock lock(&db_mu_);
+  FEDCL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Cleanup rollback = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    Exec("ROLLBACK").IgnoreError();  // the transaction's own error is what we report
+  };
+  for (const fl::PoolHolder& holder : holders) FEDCL_RETURN_IF_ERROR(WritePoolHolderLocked(holder));
+  FEDCL_RETURN_IF_ERROR(Exec("COMMIT"));
+  std::move(rollback).Cancel();
+  return absl::OkStatus();
 }
 
 absl::Status SqliteStateStore::PutClient(const fl::ClientRecord& client) {
@@ -302,6 +392,8 @@ absl::Status SqliteStateStore::RoundClosed(const fl::RoundClose& close) {
   };
   for (const fl::ClientRecord& client : close.clients)
     FEDCL_RETURN_IF_ERROR(WriteClientLocked(client));
+  for (const fl::PoolHolder& holder : close.pool_holders)
+    FEDCL_RETURN_IF_ERROR(WritePoolHolderLocked(holder));
   Statement log(
       db_, "UPDATE rounds SET closed_ms = ?1, participants = ?2, enrolled = ?3 WHERE round = ?4");
   log.Bind(1, ToMillis(absl::Now()));
@@ -337,6 +429,8 @@ absl::StatusOr<fl::StoredState> SqliteStateStore::Load() const {
         have_pool = true;
       }
       if (key == kOpenRound) open_round = value;
+      if (key == kPoolNextId) state.pool.next_id = value;
+      if (key == kPoolMerges) state.pool.merges = value;
     }
   }
   if (!have_pool) return absl::NotFoundError("the state database holds no closed round yet");
@@ -364,6 +458,7 @@ absl::StatusOr<fl::StoredState> SqliteStateStore::Load() const {
       state.clients.push_back(c);
     }
   }
+  FEDCL_RETURN_IF_ERROR(LoadPoolLocked(state.pool));
   if (open_round < 0) return state;
   {
     Statement st(db_, "SELECT opened_ms, deadline_ms FROM rounds WHERE round = ?1");
@@ -398,6 +493,33 @@ absl::StatusOr<fl::StoredState> SqliteStateStore::Load() const {
     state.journal.push_back(std::move(e));
   }
   return state;
+}
+
+absl::Status SqliteStateStore::LoadPoolLocked(fl::ModuleRegistryState& pool) const {
+  {
+    Statement st(db_, "SELECT record FROM pool_modules ORDER BY id");
+    if (!st.ok()) return SqliteError(db_, "reading the pool modules");
+    while (sqlite3_step(st.get()) == SQLITE_ROW) {
+      FEDCL_ASSIGN_OR_RETURN(
+          fl::RegisteredModule module,
+          PoolRecordFromBytes(sqlite3_column_blob(st.get(), 0), sqlite3_column_bytes(st.get(), 0)));
+      pool.modules.push_back(std::move(module));
+    }
+  }
+  Statement st(db_,
+               "SELECT module, client, fedau_last_round, fedau_intervals, fedau_interval_sum "
+               "FROM pool_holders ORDER BY module, client");
+  if (!st.ok()) return SqliteError(db_, "reading the pool holders");
+  while (sqlite3_step(st.get()) == SQLITE_ROW) {
+    fl::PoolHolder h;
+    h.module_id = sqlite3_column_int64(st.get(), 0);
+    h.client = static_cast<fl::ClientId>(sqlite3_column_int64(st.get(), 1));
+    h.fedau.last_round = sqlite3_column_int64(st.get(), 2);
+    h.fedau.intervals = sqlite3_column_int64(st.get(), 3);
+    h.fedau.interval_sum = sqlite3_column_int64(st.get(), 4);
+    pool.holders.push_back(h);
+  }
+  return absl::OkStatus();
 }
 
 int64_t SqliteStateStore::journal_commits() const {

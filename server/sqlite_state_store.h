@@ -2,7 +2,8 @@
 // the round log and the update journal, plus one module-pool file per closed round.
 //
 // Layout of the state directory:
-//   state.db            registry, round log, journal, and which pool file is current
+//   state.db            registry, round log, journal, which pool file is current, and the
+//                       growing pool's registry (pool_modules, pool_holders)
 //   pool-<round>.bin    the module pool after round <round> closed (pool--1.bin: the initial
 //                       pool), an envelope written atomically (temp file, fsync, rename)
 //
@@ -51,6 +52,9 @@ class SqliteStateStore final : public fl::StateStore {
   absl::Status JournalUpdate(const fl::JournalEntry& entry) override;
   absl::Status RoundOpened(const fl::RoundRecord& round) override;
   absl::Status RoundClosed(const fl::RoundClose& close) override;
+  // One transaction each: the registry row, new holders and counters; the holders.
+  absl::Status PoolProposal(const fl::PoolProposalRecord& record) override;
+  absl::Status PutPoolHolders(absl::Span<const fl::PoolHolder> holders) override;
   absl::StatusOr<fl::StoredState> Load() const override;
   bool journals() const override { return options_.journal_enabled; }
 
@@ -69,6 +73,10 @@ class SqliteStateStore final : public fl::StateStore {
   absl::Status CommitJournalBatch(const std::deque<PendingEntry*>& batch);
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status WriteClientLocked(const fl::ClientRecord& client)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::Status WritePoolHolderLocked(const fl::PoolHolder& holder)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::Status LoadPoolLocked(fl::ModuleRegistryState& pool) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status SetMetaLocked(const char* key, int64_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   std::string PoolPath(int64_t closed_round) const;

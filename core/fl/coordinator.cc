@@ -72,7 +72,7 @@ absl::Status CoordinatorOptions::Validate() const {
   if (fold_threads < 1 || fold_threads > 256) {
     return absl::InvalidArgumentError("coordinator: fold_threads must be in [1, 256]");
   }
-  return absl::OkStatus();
+  return pool.Validate();
 }
 
 Coordinator::Coordinator(const CoordinatorOptions& options, base::Clock& clock, StateStore* store)
@@ -87,6 +87,13 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
     const CoordinatorOptions& options, base::Clock& clock, StateStore* store,
     std::vector<StoredModule> modules) {
   FEDCL_RETURN_IF_ERROR(options.Validate());
+  for (const StoredModule& module : modules) {
+    if (module.spec.role == ModuleRole::kExpert) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("coordinator: module '", module.spec.name,
+                       "' is an expert; experts join the pool through ProposeModule"));
+    }
+  }
   std::unique_ptr<Coordinator> c(new Coordinator(options, clock, store));
   absl::MutexLock lock(&c->mu_);
   if (store != nullptr) {
@@ -98,6 +105,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
     FEDCL_RETURN_IF_ERROR(store->RoundClosed(initial));
   }
   FEDCL_RETURN_IF_ERROR(c->InitModules(std::move(modules)));
+  FEDCL_RETURN_IF_ERROR(c->RestorePoolLocked({}));
   const absl::Time now = clock.Now();
   FEDCL_RETURN_IF_ERROR(c->OpenRoundLocked(0, now, now + options.round_duration));
   return c;
@@ -111,6 +119,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Recover(const Coordina
   std::unique_ptr<Coordinator> c(new Coordinator(options, clock, store));
   absl::MutexLock lock(&c->mu_);
   FEDCL_RETURN_IF_ERROR(c->InitModules(std::move(state.modules)));
+  FEDCL_RETURN_IF_ERROR(c->RestorePoolLocked(std::move(state.pool)));
   for (PooledModule& module : c->modules_) {
     auto memory = state.aggregator_memory.find(module.spec.name);
     if (memory != state.aggregator_memory.end()) {
@@ -165,8 +174,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Recover(const Coordina
       replay.modules.push_back(std::move(delta));
       offset += size;
     }
-    FEDCL_RETURN_IF_ERROR(FoldAll(replay, entry.weight, c->AggregatorsForLocked(replay)));
-    for (const ModuleDelta& delta : replay.modules) ++c->FindModuleLocked(delta.name)->participants;
+    FEDCL_ASSIGN_OR_RETURN(std::vector<double> weights,
+                           c->DeltaWeightsLocked(replay, entry.weight));
+    FEDCL_RETURN_IF_ERROR(FoldAll(replay, weights, c->AggregatorsForLocked(replay)));
+    c->CountContributionLocked(replay);
     c->accepted_[entry.client] = entry.weight;
     c->round_samples_ += entry.num_samples;
     c->round_loss_sum_ += entry.loss * entry.num_samples;
@@ -193,8 +204,8 @@ absl::Status Coordinator::InitModules(std::vector<StoredModule> modules) {
     PooledModule module;
     module.spec = std::move(stored.spec);
     module.version = stored.version;
-    module.aggregator =
-        ModuleAggregator::Create(options_.aggregator, stored.values.num_values(), arena_.get());
+    module.aggregator = ModuleAggregator::Create(AggregatorOptionsFor(module.spec.role),
+                                                 stored.values.num_values(), arena_.get());
     stored.values.DropGradients();  // the pool only keeps values
     module.values = std::make_shared<const nn::ParameterSet>(std::move(stored.values));
     modules_.push_back(std::move(module));
@@ -212,6 +223,7 @@ absl::Status Coordinator::OpenRoundLocked(int64_t round, absl::Time opened, absl
   round_loss_sum_ = 0.0;
   for (PooledModule& module : modules_) {
     module.participants = 0;
+    module.contributors.clear();
     module.aggregator->BeginRound(round);
   }
   if (store_ != nullptr) return store_->RoundOpened({round, opened, deadline});
@@ -223,6 +235,21 @@ Coordinator::PooledModule* Coordinator::FindModuleLocked(absl::string_view name)
     if (module.spec.name == name) return &module;
   }
   return nullptr;
+}
+
+const Coordinator::PooledModule* Coordinator::FindModuleLocked(absl::string_view name) const {
+  for (const PooledModule& module : modules_) {
+    if (module.spec.name == name) return &module;
+  }
+  return nullptr;
+}
+
+void Coordinator::CountContributionLocked(const UpdateSubmission& update) {
+  for (const ModuleDelta& delta : update.modules) {
+    PooledModule* module = FindModuleLocked(delta.name);
+    ++module->participants;
+    if (module->pool_id != 0) module->contributors.push_back(update.client);
+  }
 }
 
 int64_t Coordinator::EnrolledLocked() const {
@@ -292,7 +319,12 @@ absl::StatusOr<WorkAssignment> Coordinator::GetWork(ClientId client,
   work.round = round_;
   work.deadline = deadline_;
   work.recipe = options_.recipe;
+  FEDCL_ASSIGN_OR_RETURN(const std::vector<int> expert_blocks, HandOutExpertsLocked(client));
   for (const PooledModule& module : modules_) {
+    if (module.pool_id != 0 && std::find(expert_blocks.begin(), expert_blocks.end(),
+                                         module.spec.block) == expert_blocks.end()) {
+      continue;
+    }
     ModuleInfo info{module.spec, module.version, module.values->num_values(), true};
     for (const ModuleVersion& h : held) {
       if (h.name == module.spec.name && h.version == module.version) info.download = false;
@@ -319,7 +351,7 @@ absl::StatusOr<ModuleSnapshot> Coordinator::GetModule(absl::string_view name,
       return absl::NotFoundError(
           absl::StrCat("module '", name, "' is at version ", module.version, ", not ", version));
     }
-    return ModuleSnapshot{module.spec, module.version, module.values};
+    return ModuleSnapshot{module.spec, module.version, module.values, module.descriptor};
   }
   return absl::NotFoundError(absl::StrCat("no module named '", name, "'"));
 }
@@ -328,7 +360,7 @@ std::vector<ModuleSnapshot> Coordinator::Modules() const {
   absl::MutexLock lock(&mu_);
   std::vector<ModuleSnapshot> snapshots;
   for (const PooledModule& module : modules_) {
-    snapshots.push_back({module.spec, module.version, module.values});
+    snapshots.push_back({module.spec, module.version, module.values, module.descriptor});
   }
   return snapshots;
 }
@@ -391,8 +423,9 @@ absl::StatusOr<Coordinator::Admission> Coordinator::AdmitLocked(const UpdateSubm
     return absl::FailedPreconditionError(
         absl::StrCat("no participation probability is configured for client ", update.client));
   }
+  FEDCL_ASSIGN_OR_RETURN(std::vector<double> weights, DeltaWeightsLocked(update, weight));
   in_flight_.insert(update.client);
-  return Admission{weight, AggregatorsForLocked(update)};
+  return Admission{weight, std::move(weights), AggregatorsForLocked(update)};
 }
 
 std::vector<ModuleAggregator*> Coordinator::AggregatorsForLocked(const UpdateSubmission& update) {
@@ -403,10 +436,12 @@ std::vector<ModuleAggregator*> Coordinator::AggregatorsForLocked(const UpdateSub
   return aggregators;
 }
 
-absl::Status Coordinator::FoldAll(const UpdateSubmission& update, double weight,
+absl::Status Coordinator::FoldAll(const UpdateSubmission& update,
+                                  const std::vector<double>& weights,
                                   const std::vector<ModuleAggregator*>& aggregators) {
   for (size_t i = 0; i < update.modules.size(); ++i) {
-    FEDCL_RETURN_IF_ERROR(aggregators[i]->Fold(update.client, update.modules[i].values, weight));
+    FEDCL_RETURN_IF_ERROR(
+        aggregators[i]->Fold(update.client, update.modules[i].values, weights[i]));
   }
   return absl::OkStatus();
 }
@@ -461,13 +496,13 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
     status = store_->JournalUpdate(entry);  // thread-safe by contract; durable on return
   }
   // A journaled update is folded: a fold error here is a bug (the data was validated).
-  if (status.ok()) FEDCL_CHECK_OK(FoldAll(update, weight, admission.aggregators));
+  if (status.ok()) FEDCL_CHECK_OK(FoldAll(update, admission.weights, admission.aggregators));
 
   absl::MutexLock lock(&mu_);
   in_flight_.erase(update.client);
   if (!status.ok()) return status;
   accepted_[update.client] = weight;
-  for (const ModuleDelta& delta : update.modules) ++FindModuleLocked(delta.name)->participants;
+  CountContributionLocked(update);
   round_samples_ += update.num_samples;
   round_loss_sum_ += update.loss * update.num_samples;
   if (state_ == RoundState::kOpen) state_ = RoundState::kCollecting;
@@ -519,7 +554,7 @@ absl::Status Coordinator::CloseRoundLocked() {
     close.modules.push_back({module.spec, module.version, *module.values});
     nn::ParameterSet* next = &close.modules.back().values;
     absl::Status finished = module.aggregator->FinishRound(
-        module.participants, enrolled,
+        module.participants, DivisorLocked(module, enrolled),
         absl::MakeSpan(next->flat_values().data(), next->num_values()));
     if (!finished.ok()) {
       failed_ = true;  // the accumulators are spent; only a restart (journal replay) recovers
@@ -559,6 +594,7 @@ absl::Status Coordinator::CloseRoundLocked() {
   // map's).
   std::sort(close.clients.begin(), close.clients.end(),
             [](const ClientRecord& a, const ClientRecord& b) { return a.id < b.id; });
+  close.pool_holders = PoolParticipationsLocked();
   if (store_ != nullptr) {
     absl::Status stored = store_->RoundClosed(close);
     if (!stored.ok()) {
@@ -571,6 +607,13 @@ absl::Status Coordinator::CloseRoundLocked() {
   }
   // The records fit: FedAuParticipate advanced rounds that are below 2^31.
   for (const ClientRecord& record : close.clients) FEDCL_CHECK_OK(clients_.Put(record));
+  for (const PoolHolder& holder : close.pool_holders) {
+    // Computed from these very counters above, so recording cannot fail.
+    FEDCL_CHECK_OK(registry_
+                       ->RecordParticipation(holder.module_id, holder.client, round_,
+                                             options_.aggregator.fedau_cutoff)
+                       .status());
+  }
   revoked_since_close_.clear();
   RoundReport report;
   report.round = round_;
@@ -588,6 +631,8 @@ absl::Status Coordinator::CloseRoundLocked() {
     modules_[i].version = versions[i];
     report.modules.push_back({modules_[i].spec.name, versions[i]});
   }
+  report.pool = PoolStatusLocked();  // before the next round clears the contributors
+  report.pool_merges = registry_->merges();
   reports_.push_back(std::move(report));
   const absl::Time now = clock_.Now();
   absl::Status opened = OpenRoundLocked(round_ + 1, now, now + options_.round_duration);
@@ -613,6 +658,8 @@ CoordinatorStatus Coordinator::Status() const {
     status.clients.push_back(client);
   });
   Summarize(weights, status.weight_min, status.weight_mean, status.weight_max);
+  status.pool = PoolStatusLocked();
+  status.pool_merges = registry_->merges();
   return status;
 }
 

@@ -33,6 +33,22 @@
 //     and the interval is recorded when the round closes; a restart replays the journal with the
 //     weights recorded in it.
 //
+// The growing pool (SEMA-style self-expansion, options.pool; module_registry.h has the grouping
+// rule). Devices propose expert modules (ModuleRole::kExpert, "block<b>/m<id>") with
+// ProposeModule; a proposal close to an earlier one of the same block joins its module instead.
+// Pinned choices:
+//   - distribution: GetWork lists every base module, plus every expert of each block where the
+//     client holds at least one expert (a block's router needs all of its mixture's experts);
+//     being listed a module the first time makes the client its holder, durably, and starts its
+//     FedAU counter for that module. A proposer holds the module its proposal founded or joined.
+//   - aggregation: an expert is aggregated every round over the clients whose update carried it,
+//     always by FedAU (the base rule's γ and cutoff) with the weight of the (client, module)
+//     counter, and N = the module's holders when the round closes. Base modules keep the base
+//     rule and per-client weights. Only holders may submit an expert's delta.
+//   - persistence: a proposal is durable before ProposeModule returns; the (client, module)
+//     counters move at the close, with the round. A restart's journal replay reads the expert
+//     weights from the counters again: they only change at a close, so they are the same.
+//
 // Errors (the host maps them to transport codes): NotFound for an unknown client or module
 // version no longer kept; FailedPrecondition for a revoked client, a module trained from a stale
 // version, or a coordinator whose store failed; Aborted for an update to a round that has closed
@@ -62,6 +78,7 @@
 #include "core/base/clock.h"
 #include "core/fl/aggregator.h"
 #include "core/fl/client_table.h"
+#include "core/fl/module_registry.h"
 #include "core/fl/round_types.h"
 #include "core/fl/state_store.h"
 #include "tbb/task_arena.h"
@@ -93,6 +110,8 @@ struct CoordinatorOptions {
   // open the next round well before the deadline, so waiting clients check back at least this
   // often.
   absl::Duration max_retry_after = absl::Seconds(2);
+  // Growth of the pool by expert modules; disabled (proposals refused) without expandable blocks.
+  ModulePoolOptions pool;
   absl::Status Validate() const;
 };
 
@@ -101,6 +120,8 @@ struct ModuleSnapshot {
   ModuleSpec spec;
   int64_t version = 0;
   std::shared_ptr<const nn::ParameterSet> values;
+  // Experts proposed with a descriptor: it, for clients that ask for it; null otherwise.
+  std::shared_ptr<const nn::ParameterSet> descriptor;
 };
 
 struct ModuleInfo {
@@ -128,6 +149,15 @@ struct ClientStatus {
   double current_weight = 1.0;  // the weight an update in the current round would get
 };
 
+// One expert module of the growing pool.
+struct PoolModuleStatus {
+  std::string name;
+  int block = 0;
+  int64_t version = 0;
+  int64_t contributors = 0;  // clients whose update carried it this round (or the closed round)
+  int64_t holders = 0;       // its N
+};
+
 struct CoordinatorStatus {
   int64_t round = 0;
   RoundState state = RoundState::kOpen;
@@ -138,6 +168,8 @@ struct CoordinatorStatus {
   std::string aggregator;
   double weight_min = 0, weight_mean = 0, weight_max = 0;  // over enrolled clients
   std::vector<ClientStatus> clients;
+  std::vector<PoolModuleStatus> pool;  // the expert modules, in pool order
+  int64_t pool_merges = 0;             // proposals that joined an existing expert
 };
 
 // What happened in a closed round, for metrics lines and evaluation.
@@ -150,6 +182,8 @@ struct RoundReport {
   double mean_loss = 0.0;  // sample-weighted over participants; 0 if none
   double weight_min = 0, weight_mean = 0, weight_max = 0;  // over participants' fold weights
   std::vector<ModuleVersion> modules;                      // versions after the close
+  std::vector<PoolModuleStatus> pool;                      // experts, after the close
+  int64_t pool_merges = 0;
 };
 
 class Coordinator {
@@ -177,8 +211,20 @@ class Coordinator {
   // The client leaves; with `permanent` it is revoked and stops counting in N.
   absl::Status Leave(ClientId client, bool permanent);
 
-  // What `client` should do now; `held` lists the module versions it already has.
+  // What `client` should do now; `held` lists the module versions it already has. Lists every
+  // base module and the experts of the blocks where the client holds one (making it a holder of
+  // those it lacked; the store's error if that cannot be recorded).
   absl::StatusOr<WorkAssignment> GetWork(ClientId client, absl::Span<const ModuleVersion> held);
+
+  // A device's new expert module (options.pool): founds a module of the pool, or joins the one
+  // its statistics are close to (see module_registry.h); either way the proposer holds it.
+  // `proposal.round` is the round the device was in (<= the current one). Durable on return.
+  // Errors change nothing: FailedPrecondition if growth is disabled, the client left or the
+  // store failed; NotFound for an unknown client; OutOfRange for a round not yet open;
+  // InvalidArgument for a bad proposal (block, role, layout, non-finite or wrong-size
+  // statistics, values or descriptor); ResourceExhausted at capacity; the store's error (e.g.
+  // Unavailable) if the proposal could not be made durable.
+  absl::StatusOr<ProposalResult> ProposeModule(const ModuleProposal& proposal);
 
   // The module's current values if `version` is current; NotFound otherwise.
   absl::StatusOr<ModuleSnapshot> GetModule(absl::string_view name, int64_t version) const;
@@ -211,6 +257,11 @@ class Coordinator {
     std::shared_ptr<const nn::ParameterSet> values;
     std::unique_ptr<ModuleAggregator> aggregator;
     int64_t participants = 0;  // this round
+    // Experts only: the registry id (0 for base modules), the descriptor, and this round's
+    // contributors (whose (client, module) counters move at the close).
+    int64_t pool_id = 0;
+    std::shared_ptr<const nn::ParameterSet> descriptor;
+    std::vector<ClientId> contributors;
   };
 
   Coordinator(const CoordinatorOptions& options, base::Clock& clock, StateStore* store);
@@ -220,9 +271,11 @@ class Coordinator {
   absl::Status CloseRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   double WeightLocked(const ClientRecord& client, int64_t round) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // What Submit needs once admitted: the fold weight and each delta's aggregator.
+  // What Submit needs once admitted: the client's weight, and each delta's fold weight and
+  // aggregator.
   struct Admission {
     double weight = 0.0;
+    std::vector<double> weights;                 // parallel to update.modules
     std::vector<ModuleAggregator*> aggregators;  // parallel to update.modules
   };
   absl::StatusOr<Admission> AdmitLocked(const UpdateSubmission& update)
@@ -230,12 +283,38 @@ class Coordinator {
   absl::Status ValidateAgainstPool(const UpdateSubmission& update) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Folds each delta into its aggregator (which locks itself). Not under mu_.
-  static absl::Status FoldAll(const UpdateSubmission& update, double weight,
+  static absl::Status FoldAll(const UpdateSubmission& update, const std::vector<double>& weights,
                               const std::vector<ModuleAggregator*>& aggregators);
   std::vector<ModuleAggregator*> AggregatorsForLocked(const UpdateSubmission& update)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   int64_t EnrolledLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   PooledModule* FindModuleLocked(absl::string_view name) ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  const PooledModule* FindModuleLocked(absl::string_view name) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Marks the update's modules as contributed to by its client.
+  void CountContributionLocked(const UpdateSubmission& update) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The growing pool (coordinator_pool.cc).
+  AggregatorOptions AggregatorOptionsFor(ModuleRole role) const;
+  // After InitModules: the registry from `state`, the experts' registry links, and a pooled
+  // module for each expert founded since the modules were stored.
+  absl::Status RestorePoolLocked(ModuleRegistryState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddExpertLocked(const RegisteredModule& module) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The blocks whose experts GetWork lists to `client`; makes it (durably) a holder of each of
+  // their experts it does not hold yet.
+  absl::StatusOr<std::vector<int>> HandOutExpertsLocked(ClientId client)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fold weights per delta: `client_weight` for base modules, the (client, module) FedAU weight
+  // for experts (FailedPrecondition if the client does not hold one).
+  absl::StatusOr<std::vector<double>> DeltaWeightsLocked(const UpdateSubmission& update,
+                                                         double client_weight) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // N for `module`'s aggregate: its holders for an expert, `enrolled` otherwise.
+  int64_t DivisorLocked(const PooledModule& module, int64_t enrolled) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The (client, module) counters of this round's expert contributors after the close.
+  std::vector<PoolHolder> PoolParticipationsLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::vector<PoolModuleStatus> PoolStatusLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
   base::Clock& clock_;
@@ -244,7 +323,8 @@ class Coordinator {
 
   mutable absl::Mutex mu_;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<PooledModule> modules_ ABSL_GUARDED_BY(mu_);
+  std::vector<PooledModule> modules_ ABSL_GUARDED_BY(mu_);  // base modules, then experts
+  std::unique_ptr<ModuleRegistry> registry_ ABSL_GUARDED_BY(mu_);
   ClientTable clients_ ABSL_GUARDED_BY(mu_);
   int64_t active_clients_ ABSL_GUARDED_BY(mu_) = 0;  // enrolled and not revoked
   // Revoked since the last close: FedVARP and MIFA drop their stored vectors at the close.

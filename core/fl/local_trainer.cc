@@ -22,6 +22,8 @@ nn::ParameterSet* ClientModel::SetFor(const Installed& installed) {
       return &model_->backbone().parameters();
     case ModuleRole::kPet:
       return &installed.pet->parameters();
+    case ModuleRole::kExpert:
+      return nullptr;  // never installed here (Install refuses experts)
   }
   return nullptr;
 }
@@ -35,6 +37,11 @@ absl::Status ClientModel::Install(const ModuleSpec& spec, int64_t version,
     target->flat_values() = values.flat_values();
     installed.version = version;
     return absl::OkStatus();
+  }
+  if (spec.role == ModuleRole::kExpert) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "module '", spec.name,
+        "' is a mixture expert: the continual learner installs those, not ClientModel"));
   }
   Installed installed;
   installed.spec = spec;
@@ -94,6 +101,11 @@ absl::StatusOr<std::vector<StoredModule>> CreateInitialModules(nn::Model& model,
         module.values = pet->parameters();
         break;
       }
+      case ModuleRole::kExpert:
+        return absl::InvalidArgumentError(
+            absl::StrCat("module '", module.spec.name,
+                         "': expert modules join the pool through ProposeModule, not as initial "
+                         "modules"));
     }
     module.values.SetAllTrainable(true);
     modules.push_back(std::move(module));

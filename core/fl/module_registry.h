@@ -15,8 +15,12 @@
 //
 // Errors change nothing: InvalidArgument for an unknown (non-expandable) block, parameters whose
 // layout does not match the module type's at that block, statistics that are not finite or have a
-// non-positive variance, or of the wrong dimension; ResourceExhausted when a new group would exceed
-// the configured capacity; NotFound for an unknown module id.
+// non-positive variance, or of the wrong dimension, values or a descriptor that are not finite;
+// ResourceExhausted when a new group would exceed the configured capacity; NotFound for an
+// unknown module id.
+//
+// A caller that must make a proposal durable before it takes effect (the coordinator) uses Plan,
+// which decides without changing anything, writes the planned module, then Apply.
 //
 // Not thread-safe: the coordinator serialises access.
 #ifndef FEDCL_CORE_FL_MODULE_REGISTRY_H_
@@ -43,6 +47,26 @@ struct BlockStatistics {
   std::vector<float> variance;
 };
 
+// The tensors of one SEMA mixture expert (ModuleRole::kExpert) for model width `dim` and adapter
+// bottleneck `bottleneck`, in this order: "down.weight" [b, d], "down.bias" [b], "up.weight"
+// [d, b], "up.bias" [d], "router.weight" [1, d], "router.bias" [1]. Devices build their experts'
+// ParameterSets with exactly these names and shapes.
+std::vector<TensorSpec> ExpertLayout(int dim, int bottleneck);
+
+// Growth of the coordinator's pool by expert modules (CoordinatorOptions::pool). Disabled while
+// `expandable_blocks` is empty.
+struct ModulePoolOptions {
+  std::vector<int> expandable_blocks;  // e.g. {2, 3}: the small ViT's last two blocks; >= 0
+  int statistics_dim = 64;             // d: the model width (ViT dim), in [1, 65536]
+  int capacity = 16;                   // expert modules the pool may hold, in [1, 4096]
+  int64_t round_window = 5;            // >= 0
+  double divergence_threshold = 0.5;   // finite, > 0
+  int expert_bottleneck = 8;           // b, in [1, statistics_dim]
+  bool enabled() const { return !expandable_blocks.empty(); }
+  // InvalidArgument naming the field.
+  absl::Status Validate() const;
+};
+
 // The per-dimension symmetric KL divergence above. Both must have the same, non-zero dimension
 // and positive variances (checked by the registry before it calls this).
 double SymmetricDivergence(const BlockStatistics& p, const BlockStatistics& q);
@@ -54,6 +78,9 @@ struct ModuleProposal {
   ModuleSpec spec;
   nn::ParameterSet values;
   BlockStatistics statistics;
+  // Opaque to the server (e.g. the device's OOD descriptor of the shift); may be empty. Must be
+  // finite. Only the founding proposal's is kept.
+  nn::ParameterSet descriptor;
 };
 
 struct ModuleRegistryOptions {
@@ -74,28 +101,63 @@ struct RegisteredModule {
   int64_t version = 0;  // bumps when its aggregate is applied
   int64_t created_round = 0;
   ModuleSpec spec;
-  nn::ParameterSet values;
+  nn::ParameterSet values;          // the founding proposal's (the pool trains its own copy)
+  nn::ParameterSet descriptor;      // the founding proposal's; may be empty
   BlockStatistics statistics;       // the founding proposal's
   std::vector<ClientId> proposers;  // every device whose proposal joined this module
 };
 
 struct ProposalResult {
   int64_t module_id = 0;
+  std::string name;         // "block<b>/m<id>"
   bool merged = false;      // joined an existing module rather than founding one
   double divergence = 0.0;  // to the module it joined (0 when founding)
+};
+
+// What Propose would do: the result and the module as it would be afterwards.
+struct ProposalPlan {
+  ProposalResult result;
+  RegisteredModule module;
+};
+
+// One (module, client) FedAU counter.
+struct PoolHolder {
+  int64_t module_id = 0;
+  ClientId client = 0;
+  FedAuClientState fedau;
+};
+
+// Everything a registry holds, for persistence: Restore(ExportState()) continues identically.
+struct ModuleRegistryState {
+  std::vector<RegisteredModule> modules;  // by id
+  std::vector<PoolHolder> holders;        // by (module, client)
+  int64_t next_id = 1;
+  int64_t merges = 0;
 };
 
 class ModuleRegistry {
  public:
   explicit ModuleRegistry(ModuleRegistryOptions options) : options_(std::move(options)) {}
+  // A registry with `state` (e.g. loaded after a restart). DataLoss if the state is inconsistent
+  // (ids not below next_id or repeated, holders of unknown modules, invalid FedAU counters).
+  static absl::StatusOr<ModuleRegistry> Restore(ModuleRegistryOptions options,
+                                                ModuleRegistryState state);
+  ModuleRegistryState ExportState() const;
 
+  // Plan + Apply.
   absl::StatusOr<ProposalResult> Propose(const ModuleProposal& proposal);
+  // Validates and decides, changing nothing. The plan is valid until the registry next changes.
+  absl::StatusOr<ProposalPlan> Plan(const ModuleProposal& proposal) const;
+  void Apply(ProposalPlan plan);
 
   // `client` has received module `id` in `round`: it becomes a holder, and its FedAU counter for
   // the module starts there (idempotent).
   absl::Status AddHolder(int64_t id, ClientId client, int64_t round);
   // N for the module's aggregation: its number of holders.
   absl::StatusOr<int64_t> Holders(int64_t id) const;
+  bool IsHolder(int64_t id, ClientId client) const;
+  // `client`'s FedAU counter for module `id`; NotFound if it does not hold it.
+  absl::StatusOr<FedAuClientState> HolderState(int64_t id, ClientId client) const;
   // The FedAU weight `client` would get for module `id` in `round`, and recording that it took
   // part (both as core/fl/fedau_estimator.h, per (client, module)).
   absl::StatusOr<double> Weight(int64_t id, ClientId client, int64_t round, int64_t cutoff) const;
@@ -106,6 +168,7 @@ class ModuleRegistry {
   std::vector<const RegisteredModule*> modules() const;
   int64_t size() const { return static_cast<int64_t>(modules_.size()); }
   int64_t merges() const { return merges_; }
+  int64_t next_id() const { return next_id_; }
 
  private:
   absl::Status Validate(const ModuleProposal& proposal) const;

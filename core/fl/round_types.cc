@@ -36,6 +36,8 @@ absl::string_view ModuleRoleName(ModuleRole role) {
       return "backbone";
     case ModuleRole::kPet:
       return "pet";
+    case ModuleRole::kExpert:
+      return "expert";
   }
   return "unknown";
 }
@@ -44,8 +46,9 @@ absl::StatusOr<ModuleRole> ParseModuleRole(absl::string_view name) {
   if (name == "head") return ModuleRole::kHead;
   if (name == "backbone") return ModuleRole::kBackbone;
   if (name == "pet") return ModuleRole::kPet;
+  if (name == "expert") return ModuleRole::kExpert;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown module role '", name, "' (expected head, backbone or pet)"));
+      absl::StrCat("unknown module role '", name, "' (expected head, backbone, pet or expert)"));
 }
 
 }  // namespace fedcl::fl

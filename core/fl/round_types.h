@@ -37,15 +37,20 @@ enum class ModuleRole {
   kHead,      // the classifier head's parameters
   kBackbone,  // the whole backbone, trained end to end (a "whole small model" run)
   kPet,       // a parameter-efficient module (peft::PetModule)
+  // One SEMA mixture expert (adapter + router) at an expandable transformer block. Experts are
+  // never configured: devices add them to the pool with Coordinator::ProposeModule. Layout:
+  // ExpertLayout (module_registry.h).
+  kExpert,
 };
 
-absl::string_view ModuleRoleName(ModuleRole role);  // "head", "backbone", "pet"
+absl::string_view ModuleRoleName(ModuleRole role);  // "head", "backbone", "pet", "expert"
 absl::StatusOr<ModuleRole> ParseModuleRole(absl::string_view name);
 
 struct ModuleSpec {
   std::string name;  // unique in the pool
   ModuleRole role = ModuleRole::kPet;
   peft::PetConfig pet;  // for kPet
+  int block = -1;       // for kExpert: the transformer block whose mixture it belongs to
 };
 
 // One tensor of a module's layout, as a client declares it.

@@ -8,9 +8,14 @@
 //   - RoundOpened records the round and its absolute deadline, so a restart resumes the round
 //     with its original deadline.
 //   - RoundClosed replaces the modules and the aggregators' memory, updates the records of the
-//     round's participants (RoundClose::clients; every other record stays as it was), in one
+//     round's participants (RoundClose::clients; every other record stays as it was) and the
+//     pool counters of the round's expert contributors (RoundClose::pool_holders), in one
 //     durable step, and drops that round's journal; a crash before it completes leaves the
 //     previous round's state plus the journal, from which the round is replayed.
+//   - The growing pool's registry (module_registry.h) is written as it changes: PoolProposal
+//     before a proposal takes effect, PutPoolHolders before a client is first sent an expert.
+//     A module founded since the last close lives only in the registry (with its founding
+//     values) until the next RoundClosed lists it among the modules.
 // Load returns what the last completed calls left. Implementations must be thread-safe:
 // JournalUpdate is called from the threads submitting updates, concurrently with each other and
 // with the other methods (which the coordinator calls under its own lock).
@@ -30,6 +35,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "core/fl/fedau_estimator.h"
+#include "core/fl/module_registry.h"
 #include "core/fl/round_types.h"
 #include "core/nn/parameter_set.h"
 
@@ -85,8 +91,20 @@ struct RoundClose {
   // client is as last written with PutClient or an earlier RoundClosed.
   std::vector<ClientRecord> clients;
   AggregatorMemory aggregator_memory;  // empty for the FedAU family
+  // The (module, client) FedAU counters the round changed (its expert contributors), by module
+  // then client.
+  std::vector<PoolHolder> pool_holders;
   int64_t participants = 0;
   int64_t enrolled = 0;
+};
+
+// A proposal about to take effect: the module as it will be (inserted or replaced by id), the
+// registry's counters afterwards, and the proposer's counter if it becomes a holder.
+struct PoolProposalRecord {
+  RegisteredModule module;
+  int64_t next_id = 1;
+  int64_t merges = 0;
+  std::vector<PoolHolder> new_holders;
 };
 
 // Everything needed to resume.
@@ -97,6 +115,7 @@ struct StoredState {
   int64_t last_closed_round = -1;         // -1: no round closed yet
   std::optional<RoundRecord> open_round;  // the round in progress, if any
   std::vector<JournalEntry> journal;      // accepted updates of the open round
+  ModuleRegistryState pool;               // the growing pool's registry (empty without growth)
 };
 
 class StateStore {
@@ -110,6 +129,14 @@ class StateStore {
   virtual bool journals() const { return true; }
   virtual absl::Status RoundOpened(const RoundRecord& round) = 0;
   virtual absl::Status RoundClosed(const RoundClose& close) = 0;
+  // The pool's registry changes (see above); durable on return. A store that does not keep the
+  // pool keeps these defaults, and a coordinator over it refuses to grow its pool.
+  virtual absl::Status PoolProposal(const PoolProposalRecord& record) {
+    return absl::UnimplementedError("this state store does not keep a growing module pool");
+  }
+  virtual absl::Status PutPoolHolders(absl::Span<const PoolHolder> holders) {
+    return absl::UnimplementedError("this state store does not keep a growing module pool");
+  }
   // The stored state; NotFound if the store has never been written (a fresh start).
   virtual absl::StatusOr<StoredState> Load() const = 0;
 };
@@ -123,17 +150,23 @@ class MemoryStateStore final : public StateStore {
   absl::Status JournalUpdate(const JournalEntry& entry) override;
   absl::Status RoundOpened(const RoundRecord& round) override;
   absl::Status RoundClosed(const RoundClose& close) override;
+  absl::Status PoolProposal(const PoolProposalRecord& record) override;
+  absl::Status PutPoolHolders(absl::Span<const PoolHolder> holders) override;
   absl::StatusOr<StoredState> Load() const override;
 
   // Fault injection: the next `count` JournalUpdate calls fail with Unavailable.
   void FailNextJournalWrites(int count);
+  // Fault injection: the next `count` PoolProposal / PutPoolHolders calls fail with Unavailable.
+  void FailNextPoolWrites(int count);
   int64_t journal_writes() const;
 
  private:
   void PutClientLocked(const ClientRecord& client) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PutPoolHolderLocked(const PoolHolder& holder) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool written_ ABSL_GUARDED_BY(mu_) = false;
   StoredState state_ ABSL_GUARDED_BY(mu_);
   int journal_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  int pool_failures_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t journal_writes_ ABSL_GUARDED_BY(mu_) = 0;
   mutable absl::Mutex mu_;
 };

@@ -48,6 +48,13 @@ TEST(ServerConfigTest, BadConfigsAreRefusedNamingTheField) {
        "prefix"},
       {R"pb(module { name : "y" role : "tail" })pb", "tail"},
       {R"pb(round { min_participants: 5 max_participants: 2 })pb", "min_participants"},
+      {R"pb(module { name : "e" role : "expert" })pb", "ProposeModule"},
+      {R"pb(pool { expandable_blocks: [ 2, 2 ] })pb", "block 2 is listed twice"},
+      {R"pb(pool { expandable_blocks: -1 })pb", "expandable_blocks must be >= 0"},
+      {R"pb(pool { expandable_blocks: 2 capacity: -3 })pb", "capacity"},
+      {R"pb(pool { expandable_blocks: 2 round_window: -1 })pb", "round_window"},
+      {R"pb(pool { expandable_blocks: 2 divergence_threshold: -0.5 })pb", "divergence_threshold"},
+      {R"pb(pool { expandable_blocks: 2 expert_bottleneck: -8 })pb", "expert_bottleneck"},
   };
   for (const Case& c : cases) {
     auto config = ParseServerConfig(std::string(kMinimal) + c.extra, "server.textproto");
@@ -56,6 +63,29 @@ TEST(ServerConfigTest, BadConfigsAreRefusedNamingTheField) {
     EXPECT_NE(config.status().message().find("server.textproto"), std::string::npos);
   }
   EXPECT_FALSE(ParseServerConfig("module { name: \"h\" role: \"head\" }", "c").ok());  // no paths
+}
+
+// The pool section depends on the model: a ViT, blocks below its depth, statistics of its width.
+TEST(ServerConfigTest, PoolOptionsFollowTheModel) {
+  auto config =
+      ParseServerConfig(std::string(kMinimal) + "pool { expandable_blocks: [2, 3] }", "c");
+  ASSERT_TRUE(config.ok()) << config.status();
+  nn::ModelConfig vit;  // the small ViT: dim 64, depth 4
+  auto pool = PoolOptionsFrom(*config, vit);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_EQ(pool->expandable_blocks, (std::vector<int>{2, 3}));
+  EXPECT_EQ(pool->statistics_dim, 64);
+  EXPECT_EQ(pool->capacity, 16);
+  EXPECT_EQ(pool->round_window, 5);
+  EXPECT_EQ(pool->divergence_threshold, 0.5);
+  EXPECT_EQ(pool->expert_bottleneck, 8);
+  vit.vit.depth = 3;
+  EXPECT_NE(PoolOptionsFrom(*config, vit).status().message().find("block 3"), std::string::npos);
+  nn::ModelConfig mlp;
+  mlp.backbone = nn::BackboneKind::kMlp;
+  EXPECT_NE(PoolOptionsFrom(*config, mlp).status().message().find("ViT"), std::string::npos);
+  auto off = ParseServerConfig(kMinimal, "c");
+  EXPECT_FALSE(PoolOptionsFrom(*off, mlp)->enabled());
 }
 
 }  // namespace

@@ -97,6 +97,63 @@ TEST_F(SqliteStateStoreTest, ClosingARoundReplacesThePoolAndDropsItsJournal) {
   EXPECT_TRUE(state->journal.empty());
 }
 
+// The growing pool's registry: a proposal, holders added later and counters moved by a close
+// all survive a reopen, and a recovered coordinator would restore exactly this registry.
+TEST_F(SqliteStateStoreTest, ThePoolRegistrySurvivesAReopen) {
+  {
+    auto store = Open();
+    fl::RoundClose close;
+    close.closed_round = -1;
+    close.modules.push_back(Module(1.0f));
+    ASSERT_TRUE(store->RoundClosed(close).ok());
+    fl::PoolProposalRecord record;
+    record.module.id = 1;
+    record.module.name = "block2/m1";
+    record.module.block = 2;
+    record.module.created_round = 0;
+    record.module.spec = {"block2/m1", fl::ModuleRole::kExpert, {}, 2};
+    record.module.values.Add("router.bias", {1}, true);
+    record.module.values.flat_values()[0] = 0.25f;
+    record.module.descriptor.Add("prototype", {2}, false);
+    record.module.descriptor.flat_values() << 3.0f, 4.0f;
+    record.module.statistics = {{0.5f, -0.5f}, {1.0f, 2.0f}};
+    record.module.proposers = {7};
+    record.next_id = 2;
+    record.new_holders.push_back({1, 7, fl::FedAuEnrol(0)});
+    ASSERT_TRUE(store->PoolProposal(record).ok());
+    record.module.proposers = {7, 8};  // a second proposal joined it
+    record.merges = 1;
+    record.new_holders = {{1, 8, fl::FedAuEnrol(0)}};
+    ASSERT_TRUE(store->PoolProposal(record).ok());
+    const fl::PoolHolder late[] = {{1, 9, fl::FedAuEnrol(1)}};
+    ASSERT_TRUE(store->PutPoolHolders(late).ok());
+    close.closed_round = 0;
+    fl::FedAuClientState moved = fl::FedAuEnrol(0);
+    ASSERT_TRUE(fl::FedAuParticipate(moved, 0, fl::kFedAuNoCutoff).ok());
+    close.pool_holders = {{1, 7, moved}};
+    ASSERT_TRUE(store->RoundClosed(close).ok());
+  }
+  auto state = Open()->Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  const fl::ModuleRegistryState& pool = state->pool;
+  EXPECT_EQ(pool.next_id, 2);
+  EXPECT_EQ(pool.merges, 1);
+  ASSERT_EQ(pool.modules.size(), 1u);
+  const fl::RegisteredModule& m = pool.modules[0];
+  EXPECT_EQ(m.name, "block2/m1");
+  EXPECT_EQ(m.block, 2);
+  EXPECT_EQ(m.spec.role, fl::ModuleRole::kExpert);
+  EXPECT_EQ(m.values.flat_values()[0], 0.25f);
+  EXPECT_EQ(m.descriptor.flat_values()[1], 4.0f);
+  EXPECT_EQ(m.statistics.variance, (std::vector<float>{1.0f, 2.0f}));
+  EXPECT_EQ(m.proposers, (std::vector<fl::ClientId>{7, 8}));
+  ASSERT_EQ(pool.holders.size(), 3u);
+  EXPECT_EQ(pool.holders[0].client, 7u);
+  EXPECT_EQ(pool.holders[0].fedau.intervals, 1);
+  EXPECT_EQ(pool.holders[2].client, 9u);
+  EXPECT_EQ(pool.holders[2].fedau, fl::FedAuEnrol(1));
+}
+
 TEST_F(SqliteStateStoreTest, ConcurrentJournalWritesShareCommits) {
   auto store = Open();
   fl::RoundClose close;

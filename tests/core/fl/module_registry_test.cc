@@ -121,5 +121,62 @@ TEST(ModuleRegistryTest, FedAuStatePerClientAndModuleStartsAtReceipt) {
   EXPECT_EQ(registry.AddHolder(99, 1, 0).code(), absl::StatusCode::kNotFound);
 }
 
+// Restore(ExportState()) continues exactly: same modules, holders with their counters, merges
+// and next id (the next module founded gets the id the original would have given).
+TEST(ModuleRegistryTest, ExportedStateRestoresAnIdenticalRegistry) {
+  ModuleRegistry registry(Options());
+  const int64_t id = registry.Propose(Proposal(1, 0, 3, Stats(0, 1)))->module_id;
+  ASSERT_TRUE(registry.Propose(Proposal(2, 0, 3, Stats(0.05f, 1)))->merged);
+  ASSERT_TRUE(registry.AddHolder(id, 1, 0).ok());
+  ASSERT_TRUE(registry.AddHolder(id, 2, 1).ok());
+  ASSERT_TRUE(registry.RecordParticipation(id, 2, 3, kFedAuNoCutoff).ok());
+  absl::StatusOr<ModuleRegistry> restored =
+      ModuleRegistry::Restore(Options(), registry.ExportState());
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  EXPECT_EQ(restored->merges(), 1);
+  EXPECT_EQ(*restored->Holders(id), 2);
+  EXPECT_EQ(*restored->HolderState(id, 2), *registry.HolderState(id, 2));
+  EXPECT_EQ(restored->Find(id)->proposers, (std::vector<ClientId>{1, 2}));
+  EXPECT_EQ(restored->Propose(Proposal(3, 0, 2, Stats(0, 1)))->module_id,
+            registry.Propose(Proposal(3, 0, 2, Stats(0, 1)))->module_id);
+
+  ModuleRegistryState bad = registry.ExportState();
+  bad.holders.push_back({77, 1, FedAuEnrol(0)});
+  EXPECT_EQ(ModuleRegistry::Restore(Options(), bad).status().code(), absl::StatusCode::kDataLoss);
+}
+
+// Plan decides without changing anything; Apply then does exactly what Propose would have.
+TEST(ModuleRegistryTest, PlanChangesNothingUntilApplied) {
+  ModuleRegistry registry(Options());
+  absl::StatusOr<ProposalPlan> plan = registry.Plan(Proposal(1, 0, 3, Stats(0, 1)));
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(registry.size(), 0);
+  EXPECT_EQ(plan->module.name, "block3/m1");
+  registry.Apply(*std::move(plan));
+  EXPECT_EQ(registry.size(), 1);
+  EXPECT_EQ(registry.next_id(), 2);
+}
+
+TEST(ModulePoolOptionsTest, ExpertLayoutAndValidation) {
+  const std::vector<TensorSpec> layout = ExpertLayout(64, 8);
+  ASSERT_EQ(layout.size(), 6u);
+  EXPECT_EQ(layout[0].name, "down.weight");
+  EXPECT_EQ(layout[0].shape, (nn::Shape{8, 64}));
+  EXPECT_EQ(layout[2].shape, (nn::Shape{64, 8}));
+  EXPECT_EQ(layout[4].name, "router.weight");
+  EXPECT_EQ(layout[5].shape, (nn::Shape{1}));
+  ModulePoolOptions options;
+  EXPECT_TRUE(options.Validate().ok());
+  EXPECT_FALSE(options.enabled());
+  options.expandable_blocks = {2, 3, 2};
+  EXPECT_THAT(options.Validate().message(), HasSubstr("block 2 is listed twice"));
+  options.expandable_blocks = {2, 3};
+  options.expert_bottleneck = 65;
+  EXPECT_THAT(options.Validate().message(), HasSubstr("expert_bottleneck"));
+  options.expert_bottleneck = 8;
+  options.divergence_threshold = 0;
+  EXPECT_THAT(options.Validate().message(), HasSubstr("divergence_threshold"));
+}
+
 }  // namespace
 }  // namespace fedcl::fl
