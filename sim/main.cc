@@ -17,6 +17,9 @@
 #include "absl/strings/strip.h"
 #include "core/base/filesystem.h"
 #include "core/base/status_macros.h"
+#include "sim/cl_engine.h"
+#include "sim/cl_outputs.h"
+#include "sim/cl_tasks.h"
 #include "sim/engine.h"
 #include "sim/outputs.h"
 #include "sim/scenario.h"
@@ -206,6 +209,50 @@ absl::Status ReportFromServer(Scenario& scenario, const SimulationInputs& inputs
   return absl::OkStatus();
 }
 
+// A continual scenario: every CL method on every seed, side by side on the same streams.
+absl::Status RunContinualScenario(const Scenario& scenario, const SimulationInputs& inputs,
+                                  base::FileSystem& fs) {
+  const v1::ContinualConfig& c = scenario.config.continual();
+  FEDCL_ASSIGN_OR_RETURN(PatternSpec pattern, SelectedPattern(scenario));
+  const std::string out = absl::GetFlag(FLAGS_out);
+  FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(out));
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<ClRunResult> results;
+  std::string lines;
+  const ClEngineOptions options{.threads = scenario.config.threads(),
+                                .progress = absl::GetFlag(FLAGS_progress)};
+  for (uint64_t seed : scenario.config.seed()) {
+    FEDCL_ASSIGN_OR_RETURN(std::vector<ClTask> tasks,
+                           BuildTasks(c, scenario.num_clients(), inputs.train, inputs.test, seed));
+    for (const std::string& name : c.method()) {
+      FEDCL_ASSIGN_OR_RETURN(cl::ClMethod method, cl::ParseClMethod(name));
+      if (options.progress)
+        std::fprintf(stderr, "%s seed %llu\n", name.c_str(), static_cast<unsigned long long>(seed));
+      absl::StatusOr<ClRunResult> run =
+          RunContinual(scenario, inputs, tasks, method, pattern, seed, options);
+      if (!run.ok()) {
+        return absl::Status(run.status().code(),
+                            absl::StrCat(name, " / seed ", seed, ": ", run.status().message()));
+      }
+      absl::StrAppend(&lines, ClMetricsLines(*run));
+      results.push_back(std::move(*run));
+      FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(base::JoinPath(out, "metrics.jsonl"), lines));
+    }
+  }
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(base::JoinPath(out, "summary.json"),
+                                               ClSummaryJson(scenario, results, wall)));
+  const absl::string_view library(
+      fedcl_chart_library, static_cast<size_t>(fedcl_chart_library_end - fedcl_chart_library));
+  FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(base::JoinPath(out, "report.html"),
+                                               ClReportHtml(scenario, results, library)));
+  std::printf("%s\nwrote %s/{metrics.jsonl,summary.json,report.html} in %s, peak RSS %.1f MiB\n",
+              ClTextTable(results).c_str(), out.c_str(), Clock(wall).c_str(),
+              PeakRssBytes() / 1048576.0);
+  return absl::OkStatus();
+}
+
 absl::Status Run() {
   base::FileSystem& fs = base::FileSystem::Default();
   FEDCL_ASSIGN_OR_RETURN(Scenario scenario, LoadScenario(fs, absl::GetFlag(FLAGS_scenario)));
@@ -262,6 +309,7 @@ absl::Status Run() {
                 static_cast<int>(scenario.patterns.size()), scenario.config.seed_size());
     return absl::OkStatus();
   }
+  if (scenario.config.has_continual()) return RunContinualScenario(scenario, inputs, fs);
   const std::string out = absl::GetFlag(FLAGS_out);
   FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(out));
   const std::string metrics_path = base::JoinPath(out, "metrics.jsonl");

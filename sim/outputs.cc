@@ -11,8 +11,6 @@
 #include "absl/strings/str_replace.h"
 
 namespace fedcl::sim {
-namespace {
-
 std::string Quote(absl::string_view text) {
   std::string out = "\"";
   for (char c : text) {
@@ -50,6 +48,8 @@ std::string HtmlEscape(absl::string_view text) {
   return absl::StrReplaceAll(text,
                              {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}, {"\"", "&quot;"}});
 }
+
+namespace {
 
 // Mean accuracy over seeds at each evaluated round, for one (method, pattern).
 std::string AccuracySeries(const std::vector<RunResult>& runs, const std::string& method,
@@ -91,8 +91,13 @@ std::string HeatmapData(const ParticipationMap& map, int64_t* bin_rounds) {
   return out + "]";
 }
 
-constexpr absl::string_view kPageScript = R"JS(
-(function () {
+}  // namespace
+
+// What every report page's script starts with: error tracking for the headless-browser test
+// (data-errors, data-charts-rendered, data-charts-expected on <body>) and chart(title, option).
+// A page script opens "(function () {", includes this, adds its charts and ends with
+// kChartHarnessEnd.
+const absl::string_view kChartHarness = R"JS(
   var errors = [];
   window.addEventListener('error', function (e) { errors.push(String(e.message)); mark(); });
   var consoleError = console.error;
@@ -118,6 +123,18 @@ constexpr absl::string_view kPageScript = R"JS(
     c.setOption(option);
     charts.push(c);
   }
+)JS";
+
+const absl::string_view kChartHarnessEnd = R"JS(
+  document.body.setAttribute('data-charts-expected', String(charts.length));
+  mark();
+  window.addEventListener('resize', function () { charts.forEach(function (c) { c.resize(); }); });
+})();
+)JS";
+
+namespace {
+
+constexpr absl::string_view kPageCharts = R"JS(
   data.patterns.forEach(function (pattern) {
     chart('Test accuracy — ' + pattern.name + ' (mean over seeds)', {
       tooltip: { trigger: 'axis' },
@@ -162,10 +179,6 @@ constexpr absl::string_view kPageScript = R"JS(
       series: series
     });
   }
-  document.body.setAttribute('data-charts-expected', String(charts.length));
-  mark();
-  window.addEventListener('resize', function () { charts.forEach(function (c) { c.resize(); }); });
-})();
 )JS";
 
 }  // namespace
@@ -314,8 +327,8 @@ std::string ReportHtml(const Scenario& scenario, const std::vector<RunResult>& r
       scenario.rounds(), " rounds, ", scenario.config.seed_size(),
       " seed(s). Final accuracy: per seed, the mean over the last 10% of evaluations.</p>\n", table,
       "\n<div id=\"charts\"></div>\n<script type=\"application/json\" id=\"report-data\">", data,
-      "</script>\n<script>", chart_library, "</script>\n<script>", kPageScript,
-      "</script>\n</body></html>\n");
+      "</script>\n<script>", chart_library, "</script>\n<script>(function () {", kChartHarness,
+      kPageCharts, kChartHarnessEnd, "</script>\n</body></html>\n");
 }
 
 int64_t CurrentRssBytes() {

@@ -27,6 +27,15 @@ namespace fedcl::sim {
 // One metrics.jsonl line.
 std::string MetricsLine(const RunResult& run, const EvalPoint& point);
 
+// JSON and HTML helpers shared by the reports: a quoted JSON string (with "<" escaped so that it
+// may sit inside <script>), a number (null for NaN and infinities), HTML-escaped text.
+std::string Quote(absl::string_view text);
+std::string Number(double value);
+std::string HtmlEscape(absl::string_view text);
+// The reports' script harness (see outputs.cc).
+extern const absl::string_view kChartHarness;
+extern const absl::string_view kChartHarnessEnd;
+
 struct MethodSummary {
   std::string method;
   std::string pattern;

@@ -5,9 +5,12 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
+#include "core/cl/learner.h"
 #include "proto/federation_convert.h"
 #include "proto/text_format.h"
 #include "server/server_config.h"
+#include "sim/cl_engine.h"
+#include "sim/cl_tasks.h"
 
 namespace fedcl::sim {
 namespace {
@@ -29,7 +32,44 @@ std::string Resolve(absl::string_view source, const std::string& path) {
   return base::JoinPath(Directory(source), path);
 }
 
+void ApplyContinualDefaults(v1::SimScenario& c) {
+  v1::ContinualConfig* k = c.mutable_continual();
+  if (k->method_size() == 0) {
+    for (const char* m :
+         {"linear_head", "simple_cil", "sequential_adapter", "lae", "sema", "fedins"})
+      k->add_method(m);
+  }
+  if (k->rounds_per_task() == 0) k->set_rounds_per_task(30);
+  if (k->steps_per_round() == 0) k->set_steps_per_round(4);
+  if (k->batch_size() == 0) k->set_batch_size(32);
+  if (k->max_delay_rounds() == 0) k->set_max_delay_rounds(k->rounds_per_task() / 3);
+  if (k->samples_per_task() == 0) k->set_samples_per_task(1000);
+  if (k->eval_samples() == 0) k->set_eval_samples(1000);
+  if (k->eval_devices() == 0) k->set_eval_devices(4);
+  v1::ClLearnerConfig* l = k->mutable_learner();
+  if (l->learning_rate() == 0) l->set_learning_rate(0.01f);
+  if (l->expansion_tau() == 0) l->set_expansion_tau(2.0);
+  if (l->new_module_steps() == 0) l->set_new_module_steps(150);
+  if (l->adapter_bottleneck() == 0) l->set_adapter_bottleneck(8);
+  if (l->descriptor_bottleneck() == 0) l->set_descriptor_bottleneck(16);
+  if (l->max_adapters_per_block() == 0) l->set_max_adapters_per_block(4);
+  if (l->confirm_batches() == 0) l->set_confirm_batches(2);
+  if (l->lae_fraction_per_task() == 0) l->set_lae_fraction_per_task(0.1);
+  if (l->fedins_pool_size() == 0) l->set_fedins_pool_size(8);
+  if (l->fedins_top_k() == 0) l->set_fedins_top_k(2);
+  v1::ClPoolConfig* pool = k->mutable_pool();
+  if (pool->divergence_threshold() == 0) pool->set_divergence_threshold(0.5);
+  if (pool->round_window() == 0) pool->set_round_window(30);
+  if (pool->capacity() == 0) pool->set_capacity(32);
+  const int tasks = k->kind() == "domains" ? k->shift_size() + 1 : k->task_size();
+  if (c.rounds() == 0) c.set_rounds(int64_t{tasks} * k->rounds_per_task());
+}
+
 void ApplyDefaults(v1::SimScenario& c) {
+  if (c.has_continual()) {
+    if (c.model().backbone().empty()) c.mutable_model()->set_backbone("vit");
+    ApplyContinualDefaults(c);
+  }
   v1::SimModelConfig* m = c.mutable_model();
   if (m->backbone().empty()) m->set_backbone("mlp");
   if (m->backbone() == "mlp" && m->mlp_hidden_size() == 0) m->add_mlp_hidden(64);
@@ -82,6 +122,43 @@ v1::Recipe Overlay(const v1::Recipe& base, const v1::Recipe& over) {
   if (over.weight_decay() != 0) recipe.set_weight_decay(over.weight_decay());
   if (over.clip_grad_norm() != 0) recipe.set_clip_grad_norm(over.clip_grad_norm());
   return recipe;
+}
+
+absl::Status ValidateContinual(Scenario& s, absl::string_view source) {
+  const v1::ContinualConfig& k = s.config.continual();
+  if (s.model.backbone != nn::BackboneKind::kVit || s.checkpoint_path.empty())
+    return Invalid(source, "continual: needs model { backbone: \"vit\" checkpoint: ... }");
+  if (absl::Status tasks = ValidateTasks(k, 10); !tasks.ok())
+    return Invalid(source, tasks.message());
+  absl::flat_hash_set<std::string> methods;
+  for (const std::string& m : k.method()) {
+    absl::StatusOr<cl::ClMethod> method = cl::ParseClMethod(m);
+    if (!method.ok())
+      return Invalid(source, absl::StrCat("continual.method: ", method.status().message()));
+    if (!methods.insert(m).second)
+      return Invalid(source, absl::StrCat("continual.method '", m, "' appears twice"));
+  }
+  for (const std::string& d : k.detector()) {
+    absl::StatusOr<cl::OodScoreKind> kind = cl::ParseOodScoreKind(d);
+    if (!kind.ok())
+      return Invalid(source, absl::StrCat("continual.detector: ", kind.status().message()));
+  }
+  if (k.rounds_per_task() < 1 || k.steps_per_round() < 1 || k.batch_size() < 1 ||
+      k.samples_per_task() < 1 || k.eval_samples() < 2 || k.eval_devices() < 1)
+    return Invalid(source,
+                   "continual: rounds_per_task, steps_per_round, batch_size, "
+                   "samples_per_task and eval_devices must be >= 1, eval_samples >= 2");
+  if (k.max_delay_rounds() < 0 || k.max_delay_rounds() >= k.rounds_per_task())
+    return Invalid(source, "continual.max_delay_rounds must be in [0, rounds_per_task)");
+  const int tasks = k.kind() == "domains" ? k.shift_size() + 1 : k.task_size();
+  if (s.config.rounds() != int64_t{tasks} * k.rounds_per_task())
+    return Invalid(source, absl::StrCat("rounds must be tasks × rounds_per_task = ",
+                                        int64_t{tasks} * k.rounds_per_task(),
+                                        " in a continual scenario (or left out)"));
+  cl::LearnerOptions options = LearnerOptionsFor(k, cl::ClMethod::kSema, 1);
+  if (absl::Status valid = options.Validate(); !valid.ok())
+    return Invalid(source, absl::StrCat("continual.learner: ", valid.message()));
+  return absl::OkStatus();
 }
 
 absl::Status Validate(Scenario& s, absl::string_view source) {
@@ -193,6 +270,7 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
     method.note = m.note();
     s.methods.push_back(std::move(method));
   }
+  if (c.has_continual()) FEDCL_RETURN_IF_ERROR(ValidateContinual(s, source));
   // Schedule.
   if (c.rounds() < 1 || c.rounds() > 100'000'000)
     return Invalid(source, "rounds must be in [1, 10^8]");

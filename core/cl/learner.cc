@@ -184,6 +184,13 @@ absl::Status Learner::BeginTask(std::vector<int> classes) {
   }
   ++task_;
   task_steps_ = 0;
+  // Classes the finished task taught are now "old": SEMA's head no longer learns them.
+  if (learned_classes_.empty()) learned_classes_.assign(num_classes, false);
+  for (int c = 0; c < num_classes; ++c) {
+    learned_classes_[c] =
+        learned_classes_[c] || (c < static_cast<int>(task_labels_.size()) && task_labels_[c]);
+  }
+  task_labels_.assign(num_classes, false);
   if (options_.method == ClMethod::kLae && task_ == 1) {
     FEDCL_ASSIGN_OR_RETURN(double decay, DecayForFraction(options_.lae_fraction_per_task,
                                                           options_.lae_steps_per_task));
@@ -209,6 +216,7 @@ float Learner::StepOn(nn::ConstMatrixRef images, absl::Span<const int32_t> label
   nn::Matrix dlogits;
   const float loss = nn::SoftmaxCrossEntropy(logits, labels, &dlogits);
   model_->Backward(dlogits);
+  if (options_.method == ClMethod::kSema) FreezeLearnedHeadRows();
   sgd_.Step(sets);
   ++task_steps_;
   return loss;
@@ -229,6 +237,8 @@ absl::StatusOr<LearnStats> Learner::Learn(nn::ConstMatrixRef images,
       return absl::InvalidArgumentError(
           absl::StrCat("label ", y, " is not a class of the current task"));
   }
+  if (task_labels_.empty()) task_labels_.assign(num_classes, false);
+  for (int32_t y : labels) task_labels_[y] = true;
   LearnStats stats;
   nn::ParameterSet* head = &model_->head().parameters();
   switch (options_.method) {
@@ -279,6 +289,22 @@ absl::StatusOr<LearnStats> Learner::Learn(nn::ConstMatrixRef images,
   return stats;
 }
 
+void Learner::FreezeLearnedHeadRows() {
+  // SEMA (§4.4): old classes' logits get no gradient (their rows only see weight decay). In a
+  // class-incremental task the mask already keeps them out of the loss; in a domain-incremental
+  // one every class is old after the first task, so the head stays as task 0 left it and new
+  // domains are learned by new adapters alone.
+  nn::ParameterSet& head = model_->head().parameters();
+  for (int t = 0; t < head.num_tensors(); ++t) {
+    if (!head.trainable(t)) continue;
+    const int64_t per_class = head.info(t).size / model_->config().num_classes;
+    for (size_t c = 0; c < learned_classes_.size(); ++c) {
+      if (!learned_classes_[c]) continue;
+      std::fill_n(head.grads(t) + c * per_class, per_class, 0.0f);
+    }
+  }
+}
+
 absl::StatusOr<LearnStats> Learner::LearnSema(nn::ConstMatrixRef images,
                                               absl::Span<const int32_t> labels) {
   LearnStats stats;
@@ -316,7 +342,7 @@ absl::StatusOr<LearnStats> Learner::LearnSema(nn::ConstMatrixRef images,
   }
   std::vector<nn::ParameterSet*> sets = {&model_->head().parameters()};
   for (auto& b : blocks_)
-    if (b->growing) sets.push_back(&b->mixture.expert(b->mixture.experts() - 1));
+    if (b->growing) sets.push_back(&b->mixture.expert(b->growing_index));
   stats.loss = StepOn(images, labels, sets);
   if (growing_ >= 0) {
     for (auto& b : blocks_) {
@@ -372,6 +398,7 @@ absl::Status Learner::Grow(int block_index, bool propose) {
   }
   b.window.clear();
   b.growing = true;
+  b.growing_index = b.mixture.experts() - 1;
   b.buffer.clear();
   growing_ = block_index;
   growth_steps_left_ = options_.new_module_steps;
@@ -403,7 +430,7 @@ absl::Status Learner::FinishGrowth() {
       }
     }
     records.Freeze();
-    b.mixture.expert(b.mixture.experts() - 1).SetAllTrainable(false);
+    b.mixture.expert(b.growing_index).SetAllTrainable(false);
     b.growing = false;
     b.buffer.clear();
     b.buffer.shrink_to_fit();

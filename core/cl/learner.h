@@ -29,8 +29,10 @@
 // row and the head for `new_module_steps` steps with every other adapter frozen (queuing a
 // proposal for the server when it grows), then trains the new adapter's descriptor on the token
 // means it buffered and freezes both, the descriptor with its loss records. Between growths only
-// the head trains. At the growth cap or memory budget the block does not grow: the refusal is
-// reported in LearnStats and counted, and the existing mixture serves the shifted data.
+// the head trains, and only for classes no earlier task taught (§4.4's mask of old classes; in a
+// domain-incremental stream the head is fixed after the first task). At the growth cap or memory
+// budget the block does not grow: the refusal is reported in LearnStats and counted, and the
+// existing mixture serves the shifted data.
 //
 // Predictions carry an OOD score (larger = more unusual) from the configured detector, fitted by
 // FitDetector on in-distribution data and calibrated at 95% TPR; `ood` is the per-sample flag.
@@ -159,6 +161,17 @@ class Learner {
   // SEMA: replaces expert `index` of `block` by values from the server (merged group or the
   // federation's aggregate). InvalidArgument for an unknown block/index or a wrong layout.
   absl::Status ImportExpert(int block, int index, const nn::ParameterSet& values);
+  // SEMA: adds an adapter another device grew (the router needs every adapter of the block's
+  // mixture), frozen and without a descriptor; returns its index. The growth budget applies:
+  // ResourceExhausted at the cap or past the memory budget, adding nothing.
+  absl::StatusOr<int> AddPooledExpert(int block, const nn::ParameterSet& values);
+  // SEMA: every adapter, as (block, index in the block's mixture, values).
+  struct ExpertRef {
+    int block = 0;
+    int index = 0;
+    nn::ParameterSet* values = nullptr;
+  };
+  std::vector<ExpertRef> Experts();
 
   // Hooks of one inference forward, for detectors: logits (the method's own: LAE's are the
   // log of the ensemble), head features, the CLS token after each block and the token mean of
@@ -189,10 +202,13 @@ class Learner {
     Block(int vit_block, int dim, int bottleneck) : index(vit_block), mixture(dim, bottleneck) {}
     int index;
     AdapterMixture mixture;
+    // Descriptors of the adapters this device grew (pooled adapters from other devices have
+    // none, and detection ignores them).
     std::vector<RepresentationDescriptor> descriptors;
     std::vector<LossRecords> records;
     int consecutive = 0;  // detection batches in a row with every adapter above τ
     bool growing = false;
+    int growing_index = -1;          // the adapter being trained while growing
     std::vector<nn::Matrix> window;  // token means of the last confirm_batches detection batches
     std::vector<Eigen::RowVectorXf> buffer;  // token means seen while the newest adapter trained
   };
@@ -204,6 +220,7 @@ class Learner {
   std::vector<nn::ParameterSet*> TrainableSets();
   absl::StatusOr<LearnStats> LearnSema(nn::ConstMatrixRef images, absl::Span<const int32_t> labels);
   absl::Status Grow(int block, bool propose);
+  void FreezeLearnedHeadRows();
   absl::Status FinishGrowth();
   // Logits of one chunk under the method (LAE ensemble: log of the element-wise max of the two
   // softmaxes; SimpleCIL: scaled cosine similarities). Writes the hooks of the chunk's main
@@ -224,7 +241,9 @@ class Learner {
   std::unique_ptr<nn::Model> model_;
   base::Rng rng_;
   nn::Sgd sgd_;
-  std::vector<bool> task_classes_;  // empty = all
+  std::vector<bool> task_classes_;     // empty = all
+  std::vector<bool> task_labels_;      // classes seen in the current task's labels
+  std::vector<bool> learned_classes_;  // classes taught by earlier tasks
   int task_ = -1;
   int64_t task_steps_ = 0;
   // Adapters for sequential_adapter and lae.

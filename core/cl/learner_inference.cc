@@ -222,6 +222,29 @@ absl::Status Learner::ImportExpert(int block, int index, const nn::ParameterSet&
       absl::StrCat("block ", block, " is not an expandable block of this learner"));
 }
 
+absl::StatusOr<int> Learner::AddPooledExpert(int block, const nn::ParameterSet& values) {
+  for (auto& b : blocks_) {
+    if (b->index != block) continue;
+    FEDCL_RETURN_IF_ERROR(budget_.Check(block, b->mixture.experts(), b->mixture.expert_bytes(),
+                                        ModuleBytes()));
+    if (!values.flat_values().allFinite())
+      return absl::InvalidArgumentError("a pooled adapter has non-finite values");
+    FEDCL_ASSIGN_OR_RETURN(int index, b->mixture.AddExpert(values));
+    b->mixture.expert(index).SetAllTrainable(false);
+    return index;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("block ", block, " is not an expandable block of this learner"));
+}
+
+std::vector<Learner::ExpertRef> Learner::Experts() {
+  std::vector<ExpertRef> out;
+  for (auto& b : blocks_)
+    for (int e = 0; e < b->mixture.experts(); ++e)
+      out.push_back({.block = b->index, .index = e, .values = &b->mixture.expert(e)});
+  return out;
+}
+
 std::vector<int> Learner::AdaptersPerBlock() const {
   std::vector<int> out;
   for (const auto& b : blocks_) out.push_back(b->mixture.experts());

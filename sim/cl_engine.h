@@ -1,0 +1,75 @@
+// fedcl-sim's continual-learning runs (a scenario with a `continual` section): every device runs
+// the device cl::Learner over its own stream of tasks, and in the rounds it takes part in it syncs
+// its shared modules through the same fl::Coordinator the server runs — the head and base modules
+// under the scenario's aggregator (FedAU by default), SEMA's grown adapters through the
+// coordinator's growing pool (ProposeModule: grouped by the statistics of the shift that
+// triggered them, aggregated per module over its holders with FedAU per (client, module)).
+//
+// A round: participation is drawn (the scenario's first pattern); each participant downloads what
+// changed, takes `steps_per_round` Learn steps on its current task's images (device d enters task
+// t at round t·R + delay_d), and — in device order, so that grouping does not depend on threads —
+// proposes what it grew and submits the deltas of what it trained; then the round closes.
+// Devices that do not take part neither learn nor sync. After each task's last round the
+// evaluation devices predict every task's test images: row t of the accuracy matrix.
+#ifndef FEDCL_SIM_CL_ENGINE_H_
+#define FEDCL_SIM_CL_ENGINE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/cl/cl_metrics.h"
+#include "core/cl/learner.h"
+#include "sim/cl_tasks.h"
+#include "sim/engine.h"
+#include "sim/scenario.h"
+
+namespace fedcl::sim {
+
+struct OodResult {
+  std::string detector, shift;  // shift: a domain's name, or "unseen classes"
+  double auroc = 0, fpr95 = 0;
+};
+
+struct PoolPoint {
+  int64_t round = 0;
+  int64_t modules = 0;  // expert modules in the server's pool
+  int64_t merges = 0;
+  double adapters_per_device = 0;  // mean over devices of the adapters they run (SEMA)
+};
+
+struct ClRunResult {
+  std::string method;
+  uint64_t seed = 0;
+  std::vector<std::string> task_names;
+  std::vector<std::vector<double>> accuracy;  // [after task i][on task j], every j
+  cl::ContinualMetrics metrics;
+  // LAE: the same matrix and metrics for the online module alone.
+  std::vector<std::vector<double>> online_accuracy;
+  std::optional<cl::ContinualMetrics> online_metrics;
+  std::vector<OodResult> ood;
+  std::vector<PoolPoint> pool;
+  int64_t proposals = 0, growth_refusals = 0;
+  int64_t bytes_up = 0, bytes_down = 0;
+  double seconds = 0;
+};
+
+struct ClEngineOptions {
+  int threads = 0;  // 0 = all cores
+  bool progress = false;
+};
+
+// Runs one method on one seed. `pattern` is the participation pattern to replay.
+absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const SimulationInputs& inputs,
+                                         const std::vector<ClTask>& tasks, cl::ClMethod method,
+                                         const PatternSpec& pattern, uint64_t seed,
+                                         const ClEngineOptions& options);
+
+// The learner options a continual scenario sets for `method`.
+cl::LearnerOptions LearnerOptionsFor(const v1::ContinualConfig& config, cl::ClMethod method,
+                                     uint64_t seed);
+
+}  // namespace fedcl::sim
+
+#endif  // FEDCL_SIM_CL_ENGINE_H_
