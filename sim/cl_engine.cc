@@ -150,7 +150,7 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
   coordinator_options.aggregator = scenario.methods[0].aggregator;
   coordinator_options.round_duration = absl::Hours(1);
   coordinator_options.min_participants = 0;
-  if (method == cl::ClMethod::kSema) {
+  if (cl::IsSema(method)) {
     coordinator_options.pool.expandable_blocks = learner_options.expandable_blocks;
     coordinator_options.pool.statistics_dim = inputs.pretrained->backbone().feature_dim();
     coordinator_options.pool.capacity = c.pool().capacity();

@@ -35,8 +35,8 @@ std::string Resolve(absl::string_view source, const std::string& path) {
 void ApplyContinualDefaults(v1::SimScenario& c) {
   v1::ContinualConfig* k = c.mutable_continual();
   if (k->method_size() == 0) {
-    for (const char* m :
-         {"linear_head", "simple_cil", "sequential_adapter", "lae", "sema", "fedins"})
+    for (const char* m : {"linear_head", "simple_cil", "sequential_adapter", "lae", "sema",
+                          "sema_replay", "fedins"})
       k->add_method(m);
   }
   if (k->rounds_per_task() == 0) k->set_rounds_per_task(30);

@@ -30,6 +30,8 @@ absl::string_view ClMethodName(ClMethod method) {
       return "lae";
     case ClMethod::kSema:
       return "sema";
+    case ClMethod::kSemaReplay:
+      return "sema_replay";
     case ClMethod::kFedIns:
       return "fedins";
   }
@@ -38,12 +40,13 @@ absl::string_view ClMethodName(ClMethod method) {
 
 absl::StatusOr<ClMethod> ParseClMethod(absl::string_view name) {
   for (ClMethod m : {ClMethod::kLinearHead, ClMethod::kSimpleCil, ClMethod::kSequentialAdapter,
-                     ClMethod::kLae, ClMethod::kSema, ClMethod::kFedIns}) {
+                     ClMethod::kLae, ClMethod::kSema, ClMethod::kSemaReplay, ClMethod::kFedIns}) {
     if (ClMethodName(m) == name) return m;
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown continual-learning method '", name,
-      "' (expected linear_head, simple_cil, sequential_adapter, lae, sema or fedins)"));
+      "' (expected linear_head, simple_cil, sequential_adapter, lae, sema, sema_replay or "
+      "fedins)"));
 }
 
 absl::string_view OodScoreKindName(OodScoreKind kind) {
@@ -149,7 +152,8 @@ absl::Status Learner::Init() {
       FEDCL_RETURN_IF_ERROR(check_blocks(options_.lae_blocks, "lae"));
       FEDCL_RETURN_IF_ERROR(adapter_on(options_.lae_blocks));
       break;
-    case ClMethod::kSema: {
+    case ClMethod::kSema:
+    case ClMethod::kSemaReplay: {
       FEDCL_RETURN_IF_ERROR(check_blocks(options_.expandable_blocks, "sema"));
       auto& backbone = static_cast<nn::VitBackbone&>(model_->backbone());
       const int dim = backbone.feature_dim();
@@ -216,7 +220,8 @@ float Learner::StepOn(nn::ConstMatrixRef images, absl::Span<const int32_t> label
   nn::Matrix dlogits;
   const float loss = nn::SoftmaxCrossEntropy(logits, labels, &dlogits);
   model_->Backward(dlogits);
-  if (options_.method == ClMethod::kSema) FreezeLearnedHeadRows();
+  if (IsSema(options_.method)) FreezeLearnedHeadRows();
+  if (options_.method == ClMethod::kSemaReplay && growing_ >= 0) AddRouterReplayGradients();
   sgd_.Step(sets);
   ++task_steps_;
   return loss;
@@ -280,6 +285,7 @@ absl::StatusOr<LearnStats> Learner::Learn(nn::ConstMatrixRef images,
       break;
     }
     case ClMethod::kSema:
+    case ClMethod::kSemaReplay:
       return LearnSema(images, labels);
     case ClMethod::kFedIns: {
       FEDCL_ASSIGN_OR_RETURN(stats.loss, LearnFedIns(images, labels));
@@ -287,6 +293,47 @@ absl::StatusOr<LearnStats> Learner::Learn(nn::ConstMatrixRef images,
     }
   }
   return stats;
+}
+
+void Learner::AddRouterReplayGradients() {
+  for (auto& bp : blocks_) {
+    Block& b = *bp;
+    if (!b.growing) continue;
+    const int m = b.mixture.experts();
+    nn::ParameterSet& row = b.mixture.expert(b.growing_index);
+    const int dim = b.mixture.dim();
+    // Samples of every older adapter's Gaussian, each labelled with its adapter.
+    std::vector<int> target;
+    std::vector<Eigen::RowVectorXf> samples;
+    for (int e = 0; e < m && e < static_cast<int>(b.anchor_mean.size()); ++e) {
+      if (e == b.growing_index || b.anchor_mean[e].size() == 0) continue;
+      for (int i = 0; i < options_.router_replay_samples; ++i) {
+        Eigen::RowVectorXf z(dim);
+        for (int d = 0; d < dim; ++d)
+          z[d] = b.anchor_mean[e][d] +
+                 std::sqrt(b.anchor_var[e][d]) * static_cast<float>(rng_.Normal());
+        samples.push_back(std::move(z));
+        target.push_back(e);
+      }
+    }
+    if (samples.empty()) continue;
+    // Cross-entropy of the mixing weights against the sample's adapter; only the new row is
+    // trainable, so only its gradient is kept: dL/dlogit_new = p_new (the target is never new).
+    const float scale = 1.0f / static_cast<float>(samples.size());
+    Eigen::Map<Eigen::RowVectorXf> grad_w(row.grads(4), dim);
+    float& grad_b = row.grads(5)[0];
+    for (const Eigen::RowVectorXf& z : samples) {
+      Eigen::VectorXf logits(m);
+      for (int e = 0; e < m; ++e) {
+        const nn::ParameterSet& x = b.mixture.expert(e);
+        logits[e] = Eigen::Map<const Eigen::RowVectorXf>(x.values(4), dim).dot(z) + x.values(5)[0];
+      }
+      const Eigen::VectorXf p = (logits.array() - logits.maxCoeff()).exp();
+      const float p_new = p[b.growing_index] / p.sum();
+      grad_w += scale * p_new * z;
+      grad_b += scale * p_new;
+    }
+  }
 }
 
 void Learner::FreezeLearnedHeadRows() {
@@ -430,6 +477,13 @@ absl::Status Learner::FinishGrowth() {
       }
     }
     records.Freeze();
+    // The Gaussian of what this adapter trained on: router replay's anchor for it.
+    const Eigen::RowVectorXf mean = z.colwise().mean();
+    b.anchor_mean.resize(b.mixture.experts());
+    b.anchor_var.resize(b.mixture.experts());
+    b.anchor_mean[b.growing_index] = mean;
+    b.anchor_var[b.growing_index] =
+        (z.rowwise() - mean).array().square().colwise().sum() / std::max(1, n - 1);
     b.mixture.expert(b.growing_index).SetAllTrainable(false);
     b.growing = false;
     b.buffer.clear();

@@ -15,6 +15,13 @@
 //                       max-of-softmax ensemble at inference;
 //   sema                SEMA (§4): mixtures of adapters at the expandable blocks that grow when
 //                       every adapter's descriptor finds the stream unusual;
+//   sema_replay         SEMA plus router replay, our extension: a growing block keeps, for each
+//                       adapter it trained, the diagonal Gaussian of the token means it trained
+//                       on (the statistics it proposes to the server), and while a new router
+//                       row trains, samples drawn from the older adapters' Gaussians are routed
+//                       to their own adapters (cross-entropy on the mixing weights). SEMA's new
+//                       row sees only new data, so nothing stops it from taking over old inputs;
+//                       this keeps old inputs on old adapters without storing any sample;
 //   fedins              FedIns (§3): a pool of P SSF sets and heads with keys; each instance
 //                       picks its top-k keys by cosine similarity to its query (the frozen
 //                       backbone's feature, SSF off) and runs with the uniform mean of the
@@ -61,7 +68,16 @@
 
 namespace fedcl::cl {
 
-enum class ClMethod { kLinearHead, kSimpleCil, kSequentialAdapter, kLae, kSema, kFedIns };
+enum class ClMethod {
+  kLinearHead,
+  kSimpleCil,
+  kSequentialAdapter,
+  kLae,
+  kSema,
+  kSemaReplay,  // SEMA with router replay (below)
+  kFedIns
+};
+inline bool IsSema(ClMethod m) { return m == ClMethod::kSema || m == ClMethod::kSemaReplay; }
 absl::string_view ClMethodName(ClMethod method);
 absl::StatusOr<ClMethod> ParseClMethod(absl::string_view name);
 
@@ -85,6 +101,7 @@ struct LearnerOptions {
   double expansion_tau = 2.0;
   int confirm_batches = 2;  // consecutive batches above τ before a block grows
   int new_module_steps = 150;
+  int router_replay_samples = 32;  // sema_replay: Gaussian samples per old adapter and step
   int descriptor_epochs = 20;
   float descriptor_learning_rate = 0.01f;
   GrowthLimits growth;
@@ -210,6 +227,9 @@ class Learner {
     bool growing = false;
     int growing_index = -1;          // the adapter being trained while growing
     std::vector<nn::Matrix> window;  // token means of the last confirm_batches detection batches
+    // Per adapter this device trained: the mean and variance of the token means it trained on
+    // (empty vectors for pooled adapters).
+    std::vector<Eigen::RowVectorXf> anchor_mean, anchor_var;
     std::vector<Eigen::RowVectorXf> buffer;  // token means seen while the newest adapter trained
   };
   Learner(std::unique_ptr<nn::Model> model, const LearnerOptions& options);
@@ -217,6 +237,8 @@ class Learner {
   nn::Matrix MaskedLogits(const nn::Matrix& logits) const;
   float StepOn(nn::ConstMatrixRef images, absl::Span<const int32_t> labels,
                const std::vector<nn::ParameterSet*>& sets);
+  // sema_replay: adds the router-replay gradient of every growing block to its new row.
+  void AddRouterReplayGradients();
   std::vector<nn::ParameterSet*> TrainableSets();
   absl::StatusOr<LearnStats> LearnSema(nn::ConstMatrixRef images, absl::Span<const int32_t> labels);
   absl::Status Grow(int block, bool propose);

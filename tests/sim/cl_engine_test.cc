@@ -52,7 +52,7 @@ SimulationInputs Inputs(Scenario s) {
 TEST(ClScenarioTest, DefaultsAndErrorsNameTheField) {
   const Scenario s = Parse(kScenario);
   EXPECT_EQ(s.rounds(), 12);  // two tasks × 6
-  EXPECT_EQ(s.config.continual().method_size(), 6);
+  EXPECT_EQ(s.config.continual().method_size(), 7);
   auto error = [](const std::string& text) {
     absl::StatusOr<Scenario> s = ParseScenario(text, "bad.textproto");
     return s.ok() ? std::string("ok") : std::string(s.status().message());

@@ -24,13 +24,19 @@ def main(sim, scenario, work):
     lines = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     assert len(lines) == 2 * 2 * 2 * 6, len(lines)  # methods × patterns × seeds × evaluations
 
+    # Two accuracy charts, two heat-maps, one weight scatter.
+    check_report(os.path.join(out, "report.html"), work, expected_charts=5)
+
+
+def check_report(report, work, expected_charts):
+    """Opens `report` in headless Chromium: every chart renders and nothing reaches the console."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     profile = os.path.join(work, "profile")
     result = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
          "--virtual-time-budget=20000", "--dump-dom",
-         "file://" + os.path.abspath(os.path.join(out, "report.html"))],
+         "file://" + os.path.abspath(report)],
         capture_output=True, text=True, timeout=120)
     body = re.search(r"<body([^>]*)>", result.stdout)
     assert body, "no <body> in the rendered DOM:\n" + result.stdout[:2000] + result.stderr[-2000:]
@@ -38,8 +44,7 @@ def main(sim, scenario, work):
     expected = int(attributes.get("data-charts-expected", "0"))
     rendered = int(attributes.get("data-charts-rendered", "0"))
     errors = int(attributes.get("data-errors", "-1"))
-    # Two accuracy charts, two heat-maps, one weight scatter.
-    assert expected == 5, attributes
+    assert expected == expected_charts, attributes
     assert rendered == expected, f"{rendered} of {expected} charts rendered"
     assert errors == 0, f"{errors} script error(s) on the page"
     console = [l for l in result.stderr.splitlines() if "CONSOLE" in l or "Uncaught" in l]
