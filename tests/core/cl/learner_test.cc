@@ -224,6 +224,39 @@ TEST(LearnerTest, FedInsUpdatesOnlyTheSelectedPoolRowsAndLearns) {
   EXPECT_LT(1.0 - mean_similarity(), 0.5 * (1.0 - similarity_before));
 }
 
+// Label-free adaptation changes only LayerNorm affine parameters (no SSF here), learns from the
+// samples CEMA's filters keep, and leaves the learner's trainable flags as they were.
+TEST(LearnerTest, AdaptTouchesOnlyNormsAndRestoresTrainableFlags) {
+  LearnerOptions options{.method = ClMethod::kLinearHead};
+  options.label_free.filter.high_margin = 1.0;  // keep every sample: a random model is unsure
+  options.label_free.filter.redundancy = 0.0;
+  options.label_free.learning_rate = 0.05f;
+  auto learner = MakeLearner(options);
+  nn::ParameterSet& backbone = learner->model().backbone().parameters();
+  const Eigen::VectorXf before = backbone.flat_values();
+  const Eigen::VectorXf head_before = learner->model().head().parameters().flat_values();
+  Stream stream(8);
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  stream.Batch(32, true, &x, &y);
+  const AdaptStep step = *learner->Adapt(x);
+  EXPECT_EQ(step.seen, 32);
+  EXPECT_EQ(step.used, 32);
+  EXPECT_GT(step.entropy, 0.0);
+  for (int t = 0; t < backbone.num_tensors(); ++t) {
+    const std::string& name = backbone.info(t).name;
+    const bool norm = name.find("norm") != std::string::npos;
+    const bool moved = backbone.vector(t) != before.segment(backbone.info(t).offset,
+                                                            backbone.info(t).size);
+    if (!norm) EXPECT_FALSE(moved) << name;
+    EXPECT_FALSE(backbone.trainable(t)) << name;  // the frozen backbone stays frozen
+  }
+  EXPECT_NE(backbone.flat_values(), before);
+  EXPECT_EQ(learner->model().head().parameters().flat_values(), head_before);
+  EXPECT_TRUE(learner->model().head().parameters().any_trainable());
+  EXPECT_FALSE(learner->Adapt(nn::Matrix(0, 64)).ok());
+}
+
 TEST(LearnerTest, OptionsAndBlocksAreValidated) {
   nn::ModelConfig config = nn::testing::TinyConfig(nn::BackboneKind::kVit);
   LearnerOptions options{.method = ClMethod::kSema};
