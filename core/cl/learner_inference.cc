@@ -225,8 +225,8 @@ absl::Status Learner::ImportExpert(int block, int index, const nn::ParameterSet&
 absl::StatusOr<int> Learner::AddPooledExpert(int block, const nn::ParameterSet& values) {
   for (auto& b : blocks_) {
     if (b->index != block) continue;
-    FEDCL_RETURN_IF_ERROR(budget_.Check(block, b->mixture.experts(), b->mixture.expert_bytes(),
-                                        ModuleBytes()));
+    FEDCL_RETURN_IF_ERROR(
+        budget_.Check(block, b->mixture.experts(), b->mixture.expert_bytes(), ModuleBytes()));
     if (!values.flat_values().allFinite())
       return absl::InvalidArgumentError("a pooled adapter has non-finite values");
     FEDCL_ASSIGN_OR_RETURN(int index, b->mixture.AddExpert(values));

@@ -246,8 +246,8 @@ TEST(LearnerTest, AdaptTouchesOnlyNormsAndRestoresTrainableFlags) {
   for (int t = 0; t < backbone.num_tensors(); ++t) {
     const std::string& name = backbone.info(t).name;
     const bool norm = name.find("norm") != std::string::npos;
-    const bool moved = backbone.vector(t) != before.segment(backbone.info(t).offset,
-                                                            backbone.info(t).size);
+    const bool moved =
+        backbone.vector(t) != before.segment(backbone.info(t).offset, backbone.info(t).size);
     if (!norm) EXPECT_FALSE(moved) << name;
     EXPECT_FALSE(backbone.trainable(t)) << name;  // the frozen backbone stays frozen
   }
