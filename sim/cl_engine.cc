@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -25,7 +26,7 @@ struct Device {
   std::map<std::string, int64_t> held;                     // module → version
   std::map<std::string, Eigen::VectorXf> base;             // values as downloaded
   std::map<std::string, std::pair<int, int>> expert_slot;  // pool expert → (block, index)
-  std::map<std::string, bool> not_installed;               // pooled experts it refused
+  std::set<std::string> not_installed;                     // pooled experts it refused
   double loss_sum = 0;
   int64_t steps = 0, samples = 0;
   absl::Status error;
@@ -76,7 +77,7 @@ absl::Status Install(Device& d, const fl::ModuleSpec& spec, const nn::ParameterS
     FEDCL_ASSIGN_OR_RETURN(int block, BlockOf(spec.name));
     absl::StatusOr<int> index = d.learner->AddPooledExpert(block, values);
     if (absl::IsResourceExhausted(index.status())) {
-      d.not_installed[spec.name] = true;  // at its cap: it runs without this adapter
+      d.not_installed.insert(spec.name);  // at its cap: it runs without this adapter
       return absl::OkStatus();
     }
     FEDCL_RETURN_IF_ERROR(index.status());

@@ -46,7 +46,8 @@ std::string PoolJson(const std::vector<PoolPoint>& pool) {
   return absl::StrCat("[", absl::StrJoin(parts, ","), "]");
 }
 
-std::string RunJson(const ClRunResult& r) {
+// One run's summary; with `pool`, also its pool series (for the report's charts).
+std::string RunJson(const ClRunResult& r, bool pool = false) {
   std::string json = absl::StrCat(
       "{\"method\":", Quote(r.method), ",\"seed\":", r.seed, ",\"tasks\":[",
       absl::StrJoin(r.task_names, ",",
@@ -61,8 +62,9 @@ std::string RunJson(const ClRunResult& r) {
   absl::StrAppend(&json, ",\"ood\":", OodJson(r.ood), ",\"pool_modules\":", modules,
                   ",\"pool_merges\":", merges, ",\"proposals\":", r.proposals,
                   ",\"growth_refusals\":", r.growth_refusals, ",\"bytes_up\":", r.bytes_up,
-                  ",\"bytes_down\":", r.bytes_down, ",\"seconds\":", Number(r.seconds), "}");
-  return json;
+                  ",\"bytes_down\":", r.bytes_down, ",\"seconds\":", Number(r.seconds));
+  if (pool) absl::StrAppend(&json, ",\"pool\":", PoolJson(r.pool));
+  return json + "}";
 }
 
 constexpr absl::string_view kClCharts = R"JS(
@@ -158,12 +160,7 @@ std::string ClReportHtml(const Scenario& scenario, const std::vector<ClRunResult
                          absl::string_view chart_library) {
   // The charts' data: the summary of each run plus its pool series.
   std::vector<std::string> with_pool;
-  for (const ClRunResult& r : runs) {
-    std::string json = RunJson(r);
-    json.pop_back();
-    absl::StrAppend(&json, ",\"pool\":", PoolJson(r.pool), "}");
-    with_pool.push_back(std::move(json));
-  }
+  for (const ClRunResult& r : runs) with_pool.push_back(RunJson(r, /*pool=*/true));
   const std::string data = absl::StrCat("{\"runs\":[", absl::StrJoin(with_pool, ","), "]}");
 
   std::string table =

@@ -9,9 +9,6 @@
 namespace fedcl::cl {
 namespace {
 
-// Tensor indices of the expert layout.
-enum : int { kDownW = 0, kDownB, kUpW, kUpB, kRouterW, kRouterB };
-
 Eigen::Map<const nn::Matrix> Mat(const nn::ParameterSet& s, int t, int rows, int cols) {
   return Eigen::Map<const nn::Matrix>(s.values(t), rows, cols);
 }
@@ -32,8 +29,8 @@ nn::ParameterSet NewExpert(const std::string& name, int dim, int bottleneck, bas
   nn::Matrix down(bottleneck, dim), router(1, dim);
   InitLinearWeight(down, dim, rng);
   InitLinearWeight(router, dim, rng);
-  std::copy(down.data(), down.data() + down.size(), e.values(kDownW));
-  std::copy(router.data(), router.data() + router.size(), e.values(kRouterW));
+  std::copy(down.data(), down.data() + down.size(), e.values(kExpertDownWeight));
+  std::copy(router.data(), router.data() + router.size(), e.values(kExpertRouterWeight));
   return e;
 }
 
@@ -73,8 +70,8 @@ void AdapterMixture::ForwardAdd(nn::ConstMatrixRef x, nn::ConstMatrixRef block_i
   // Router logits, then a row-wise softmax.
   weights_.resize(batch, m);
   for (int i = 0; i < m; ++i) {
-    weights_.col(i) = z_ * Row(*experts_[i], kRouterW).transpose();
-    weights_.col(i).array() += experts_[i]->values(kRouterB)[0];
+    weights_.col(i) = z_ * Row(*experts_[i], kExpertRouterWeight).transpose();
+    weights_.col(i).array() += experts_[i]->values(kExpertRouterBias)[0];
   }
   for (int b = 0; b < batch; ++b) {
     const float top = weights_.row(b).maxCoeff();
@@ -86,11 +83,11 @@ void AdapterMixture::ForwardAdd(nn::ConstMatrixRef x, nn::ConstMatrixRef block_i
   const int r = bottleneck_;
   for (int i = 0; i < m; ++i) {
     const nn::ParameterSet& e = *experts_[i];
-    hidden_[i].noalias() = x * Mat(e, kDownW, r, dim_).transpose();
-    hidden_[i].rowwise() += Row(e, kDownB);
+    hidden_[i].noalias() = x * Mat(e, kExpertDownWeight, r, dim_).transpose();
+    hidden_[i].rowwise() += Row(e, kExpertDownBias);
     hidden_[i] = hidden_[i].cwiseMax(0.0f);
-    expert_out_[i].noalias() = hidden_[i] * Mat(e, kUpW, dim_, r).transpose();
-    expert_out_[i].rowwise() += Row(e, kUpB);
+    expert_out_[i].noalias() = hidden_[i] * Mat(e, kExpertUpWeight, dim_, r).transpose();
+    expert_out_[i].rowwise() += Row(e, kExpertUpBias);
     for (int b = 0; b < batch; ++b) {
       const int64_t first = int64_t{b} * rows_per_sample_;
       out.middleRows(first, rows_per_sample_) +=
@@ -114,24 +111,26 @@ void AdapterMixture::Backward(nn::ConstMatrixRef da, nn::Matrix* dx) {
           (da.middleRows(first, rows).array() * expert_out_[i].middleRows(first, rows).array())
               .sum();
     }
-    const bool trainable =
-        e.trainable(kDownW) || e.trainable(kDownB) || e.trainable(kUpW) || e.trainable(kUpB);
+    const bool trainable = e.trainable(kExpertDownWeight) || e.trainable(kExpertDownBias) ||
+                           e.trainable(kExpertUpWeight) || e.trainable(kExpertUpBias);
     if (!trainable && dx == nullptr) continue;
     for (int b = 0; b < batch_; ++b) {
       const int64_t first = int64_t{b} * rows;
       dout.middleRows(first, rows) = weights_(b, i) * da.middleRows(first, rows);
     }
-    if (e.trainable(kUpW))
-      Eigen::Map<nn::Matrix>(e.grads(kUpW), dim_, r).noalias() += dout.transpose() * hidden_[i];
-    if (e.trainable(kUpB))
-      Eigen::Map<Eigen::RowVectorXf>(e.grads(kUpB), dim_) += dout.colwise().sum();
+    if (e.trainable(kExpertUpWeight))
+      Eigen::Map<nn::Matrix>(e.grads(kExpertUpWeight), dim_, r).noalias() +=
+          dout.transpose() * hidden_[i];
+    if (e.trainable(kExpertUpBias))
+      Eigen::Map<Eigen::RowVectorXf>(e.grads(kExpertUpBias), dim_) += dout.colwise().sum();
     const nn::Matrix dhidden =
-        (hidden_[i].array() > 0.0f).select(dout * Mat(e, kUpW, dim_, r), 0.0f);
-    if (e.trainable(kDownW))
-      Eigen::Map<nn::Matrix>(e.grads(kDownW), r, dim_).noalias() += dhidden.transpose() * x_;
-    if (e.trainable(kDownB))
-      Eigen::Map<Eigen::RowVectorXf>(e.grads(kDownB), r) += dhidden.colwise().sum();
-    if (dx != nullptr) dx->noalias() += dhidden * Mat(e, kDownW, r, dim_);
+        (hidden_[i].array() > 0.0f).select(dout * Mat(e, kExpertUpWeight, dim_, r), 0.0f);
+    if (e.trainable(kExpertDownWeight))
+      Eigen::Map<nn::Matrix>(e.grads(kExpertDownWeight), r, dim_).noalias() +=
+          dhidden.transpose() * x_;
+    if (e.trainable(kExpertDownBias))
+      Eigen::Map<Eigen::RowVectorXf>(e.grads(kExpertDownBias), r) += dhidden.colwise().sum();
+    if (dx != nullptr) dx->noalias() += dhidden * Mat(e, kExpertDownWeight, r, dim_);
   }
   // Softmax: dlogit_{b,j} = w_{b,j} (dw_{b,j} − Σ_i w_{b,i} dw_{b,i}).
   nn::Matrix dlogits(batch_, m);
@@ -142,10 +141,11 @@ void AdapterMixture::Backward(nn::ConstMatrixRef da, nn::Matrix* dx) {
   dz_ = nn::Matrix::Zero(batch_, dim_);
   for (int i = 0; i < m; ++i) {
     nn::ParameterSet& e = *experts_[i];
-    if (e.trainable(kRouterW))
-      Eigen::Map<Eigen::RowVectorXf>(e.grads(kRouterW), dim_) += dlogits.col(i).transpose() * z_;
-    if (e.trainable(kRouterB)) e.grads(kRouterB)[0] += dlogits.col(i).sum();
-    dz_.noalias() += dlogits.col(i) * Row(e, kRouterW);
+    if (e.trainable(kExpertRouterWeight))
+      Eigen::Map<Eigen::RowVectorXf>(e.grads(kExpertRouterWeight), dim_) +=
+          dlogits.col(i).transpose() * z_;
+    if (e.trainable(kExpertRouterBias)) e.grads(kExpertRouterBias)[0] += dlogits.col(i).sum();
+    dz_.noalias() += dlogits.col(i) * Row(e, kExpertRouterWeight);
   }
 }
 

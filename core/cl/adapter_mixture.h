@@ -28,6 +28,16 @@
 
 namespace fedcl::cl {
 
+// Tensor indices of the expert layout above.
+enum ExpertTensor : int {
+  kExpertDownWeight = 0,
+  kExpertDownBias,
+  kExpertUpWeight,
+  kExpertUpBias,
+  kExpertRouterWeight,
+  kExpertRouterBias,
+};
+
 // A zero-function expert with the layout above, all tensors trainable.
 nn::ParameterSet NewExpert(const std::string& name, int dim, int bottleneck, base::Rng& rng);
 

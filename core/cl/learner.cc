@@ -16,6 +16,14 @@ namespace {
 constexpr float kMasked = -1e9f;  // a masked logit: softmax 0, gradient 0, no NaN
 constexpr int kMaxBufferedRows = 4096;
 
+// Per-dimension mean and unbiased variance of the rows of z.
+std::pair<Eigen::RowVectorXf, Eigen::RowVectorXf> DiagonalGaussian(const nn::Matrix& z) {
+  const Eigen::RowVectorXf mean = z.colwise().mean();
+  const Eigen::RowVectorXf var = (z.rowwise() - mean).array().square().colwise().sum() /
+                                 static_cast<float>(std::max<int64_t>(1, z.rows() - 1));
+  return {mean, var};
+}
+
 }  // namespace
 
 absl::string_view ClMethodName(ClMethod method) {
@@ -258,10 +266,9 @@ absl::StatusOr<LearnStats> Learner::Learn(nn::ConstMatrixRef images,
         class_sums_ = nn::Matrix::Zero(num_classes, features.cols());
         class_counts_.assign(num_classes, 0);
       }
-      std::vector<int32_t> present;
       for (int64_t i = 0; i < features.rows(); ++i) {
         class_sums_.row(labels[i]) += features.row(i);
-        if (class_counts_[labels[i]]++ == 0) present.push_back(labels[i]);
+        ++class_counts_[labels[i]];
       }
       std::vector<int32_t> classes;
       for (int c = 0; c < num_classes; ++c)
@@ -320,13 +327,15 @@ void Learner::AddRouterReplayGradients() {
     // Cross-entropy of the mixing weights against the sample's adapter; only the new row is
     // trainable, so only its gradient is kept: dL/dlogit_new = p_new (the target is never new).
     const float scale = 1.0f / static_cast<float>(samples.size());
-    Eigen::Map<Eigen::RowVectorXf> grad_w(row.grads(4), dim);
-    float& grad_b = row.grads(5)[0];
+    Eigen::Map<Eigen::RowVectorXf> grad_w(row.grads(kExpertRouterWeight), dim);
+    float& grad_b = row.grads(kExpertRouterBias)[0];
     for (const Eigen::RowVectorXf& z : samples) {
       Eigen::VectorXf logits(m);
       for (int e = 0; e < m; ++e) {
         const nn::ParameterSet& x = b.mixture.expert(e);
-        logits[e] = Eigen::Map<const Eigen::RowVectorXf>(x.values(4), dim).dot(z) + x.values(5)[0];
+        logits[e] =
+            Eigen::Map<const Eigen::RowVectorXf>(x.values(kExpertRouterWeight), dim).dot(z) +
+            x.values(kExpertRouterBias)[0];
       }
       const Eigen::VectorXf p = (logits.array() - logits.maxCoeff()).exp();
       const float p_new = p[b.growing_index] / p.sum();
@@ -434,9 +443,7 @@ absl::Status Learner::Grow(int block_index, bool propose) {
       all.middleRows(n, z.rows()) = z;
       n += z.rows();
     }
-    const Eigen::RowVectorXf mean = all.colwise().mean();
-    const Eigen::RowVectorXf var = (all.rowwise() - mean).array().square().colwise().sum() /
-                                   static_cast<float>(std::max<int64_t>(1, n - 1));
+    const auto [mean, var] = DiagonalGaussian(all);
     proposal.mean.assign(mean.data(), mean.data() + dim);
     proposal.variance.resize(dim);
     // A floor keeps the divergence finite for a dimension that did not vary over the window.
@@ -478,12 +485,9 @@ absl::Status Learner::FinishGrowth() {
     }
     records.Freeze();
     // The Gaussian of what this adapter trained on: router replay's anchor for it.
-    const Eigen::RowVectorXf mean = z.colwise().mean();
     b.anchor_mean.resize(b.mixture.experts());
     b.anchor_var.resize(b.mixture.experts());
-    b.anchor_mean[b.growing_index] = mean;
-    b.anchor_var[b.growing_index] =
-        (z.rowwise() - mean).array().square().colwise().sum() / std::max(1, n - 1);
+    std::tie(b.anchor_mean[b.growing_index], b.anchor_var[b.growing_index]) = DiagonalGaussian(z);
     b.mixture.expert(b.growing_index).SetAllTrainable(false);
     b.growing = false;
     b.buffer.clear();

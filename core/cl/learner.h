@@ -242,6 +242,7 @@ class Learner {
   std::vector<nn::ParameterSet*> TrainableSets();
   absl::StatusOr<LearnStats> LearnSema(nn::ConstMatrixRef images, absl::Span<const int32_t> labels);
   absl::Status Grow(int block, bool propose);
+  absl::StatusOr<Block*> FindBlock(int block);  // InvalidArgument if not expandable
   void FreezeLearnedHeadRows();
   absl::Status FinishGrowth();
   // Logits of one chunk under the method (LAE ensemble: log of the element-wise max of the two

@@ -34,8 +34,8 @@ absl::Status Learner::InitFedIns() {
 nn::Matrix Learner::FedInsQueries(nn::ConstMatrixRef images) {
   // The query model is the same frozen backbone with SSF off.
   ssf_->Detach();
-  nn::Matrix queries = model_->Forward(images, false);  // for the shape; features below
-  queries = model_->features();
+  model_->Forward(images, false);
+  nn::Matrix queries = model_->features();
   FEDCL_CHECK_OK(ssf_->Attach(*model_));
   return queries;
 }

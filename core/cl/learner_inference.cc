@@ -205,36 +205,35 @@ std::vector<ModuleProposal> Learner::TakeProposals() {
   return out;
 }
 
-absl::Status Learner::ImportExpert(int block, int index, const nn::ParameterSet& values) {
-  for (auto& b : blocks_) {
-    if (b->index != block) continue;
-    if (index < 0 || index >= b->mixture.experts())
-      return absl::InvalidArgumentError(absl::StrCat("block ", block, " has ", b->mixture.experts(),
-                                                     " adapters, not ", index + 1));
-    nn::ParameterSet& expert = b->mixture.expert(index);
-    FEDCL_RETURN_IF_ERROR(expert.CheckSameLayout(values));
-    if (!values.flat_values().allFinite())
-      return absl::InvalidArgumentError("an imported adapter has non-finite values");
-    expert.flat_values() = values.flat_values();
-    return absl::OkStatus();
-  }
+absl::StatusOr<Learner::Block*> Learner::FindBlock(int block) {
+  for (auto& b : blocks_)
+    if (b->index == block) return b.get();
   return absl::InvalidArgumentError(
       absl::StrCat("block ", block, " is not an expandable block of this learner"));
 }
 
+absl::Status Learner::ImportExpert(int block, int index, const nn::ParameterSet& values) {
+  FEDCL_ASSIGN_OR_RETURN(Block * b, FindBlock(block));
+  if (index < 0 || index >= b->mixture.experts())
+    return absl::InvalidArgumentError(
+        absl::StrCat("block ", block, " has ", b->mixture.experts(), " adapters, not ", index + 1));
+  nn::ParameterSet& expert = b->mixture.expert(index);
+  FEDCL_RETURN_IF_ERROR(expert.CheckSameLayout(values));
+  if (!values.flat_values().allFinite())
+    return absl::InvalidArgumentError("an imported adapter has non-finite values");
+  expert.flat_values() = values.flat_values();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int> Learner::AddPooledExpert(int block, const nn::ParameterSet& values) {
-  for (auto& b : blocks_) {
-    if (b->index != block) continue;
-    FEDCL_RETURN_IF_ERROR(
-        budget_.Check(block, b->mixture.experts(), b->mixture.expert_bytes(), ModuleBytes()));
-    if (!values.flat_values().allFinite())
-      return absl::InvalidArgumentError("a pooled adapter has non-finite values");
-    FEDCL_ASSIGN_OR_RETURN(int index, b->mixture.AddExpert(values));
-    b->mixture.expert(index).SetAllTrainable(false);
-    return index;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("block ", block, " is not an expandable block of this learner"));
+  FEDCL_ASSIGN_OR_RETURN(Block * b, FindBlock(block));
+  FEDCL_RETURN_IF_ERROR(
+      budget_.Check(block, b->mixture.experts(), b->mixture.expert_bytes(), ModuleBytes()));
+  if (!values.flat_values().allFinite())
+    return absl::InvalidArgumentError("a pooled adapter has non-finite values");
+  FEDCL_ASSIGN_OR_RETURN(int index, b->mixture.AddExpert(values));
+  b->mixture.expert(index).SetAllTrainable(false);
+  return index;
 }
 
 std::vector<Learner::ExpertRef> Learner::Experts() {

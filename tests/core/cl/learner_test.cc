@@ -95,7 +95,9 @@ TEST(LearnerTest, SemaGrowsOnAShiftNotOnItsOwnDataAndRefusesAtTheCap) {
       EXPECT_EQ(s.refused.code(), absl::StatusCode::kResourceExhausted);
       ++refused;
     }
-    if (s.grown_block >= 0) EXPECT_LT(before[s.grown_block == 0 ? 0 : 1], 2);
+    if (s.grown_block >= 0) {
+      EXPECT_LT(before[s.grown_block == 0 ? 0 : 1], 2);
+    }
   }
   for (int a : learner->AdaptersPerBlock()) EXPECT_LE(a, 2);
   EXPECT_EQ(learner->budget().refused_at_cap(), refused);
@@ -248,7 +250,9 @@ TEST(LearnerTest, AdaptTouchesOnlyNormsAndRestoresTrainableFlags) {
     const bool norm = name.find("norm") != std::string::npos;
     const bool moved =
         backbone.vector(t) != before.segment(backbone.info(t).offset, backbone.info(t).size);
-    if (!norm) EXPECT_FALSE(moved) << name;
+    if (!norm) {
+      EXPECT_FALSE(moved) << name;
+    }
     EXPECT_FALSE(backbone.trainable(t)) << name;  // the frozen backbone stays frozen
   }
   EXPECT_NE(backbone.flat_values(), before);
