@@ -41,3 +41,16 @@ target_compile_definitions(fedcl_compile_options INTERFACE
   FEDCL_ISA="${FEDCL_ISA}"
   # Eigen checks every index in debug builds; keep that, but never in Release.
   $<$<CONFIG:Release>:EIGEN_NO_DEBUG>)
+
+# Sanitizers for a separate build tree, e.g. the SDK's ThreadSanitizer target (README, "The edge
+# SDK"): -DFEDCL_SANITIZE=thread (or address, undefined). Debian's Abseil, gRPC and oneTBB are not
+# instrumented, so code under test uses std::mutex / std::thread where TSan must see the sync.
+set(FEDCL_SANITIZE "" CACHE STRING "Sanitizer for every fedcl target: thread, address, undefined")
+if(FEDCL_SANITIZE)
+  if(NOT FEDCL_SANITIZE MATCHES "^(thread|address|undefined)$")
+    message(FATAL_ERROR "FEDCL_SANITIZE must be thread, address or undefined")
+  endif()
+  target_compile_options(fedcl_compile_options INTERFACE -fsanitize=${FEDCL_SANITIZE} -g1
+                                                         -fno-omit-frame-pointer)
+  target_link_options(fedcl_compile_options INTERFACE -fsanitize=${FEDCL_SANITIZE})
+endif()

@@ -110,6 +110,8 @@ std::string PayloadKindName(PayloadKind kind) {
       return "module pool";
     case PayloadKind::kClientState:
       return "client state";
+    case PayloadKind::kDeviceState:
+      return "device state";
   }
   return absl::StrCat("unknown payload kind ", static_cast<uint32_t>(kind));
 }

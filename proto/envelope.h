@@ -67,6 +67,8 @@ enum class PayloadKind : uint32_t {
   kModulePool = 3,
   // A fedcl.v1.ClientState: fedcl-client's durable state in its state directory (client/).
   kClientState = 4,
+  // A fedcl.v1.DeviceState: the edge SDK's durable state in its storage directory (client/sdk).
+  kDeviceState = 5,
 };
 
 // Human-readable name of a kind, e.g. "parameter set"; "unknown payload kind 7" for an unknown

@@ -160,6 +160,10 @@ class Learner {
   // One step on a labelled batch (SimpleCIL: adds the batch to its class prototypes).
   absl::StatusOr<LearnStats> Learn(nn::ConstMatrixRef images, absl::Span<const int32_t> labels);
   absl::StatusOr<std::vector<Prediction>> Predict(nn::ConstMatrixRef images);
+  // The same into `out` (images.rows() entries). For the single-forward methods (linear_head,
+  // sequential_adapter, sema) with no detector or a logit-based one (max-softmax, energy) it
+  // allocates nothing once a batch of this size has been seen; the others go through Predict.
+  absl::Status PredictInto(nn::ConstMatrixRef images, absl::Span<Prediction> out);
   // Label-free adaptation (entropy minimisation on LayerNorm/SSF with CEMA's filters); the
   // model's trainable flags are restored afterwards.
   absl::StatusOr<AdaptStep> Adapt(nn::ConstMatrixRef images);
@@ -290,6 +294,9 @@ class Learner {
   nn::Sgd fedins_sgd_{{.learning_rate = 0.01f}};
   // OOD.
   std::unique_ptr<ood::OodDetector> detector_;
+  // PredictInto's buffers, kept between calls.
+  nn::Matrix predict_probabilities_;
+  std::vector<float> predict_scores_;
 };
 
 }  // namespace fedcl::cl

@@ -103,6 +103,40 @@ absl::StatusOr<Learner::Inspection> Learner::Inspect(nn::ConstMatrixRef images) 
   return out;
 }
 
+absl::Status Learner::PredictInto(nn::ConstMatrixRef images, absl::Span<Prediction> out) {
+  if (static_cast<int64_t>(out.size()) != images.rows()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PredictInto: ", images.rows(), " images for ", out.size(), " predictions"));
+  }
+  const bool single_forward = options_.method == ClMethod::kLinearHead ||
+                              options_.method == ClMethod::kSequentialAdapter || IsSema(method());
+  const bool logit_detector = detector_ == nullptr || options_.ood_score == OodScoreKind::kEnergy ||
+                              options_.ood_score == OodScoreKind::kMaxSoftmax;
+  if (!single_forward || !logit_detector || images.rows() > kChunk) {
+    FEDCL_ASSIGN_OR_RETURN(std::vector<Prediction> predictions, Predict(images));
+    std::copy(predictions.begin(), predictions.end(), out.begin());
+    return absl::OkStatus();
+  }
+  const nn::Matrix& logits = model_->Forward(images, false);
+  nn::Softmax(logits, predict_probabilities_);
+  for (int64_t i = 0; i < logits.rows(); ++i) {
+    Eigen::Index label;
+    predict_probabilities_.row(i).maxCoeff(&label);
+    out[i] = Prediction{.label = static_cast<int>(label),
+                        .confidence = predict_probabilities_(i, label)};
+  }
+  if (detector_ != nullptr) {
+    predict_scores_.resize(out.size());
+    FEDCL_RETURN_IF_ERROR(
+        detector_->ScoreInto({.logits = &logits}, absl::MakeSpan(predict_scores_)));
+    for (size_t i = 0; i < out.size(); ++i) {
+      out[i].ood_score = predict_scores_[i];
+      out[i].ood = detector_->IsOod(predict_scores_[i]);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Learner::FitDetector(nn::ConstMatrixRef images, absl::Span<const int32_t> labels,
                                   nn::ConstMatrixRef held_out) {
   switch (options_.ood_score) {

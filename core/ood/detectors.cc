@@ -8,6 +8,7 @@
 #include "Eigen/QR"
 #include "absl/strings/str_cat.h"
 #include "core/base/random.h"
+#include "core/base/status_macros.h"
 #include "core/ood/ood_metrics.h"
 
 namespace fedcl::ood {
@@ -49,30 +50,69 @@ absl::Status OodDetector::Calibrate(const OodBatch& held_out, double tpr) {
   return absl::OkStatus();
 }
 
+absl::Status OodDetector::ScoreInto(const OodBatch& batch, absl::Span<float> out) const {
+  FEDCL_ASSIGN_OR_RETURN(std::vector<float> scores, Score(batch));
+  if (scores.size() != out.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name(), ": ", scores.size(), " scores for an output of ", out.size()));
+  }
+  std::copy(scores.begin(), scores.end(), out.begin());
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Scores of a logit-based detector: Score and ScoreInto share the loop.
+template <typename PerRow>
+absl::Status ScoreLogitsInto(const OodBatch& batch, absl::string_view detector, PerRow per_row,
+                             absl::Span<float> out) {
+  if (absl::Status s = Need(batch.logits, "logits", detector); !s.ok()) return s;
+  const nn::Matrix& f = *batch.logits;
+  if (static_cast<int64_t>(out.size()) != f.rows()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(detector, ": ", f.rows(), " rows for an output of ", out.size()));
+  }
+  for (int64_t i = 0; i < f.rows(); ++i) out[i] = per_row(f, i);
+  return absl::OkStatus();
+}
+
+float MaxSoftmaxScore(const nn::Matrix& f, int64_t i) {
+  // max softmax = 1 / Σ_c exp(f_c − max f).
+  const float top = f.row(i).maxCoeff();
+  return -1.0f / (f.row(i).array() - top).exp().sum();
+}
+
+}  // namespace
+
+absl::Status MaxSoftmaxDetector::ScoreInto(const OodBatch& batch, absl::Span<float> out) const {
+  return ScoreLogitsInto(batch, name(), MaxSoftmaxScore, out);
+}
+
 absl::StatusOr<std::vector<float>> MaxSoftmaxDetector::Score(const OodBatch& batch) const {
   if (absl::Status s = Need(batch.logits, "logits", name()); !s.ok()) return s;
-  const nn::Matrix& f = *batch.logits;
-  std::vector<float> scores(f.rows());
-  for (int64_t i = 0; i < f.rows(); ++i) {
-    // max softmax = 1 / Σ_c exp(f_c − max f).
-    const float top = f.row(i).maxCoeff();
-    scores[i] = -1.0f / (f.row(i).array() - top).exp().sum();
-  }
+  std::vector<float> scores(batch.logits->rows());
+  FEDCL_RETURN_IF_ERROR(ScoreInto(batch, absl::MakeSpan(scores)));
   return scores;
+}
+
+absl::Status EnergyDetector::ScoreInto(const OodBatch& batch, absl::Span<float> out) const {
+  const double t = temperature_;
+  return ScoreLogitsInto(
+      batch, name(),
+      [t](const nn::Matrix& f, int64_t i) {
+        // E = −T·logsumexp(f / T), computed stably around the largest logit.
+        const double top = f.row(i).maxCoeff() / t;
+        double sum = 0.0;
+        for (int64_t c = 0; c < f.cols(); ++c) sum += std::exp(f(i, c) / t - top);
+        return static_cast<float>(-t * (top + std::log(sum)));
+      },
+      out);
 }
 
 absl::StatusOr<std::vector<float>> EnergyDetector::Score(const OodBatch& batch) const {
   if (absl::Status s = Need(batch.logits, "logits", name()); !s.ok()) return s;
-  const nn::Matrix& f = *batch.logits;
-  const double t = temperature_;
-  std::vector<float> scores(f.rows());
-  for (int64_t i = 0; i < f.rows(); ++i) {
-    // E = −T·logsumexp(f / T), computed stably around the largest logit.
-    const double top = f.row(i).maxCoeff() / t;
-    double sum = 0.0;
-    for (int64_t c = 0; c < f.cols(); ++c) sum += std::exp(f(i, c) / t - top);
-    scores[i] = static_cast<float>(-t * (top + std::log(sum)));
-  }
+  std::vector<float> scores(batch.logits->rows());
+  FEDCL_RETURN_IF_ERROR(ScoreInto(batch, absl::MakeSpan(scores)));
   return scores;
 }
 

@@ -49,6 +49,9 @@ class OodDetector {
     return absl::OkStatus();
   }
   virtual absl::StatusOr<std::vector<float>> Score(const OodBatch& batch) const = 0;
+  // The same scores written into `out` (one per row). The logit-based detectors allocate
+  // nothing; the others fall back to Score.
+  virtual absl::Status ScoreInto(const OodBatch& batch, absl::Span<float> out) const;
 
   // Sets the threshold that keeps `tpr` of the held-out ID samples (scores <= it).
   absl::Status Calibrate(const OodBatch& held_out, double tpr = 0.95);
@@ -65,6 +68,7 @@ class MaxSoftmaxDetector final : public OodDetector {
  public:
   absl::string_view name() const override { return "max_softmax"; }
   absl::StatusOr<std::vector<float>> Score(const OodBatch& batch) const override;
+  absl::Status ScoreInto(const OodBatch& batch, absl::Span<float> out) const override;
 };
 
 class EnergyDetector final : public OodDetector {
@@ -72,6 +76,7 @@ class EnergyDetector final : public OodDetector {
   explicit EnergyDetector(float temperature = 1.0f) : temperature_(temperature) {}
   absl::string_view name() const override { return "energy"; }
   absl::StatusOr<std::vector<float>> Score(const OodBatch& batch) const override;
+  absl::Status ScoreInto(const OodBatch& batch, absl::Span<float> out) const override;
 
  private:
   float temperature_;

@@ -1,0 +1,239 @@
+// fedcl's edge SDK: one federated, continually learning device inside an application.
+//
+//   fedcl::ClientOptions options;
+//   options.server_address = "fedcl.example.org:50051";   // empty: a device that never syncs
+//   options.tls_ca_file = "/etc/fedcl/ca.pem";
+//   options.token = token;
+//   options.client_id = 7;
+//   options.storage_dir = "/var/lib/myapp/fedcl";
+//   options.memory_budget_bytes = 48 << 20;
+//   absl::StatusOr<std::unique_ptr<fedcl::Client>> client = fedcl::Client::Create(options);
+//   if (!client.ok()) ...;
+//   (*client)->LoadBackbone("/usr/share/myapp/backbone.ckpt");   // or let Sync download it
+//   (*client)->Learn(pixels, labels);                 // never waits for the network
+//   (*client)->Predict(pixels, absl::MakeSpan(predictions));
+//   absl::StatusOr<fedcl::SyncResult> synced = (*client)->Sync();   // when the app has a network
+//
+// Images are row-major float arrays, input_size() values per image (28·28 for the Fashion-MNIST
+// backbones fedcl-pretrain writes), pixels in [0, 1]; the SDK standardises them the way the
+// backbone was trained. Labels are class indices in [0, num_classes()).
+//
+// What the device learns: a frozen pretrained backbone with parameter-efficient modules and a
+// head (ClientOptions::method). Learn takes one SGD step on the modules the method trains.
+// Between syncs, learning is committed to storage every `autosave_batches` batches (and by
+// Save): a bounded on-disk queue of deltas, the oldest dropped first when it is full (counted
+// in ClientStats). Sync, when the server has a round open, downloads the module versions that
+// changed, re-bases the queued learning on them (new values + queued deltas) and submits the
+// queued deltas for that round. A round that closes before the update arrives refuses it; the
+// learning stays queued for the next round the device joins.
+//
+// Persistence: <storage_dir>/device_state is replaced atomically on every save, the previous
+// good copy kept as device_state.prev. A state file that is damaged is reported (log and
+// ClientStats::state_set_aside), renamed to device_state.corrupt, and the device falls back to
+// device_state.prev, or to the modules the server sends at the next sync. The backbone is cached
+// as <storage_dir>/backbone.ckpt.
+//
+// Memory: memory_budget_bytes bounds what fedcl itself holds (model, modules, the re-base copies,
+// the queue in memory and the working buffers of a batch, estimated from the model's shape).
+// Learn and Adapt refuse a batch that would exceed it with ResourceExhausted, changing nothing;
+// Predict works through a large batch in chunks that fit, and refuses only when one image does
+// not fit.
+//
+// Errors are absl::Status values with a message naming what was wrong: InvalidArgument for bad
+// options or input, FailedPrecondition for calls made in the wrong state (no backbone yet),
+// ResourceExhausted for the memory budget, Unavailable / DeadlineExceeded when the server cannot
+// be reached, DataLoss for damaged files or downloads, Unauthenticated / PermissionDenied for a
+// bad token. No exception leaves the SDK.
+//
+// Thread safety: a Client may be used from several threads at once. Learn, Predict, Adapt, Save
+// and LoadBackbone are serialised on the model (one runs at a time); Sync and the background
+// sync hold the model only to install modules and to take a snapshot of the queue, never across
+// a network call, so learning and prediction proceed while a sync waits on the server. Stats,
+// SyncStatus and CancelSync may be called at any time from any thread. Callbacks (log, progress)
+// run on the calling thread or on the background sync's thread, never under an SDK lock the
+// callback could need; they must not destroy the Client.
+#ifndef FEDCL_CLIENT_INCLUDE_FEDCL_CLIENT_H_
+#define FEDCL_CLIENT_INCLUDE_FEDCL_CLIENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+
+namespace fedcl {
+
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
+// Receives the SDK's messages; the SDK never prints. Called from any SDK thread.
+using LogCallback = std::function<void(LogLevel level, absl::string_view message)>;
+
+struct ClientOptions {
+  // The server as a gRPC target ("host:port"); empty: the device learns and predicts offline
+  // and Sync fails with FailedPrecondition.
+  std::string server_address;
+  // PEM root certificates to check the server against; empty = plaintext (loopback only).
+  std::string tls_ca_file;
+  // The name in the server's certificate when it differs from the address's host.
+  std::string tls_server_name;
+  // Bearer token of this client.
+  std::string token;
+  uint64_t client_id = 0;
+  // Classes the device predicts; 0 = the backbone checkpoint's head. Must match the server's.
+  int num_classes = 0;
+  // Where the device's state and the backbone cache live (created if missing). Required; one
+  // directory per client.
+  std::string storage_dir;
+  // Bytes fedcl may hold (see the top of this file); > 0.
+  int64_t memory_budget_bytes = int64_t{48} << 20;
+  // The continual learner: "sequential_adapter" (a bottleneck adapter on the last two blocks and
+  // the head; default) or "linear_head" (the head alone on the frozen backbone). The server's
+  // modules must be the ones the method shares, by name and shape: "adapter" (PET kind adapter,
+  // bottleneck 8, sites blocks.2 and blocks.3) and "head". The simulator runs the other methods
+  // (LAE, SEMA, FedIns); the SDK does not persist their private state yet.
+  std::string method = "sequential_adapter";
+  float learning_rate = 0.05f;
+  // The OOD score predictions carry: "energy" (default), "max_softmax" or "mahalanobis"
+  // (after FitDetector).
+  std::string ood_detector = "energy";
+  // Bound of the on-disk queue of learning not yet submitted, in bytes (>= 0; 0 keeps only the
+  // latest commit).
+  int64_t offline_queue_bytes = int64_t{4} << 20;
+  // Learn batches between automatic commits to storage (>= 1).
+  int autosave_batches = 16;
+  // Deadline of each call to the server (> 0).
+  absl::Duration call_timeout = absl::Seconds(30);
+  // Seeds the modules' initial values and minibatch randomness.
+  uint64_t seed = 1;
+  // Messages; null discards them.
+  LogCallback log;
+};
+
+struct Prediction {
+  int32_t label = 0;
+  float confidence = 0.0f;  // probability of `label`
+  float ood_score = 0.0f;   // larger = more unusual
+  bool ood = false;         // above the detector's 95%-TPR threshold (after FitDetector)
+};
+
+struct LearnResult {
+  float loss = 0.0f;
+  int64_t batches_queued = 0;  // batches learned since the last submission
+};
+
+struct AdaptResult {
+  int64_t samples = 0;       // in the batch
+  int64_t samples_used = 0;  // that passed the entropy filters and were learned from
+  float mean_entropy = 0.0f;
+};
+
+// Where a sync is.
+struct SyncProgress {
+  enum class Stage { kIdle, kConnecting, kDownloading, kSubmitting, kDone, kFailed };
+  Stage stage = Stage::kIdle;
+  int64_t bytes_done = 0;   // downloaded in this sync so far
+  int64_t bytes_total = 0;  // expected in this sync (0 until known)
+};
+absl::string_view SyncStageName(SyncProgress::Stage stage);
+
+struct SyncResult {
+  // The round the server had open, or -1 if it asked the device to wait.
+  int64_t round = -1;
+  // The queued learning was acknowledged for `round` (then the queue is empty).
+  bool submitted = false;
+  // The round closed before the update arrived: the learning stays queued.
+  bool round_closed = false;
+  int64_t modules_downloaded = 0;
+  int64_t bytes_downloaded = 0;
+  int64_t bytes_uploaded = 0;
+  // When the server suggests asking again (after a wait, or after submitting).
+  absl::Duration retry_after = absl::ZeroDuration();
+};
+
+struct ClientStats {
+  int64_t learn_batches = 0;  // over the device's life (persisted)
+  int64_t learned_samples = 0;
+  int64_t predictions = 0;  // since Create
+  int64_t adapt_batches = 0;
+  int64_t syncs = 0;          // since Create, successful
+  int64_t submissions = 0;    // acknowledged, over the device's life
+  int64_t rounds_closed = 0;  // submissions refused because their round had closed
+  int64_t queue_records = 0;  // committed deltas waiting to be submitted
+  int64_t queue_bytes = 0;
+  int64_t queue_records_dropped = 0;  // oldest records dropped when the queue was full (life)
+  int64_t memory_used_bytes = 0;      // fedcl's estimate right now
+  int64_t memory_budget_bytes = 0;
+  int64_t memory_refusals = 0;  // calls refused with ResourceExhausted since Create
+  int64_t last_round = -1;      // the last round a submission was acknowledged for
+  bool backbone_loaded = false;
+  bool state_restored = false;     // Create read a stored state
+  bool state_set_aside = false;    // Create found a corrupt state file and set it aside
+  bool state_from_backup = false;  // ... and restored device_state.prev instead
+};
+
+class Client {
+ public:
+  // Checks the options, creates storage_dir and reads the stored state (see the top of this
+  // file); loads the cached backbone if there is one. Never touches the network.
+  static absl::StatusOr<std::unique_ptr<Client>> Create(const ClientOptions& options);
+  // Stops and waits for a background sync; does not save (call Save first).
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Loads a backbone checkpoint (written by fedcl-pretrain or downloaded from the server) and
+  // caches it in storage_dir. Modules stored for another backbone are dropped. InvalidArgument /
+  // DataLoss for a file that is not a checkpoint; FailedPrecondition when the device has synced
+  // with a server whose backbone differs.
+  absl::Status LoadBackbone(const std::string& checkpoint_path);
+
+  // One learning step on `count` images (pixels.size() == count · input_size()) and their labels.
+  absl::StatusOr<LearnResult> Learn(absl::Span<const float> pixels,
+                                    absl::Span<const int32_t> labels);
+  // Predicts out.size() images (pixels.size() == out.size() · input_size()) into `out`
+  // (caller-owned).
+  absl::Status Predict(absl::Span<const float> pixels, absl::Span<Prediction> out);
+  // Label-free adaptation on unlabelled images (entropy minimisation on normalisation and
+  // scale/shift parameters, with CEMA's sample filters).
+  absl::StatusOr<AdaptResult> Adapt(absl::Span<const float> pixels);
+  // Fits the OOD detector on in-distribution images with labels and calibrates its threshold at
+  // 95% TPR.
+  absl::Status FitDetector(absl::Span<const float> pixels, absl::Span<const int32_t> labels);
+
+  // Synchronises with the server once: join if needed, get the backbone if the device has none,
+  // and if a round is open, download, re-base and submit. Blocks for the network calls (each
+  // bounded by call_timeout). Unavailable when the server cannot be reached: nothing is lost.
+  absl::StatusOr<SyncResult> Sync();
+  // The same on a background thread; `on_progress` (may be null) hears every stage change.
+  // FailedPrecondition if a sync is already running.
+  absl::Status StartSync(std::function<void(const SyncProgress&)> on_progress = nullptr);
+  SyncProgress SyncStatus() const;
+  // Waits for the background sync and returns its result; FailedPrecondition if none was
+  // started since the last wait.
+  absl::StatusOr<SyncResult> WaitSync();
+  // Makes a running sync return soon with Cancelled; learning already queued stays queued.
+  void CancelSync();
+
+  // Commits learning not yet committed and writes the state atomically.
+  absl::Status Save();
+  ClientStats Stats() const;
+
+  // Values per image, and classes; 0 until a backbone is loaded.
+  int64_t input_size() const;
+  int num_classes() const;
+
+  // The implementation is private to the library; this constructor is its factory's.
+  class Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fedcl
+
+#endif  // FEDCL_CLIENT_INCLUDE_FEDCL_CLIENT_H_

@@ -1,0 +1,249 @@
+/* fedcl's edge SDK as a C API: the functions of fedcl/client.h over opaque handles.
+ *
+ *   fedcl_options* options = fedcl_options_create();
+ *   fedcl_options_set_string(options, FEDCL_OPTION_SERVER_ADDRESS, "127.0.0.1:50051");
+ *   fedcl_options_set_string(options, FEDCL_OPTION_STORAGE_DIR, "/var/lib/myapp/fedcl");
+ *   fedcl_options_set_int(options, FEDCL_OPTION_CLIENT_ID, 7);
+ *   fedcl_client* client = NULL;
+ *   fedcl_error* error = NULL;
+ *   if (fedcl_client_create(options, &client, &error) != FEDCL_OK) {
+ *     fprintf(stderr, "%s\n", fedcl_error_message(error));
+ *     fedcl_error_destroy(error);
+ *   }
+ *   fedcl_options_destroy(options);          (the client keeps a copy)
+ *   ...
+ *   fedcl_prediction out[32];
+ *   fedcl_client_predict(client, pixels, 32, out, &error);
+ *   fedcl_client_destroy(client);
+ *
+ * Conventions:
+ *   - Every handle comes from a *_create function and goes back through the matching *_destroy;
+ *     destroying NULL does nothing.
+ *   - Functions that can fail return a fedcl_status (FEDCL_OK = 0; the other values follow
+ *     google.rpc.Code, the codes of absl::Status). When `error` is not NULL and the call fails,
+ *     *error receives a new fedcl_error the caller destroys; its message names what was wrong.
+ *     Passing error = NULL is allowed: only the code is returned. On success *error is left
+ *     unchanged. A NULL handle or required pointer gives FEDCL_INVALID_ARGUMENT naming it.
+ *   - Output arguments (results, loss, predictions) are written only when the call returns
+ *     FEDCL_OK.
+ *   - Buffers are the caller's: images are `count` × fedcl_client_input_size() floats, pixels in
+ *     [0, 1], row-major; labels are `count` int32 class indices; predictions are written into a
+ *     caller array of `count` elements. The SDK keeps no pointer past the call.
+ *   - No C++ exception ever crosses this API: every function catches and returns
+ *     FEDCL_INTERNAL (or FEDCL_RESOURCE_EXHAUSTED for out-of-memory).
+ *   - The SDK never prints; give a log callback in the options to receive its messages.
+ *
+ * Thread safety: the same as fedcl/client.h. A fedcl_client may be used from several threads at
+ * once (learning, prediction and adaptation are serialised on the model; a sync never holds the
+ * model across a network call). A fedcl_options or fedcl_error belongs to one thread at a time.
+ * Callbacks run on SDK threads and must not destroy the client.
+ */
+#ifndef FEDCL_CLIENT_INCLUDE_FEDCL_FEDCL_C_H_
+#define FEDCL_CLIENT_INCLUDE_FEDCL_FEDCL_C_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define FEDCL_C_EXPORT __attribute__((visibility("default")))
+#else
+#define FEDCL_C_EXPORT
+#endif
+
+typedef enum fedcl_status {
+  FEDCL_OK = 0,
+  FEDCL_CANCELLED = 1,
+  FEDCL_UNKNOWN = 2,
+  FEDCL_INVALID_ARGUMENT = 3,
+  FEDCL_DEADLINE_EXCEEDED = 4,
+  FEDCL_NOT_FOUND = 5,
+  FEDCL_ALREADY_EXISTS = 6,
+  FEDCL_PERMISSION_DENIED = 7,
+  FEDCL_RESOURCE_EXHAUSTED = 8,
+  FEDCL_FAILED_PRECONDITION = 9,
+  FEDCL_ABORTED = 10,
+  FEDCL_OUT_OF_RANGE = 11,
+  FEDCL_UNIMPLEMENTED = 12,
+  FEDCL_INTERNAL = 13,
+  FEDCL_UNAVAILABLE = 14,
+  FEDCL_DATA_LOSS = 15,
+  FEDCL_UNAUTHENTICATED = 16
+} fedcl_status;
+
+/* "OK", "INVALID_ARGUMENT", ...; a static string ("INVALID_STATUS" for a value outside the
+ * enum). */
+FEDCL_C_EXPORT const char* fedcl_status_name(fedcl_status status);
+/* The library's version, "major.minor.patch"; a static string. */
+FEDCL_C_EXPORT const char* fedcl_version(void);
+
+/* ---- Errors ----------------------------------------------------------------------------- */
+typedef struct fedcl_error fedcl_error;
+FEDCL_C_EXPORT fedcl_status fedcl_error_code(const fedcl_error* error);
+/* fedcl_error_code(NULL) is FEDCL_OK; fedcl_error_message(NULL) is "". The message is valid
+ * until the error is destroyed. */
+FEDCL_C_EXPORT const char* fedcl_error_message(const fedcl_error* error);
+FEDCL_C_EXPORT void fedcl_error_destroy(fedcl_error* error);
+
+/* ---- Logging ------------------------------------------------------------------------------ */
+typedef enum fedcl_log_level {
+  FEDCL_LOG_DEBUG = 0,
+  FEDCL_LOG_INFO = 1,
+  FEDCL_LOG_WARNING = 2,
+  FEDCL_LOG_ERROR = 3
+} fedcl_log_level;
+/* `message` is NUL-terminated and valid only during the call. */
+typedef void (*fedcl_log_callback)(void* user_data, fedcl_log_level level, const char* message);
+
+/* ---- Options ------------------------------------------------------------------------------ */
+typedef struct fedcl_options fedcl_options;
+
+typedef enum fedcl_option {
+  /* Strings. */
+  FEDCL_OPTION_SERVER_ADDRESS = 1, /* "host:port"; empty = offline device */
+  FEDCL_OPTION_TLS_CA_FILE = 2,
+  FEDCL_OPTION_TLS_SERVER_NAME = 3,
+  FEDCL_OPTION_TOKEN = 4,
+  FEDCL_OPTION_STORAGE_DIR = 5,  /* required */
+  FEDCL_OPTION_METHOD = 6,       /* "sequential_adapter", "linear_head" */
+  FEDCL_OPTION_OOD_DETECTOR = 7, /* "energy", "max_softmax", "mahalanobis" */
+  /* Integers. */
+  FEDCL_OPTION_CLIENT_ID = 20,
+  FEDCL_OPTION_MEMORY_BUDGET_BYTES = 21,
+  FEDCL_OPTION_OFFLINE_QUEUE_BYTES = 23,
+  FEDCL_OPTION_AUTOSAVE_BATCHES = 24,
+  FEDCL_OPTION_CALL_TIMEOUT_MS = 25,
+  FEDCL_OPTION_SEED = 26,
+  FEDCL_OPTION_NUM_CLASSES = 27,
+  /* Reals. */
+  FEDCL_OPTION_LEARNING_RATE = 40
+} fedcl_option;
+
+FEDCL_C_EXPORT fedcl_options* fedcl_options_create(void);
+FEDCL_C_EXPORT void fedcl_options_destroy(fedcl_options* options);
+/* FEDCL_INVALID_ARGUMENT for an option of another type or an unknown one, a NULL `options` or
+ * `value`, or an integer that does not fit the option (autosave batches and classes are
+ * C ints); the other checks are made by fedcl_client_create, whose error names the option.
+ * `value` is copied. Client ids and seeds are unsigned: the int64's bits are taken as a uint64.
+ * These functions report only a code (there is no fedcl_error argument). */
+FEDCL_C_EXPORT fedcl_status fedcl_options_set_string(fedcl_options* options, fedcl_option option,
+                                                     const char* value);
+FEDCL_C_EXPORT fedcl_status fedcl_options_set_int(fedcl_options* options, fedcl_option option,
+                                                  int64_t value);
+FEDCL_C_EXPORT fedcl_status fedcl_options_set_double(fedcl_options* options, fedcl_option option,
+                                                     double value);
+/* `callback` may be NULL (messages are discarded). `user_data` is passed back unchanged. The
+ * client calls it from its own threads too (background sync). */
+FEDCL_C_EXPORT void fedcl_options_set_log_callback(fedcl_options* options,
+                                                   fedcl_log_callback callback, void* user_data);
+
+/* ---- The client --------------------------------------------------------------------------- */
+typedef struct fedcl_client fedcl_client;
+
+typedef struct fedcl_prediction {
+  int32_t label;
+  float confidence;
+  float ood_score;
+  int32_t ood; /* 1 if flagged as out-of-distribution */
+} fedcl_prediction;
+
+typedef struct fedcl_sync_result {
+  int64_t round;     /* the round the server had open, -1 if it asked to wait */
+  int32_t submitted; /* 1 if the queued learning was acknowledged */
+  int32_t round_closed;
+  int64_t modules_downloaded;
+  int64_t bytes_downloaded;
+  int64_t bytes_uploaded;
+  int64_t retry_after_ms;
+} fedcl_sync_result;
+
+typedef enum fedcl_sync_stage {
+  FEDCL_SYNC_IDLE = 0,
+  FEDCL_SYNC_CONNECTING = 1,
+  FEDCL_SYNC_DOWNLOADING = 2,
+  FEDCL_SYNC_SUBMITTING = 3,
+  FEDCL_SYNC_DONE = 4,
+  FEDCL_SYNC_FAILED = 5
+} fedcl_sync_stage;
+
+typedef struct fedcl_sync_progress {
+  fedcl_sync_stage stage;
+  int64_t bytes_done;
+  int64_t bytes_total;
+} fedcl_sync_progress;
+typedef void (*fedcl_progress_callback)(void* user_data, const fedcl_sync_progress* progress);
+
+typedef struct fedcl_stats {
+  int64_t learn_batches;
+  int64_t learned_samples;
+  int64_t predictions;
+  int64_t adapt_batches;
+  int64_t syncs;
+  int64_t submissions;
+  int64_t rounds_closed;
+  int64_t queue_records;
+  int64_t queue_bytes;
+  int64_t queue_records_dropped;
+  int64_t memory_used_bytes;
+  int64_t memory_budget_bytes;
+  int64_t memory_refusals;
+  int64_t last_round;
+  int32_t backbone_loaded;
+  int32_t state_restored;
+  int32_t state_set_aside;
+  int32_t state_from_backup;
+} fedcl_stats;
+
+/* Reads the stored state; never touches the network. *client is set only on FEDCL_OK. */
+FEDCL_C_EXPORT fedcl_status fedcl_client_create(const fedcl_options* options, fedcl_client** client,
+                                                fedcl_error** error);
+/* Waits for a background sync to stop; does not save. */
+FEDCL_C_EXPORT void fedcl_client_destroy(fedcl_client* client);
+
+FEDCL_C_EXPORT fedcl_status fedcl_client_load_backbone(fedcl_client* client,
+                                                       const char* checkpoint_path,
+                                                       fedcl_error** error);
+/* `loss` may be NULL. */
+FEDCL_C_EXPORT fedcl_status fedcl_client_learn(fedcl_client* client, const float* pixels,
+                                               const int32_t* labels, size_t count, float* loss,
+                                               fedcl_error** error);
+FEDCL_C_EXPORT fedcl_status fedcl_client_predict(fedcl_client* client, const float* pixels,
+                                                 size_t count, fedcl_prediction* out,
+                                                 fedcl_error** error);
+/* `samples_used` may be NULL. */
+FEDCL_C_EXPORT fedcl_status fedcl_client_adapt(fedcl_client* client, const float* pixels,
+                                               size_t count, int64_t* samples_used,
+                                               fedcl_error** error);
+FEDCL_C_EXPORT fedcl_status fedcl_client_fit_detector(fedcl_client* client, const float* pixels,
+                                                      const int32_t* labels, size_t count,
+                                                      fedcl_error** error);
+
+/* Blocking sync; `result` may be NULL. */
+FEDCL_C_EXPORT fedcl_status fedcl_client_sync(fedcl_client* client, fedcl_sync_result* result,
+                                              fedcl_error** error);
+/* Non-blocking sync on a background thread; `callback` (may be NULL) hears each stage. */
+FEDCL_C_EXPORT fedcl_status fedcl_client_start_sync(fedcl_client* client,
+                                                    fedcl_progress_callback callback,
+                                                    void* user_data, fedcl_error** error);
+/* A NULL client reads as FEDCL_SYNC_IDLE. */
+FEDCL_C_EXPORT void fedcl_client_sync_status(const fedcl_client* client,
+                                             fedcl_sync_progress* progress);
+FEDCL_C_EXPORT fedcl_status fedcl_client_wait_sync(fedcl_client* client, fedcl_sync_result* result,
+                                                   fedcl_error** error);
+FEDCL_C_EXPORT void fedcl_client_cancel_sync(fedcl_client* client);
+
+FEDCL_C_EXPORT fedcl_status fedcl_client_save(fedcl_client* client, fedcl_error** error);
+/* A NULL client reads as zeros, with last_round -1. */
+FEDCL_C_EXPORT void fedcl_client_stats(const fedcl_client* client, fedcl_stats* stats);
+/* 0 until a backbone is loaded. */
+FEDCL_C_EXPORT int64_t fedcl_client_input_size(const fedcl_client* client);
+FEDCL_C_EXPORT int32_t fedcl_client_num_classes(const fedcl_client* client);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* FEDCL_CLIENT_INCLUDE_FEDCL_FEDCL_C_H_ */

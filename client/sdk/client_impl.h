@@ -1,0 +1,168 @@
+// fedcl::Client's implementation, shared by client.cc (model, learning, state) and
+// client_sync.cc (the server). Not part of the installed headers.
+//
+// The device's shared modules are the learner's SharedModules() that the method trains ("head",
+// "adapter"). For each the SDK keeps three values:
+//   base       the server's values at `version` (or the learner's initial ones, version −1), plus
+//              any queue record dropped for lack of room;
+//   committed  base + every queued delta: what a restart restores;
+//   live       the learner's values: committed + learning not yet committed.
+// Commit appends live − committed as a record. Re-basing on server values S at version v sets
+// base = S and moves committed and live by the same S − base, so queued and uncommitted learning
+// carry over. An acknowledged submission folds the submitted records into base.
+//
+// Locks: model_mu_ guards the learner, the modules, the queue and the life counters; sync_mu_
+// the background sync; stats_mu_ the per-run counters and the sync progress. Network calls are
+// made holding none of them. std::mutex rather than absl::Mutex: Debian's Abseil is not built
+// for ThreadSanitizer, whose target runs these tests, and pthread mutexes are intercepted.
+#ifndef FEDCL_CLIENT_SDK_CLIENT_IMPL_H_
+#define FEDCL_CLIENT_SDK_CLIENT_IMPL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "client/federation_transport.h"
+#include "client/sdk/device_state_store.h"
+#include "core/base/filesystem.h"
+#include "core/cl/learner.h"
+#include "fedcl/client.h"
+#include "proto/fedcl/v1/checkpoint.pb.h"
+
+namespace fedcl {
+
+// Where a Client gets its environment; tests inject an in-process transport and file system.
+struct ClientEnvironment {
+  base::FileSystem* fs = nullptr;  // null: the real file system
+  // Null: a gRPC FederationClient to options.server_address, built at the first sync.
+  std::unique_ptr<client::FederationTransport> transport;
+};
+
+class Client::Impl {
+ public:
+  Impl(const ClientOptions& options, ClientEnvironment environment);
+  ~Impl();
+
+  absl::Status Init();
+  absl::Status LoadBackbone(const std::string& path);
+  absl::StatusOr<LearnResult> Learn(absl::Span<const float> pixels,
+                                    absl::Span<const int32_t> labels);
+  absl::Status Predict(absl::Span<const float> pixels, absl::Span<Prediction> out);
+  absl::StatusOr<AdaptResult> Adapt(absl::Span<const float> pixels);
+  absl::Status FitDetector(absl::Span<const float> pixels, absl::Span<const int32_t> labels);
+  absl::StatusOr<SyncResult> Sync();
+  absl::Status StartSync(std::function<void(const SyncProgress&)> on_progress);
+  SyncProgress SyncStatus() const;
+  absl::StatusOr<SyncResult> WaitSync();
+  void CancelSync();
+  absl::Status Save();
+  ClientStats Stats() const;
+  int64_t input_size() const;
+  int num_classes() const;
+
+ private:
+  struct Module {
+    nn::ParameterSet* live = nullptr;  // the learner's set
+    int64_t version = -1;
+    Eigen::VectorXf base, committed;
+  };
+  struct Record {
+    uint64_t sequence = 0;
+    int64_t batches = 0, samples = 0;
+    double loss_sum = 0.0;
+    std::vector<Eigen::VectorXf> deltas;  // one per module, in modules_ order
+    int64_t bytes() const;
+  };
+  // What a submission carries: the records up to `last_sequence`, summed per module.
+  struct Snapshot {
+    uint64_t last_sequence = 0;
+    int64_t batches = 0, samples = 0;
+    double loss_sum = 0.0;
+    std::vector<Eigen::VectorXf> sums;
+  };
+
+  // ---- Model and state (model_mu_ held) ----
+  absl::Status LoadBackboneBytesLocked(const std::string& bytes, const std::string& source);
+  absl::Status BuildLearnerLocked(const v1::ModelCheckpoint& checkpoint, const std::string& source);
+  void RestoreLocked();
+  // Whether `checkpoint` has the same backbone weights as the cached backbone file.
+  absl::StatusOr<bool> SameBackboneAsCacheLocked(const v1::ModelCheckpoint& checkpoint);
+  absl::Status CommitLocked();
+  void EnforceQueueBoundLocked();
+  absl::Status SaveLocked();
+  absl::Status CheckReadyLocked(absl::string_view what) const;
+  absl::Status CheckImages(absl::Span<const float> pixels, int64_t count) const;
+  // Standardises `count` images into input_.
+  void StageInput(absl::Span<const float> pixels, int64_t count);
+  int64_t HeldBytesLocked() const;
+  // Working bytes of a batch of `count` images (its buffers and the staged input).
+  int64_t BatchBytes(int64_t count, bool training) const;
+  // ResourceExhausted if a batch of `count` needs more than the budget leaves.
+  absl::Status CheckBudgetLocked(int64_t count, bool training, absl::string_view what);
+  Module* FindModuleLocked(absl::string_view name);
+  void Log(LogLevel level, const std::string& message) const;
+
+  // ---- Sync (client_sync.cc) ----
+  // One sync with its stage reporting and counters; SyncOnce is the exchange itself.
+  absl::StatusOr<SyncResult> RunSync();
+  absl::StatusOr<SyncResult> SyncOnce();
+  absl::Status EnsureTransport();
+  absl::Status JoinServer();
+  absl::Status EnsureBackboneFromServer();
+  void SetStage(SyncProgress::Stage stage, int64_t bytes_done, int64_t bytes_total);
+  bool Cancelled() const;
+
+  const ClientOptions options_;
+  base::FileSystem& fs_;
+  std::unique_ptr<client::FederationTransport> transport_;
+  cl::ClMethod method_ = cl::ClMethod::kSequentialAdapter;
+  cl::OodScoreKind ood_kind_ = cl::OodScoreKind::kEnergy;
+
+  mutable std::mutex model_mu_;
+  sdk::DeviceStateStore store_;
+  std::optional<v1::DeviceState> stored_;  // read at Init, applied when the backbone loads
+  std::unique_ptr<cl::Learner> learner_;
+  nn::ModelConfig config_;
+  std::string backbone_digest_;
+  std::vector<Module> modules_;
+  std::deque<Record> queue_;
+  int64_t queue_bytes_ = 0;
+  uint64_t next_sequence_ = 1;
+  Record uncommitted_;  // counters of the learning since the last commit (deltas unused)
+  bool adapted_ = false;
+  std::optional<int64_t> enrolled_round_;
+  v1::DeviceState life_;  // the life counters (fields 10–16)
+  nn::Matrix input_;
+  std::vector<cl::Prediction> scratch_;
+
+  mutable std::mutex stats_mu_;
+  ClientStats run_;  // the per-run counters and flags
+  SyncProgress progress_;
+  std::function<void(const SyncProgress&)> on_progress_;
+
+  // The server as last joined (sync only; guarded by sync_running_ being exclusive).
+  std::optional<client::ServerInfo> server_;
+  std::mutex sync_mu_;
+  bool sync_running_ = false;  // a Sync or background sync is in progress
+  std::thread sync_thread_;
+  std::optional<absl::StatusOr<SyncResult>> background_result_;
+  bool background_started_ = false;
+  std::atomic<bool> cancel_{false};
+};
+
+// Creates a client over an injected environment (tests).
+absl::StatusOr<std::unique_ptr<Client>> CreateClientForTesting(const ClientOptions& options,
+                                                               ClientEnvironment environment);
+
+}  // namespace fedcl
+
+#endif  // FEDCL_CLIENT_SDK_CLIENT_IMPL_H_

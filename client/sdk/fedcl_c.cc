@@ -1,0 +1,533 @@
+// The C API (fedcl/fedcl_c.h) over fedcl::Client. Each function is a thin translation: check the
+// pointers, convert the arguments, call the C++ API, convert the result. Every body runs inside
+// Guard(), so no C++ exception reaches a C caller.
+#include "fedcl/fedcl_c.h"
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <new>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "fedcl/client.h"
+
+#ifndef FEDCL_VERSION
+#error "FEDCL_VERSION must be defined by the build (client/sdk/packaging.cmake)"
+#endif
+
+struct fedcl_error {
+  fedcl_status code = FEDCL_UNKNOWN;
+  std::string message;
+};
+
+struct fedcl_options {
+  fedcl::ClientOptions options;
+};
+
+struct fedcl_client {
+  std::unique_ptr<fedcl::Client> client;
+};
+
+namespace {
+
+// Stores a new error in *error (when the caller asked for one) and returns `code`. Must not throw:
+// it also runs in the exception handlers.
+fedcl_status Fail(fedcl_error** error, fedcl_status code, absl::string_view message) noexcept {
+  if (error == nullptr) return code;
+  fedcl_error* made = new (std::nothrow) fedcl_error;
+  if (made == nullptr) return code;  // out of memory: the code alone has to do
+  made->code = code;
+  try {
+    made->message.assign(message.data(), message.size());
+  } catch (...) {
+    // Keep the error without its message rather than lose the code.
+  }
+  *error = made;
+  return code;
+}
+
+fedcl_status FromStatus(const absl::Status& status, fedcl_error** error) {
+  if (status.ok()) return FEDCL_OK;
+  const int code = static_cast<int>(status.code());
+  const fedcl_status c_code = code >= FEDCL_CANCELLED && code <= FEDCL_UNAUTHENTICATED
+                                  ? static_cast<fedcl_status>(code)
+                                  : FEDCL_UNKNOWN;
+  return Fail(error, c_code, status.message());
+}
+
+// Runs `body` (returning fedcl_status) and turns any exception into an error code.
+template <typename Body>
+fedcl_status Guard(fedcl_error** error, Body&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Fail(error, FEDCL_RESOURCE_EXHAUSTED, "out of memory");
+  } catch (const std::exception& e) {
+    return Fail(error, FEDCL_INTERNAL, e.what());
+  } catch (...) {
+    return Fail(error, FEDCL_INTERNAL, "unknown exception");
+  }
+}
+
+// For the functions that cannot report: any exception is swallowed.
+template <typename Body>
+void GuardVoid(Body&& body) noexcept {
+  try {
+    body();
+  } catch (...) {
+  }
+}
+
+// `function` is the API function's name, taken from __func__ before entering Guard's lambda (in
+// which __func__ would be "operator()").
+fedcl_status NullArgument(fedcl_error** error, const char* function, const char* argument) {
+  return Fail(error, FEDCL_INVALID_ARGUMENT, absl::StrCat(function, ": ", argument, " is NULL"));
+}
+
+// `count` images as a span of pixels, or InvalidArgument when the pointer is NULL or the size
+// overflows. Without a backbone input_size() is 0 and the span is empty: the C++ call then
+// reports the missing backbone.
+fedcl_status PixelSpan(const fedcl_client* client, const float* pixels, size_t count,
+                       const char* function, fedcl_error** error, absl::Span<const float>* out) {
+  if (pixels == nullptr && count > 0) return NullArgument(error, function, "pixels");
+  const int64_t input_size = client->client->input_size();
+  if (input_size > 0 &&
+      count > static_cast<size_t>(std::numeric_limits<int64_t>::max() / input_size)) {
+    return Fail(error, FEDCL_INVALID_ARGUMENT,
+                absl::StrCat(function, ": count ", count, " images is too many"));
+  }
+  *out = absl::Span<const float>(pixels, pixels == nullptr ? 0 : count * input_size);
+  return FEDCL_OK;
+}
+
+fedcl_sync_stage ToC(fedcl::SyncProgress::Stage stage) {
+  using Stage = fedcl::SyncProgress::Stage;
+  switch (stage) {
+    case Stage::kIdle:
+      return FEDCL_SYNC_IDLE;
+    case Stage::kConnecting:
+      return FEDCL_SYNC_CONNECTING;
+    case Stage::kDownloading:
+      return FEDCL_SYNC_DOWNLOADING;
+    case Stage::kSubmitting:
+      return FEDCL_SYNC_SUBMITTING;
+    case Stage::kDone:
+      return FEDCL_SYNC_DONE;
+    case Stage::kFailed:
+      return FEDCL_SYNC_FAILED;
+  }
+  return FEDCL_SYNC_FAILED;
+}
+
+fedcl_sync_progress ToC(const fedcl::SyncProgress& progress) {
+  fedcl_sync_progress c{};
+  c.stage = ToC(progress.stage);
+  c.bytes_done = progress.bytes_done;
+  c.bytes_total = progress.bytes_total;
+  return c;
+}
+
+fedcl_sync_result ToC(const fedcl::SyncResult& result) {
+  fedcl_sync_result c{};
+  c.round = result.round;
+  c.submitted = result.submitted ? 1 : 0;
+  c.round_closed = result.round_closed ? 1 : 0;
+  c.modules_downloaded = result.modules_downloaded;
+  c.bytes_downloaded = result.bytes_downloaded;
+  c.bytes_uploaded = result.bytes_uploaded;
+  c.retry_after_ms = absl::ToInt64Milliseconds(result.retry_after);
+  return c;
+}
+
+fedcl_stats ToC(const fedcl::ClientStats& s) {
+  fedcl_stats c{};
+  c.learn_batches = s.learn_batches;
+  c.learned_samples = s.learned_samples;
+  c.predictions = s.predictions;
+  c.adapt_batches = s.adapt_batches;
+  c.syncs = s.syncs;
+  c.submissions = s.submissions;
+  c.rounds_closed = s.rounds_closed;
+  c.queue_records = s.queue_records;
+  c.queue_bytes = s.queue_bytes;
+  c.queue_records_dropped = s.queue_records_dropped;
+  c.memory_used_bytes = s.memory_used_bytes;
+  c.memory_budget_bytes = s.memory_budget_bytes;
+  c.memory_refusals = s.memory_refusals;
+  c.last_round = s.last_round;
+  c.backbone_loaded = s.backbone_loaded ? 1 : 0;
+  c.state_restored = s.state_restored ? 1 : 0;
+  c.state_set_aside = s.state_set_aside ? 1 : 0;
+  c.state_from_backup = s.state_from_backup ? 1 : 0;
+  return c;
+}
+
+// Converts an int64 option to an int field, refusing values an int cannot hold.
+fedcl_status SetIntField(int* field, int64_t value) {
+  if (value < std::numeric_limits<int>::min() || value > std::numeric_limits<int>::max()) {
+    return FEDCL_INVALID_ARGUMENT;
+  }
+  *field = static_cast<int>(value);
+  return FEDCL_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* fedcl_status_name(fedcl_status status) {
+  switch (status) {
+    case FEDCL_OK:
+      return "OK";
+    case FEDCL_CANCELLED:
+      return "CANCELLED";
+    case FEDCL_UNKNOWN:
+      return "UNKNOWN";
+    case FEDCL_INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case FEDCL_DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case FEDCL_NOT_FOUND:
+      return "NOT_FOUND";
+    case FEDCL_ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case FEDCL_PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case FEDCL_RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case FEDCL_FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case FEDCL_ABORTED:
+      return "ABORTED";
+    case FEDCL_OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case FEDCL_UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case FEDCL_INTERNAL:
+      return "INTERNAL";
+    case FEDCL_UNAVAILABLE:
+      return "UNAVAILABLE";
+    case FEDCL_DATA_LOSS:
+      return "DATA_LOSS";
+    case FEDCL_UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+  }
+  return "INVALID_STATUS";
+}
+
+const char* fedcl_version(void) { return FEDCL_VERSION; }
+
+// ---- Errors ----------------------------------------------------------------------------------
+
+fedcl_status fedcl_error_code(const fedcl_error* error) {
+  return error == nullptr ? FEDCL_OK : error->code;
+}
+
+const char* fedcl_error_message(const fedcl_error* error) {
+  return error == nullptr ? "" : error->message.c_str();
+}
+
+void fedcl_error_destroy(fedcl_error* error) { delete error; }
+
+// ---- Options ---------------------------------------------------------------------------------
+
+fedcl_options* fedcl_options_create(void) {
+  fedcl_options* options = nullptr;
+  GuardVoid([&] { options = new fedcl_options; });
+  return options;
+}
+
+void fedcl_options_destroy(fedcl_options* options) {
+  GuardVoid([&] { delete options; });
+}
+
+fedcl_status fedcl_options_set_string(fedcl_options* options, fedcl_option option,
+                                      const char* value) {
+  return Guard(nullptr, [&]() -> fedcl_status {
+    if (options == nullptr || value == nullptr) return FEDCL_INVALID_ARGUMENT;
+    fedcl::ClientOptions& o = options->options;
+    switch (option) {
+      case FEDCL_OPTION_SERVER_ADDRESS:
+        o.server_address = value;
+        return FEDCL_OK;
+      case FEDCL_OPTION_TLS_CA_FILE:
+        o.tls_ca_file = value;
+        return FEDCL_OK;
+      case FEDCL_OPTION_TLS_SERVER_NAME:
+        o.tls_server_name = value;
+        return FEDCL_OK;
+      case FEDCL_OPTION_TOKEN:
+        o.token = value;
+        return FEDCL_OK;
+      case FEDCL_OPTION_STORAGE_DIR:
+        o.storage_dir = value;
+        return FEDCL_OK;
+      case FEDCL_OPTION_METHOD:
+        o.method = value;
+        return FEDCL_OK;
+      case FEDCL_OPTION_OOD_DETECTOR:
+        o.ood_detector = value;
+        return FEDCL_OK;
+      default:
+        return FEDCL_INVALID_ARGUMENT;  // not a string option, or unknown
+    }
+  });
+}
+
+fedcl_status fedcl_options_set_int(fedcl_options* options, fedcl_option option, int64_t value) {
+  return Guard(nullptr, [&]() -> fedcl_status {
+    if (options == nullptr) return FEDCL_INVALID_ARGUMENT;
+    fedcl::ClientOptions& o = options->options;
+    switch (option) {
+      case FEDCL_OPTION_CLIENT_ID:
+        // Ids are unsigned 64-bit: the value's bits are taken as they are.
+        o.client_id = static_cast<uint64_t>(value);
+        return FEDCL_OK;
+      case FEDCL_OPTION_MEMORY_BUDGET_BYTES:
+        o.memory_budget_bytes = value;
+        return FEDCL_OK;
+      case FEDCL_OPTION_OFFLINE_QUEUE_BYTES:
+        o.offline_queue_bytes = value;
+        return FEDCL_OK;
+      case FEDCL_OPTION_AUTOSAVE_BATCHES:
+        return SetIntField(&o.autosave_batches, value);
+      case FEDCL_OPTION_CALL_TIMEOUT_MS:
+        o.call_timeout = absl::Milliseconds(value);
+        return FEDCL_OK;
+      case FEDCL_OPTION_SEED:
+        o.seed = static_cast<uint64_t>(value);
+        return FEDCL_OK;
+      case FEDCL_OPTION_NUM_CLASSES:
+        return SetIntField(&o.num_classes, value);
+      default:
+        return FEDCL_INVALID_ARGUMENT;
+    }
+  });
+}
+
+fedcl_status fedcl_options_set_double(fedcl_options* options, fedcl_option option, double value) {
+  return Guard(nullptr, [&]() -> fedcl_status {
+    if (options == nullptr) return FEDCL_INVALID_ARGUMENT;
+    if (option != FEDCL_OPTION_LEARNING_RATE) return FEDCL_INVALID_ARGUMENT;
+    options->options.learning_rate = static_cast<float>(value);
+    return FEDCL_OK;
+  });
+}
+
+void fedcl_options_set_log_callback(fedcl_options* options, fedcl_log_callback callback,
+                                    void* user_data) {
+  GuardVoid([&] {
+    if (options == nullptr) return;
+    if (callback == nullptr) {
+      options->options.log = nullptr;
+      return;
+    }
+    options->options.log = [callback, user_data](fedcl::LogLevel level, absl::string_view message) {
+      // The SDK calls this from C++ code that does not expect it to throw; a message that cannot
+      // be copied (out of memory) is dropped.
+      try {
+        const std::string text(message);  // NUL-terminated for C
+        callback(user_data, static_cast<fedcl_log_level>(level), text.c_str());
+      } catch (...) {
+      }
+    };
+  });
+}
+
+// ---- The client ------------------------------------------------------------------------------
+
+fedcl_status fedcl_client_create(const fedcl_options* options, fedcl_client** client,
+                                 fedcl_error** error) {
+  const char* fn = __func__;
+  return Guard(error, [&]() -> fedcl_status {
+    if (options == nullptr) return NullArgument(error, fn, "options");
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    absl::StatusOr<std::unique_ptr<fedcl::Client>> created =
+        fedcl::Client::Create(options->options);
+    if (!created.ok()) return FromStatus(created.status(), error);
+    auto handle = std::make_unique<fedcl_client>();
+    handle->client = *std::move(created);
+    *client = handle.release();
+    return FEDCL_OK;
+  });
+}
+
+void fedcl_client_destroy(fedcl_client* client) {
+  GuardVoid([&] { delete client; });
+}
+
+fedcl_status fedcl_client_load_backbone(fedcl_client* client, const char* checkpoint_path,
+                                        fedcl_error** error) {
+  const char* fn = __func__;
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    if (checkpoint_path == nullptr) return NullArgument(error, fn, "checkpoint_path");
+    return FromStatus(client->client->LoadBackbone(checkpoint_path), error);
+  });
+}
+
+fedcl_status fedcl_client_learn(fedcl_client* client, const float* pixels, const int32_t* labels,
+                                size_t count, float* loss, fedcl_error** error) {
+  const char* fn = __func__;
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    if (labels == nullptr && count > 0) return NullArgument(error, fn, "labels");
+    absl::Span<const float> pixel_span;
+    const fedcl_status checked = PixelSpan(client, pixels, count, fn, error, &pixel_span);
+    if (checked != FEDCL_OK) return checked;
+    absl::StatusOr<fedcl::LearnResult> learned = client->client->Learn(
+        pixel_span, absl::Span<const int32_t>(labels, labels == nullptr ? 0 : count));
+    if (!learned.ok()) return FromStatus(learned.status(), error);
+    if (loss != nullptr) *loss = learned->loss;
+    return FEDCL_OK;
+  });
+}
+
+fedcl_status fedcl_client_predict(fedcl_client* client, const float* pixels, size_t count,
+                                  fedcl_prediction* out, fedcl_error** error) {
+  const char* fn = __func__;
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    if (out == nullptr && count > 0) return NullArgument(error, fn, "out");
+    absl::Span<const float> pixel_span;
+    const fedcl_status checked = PixelSpan(client, pixels, count, fn, error, &pixel_span);
+    if (checked != FEDCL_OK) return checked;
+    // fedcl::Prediction and fedcl_prediction differ in layout (bool vs int32): predict into a
+    // C++ buffer and convert.
+    std::vector<fedcl::Prediction> predictions(count);
+    const absl::Status status = client->client->Predict(pixel_span, absl::MakeSpan(predictions));
+    if (!status.ok()) return FromStatus(status, error);
+    for (size_t i = 0; i < count; ++i) {
+      out[i].label = predictions[i].label;
+      out[i].confidence = predictions[i].confidence;
+      out[i].ood_score = predictions[i].ood_score;
+      out[i].ood = predictions[i].ood ? 1 : 0;
+    }
+    return FEDCL_OK;
+  });
+}
+
+fedcl_status fedcl_client_adapt(fedcl_client* client, const float* pixels, size_t count,
+                                int64_t* samples_used, fedcl_error** error) {
+  const char* fn = __func__;
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    absl::Span<const float> pixel_span;
+    const fedcl_status checked = PixelSpan(client, pixels, count, fn, error, &pixel_span);
+    if (checked != FEDCL_OK) return checked;
+    absl::StatusOr<fedcl::AdaptResult> adapted = client->client->Adapt(pixel_span);
+    if (!adapted.ok()) return FromStatus(adapted.status(), error);
+    if (samples_used != nullptr) *samples_used = adapted->samples_used;
+    return FEDCL_OK;
+  });
+}
+
+fedcl_status fedcl_client_fit_detector(fedcl_client* client, const float* pixels,
+                                       const int32_t* labels, size_t count, fedcl_error** error) {
+  const char* fn = __func__;
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    if (labels == nullptr && count > 0) return NullArgument(error, fn, "labels");
+    absl::Span<const float> pixel_span;
+    const fedcl_status checked = PixelSpan(client, pixels, count, fn, error, &pixel_span);
+    if (checked != FEDCL_OK) return checked;
+    return FromStatus(client->client->FitDetector(
+                          pixel_span, absl::Span<const int32_t>(labels, labels ? count : 0)),
+                      error);
+  });
+}
+
+fedcl_status fedcl_client_sync(fedcl_client* client, fedcl_sync_result* result,
+                               fedcl_error** error) {
+  const char* fn = __func__;
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    absl::StatusOr<fedcl::SyncResult> synced = client->client->Sync();
+    if (!synced.ok()) return FromStatus(synced.status(), error);
+    if (result != nullptr) *result = ToC(*synced);
+    return FEDCL_OK;
+  });
+}
+
+fedcl_status fedcl_client_start_sync(fedcl_client* client, fedcl_progress_callback callback,
+                                     void* user_data, fedcl_error** error) {
+  const char* fn = __func__;
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    std::function<void(const fedcl::SyncProgress&)> on_progress;
+    if (callback != nullptr) {
+      on_progress = [callback, user_data](const fedcl::SyncProgress& progress) {
+        const fedcl_sync_progress c = ToC(progress);
+        callback(user_data, &c);
+      };
+    }
+    return FromStatus(client->client->StartSync(std::move(on_progress)), error);
+  });
+}
+
+void fedcl_client_sync_status(const fedcl_client* client, fedcl_sync_progress* progress) {
+  GuardVoid([&] {
+    if (progress == nullptr) return;
+    *progress = client == nullptr ? ToC(fedcl::SyncProgress()) : ToC(client->client->SyncStatus());
+  });
+}
+
+fedcl_status fedcl_client_wait_sync(fedcl_client* client, fedcl_sync_result* result,
+                                    fedcl_error** error) {
+  const char* fn = __func__;
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    absl::StatusOr<fedcl::SyncResult> synced = client->client->WaitSync();
+    if (!synced.ok()) return FromStatus(synced.status(), error);
+    if (result != nullptr) *result = ToC(*synced);
+    return FEDCL_OK;
+  });
+}
+
+void fedcl_client_cancel_sync(fedcl_client* client) {
+  GuardVoid([&] {
+    if (client != nullptr) client->client->CancelSync();
+  });
+}
+
+fedcl_status fedcl_client_save(fedcl_client* client, fedcl_error** error) {
+  const char* fn = __func__;
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    return FromStatus(client->client->Save(), error);
+  });
+}
+
+void fedcl_client_stats(const fedcl_client* client, fedcl_stats* stats) {
+  GuardVoid([&] {
+    if (stats == nullptr) return;
+    *stats = client == nullptr ? ToC(fedcl::ClientStats()) : ToC(client->client->Stats());
+  });
+}
+
+int64_t fedcl_client_input_size(const fedcl_client* client) {
+  int64_t size = 0;
+  GuardVoid([&] {
+    if (client != nullptr) size = client->client->input_size();
+  });
+  return size;
+}
+
+int32_t fedcl_client_num_classes(const fedcl_client* client) {
+  int32_t classes = 0;
+  GuardVoid([&] {
+    if (client != nullptr) classes = client->client->num_classes();
+  });
+  return classes;
+}
+
+}  // extern "C"

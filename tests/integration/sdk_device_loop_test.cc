@@ -1,0 +1,112 @@
+// The C example device (client/examples/device_loop.c, linked with libfedcl_client.so) against a
+// real fedcl-server on 127.0.0.1 over TLS with tokens: a ViT backbone with the SDK's modules
+// ("adapter" on blocks 2 and 3, "head"), short rounds, two devices streaming their own slices of
+// Fashion-MNIST until each has two acknowledged submissions.
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/filesystem.h"
+#include "core/nn/model.h"
+#include "gtest/gtest.h"
+#include "proto/checkpoint.h"
+#include "tests/integration/server_fixture.h"
+
+namespace fedcl::testing {
+namespace {
+
+constexpr const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
+constexpr int kDevices = 2;
+constexpr int kRounds = 2;
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(SdkDeviceLoopTest, TwoCDevicesMakeTwoAcknowledgedSubmissionsEach) {
+  if (!base::FileSystem::Default().Exists(kFashionMnist)) GTEST_SKIP() << "no Fashion-MNIST";
+  ServerFixture f;
+  // The learner's default backbone (ViT: patch 7, width 64, 4 blocks, 4 heads), untrained: the
+  // test is about the protocol, not accuracy.
+  const std::string backbone = f.dir() + "/vit.ckpt";
+  auto model = nn::Model::Create(nn::ModelConfig(), 1);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_TRUE(proto::SaveCheckpoint(base::FileSystem::Default(), backbone, **model, {}, {}).ok());
+
+  f.WriteRawConfig(absl::StrCat(
+      "state_dir: \"", f.dir(), "/state\"\n", "backbone_checkpoint: \"", backbone, "\"\n",
+      "num_classes: 10\n", "tokens_file: \"", f.dir(), "/tokens.txt\"\n", "tls { cert_file: \"",
+      f.dir(), "/tls/server.pem\" key_file: \"", f.dir(), "/tls/server.key\" }\n",
+      "module { name: \"adapter\" role: \"pet\" pet { kind: \"adapter\" adapter_bottleneck: 8 ",
+      "site_prefixes: \"blocks.2\" site_prefixes: \"blocks.3\" } }\n",
+      "module { name: \"head\" role: \"head\" }\n",
+      "recipe { local_steps: 5 batch_size: 32 learning_rate: 0.05 }\n",
+      "round { duration_ms: 800 min_participants: 1 }\n", "journal { sync: \"normal\" }\n"));
+  f.StartServer();
+
+  // Device 0 downloads the backbone at its first sync; device 1 is given the server's copy (the
+  // one it serves, written at start-up, whose digest devices must match).
+  const std::string served = f.dir() + "/state/backbone.ckpt";
+  std::vector<std::unique_ptr<ChildProcess>> devices;
+  for (int d = 0; d < kDevices; ++d) {
+    std::vector<std::string> argv = {
+        BinaryPath("fedcl-device-loop"),
+        "--server=" + f.address(),
+        "--tls_ca=" + f.dir() + "/tls/ca.pem",
+        "--tls_server_name=localhost",
+        absl::StrCat("--client_id=", d),
+        "--token_file=" + f.TokenFile(d),
+        absl::StrCat("--storage_dir=", f.dir(), "/device-", d),
+        absl::StrCat("--images=", kFashionMnist, "/train-images-idx3-ubyte.gz"),
+        absl::StrCat("--labels=", kFashionMnist, "/train-labels-idx1-ubyte.gz"),
+        absl::StrCat("--offset=", d * 320),
+        "--samples=320",
+        "--batch=32",
+        "--sync_every=4",
+        absl::StrCat("--rounds=", kRounds),
+        "--max_seconds=40"};
+    if (d == 1) argv.push_back("--backbone=" + served);
+    auto device = ChildProcess::Start(argv, absl::StrCat(f.dir(), "/device-", d, ".log"));
+    ASSERT_TRUE(device.ok()) << device.status();
+    devices.push_back(*std::move(device));
+  }
+
+  const std::regex summary_re(
+      R"(submissions=(\d+) batches=(\d+) prequential_accuracy=([0-9.]+) queue_dropped=(\d+))");
+  for (int d = 0; d < kDevices; ++d) {
+    const std::string log_path = absl::StrCat(f.dir(), "/device-", d, ".log");
+    absl::StatusOr<std::string> line = devices[d]->WaitForLine("submissions=", absl::Seconds(50));
+    ASSERT_TRUE(line.ok()) << "device " << d << ": " << line.status() << "\n"
+                           << ReadText(log_path) << "\nserver log:\n"
+                           << ReadText(f.dir() + "/server.log");
+    absl::StatusOr<int> code = devices[d]->Wait(absl::Seconds(10));
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 0) << "device " << d << ": " << *line << "\n" << ReadText(log_path);
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(*line, m, summary_re)) << *line;
+    EXPECT_EQ(std::stoi(m[1]), kRounds) << *line;
+    EXPECT_GE(std::stoi(m[2]), 4) << *line;
+    const double accuracy = std::stod(m[3]);
+    EXPECT_GE(accuracy, 0.0);
+    EXPECT_LE(accuracy, 1.0);
+    EXPECT_EQ(m[4], "0") << *line;
+    // The backbone is cached in the device's storage whether it was given or downloaded.
+    EXPECT_TRUE(
+        base::FileSystem::Default().Exists(absl::StrCat(f.dir(), "/device-", d, "/backbone.ckpt")));
+  }
+
+  // Both devices joined the server.
+  fedcl::v1::GetStatusResponse status;
+  ASSERT_TRUE(f.Status(&status).ok());
+  EXPECT_GE(status.round(), kRounds - 1);
+  int joined = 0;
+  for (const auto& summary : status.clients()) joined += summary.client_id() < kDevices;
+  EXPECT_EQ(joined, kDevices) << status.DebugString();
+}
+
+}  // namespace
+}  // namespace fedcl::testing

@@ -1,0 +1,597 @@
+// fedcl::Client against an in-process coordinator: offline learning, the bounded queue,
+// re-basing, closed rounds, persistence with a corrupt file, the memory budget and concurrent use.
+#include "fedcl/client.h"
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "client/sdk/client_impl.h"
+#include "core/base/memory_filesystem.h"
+#include "core/base/random.h"
+#include "core/base/status_macros.h"
+#include "core/data/fashion_mnist.h"
+#include "core/fl/coordinator.h"
+#include "core/nn/optimizer.h"
+#include "core/nn/training.h"
+#include "gtest/gtest.h"
+#include "proto/checkpoint.h"
+#include "tests/client/client_test_util.h"
+
+namespace fedcl {
+namespace {
+
+using client::testing::CoordinatorTransport;
+
+constexpr int kClasses = 4;
+constexpr int kSide = 8;
+constexpr int kPixels = kSide * kSide;
+
+// A small ViT on 8×8 images: 4 patch tokens, width 16, four blocks (the adapter sits on 2 and 3).
+nn::ModelConfig TinyVit() {
+  nn::ModelConfig c;
+  c.backbone = nn::BackboneKind::kVit;
+  c.vit = {.patch = 4, .dim = 16, .depth = 4, .heads = 2, .mlp_ratio = 2};
+  c.image_height = c.image_width = kSide;
+  c.num_classes = kClasses;
+  return c;
+}
+
+// `n` images in [0, 1] with a texture per class (horizontal stripes, vertical stripes, a
+// checkerboard, diagonals), plus noise: every patch shows its class, so even position-blind
+// features separate them.
+void MakeBatch(uint64_t seed, int n, std::vector<float>* pixels, std::vector<int32_t>* labels) {
+  base::Rng rng(seed);
+  pixels->assign(static_cast<size_t>(n) * kPixels, 0.0f);
+  labels->resize(n);
+  for (int i = 0; i < n; ++i) {
+    const int c = static_cast<int>(rng.UniformInt(kClasses));
+    (*labels)[i] = c;
+    for (int y = 0; y < kSide; ++y) {
+      for (int x = 0; x < kSide; ++x) {
+        const bool lit = c == 0   ? y % 2 == 0
+                         : c == 1 ? x % 2 == 0
+                         : c == 2 ? (x + y) % 2 == 0
+                                  : (x + y) % 4 < 2;
+        (*pixels)[static_cast<size_t>(i) * kPixels + y * kSide + x] =
+            std::clamp(static_cast<float>((lit ? 0.8 : 0.1) + 0.1 * rng.Normal()), 0.0f, 1.0f);
+      }
+    }
+  }
+}
+
+// A randomly initialised ViT's features do not separate the classes; like a real device's, the
+// backbone is pretrained (whole model, the same task), then given a fresh head to learn.
+std::unique_ptr<nn::Model> PretrainedBackbone() {
+  auto trained = nn::Model::Create(TinyVit(), 3);
+  FEDCL_CHECK_OK(trained.status());
+  nn::Sgd sgd({.learning_rate = 0.05f, .momentum = 0.9f});
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  for (int step = 0; step < 150; ++step) {
+    MakeBatch(5000 + step, 32, &x, &y);
+    const Eigen::Map<const nn::Matrix> images(x.data(), 32, kPixels);
+    nn::Matrix standardized =
+        (images.array() - data::kFashionMnistMean) / data::kFashionMnistStddev;
+    nn::TrainStep(**trained, sgd, standardized, y);
+  }
+  auto fresh = nn::Model::Create(TinyVit(), 4);
+  FEDCL_CHECK_OK(fresh.status());
+  (*fresh)->backbone().parameters().flat_values() =
+      (*trained)->backbone().parameters().flat_values();
+  return *std::move(fresh);
+}
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = PretrainedBackbone();
+    FEDCL_CHECK_OK(proto::SaveCheckpoint(fs_, "/backbone.ckpt", *model_, {}, {}));
+    backbone_ = client::testing::BackboneBytes(*model_);
+    options_.storage_dir = "/device";
+    options_.client_id = 5;
+    options_.learning_rate = 0.05f;
+    options_.log = [this](LogLevel level, absl::string_view message) {
+      std::lock_guard<std::mutex> lock(log_mu_);
+      log_.push_back(std::string(message));
+    };
+    coordinator_options_.round_duration = absl::Seconds(10);
+    coordinator_options_.min_participants = 0;
+  }
+
+  // The server's modules: the head and the adapter a sequential_adapter learner shares.
+  fl::Coordinator& coordinator() {
+    if (coordinator_ != nullptr) return *coordinator_;
+    cl::LearnerOptions lo;
+    lo.method = cl::ClMethod::kSequentialAdapter;
+    lo.seed = 99;  // other initial values than the device's: the first sync must re-base
+    auto learner = cl::Learner::Create(PretrainedBackbone(), lo);
+    FEDCL_CHECK_OK(learner.status());
+    std::vector<fl::StoredModule> initial;
+    for (nn::ParameterSet* set : (*learner)->SharedModules()) {
+      fl::StoredModule m;
+      m.spec.name = set->name();
+      m.spec.role = set->name() == "head" ? fl::ModuleRole::kHead : fl::ModuleRole::kPet;
+      m.values = *set;
+      m.values.SetAllTrainable(true);
+      initial.push_back(std::move(m));
+    }
+    auto created = fl::Coordinator::Create(coordinator_options_, clock_, nullptr, initial);
+    FEDCL_CHECK_OK(created.status());
+    coordinator_ = *std::move(created);
+    return *coordinator_;
+  }
+
+  std::unique_ptr<Client> Make(bool with_server = false, CoordinatorTransport** out = nullptr) {
+    ClientEnvironment env;
+    env.fs = &fs_;
+    if (with_server) {
+      auto transport = std::make_unique<CoordinatorTransport>(coordinator(), backbone_, TinyVit());
+      if (out != nullptr) *out = transport.get();
+      env.transport = std::move(transport);
+    }
+    auto client = CreateClientForTesting(options_, std::move(env));
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? *std::move(client) : nullptr;
+  }
+
+  std::vector<Prediction> PredictAll(Client& client, const std::vector<float>& pixels) {
+    std::vector<Prediction> out(pixels.size() / kPixels);
+    EXPECT_TRUE(client.Predict(pixels, absl::MakeSpan(out)).ok());
+    return out;
+  }
+
+  double Accuracy(Client& client, uint64_t seed) {
+    std::vector<float> x;
+    std::vector<int32_t> y;
+    MakeBatch(seed, 200, &x, &y);
+    const std::vector<Prediction> p = PredictAll(client, x);
+    int correct = 0;
+    for (size_t i = 0; i < p.size(); ++i) correct += p[i].label == y[i];
+    return static_cast<double>(correct) / static_cast<double>(p.size());
+  }
+
+  void LearnBatches(Client& client, int batches, uint64_t seed) {
+    std::vector<float> x;
+    std::vector<int32_t> y;
+    for (int b = 0; b < batches; ++b) {
+      MakeBatch(seed + b, 16, &x, &y);
+      ASSERT_TRUE(client.Learn(x, y).ok());
+    }
+  }
+
+  bool Logged(absl::string_view text) {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    for (const std::string& line : log_)
+      if (absl::StrContains(line, text)) return true;
+    return false;
+  }
+
+  base::MemoryFileSystem fs_;
+  base::ManualClock clock_{absl::FromUnixSeconds(1000)};
+  std::unique_ptr<nn::Model> model_;
+  std::string backbone_;
+  ClientOptions options_;
+  fl::CoordinatorOptions coordinator_options_;
+  std::unique_ptr<fl::Coordinator> coordinator_;
+  std::mutex log_mu_;
+  std::vector<std::string> log_;
+};
+
+TEST_F(ClientTest, LearnsOfflineAndNeverNeedsTheNetwork) {
+  auto client = Make();
+  ASSERT_TRUE(client->LoadBackbone("/backbone.ckpt").ok());
+  EXPECT_EQ(client->input_size(), kPixels);
+  EXPECT_EQ(client->num_classes(), kClasses);
+  const double before = Accuracy(*client, 1000);
+  LearnBatches(*client, 60, 1);
+  const double after = Accuracy(*client, 1000);
+  EXPECT_GT(after, 0.9);
+  EXPECT_GT(after, before + 0.2);
+  const absl::StatusOr<SyncResult> sync = client->Sync();
+  EXPECT_TRUE(absl::IsFailedPrecondition(sync.status())) << sync.status();
+  const ClientStats stats = client->Stats();
+  EXPECT_EQ(stats.learn_batches, 60);
+  EXPECT_EQ(stats.learned_samples, 960);
+  EXPECT_EQ(stats.predictions, 400);
+  EXPECT_TRUE(stats.backbone_loaded);
+}
+
+TEST_F(ClientTest, BadInputGetsClearErrorsAndChangesNothing) {
+  options_.method = "sema";
+  EXPECT_TRUE(absl::IsInvalidArgument(CreateClientForTesting(options_, {&fs_, nullptr}).status()));
+  options_.method = "sequential_adapter";
+  options_.storage_dir = "";
+  EXPECT_TRUE(absl::IsInvalidArgument(CreateClientForTesting(options_, {&fs_, nullptr}).status()));
+  options_.storage_dir = "/device";
+  auto client = Make();
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  MakeBatch(1, 4, &x, &y);
+  EXPECT_TRUE(absl::IsFailedPrecondition(client->Learn(x, y).status()));  // no backbone yet
+  ASSERT_TRUE(client->LoadBackbone("/backbone.ckpt").ok());
+  const std::vector<Prediction> reference = PredictAll(*client, x);
+  std::vector<int32_t> wrong_label = y;
+  wrong_label[2] = kClasses;
+  absl::Status s = client->Learn(x, wrong_label).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(s) && absl::StrContains(s.message(), "label 4")) << s;
+  s = client->Learn(absl::MakeSpan(x).subspan(1), y).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(s) && absl::StrContains(s.message(), "pixel values")) << s;
+  std::vector<float> nan = x;
+  nan[7] = std::nanf("");
+  EXPECT_TRUE(absl::IsInvalidArgument(client->Learn(nan, y).status()));
+  EXPECT_TRUE(absl::IsNotFound(client->LoadBackbone("/missing.ckpt")));
+  ASSERT_TRUE(fs_.WriteFileAtomically("/junk.ckpt", "not a checkpoint").ok());
+  EXPECT_FALSE(client->LoadBackbone("/junk.ckpt").ok());
+  const std::vector<Prediction> again = PredictAll(*client, x);
+  for (size_t i = 0; i < again.size(); ++i) EXPECT_EQ(again[i].confidence, reference[i].confidence);
+  EXPECT_EQ(client->Stats().learn_batches, 0);
+}
+
+TEST_F(ClientTest, StateSurvivesARestart) {
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  MakeBatch(77, 32, &x, &y);
+  std::vector<Prediction> before;
+  {
+    auto client = Make();
+    ASSERT_TRUE(client->LoadBackbone("/backbone.ckpt").ok());
+    LearnBatches(*client, 10, 1);
+    ASSERT_TRUE(client->Save().ok());
+    before = PredictAll(*client, x);
+  }
+  auto client = Make();  // the cached backbone loads by itself
+  const ClientStats stats = client->Stats();
+  EXPECT_TRUE(stats.state_restored);
+  EXPECT_TRUE(stats.backbone_loaded);
+  EXPECT_EQ(stats.learn_batches, 10);
+  EXPECT_EQ(stats.queue_records, 1);
+  const std::vector<Prediction> after = PredictAll(*client, x);
+  for (size_t i = 0; i < x.size() / kPixels; ++i) {
+    EXPECT_EQ(after[i].label, before[i].label);
+    EXPECT_FLOAT_EQ(after[i].confidence, before[i].confidence);
+  }
+}
+
+TEST_F(ClientTest, CorruptStateIsSetAsideAndThePreviousGoodOneLoads) {
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  MakeBatch(77, 32, &x, &y);
+  std::vector<Prediction> first;
+  {
+    auto client = Make();
+    ASSERT_TRUE(client->LoadBackbone("/backbone.ckpt").ok());
+    LearnBatches(*client, 5, 1);
+    ASSERT_TRUE(client->Save().ok());
+    first = PredictAll(*client, x);
+    LearnBatches(*client, 5, 100);
+    ASSERT_TRUE(client->Save().ok());  // the first save is now device_state.prev
+  }
+  absl::StatusOr<std::string> bytes = fs_.ReadFile("/device/device_state", 1 << 30);
+  ASSERT_TRUE(bytes.ok());
+  std::string damaged = *bytes;
+  damaged[damaged.size() / 2] ^= 0x5a;
+  ASSERT_TRUE(fs_.WriteFileAtomically("/device/device_state", damaged).ok());
+  {
+    auto client = Make();
+    const ClientStats stats = client->Stats();
+    EXPECT_TRUE(stats.state_set_aside);
+    EXPECT_TRUE(stats.state_from_backup);
+    EXPECT_EQ(stats.learn_batches, 5);
+    EXPECT_TRUE(fs_.Exists("/device/device_state.corrupt"));
+    EXPECT_TRUE(Logged("set aside"));
+    const std::vector<Prediction> restored = PredictAll(*client, x);
+    for (size_t i = 0; i < restored.size(); ++i)
+      EXPECT_FLOAT_EQ(restored[i].confidence, first[i].confidence);
+  }
+  // Both copies damaged: a fresh device that keeps working.
+  for (const char* path : {"/device/device_state", "/device/device_state.prev"})
+    ASSERT_TRUE(fs_.WriteFileAtomically(path, "garbage").ok());
+  auto client = Make();
+  EXPECT_TRUE(client->Stats().state_set_aside);
+  EXPECT_FALSE(client->Stats().state_restored);
+  EXPECT_EQ(client->Stats().learn_batches, 0);
+  LearnBatches(*client, 2, 1);
+}
+
+TEST_F(ClientTest, OfflineQueueIsBoundedOldestDroppedFirst) {
+  options_.autosave_batches = 1;
+  auto client = Make();
+  ASSERT_TRUE(client->LoadBackbone("/backbone.ckpt").ok());
+  LearnBatches(*client, 1, 1);
+  const int64_t record_bytes = client->Stats().queue_bytes;
+  ASSERT_GT(record_bytes, 0);
+  options_.offline_queue_bytes = 3 * record_bytes;
+  client.reset();
+  client = Make();
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  MakeBatch(5, 32, &x, &y);
+  LearnBatches(*client, 7, 10);
+  const ClientStats stats = client->Stats();
+  EXPECT_EQ(stats.queue_records, 3);
+  EXPECT_EQ(stats.queue_bytes, 3 * record_bytes);
+  EXPECT_EQ(stats.queue_records_dropped, 5);  // 8 records, 3 kept
+  // Dropping changes what is submitted, not what the device predicts with.
+  const std::vector<Prediction> live = PredictAll(*client, x);
+  client.reset();
+  client = Make();
+  const std::vector<Prediction> restored = PredictAll(*client, x);
+  for (size_t i = 0; i < live.size(); ++i)
+    EXPECT_FLOAT_EQ(restored[i].confidence, live[i].confidence);
+}
+
+TEST_F(ClientTest, SyncDownloadsTheBackboneRebasesAndSubmits) {
+  CoordinatorTransport* transport = nullptr;
+  auto client = Make(/*with_server=*/true, &transport);
+  // No backbone yet: the first sync downloads it, takes the server's modules, has nothing to send.
+  absl::StatusOr<SyncResult> first = client->Sync();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(transport->backbone_downloads, 1);
+  EXPECT_EQ(first->modules_downloaded, 2);
+  EXPECT_FALSE(first->submitted);
+  EXPECT_TRUE(fs_.Exists("/device/backbone.ckpt"));
+
+  // Learn offline while another device moves the server's modules on (round 0 closes with its
+  // update, publishing version 1).
+  LearnBatches(*client, 8, 1);
+  const double learned = Accuracy(*client, 1000);
+  {
+    ClientOptions other_options = options_;
+    other_options.client_id = 6;
+    other_options.storage_dir = "/other";
+    ClientEnvironment env{
+        &fs_, std::make_unique<CoordinatorTransport>(coordinator(), backbone_, TinyVit())};
+    auto other = CreateClientForTesting(other_options, std::move(env));
+    ASSERT_TRUE(other.ok());
+    ASSERT_TRUE((*other)->Sync().ok());
+    LearnBatches(**other, 8, 500);
+    absl::StatusOr<SyncResult> submitted = (*other)->Sync();
+    ASSERT_TRUE(submitted.ok() && submitted->submitted && submitted->round == 0);
+  }
+  ASSERT_TRUE(coordinator().CloseRound().ok());
+  ASSERT_EQ(coordinator().GetModule("adapter", 1).status(), absl::OkStatus());
+
+  // The device re-bases its queued learning on version 1 and submits it: the coordinator refuses
+  // an update whose base version is not the current one, so acceptance shows the re-base.
+  absl::StatusOr<SyncResult> second = client->Sync();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->round, 1);
+  EXPECT_EQ(second->modules_downloaded, 2);
+  EXPECT_TRUE(second->submitted);
+  EXPECT_GT(second->bytes_uploaded, 0);
+  EXPECT_EQ(transport->submitted_rounds, (std::vector<int64_t>{1}));
+  EXPECT_EQ(client->Stats().queue_records, 0);
+  EXPECT_EQ(client->Stats().submissions, 1);
+  EXPECT_EQ(client->Stats().last_round, 1);
+  // Its own learning survived the re-base.
+  EXPECT_GT(Accuracy(*client, 1000), learned - 0.1);
+  EXPECT_GT(Accuracy(*client, 1000), 0.8);
+
+  // Nothing learned since: the next sync (round 2, version 2) submits nothing.
+  ASSERT_TRUE(coordinator().CloseRound().ok());
+  absl::StatusOr<SyncResult> third = client->Sync();
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(third->round, 2);
+  EXPECT_EQ(third->modules_downloaded, 2);
+  EXPECT_FALSE(third->submitted);
+  EXPECT_GT(Accuracy(*client, 1000), 0.8);
+}
+
+// A server re-saves the pretrained checkpoint (its own head, metadata): a device that loaded the
+// original file adopts the server's when the backbone weights are the same, keeping its learning,
+// and refuses a server whose backbone has other weights.
+TEST_F(ClientTest, AdoptsTheServersCopyOfTheSameBackboneAndRefusesAnother) {
+  auto resaved = nn::Model::Create(TinyVit(), 11);  // another head, the same backbone
+  FEDCL_CHECK_OK(resaved.status());
+  (*resaved)->backbone().parameters().flat_values() = model_->backbone().parameters().flat_values();
+  backbone_ = client::testing::BackboneBytes(**resaved);
+  CoordinatorTransport* transport = nullptr;
+  auto client = Make(true, &transport);
+  ASSERT_TRUE(client->LoadBackbone("/backbone.ckpt").ok());
+  LearnBatches(*client, 4, 1);
+  absl::StatusOr<SyncResult> synced = client->Sync();
+  ASSERT_TRUE(synced.ok()) << synced.status();
+  EXPECT_TRUE(synced->submitted);
+  EXPECT_EQ(transport->backbone_downloads, 1);
+  EXPECT_TRUE(Logged("adopted the server's file"));
+  // The app loads its bundled file again at the next start: nothing is lost.
+  client.reset();
+  client = Make(true, &transport);
+  ASSERT_TRUE(client->LoadBackbone("/backbone.ckpt").ok());
+  EXPECT_EQ(client->Stats().submissions, 1);
+  EXPECT_TRUE(client->Sync().ok());
+  EXPECT_EQ(transport->backbone_downloads, 0);
+
+  // Another backbone on the server: refused, the device's learning stays.
+  auto other = nn::Model::Create(TinyVit(), 12);
+  FEDCL_CHECK_OK(other.status());
+  backbone_ = client::testing::BackboneBytes(**other);
+  options_.storage_dir = "/third";
+  client = Make(true, &transport);
+  ASSERT_TRUE(client->LoadBackbone("/backbone.ckpt").ok());
+  LearnBatches(*client, 2, 1);
+  absl::Status refused = client->Sync().status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_TRUE(absl::StrContains(refused.message(), "weights differ")) << refused;
+  EXPECT_EQ(client->Stats().learn_batches, 2);
+}
+
+TEST_F(ClientTest, AnUpdateForAClosedRoundIsKeptForTheNextRound) {
+  CoordinatorTransport* transport = nullptr;
+  auto client = Make(true, &transport);
+  ASSERT_TRUE(client->Sync().ok());
+  LearnBatches(*client, 4, 1);
+  transport->submit_failures.push_back(absl::AbortedError("round 0 has closed"));
+  absl::StatusOr<SyncResult> refused = client->Sync();
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_TRUE(refused->round_closed);
+  EXPECT_FALSE(refused->submitted);
+  EXPECT_EQ(client->Stats().rounds_closed, 1);
+  EXPECT_EQ(client->Stats().queue_records, 1);
+  ASSERT_TRUE(coordinator().CloseRound().ok());
+  absl::StatusOr<SyncResult> next = client->Sync();
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_TRUE(next->submitted);
+  EXPECT_EQ(next->round, 1);
+  EXPECT_EQ(transport->submitted_rounds, (std::vector<int64_t>{1}));
+  EXPECT_EQ(client->Stats().queue_records, 0);
+}
+
+TEST_F(ClientTest, ServerUnreachableKeepsLearningQueued) {
+  CoordinatorTransport* transport = nullptr;
+  auto client = Make(true, &transport);
+  ASSERT_TRUE(client->Sync().ok());
+  LearnBatches(*client, 4, 1);
+  transport->get_work_failures.push_back(absl::UnavailableError("connection refused"));
+  EXPECT_TRUE(absl::IsUnavailable(client->Sync().status()));
+  EXPECT_EQ(client->Stats().learn_batches, 4);
+  absl::StatusOr<SyncResult> back = client->Sync();
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->submitted);
+}
+
+TEST_F(ClientTest, MemoryBudgetRefusesWorkThatWouldExceedIt) {
+  auto client = Make();
+  ASSERT_TRUE(client->LoadBackbone("/backbone.ckpt").ok());
+  const int64_t held = client->Stats().memory_used_bytes;
+  ASSERT_GT(held, 0);
+  // Room for a training batch of a few images (about 35 KiB each on this model), not 64.
+  options_.memory_budget_bytes = held + 200 * 1024;
+  client.reset();
+  client = Make();
+  std::vector<float> x, small_x;
+  std::vector<int32_t> y, small_y;
+  MakeBatch(1, 64, &x, &y);
+  const std::vector<Prediction> chunked = PredictAll(*client, x);  // predicts in chunks
+  absl::Status refused = client->Learn(x, y).status();
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  EXPECT_TRUE(absl::StrContains(refused.message(), "memory budget")) << refused;
+  EXPECT_EQ(client->Stats().learn_batches, 0);
+  EXPECT_EQ(client->Stats().memory_refusals, 1);
+  const std::vector<Prediction> unchanged = PredictAll(*client, x);
+  for (size_t i = 0; i < unchanged.size(); ++i)
+    EXPECT_EQ(unchanged[i].confidence, chunked[i].confidence);
+  MakeBatch(2, 2, &small_x, &small_y);
+  EXPECT_TRUE(client->Learn(small_x, small_y).ok());
+  EXPECT_LE(client->Stats().memory_used_bytes, options_.memory_budget_bytes);
+  // A budget below the model itself refuses the backbone.
+  options_.memory_budget_bytes = 1024;
+  options_.storage_dir = "/other";
+  client.reset();
+  client = Make();
+  EXPECT_TRUE(absl::IsResourceExhausted(client->LoadBackbone("/backbone.ckpt")));
+}
+
+// Learning and prediction go on while a sync waits on the server.
+class BlockingTransport final : public client::FederationTransport {
+ public:
+  explicit BlockingTransport(std::unique_ptr<CoordinatorTransport> inner)
+      : inner_(std::move(inner)) {}
+  absl::StatusOr<client::JoinResult> Join(fl::ClientId c, absl::string_view s) override {
+    return inner_->Join(c, s);
+  }
+  absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId c,
+                                             absl::Span<const fl::ModuleVersion> held) override {
+    if (block.load()) {
+      entered.store(true);
+      while (block.load()) std::this_thread::yield();
+    }
+    return inner_->GetWork(c, held);
+  }
+  absl::StatusOr<std::string> DownloadBackbone(fl::ClientId c) override {
+    return inner_->DownloadBackbone(c);
+  }
+  absl::StatusOr<client::DownloadedModule> DownloadModule(fl::ClientId c, const std::string& n,
+                                                          int64_t v) override {
+    return inner_->DownloadModule(c, n, v);
+  }
+  absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId c, int64_t r, const fl::LocalUpdate& u,
+                                                int64_t b) override {
+    return inner_->SubmitUpdate(c, r, u, b);
+  }
+  absl::Status Leave(fl::ClientId c, bool p) override { return inner_->Leave(c, p); }
+  std::atomic<bool> block{false}, entered{false};
+
+ private:
+  std::unique_ptr<CoordinatorTransport> inner_;
+};
+
+TEST_F(ClientTest, LearningProceedsWhileABackgroundSyncWaitsOnTheServer) {
+  auto inner = std::make_unique<CoordinatorTransport>(coordinator(), backbone_, TinyVit());
+  auto blocking = std::make_unique<BlockingTransport>(std::move(inner));
+  BlockingTransport* transport = blocking.get();
+  ClientEnvironment env{&fs_, std::move(blocking)};
+  auto created = CreateClientForTesting(options_, std::move(env));
+  ASSERT_TRUE(created.ok());
+  Client& client = **created;
+  ASSERT_TRUE(client.LoadBackbone("/backbone.ckpt").ok());
+  transport->block.store(true);
+  std::mutex stages_mu;
+  std::vector<SyncProgress::Stage> stages;
+  ASSERT_TRUE(client
+                  .StartSync([&](const SyncProgress& p) {
+                    std::lock_guard<std::mutex> lock(stages_mu);
+                    stages.push_back(p.stage);
+                  })
+                  .ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(client.StartSync()));  // one at a time
+  while (!transport->entered.load()) std::this_thread::yield();
+  LearnBatches(client, 3, 1);  // would deadlock if the sync held the model
+  EXPECT_EQ(client.SyncStatus().stage, SyncProgress::Stage::kConnecting);
+  transport->block.store(false);
+  absl::StatusOr<SyncResult> result = client.WaitSync();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->submitted);
+  std::lock_guard<std::mutex> lock(stages_mu);
+  ASSERT_FALSE(stages.empty());
+  EXPECT_EQ(stages.front(), SyncProgress::Stage::kConnecting);
+  EXPECT_EQ(stages.back(), SyncProgress::Stage::kDone);
+  EXPECT_TRUE(absl::IsFailedPrecondition(client.WaitSync().status()));
+}
+
+// Run under ThreadSanitizer by the documented target (README, "The edge SDK").
+TEST_F(ClientTest, ConcurrentCallsFromSeveralThreadsAreSafe) {
+  CoordinatorTransport* transport = nullptr;
+  auto client = Make(true, &transport);
+  ASSERT_TRUE(client->Sync().ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] {
+    std::vector<float> x;
+    std::vector<int32_t> y;
+    for (int i = 0; i < 20; ++i) {
+      MakeBatch(i, 8, &x, &y);
+      if (!client->Learn(x, y).ok()) ++errors;
+    }
+  });
+  threads.emplace_back([&] {
+    std::vector<float> x;
+    std::vector<int32_t> y;
+    MakeBatch(9, 8, &x, &y);
+    std::vector<Prediction> out(8);
+    while (!stop.load())
+      if (!client->Predict(x, absl::MakeSpan(out)).ok()) ++errors;
+  });
+  threads.emplace_back([&] {
+    while (!stop.load()) {
+      (void)client->Stats();
+      (void)client->SyncStatus();
+      std::this_thread::yield();
+    }
+  });
+  for (int i = 0; i < 3; ++i) {
+    if (!client->StartSync().ok() || !client->WaitSync().ok()) ++errors;
+    if (!client->Save().ok()) ++errors;
+  }
+  threads[0].join();
+  stop.store(true);
+  threads[1].join();
+  threads[2].join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(client->Stats().learn_batches, 20);
+}
+
+}  // namespace
+}  // namespace fedcl
