@@ -8,6 +8,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <utility>
@@ -35,6 +36,11 @@ struct fedcl_options {
 
 struct fedcl_client {
   std::unique_ptr<fedcl::Client> client;
+  // fedcl_client_predict's C++ results, kept so that prediction allocates nothing once it has
+  // seen a batch size; the mutex makes concurrent predictions on one client take turns (the
+  // client serialises them anyway).
+  std::mutex predict_mu;
+  std::vector<fedcl::Prediction> predictions;
 };
 
 namespace {
@@ -401,10 +407,13 @@ fedcl_status fedcl_client_predict(fedcl_client* client, const float* pixels, siz
     absl::Span<const float> pixel_span;
     const fedcl_status checked = PixelSpan(client, pixels, count, fn, error, &pixel_span);
     if (checked != FEDCL_OK) return checked;
-    // fedcl::Prediction and fedcl_prediction differ in layout (bool vs int32): predict into a
-    // C++ buffer and convert.
-    std::vector<fedcl::Prediction> predictions(count);
-    const absl::Status status = client->client->Predict(pixel_span, absl::MakeSpan(predictions));
+    // fedcl::Prediction and fedcl_prediction differ in layout (bool vs int32): predict into the
+    // client's C++ buffer and convert.
+    std::lock_guard<std::mutex> lock(client->predict_mu);
+    std::vector<fedcl::Prediction>& predictions = client->predictions;
+    if (predictions.size() < count) predictions.resize(count);
+    const absl::Status status =
+        client->client->Predict(pixel_span, absl::MakeSpan(predictions.data(), count));
     if (!status.ok()) return FromStatus(status, error);
     for (size_t i = 0; i < count; ++i) {
       out[i].label = predictions[i].label;

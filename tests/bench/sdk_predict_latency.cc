@@ -18,6 +18,7 @@
 #include "core/base/filesystem.h"
 #include "core/data/fashion_mnist.h"
 #include "fedcl/client.h"
+#include "fedcl/fedcl_c.h"
 #include "tools/command_line.h"
 
 ABSL_FLAG(std::string, backbone, "out/vit.ckpt", "Backbone checkpoint (fedcl-pretrain).");
@@ -135,6 +136,28 @@ int Run() {
     learn_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
   }
   const Summary learn = Percentiles(learn_us);
+  // The same prediction through the C API.
+  int64_t c_allocations = -1;
+  {
+    fedcl_options* o = fedcl_options_create();
+    const std::string dir = absl::GetFlag(FLAGS_storage_dir) + "-c";
+    fedcl_options_set_string(o, FEDCL_OPTION_STORAGE_DIR, dir.c_str());
+    fedcl_client* cc = nullptr;
+    if (fedcl_client_create(o, &cc, nullptr) == FEDCL_OK &&
+        fedcl_client_load_backbone(cc, absl::GetFlag(FLAGS_backbone).c_str(), nullptr) ==
+            FEDCL_OK) {
+      fedcl_prediction out[1];
+      for (int warm = 0; warm < 20; ++warm)
+        fedcl_client_predict(cc, pixels.data(), 1, out, nullptr);
+      const int64_t before = g_allocations.load();
+      for (int i = 0; i < calls; ++i) {
+        fedcl_client_predict(cc, pixels.data() + (i % n) * per_image, 1, out, nullptr);
+      }
+      c_allocations = (g_allocations.load() - before) / calls;
+    }
+    fedcl_client_destroy(cc);
+    fedcl_options_destroy(o);
+  }
   const fedcl::ClientStats stats = c.Stats();
   std::printf("edge SDK, %s on %s, %d calls each\n", options.method.c_str(),
               absl::GetFlag(FLAGS_backbone).c_str(), calls);
@@ -143,6 +166,8 @@ int Run() {
               one.p99_us, static_cast<long long>(alloc1));
   std::printf("%-34s %10.1f %10.1f %14lld\n", "predict, batch 32 (per sample)", thirty_two.p50_us,
               thirty_two.p99_us, static_cast<long long>(alloc32));
+  std::printf("%-34s %10s %10s %14lld\n", "predict through the C API, batch 1", "-", "-",
+              static_cast<long long>(c_allocations));
   std::printf("%-34s %10.1f %10.1f %14s\n", "learn, batch 32 (per call)", learn.p50_us,
               learn.p99_us, "-");
   std::printf("memory held by fedcl (estimate): %.2f MiB of a %.0f MiB budget\n",

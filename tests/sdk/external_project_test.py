@@ -9,14 +9,53 @@
    shared library and with `pkg-config --static` against the archive; both start and print their
    usage.
 4. The shared library exports the C and C++ APIs and nothing of fedcl's internals.
+5. Against a running fedcl-server (127.0.0.1, plaintext, a backbone fedcl-pretrain makes in a
+   few seconds): the pkg-config-built C example and the find_package-built C++ app each learn,
+   sync and get an update acknowledged.
 """
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+
+SERVER_CONFIG = """state_dir: "{state}"
+backbone_checkpoint: "{backbone}"
+num_classes: 10
+module {{ name: "adapter" role: "pet" pet {{ kind: "adapter" adapter_bottleneck: 8 site_prefixes: "blocks.2" site_prefixes: "blocks.3" }} }}
+module {{ name: "head" role: "head" }}
+round {{ duration_ms: 800 min_participants: 1 }}
+journal {{ sync: "normal" }}
+"""
+
+
+def start_server(args):
+    """Starts fedcl-server on 127.0.0.1:0; returns (process, address, the backbone it serves)."""
+    backbone = os.path.join(args.work_dir, "vit.ckpt")
+    run([args.pretrain, "--model=vit", "--epochs=1", "--train_end=512", f"--output={backbone}",
+         f"--data_dir={args.data_dir}"])
+    config = os.path.join(args.work_dir, "server.textproto")
+    with open(config, "w") as f:
+        f.write(SERVER_CONFIG.format(state=os.path.join(args.work_dir, "server"),
+                                     backbone=backbone))
+    log = open(os.path.join(args.work_dir, "server.log"), "w+")
+    server = subprocess.Popen([args.server, f"--config={config}", "--listen=127.0.0.1:0"],
+                              stdout=log, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        log.seek(0)
+        found = re.search(r"listening on (\S+)", log.read())
+        if found:
+            return server, found.group(1), backbone
+        if server.poll() is not None:
+            break
+        time.sleep(0.1)
+    server.kill()
+    log.seek(0)
+    sys.exit("FAILED: fedcl-server did not start:\n" + log.read())
 
 
 def run(argv, env=None, expect=0, cwd=None):
@@ -34,7 +73,7 @@ def run(argv, env=None, expect=0, cwd=None):
 def main():
     parser = argparse.ArgumentParser()
     for flag in ("cmake", "ninja", "cxx", "cc", "build_dir", "libdir", "project", "c_example",
-                 "work_dir"):
+                 "work_dir", "server", "pretrain", "data_dir"):
         parser.add_argument(f"--{flag}", required=True)
     args = parser.parse_args()
 
@@ -102,6 +141,29 @@ def main():
     if any(name.startswith("fedcl::Client::Impl") for name in exported):
         sys.exit("FAILED: libfedcl_client.so exports fedcl::Client::Impl")
     print(f"OK: {len(exported)} exported symbols")
+
+    # Both programs against a running server.
+    if not os.path.exists(os.path.join(args.data_dir, "train-images-idx3-ubyte.gz")):
+        print("no Fashion-MNIST: skipping the runs against a server")
+        return
+    server, address, backbone = start_server(args)
+    try:
+        out = run([shared_c, f"--server={address}", "--client_id=0",
+                   f"--storage_dir={os.path.join(args.work_dir, 'device-c')}",
+                   f"--backbone={backbone}",
+                   f"--images={args.data_dir}/train-images-idx3-ubyte.gz",
+                   f"--labels={args.data_dir}/train-labels-idx1-ubyte.gz",
+                   "--samples=256", "--batch=32", "--sync_every=2", "--rounds=1",
+                   "--max_seconds=60"], env=env)
+        if "submissions=1" not in out:
+            sys.exit(f"FAILED: the C example made no acknowledged submission:\n{out}")
+        out = run([os.path.join(build, "app"), address, backbone], env=env)
+        if "ok" not in out.split():
+            sys.exit(f"FAILED: app did not sync with the server:\n{out}")
+        print("OK: the C example and the C++ app synced with fedcl-server")
+    finally:
+        server.kill()
+        server.wait()
 
 
 if __name__ == "__main__":
