@@ -14,7 +14,10 @@
  * or round and round while --rounds or --max_seconds is given. The last line on stdout is a
  * summary:
  *
- *   submissions=2 batches=40 prequential_accuracy=0.7100 queue_dropped=0
+ *   submissions=2 batches=40 prequential_accuracy=0.7100 queue_dropped=0 state_restored=1
+ *   state_set_aside=0 life_batches=140
+ *
+ * (one line; life_batches counts every batch the device has learned, over restarts)
  *
  * Exit status: 0 when the device ran to its end (and made --rounds acknowledged submissions if
  * that was asked), 1 when it stopped short (deadline), 2 for bad arguments or a fatal error.
@@ -48,13 +51,14 @@ typedef struct {
   long long rounds;     /* 0: no target */
   double max_seconds;   /* 0: no deadline */
   long long memory_budget_mb;
+  long long autosave_batches; /* 0: the SDK's default */
 } Args;
 
 static const char* const kUsage =
     "usage: device_loop --storage_dir=DIR --images=IDX --labels=IDX [--server=HOST:PORT]\n"
     "  [--client_id=N] [--token_file=FILE] [--tls_ca=PEM] [--tls_server_name=NAME]\n"
     "  [--backbone=CKPT] [--offset=N] [--samples=N] [--batch=32] [--sync_every=10]\n"
-    "  [--rounds=N] [--max_seconds=S] [--memory_budget_mb=48]\n";
+    "  [--rounds=N] [--max_seconds=S] [--memory_budget_mb=48] [--autosave_batches=N]\n";
 
 static int ParseInt(const char* text, long long* out) {
   char* end = NULL;
@@ -70,6 +74,7 @@ static int ParseArgs(int argc, char** argv, Args* args) {
   args->batch = 32;
   args->sync_every = 10;
   args->memory_budget_mb = 48;
+  args->autosave_batches = 0;
   for (i = 1; i < argc; ++i) {
     const char* arg = argv[i];
     const char* eq = strchr(arg, '=');
@@ -117,6 +122,8 @@ static int ParseArgs(int argc, char** argv, Args* args) {
       ok = end != value && *end == '\0' && args->max_seconds >= 0;
     } else if (FLAG_IS("memory_budget_mb")) {
       ok = ParseInt(value, &args->memory_budget_mb) && args->memory_budget_mb > 0;
+    } else if (FLAG_IS("autosave_batches")) {
+      ok = ParseInt(value, &args->autosave_batches) && args->autosave_batches > 0;
     } else {
       fprintf(stderr, "device_loop: unknown flag '%s'\n", arg);
       return 0;
@@ -301,6 +308,9 @@ static fedcl_client* CreateClient(const Args* args, const char* token, const cha
   fedcl_options_set_int(options, FEDCL_OPTION_CLIENT_ID, args->client_id);
   fedcl_options_set_int(options, FEDCL_OPTION_MEMORY_BUDGET_BYTES,
                         args->memory_budget_mb * 1024 * 1024);
+  if (args->autosave_batches > 0) {
+    fedcl_options_set_int(options, FEDCL_OPTION_AUTOSAVE_BATCHES, args->autosave_batches);
+  }
   fedcl_options_set_log_callback(options, LogToStderr, (void*)log_prefix);
   Report("create", fedcl_client_create(options, &client, &error), error);
   fedcl_options_destroy(options);
@@ -444,9 +454,12 @@ done:
   if (images.file != NULL) gzclose(images.file);
   if (labels.file != NULL) gzclose(labels.file);
   fedcl_client_destroy(client);
-  printf("submissions=%lld batches=%lld prequential_accuracy=%.4f queue_dropped=%lld\n",
-         totals.submissions, totals.batches,
-         totals.predicted > 0 ? (double)totals.correct / (double)totals.predicted : 0.0,
-         (long long)stats.queue_records_dropped);
+  printf(
+      "submissions=%lld batches=%lld prequential_accuracy=%.4f queue_dropped=%lld "
+      "state_restored=%d state_set_aside=%d life_batches=%lld\n",
+      totals.submissions, totals.batches,
+      totals.predicted > 0 ? (double)totals.correct / (double)totals.predicted : 0.0,
+      (long long)stats.queue_records_dropped, (int)stats.state_restored, (int)stats.state_set_aside,
+      (long long)stats.learn_batches);
   return code;
 }

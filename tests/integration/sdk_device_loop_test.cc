@@ -2,6 +2,7 @@
 // real fedcl-server on 127.0.0.1 over TLS with tokens: a ViT backbone with the SDK's modules
 // ("adapter" on blocks 2 and 3, "head"), short rounds, two devices streaming their own slices of
 // Fashion-MNIST until each has two acknowledged submissions.
+#include <csignal>
 #include <fstream>
 #include <memory>
 #include <regex>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/base/filesystem.h"
 #include "core/nn/model.h"
 #include "gtest/gtest.h"
@@ -106,6 +108,60 @@ TEST(SdkDeviceLoopTest, TwoCDevicesMakeTwoAcknowledgedSubmissionsEach) {
   int joined = 0;
   for (const auto& summary : status.clients()) joined += summary.client_id() < kDevices;
   EXPECT_EQ(joined, kDevices) << status.DebugString();
+}
+
+// kill -9 while the device learns and commits to storage after every batch: each restart finds
+// an intact state (never set aside), with at least the batches of the previous restart.
+TEST(SdkDeviceLoopTest, StateSurvivesKillNineWhileLearning) {
+  if (!base::FileSystem::Default().Exists(kFashionMnist)) GTEST_SKIP() << "no Fashion-MNIST";
+  ServerFixture f;  // for its directory; no server: the device is offline
+  const std::string backbone = f.dir() + "/vit.ckpt";
+  auto model = nn::Model::Create(nn::ModelConfig(), 1);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_TRUE(proto::SaveCheckpoint(base::FileSystem::Default(), backbone, **model, {}, {}).ok());
+  const std::string storage = f.dir() + "/device";
+  // `forever`: round and round the slice until killed; otherwise one batch, then exit.
+  auto device_argv = [&](bool forever) {
+    std::vector<std::string> argv = {
+        BinaryPath("fedcl-device-loop"),
+        "--storage_dir=" + storage,
+        "--backbone=" + backbone,
+        absl::StrCat("--images=", kFashionMnist, "/train-images-idx3-ubyte.gz"),
+        absl::StrCat("--labels=", kFashionMnist, "/train-labels-idx1-ubyte.gz"),
+        forever ? "--samples=640" : "--samples=32",
+        "--batch=32",
+        "--autosave_batches=1"};
+    if (forever) argv.push_back("--max_seconds=60");
+    return argv;
+  };
+  const std::regex summary_re(R"(state_restored=(\d) state_set_aside=(\d) life_batches=(\d+))");
+  int64_t life_batches = 0;
+  for (int kill = 0; kill < 3; ++kill) {
+    auto learning = ChildProcess::Start(device_argv(true), absl::StrCat(f.dir(), "/run-", kill));
+    ASSERT_TRUE(learning.ok()) << learning.status();
+    // Let it commit a few times, then kill it at a moment unrelated to its saves.
+    const std::string state = storage + "/device_state";
+    for (int wait = 0; wait < 200 && !base::FileSystem::Default().Exists(state); ++wait)
+      absl::SleepFor(absl::Milliseconds(50));
+    absl::SleepFor(absl::Milliseconds(700 + 370 * kill));
+    (*learning)->Signal(SIGKILL);
+    ASSERT_TRUE((*learning)->Wait(absl::Seconds(10)).ok());
+
+    // One more batch: the summary reports what was restored.
+    auto check = ChildProcess::Start(device_argv(false), absl::StrCat(f.dir(), "/check-", kill));
+    ASSERT_TRUE(check.ok()) << check.status();
+    absl::StatusOr<std::string> line = (*check)->WaitForLine("submissions=", absl::Seconds(40));
+    ASSERT_TRUE(line.ok()) << line.status();
+    absl::StatusOr<int> code = (*check)->Wait(absl::Seconds(10));
+    ASSERT_TRUE(code.ok() && *code == 0) << *line;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(*line, m, summary_re)) << *line;
+    EXPECT_EQ(m[1], "1") << *line;  // a state was there
+    EXPECT_EQ(m[2], "0") << *line;  // and it was intact
+    const int64_t now = std::stoll(m[3]);
+    EXPECT_GT(now, life_batches + 1) << "the killed run's committed batches were kept: " << *line;
+    life_batches = now;
+  }
 }
 
 }  // namespace
