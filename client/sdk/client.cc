@@ -129,6 +129,7 @@ absl::Status Client::Impl::Init() {
   }
   ood_kind_ = *ood;
   FEDCL_RETURN_IF_ERROR(fs_.CreateDirectories(options_.storage_dir));
+  if (!options_.server_address.empty()) FEDCL_RETURN_IF_ERROR(CreateTransport());
 
   std::lock_guard<std::mutex> lock(model_mu_);
   FEDCL_ASSIGN_OR_RETURN(DeviceStateStore::Loaded loaded,

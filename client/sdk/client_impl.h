@@ -115,7 +115,9 @@ class Client::Impl {
   // One sync with its stage reporting and counters; SyncOnce is the exchange itself.
   absl::StatusOr<SyncResult> RunSync();
   absl::StatusOr<SyncResult> SyncOnce();
-  absl::Status EnsureTransport();
+  // Builds the gRPC transport (it connects at the first call) unless one was injected. Called by
+  // Init only, so transport_ never changes while a sync or CancelSync reads it.
+  absl::Status CreateTransport();
   absl::Status JoinServer();
   absl::Status EnsureBackboneFromServer();
   void SetStage(SyncProgress::Stage stage, int64_t bytes_done, int64_t bytes_total);

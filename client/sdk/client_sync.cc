@@ -51,7 +51,7 @@ void Client::Impl::CancelSync() {
   if (transport_ != nullptr) transport_->CancelPendingCalls();
 }
 
-absl::Status Client::Impl::EnsureTransport() {
+absl::Status Client::Impl::CreateTransport() {
   if (transport_ != nullptr) return absl::OkStatus();
   client::FederationClientOptions o;
   o.target = options_.server_address;
@@ -134,7 +134,6 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
         "this device has no server_address: it learns and predicts offline only");
   }
   SetStage(SyncProgress::Stage::kConnecting, 0, 0);
-  FEDCL_RETURN_IF_ERROR(EnsureTransport());
   if (!server_.has_value()) FEDCL_RETURN_IF_ERROR(JoinServer());
   FEDCL_RETURN_IF_ERROR(EnsureBackboneFromServer());
   const fl::ClientId id = options_.client_id;

@@ -177,8 +177,9 @@ struct ClientStats {
 
 class Client {
  public:
-  // Checks the options, creates storage_dir and reads the stored state (see the top of this
-  // file); loads the cached backbone if there is one. Never touches the network.
+  // Checks the options, creates storage_dir, reads the stored state (see the top of this file)
+  // and the TLS CA file, and loads the cached backbone if there is one. Never touches the
+  // network.
   static absl::StatusOr<std::unique_ptr<Client>> Create(const ClientOptions& options);
   // Stops and waits for a background sync; does not save (call Save first).
   ~Client();
