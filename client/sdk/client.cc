@@ -243,6 +243,7 @@ absl::Status Client::Impl::BuildLearnerLocked(const v1::ModelCheckpoint& checkpo
   queue_bytes_ = 0;
   uncommitted_ = Record{};
   adapted_ = false;
+  retained_working_bytes_ = 0;
   for (nn::ParameterSet* set : learner_->SharedModules()) {
     Module m;
     m.live = set;
@@ -388,7 +389,12 @@ int64_t Client::Impl::BatchBytes(int64_t count, bool training) const {
 absl::Status Client::Impl::CheckBudgetLocked(int64_t count, bool training, absl::string_view what) {
   const int64_t held = HeldBytesLocked();
   const int64_t needed = BatchBytes(count, training);
-  if (held + needed <= options_.memory_budget_bytes) return absl::OkStatus();
+  // The layers keep their buffers after a call: what the largest call so far left stays held.
+  const int64_t working = std::max(retained_working_bytes_, needed);
+  if (held + working <= options_.memory_budget_bytes) {
+    retained_working_bytes_ = working;
+    return absl::OkStatus();
+  }
   const int64_t fits =
       std::max<int64_t>(0, (options_.memory_budget_bytes - held) / BatchBytes(1, training));
   {
@@ -443,7 +449,8 @@ absl::Status Client::Impl::Predict(absl::Span<const float> pixels, absl::Span<Pr
   // The largest chunk that fits the budget; one image that does not fit is refused.
   int64_t chunk = count;
   const int64_t held = HeldBytesLocked();
-  while (chunk > 1 && held + BatchBytes(chunk, false) > options_.memory_budget_bytes)
+  while (chunk > 1 && held + std::max(retained_working_bytes_, BatchBytes(chunk, false)) >
+                          options_.memory_budget_bytes)
     chunk = (chunk + 1) / 2;
   FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(chunk, false, "predicting"));
   const int64_t per_image = config_.input_size();
@@ -587,7 +594,7 @@ ClientStats Client::Impl::Stats() const {
   s.last_round = life_.submissions() > 0 ? life_.last_round() : -1;
   s.queue_records = static_cast<int64_t>(queue_.size());
   s.queue_bytes = queue_bytes_;
-  s.memory_used_bytes = HeldBytesLocked();
+  s.memory_used_bytes = HeldBytesLocked() + retained_working_bytes_;
   return s;
 }
 

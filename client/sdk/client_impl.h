@@ -143,6 +143,8 @@ class Client::Impl {
   bool adapted_ = false;
   std::optional<int64_t> enrolled_round_;
   v1::DeviceState life_;  // the life counters (fields 10–16)
+  // Working bytes of the largest call so far: the layers keep those buffers between calls.
+  int64_t retained_working_bytes_ = 0;
   nn::Matrix input_;
   std::vector<cl::Prediction> scratch_;
 

@@ -3,9 +3,8 @@
 // Held bytes are exact: every parameter set's values and gradients (backbone, head, modules), the
 // SDK's re-base copies of the shared modules, the queue of committed deltas and the input buffer.
 // A batch's working bytes are an estimate from the model's shape: the activations each layer
-// keeps for its backward pass (or, when predicting, the largest live set of one forward), which
-// dominate a step. The estimate is checked against measured peaks in the SDK benchmark
-// (tests/bench/sdk_benchmark.cc).
+// keeps, which dominate a call. tests/bench/sdk_predict_latency.cc prints the estimate beside the
+// heap a first call of 32 images really keeps.
 #ifndef FEDCL_CLIENT_SDK_MEMORY_ESTIMATE_H_
 #define FEDCL_CLIENT_SDK_MEMORY_ESTIMATE_H_
 
@@ -19,8 +18,8 @@ namespace fedcl::sdk {
 // Values plus gradients (when the set keeps them), in bytes.
 int64_t ParameterSetBytes(const nn::ParameterSet& set);
 
-// Working bytes of one step on `batch` images: `training` keeps every layer's activations for the
-// backward pass and their gradients; inference keeps about two blocks' worth at a time.
+// Working bytes of a call on `batch` images: the activations every layer keeps (in buffers it
+// reuses between calls), and for `training` the gradients of the backward pass.
 int64_t BatchWorkingBytes(const nn::ModelConfig& config, int64_t batch, bool training);
 
 }  // namespace fedcl::sdk

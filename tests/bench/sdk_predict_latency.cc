@@ -5,6 +5,8 @@
 //   build/bin/fedcl_sdk_latency --backbone=out/vit.ckpt
 //
 // Prints one table; measures, asserts nothing.
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -15,8 +17,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "client/sdk/memory_estimate.h"
 #include "core/base/filesystem.h"
 #include "core/data/fashion_mnist.h"
+#include "core/nn/model_config.h"
 #include "fedcl/client.h"
 #include "fedcl/fedcl_c.h"
 #include "tools/command_line.h"
@@ -100,6 +104,24 @@ int Run() {
   const int64_t n = test->size();
   using Clock = std::chrono::steady_clock;
 
+  // The memory budget's batch estimate against the heap a first call of that size really keeps
+  // (layers keep their buffers between calls): in-use heap bytes before and after.
+  std::vector<int32_t> all_labels(test->labels.begin(), test->labels.end());
+  auto heap_in_use = [] { return static_cast<int64_t>(mallinfo2().uordblks); };
+  const int64_t before_predict = heap_in_use();
+  {
+    std::vector<fedcl::Prediction> out(32);
+    (void)c.Predict(absl::MakeConstSpan(pixels).subspan(0, 32 * per_image), absl::MakeSpan(out));
+  }
+  const int64_t predict_kept = heap_in_use() - before_predict;
+  const int64_t before_learn = heap_in_use();
+  (void)c.Learn(absl::MakeConstSpan(pixels).subspan(0, 32 * per_image),
+                absl::MakeConstSpan(all_labels).subspan(0, 32));
+  const int64_t learn_kept = heap_in_use() - before_learn;
+  const fedcl::nn::ModelConfig vit;  // out/vit.ckpt's shape: fedcl-pretrain's ViT defaults
+  const int64_t predict_estimate = fedcl::sdk::BatchWorkingBytes(vit, 32, false);
+  const int64_t learn_estimate = fedcl::sdk::BatchWorkingBytes(vit, 32, true);
+
   auto time_predict = [&](int batch, int64_t* allocations) {
     std::vector<fedcl::Prediction> out(batch);
     std::vector<double> us;
@@ -170,6 +192,11 @@ int Run() {
               static_cast<long long>(c_allocations));
   std::printf("%-34s %10.1f %10.1f %14s\n", "learn, batch 32 (per call)", learn.p50_us,
               learn.p99_us, "-");
+  std::printf(
+      "heap kept by the first calls on 32 images, measured / the budget's estimate: predict "
+      "%.2f / %.2f MiB; predict then learn %.2f / %.2f MiB\n",
+      predict_kept / 1048576.0, predict_estimate / 1048576.0,
+      (predict_kept + learn_kept) / 1048576.0, learn_estimate / 1048576.0);
   std::printf("memory held by fedcl (estimate): %.2f MiB of a %.0f MiB budget\n",
               static_cast<double>(stats.memory_used_bytes) / (1 << 20),
               static_cast<double>(stats.memory_budget_bytes) / (1 << 20));

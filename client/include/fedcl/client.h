@@ -34,7 +34,8 @@
 // as <storage_dir>/backbone.ckpt.
 //
 // Memory: memory_budget_bytes bounds what fedcl itself holds (model, modules, the re-base copies,
-// the queue in memory and the working buffers of a batch, estimated from the model's shape).
+// the queue in memory, and the working buffers of a batch, estimated from the model's shape;
+// the layers keep the buffers of the largest batch so far between calls, and they stay counted).
 // Learn and Adapt refuse a batch that would exceed it with ResourceExhausted, changing nothing;
 // Predict works through a large batch in chunks that fit, and refuses only when one image does
 // not fit.
@@ -165,7 +166,7 @@ struct ClientStats {
   int64_t queue_records = 0;  // committed deltas waiting to be submitted
   int64_t queue_bytes = 0;
   int64_t queue_records_dropped = 0;  // oldest records dropped when the queue was full (life)
-  int64_t memory_used_bytes = 0;      // fedcl's estimate right now
+  int64_t memory_used_bytes = 0;      // fedcl's estimate right now, retained buffers included
   int64_t memory_budget_bytes = 0;
   int64_t memory_refusals = 0;  // calls refused with ResourceExhausted since Create
   int64_t last_round = -1;      // the last round a submission was acknowledged for
