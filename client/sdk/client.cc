@@ -109,6 +109,7 @@ absl::Status Client::Impl::Init() {
   if (options_.storage_dir.empty()) return bad("storage_dir is required");
   if (options_.memory_budget_bytes <= 0) return bad("memory_budget_bytes must be > 0");
   if (options_.num_classes < 0) return bad("num_classes must be >= 0");
+  if (options_.threads < 1 || options_.threads > 64) return bad("threads must be in [1, 64]");
   if (!(options_.learning_rate > 0.0f) || !std::isfinite(options_.learning_rate))
     return bad("learning_rate must be a positive number");
   if (options_.offline_queue_bytes < 0) return bad("offline_queue_bytes must be >= 0");
@@ -130,6 +131,7 @@ absl::Status Client::Impl::Init() {
   ood_kind_ = *ood;
   FEDCL_RETURN_IF_ERROR(fs_.CreateDirectories(options_.storage_dir));
   if (!options_.server_address.empty()) FEDCL_RETURN_IF_ERROR(CreateTransport());
+  if (options_.threads > 1) workers_ = std::make_unique<sdk::WorkerPool>(options_.threads - 1);
 
   std::lock_guard<std::mutex> lock(model_mu_);
   FEDCL_ASSIGN_OR_RETURN(DeviceStateStore::Loaded loaded,
@@ -213,8 +215,8 @@ absl::Status Client::Impl::LoadBackboneBytesLocked(const std::string& bytes,
   return absl::OkStatus();
 }
 
-absl::Status Client::Impl::BuildLearnerLocked(const v1::ModelCheckpoint& checkpoint,
-                                              const std::string& source) {
+absl::StatusOr<std::unique_ptr<cl::Learner>> Client::Impl::MakeLearnerLocked(
+    const v1::ModelCheckpoint& checkpoint, const std::string& source) const {
   FEDCL_ASSIGN_OR_RETURN(proto::LoadedCheckpoint loaded,
                          proto::FromCheckpointProto(checkpoint, source));
   loaded.modules.clear();  // detach stored modules: the learner brings its own
@@ -224,25 +226,41 @@ absl::Status Client::Impl::BuildLearnerLocked(const v1::ModelCheckpoint& checkpo
   model->backbone().parameters().DropGradients();
   const int64_t model_bytes = ParameterSetBytes(model->backbone().parameters()) +
                               ParameterSetBytes(model->head().parameters());
-  if (model_bytes > options_.memory_budget_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("the model in '", source, "' holds ", Mib(model_bytes),
-                     ", more than the memory budget of ", Mib(options_.memory_budget_bytes)));
+  if (model_bytes * options_.threads > options_.memory_budget_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the model in '", source, "' holds ", Mib(model_bytes),
+        options_.threads > 1 ? " per copy (" : "",
+        options_.threads > 1
+            ? absl::StrCat(options_.threads, " copies for ", options_.threads, " threads)")
+            : "",
+        ", more than the memory budget of ", Mib(options_.memory_budget_bytes)));
   }
   cl::LearnerOptions learner_options;
   learner_options.method = method_;
   learner_options.learning_rate = options_.learning_rate;
   learner_options.ood_score = ood_kind_;
   learner_options.seed = options_.seed;
-  auto learner = cl::Learner::Create(std::move(model), learner_options);
-  FEDCL_RETURN_IF_ERROR(learner.status());
-  learner_ = *std::move(learner);
+  return cl::Learner::Create(std::move(model), learner_options);
+}
+
+absl::Status Client::Impl::BuildLearnerLocked(const v1::ModelCheckpoint& checkpoint,
+                                              const std::string& source) {
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<cl::Learner> learner,
+                         MakeLearnerLocked(checkpoint, source));
+  std::vector<Replica> replicas(options_.threads - 1);
+  for (Replica& r : replicas) {
+    FEDCL_ASSIGN_OR_RETURN(r.learner, MakeLearnerLocked(checkpoint, source));
+    r.shared = r.learner->SharedModules();
+  }
+  learner_ = std::move(learner);
+  replicas_ = std::move(replicas);
   config_ = learner_->model().config();
   modules_.clear();
   queue_.clear();
   queue_bytes_ = 0;
   uncommitted_ = Record{};
   adapted_ = false;
+  ++adapt_generation_;
   retained_working_bytes_ = 0;
   for (nn::ParameterSet* set : learner_->SharedModules()) {
     Module m;
@@ -329,6 +347,7 @@ void Client::Impl::RestoreLocked() {
   if (state.has_adapted_backbone()) {
     learner_->model().backbone().parameters().flat_values() = adapted.flat_values();
     adapted_ = true;
+    ++adapt_generation_;
   }
   next_sequence_ = std::max<uint64_t>(state.next_sequence(), 1);
   Log(LogLevel::kInfo,
@@ -365,11 +384,16 @@ absl::Status Client::Impl::CheckImages(absl::Span<const float> pixels, int64_t c
 }
 
 void Client::Impl::StageInput(absl::Span<const float> pixels, int64_t count) {
+  StageInto(pixels, count, input_);
+}
+
+void Client::Impl::StageInto(absl::Span<const float> pixels, int64_t count,
+                             nn::Matrix& into) const {
   const int64_t per_image = config_.input_size();
-  if (input_.rows() != count || input_.cols() != per_image) input_.resize(count, per_image);
+  if (into.rows() != count || into.cols() != per_image) into.resize(count, per_image);
   const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> raw(
       pixels.data(), count, per_image);
-  input_ = (raw.array() - data::kFashionMnistMean) / data::kFashionMnistStddev;
+  into = (raw.array() - data::kFashionMnistMean) / data::kFashionMnistStddev;
 }
 
 int64_t Client::Impl::HeldBytesLocked() const {
@@ -378,6 +402,10 @@ int64_t Client::Impl::HeldBytesLocked() const {
                   learner_->ModuleBytes() + queue_bytes_;
   for (const Module& m : modules_) bytes += 2 * m.base.size() * int64_t{sizeof(float)};
   bytes += input_.size() * int64_t{sizeof(float)};
+  for (const Replica& r : replicas_) {
+    bytes += ParameterSetBytes(r.learner->model().backbone().parameters()) +
+             r.learner->ModuleBytes() + r.input.size() * int64_t{sizeof(float)};
+  }
   return bytes;
 }
 
@@ -456,17 +484,57 @@ absl::Status Client::Impl::Predict(absl::Span<const float> pixels, absl::Span<Pr
   const int64_t per_image = config_.input_size();
   for (int64_t start = 0; start < count; start += chunk) {
     const int64_t n = std::min(chunk, count - start);
-    StageInput(pixels.subspan(start * per_image, n * per_image), n);
-    scratch_.resize(n);
-    FEDCL_RETURN_IF_ERROR(learner_->PredictInto(input_, absl::MakeSpan(scratch_)));
-    for (int64_t i = 0; i < n; ++i) {
-      const cl::Prediction& p = scratch_[i];
-      out[start + i] = Prediction{
-          .label = p.label, .confidence = p.confidence, .ood_score = p.ood_score, .ood = p.ood};
-    }
+    FEDCL_RETURN_IF_ERROR(PredictSplitLocked(pixels, start, n, out));
   }
   std::lock_guard<std::mutex> stats(stats_mu_);
   run_.predictions += count;
+  return absl::OkStatus();
+}
+
+absl::Status Client::Impl::PredictSplitLocked(absl::Span<const float> pixels, int64_t start,
+                                              int64_t count, absl::Span<Prediction> out) {
+  const int64_t per_image = config_.input_size();
+  const int parts = static_cast<int>(std::min<int64_t>(count, 1 + replicas_.size()));
+  // Part p predicts rows [first(p), first(p + 1)) of the chunk; part 0 on the learner itself.
+  auto first = [&](int p) { return start + count * p / parts; };
+  // Each replica first takes what the learner has learned: its shared modules always (a few KiB),
+  // its backbone when adaptation changed the learner's.
+  for (int p = 1; p < parts; ++p) {
+    Replica& r = replicas_[p - 1];
+    for (size_t i = 0; i < modules_.size(); ++i)
+      r.shared[i]->flat_values() = modules_[i].live->flat_values();
+    if (r.adapt_generation != adapt_generation_) {
+      r.learner->model().backbone().parameters().flat_values() =
+          learner_->model().backbone().parameters().flat_values();
+      r.adapt_generation = adapt_generation_;
+    }
+  }
+  absl::Status errors[64];
+  auto run = [&](int p) {
+    const int64_t rows = first(p + 1) - first(p);
+    const absl::Span<const float> part = pixels.subspan(first(p) * per_image, rows * per_image);
+    cl::Learner& learner = p == 0 ? *learner_ : *replicas_[p - 1].learner;
+    nn::Matrix& input = p == 0 ? input_ : replicas_[p - 1].input;
+    std::vector<cl::Prediction>& predictions = p == 0 ? scratch_ : replicas_[p - 1].predictions;
+    StageInto(part, rows, input);
+    predictions.resize(rows);
+    errors[p] = learner.PredictInto(input, absl::MakeSpan(predictions));
+  };
+  if (parts == 1) {
+    run(0);
+  } else {
+    workers_->Run(parts, run);
+  }
+  for (int p = 0; p < parts; ++p) {
+    FEDCL_RETURN_IF_ERROR(errors[p]);
+    const std::vector<cl::Prediction>& predictions =
+        p == 0 ? scratch_ : replicas_[p - 1].predictions;
+    for (int64_t i = 0; i < first(p + 1) - first(p); ++i) {
+      const cl::Prediction& q = predictions[i];
+      out[first(p) + i] = Prediction{
+          .label = q.label, .confidence = q.confidence, .ood_score = q.ood_score, .ood = q.ood};
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -479,7 +547,10 @@ absl::StatusOr<AdaptResult> Client::Impl::Adapt(absl::Span<const float> pixels) 
   FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(count, /*training=*/true, "adapting on"));
   StageInput(pixels, count);
   FEDCL_ASSIGN_OR_RETURN(cl::AdaptStep step, learner_->Adapt(input_));
-  adapted_ = adapted_ || step.used > 0;
+  if (step.used > 0) {
+    adapted_ = true;
+    ++adapt_generation_;
+  }
   life_.set_adapt_batches(life_.adapt_batches() + 1);
   return AdaptResult{.samples = step.seen,
                      .samples_used = step.used,
@@ -501,8 +572,19 @@ absl::Status Client::Impl::FitDetector(absl::Span<const float> pixels,
   // Fit on the first 80%, calibrate the 95%-TPR threshold on the rest.
   const int64_t fit = count * 4 / 5;
   const nn::Matrix images = input_;
-  return learner_->FitDetector(images.topRows(fit), labels.subspan(0, fit),
-                               images.bottomRows(count - fit));
+  FEDCL_RETURN_IF_ERROR(learner_->FitDetector(images.topRows(fit), labels.subspan(0, fit),
+                                              images.bottomRows(count - fit)));
+  // The replicas score with detectors of their own, fitted the same way on the same model.
+  for (Replica& r : replicas_) {
+    for (size_t i = 0; i < modules_.size(); ++i)
+      r.shared[i]->flat_values() = modules_[i].live->flat_values();
+    r.learner->model().backbone().parameters().flat_values() =
+        learner_->model().backbone().parameters().flat_values();
+    r.adapt_generation = adapt_generation_;
+    FEDCL_RETURN_IF_ERROR(r.learner->FitDetector(images.topRows(fit), labels.subspan(0, fit),
+                                                 images.bottomRows(count - fit)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Client::Impl::CommitLocked() {

@@ -33,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "client/federation_transport.h"
 #include "client/sdk/device_state_store.h"
+#include "client/sdk/worker_pool.h"
 #include "core/base/filesystem.h"
 #include "core/cl/learner.h"
 #include "fedcl/client.h"
@@ -75,6 +76,16 @@ class Client::Impl {
     int64_t version = -1;
     Eigen::VectorXf base, committed;
   };
+  // A copy of the learner that computes part of a Predict batch (ClientOptions::threads). Its
+  // shared modules are copied from the learner before every split prediction, its backbone when
+  // adaptation changed the learner's; it has its own detector, fitted on the same data.
+  struct Replica {
+    std::unique_ptr<cl::Learner> learner;
+    std::vector<nn::ParameterSet*> shared;  // its SharedModules(), in modules_ order
+    nn::Matrix input;
+    std::vector<cl::Prediction> predictions;
+    uint64_t adapt_generation = 0;
+  };
   struct Record {
     uint64_t sequence = 0;
     int64_t batches = 0, samples = 0;
@@ -101,8 +112,16 @@ class Client::Impl {
   absl::Status SaveLocked();
   absl::Status CheckReadyLocked(absl::string_view what) const;
   absl::Status CheckImages(absl::Span<const float> pixels, int64_t count) const;
-  // Standardises `count` images into input_.
+  // Standardises `count` images into input_ (or `into`).
   void StageInput(absl::Span<const float> pixels, int64_t count);
+  void StageInto(absl::Span<const float> pixels, int64_t count, nn::Matrix& into) const;
+  // The learner built from `checkpoint` with this client's options.
+  absl::StatusOr<std::unique_ptr<cl::Learner>> MakeLearnerLocked(
+      const v1::ModelCheckpoint& checkpoint, const std::string& source) const;
+  // Predicts `count` images starting at `start` on `parts` learners at once (the learner and
+  // parts − 1 replicas) into scratch_ / the replicas' buffers, then into `out`.
+  absl::Status PredictSplitLocked(absl::Span<const float> pixels, int64_t start, int64_t count,
+                                  absl::Span<Prediction> out);
   int64_t HeldBytesLocked() const;
   // Working bytes of a batch of `count` images (its buffers and the staged input).
   int64_t BatchBytes(int64_t count, bool training) const;
@@ -142,7 +161,10 @@ class Client::Impl {
   Record uncommitted_;  // counters of the learning since the last commit (deltas unused)
   bool adapted_ = false;
   std::optional<int64_t> enrolled_round_;
-  v1::DeviceState life_;  // the life counters (fields 10–16)
+  v1::DeviceState life_;                      // the life counters (fields 10–16)
+  std::vector<Replica> replicas_;             // threads − 1 of them
+  std::unique_ptr<sdk::WorkerPool> workers_;  // threads − 1 of them
+  uint64_t adapt_generation_ = 0;             // bumped whenever the learner's backbone changes
   // Working bytes of the largest call so far: the layers keep those buffers between calls.
   int64_t retained_working_bytes_ = 0;
   nn::Matrix input_;

@@ -301,6 +301,8 @@ fedcl_status fedcl_options_set_int(fedcl_options* options, fedcl_option option, 
       case FEDCL_OPTION_MEMORY_BUDGET_BYTES:
         o.memory_budget_bytes = value;
         return FEDCL_OK;
+      case FEDCL_OPTION_THREADS:
+        return SetIntField(&o.threads, value);
       case FEDCL_OPTION_OFFLINE_QUEUE_BYTES:
         o.offline_queue_bytes = value;
         return FEDCL_OK;

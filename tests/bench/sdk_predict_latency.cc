@@ -30,6 +30,7 @@ ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist", "Fashion-M
 ABSL_FLAG(std::string, storage_dir, "/tmp/fedcl-sdk-latency", "The client's storage directory.");
 ABSL_FLAG(int, calls, 2000, "Timed calls per measurement.");
 ABSL_FLAG(std::string, method, "sequential_adapter", "The learner's method.");
+ABSL_FLAG(int, threads, 1, "ClientOptions::threads: threads one prediction may use.");
 
 namespace {
 
@@ -87,6 +88,7 @@ int Run() {
   fedcl::ClientOptions options;
   options.storage_dir = absl::GetFlag(FLAGS_storage_dir);
   options.method = absl::GetFlag(FLAGS_method);
+  options.threads = absl::GetFlag(FLAGS_threads);
   options.autosave_batches = 1 << 30;  // time the step, not the disk
   auto client = fedcl::Client::Create(options);
   if (!client.ok()) {
@@ -181,8 +183,8 @@ int Run() {
     fedcl_options_destroy(o);
   }
   const fedcl::ClientStats stats = c.Stats();
-  std::printf("edge SDK, %s on %s, %d calls each\n", options.method.c_str(),
-              absl::GetFlag(FLAGS_backbone).c_str(), calls);
+  std::printf("edge SDK, %s on %s, %d thread(s), %d calls each\n", options.method.c_str(),
+              absl::GetFlag(FLAGS_backbone).c_str(), options.threads, calls);
   std::printf("%-34s %10s %10s %14s\n", "call", "p50 (us)", "p99 (us)", "allocs/call");
   std::printf("%-34s %10.1f %10.1f %14lld\n", "predict, batch 1 (per sample)", one.p50_us,
               one.p99_us, static_cast<long long>(alloc1));

@@ -483,6 +483,51 @@ TEST_F(ClientTest, MemoryBudgetRefusesWorkThatWouldExceedIt) {
   EXPECT_TRUE(absl::IsResourceExhausted(client->LoadBackbone("/backbone.ckpt")));
 }
 
+// threads = 3 splits a prediction batch across the learner and two copies: the same predictions
+// and OOD scores as one thread, after learning, adaptation and fitting the detector; the copies
+// are counted in the memory budget.
+TEST_F(ClientTest, ThreadsSplitPredictionsAcrossCopiesWithTheSameResults) {
+  options_.threads = 0;
+  EXPECT_TRUE(absl::IsInvalidArgument(CreateClientForTesting(options_, {&fs_, nullptr}).status()));
+  options_.threads = 1;
+  auto one = Make();
+  options_.threads = 3;
+  options_.storage_dir = "/three";
+  auto three = Make();
+  for (Client* c : {one.get(), three.get()}) {
+    ASSERT_TRUE(c->LoadBackbone("/backbone.ckpt").ok());
+    LearnBatches(*c, 10, 1);
+  }
+  // Two more copies of the model and modules (the working buffers are shared out, not copied).
+  EXPECT_GT(three->Stats().memory_used_bytes, one->Stats().memory_used_bytes);
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  MakeBatch(42, 64, &x, &y);
+  auto same = [&](absl::string_view after) {
+    const std::vector<Prediction> a = PredictAll(*one, x), b = PredictAll(*three, x);
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(a[i].label, b[i].label) << after << ", image " << i;
+      ASSERT_NEAR(a[i].confidence, b[i].confidence, 1e-5) << after << ", image " << i;
+      ASSERT_NEAR(a[i].ood_score, b[i].ood_score, 1e-4) << after << ", image " << i;
+      ASSERT_EQ(a[i].ood, b[i].ood) << after << ", image " << i;
+    }
+  };
+  same("learning");
+  std::vector<float> unlabelled;
+  std::vector<int32_t> ignored;
+  MakeBatch(7, 32, &unlabelled, &ignored);
+  for (Client* c : {one.get(), three.get()}) ASSERT_TRUE(c->Adapt(unlabelled).ok());
+  same("adaptation");
+  MakeBatch(8, 100, &unlabelled, &ignored);
+  for (Client* c : {one.get(), three.get()}) ASSERT_TRUE(c->FitDetector(unlabelled, ignored).ok());
+  same("fitting the detector");
+  // An odd batch (three unequal parts) and a single image (no split).
+  MakeBatch(9, 7, &x, &y);
+  same("seven images");
+  MakeBatch(10, 1, &x, &y);
+  same("one image");
+}
+
 // Learning and prediction go on while a sync waits on the server.
 class BlockingTransport final : public client::FederationTransport {
  public:
@@ -552,6 +597,7 @@ TEST_F(ClientTest, LearningProceedsWhileABackgroundSyncWaitsOnTheServer) {
 
 // Run under ThreadSanitizer by the documented target (README, "The edge SDK").
 TEST_F(ClientTest, ConcurrentCallsFromSeveralThreadsAreSafe) {
+  options_.threads = 2;  // predictions split across the worker pool as well
   CoordinatorTransport* transport = nullptr;
   auto client = Make(true, &transport);
   ASSERT_TRUE(client->Sync().ok());

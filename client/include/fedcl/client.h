@@ -91,6 +91,11 @@ struct ClientOptions {
   std::string storage_dir;
   // Bytes fedcl may hold (see the top of this file); > 0.
   int64_t memory_budget_bytes = int64_t{48} << 20;
+  // Threads one Predict call may use, in [1, 64]: a batch of several images is split across the
+  // learner and threads − 1 copies of it (each about 1 MiB for the small ViT, counted in the
+  // budget), computed at once by a fixed pool of threads; the results are those of one thread.
+  // Learning and adaptation run on the calling thread.
+  int threads = 1;
   // The continual learner: "sequential_adapter" (a bottleneck adapter on the last two blocks and
   // the head; default) or "linear_head" (the head alone on the frozen backbone). The server's
   // modules must be the ones the method shares, by name and shape: "adapter" (PET kind adapter,

@@ -113,6 +113,7 @@ typedef enum fedcl_option {
   /* Integers. */
   FEDCL_OPTION_CLIENT_ID = 20,
   FEDCL_OPTION_MEMORY_BUDGET_BYTES = 21,
+  FEDCL_OPTION_THREADS = 22, /* threads one prediction may use */
   FEDCL_OPTION_OFFLINE_QUEUE_BYTES = 23,
   FEDCL_OPTION_AUTOSAVE_BATCHES = 24,
   FEDCL_OPTION_CALL_TIMEOUT_MS = 25,
@@ -125,7 +126,7 @@ typedef enum fedcl_option {
 FEDCL_C_EXPORT fedcl_options* fedcl_options_create(void);
 FEDCL_C_EXPORT void fedcl_options_destroy(fedcl_options* options);
 /* FEDCL_INVALID_ARGUMENT for an option of another type or an unknown one, a NULL `options` or
- * `value`, or an integer that does not fit the option (autosave batches and classes are
+ * `value`, or an integer that does not fit the option (threads, autosave batches and classes are
  * C ints); the other checks are made by fedcl_client_create, whose error names the option.
  * `value` is copied. Client ids and seeds are unsigned: the int64's bits are taken as a uint64.
  * These functions report only a code (there is no fedcl_error argument). */
