@@ -11,6 +11,9 @@
 // base = S and moves committed and live by the same S − base, so queued and uncommitted learning
 // carry over. An acknowledged submission folds the submitted records into base.
 //
+// Files: client.cc (options, backbone, learner, stats), client_learning.cc (learn, predict,
+// adapt, the budget), client_state.cc (restore, commit, save), client_sync.cc (the server).
+//
 // Locks: model_mu_ guards the learner, the modules, the queue and the life counters; sync_mu_
 // the background sync; stats_mu_ the per-run counters and the sync progress. Network calls are
 // made holding none of them. std::mutex rather than absl::Mutex: Debian's Abseil is not built

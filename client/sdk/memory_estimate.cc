@@ -2,7 +2,13 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_format.h"
+
 namespace fedcl::sdk {
+
+std::string Mib(int64_t bytes) {
+  return absl::StrFormat("%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+}
 
 int64_t ParameterSetBytes(const nn::ParameterSet& set) {
   const int64_t copies = set.has_gradients() ? 2 : 1;

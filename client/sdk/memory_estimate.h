@@ -9,11 +9,15 @@
 #define FEDCL_CLIENT_SDK_MEMORY_ESTIMATE_H_
 
 #include <cstdint>
+#include <string>
 
 #include "core/nn/model_config.h"
 #include "core/nn/parameter_set.h"
 
 namespace fedcl::sdk {
+
+// "12.3 MiB", for messages.
+std::string Mib(int64_t bytes);
 
 // Values plus gradients (when the set keeps them), in bytes.
 int64_t ParameterSetBytes(const nn::ParameterSet& set);

@@ -1,0 +1,245 @@
+// fedcl::Client's learning and prediction: input checks and staging, the memory budget, Learn,
+// Predict (split across the replicas when threads > 1), Adapt and FitDetector.
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/sdk/client_impl.h"
+#include "client/sdk/memory_estimate.h"
+#include "core/base/status_macros.h"
+#include "core/data/fashion_mnist.h"
+
+namespace fedcl {
+
+using sdk::BatchWorkingBytes;
+using sdk::Mib;
+using sdk::ParameterSetBytes;
+
+absl::Status Client::Impl::CheckReadyLocked(absl::string_view what) const {
+  if (learner_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot ", what, " before a backbone is loaded (LoadBackbone, or Sync)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Client::Impl::CheckImages(absl::Span<const float> pixels, int64_t count) const {
+  const int64_t per_image = config_.input_size();
+  if (count <= 0) return absl::InvalidArgumentError("the batch has no images");
+  if (static_cast<int64_t>(pixels.size()) != count * per_image) {
+    return absl::InvalidArgumentError(absl::StrCat("the batch has ", pixels.size(),
+                                                   " pixel values for ", count, " images of ",
+                                                   per_image, " values each"));
+  }
+  for (float v : pixels) {
+    if (!std::isfinite(v))
+      return absl::InvalidArgumentError("the batch has a pixel value that is not finite");
+  }
+  return absl::OkStatus();
+}
+
+void Client::Impl::StageInput(absl::Span<const float> pixels, int64_t count) {
+  StageInto(pixels, count, input_);
+}
+
+void Client::Impl::StageInto(absl::Span<const float> pixels, int64_t count,
+                             nn::Matrix& into) const {
+  const int64_t per_image = config_.input_size();
+  if (into.rows() != count || into.cols() != per_image) into.resize(count, per_image);
+  const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> raw(
+      pixels.data(), count, per_image);
+  into = (raw.array() - data::kFashionMnistMean) / data::kFashionMnistStddev;
+}
+
+int64_t Client::Impl::HeldBytesLocked() const {
+  if (learner_ == nullptr) return 0;
+  int64_t bytes = ParameterSetBytes(learner_->model().backbone().parameters()) +
+                  learner_->ModuleBytes() + queue_bytes_;
+  for (const Module& m : modules_) bytes += 2 * m.base.size() * int64_t{sizeof(float)};
+  bytes += input_.size() * int64_t{sizeof(float)};
+  for (const Replica& r : replicas_) {
+    bytes += ParameterSetBytes(r.learner->model().backbone().parameters()) +
+             r.learner->ModuleBytes() + r.input.size() * int64_t{sizeof(float)};
+  }
+  return bytes;
+}
+
+int64_t Client::Impl::BatchBytes(int64_t count, bool training) const {
+  return BatchWorkingBytes(config_, count, training) +
+         count * config_.input_size() * int64_t{sizeof(float)};
+}
+
+absl::Status Client::Impl::CheckBudgetLocked(int64_t count, bool training, absl::string_view what) {
+  const int64_t held = HeldBytesLocked();
+  const int64_t needed = BatchBytes(count, training);
+  // The layers keep their buffers after a call: what the largest call so far left stays held.
+  const int64_t working = std::max(retained_working_bytes_, needed);
+  if (held + working <= options_.memory_budget_bytes) {
+    retained_working_bytes_ = working;
+    return absl::OkStatus();
+  }
+  const int64_t fits =
+      std::max<int64_t>(0, (options_.memory_budget_bytes - held) / BatchBytes(1, training));
+  {
+    std::lock_guard<std::mutex> stats(stats_mu_);
+    ++run_.memory_refusals;
+  }
+  return absl::ResourceExhaustedError(
+      absl::StrCat(what, " a batch of ", count, " images needs about ", Mib(needed),
+                   " on top of the ", Mib(held), " held, over the memory budget of ",
+                   Mib(options_.memory_budget_bytes), "; batches of up to ", fits, " images fit"));
+}
+
+absl::StatusOr<LearnResult> Client::Impl::Learn(absl::Span<const float> pixels,
+                                                absl::Span<const int32_t> labels) {
+  std::lock_guard<std::mutex> lock(model_mu_);
+  FEDCL_RETURN_IF_ERROR(CheckReadyLocked("learn"));
+  const int64_t count = static_cast<int64_t>(labels.size());
+  FEDCL_RETURN_IF_ERROR(CheckImages(pixels, count));
+  for (int32_t label : labels) {
+    if (label < 0 || label >= config_.num_classes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("label ", label, " is not a class in [0, ", config_.num_classes, ")"));
+    }
+  }
+  FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(count, /*training=*/true, "learning"));
+  StageInput(pixels, count);
+  FEDCL_ASSIGN_OR_RETURN(cl::LearnStats stats, learner_->Learn(input_, labels));
+  if (!std::isfinite(stats.loss)) {
+    // A diverged step would poison every later one and the server's aggregate: undo it.
+    for (Module& m : modules_) m.live->flat_values() = m.committed;
+    return absl::InternalError(
+        "the learning step diverged (non-finite loss); the uncommitted learning was discarded");
+  }
+  ++uncommitted_.batches;
+  uncommitted_.samples += count;
+  uncommitted_.loss_sum += stats.loss;
+  life_.set_learn_batches(life_.learn_batches() + 1);
+  life_.set_learned_samples(life_.learned_samples() + count);
+  if (uncommitted_.batches >= options_.autosave_batches) FEDCL_RETURN_IF_ERROR(SaveLocked());
+  LearnResult result;
+  result.loss = stats.loss;
+  for (const Record& r : queue_) result.batches_queued += r.batches;
+  result.batches_queued += uncommitted_.batches;
+  return result;
+}
+
+absl::Status Client::Impl::Predict(absl::Span<const float> pixels, absl::Span<Prediction> out) {
+  std::lock_guard<std::mutex> lock(model_mu_);
+  FEDCL_RETURN_IF_ERROR(CheckReadyLocked("predict"));
+  const int64_t count = static_cast<int64_t>(out.size());
+  FEDCL_RETURN_IF_ERROR(CheckImages(pixels, count));
+  // The largest chunk that fits the budget; one image that does not fit is refused.
+  int64_t chunk = count;
+  const int64_t held = HeldBytesLocked();
+  while (chunk > 1 && held + std::max(retained_working_bytes_, BatchBytes(chunk, false)) >
+                          options_.memory_budget_bytes)
+    chunk = (chunk + 1) / 2;
+  FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(chunk, false, "predicting"));
+  for (int64_t start = 0; start < count; start += chunk) {
+    const int64_t n = std::min(chunk, count - start);
+    FEDCL_RETURN_IF_ERROR(PredictSplitLocked(pixels, start, n, out));
+  }
+  std::lock_guard<std::mutex> stats(stats_mu_);
+  run_.predictions += count;
+  return absl::OkStatus();
+}
+
+absl::Status Client::Impl::PredictSplitLocked(absl::Span<const float> pixels, int64_t start,
+                                              int64_t count, absl::Span<Prediction> out) {
+  const int64_t per_image = config_.input_size();
+  const int parts = static_cast<int>(std::min<int64_t>(count, 1 + replicas_.size()));
+  // Part p predicts rows [first(p), first(p + 1)) of the chunk; part 0 on the learner itself.
+  auto first = [&](int p) { return start + count * p / parts; };
+  // Each replica first takes what the learner has learned: its shared modules always (a few KiB),
+  // its backbone when adaptation changed the learner's.
+  for (int p = 1; p < parts; ++p) {
+    Replica& r = replicas_[p - 1];
+    for (size_t i = 0; i < modules_.size(); ++i)
+      r.shared[i]->flat_values() = modules_[i].live->flat_values();
+    if (r.adapt_generation != adapt_generation_) {
+      r.learner->model().backbone().parameters().flat_values() =
+          learner_->model().backbone().parameters().flat_values();
+      r.adapt_generation = adapt_generation_;
+    }
+  }
+  absl::Status errors[64];
+  auto run = [&](int p) {
+    const int64_t rows = first(p + 1) - first(p);
+    const absl::Span<const float> part = pixels.subspan(first(p) * per_image, rows * per_image);
+    cl::Learner& learner = p == 0 ? *learner_ : *replicas_[p - 1].learner;
+    nn::Matrix& input = p == 0 ? input_ : replicas_[p - 1].input;
+    std::vector<cl::Prediction>& predictions = p == 0 ? scratch_ : replicas_[p - 1].predictions;
+    StageInto(part, rows, input);
+    predictions.resize(rows);
+    errors[p] = learner.PredictInto(input, absl::MakeSpan(predictions));
+  };
+  if (parts == 1) {
+    run(0);
+  } else {
+    workers_->Run(parts, run);
+  }
+  for (int p = 0; p < parts; ++p) {
+    FEDCL_RETURN_IF_ERROR(errors[p]);
+    const std::vector<cl::Prediction>& predictions =
+        p == 0 ? scratch_ : replicas_[p - 1].predictions;
+    for (int64_t i = 0; i < first(p + 1) - first(p); ++i) {
+      const cl::Prediction& q = predictions[i];
+      out[first(p) + i] = Prediction{
+          .label = q.label, .confidence = q.confidence, .ood_score = q.ood_score, .ood = q.ood};
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AdaptResult> Client::Impl::Adapt(absl::Span<const float> pixels) {
+  std::lock_guard<std::mutex> lock(model_mu_);
+  FEDCL_RETURN_IF_ERROR(CheckReadyLocked("adapt"));
+  const int64_t per_image = std::max<int64_t>(1, config_.input_size());
+  const int64_t count = static_cast<int64_t>(pixels.size()) / per_image;
+  FEDCL_RETURN_IF_ERROR(CheckImages(pixels, count));
+  FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(count, /*training=*/true, "adapting on"));
+  StageInput(pixels, count);
+  FEDCL_ASSIGN_OR_RETURN(cl::AdaptStep step, learner_->Adapt(input_));
+  if (step.used > 0) {
+    adapted_ = true;
+    ++adapt_generation_;
+  }
+  life_.set_adapt_batches(life_.adapt_batches() + 1);
+  return AdaptResult{.samples = step.seen,
+                     .samples_used = step.used,
+                     .mean_entropy = static_cast<float>(step.entropy)};
+}
+
+absl::Status Client::Impl::FitDetector(absl::Span<const float> pixels,
+                                       absl::Span<const int32_t> labels) {
+  std::lock_guard<std::mutex> lock(model_mu_);
+  FEDCL_RETURN_IF_ERROR(CheckReadyLocked("fit the detector"));
+  const int64_t count = static_cast<int64_t>(labels.size());
+  FEDCL_RETURN_IF_ERROR(CheckImages(pixels, count));
+  if (count < 10) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fitting the detector needs at least 10 images, not ", count));
+  }
+  FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(count, /*training=*/false, "fitting the detector on"));
+  StageInput(pixels, count);
+  // Fit on the first 80%, calibrate the 95%-TPR threshold on the rest.
+  const int64_t fit = count * 4 / 5;
+  const nn::Matrix images = input_;
+  FEDCL_RETURN_IF_ERROR(learner_->FitDetector(images.topRows(fit), labels.subspan(0, fit),
+                                              images.bottomRows(count - fit)));
+  // The replicas score with detectors of their own, fitted the same way on the same model.
+  for (Replica& r : replicas_) {
+    for (size_t i = 0; i < modules_.size(); ++i)
+      r.shared[i]->flat_values() = modules_[i].live->flat_values();
+    r.learner->model().backbone().parameters().flat_values() =
+        learner_->model().backbone().parameters().flat_values();
+    r.adapt_generation = adapt_generation_;
+    FEDCL_RETURN_IF_ERROR(r.learner->FitDetector(images.topRows(fit), labels.subspan(0, fit),
+                                                 images.bottomRows(count - fit)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace fedcl

@@ -1,0 +1,178 @@
+// fedcl::Client's durable state: restoring it when a backbone loads, committing learning to the
+// queue (bounded, oldest dropped first) and saving it (client/sdk/device_state_store.h).
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/sdk/client_impl.h"
+#include "client/sdk/memory_estimate.h"
+#include "core/base/status_macros.h"
+#include "proto/tensor_convert.h"
+
+namespace fedcl {
+
+using sdk::kDeviceStateFormatVersion;
+
+int64_t Client::Impl::Record::bytes() const {
+  int64_t n = 0;
+  for (const Eigen::VectorXf& d : deltas) n += d.size() * int64_t{sizeof(float)};
+  return n;
+}
+
+// Applies the stored state if it belongs to this backbone; otherwise the device starts from the
+// learner's initial modules (and takes the server's at its next sync).
+void Client::Impl::RestoreLocked() {
+  if (!stored_.has_value()) return;
+  v1::DeviceState state = *std::move(stored_);
+  stored_.reset();
+  if (state.backbone_digest() != backbone_digest_) {
+    if (state.modules_size() > 0 || state.queue_size() > 0) {
+      Log(LogLevel::kWarning,
+          "the stored modules belong to another backbone: starting from the new backbone's");
+    }
+    return;
+  }
+  auto problem = [&](const std::string& what) {
+    Log(LogLevel::kError, absl::StrCat("the stored device state does not fit the model (", what,
+                                       "): starting from the backbone's modules"));
+  };
+  // Decode everything first; change nothing unless all of it fits.
+  std::vector<Eigen::VectorXf> bases(modules_.size());
+  std::vector<int64_t> versions(modules_.size(), -1);
+  for (const v1::DeviceModule& stored : state.modules()) {
+    const std::string& name = stored.base().name();
+    Module* m = FindModuleLocked(name);
+    if (m == nullptr) return problem(absl::StrCat("no module '", name, "'"));
+    nn::ParameterSet values = *m->live;
+    if (absl::Status s = proto::CopyValuesFromProto(stored.base(), &values); !s.ok())
+      return problem(std::string(s.message()));
+    const size_t i = static_cast<size_t>(m - modules_.data());
+    bases[i] = values.flat_values();
+    versions[i] = stored.version();
+  }
+  std::deque<Record> queue;
+  for (const v1::QueuedDelta& q : state.queue()) {
+    Record r;
+    r.sequence = q.sequence();
+    r.batches = q.batches();
+    r.samples = q.samples();
+    r.loss_sum = q.loss_sum();
+    r.deltas.resize(modules_.size());
+    for (size_t i = 0; i < modules_.size(); ++i)
+      r.deltas[i] = Eigen::VectorXf::Zero(modules_[i].live->num_values());
+    for (const v1::ParameterSet& d : q.deltas()) {
+      Module* m = FindModuleLocked(d.name());
+      if (m == nullptr)
+        return problem(absl::StrCat("a queued delta for no module '", d.name(), "'"));
+      nn::ParameterSet values = *m->live;
+      if (absl::Status s = proto::CopyValuesFromProto(d, &values); !s.ok())
+        return problem(std::string(s.message()));
+      r.deltas[static_cast<size_t>(m - modules_.data())] = values.flat_values();
+    }
+    queue.push_back(std::move(r));
+  }
+  nn::ParameterSet adapted;
+  if (state.has_adapted_backbone()) {
+    adapted = learner_->model().backbone().parameters();
+    if (absl::Status s = proto::CopyValuesFromProto(state.adapted_backbone(), &adapted); !s.ok())
+      return problem(std::string(s.message()));
+  }
+  for (size_t i = 0; i < modules_.size(); ++i) {
+    Module& m = modules_[i];
+    if (bases[i].size() == 0) continue;  // not stored: keep the learner's initial values
+    m.base = std::move(bases[i]);
+    m.version = versions[i];
+  }
+  queue_ = std::move(queue);
+  queue_bytes_ = 0;
+  for (Module& m : modules_) m.committed = m.base;
+  for (const Record& r : queue_) {
+    queue_bytes_ += r.bytes();
+    for (size_t i = 0; i < modules_.size(); ++i) modules_[i].committed += r.deltas[i];
+  }
+  for (Module& m : modules_) m.live->flat_values() = m.committed;
+  if (state.has_adapted_backbone()) {
+    learner_->model().backbone().parameters().flat_values() = adapted.flat_values();
+    adapted_ = true;
+    ++adapt_generation_;
+  }
+  next_sequence_ = std::max<uint64_t>(state.next_sequence(), 1);
+  Log(LogLevel::kInfo,
+      absl::StrCat("restored ", modules_.size(), " modules and ", queue_.size(), " queued deltas"));
+}
+
+absl::Status Client::Impl::CommitLocked() {
+  if (uncommitted_.batches == 0) return absl::OkStatus();
+  Record r = std::move(uncommitted_);
+  uncommitted_ = Record{};
+  r.sequence = next_sequence_++;
+  r.deltas.reserve(modules_.size());
+  for (Module& m : modules_) {
+    r.deltas.push_back(m.live->flat_values() - m.committed);
+    m.committed = m.live->flat_values();
+  }
+  queue_bytes_ += r.bytes();
+  queue_.push_back(std::move(r));
+  EnforceQueueBoundLocked();
+  return absl::OkStatus();
+}
+
+void Client::Impl::EnforceQueueBoundLocked() {
+  // The newest record always stays: dropping it would drop the learning just done.
+  while (queue_.size() > 1 && queue_bytes_ > options_.offline_queue_bytes) {
+    Record& oldest = queue_.front();
+    // Folded into base: the device keeps it until it re-bases, the server never sees it.
+    for (size_t i = 0; i < modules_.size(); ++i) modules_[i].base += oldest.deltas[i];
+    queue_bytes_ -= oldest.bytes();
+    queue_.pop_front();
+    life_.set_queue_records_dropped(life_.queue_records_dropped() + 1);
+  }
+}
+
+absl::Status Client::Impl::SaveLocked() {
+  FEDCL_RETURN_IF_ERROR(CommitLocked());
+  v1::DeviceState state = life_;
+  state.clear_modules();
+  state.clear_queue();
+  state.clear_adapted_backbone();
+  state.set_format_version(kDeviceStateFormatVersion);
+  state.set_client_id(options_.client_id);
+  state.set_method(options_.method);
+  state.set_backbone_digest(backbone_digest_);
+  if (enrolled_round_.has_value()) state.set_enrolled_round(*enrolled_round_);
+  state.set_next_sequence(next_sequence_);
+  nn::ParameterSet scratch;
+  for (const Module& m : modules_) {
+    scratch = *m.live;
+    scratch.DropGradients();
+    v1::DeviceModule* stored = state.add_modules();
+    stored->set_version(m.version);
+    scratch.flat_values() = m.base;
+    proto::ToProto(scratch, stored->mutable_base());
+  }
+  for (const Record& r : queue_) {
+    v1::QueuedDelta* q = state.add_queue();
+    q->set_sequence(r.sequence);
+    q->set_batches(r.batches);
+    q->set_samples(r.samples);
+    q->set_loss_sum(r.loss_sum);
+    for (size_t i = 0; i < modules_.size(); ++i) {
+      scratch = *modules_[i].live;
+      scratch.DropGradients();
+      scratch.flat_values() = r.deltas[i];
+      proto::ToProto(scratch, q->add_deltas());
+    }
+  }
+  if (adapted_)
+    proto::ToProto(learner_->model().backbone().parameters(), state.mutable_adapted_backbone());
+  if (learner_ == nullptr && stored_.has_value()) state = *stored_;  // nothing loaded yet
+  return store_.Save(state);
+}
+
+absl::Status Client::Impl::Save() {
+  std::lock_guard<std::mutex> lock(model_mu_);
+  return SaveLocked();
+}
+
+}  // namespace fedcl
