@@ -417,6 +417,24 @@ TEST_F(ClientTest, AdoptsTheServersCopyOfTheSameBackboneAndRefusesAnother) {
   EXPECT_EQ(client->Stats().learn_batches, 2);
 }
 
+// A linear-head device against a server that also pools an adapter: it takes and sends the
+// head only, and the adapter's version does not move.
+TEST_F(ClientTest, ALinearHeadDeviceSyncsOnlyTheModulesItRuns) {
+  options_.method = "linear_head";
+  CoordinatorTransport* transport = nullptr;
+  auto client = Make(true, &transport);
+  absl::StatusOr<SyncResult> first = client->Sync();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->modules_downloaded, 1);  // the head
+  LearnBatches(*client, 4, 1);
+  absl::StatusOr<SyncResult> second = client->Sync();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->submitted);
+  ASSERT_TRUE(coordinator().CloseRound().ok());
+  EXPECT_TRUE(coordinator().GetModule("head", 1).ok());
+  EXPECT_FALSE(coordinator().GetModule("adapter", 1).ok());
+}
+
 TEST_F(ClientTest, AnUpdateForAClosedRoundIsKeptForTheNextRound) {
   CoordinatorTransport* transport = nullptr;
   auto client = Make(true, &transport);
