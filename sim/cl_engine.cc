@@ -55,23 +55,6 @@ absl::StatusOr<int> BlockOf(const std::string& name) {
   return block;
 }
 
-// The pretrained model with `num_classes` outputs: backbone copied, and the head's rows for the
-// classes it was pretrained on (0..k−1) copied when it has fewer outputs.
-absl::StatusOr<std::unique_ptr<nn::Model>> CloneModel(const nn::Model& pretrained, int num_classes,
-                                                      uint64_t seed) {
-  nn::ModelConfig config = pretrained.config();
-  config.num_classes = num_classes;
-  FEDCL_ASSIGN_OR_RETURN(auto model, nn::Model::Create(config, seed));
-  model->backbone().parameters().flat_values() = pretrained.backbone().parameters().flat_values();
-  const nn::ParameterSet& from = pretrained.head().parameters();
-  nn::ParameterSet& to = model->head().parameters();
-  for (int t = 0; t < from.num_tensors() && t < to.num_tensors(); ++t) {
-    const int64_t n = std::min(from.info(t).size, to.info(t).size);
-    std::copy(from.values(t), from.values(t) + n, to.values(t));  // row-major: the first rows
-  }
-  return model;
-}
-
 absl::Status Install(Device& d, const fl::ModuleSpec& spec, const nn::ParameterSet& values) {
   if (spec.role == fl::ModuleRole::kExpert && !d.expert_slot.contains(spec.name)) {
     FEDCL_ASSIGN_OR_RETURN(int block, BlockOf(spec.name));
@@ -138,7 +121,7 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
   const cl::LearnerOptions learner_options = LearnerOptionsFor(c, method, seed);
   std::vector<Device> devices(num_devices);
   for (int d = 0; d < num_devices; ++d) {
-    FEDCL_ASSIGN_OR_RETURN(auto model, CloneModel(*inputs.pretrained, num_classes, seed));
+    FEDCL_ASSIGN_OR_RETURN(auto model, nn::CopyWithClasses(*inputs.pretrained, num_classes, seed));
     FEDCL_ASSIGN_OR_RETURN(devices[d].learner,
                            cl::Learner::Create(std::move(model), learner_options));
     base::Rng rng = base::Rng::ForStream(seed, {0xde1a, static_cast<uint64_t>(d)});

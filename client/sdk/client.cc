@@ -35,24 +35,6 @@ absl::StatusOr<std::pair<v1::ModelCheckpoint, std::string>> DecodeCheckpoint(
       proto::Sha256Hex(absl::string_view(bytes).substr(proto::kEnvelopeHeaderSize)));
 }
 
-// The checkpoint's model with `num_classes` outputs (0 = as stored): a new head keeps the stored
-// rows it has room for.
-absl::StatusOr<std::unique_ptr<nn::Model>> ModelWithClasses(std::unique_ptr<nn::Model> stored,
-                                                            int num_classes, uint64_t seed) {
-  if (num_classes == 0 || num_classes == stored->config().num_classes) return stored;
-  nn::ModelConfig config = stored->config();
-  config.num_classes = num_classes;
-  FEDCL_ASSIGN_OR_RETURN(auto model, nn::Model::Create(config, seed));
-  model->backbone().parameters().flat_values() = stored->backbone().parameters().flat_values();
-  const nn::ParameterSet& from = stored->head().parameters();
-  nn::ParameterSet& to = model->head().parameters();
-  for (int t = 0; t < from.num_tensors() && t < to.num_tensors(); ++t) {
-    const int64_t n = std::min(from.info(t).size, to.info(t).size);
-    std::copy(from.values(t), from.values(t) + n, to.values(t));  // row-major: the first rows
-  }
-  return model;
-}
-
 }  // namespace
 
 absl::string_view SyncStageName(SyncProgress::Stage stage) {
@@ -208,8 +190,10 @@ absl::StatusOr<std::unique_ptr<cl::Learner>> Client::Impl::MakeLearnerLocked(
   FEDCL_ASSIGN_OR_RETURN(proto::LoadedCheckpoint loaded,
                          proto::FromCheckpointProto(checkpoint, source));
   loaded.modules.clear();  // detach stored modules: the learner brings its own
-  FEDCL_ASSIGN_OR_RETURN(
-      auto model, ModelWithClasses(std::move(loaded.model), options_.num_classes, options_.seed));
+  std::unique_ptr<nn::Model> model = std::move(loaded.model);
+  if (options_.num_classes != 0 && options_.num_classes != model->config().num_classes) {
+    FEDCL_ASSIGN_OR_RETURN(model, nn::CopyWithClasses(*model, options_.num_classes, options_.seed));
+  }
   // The backbone is frozen: it needs no gradient buffer.
   model->backbone().parameters().DropGradients();
   const int64_t model_bytes = ParameterSetBytes(model->backbone().parameters()) +

@@ -121,6 +121,8 @@ class Client::Impl {
   // The learner built from `checkpoint` with this client's options.
   absl::StatusOr<std::unique_ptr<cl::Learner>> MakeLearnerLocked(
       const v1::ModelCheckpoint& checkpoint, const std::string& source) const;
+  // Brings a replica up to the learner's modules (and backbone, after adaptation).
+  void RefreshReplicaLocked(Replica& r);
   // Predicts `count` images starting at `start` on `parts` learners at once (the learner and
   // parts − 1 replicas) into scratch_ / the replicas' buffers, then into `out`.
   absl::Status PredictSplitLocked(absl::Span<const float> pixels, int64_t start, int64_t count,

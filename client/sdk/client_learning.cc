@@ -146,24 +146,25 @@ absl::Status Client::Impl::Predict(absl::Span<const float> pixels, absl::Span<Pr
   return absl::OkStatus();
 }
 
+// What the learner has learned: its shared modules always (a few KiB), its backbone when
+// adaptation changed the learner's since the replica last took it.
+void Client::Impl::RefreshReplicaLocked(Replica& r) {
+  for (size_t i = 0; i < modules_.size(); ++i)
+    r.shared[i]->flat_values() = modules_[i].live->flat_values();
+  if (r.adapt_generation != adapt_generation_) {
+    r.learner->model().backbone().parameters().flat_values() =
+        learner_->model().backbone().parameters().flat_values();
+    r.adapt_generation = adapt_generation_;
+  }
+}
+
 absl::Status Client::Impl::PredictSplitLocked(absl::Span<const float> pixels, int64_t start,
                                               int64_t count, absl::Span<Prediction> out) {
   const int64_t per_image = config_.input_size();
   const int parts = static_cast<int>(std::min<int64_t>(count, 1 + replicas_.size()));
   // Part p predicts rows [first(p), first(p + 1)) of the chunk; part 0 on the learner itself.
   auto first = [&](int p) { return start + count * p / parts; };
-  // Each replica first takes what the learner has learned: its shared modules always (a few KiB),
-  // its backbone when adaptation changed the learner's.
-  for (int p = 1; p < parts; ++p) {
-    Replica& r = replicas_[p - 1];
-    for (size_t i = 0; i < modules_.size(); ++i)
-      r.shared[i]->flat_values() = modules_[i].live->flat_values();
-    if (r.adapt_generation != adapt_generation_) {
-      r.learner->model().backbone().parameters().flat_values() =
-          learner_->model().backbone().parameters().flat_values();
-      r.adapt_generation = adapt_generation_;
-    }
-  }
+  for (int p = 1; p < parts; ++p) RefreshReplicaLocked(replicas_[p - 1]);
   absl::Status errors[64];
   auto run = [&](int p) {
     const int64_t rows = first(p + 1) - first(p);
@@ -231,11 +232,7 @@ absl::Status Client::Impl::FitDetector(absl::Span<const float> pixels,
                                               images.bottomRows(count - fit)));
   // The replicas score with detectors of their own, fitted the same way on the same model.
   for (Replica& r : replicas_) {
-    for (size_t i = 0; i < modules_.size(); ++i)
-      r.shared[i]->flat_values() = modules_[i].live->flat_values();
-    r.learner->model().backbone().parameters().flat_values() =
-        learner_->model().backbone().parameters().flat_values();
-    r.adapt_generation = adapt_generation_;
+    RefreshReplicaLocked(r);
     FEDCL_RETURN_IF_ERROR(r.learner->FitDetector(images.topRows(fit), labels.subspan(0, fit),
                                                  images.bottomRows(count - fit)));
   }

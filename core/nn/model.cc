@@ -52,4 +52,19 @@ void Model::ZeroGrads() {
   }
 }
 
+absl::StatusOr<std::unique_ptr<Model>> CopyWithClasses(const Model& from, int num_classes,
+                                                       uint64_t seed) {
+  ModelConfig config = from.config();
+  config.num_classes = num_classes;
+  FEDCL_ASSIGN_OR_RETURN(auto model, Model::Create(config, seed));
+  model->backbone().parameters().flat_values() = from.backbone().parameters().flat_values();
+  const ParameterSet& head = from.head().parameters();
+  ParameterSet& to = model->head().parameters();
+  for (int t = 0; t < head.num_tensors() && t < to.num_tensors(); ++t) {
+    const int64_t n = std::min(head.info(t).size, to.info(t).size);
+    std::copy(head.values(t), head.values(t) + n, to.values(t));
+  }
+  return model;
+}
+
 }  // namespace fedcl::nn

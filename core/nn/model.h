@@ -59,6 +59,12 @@ class Model {
   Matrix dfeatures_;
 };
 
+// A fresh model like `from` but with `num_classes` outputs: the backbone's values copied, and the
+// head's first rows (the classes `from` was trained on, row-major) copied where both have them;
+// the other head rows keep `seed`'s initial values. InvalidArgument as Model::Create.
+absl::StatusOr<std::unique_ptr<Model>> CopyWithClasses(const Model& from, int num_classes,
+                                                       uint64_t seed);
+
 }  // namespace fedcl::nn
 
 #endif  // FEDCL_CORE_NN_MODEL_H_
