@@ -430,6 +430,7 @@ absl::Status Learner::Grow(int block_index, bool propose) {
       b.mixture.AddExpert(NewExpert(name, dim, options_.adapter_bottleneck, rng_)).status());
   b.descriptors.push_back(std::move(rd));
   b.records.emplace_back();
+  b.descriptor_expert.push_back(b.mixture.experts() - 1);
   if (propose) {
     ModuleProposal proposal;
     proposal.block = b.index;

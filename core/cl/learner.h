@@ -147,6 +147,32 @@ struct ModuleProposal {
   std::vector<float> mean, variance;
 };
 
+// SEMA's device state, for a host that persists a device (the SDK): every adapter of every
+// expandable block with what only this device has of it (its descriptor, frozen loss records and
+// replay anchor), and the growth in progress. Export it between Learn calls; RestoreSemaState
+// takes it into a learner just created with the same options and backbone, which then continues
+// as the exported one would (SGD momentum and the detection window excepted: they restart empty).
+struct SemaAdapterState {
+  nn::ParameterSet expert;  // values and trainable flags
+  // Adapters grown on this device have a descriptor; pooled ones from other devices do not.
+  bool has_descriptor = false;
+  nn::Matrix encoder, decoder;
+  Eigen::VectorXf encoder_bias, decoder_bias;
+  std::vector<float> losses;  // its loss records, oldest first
+  bool records_frozen = false;
+  std::vector<float> anchor_mean, anchor_var;  // empty when it has no anchor
+};
+struct SemaBlockState {
+  int block = 0;                           // the ViT block
+  std::vector<SemaAdapterState> adapters;  // in mixture order
+  int growing_index = -1;                  // the adapter in training, or -1
+  nn::Matrix growth_buffer;                // token means buffered for that adapter's descriptor
+};
+struct SemaState {
+  std::vector<SemaBlockState> blocks;
+  int growth_steps_left = 0;  // of the growth in progress (0: none)
+};
+
 class Learner {
  public:
   // Takes a model whose backbone (and head) come pretrained; the backbone is frozen for good.
@@ -193,6 +219,11 @@ class Learner {
     nn::ParameterSet* values = nullptr;
   };
   std::vector<ExpertRef> Experts();
+  // SEMA: see SemaState. Restore checks everything before changing anything: InvalidArgument
+  // (naming what does not fit) for another method, other blocks, a wrong layout or non-finite
+  // values, and for a learner that has learned or imported since it was created.
+  absl::StatusOr<SemaState> ExportSemaState() const;
+  absl::Status RestoreSemaState(const SemaState& state);
 
   // Hooks of one inference forward, for detectors: logits (the method's own: LAE's are the
   // log of the ensemble), head features, the CLS token after each block and the token mean of
@@ -209,6 +240,7 @@ class Learner {
   void set_lae_inference(LaeInference inference) { lae_inference_ = inference; }
 
   ClMethod method() const { return options_.method; }
+  const LearnerOptions& options() const { return options_; }
   nn::Model& model() { return *model_; }
   // Adapters per expandable block (SEMA), and growth refusals so far.
   std::vector<int> AdaptersPerBlock() const;
@@ -227,7 +259,8 @@ class Learner {
     // none, and detection ignores them).
     std::vector<RepresentationDescriptor> descriptors;
     std::vector<LossRecords> records;
-    int consecutive = 0;  // detection batches in a row with every adapter above τ
+    std::vector<int> descriptor_expert;  // per descriptor, the index of its adapter
+    int consecutive = 0;                 // detection batches in a row with every adapter above τ
     bool growing = false;
     int growing_index = -1;          // the adapter being trained while growing
     std::vector<nn::Matrix> window;  // token means of the last confirm_batches detection batches

@@ -48,6 +48,10 @@ class RepresentationDescriptor {
   nn::Matrix& decoder() { return decoder_; }  // d × r
   Eigen::VectorXf& encoder_bias() { return encoder_bias_; }
   Eigen::VectorXf& decoder_bias() { return decoder_bias_; }
+  const nn::Matrix& encoder() const { return encoder_; }
+  const nn::Matrix& decoder() const { return decoder_; }
+  const Eigen::VectorXf& encoder_bias() const { return encoder_bias_; }
+  const Eigen::VectorXf& decoder_bias() const { return decoder_bias_; }
   int64_t num_parameters() const;
 
  private:
@@ -65,6 +69,7 @@ class LossRecords {
   double stddev() const;  // unbiased
   double ZScore(float loss) const;
   int size() const { return static_cast<int>(losses_.size()); }
+  std::vector<float> values() const { return {losses_.begin(), losses_.end()}; }
 
  private:
   int capacity_;

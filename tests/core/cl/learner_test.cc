@@ -103,6 +103,73 @@ TEST(LearnerTest, SemaGrowsOnAShiftNotOnItsOwnDataAndRefusesAtTheCap) {
   EXPECT_EQ(learner->budget().refused_at_cap(), refused);
 }
 
+// A device restarted from its exported state predicts exactly as before, finishes the growth
+// in progress, and its descriptors still know the shift they grew for.
+TEST(LearnerTest, SemaStateRestoresMidGrowthAndKeepsDetection) {
+  LearnerOptions options{.method = ClMethod::kSema, .learning_rate = 0.05f};
+  options.new_module_steps = 40;
+  auto learner = MakeLearner(options);
+  Stream stream(3);
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  for (int step = 0; step < 60; ++step) {
+    stream.Batch(32, false, &x, &y);
+    ASSERT_TRUE(learner->Learn(x, y).ok());
+  }
+  int grown = 0;
+  for (int step = 0; step < 12; ++step) {  // grows, then is 10 steps into training the adapter
+    stream.Batch(32, true, &x, &y);
+    grown += learner->Learn(x, y)->grown_block >= 0;
+  }
+  ASSERT_EQ(grown, 1);
+  learner->TakeProposals();
+  absl::StatusOr<SemaState> state = learner->ExportSemaState();
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_GT(state->growth_steps_left, 0);
+
+  auto restored = MakeLearner(options);
+  ASSERT_TRUE(restored->RestoreSemaState(*state).ok());
+  EXPECT_EQ(restored->AdaptersPerBlock(), learner->AdaptersPerBlock());
+  // The head is a shared module the host restores itself.
+  restored->model().head().parameters().flat_values() =
+      learner->model().head().parameters().flat_values();
+  stream.Batch(64, true, &x, &y);
+  std::vector<Prediction> a = *learner->Predict(x), b = *restored->Predict(x);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].label, b[i].label);
+    EXPECT_FLOAT_EQ(a[i].confidence, b[i].confidence);
+  }
+  // A second restore into the used learner is refused and changes nothing.
+  EXPECT_EQ(restored->RestoreSemaState(*state).code(), absl::StatusCode::kFailedPrecondition);
+  // It finishes the growth, then neither domain grows it again.
+  for (int step = 0; step < 80; ++step) {
+    stream.Batch(32, step % 2 == 0, &x, &y);
+    absl::StatusOr<LearnStats> s = restored->Learn(x, y);
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(s->grown_block, -1) << "step " << step;
+  }
+  // A third domain does grow it: every restored descriptor finds it unusual.
+  grown = 0;
+  for (int step = 0; step < 10 && grown == 0; ++step) {
+    stream.Batch(32, false, &x, &y);
+    x = x.array().square();
+    grown += restored->Learn(x, y)->grown_block >= 0;
+  }
+  EXPECT_EQ(grown, 1);
+  // Bad state is refused with a message and leaves the fresh learner as it was.
+  SemaState broken = *state;
+  broken.blocks[0].adapters[0].expert.flat_values()(0) = std::nanf("");
+  auto fresh = MakeLearner(options);
+  absl::Status refused = fresh->RestoreSemaState(broken);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("non-finite"), std::string::npos) << refused;
+  broken = *state;
+  broken.blocks[1].block = 7;
+  EXPECT_EQ(fresh->RestoreSemaState(broken).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fresh->AdaptersPerBlock(), (std::vector<int>{1, 1}));
+  EXPECT_TRUE(fresh->RestoreSemaState(*state).ok());
+}
+
 TEST(LearnerTest, LaeEnsembleIsTheElementwiseMaxOfItsExperts) {
   LearnerOptions options{.method = ClMethod::kLae, .learning_rate = 0.05f};
   options.lae_steps_per_task = 20;
