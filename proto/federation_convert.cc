@@ -34,7 +34,8 @@ void ToProto(const fl::ModuleSpec& spec, v1::ModuleDescriptor* message) {
   message->set_name(spec.name);
   message->set_role(std::string(fl::ModuleRoleName(spec.role)));
   if (spec.role == fl::ModuleRole::kPet) ToProto(spec.pet, message->mutable_pet());
-  if (spec.role == fl::ModuleRole::kExpert) message->set_block(spec.block);
+  if (spec.role == fl::ModuleRole::kExpert || spec.role == fl::ModuleRole::kBaseExpert)
+    message->set_block(spec.block);
 }
 
 absl::StatusOr<fl::ModuleSpec> SpecFromProto(const v1::ModuleDescriptor& message) {
@@ -45,7 +46,8 @@ absl::StatusOr<fl::ModuleSpec> SpecFromProto(const v1::ModuleDescriptor& message
   if (spec.role == fl::ModuleRole::kPet) {
     FEDCL_ASSIGN_OR_RETURN(spec.pet, FromProto(message.pet()));
   }
-  if (spec.role == fl::ModuleRole::kExpert) spec.block = message.block();
+  if (spec.role == fl::ModuleRole::kExpert || spec.role == fl::ModuleRole::kBaseExpert)
+    spec.block = message.block();
   return spec;
 }
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/base/status_macros.h"
+#include "core/cl/adapter_mixture.h"
 #include "core/data/fashion_mnist.h"
 #include "core/fl/local_trainer.h"
 #include "core/nn/training.h"
@@ -80,6 +81,20 @@ absl::Status FederationServer::BuildModel(std::vector<fl::StoredModule>* initial
     FEDCL_ASSIGN_OR_RETURN(specs.emplace_back(), ModuleSpecFrom(module));
   }
   FEDCL_ASSIGN_OR_RETURN(*initial, fl::CreateInitialModules(*model_, specs, config_.seed()));
+  if (config_.pool().base_experts()) {
+    // SEMA's first adapter of each expandable block, initialised as a device's learner does
+    // (a zero function until trained); devices take these values at their first sync.
+    for (int block : config_.pool().expandable_blocks()) {
+      fl::StoredModule expert;
+      expert.spec.name = absl::StrCat("block", block, "/e0");
+      expert.spec.role = fl::ModuleRole::kBaseExpert;
+      expert.spec.block = block;
+      base::Rng rng = base::Rng::ForStream(config_.seed(), {0xba5e, static_cast<uint64_t>(block)});
+      expert.values = cl::NewExpert(expert.spec.name, model_->backbone().feature_dim(),
+                                    config_.pool().expert_bottleneck(), rng);
+      initial->push_back(std::move(expert));
+    }
+  }
   v1::ModelCheckpoint checkpoint;
   proto::CheckpointMetadata metadata;
   metadata.created_by = "fedcl-server backbone for federated training";
@@ -137,6 +152,7 @@ absl::Status FederationServer::Init(const std::string& listen_address) {
                                                           initial[i].spec.name, "'"));
       }
       FEDCL_RETURN_IF_ERROR(initial[i].values.CheckSameLayout(s.values));
+      stored->modules[i].spec.block = initial[i].spec.block;  // the pool file keeps no block
     }
     log_.Write(base::LogLevel::kInfo,
                absl::StrCat("resuming from '", config_.state_dir(), "': last closed round ",
@@ -246,6 +262,7 @@ absl::StatusOr<double> FederationServer::Evaluate() {
         break;
       }
       case fl::ModuleRole::kExpert:
+      case fl::ModuleRole::kBaseExpert:
         break;  // the replica has no mixture at its blocks: experts are evaluated on devices
     }
   }

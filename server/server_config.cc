@@ -69,6 +69,9 @@ absl::Status Validate(const v1::ServerConfig& c, absl::string_view source) {
   if (absl::Status pool = PoolFields(c.pool(), 65536).Validate(); !pool.ok()) {
     return Invalid(source, pool.message());
   }
+  if (c.pool().base_experts() && c.pool().expandable_blocks().empty()) {
+    return Invalid(source, "pool.base_experts needs pool.expandable_blocks");
+  }
   const v1::UpdateLimits& l = c.limits();
   if (l.norm_policy() != "reject" && l.norm_policy() != "clip") {
     return Invalid(source, absl::StrCat("limits.norm_policy '", l.norm_policy(),
@@ -118,10 +121,11 @@ absl::StatusOr<fl::ModuleSpec> ModuleSpecFrom(const v1::ModuleConfig& config) {
         absl::StrCat("module '", spec.name, "': ", role.status().message()));
   }
   spec.role = *role;
-  if (spec.role == fl::ModuleRole::kExpert) {
+  if (spec.role == fl::ModuleRole::kExpert || spec.role == fl::ModuleRole::kBaseExpert) {
     return absl::InvalidArgumentError(absl::StrCat(
         "module '", spec.name,
-        "': expert modules are not configured; devices add them with ProposeModule (see pool)"));
+        "': expert modules are not configured: devices add them with ProposeModule, and "
+        "pool.base_experts serves every block's first one"));
   }
   if (spec.role == fl::ModuleRole::kPet) {
     absl::StatusOr<peft::PetConfig> pet = proto::FromProto(config.pet());

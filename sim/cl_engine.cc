@@ -146,7 +146,11 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
   for (nn::ParameterSet* s : devices[0].learner->SharedModules()) {
     fl::StoredModule m;
     m.spec.name = s->name();
-    m.spec.role = s->name() == "head" ? fl::ModuleRole::kHead : fl::ModuleRole::kPet;
+    // SEMA's first adapters are the pool's base experts, as pool.base_experts makes them on the
+    // server; the other methods' adapters are plain modules.
+    m.spec.role = s->name() == "head"  ? fl::ModuleRole::kHead
+                  : cl::IsSema(method) ? fl::ModuleRole::kBaseExpert
+                                       : fl::ModuleRole::kPet;
     m.values = *s;
     initial.push_back(std::move(m));
   }

@@ -23,6 +23,7 @@ nn::ParameterSet* ClientModel::SetFor(const Installed& installed) {
     case ModuleRole::kPet:
       return &installed.pet->parameters();
     case ModuleRole::kExpert:
+    case ModuleRole::kBaseExpert:
       return nullptr;  // never installed here (Install refuses experts)
   }
   return nullptr;
@@ -38,7 +39,7 @@ absl::Status ClientModel::Install(const ModuleSpec& spec, int64_t version,
     installed.version = version;
     return absl::OkStatus();
   }
-  if (spec.role == ModuleRole::kExpert) {
+  if (spec.role == ModuleRole::kExpert || spec.role == ModuleRole::kBaseExpert) {
     return absl::InvalidArgumentError(absl::StrCat(
         "module '", spec.name,
         "' is a mixture expert: the continual learner installs those, not ClientModel"));
@@ -101,6 +102,9 @@ absl::StatusOr<std::vector<StoredModule>> CreateInitialModules(nn::Model& model,
         module.values = pet->parameters();
         break;
       }
+      case ModuleRole::kBaseExpert:
+        return absl::InvalidArgumentError(absl::StrCat(
+            "module '", module.spec.name, "': base experts are created by the server's pool"));
       case ModuleRole::kExpert:
         return absl::InvalidArgumentError(
             absl::StrCat("module '", module.spec.name,

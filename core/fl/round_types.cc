@@ -38,6 +38,8 @@ absl::string_view ModuleRoleName(ModuleRole role) {
       return "pet";
     case ModuleRole::kExpert:
       return "expert";
+    case ModuleRole::kBaseExpert:
+      return "base_expert";
   }
   return "unknown";
 }
@@ -47,8 +49,9 @@ absl::StatusOr<ModuleRole> ParseModuleRole(absl::string_view name) {
   if (name == "backbone") return ModuleRole::kBackbone;
   if (name == "pet") return ModuleRole::kPet;
   if (name == "expert") return ModuleRole::kExpert;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown module role '", name, "' (expected head, backbone, pet or expert)"));
+  if (name == "base_expert") return ModuleRole::kBaseExpert;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown module role '", name, "' (expected head, backbone, pet, expert or base_expert)"));
 }
 
 }  // namespace fedcl::fl

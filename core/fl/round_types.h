@@ -41,16 +41,21 @@ enum class ModuleRole {
   // never configured: devices add them to the pool with Coordinator::ProposeModule. Layout:
   // ExpertLayout (module_registry.h).
   kExpert,
+  // The first expert of an expandable block's mixture ("block<b>/e0", ExpertLayout), which every
+  // device runs from the start: served to every device and aggregated like the head, not part
+  // of the growing pool. The server creates them (PoolConfig.base_experts).
+  kBaseExpert,
 };
 
-absl::string_view ModuleRoleName(ModuleRole role);  // "head", "backbone", "pet", "expert"
+// "head", "backbone", "pet", "expert", "base_expert"
+absl::string_view ModuleRoleName(ModuleRole role);
 absl::StatusOr<ModuleRole> ParseModuleRole(absl::string_view name);
 
 struct ModuleSpec {
   std::string name;  // unique in the pool
   ModuleRole role = ModuleRole::kPet;
   peft::PetConfig pet;  // for kPet
-  int block = -1;       // for kExpert: the transformer block whose mixture it belongs to
+  int block = -1;       // for kExpert and kBaseExpert: the block whose mixture it belongs to
 };
 
 // One tensor of a module's layout, as a client declares it.
