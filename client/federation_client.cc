@@ -16,6 +16,7 @@
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "proto/fedcl/v1/federation.grpc.pb.h"
+#include "proto/federation_convert.h"
 
 namespace fedcl::client {
 namespace {
@@ -243,6 +244,19 @@ absl::Status FederationClient::Leave(fl::ClientId client, bool permanent) {
   v1::LeaveResponse response;
   Impl::Call call(*impl_);
   return FromGrpc(impl_->stub->Leave(call.context(), request, &response));
+}
+
+absl::StatusOr<fl::ProposalResult> FederationClient::ProposeModule(
+    const fl::ModuleProposal& proposal) {
+  v1::ProposeModuleRequest request;
+  proto::ToProto(proposal, &request);
+  v1::ProposeModuleResponse response;
+  Impl::Call call(*impl_);
+  FEDCL_RETURN_IF_ERROR(FromGrpc(impl_->stub->ProposeModule(call.context(), request, &response)));
+  return fl::ProposalResult{.module_id = response.module_id(),
+                            .name = response.name(),
+                            .merged = response.merged(),
+                            .divergence = response.divergence()};
 }
 
 absl::StatusOr<v1::GetStatusResponse> FederationClient::GetStatus() {

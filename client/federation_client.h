@@ -85,6 +85,7 @@ class FederationClient final : public FederationTransport {
                                                 const fl::LocalUpdate& update,
                                                 int64_t chunk_bytes) override;
   absl::Status Leave(fl::ClientId client, bool permanent) override;
+  absl::StatusOr<fl::ProposalResult> ProposeModule(const fl::ModuleProposal& proposal) override;
 
   // The server's status (round, participants, module versions, FedAU weights). Any valid token
   // may ask.

@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/fl/coordinator.h"
@@ -90,6 +91,14 @@ class FederationTransport {
 
   // The client stops taking part; with `permanent` it is revoked.
   virtual absl::Status Leave(fl::ClientId client, bool permanent) = 0;
+
+  // Offers an expert the device grew to the server's pool (client and round are the proposal's).
+  // The server founds a module or joins the proposal to one for the same shift; either way the
+  // device holds it from now on. The default: Unimplemented.
+  virtual absl::StatusOr<fl::ProposalResult> ProposeModule(const fl::ModuleProposal& proposal) {
+    return absl::UnimplementedError(
+        absl::StrCat("this transport cannot propose module for block ", proposal.block));
+  }
 
   // Makes the calls in flight return soon (CANCELLED); later calls run normally. Unlike the
   // other methods this one may be called from any thread. The default does nothing.

@@ -10,6 +10,10 @@
  *       --labels=/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz \
  *       --offset=3000 --samples=1000 --rounds=2 --max_seconds=60
  *
+ * --method picks the SDK's learner (e.g. sema, which grows an adapter when the data shifts);
+ * --invert_after=N inverts the contrast of every image (x -> 1 - x) after N batches, a domain
+ * shift; --max_batches=N stops after N learned batches.
+ *
  * Without --backbone the first sync downloads the server's backbone. The slice is streamed once,
  * or round and round while --rounds or --max_seconds is given. The last line on stdout is a
  * summary:
@@ -52,13 +56,17 @@ typedef struct {
   double max_seconds;   /* 0: no deadline */
   long long memory_budget_mb;
   long long autosave_batches; /* 0: the SDK's default */
+  const char* method;         /* NULL: the SDK's default */
+  long long invert_after;     /* -1: never */
+  long long max_batches;      /* 0: no limit */
 } Args;
 
 static const char* const kUsage =
     "usage: device_loop --storage_dir=DIR --images=IDX --labels=IDX [--server=HOST:PORT]\n"
     "  [--client_id=N] [--token_file=FILE] [--tls_ca=PEM] [--tls_server_name=NAME]\n"
     "  [--backbone=CKPT] [--offset=N] [--samples=N] [--batch=32] [--sync_every=10]\n"
-    "  [--rounds=N] [--max_seconds=S] [--memory_budget_mb=48] [--autosave_batches=N]\n";
+    "  [--rounds=N] [--max_seconds=S] [--memory_budget_mb=48] [--autosave_batches=N]\n"
+    "  [--method=NAME] [--invert_after=BATCHES] [--max_batches=N]\n";
 
 static int ParseInt(const char* text, long long* out) {
   char* end = NULL;
@@ -75,6 +83,7 @@ static int ParseArgs(int argc, char** argv, Args* args) {
   args->sync_every = 10;
   args->memory_budget_mb = 48;
   args->autosave_batches = 0;
+  args->invert_after = -1;
   for (i = 1; i < argc; ++i) {
     const char* arg = argv[i];
     const char* eq = strchr(arg, '=');
@@ -124,6 +133,12 @@ static int ParseArgs(int argc, char** argv, Args* args) {
       ok = ParseInt(value, &args->memory_budget_mb) && args->memory_budget_mb > 0;
     } else if (FLAG_IS("autosave_batches")) {
       ok = ParseInt(value, &args->autosave_batches) && args->autosave_batches > 0;
+    } else if (FLAG_IS("method")) {
+      args->method = value;
+    } else if (FLAG_IS("invert_after")) {
+      ok = ParseInt(value, &args->invert_after) && args->invert_after >= 0;
+    } else if (FLAG_IS("max_batches")) {
+      ok = ParseInt(value, &args->max_batches) && args->max_batches > 0;
     } else {
       fprintf(stderr, "device_loop: unknown flag '%s'\n", arg);
       return 0;
@@ -306,6 +321,7 @@ static fedcl_client* CreateClient(const Args* args, const char* token, const cha
     fedcl_options_set_string(options, FEDCL_OPTION_TLS_SERVER_NAME, args->tls_server_name);
   }
   fedcl_options_set_int(options, FEDCL_OPTION_CLIENT_ID, args->client_id);
+  if (args->method != NULL) fedcl_options_set_string(options, FEDCL_OPTION_METHOD, args->method);
   fedcl_options_set_int(options, FEDCL_OPTION_MEMORY_BUDGET_BYTES,
                         args->memory_budget_mb * 1024 * 1024);
   if (args->autosave_batches > 0) {
@@ -343,6 +359,7 @@ static int Run(const Args* args, fedcl_client* client, IdxFile* images, IdxFile*
     float loss = 0.0f;
     fedcl_status status;
     if (args->rounds > 0 && totals->submissions >= args->rounds) break;
+    if (args->max_batches > 0 && totals->batches >= args->max_batches) break;
     if (args->max_seconds > 0 && Now() > deadline) {
       code = args->rounds > 0 ? 1 : 0; /* a target not met by the deadline is a failure */
       break;
@@ -361,6 +378,8 @@ static int Run(const Args* args, fedcl_client* client, IdxFile* images, IdxFile*
     }
     next += n;
     for (i = 0; i < n * input_size; ++i) pixels[i] = (float)raw[i] / 255.0f;
+    if (args->invert_after >= 0 && totals->batches >= args->invert_after)
+      for (i = 0; i < n * input_size; ++i) pixels[i] = 1.0f - pixels[i];
     for (i = 0; i < n; ++i) batch_labels[i] = raw_labels[i];
 
     status = fedcl_client_predict(client, pixels, (size_t)n, predictions, &error);

@@ -86,10 +86,14 @@ absl::Status Client::Impl::Init() {
   if (options_.autosave_batches < 1) return bad("autosave_batches must be >= 1");
   if (options_.call_timeout <= absl::ZeroDuration()) return bad("call_timeout must be > 0");
   absl::StatusOr<cl::ClMethod> method = cl::ParseClMethod(options_.method);
-  if (!method.ok() ||
-      (*method != cl::ClMethod::kSequentialAdapter && *method != cl::ClMethod::kLinearHead)) {
+  if (!method.ok() || (*method != cl::ClMethod::kSequentialAdapter &&
+                       *method != cl::ClMethod::kLinearHead && !cl::IsSema(*method))) {
     return bad(absl::StrCat("method '", options_.method,
-                            "' is not one the SDK runs (sequential_adapter, linear_head)"));
+                            "' is not one the SDK runs (sequential_adapter, linear_head, sema, "
+                            "sema_replay)"));
+  }
+  if (cl::IsSema(*method) && options_.threads > 1) {
+    return bad("threads > 1 is not supported with a self-expanding method (sema, sema_replay)");
   }
   method_ = *method;
   absl::StatusOr<cl::OodScoreKind> ood = cl::ParseOodScoreKind(options_.ood_detector);
@@ -212,6 +216,16 @@ absl::StatusOr<std::unique_ptr<cl::Learner>> Client::Impl::MakeLearnerLocked(
   learner_options.learning_rate = options_.learning_rate;
   learner_options.ood_score = ood_kind_;
   learner_options.seed = options_.seed;
+  // The descriptor must compress the block width (16 of the small ViT's 64).
+  if (model->config().backbone == nn::BackboneKind::kVit) {
+    learner_options.descriptor_bottleneck =
+        std::max(1, std::min(learner_options.descriptor_bottleneck, model->config().vit.dim / 4));
+  }
+  // SEMA grows only while its modules fit what the budget leaves beside the backbone and the
+  // buffers of a 32-image learning batch; past that it refuses (ClientStats::growth_refusals).
+  learner_options.growth.memory_budget_bytes = std::max<int64_t>(
+      1, options_.memory_budget_bytes - ParameterSetBytes(model->backbone().parameters()) -
+             sdk::BatchWorkingBytes(model->config(), 32, /*training=*/true));
   return cl::Learner::Create(std::move(model), learner_options);
 }
 
@@ -234,17 +248,26 @@ absl::Status Client::Impl::BuildLearnerLocked(const v1::ModelCheckpoint& checkpo
   adapted_ = false;
   ++adapt_generation_;
   retained_working_bytes_ = 0;
-  for (nn::ParameterSet* set : learner_->SharedModules()) {
-    Module m;
-    m.live = set;
-    m.base = set->flat_values();
-    m.committed = m.base;
-    modules_.push_back(std::move(m));
-  }
+  pending_.clear();
+  not_installed_.clear();
+  for (nn::ParameterSet* set : learner_->SharedModules())
+    AddModuleLocked(set, set->name(), -1, set->flat_values());
   return absl::OkStatus();
 }
 
-Client::Impl::Module* Client::Impl::FindModuleLocked(absl::string_view name) {
+Client::Impl::Module* Client::Impl::FindModuleLocked(absl::string_view server_name) {
+  for (Module& m : modules_)
+    if (m.on_server && m.server_name == server_name) return &m;
+  return nullptr;
+}
+
+Client::Impl::Module* Client::Impl::FindModuleByLiveLocked(const nn::ParameterSet* live) {
+  for (Module& m : modules_)
+    if (m.live == live) return &m;
+  return nullptr;
+}
+
+Client::Impl::Module* Client::Impl::FindModuleByLiveNameLocked(absl::string_view name) {
   for (Module& m : modules_)
     if (m.live->name() == name) return &m;
   return nullptr;
@@ -267,6 +290,12 @@ ClientStats Client::Impl::Stats() const {
   s.queue_records = static_cast<int64_t>(queue_.size());
   s.queue_bytes = queue_bytes_;
   s.memory_used_bytes = HeldBytesLocked() + retained_working_bytes_;
+  if (learner_ != nullptr) {
+    for (int a : learner_->AdaptersPerBlock()) s.adapters += a;
+    s.growth_refusals =
+        learner_->budget().refused_at_cap() + learner_->budget().refused_for_memory();
+  }
+  s.proposals_pending = static_cast<int64_t>(pending_.size());
   return s;
 }
 

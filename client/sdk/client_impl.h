@@ -28,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,6 +44,15 @@
 #include "proto/fedcl/v1/checkpoint.pb.h"
 
 namespace fedcl {
+namespace sdk {
+
+// Codes after which the same call may succeed later; the device keeps its learning queued.
+inline bool IsTransient(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsResourceExhausted(s) ||
+         absl::IsCancelled(s);
+}
+
+}  // namespace sdk
 
 // Where a Client gets its environment; tests inject an in-process transport and file system.
 struct ClientEnvironment {
@@ -76,6 +86,11 @@ class Client::Impl {
  private:
   struct Module {
     nn::ParameterSet* live = nullptr;  // the learner's set
+    // The server's name for it: the set's, or the pool's for a SEMA adapter ("block2/m3").
+    std::string server_name;
+    // False for an adapter this device grew that the server has not taken: its proposal is
+    // pending, or was refused (it then stays on the device).
+    bool on_server = true;
     int64_t version = -1;
     Eigen::VectorXf base, committed;
   };
@@ -132,7 +147,27 @@ class Client::Impl {
   int64_t BatchBytes(int64_t count, bool training) const;
   // ResourceExhausted if a batch of `count` needs more than the budget leaves.
   absl::Status CheckBudgetLocked(int64_t count, bool training, absl::string_view what);
-  Module* FindModuleLocked(absl::string_view name);
+  // By the server's name (FindModuleLocked), the learner's set or its name.
+  Module* FindModuleLocked(absl::string_view server_name);
+  Module* FindModuleByLiveLocked(const nn::ParameterSet* live);
+  Module* FindModuleByLiveNameLocked(absl::string_view name);
+
+  // ---- SEMA: modules that appear while the device runs (client_sema.cc) ----
+  // Appends a module whose base and committed values are `base`; queued records get a zero
+  // delta for it.
+  void AddModuleLocked(nn::ParameterSet* live, std::string server_name, int64_t version,
+                       const Eigen::VectorXf& base, bool on_server = true);
+  nn::ParameterSet* ExpertSetLocked(int block, int index);
+  // After a Learn: adapters the learner grew become modules with pending proposals.
+  void TakeGrowthLocked();
+  // A pool adapter another device grew joins this device's mixture (unless its growth budget
+  // refuses: it is then skipped from now on).
+  absl::Status InstallPooledExpertLocked(client::DownloadedModule& module);
+  // Proposes the pending adapters for `round`, releasing `lock` around each call; *taken when
+  // the server took one (founded or joined a module: the next GetWork lists it).
+  absl::Status ProposeGrownLocked(std::unique_lock<std::mutex>& lock, int64_t round, bool* taken);
+  absl::Status SaveSemaLocked(v1::DeviceState& state) const;
+  absl::Status RestoreSemaLocked(const v1::DeviceState& state);
   void Log(LogLevel level, const std::string& message) const;
 
   // ---- Sync (client_sync.cc) ----
@@ -160,6 +195,8 @@ class Client::Impl {
   nn::ModelConfig config_;
   std::string backbone_digest_;
   std::vector<Module> modules_;
+  std::vector<cl::ModuleProposal> pending_;  // SEMA: grown, not yet proposed
+  std::set<std::string> not_installed_;      // SEMA: pool adapters the budget refused
   std::deque<Record> queue_;
   int64_t queue_bytes_ = 0;
   uint64_t next_sequence_ = 1;

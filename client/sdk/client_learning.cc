@@ -112,6 +112,7 @@ absl::StatusOr<LearnResult> Client::Impl::Learn(absl::Span<const float> pixels,
     return absl::InternalError(
         "the learning step diverged (non-finite loss); the uncommitted learning was discarded");
   }
+  if (cl::IsSema(method_)) TakeGrowthLocked();
   ++uncommitted_.batches;
   uncommitted_.samples += count;
   uncommitted_.loss_sum += stats.loss;

@@ -37,12 +37,19 @@ void Client::Impl::RestoreLocked() {
     Log(LogLevel::kError, absl::StrCat("the stored device state does not fit the model (", what,
                                        "): starting from the backbone's modules"));
   };
-  // Decode everything first; change nothing unless all of it fits.
+  // SEMA first: its mixtures decide which modules there are.
+  const bool sema = cl::IsSema(method_);
+  if (sema && state.has_sema()) {
+    if (absl::Status s = RestoreSemaLocked(state); !s.ok())
+      return problem(std::string(s.message()));
+  }
+  // Decode everything else first; change nothing unless all of it fits.
   std::vector<Eigen::VectorXf> bases(modules_.size());
   std::vector<int64_t> versions(modules_.size(), -1);
+  std::vector<std::string> server_names(modules_.size());
   for (const v1::DeviceModule& stored : state.modules()) {
     const std::string& name = stored.base().name();
-    Module* m = FindModuleLocked(name);
+    Module* m = FindModuleByLiveNameLocked(name);
     if (m == nullptr) return problem(absl::StrCat("no module '", name, "'"));
     nn::ParameterSet values = *m->live;
     if (absl::Status s = proto::CopyValuesFromProto(stored.base(), &values); !s.ok())
@@ -50,6 +57,7 @@ void Client::Impl::RestoreLocked() {
     const size_t i = static_cast<size_t>(m - modules_.data());
     bases[i] = values.flat_values();
     versions[i] = stored.version();
+    server_names[i] = stored.server_name();
   }
   std::deque<Record> queue;
   for (const v1::QueuedDelta& q : state.queue()) {
@@ -62,7 +70,7 @@ void Client::Impl::RestoreLocked() {
     for (size_t i = 0; i < modules_.size(); ++i)
       r.deltas[i] = Eigen::VectorXf::Zero(modules_[i].live->num_values());
     for (const v1::ParameterSet& d : q.deltas()) {
-      Module* m = FindModuleLocked(d.name());
+      Module* m = FindModuleByLiveNameLocked(d.name());
       if (m == nullptr)
         return problem(absl::StrCat("a queued delta for no module '", d.name(), "'"));
       nn::ParameterSet values = *m->live;
@@ -83,6 +91,11 @@ void Client::Impl::RestoreLocked() {
     if (bases[i].size() == 0) continue;  // not stored: keep the learner's initial values
     m.base = std::move(bases[i]);
     m.version = versions[i];
+    // SEMA writes every module's server name, empty for an adapter the server has not taken.
+    if (sema) {
+      m.on_server = !server_names[i].empty();
+      if (m.on_server) m.server_name = server_names[i];
+    }
   }
   queue_ = std::move(queue);
   queue_bytes_ = 0;
@@ -148,6 +161,7 @@ absl::Status Client::Impl::SaveLocked() {
     scratch.DropGradients();
     v1::DeviceModule* stored = state.add_modules();
     stored->set_version(m.version);
+    if (m.on_server) stored->set_server_name(m.server_name);
     scratch.flat_values() = m.base;
     proto::ToProto(scratch, stored->mutable_base());
   }
@@ -166,6 +180,9 @@ absl::Status Client::Impl::SaveLocked() {
   }
   if (adapted_)
     proto::ToProto(learner_->model().backbone().parameters(), state.mutable_adapted_backbone());
+  state.clear_sema();
+  state.clear_pending_proposals();
+  if (learner_ != nullptr && cl::IsSema(method_)) FEDCL_RETURN_IF_ERROR(SaveSemaLocked(state));
   if (learner_ == nullptr && stored_.has_value()) state = *stored_;  // nothing loaded yet
   return store_.Save(state);
 }

@@ -20,12 +20,6 @@ namespace {
 
 constexpr char kBackboneCacheName[] = "backbone.ckpt";
 
-// Codes after which the same call may succeed later; the device keeps its learning queued.
-bool IsTransient(const absl::Status& s) {
-  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsResourceExhausted(s) ||
-         absl::IsCancelled(s);
-}
-
 }  // namespace
 
 void Client::Impl::SetStage(SyncProgress::Stage stage, int64_t bytes_done, int64_t bytes_total) {
@@ -145,7 +139,7 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
     {
       std::lock_guard<std::mutex> lock(model_mu_);
       for (const Module& m : modules_)
-        if (m.version >= 0) held.push_back({m.live->name(), m.version});
+        if (m.on_server && m.version >= 0) held.push_back({m.server_name, m.version});
     }
     absl::StatusOr<fl::WorkAssignment> work = transport_->GetWork(id, held);
     if (absl::IsNotFound(work.status()) && !rejoined) {
@@ -159,6 +153,18 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
       return result;
     }
     result.round = work->round;
+    {
+      // Adapters grown since the last sync go to the pool first, then the work is asked again:
+      // it lists the new modules, and one that joined another device's module is re-based
+      // onto it by the downloads.
+      std::unique_lock<std::mutex> lock(model_mu_);
+      bool taken = false;
+      FEDCL_RETURN_IF_ERROR(ProposeGrownLocked(lock, work->round, &taken));
+      if (taken) {
+        FEDCL_RETURN_IF_ERROR(SaveLocked());
+        continue;
+      }
+    }
 
     // Download what changed, then re-base under the lock.
     std::vector<client::DownloadedModule> downloads;
@@ -169,7 +175,9 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
       if (!info.download) continue;
       {
         std::lock_guard<std::mutex> lock(model_mu_);
-        if (FindModuleLocked(info.spec.name) == nullptr) {
+        const bool pooled = info.spec.role == fl::ModuleRole::kExpert && cl::IsSema(method_) &&
+                            !not_installed_.contains(info.spec.name);
+        if (FindModuleLocked(info.spec.name) == nullptr && !pooled) {
           Log(LogLevel::kDebug, absl::StrCat("the server's module '", info.spec.name,
                                              "' is not one this device's method runs"));
           continue;
@@ -192,6 +200,11 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
       std::lock_guard<std::mutex> lock(model_mu_);
       for (client::DownloadedModule& module : downloads) {
         Module* m = FindModuleLocked(module.spec.name);
+        if (m == nullptr) {  // an adapter another device grew
+          FEDCL_RETURN_IF_ERROR(InstallPooledExpertLocked(module));
+          ++result.modules_downloaded;
+          continue;
+        }
         if (absl::Status s = m->live->CheckSameLayout(module.values); !s.ok()) {
           return absl::FailedPreconditionError(absl::StrCat(
               "the server's module '", module.spec.name, "' does not fit this device's (",
@@ -224,8 +237,8 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
       if (update.local_steps > 0) update.loss /= static_cast<double>(update.local_steps);
       for (size_t i = 0; i < modules_.size() && last_sequence > 0; ++i) {
         const Module& m = modules_[i];
-        const std::string& name = m.live->name();
-        if (m.version < 0 || submitted[i].isZero(0.0f)) continue;
+        const std::string& name = m.server_name;
+        if (!m.on_server || m.version < 0 || submitted[i].isZero(0.0f)) continue;
         if (std::find(server_modules.begin(), server_modules.end(), name) == server_modules.end())
           continue;
         fl::ModuleUpdate mu;
@@ -259,7 +272,7 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
       continue;
     }
     if (!ack.ok()) {
-      if (!IsTransient(ack.status())) {
+      if (!sdk::IsTransient(ack.status())) {
         Log(LogLevel::kError, absl::StrCat("the server refused the update for round ", work->round,
                                            ": ", ack.status().message()));
       }
@@ -269,7 +282,8 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
     result.bytes_uploaded = upload;
     std::lock_guard<std::mutex> lock(model_mu_);
     // The submitted records are now the server's: fold them into base and drop them.
-    for (size_t i = 0; i < modules_.size(); ++i)
+    // (Modules added since the snapshot, by growth during the call, come after these.)
+    for (size_t i = 0; i < submitted.size() && i < modules_.size(); ++i)
       if (submitted[i].size() > 0) modules_[i].base += submitted[i];
     while (!queue_.empty() && queue_.front().sequence <= last_sequence) {
       queue_bytes_ -= queue_.front().bytes();
@@ -288,7 +302,7 @@ absl::StatusOr<SyncResult> Client::Impl::RunSync() {
   if (result.ok()) {
     std::lock_guard<std::mutex> stats(stats_mu_);
     ++run_.syncs;
-  } else if (!IsTransient(result.status())) {
+  } else if (!sdk::IsTransient(result.status())) {
     Log(LogLevel::kWarning, absl::StrCat("sync failed: ", result.status().message()));
   }
   SetStage(result.ok() ? SyncProgress::Stage::kDone : SyncProgress::Stage::kFailed, 0, 0);

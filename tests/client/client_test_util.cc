@@ -153,4 +153,10 @@ absl::Status CoordinatorTransport::Leave(fl::ClientId client, bool permanent) {
   return coordinator_.Leave(client, permanent);
 }
 
+absl::StatusOr<fl::ProposalResult> CoordinatorTransport::ProposeModule(
+    const fl::ModuleProposal& proposal) {
+  ++proposals;
+  return coordinator_.ProposeModule(proposal);
+}
+
 }  // namespace fedcl::client::testing

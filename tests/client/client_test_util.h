@@ -54,6 +54,7 @@ class CoordinatorTransport final : public FederationTransport {
                                                 const fl::LocalUpdate& update,
                                                 int64_t chunk_bytes) override;
   absl::Status Leave(fl::ClientId client, bool permanent) override;
+  absl::StatusOr<fl::ProposalResult> ProposeModule(const fl::ModuleProposal& proposal) override;
 
   // Failures to inject: each call of that kind first takes the next status off its queue and
   // returns it without reaching the coordinator.
@@ -69,7 +70,8 @@ class CoordinatorTransport final : public FederationTransport {
   int joins = 0;
   int backbone_downloads = 0;
   int module_downloads = 0;
-  int submissions = 0;                               // that reached the coordinator
+  int submissions = 0;  // that reached the coordinator
+  int proposals = 0;
   std::vector<std::vector<fl::ModuleVersion>> held;  // per GetWork call
   std::vector<int64_t> train_rounds;                 // rounds offered with ACTION_TRAIN
   std::vector<int64_t> submitted_rounds;             // rounds of accepted submissions

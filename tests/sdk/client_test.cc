@@ -103,15 +103,25 @@ class ClientTest : public ::testing::Test {
   fl::Coordinator& coordinator() {
     if (coordinator_ != nullptr) return *coordinator_;
     cl::LearnerOptions lo;
-    lo.method = cl::ClMethod::kSequentialAdapter;
+    lo.method = sema_server_ ? cl::ClMethod::kSema : cl::ClMethod::kSequentialAdapter;
+    lo.descriptor_bottleneck = 4;
     lo.seed = 99;  // other initial values than the device's: the first sync must re-base
     auto learner = cl::Learner::Create(PretrainedBackbone(), lo);
     FEDCL_CHECK_OK(learner.status());
+    if (sema_server_) {  // the growing pool at the ViT's last two blocks, with base experts
+      coordinator_options_.pool.expandable_blocks = {2, 3};
+      coordinator_options_.pool.statistics_dim = TinyVit().vit.dim;
+      coordinator_options_.pool.expert_bottleneck = lo.adapter_bottleneck;
+      coordinator_options_.pool.round_window = 10;
+      coordinator_options_.pool.divergence_threshold = 2.0;
+    }
     std::vector<fl::StoredModule> initial;
     for (nn::ParameterSet* set : (*learner)->SharedModules()) {
       fl::StoredModule m;
       m.spec.name = set->name();
-      m.spec.role = set->name() == "head" ? fl::ModuleRole::kHead : fl::ModuleRole::kPet;
+      m.spec.role = set->name() == "head" ? fl::ModuleRole::kHead
+                    : sema_server_        ? fl::ModuleRole::kBaseExpert
+                                          : fl::ModuleRole::kPet;
       m.values = *set;
       m.values.SetAllTrainable(true);
       initial.push_back(std::move(m));
@@ -173,6 +183,7 @@ class ClientTest : public ::testing::Test {
   std::string backbone_;
   ClientOptions options_;
   fl::CoordinatorOptions coordinator_options_;
+  bool sema_server_ = false;  // the server SEMA devices sync with
   std::unique_ptr<fl::Coordinator> coordinator_;
   std::mutex log_mu_;
   std::vector<std::string> log_;
@@ -198,7 +209,7 @@ TEST_F(ClientTest, LearnsOfflineAndNeverNeedsTheNetwork) {
 }
 
 TEST_F(ClientTest, BadInputGetsClearErrorsAndChangesNothing) {
-  options_.method = "sema";
+  options_.method = "lae";
   EXPECT_TRUE(absl::IsInvalidArgument(CreateClientForTesting(options_, {&fs_, nullptr}).status()));
   options_.method = "sequential_adapter";
   options_.storage_dir = "";
@@ -655,6 +666,90 @@ TEST_F(ClientTest, ConcurrentCallsFromSeveralThreadsAreSafe) {
   threads[2].join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(client->Stats().learn_batches, 20);
+}
+
+// SEMA devices: two see the same shift and grow; their proposals become one pool module that
+// both then train, a third device on the old data neither grows nor runs it, and a device that
+// restarts keeps its mixture, descriptors and server names.
+TEST_F(ClientTest, SemaDevicesShareOneModulePerShiftAndKeepTheirMixtureOverARestart) {
+  sema_server_ = true;
+  options_.method = "sema";
+  std::vector<std::unique_ptr<Client>> devices;
+  std::vector<CoordinatorTransport*> transports(3);
+  for (int d = 0; d < 3; ++d) {
+    options_.client_id = 5 + d;
+    options_.storage_dir = absl::StrCat("/device", d);
+    devices.push_back(Make(/*with_server=*/true, &transports[d]));
+    ASSERT_NE(devices.back(), nullptr);
+    ASSERT_TRUE(devices[d]->LoadBackbone("/backbone.ckpt").ok());
+    ASSERT_TRUE(devices[d]->Sync().ok());
+    EXPECT_EQ(devices[d]->Stats().adapters, 2);  // the base experts of blocks 2 and 3
+  }
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  auto learn = [&](Client& device, int batches, uint64_t seed, bool inverted) {
+    for (int b = 0; b < batches; ++b) {
+      MakeBatch(seed + b, 32, &x, &y);
+      if (inverted)
+        for (float& v : x) v = 1.0f - v;
+      ASSERT_TRUE(device.Learn(x, y).ok());
+    }
+  };
+  // The first adapters train (150 steps) and their descriptors freeze; the data is familiar.
+  for (int d = 0; d < 3; ++d) {
+    learn(*devices[d], 170, 100 * d, false);
+    EXPECT_EQ(devices[d]->Stats().adapters, 2);
+    ASSERT_TRUE(devices[d]->Sync().ok());
+  }
+  ASSERT_TRUE(coordinator().CloseRound().ok());
+  // Devices 0 and 1 see the inverted domain and each grow one adapter.
+  for (int d = 0; d < 2; ++d) {
+    learn(*devices[d], 20, 1000 + 100 * d, true);
+    EXPECT_EQ(devices[d]->Stats().adapters, 3) << "device " << d;
+    EXPECT_EQ(devices[d]->Stats().proposals_pending, 1);
+  }
+  learn(*devices[2], 20, 1200, false);
+  EXPECT_EQ(devices[2]->Stats().adapters, 2);
+  for (int d = 0; d < 3; ++d) {
+    absl::StatusOr<SyncResult> synced = devices[d]->Sync();
+    ASSERT_TRUE(synced.ok()) << synced.status();
+    EXPECT_TRUE(synced->submitted) << "device " << d;
+    EXPECT_EQ(devices[d]->Stats().proposals_pending, 0);
+  }
+  const fl::CoordinatorStatus status = coordinator().Status();
+  EXPECT_EQ(transports[0]->proposals + transports[1]->proposals, 2);
+  ASSERT_EQ(status.pool.size(), 1u);  // one shift, one module
+  EXPECT_EQ(status.pool_merges, 1);
+  // Both devices hold and trained the one module this round; device 2 does not run it.
+  EXPECT_EQ(status.pool[0].holders, 2);
+  EXPECT_EQ(status.pool[0].contributors, 2);
+  EXPECT_EQ(devices[2]->Stats().adapters, 2);
+  ASSERT_TRUE(coordinator().CloseRound().ok());
+
+  // Device 1 restarts: same mixture, same predictions, nothing pending, and it syncs on.
+  MakeBatch(77, 64, &x, &y);
+  for (float& v : x) v = 1.0f - v;
+  std::vector<Prediction> before = PredictAll(*devices[1], x);
+  ASSERT_TRUE(devices[1]->Save().ok());
+  devices[1].reset();
+  options_.client_id = 6;
+  options_.storage_dir = "/device1";
+  devices[1] = Make(/*with_server=*/true, &transports[1]);
+  ASSERT_NE(devices[1], nullptr);
+  EXPECT_EQ(devices[1]->Stats().adapters, 3);
+  std::vector<Prediction> after = PredictAll(*devices[1], x);
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(before[i].label, after[i].label);
+    EXPECT_NEAR(before[i].confidence, after[i].confidence, 1e-5);  // base + Σ deltas, rounded
+  }
+  // Its descriptors came back: the inverted domain it already grew for is familiar.
+  learn(*devices[1], 10, 3000, true);
+  EXPECT_EQ(devices[1]->Stats().adapters, 3);
+  EXPECT_EQ(devices[1]->Stats().proposals_pending, 0);
+  absl::StatusOr<SyncResult> synced = devices[1]->Sync();
+  ASSERT_TRUE(synced.ok()) << synced.status();
+  EXPECT_TRUE(synced->submitted);
+  EXPECT_EQ(transports[1]->proposals, 0);  // a new transport: nothing proposed again
 }
 
 }  // namespace

@@ -97,10 +97,15 @@ struct ClientOptions {
   // Learning and adaptation run on the calling thread.
   int threads = 1;
   // The continual learner: "sequential_adapter" (a bottleneck adapter on the last two blocks and
-  // the head; default) or "linear_head" (the head alone on the frozen backbone). The server's
-  // modules must be the ones the method shares, by name and shape: "adapter" (PET kind adapter,
-  // bottleneck 8, sites blocks.2 and blocks.3) and "head". The simulator runs the other methods
-  // (LAE, SEMA, FedIns); the SDK does not persist their private state yet.
+  // the head; default), "linear_head" (the head alone on the frozen backbone), or "sema" /
+  // "sema_replay" (self-expansion: mixtures of adapters on the last two blocks that grow when
+  // the data shifts; threads must be 1). The server's modules must be the ones the method
+  // shares, by name and shape: "adapter" (PET kind adapter, bottleneck 8, sites blocks.2 and
+  // blocks.3) and "head"; for SEMA "head" and the pool's base experts (server config: pool {
+  // expandable_blocks: [2, 3] base_experts: true }). A SEMA device proposes each adapter it
+  // grows to the server's pool at its next sync, runs the adapters other devices grew that the
+  // pool sends it (within its growth budget), and keeps its mixtures, descriptors and pending
+  // proposals in the device state. The simulator also runs LAE and FedIns.
   std::string method = "sequential_adapter";
   float learning_rate = 0.05f;
   // The OOD score predictions carry: "energy" (default), "max_softmax" or "mahalanobis"
@@ -179,6 +184,11 @@ struct ClientStats {
   bool state_restored = false;     // Create read a stored state
   bool state_set_aside = false;    // Create found a corrupt state file and set it aside
   bool state_from_backup = false;  // ... and restored device_state.prev instead
+  // SEMA: adapters in the mixtures now (the first ones, grown and pooled), growths refused by
+  // the budget since Create, and grown adapters not yet proposed to the server.
+  int64_t adapters = 0;
+  int64_t growth_refusals = 0;
+  int64_t proposals_pending = 0;
 };
 
 class Client {

@@ -108,7 +108,7 @@ typedef enum fedcl_option {
   FEDCL_OPTION_TLS_SERVER_NAME = 3,
   FEDCL_OPTION_TOKEN = 4,
   FEDCL_OPTION_STORAGE_DIR = 5,  /* required */
-  FEDCL_OPTION_METHOD = 6,       /* "sequential_adapter", "linear_head" */
+  FEDCL_OPTION_METHOD = 6,       /* "sequential_adapter", "linear_head", "sema", "sema_replay" */
   FEDCL_OPTION_OOD_DETECTOR = 7, /* "energy", "max_softmax", "mahalanobis" */
   /* Integers. */
   FEDCL_OPTION_CLIENT_ID = 20,
