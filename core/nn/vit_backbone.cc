@@ -111,6 +111,12 @@ Matrix VitBackbone::TokenMeanOfBlockInput(int i) const {
   return mean;
 }
 
+Matrix VitBackbone::TokensOfBlockInput(int i) const {
+  const Matrix& in = i == 0 ? tokens_in_ : blocks_[i - 1]->output();
+  // Row-major [batch·tokens, dim] is already [batch, tokens·dim] in memory.
+  return Eigen::Map<const Matrix>(in.data(), batch_, static_cast<int64_t>(tokens_) * dim_);
+}
+
 bool VitBackbone::PatchEmbedHasTrainable() const {
   return patch_proj_.HasTrainable() || patch_ssf_.HasTrainable() || cls_token_.trainable() ||
          pos_embed_.trainable();

@@ -33,6 +33,8 @@ class VitBackbone final : public Backbone {
   // block i's input ([batch, dim]). The last block runs on CLS rows alone, so its output is CLS.
   Matrix ClsAfterBlock(int i) const;
   Matrix TokenMeanOfBlockInput(int i) const;
+  // Every token of block i's input, one sample per row ([batch, tokens·dim], token-major).
+  Matrix TokensOfBlockInput(int i) const;
   TransformerBlock& block(int i) { return *blocks_[i]; }
   int depth() const { return static_cast<int>(blocks_.size()); }
 

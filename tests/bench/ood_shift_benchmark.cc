@@ -39,6 +39,8 @@ ABSL_FLAG(int, test_samples, 4000, "Test images: half calibrate, half are scored
 ABSL_FLAG(int, rd_block, -1,
           "Block whose input's token mean the RD reads (-1 = the last block, SEMA's choice).");
 ABSL_FLAG(bool, rd_on_cls, false, "RD reads the CLS token after --rd_block instead (comparison).");
+ABSL_FLAG(bool, rd_on_tokens, false,
+          "RD reads every token of --rd_block's input, flattened (position-aware; comparison).");
 ABSL_FLAG(float, adapt_learning_rate, 1e-3f, "Label-free adaptation: SGD learning rate.");
 ABSL_FLAG(int, adapt_batch, 64, "Label-free adaptation: unlabelled batch size.");
 ABSL_FLAG(double, adapt_redundancy, 0.05, "Label-free adaptation: redundancy filter d (0 = off).");
@@ -66,7 +68,8 @@ Hooks Collect(nn::Model& model, const nn::Matrix& images) {
   const int64_t n = images.rows();
   h.logits.resize(n, model.config().num_classes);
   h.features.resize(n, vit.feature_dim());
-  h.rd_input.resize(n, vit.feature_dim());
+  const bool all_tokens = absl::GetFlag(FLAGS_rd_on_tokens);
+  h.rd_input.resize(n, all_tokens ? int64_t{vit.tokens()} * vit.feature_dim() : vit.feature_dim());
   h.cls_after_block.assign(vit.depth(), nn::Matrix(n, vit.feature_dim()));
   for (int64_t start = 0; start < n; start += 256) {
     const int64_t rows = std::min<int64_t>(256, n - start);
@@ -74,7 +77,8 @@ Hooks Collect(nn::Model& model, const nn::Matrix& images) {
     h.features.middleRows(start, rows) = model.features();
     const int rd_block =
         absl::GetFlag(FLAGS_rd_block) < 0 ? vit.depth() - 1 : absl::GetFlag(FLAGS_rd_block);
-    h.rd_input.middleRows(start, rows) = absl::GetFlag(FLAGS_rd_on_cls)
+    h.rd_input.middleRows(start, rows) = all_tokens ? vit.TokensOfBlockInput(rd_block)
+                                         : absl::GetFlag(FLAGS_rd_on_cls)
                                              ? vit.ClsAfterBlock(rd_block)
                                              : vit.TokenMeanOfBlockInput(rd_block);
     for (int b = 0; b < vit.depth(); ++b)
