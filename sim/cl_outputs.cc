@@ -133,11 +133,12 @@ std::string ClTextTable(const std::vector<ClRunResult>& runs) {
   std::string out = absl::StrFormat("%-20s %4s %7s %7s %7s %7s %6s %9s %9s %7s\n", "method", "seed",
                                     "Ā", "A_T", "F", "BWT", "pool", "up MiB", "down MiB", "time s");
   for (const ClRunResult& r : runs) {
-    absl::StrAppendFormat(&out, "%-20s %4d %7.4f %7.4f %7.4f %7.4f %6d %9.2f %9.2f %7.1f\n",
+    // "-": no pool series (no server, or a run with real processes, whose server reports it).
+    absl::StrAppendFormat(&out, "%-20s %4d %7.4f %7.4f %7.4f %7.4f %6s %9.2f %9.2f %7.1f\n",
                           r.method, r.seed, r.metrics.average_incremental, r.metrics.last,
                           r.metrics.forgetting, r.metrics.backward_transfer,
-                          r.pool.empty() ? 0 : r.pool.back().modules, r.bytes_up / 1048576.0,
-                          r.bytes_down / 1048576.0, r.seconds);
+                          r.pool.empty() ? "-" : absl::StrCat(r.pool.back().modules),
+                          r.bytes_up / 1048576.0, r.bytes_down / 1048576.0, r.seconds);
     if (r.online_metrics.has_value()) {
       const cl::ContinualMetrics& m = *r.online_metrics;
       absl::StrAppendFormat(&out, "%-20s %4d %7.4f %7.4f %7.4f %7.4f\n", "  lae online only",

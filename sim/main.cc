@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "core/base/filesystem.h"
 #include "core/base/status_macros.h"
+#include "sim/cl_device.h"
 #include "sim/cl_engine.h"
 #include "sim/cl_outputs.h"
 #include "sim/cl_tasks.h"
@@ -56,6 +57,15 @@ ABSL_FLAG(std::string, state_dir, "state", "--emit_server_config: the server's s
 ABSL_FLAG(std::string, tokens_file, "", "--emit_server_config: the server's tokens file.");
 ABSL_FLAG(std::string, tls_cert, "", "--emit_server_config: the server's certificate (PEM).");
 ABSL_FLAG(std::string, tls_key, "", "--emit_server_config: the server's private key (PEM).");
+// A continual scenario with real processes (sim/cl_device.h).
+ABSL_FLAG(int, device, -1,
+          "Run device --device of a continual domain scenario as this process, through the edge "
+          "SDK against the fedcl-server at --server (--method: the SDK's learner, default sema; "
+          "--storage_dir: its state); writes --out/device-<d>.report.");
+ABSL_FLAG(std::string, storage_dir, "", "--device: the device's storage directory.");
+ABSL_FLAG(std::string, report_devices, "",
+          "Print the table of a continual run with real processes from the device reports in "
+          "this directory.");
 ABSL_FLAG(std::string, report_from, "",
           "Write --out's metrics.jsonl, summary.json and report.html for a multi-process run from "
           "the fedcl-server metrics log at this path (--method, --pattern, --seed name the run).");
@@ -281,6 +291,38 @@ absl::Status Run() {
     return absl::OkStatus();
   }
   if (!absl::GetFlag(FLAGS_report_from).empty()) return ReportFromServer(scenario, inputs, seed);
+  if (!absl::GetFlag(FLAGS_report_devices).empty()) {
+    FEDCL_ASSIGN_OR_RETURN(std::string table,
+                           ReportClDevices(fs, absl::GetFlag(FLAGS_report_devices)));
+    std::printf("%s", table.c_str());
+    return absl::OkStatus();
+  }
+  if (absl::GetFlag(FLAGS_device) >= 0) {
+    if (!scenario.config.has_continual())
+      return absl::InvalidArgumentError("--device needs a continual scenario");
+    ClDeviceOptions options;
+    options.device = absl::GetFlag(FLAGS_device);
+    options.seed = seed;
+    options.method = absl::GetFlag(FLAGS_method).empty() ? "sema" : absl::GetFlag(FLAGS_method);
+    options.server = absl::GetFlag(FLAGS_server);
+    options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+    options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+    if (!absl::GetFlag(FLAGS_token_file).empty()) {
+      FEDCL_ASSIGN_OR_RETURN(std::string token, fs.ReadFile(absl::GetFlag(FLAGS_token_file), 4096));
+      options.token = std::string(absl::StripAsciiWhitespace(token));
+    }
+    options.storage_dir = absl::GetFlag(FLAGS_storage_dir);
+    if (options.storage_dir.empty())
+      return absl::InvalidArgumentError("--device needs --storage_dir");
+    FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(absl::GetFlag(FLAGS_out)));
+    options.report_path = base::JoinPath(absl::GetFlag(FLAGS_out),
+                                         absl::StrCat("device-", options.device, ".report"));
+    FEDCL_ASSIGN_OR_RETURN(PatternSpec pattern, SelectedPattern(scenario));
+    FEDCL_ASSIGN_OR_RETURN(std::vector<ClTask> tasks,
+                           BuildTasks(scenario.config.continual(), scenario.num_clients(),
+                                      inputs.train, inputs.test, seed));
+    return RunClDevice(scenario, inputs, tasks, pattern, options, fs);
+  }
   if (absl::GetFlag(FLAGS_worker)) {
     WorkerOptions options;
     options.server = absl::GetFlag(FLAGS_server);

@@ -92,6 +92,11 @@ absl::Status Client::Impl::Init() {
                             "' is not one the SDK runs (sequential_adapter, linear_head, sema, "
                             "sema_replay)"));
   }
+  if (options_.sema_new_module_steps < 1) return bad("sema_new_module_steps must be >= 1");
+  if (!(options_.sema_expansion_tau > 0.0) || !std::isfinite(options_.sema_expansion_tau))
+    return bad("sema_expansion_tau must be a positive number");
+  if (options_.sema_max_adapters_per_block < 1)
+    return bad("sema_max_adapters_per_block must be >= 1");
   if (cl::IsSema(*method) && options_.threads > 1) {
     return bad("threads > 1 is not supported with a self-expanding method (sema, sema_replay)");
   }
@@ -216,6 +221,10 @@ absl::StatusOr<std::unique_ptr<cl::Learner>> Client::Impl::MakeLearnerLocked(
   learner_options.learning_rate = options_.learning_rate;
   learner_options.ood_score = ood_kind_;
   learner_options.seed = options_.seed;
+  learner_options.task_at_growth = true;  // an app has no task boundaries; a growth is one
+  learner_options.new_module_steps = options_.sema_new_module_steps;
+  learner_options.expansion_tau = options_.sema_expansion_tau;
+  learner_options.growth.max_adapters_per_block = options_.sema_max_adapters_per_block;
   // The descriptor must compress the block width (16 of the small ViT's 64).
   if (model->config().backbone == nn::BackboneKind::kVit) {
     learner_options.descriptor_bottleneck =

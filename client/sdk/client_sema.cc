@@ -139,6 +139,8 @@ absl::Status Client::Impl::SaveSemaLocked(v1::DeviceState& state) const {
   FEDCL_ASSIGN_OR_RETURN(cl::SemaState sema, learner_->ExportSemaState());
   v1::SemaDeviceState* out = state.mutable_sema();
   out->set_growth_steps_left(sema.growth_steps_left);
+  for (bool f : sema.learned_classes) out->add_learned_classes(f);
+  for (bool f : sema.task_labels) out->add_task_labels(f);
   for (const cl::SemaBlockState& b : sema.blocks) {
     v1::SemaBlock* block = out->add_blocks();
     block->set_block(b.block);
@@ -176,6 +178,9 @@ absl::Status Client::Impl::RestoreSemaLocked(const v1::DeviceState& state) {
   const int r = learner_->options().descriptor_bottleneck;
   cl::SemaState sema;
   sema.growth_steps_left = state.sema().growth_steps_left();
+  sema.learned_classes.assign(state.sema().learned_classes().begin(),
+                              state.sema().learned_classes().end());
+  sema.task_labels.assign(state.sema().task_labels().begin(), state.sema().task_labels().end());
   for (const v1::SemaBlock& b : state.sema().blocks()) {
     cl::SemaBlockState& block = sema.blocks.emplace_back();
     block.block = b.block();

@@ -316,6 +316,10 @@ fedcl_status fedcl_options_set_int(fedcl_options* options, fedcl_option option, 
         return FEDCL_OK;
       case FEDCL_OPTION_NUM_CLASSES:
         return SetIntField(&o.num_classes, value);
+      case FEDCL_OPTION_SEMA_NEW_MODULE_STEPS:
+        return SetIntField(&o.sema_new_module_steps, value);
+      case FEDCL_OPTION_SEMA_MAX_ADAPTERS_PER_BLOCK:
+        return SetIntField(&o.sema_max_adapters_per_block, value);
       default:
         return FEDCL_INVALID_ARGUMENT;
     }
@@ -325,9 +329,16 @@ fedcl_status fedcl_options_set_int(fedcl_options* options, fedcl_option option, 
 fedcl_status fedcl_options_set_double(fedcl_options* options, fedcl_option option, double value) {
   return Guard(nullptr, [&]() -> fedcl_status {
     if (options == nullptr) return FEDCL_INVALID_ARGUMENT;
-    if (option != FEDCL_OPTION_LEARNING_RATE) return FEDCL_INVALID_ARGUMENT;
-    options->options.learning_rate = static_cast<float>(value);
-    return FEDCL_OK;
+    switch (option) {
+      case FEDCL_OPTION_LEARNING_RATE:
+        options->options.learning_rate = static_cast<float>(value);
+        return FEDCL_OK;
+      case FEDCL_OPTION_SEMA_EXPANSION_TAU:
+        options->options.sema_expansion_tau = value;
+        return FEDCL_OK;
+      default:
+        return FEDCL_INVALID_ARGUMENT;
+    }
   });
 }
 

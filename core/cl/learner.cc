@@ -387,6 +387,7 @@ absl::StatusOr<LearnStats> Learner::LearnSema(nn::ConstMatrixRef images,
       absl::Status grown = Grow(static_cast<int>(i), /*propose=*/true);
       if (grown.ok()) {
         stats.grown_block = blocks_[i]->index;
+        if (options_.task_at_growth) FEDCL_RETURN_IF_ERROR(BeginTask({}));
       } else if (absl::IsResourceExhausted(grown)) {
         stats.refused = grown;  // served by the existing mixture; nothing added or evicted
         continue;

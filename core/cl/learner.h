@@ -105,6 +105,10 @@ struct LearnerOptions {
   int descriptor_epochs = 20;
   float descriptor_learning_rate = 0.01f;
   GrowthLimits growth;
+  // For hosts that have no task boundaries (the SDK): each growth starts a new task (BeginTask
+  // with every class), so the classes learned before the shift become old and §4.4's head mask
+  // applies as it does when the host calls BeginTask.
+  bool task_at_growth = false;
   // LAE: the offline module moves this fraction towards the online one over a task of
   // `lae_steps_per_task` steps (α = (1 − fraction)^(1/steps)); head-only warm-up steps per task.
   double lae_fraction_per_task = 0.1;
@@ -171,6 +175,9 @@ struct SemaBlockState {
 struct SemaState {
   std::vector<SemaBlockState> blocks;
   int growth_steps_left = 0;  // of the growth in progress (0: none)
+  // The head mask of §4.4: classes earlier tasks taught, and those the current task has seen
+  // (empty, or one flag per class).
+  std::vector<bool> learned_classes, task_labels;
 };
 
 class Learner {

@@ -24,6 +24,8 @@ absl::StatusOr<SemaState> Learner::ExportSemaState() const {
     return absl::FailedPreconditionError("only a SEMA learner has SEMA state");
   SemaState state;
   state.growth_steps_left = growing_ >= 0 ? growth_steps_left_ : 0;
+  state.learned_classes = learned_classes_;
+  state.task_labels = task_labels_;
   for (const auto& bp : blocks_) {
     const Block& b = *bp;
     SemaBlockState& out = state.blocks.emplace_back();
@@ -74,6 +76,11 @@ absl::Status Learner::RestoreSemaState(const SemaState& state) {
   };
   if (state.blocks.size() != blocks_.size())
     return bad(absl::StrCat(state.blocks.size(), " blocks for a learner with ", blocks_.size()));
+  const size_t classes = static_cast<size_t>(model_->config().num_classes);
+  for (const std::vector<bool>* flags : {&state.learned_classes, &state.task_labels}) {
+    if (!flags->empty() && flags->size() != classes)
+      return bad(absl::StrCat("class flags for ", flags->size(), " classes, not ", classes));
+  }
   if (state.growth_steps_left < 0 || state.growth_steps_left > options_.new_module_steps)
     return bad(absl::StrCat("growth_steps_left ", state.growth_steps_left, " outside [0, ",
                             options_.new_module_steps, "]"));
@@ -170,6 +177,8 @@ absl::Status Learner::RestoreSemaState(const SemaState& state) {
   for (size_t i = 0; i < blocks_.size(); ++i)
     if (blocks_[i]->growing) growing_ = static_cast<int>(i);
   growth_steps_left_ = state.growth_steps_left;
+  learned_classes_ = state.learned_classes;
+  task_labels_ = state.task_labels;
   return absl::OkStatus();
 }
 

@@ -107,6 +107,12 @@ struct ClientOptions {
   // pool sends it (within its growth budget), and keeps its mixtures, descriptors and pending
   // proposals in the device state. The simulator also runs LAE and FedIns.
   std::string method = "sequential_adapter";
+  // SEMA's knobs (algorithms.md §4): training steps of a new adapter, the expansion threshold τ
+  // on the batch-mean z-score, and the cap on adapters per block (a growth past it is refused
+  // and counted in ClientStats::growth_refusals).
+  int sema_new_module_steps = 150;
+  double sema_expansion_tau = 2.0;
+  int sema_max_adapters_per_block = 4;
   float learning_rate = 0.05f;
   // The OOD score predictions carry: "energy" (default), "max_softmax" or "mahalanobis"
   // (after FitDetector).

@@ -108,6 +108,7 @@ TEST(LearnerTest, SemaGrowsOnAShiftNotOnItsOwnDataAndRefusesAtTheCap) {
 TEST(LearnerTest, SemaStateRestoresMidGrowthAndKeepsDetection) {
   LearnerOptions options{.method = ClMethod::kSema, .learning_rate = 0.05f};
   options.new_module_steps = 40;
+  options.task_at_growth = true;  // no BeginTask calls: the growth makes the classes old
   auto learner = MakeLearner(options);
   Stream stream(3);
   nn::Matrix x;
@@ -126,10 +127,12 @@ TEST(LearnerTest, SemaStateRestoresMidGrowthAndKeepsDetection) {
   absl::StatusOr<SemaState> state = learner->ExportSemaState();
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_GT(state->growth_steps_left, 0);
+  EXPECT_EQ(state->learned_classes, std::vector<bool>(4, true));
 
   auto restored = MakeLearner(options);
   ASSERT_TRUE(restored->RestoreSemaState(*state).ok());
   EXPECT_EQ(restored->AdaptersPerBlock(), learner->AdaptersPerBlock());
+  EXPECT_EQ(restored->ExportSemaState()->learned_classes, state->learned_classes);
   // The head is a shared module the host restores itself.
   restored->model().head().parameters().flat_values() =
       learner->model().head().parameters().flat_values();

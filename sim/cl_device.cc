@@ -1,0 +1,235 @@
+#include "sim/cl_device.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/base/random.h"
+#include "core/base/status_macros.h"
+#include "core/cl/cl_metrics.h"
+#include "core/data/fashion_mnist.h"
+#include "fedcl/client.h"
+#include "google/protobuf/text_format.h"
+#include "proto/text_format.h"
+#include "sim/cl_engine.h"
+#include "sim/cl_outputs.h"
+
+namespace fedcl::sim {
+namespace {
+
+constexpr absl::Duration kPoll = absl::Milliseconds(100);
+
+// Dataset rows are standardised model inputs; the SDK takes pixels in [0, 1] and standardises
+// them itself.
+void ToPixels(const nn::Matrix& x, std::vector<float>* pixels) {
+  pixels->resize(static_cast<size_t>(x.size()));
+  Eigen::Map<nn::Matrix>(pixels->data(), x.rows(), x.cols()) =
+      (x.array() * data::kFashionMnistStddev + data::kFashionMnistMean).matrix();
+}
+
+absl::StatusOr<double> Accuracy(Client& client, const data::Dataset& test) {
+  std::vector<float> pixels;
+  ToPixels(test.images, &pixels);
+  std::vector<Prediction> predictions(test.size());
+  FEDCL_RETURN_IF_ERROR(client.Predict(pixels, absl::MakeSpan(predictions)));
+  int64_t correct = 0;
+  for (int i = 0; i < test.size(); ++i) correct += predictions[i].label == test.labels[i];
+  return static_cast<double>(correct) / std::max(1, test.size());
+}
+
+}  // namespace
+
+absl::Status RunClDevice(const Scenario& scenario, const SimulationInputs& inputs,
+                         const std::vector<ClTask>& tasks, const PatternSpec& pattern,
+                         const ClDeviceOptions& options, base::FileSystem& fs) {
+  const v1::ContinualConfig& c = scenario.config.continual();
+  if (c.kind() != "domains") {
+    return absl::InvalidArgumentError(
+        "--device runs domain scenarios only: the SDK has no task boundaries to mask the "
+        "classes of a class-incremental task");
+  }
+  const int num_devices = scenario.num_clients();
+  if (options.device < 0 || options.device >= num_devices) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device=", options.device, " is not in [0, ", num_devices, ")"));
+  }
+  const auto started = std::chrono::steady_clock::now();
+  const int d = options.device;
+  const int num_tasks = static_cast<int>(tasks.size());
+  const int64_t rounds_per_task = c.rounds_per_task();
+  const int64_t rounds = num_tasks * rounds_per_task;
+  const bool evaluates = d < std::min(num_devices, c.eval_devices());
+
+  ClientOptions o;
+  o.server_address = options.server;
+  o.tls_ca_file = options.tls_ca_file;
+  o.tls_server_name = options.tls_server_name;
+  o.token = options.token;
+  o.client_id = static_cast<uint64_t>(d);
+  o.storage_dir = options.storage_dir;
+  o.method = options.method;
+  const cl::LearnerOptions scenario_learner =
+      LearnerOptionsFor(c, cl::ClMethod::kSema, options.seed);
+  o.learning_rate = scenario_learner.learning_rate;
+  o.sema_new_module_steps = scenario_learner.new_module_steps;
+  o.sema_expansion_tau = scenario_learner.expansion_tau;
+  o.sema_max_adapters_per_block = scenario_learner.growth.max_adapters_per_block;
+  o.num_classes = inputs.train.num_classes;
+  o.memory_budget_bytes = int64_t{256} << 20;  // room for predicting a task's test set at once
+  o.autosave_batches = std::max(1, c.steps_per_round());
+  o.seed = options.seed;
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Create(o));
+
+  // The in-process run's draws for this device (sim/cl_engine.cc).
+  base::Rng delay_rng = base::Rng::ForStream(options.seed, {0xde1a, static_cast<uint64_t>(d)});
+  const int delay = static_cast<int>(delay_rng.UniformInt(c.max_delay_rounds() + 1));
+  const std::vector<float> probabilities(
+      num_devices, static_cast<float>(scenario.config.participation().p_mean()));
+  FEDCL_ASSIGN_OR_RETURN(auto participation, ParticipationProcess::Create(pattern, probabilities,
+                                                                          options.seed, nullptr));
+
+  v1::ClDeviceReport report;
+  report.set_device(d);
+  report.set_method(options.method);
+  report.set_seed(options.seed);
+  for (const ClTask& t : tasks) report.add_task_names(t.name);
+
+  std::fprintf(stderr, "device %d ready: %d tasks, enters task 1 at round %lld\n", d, num_tasks,
+               static_cast<long long>(rounds_per_task + delay));
+  const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoSeconds(options.max_time);
+  int64_t advanced = -1;       // participation drawn up to this round
+  int64_t learned_round = -1;  // the last round this device learned in
+  int evaluated = 0;           // matrix rows written
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  std::vector<float> pixels;
+  std::vector<int> indices(c.batch_size());
+  while (true) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return absl::DeadlineExceededError(absl::StrCat("device ", d, " ran out of time"));
+    absl::StatusOr<SyncResult> synced = client->Sync();
+    if (!synced.ok() && !absl::IsUnavailable(synced.status()) &&
+        !absl::IsDeadlineExceeded(synced.status())) {
+      return synced.status();
+    }
+    const int64_t round = synced.ok() ? synced->round : -1;
+    if (synced.ok()) {
+      report.set_bytes_up(report.bytes_up() + synced->bytes_uploaded);
+      report.set_bytes_down(report.bytes_down() + synced->bytes_downloaded);
+    }
+    // Rows for every task whose last round the server has closed (the sync just brought the
+    // modules it produced).
+    while (evaluates && evaluated < num_tasks && round >= (evaluated + 1) * rounds_per_task) {
+      v1::ClDeviceReport::Row* row = report.add_rows();
+      for (const ClTask& t : tasks) {
+        FEDCL_ASSIGN_OR_RETURN(double a, Accuracy(*client, t.test));
+        row->add_accuracy(a);
+      }
+      std::fprintf(stderr, "device %d after task %d (%s): %s\n", d, evaluated,
+                   tasks[evaluated].name.c_str(), row->ShortDebugString().c_str());
+      ++evaluated;
+    }
+    if (round >= rounds && (!evaluates || evaluated == num_tasks)) break;
+    if (round < 0 || round >= rounds || round == learned_round) {
+      std::this_thread::sleep_for(absl::ToChronoMilliseconds(kPoll));
+      continue;
+    }
+    while (advanced < round) participation->Advance(++advanced);
+    learned_round = round;
+    const std::vector<uint32_t> in = participation->Participants(d, d + 1);
+    if (in.empty()) continue;  // not this round
+    const int task =
+        round < delay
+            ? 0
+            : std::min<int>(num_tasks - 1, static_cast<int>((round - delay) / rounds_per_task));
+    const data::Dataset& pool = tasks[task].train;
+    for (int step = 0; step < c.steps_per_round(); ++step) {
+      base::Rng rng = base::Rng::ForStream(
+          options.seed, {0xba7c, static_cast<uint64_t>(d), static_cast<uint64_t>(round),
+                         static_cast<uint64_t>(step)});
+      for (int& i : indices)
+        i = (d * c.samples_per_task() + static_cast<int>(rng.UniformInt(c.samples_per_task()))) %
+            pool.size();
+      FEDCL_RETURN_IF_ERROR(data::GatherBatch(pool, indices, &x, &y));
+      ToPixels(x, &pixels);
+      FEDCL_RETURN_IF_ERROR(client->Learn(pixels, y).status());
+    }
+    absl::StatusOr<SyncResult> submitted = client->Sync();  // a closed round keeps it queued
+    if (!submitted.ok() && !absl::IsUnavailable(submitted.status())) return submitted.status();
+    if (submitted.ok()) {
+      report.set_bytes_up(report.bytes_up() + submitted->bytes_uploaded);
+      report.set_bytes_down(report.bytes_down() + submitted->bytes_downloaded);
+    }
+  }
+  const ClientStats stats = client->Stats();
+  report.set_adapters(stats.adapters);
+  report.set_growth_refusals(stats.growth_refusals);
+  report.set_submissions(stats.submissions);
+  report.set_seconds(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  FEDCL_RETURN_IF_ERROR(client->Save());
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(report, &text);
+  return fs.WriteFileAtomically(options.report_path, text);
+}
+
+absl::StatusOr<std::string> ReportClDevices(const base::FileSystem& fs, const std::string& dir) {
+  FEDCL_ASSIGN_OR_RETURN(std::vector<std::string> names, fs.ListDirectory(dir));
+  std::vector<v1::ClDeviceReport> reports;
+  for (const std::string& name : names) {
+    if (!absl::StartsWith(name, "device-") || !absl::EndsWith(name, ".report")) continue;
+    const std::string path = base::JoinPath(dir, name);
+    FEDCL_ASSIGN_OR_RETURN(std::string text, fs.ReadFile(path, 1 << 20));
+    v1::ClDeviceReport& r = reports.emplace_back();
+    if (absl::Status s = proto::ParseTextFormat(text, &r); !s.ok())
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+  }
+  ClRunResult run;
+  std::vector<std::vector<double>> sum;
+  int evaluators = 0;
+  std::string devices;
+  for (const v1::ClDeviceReport& r : reports) {
+    run.bytes_up += r.bytes_up();  // over every device, as the in-process runs count them
+    run.bytes_down += r.bytes_down();
+    run.seconds = std::max(run.seconds, r.seconds());
+    absl::StrAppend(&devices, "  device ", r.device(), ": ", r.adapters(), " adapters, ",
+                    r.submissions(), " submissions, ", r.growth_refusals(), " growths refused\n");
+    if (r.rows_size() == 0) continue;
+    if (run.method.empty()) {
+      run.method = r.method();
+      run.seed = r.seed();
+      run.task_names.assign(r.task_names().begin(), r.task_names().end());
+      sum.assign(r.rows_size(), std::vector<double>(r.task_names_size(), 0.0));
+    }
+    if (r.rows_size() != static_cast<int>(sum.size()) || r.method() != run.method)
+      return absl::InvalidArgumentError(absl::StrCat("device ", r.device(), "'s report differs"));
+    for (int i = 0; i < r.rows_size(); ++i) {
+      if (r.rows(i).accuracy_size() != static_cast<int>(sum[i].size()))
+        return absl::InvalidArgumentError(absl::StrCat("device ", r.device(), ": a ragged row"));
+      for (int j = 0; j < r.rows(i).accuracy_size(); ++j) sum[i][j] += r.rows(i).accuracy(j);
+    }
+    ++evaluators;
+  }
+  if (evaluators == 0) return absl::NotFoundError(absl::StrCat("no evaluation reports in ", dir));
+  for (auto& row : sum)
+    for (double& a : row) a /= evaluators;
+  run.accuracy = sum;
+  const std::vector<double> sizes(run.task_names.size(), 1.0);
+  FEDCL_ASSIGN_OR_RETURN(run.metrics, cl::ComputeContinualMetrics(run.accuracy, sizes));
+  std::string out = ClTextTable({run});
+  absl::StrAppend(&out, "\naccuracy matrix (row i: after task i), mean of ", evaluators,
+                  " evaluation devices:\n");
+  for (size_t i = 0; i < run.accuracy.size(); ++i) {
+    absl::StrAppend(&out, "  ", run.task_names[i], ":");
+    for (double a : run.accuracy[i]) absl::StrAppend(&out, absl::StrFormat(" %.3f", a));
+    absl::StrAppend(&out, "\n");
+  }
+  absl::StrAppend(&out, "\n", devices);
+  return out;
+}
+
+}  // namespace fedcl::sim

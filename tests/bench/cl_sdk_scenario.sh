@@ -1,0 +1,79 @@
+#!/bin/sh
+# A continual scenario with real processes (README, "Continual learning on devices"): a local
+# fedcl-server and one process per device of sim/scenarios/cl_domains.textproto (fedcl-sim
+# --device: the edge SDK on the stream the in-process run gives that device), then the
+# scenario's table from the devices' reports and the server's pool.
+#
+#   tests/bench/cl_sdk_scenario.sh [BUILD_DIR] [METHOD] [SCENARIO] [SEED]
+#
+# METHOD: sema (default), sema_replay, sequential_adapter or linear_head. The scenario's
+# model.checkpoint is the backbone the server serves (fedcl-pretrain, see the README).
+set -eu
+build=${1:-build}
+method=${2:-sema}
+scenario=${3:-sim/scenarios/cl_domains.textproto}
+seed=${4:-1}
+out=$(mktemp -d); [ -z "${KEEP:-}" ] || echo "outputs in $out"
+trap 'kill $server_pid $device_pids 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$out"' EXIT
+server_pid=
+device_pids=
+devices=$(sed -n 's/.*num_clients: *\([0-9]*\).*/\1/p' "$scenario")
+checkpoint=$(sed -n 's/.*checkpoint: *"\([^"]*\)".*/\1/p' "$scenario")
+backbone=$(cd "$(dirname "$scenario")" && realpath "$checkpoint")
+port=$((20000 + $$ % 20000))
+
+case "$method" in
+  sema|sema_replay) modules='module { name: "head" role: "head" }
+pool { expandable_blocks: 2 expandable_blocks: 3 base_experts: true round_window: 30 }' ;;
+  sequential_adapter) modules='module { name: "adapter" role: "pet" pet { kind: "adapter" adapter_bottleneck: 8 site_prefixes: "blocks.2" site_prefixes: "blocks.3" } }
+module { name: "head" role: "head" }' ;;
+  linear_head) modules='module { name: "head" role: "head" }' ;;
+  *) echo "unknown method $method" >&2; exit 2 ;;
+esac
+cat > "$out/server.textproto" <<CONFIG
+state_dir: "$out/state"
+backbone_checkpoint: "$backbone"
+num_classes: 10
+$modules
+round { duration_ms: 700 min_participants: 1 }
+journal { sync: "normal" }
+CONFIG
+
+# Devices first (each builds its tasks, then waits for the server), the server once all are
+# ready, so that round 0 finds every device.
+start=$(date +%s)
+i=0
+while [ "$i" -lt "$devices" ]; do
+  "$build/bin/fedcl-sim" --scenario="$scenario" --device=$i --method="$method" --seed="$seed" \
+    --server="127.0.0.1:$port" --storage_dir="$out/device-$i" --out="$out/reports" \
+    --progress=false 2> "$out/device-$i.log" &
+  device_pids="$device_pids $!"
+  i=$((i + 1))
+done
+i=0
+while [ "$i" -lt "$devices" ]; do
+  until grep -q "ready" "$out/device-$i.log" 2>/dev/null; do sleep 1; done
+  i=$((i + 1))
+done
+"$build/bin/fedcl-server" --config="$out/server.textproto" --listen="127.0.0.1:$port" \
+  2> "$out/server.log" &
+server_pid=$!
+status=0
+for pid in $device_pids; do
+  wait "$pid" || { echo "a device exited with status $?"; status=1; }
+done
+device_pids=
+echo "$method, seed $seed: $devices device processes and fedcl-server, $(($(date +%s) - start)) s"
+[ $status -eq 0 ] || { tail -5 "$out"/device-*.log; exit 1; }
+"$build/bin/fedcl-sim" --scenario="$scenario" --report_devices="$out/reports" --progress=false
+/usr/bin/python3 -c '
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
+print("\nthe server after round %d: %d pool module(s), %d merge(s)" %
+      (last["round"], len(last["pool"]), last["pool_merges"]))
+for name, m in sorted(last["pool"].items()):
+    print("  %s: %s" % (name, json.dumps(m)))
+' "$out/state/metrics.jsonl"
+kill $server_pid
+wait $server_pid 2>/dev/null || true
+server_pid=
