@@ -47,11 +47,6 @@ absl::Status RunClDevice(const Scenario& scenario, const SimulationInputs& input
                          const std::vector<ClTask>& tasks, const PatternSpec& pattern,
                          const ClDeviceOptions& options, base::FileSystem& fs) {
   const v1::ContinualConfig& c = scenario.config.continual();
-  if (c.kind() != "domains") {
-    return absl::InvalidArgumentError(
-        "--device runs domain scenarios only: the SDK has no task boundaries to mask the "
-        "classes of a class-incremental task");
-  }
   const int num_devices = scenario.num_clients();
   if (options.device < 0 || options.device >= num_devices) {
     return absl::InvalidArgumentError(
@@ -103,7 +98,8 @@ absl::Status RunClDevice(const Scenario& scenario, const SimulationInputs& input
   const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoSeconds(options.max_time);
   int64_t advanced = -1;       // participation drawn up to this round
   int64_t learned_round = -1;  // the last round this device learned in
-  int evaluated = 0;           // matrix rows written
+  int current_task = -1;
+  int evaluated = 0;  // matrix rows written
   nn::Matrix x;
   std::vector<int32_t> y;
   std::vector<float> pixels;
@@ -146,6 +142,10 @@ absl::Status RunClDevice(const Scenario& scenario, const SimulationInputs& input
         round < delay
             ? 0
             : std::min<int>(num_tasks - 1, static_cast<int>((round - delay) / rounds_per_task));
+    if (task != current_task) {  // as the in-process engine does at the device's task times
+      current_task = task;
+      FEDCL_RETURN_IF_ERROR(client->BeginTask(tasks[task].classes));
+    }
     const data::Dataset& pool = tasks[task].train;
     for (int step = 0; step < c.steps_per_round(); ++step) {
       base::Rng rng = base::Rng::ForStream(

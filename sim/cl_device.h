@@ -1,17 +1,17 @@
-// A continual scenario with real processes: `fedcl-sim --device=D` runs device D of a domain
-// scenario (sim/scenarios/cl_domains.textproto) as its own process through the edge SDK
-// (fedcl::Client) against a fedcl-server, on the stream the in-process run gives that device:
-// the same tasks, task times (round t·R + delay_d), participation draws and minibatches, keyed
-// by the seed. The round is the server's: in each round the device takes part in, it syncs
-// (downloading what changed), takes `steps_per_round` Learn steps on its current task and syncs
-// again to submit. Once the server has moved past a task's last round, an evaluation device
-// (d < eval_devices) syncs and predicts every task's test images: one row of its accuracy
-// matrix. The device writes a ClDeviceReport; `fedcl-sim --report_devices=DIR` averages the
-// evaluation devices' matrices and prints the scenario's table.
+// A continual scenario with real processes: `fedcl-sim --device=D` runs device D of a scenario
+// (sim/scenarios/cl_domains.textproto, cl_classes.textproto) as its own process through the edge
+// SDK (fedcl::Client) against a fedcl-server, on the stream the in-process run gives that device:
+// the same tasks, task times (round t·R + delay_d, where it calls Client::BeginTask with the
+// task's classes), participation draws and minibatches, keyed by the seed. The round is the
+// server's: in each round the device takes part in, it syncs (downloading what changed), takes
+// `steps_per_round` Learn steps on its current task and syncs again to submit. Once the server has
+// moved past a task's last round, an evaluation device (d < eval_devices) syncs and predicts every
+// task's test images: one row of its accuracy matrix. The device writes a ClDeviceReport;
+// `fedcl-sim --report_devices=DIR` averages the evaluation devices' matrices and prints the
+// scenario's table.
 //
-// The SDK has no task boundaries, so class-incremental scenarios (which mask the logits of other
-// tasks' classes) are refused; the learner takes the scenario's learning rate and SEMA knobs
-// (new_module_steps, τ, adapters per block), the rest are the SDK's defaults.
+// The learner takes the scenario's learning rate and SEMA knobs (new_module_steps, τ, adapters
+// per block); the rest are the SDK's defaults.
 #ifndef FEDCL_SIM_CL_DEVICE_H_
 #define FEDCL_SIM_CL_DEVICE_H_
 

@@ -59,7 +59,7 @@ ABSL_FLAG(std::string, tls_cert, "", "--emit_server_config: the server's certifi
 ABSL_FLAG(std::string, tls_key, "", "--emit_server_config: the server's private key (PEM).");
 // A continual scenario with real processes (sim/cl_device.h).
 ABSL_FLAG(int, device, -1,
-          "Run device --device of a continual domain scenario as this process, through the edge "
+          "Run device --device of a continual scenario as this process, through the edge "
           "SDK against the fedcl-server at --server (--method: the SDK's learner, default sema; "
           "--storage_dir: its state); writes --out/device-<d>.report.");
 ABSL_FLAG(std::string, storage_dir, "", "--device: the device's storage directory.");

@@ -348,6 +348,9 @@ absl::StatusOr<AdaptResult> Client::Adapt(absl::Span<const float> pixels) {
 absl::Status Client::FitDetector(absl::Span<const float> pixels, absl::Span<const int32_t> labels) {
   return impl_->FitDetector(pixels, labels);
 }
+absl::Status Client::BeginTask(absl::Span<const int32_t> classes) {
+  return impl_->BeginTask(classes);
+}
 absl::StatusOr<SyncResult> Client::Sync() { return impl_->Sync(); }
 absl::Status Client::StartSync(std::function<void(const SyncProgress&)> on_progress) {
   return impl_->StartSync(std::move(on_progress));

@@ -73,6 +73,7 @@ class Client::Impl {
   absl::Status Predict(absl::Span<const float> pixels, absl::Span<Prediction> out);
   absl::StatusOr<AdaptResult> Adapt(absl::Span<const float> pixels);
   absl::Status FitDetector(absl::Span<const float> pixels, absl::Span<const int32_t> labels);
+  absl::Status BeginTask(absl::Span<const int32_t> classes);
   absl::StatusOr<SyncResult> Sync();
   absl::Status StartSync(std::function<void(const SyncProgress&)> on_progress);
   SyncProgress SyncStatus() const;

@@ -214,6 +214,13 @@ absl::StatusOr<AdaptResult> Client::Impl::Adapt(absl::Span<const float> pixels) 
                      .mean_entropy = static_cast<float>(step.entropy)};
 }
 
+absl::Status Client::Impl::BeginTask(absl::Span<const int32_t> classes) {
+  std::lock_guard<std::mutex> lock(model_mu_);
+  FEDCL_RETURN_IF_ERROR(CheckReadyLocked("begin a task"));
+  FEDCL_RETURN_IF_ERROR(learner_->BeginTask(std::vector<int>(classes.begin(), classes.end())));
+  return SaveLocked();
+}
+
 absl::Status Client::Impl::FitDetector(absl::Span<const float> pixels,
                                        absl::Span<const int32_t> labels) {
   std::lock_guard<std::mutex> lock(model_mu_);

@@ -43,6 +43,11 @@ void Client::Impl::RestoreLocked() {
     if (absl::Status s = RestoreSemaLocked(state); !s.ok())
       return problem(std::string(s.message()));
   }
+  if (absl::Status s = learner_->SetTaskClasses(
+          std::vector<int>(state.task_classes().begin(), state.task_classes().end()));
+      !s.ok()) {
+    return problem(std::string(s.message()));
+  }
   // Decode everything else first; change nothing unless all of it fits.
   std::vector<Eigen::VectorXf> bases(modules_.size());
   std::vector<int64_t> versions(modules_.size(), -1);
@@ -182,6 +187,9 @@ absl::Status Client::Impl::SaveLocked() {
     proto::ToProto(learner_->model().backbone().parameters(), state.mutable_adapted_backbone());
   state.clear_sema();
   state.clear_pending_proposals();
+  state.clear_task_classes();
+  if (learner_ != nullptr)
+    for (int c : learner_->TaskClasses()) state.add_task_classes(c);
   if (learner_ != nullptr && cl::IsSema(method_)) FEDCL_RETURN_IF_ERROR(SaveSemaLocked(state));
   if (learner_ == nullptr && stored_.has_value()) state = *stored_;  // nothing loaded yet
   return store_.Save(state);

@@ -468,6 +468,17 @@ fedcl_status fedcl_client_fit_detector(fedcl_client* client, const float* pixels
   });
 }
 
+fedcl_status fedcl_client_begin_task(fedcl_client* client, const int32_t* classes, size_t count,
+                                     fedcl_error** error) {
+  const char* fn = __func__;
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    if (classes == nullptr && count > 0) return NullArgument(error, fn, "classes");
+    return FromStatus(
+        client->client->BeginTask(absl::Span<const int32_t>(classes, classes ? count : 0)), error);
+  });
+}
+
 fedcl_status fedcl_client_sync(fedcl_client* client, fedcl_sync_result* result,
                                fedcl_error** error) {
   const char* fn = __func__;

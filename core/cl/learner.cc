@@ -182,18 +182,32 @@ absl::Status Learner::Init() {
   return absl::OkStatus();
 }
 
-absl::Status Learner::BeginTask(std::vector<int> classes) {
+std::vector<int> Learner::TaskClasses() const {
+  std::vector<int> out;
+  for (size_t c = 0; c < task_classes_.size(); ++c)
+    if (task_classes_[c]) out.push_back(static_cast<int>(c));
+  return out;
+}
+
+absl::Status Learner::SetTaskClasses(const std::vector<int>& classes) {
   const int num_classes = model_->config().num_classes;
-  task_classes_.clear();
+  std::vector<bool> flags;
   if (!classes.empty()) {
-    task_classes_.assign(num_classes, false);
+    flags.assign(num_classes, false);
     for (int c : classes) {
       if (c < 0 || c >= num_classes)
         return absl::InvalidArgumentError(
             absl::StrCat("task class ", c, " is outside [0, ", num_classes, ")"));
-      task_classes_[c] = true;
+      flags[c] = true;
     }
   }
+  task_classes_ = std::move(flags);
+  return absl::OkStatus();
+}
+
+absl::Status Learner::BeginTask(std::vector<int> classes) {
+  const int num_classes = model_->config().num_classes;
+  FEDCL_RETURN_IF_ERROR(SetTaskClasses(classes));
   ++task_;
   task_steps_ = 0;
   // Classes the finished task taught are now "old": SEMA's head no longer learns them.

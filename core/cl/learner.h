@@ -190,6 +190,10 @@ class Learner {
   // A new task with these classes (class-incremental: training only sees their logits, as LAE
   // and SEMA do). Empty = every class. Starts LAE's offline module at the second task.
   absl::Status BeginTask(std::vector<int> classes);
+  // The current task's classes (empty = every class), and setting them without starting a task
+  // (a host restoring a device). InvalidArgument for a class outside the model's.
+  std::vector<int> TaskClasses() const;
+  absl::Status SetTaskClasses(const std::vector<int>& classes);
   // One step on a labelled batch (SimpleCIL: adds the batch to its class prototypes).
   absl::StatusOr<LearnStats> Learn(nn::ConstMatrixRef images, absl::Span<const int32_t> labels);
   absl::StatusOr<std::vector<Prediction>> Predict(nn::ConstMatrixRef images);

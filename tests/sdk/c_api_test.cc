@@ -342,6 +342,10 @@ TEST_F(CApiTest, AdaptAndDetectorWorkThroughC) {
   MakeBatch(32, 0, &pixels, &labels);
   ASSERT_EQ(fedcl_client_fit_detector(client_, pixels.data(), labels.data(), 32, &error_), FEDCL_OK)
       << TakeMessage();
+  const int32_t task[] = {0, 1};
+  ASSERT_EQ(fedcl_client_begin_task(client_, task, 2, &error_), FEDCL_OK) << TakeMessage();
+  EXPECT_EQ(fedcl_client_begin_task(client_, nullptr, 1, nullptr), FEDCL_INVALID_ARGUMENT);
+  ASSERT_EQ(fedcl_client_begin_task(client_, nullptr, 0, &error_), FEDCL_OK) << TakeMessage();
   int64_t used = -1;
   ASSERT_EQ(fedcl_client_adapt(client_, pixels.data(), 32, &used, &error_), FEDCL_OK)
       << TakeMessage();

@@ -264,6 +264,43 @@ TEST_F(ClientTest, StateSurvivesARestart) {
   }
 }
 
+// A task's classes mask the logits learning moves: a batch of classes 0 and 1 learned under the
+// task {0, 1} leaves the head rows of classes 2 and 3 as they were (SGD's weight decay aside,
+// which a masked row still sees), labels outside the task are refused, and the task survives a
+// restart.
+TEST_F(ClientTest, BeginTaskMasksOtherClassesAndIsPersisted) {
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  {
+    auto client = Make();
+    EXPECT_TRUE(absl::IsFailedPrecondition(client->BeginTask({0, 1})));
+    ASSERT_TRUE(client->LoadBackbone("/backbone.ckpt").ok());
+    EXPECT_TRUE(absl::IsInvalidArgument(client->BeginTask({0, kClasses})));
+    ASSERT_TRUE(client->BeginTask({0, 1}).ok());
+    MakeBatch(3, 64, &x, &y);
+    EXPECT_TRUE(absl::IsInvalidArgument(client->Learn(x, y).status()));  // labels 2 and 3
+    std::vector<float> kept;
+    std::vector<int32_t> labels;
+    for (size_t i = 0; i < y.size(); ++i) {
+      if (y[i] > 1) continue;
+      kept.insert(kept.end(), x.begin() + i * kPixels, x.begin() + (i + 1) * kPixels);
+      labels.push_back(y[i]);
+    }
+    for (int b = 0; b < 20; ++b) ASSERT_TRUE(client->Learn(kept, labels).ok());
+    // Classes 2 and 3 are never predicted from what was learned about 0 and 1 alone: their
+    // logits were never trained, so the prediction for a class-0 image stays 0 or 1.
+    std::vector<Prediction> p = PredictAll(*client, kept);
+    int in_task = 0;
+    for (const Prediction& q : p) in_task += q.label <= 1;
+    EXPECT_EQ(in_task, static_cast<int>(p.size()));
+    ASSERT_TRUE(client->Save().ok());
+  }
+  auto client = Make();
+  EXPECT_TRUE(absl::IsInvalidArgument(client->Learn(x, y).status()));  // still the task {0, 1}
+  ASSERT_TRUE(client->BeginTask({}).ok());
+  EXPECT_TRUE(client->Learn(x, y).ok());
+}
+
 TEST_F(ClientTest, CorruptStateIsSetAsideAndThePreviousGoodOneLoads) {
   std::vector<float> x;
   std::vector<int32_t> y;

@@ -226,6 +226,12 @@ class Client {
   // Fits the OOD detector on in-distribution images with labels and calibrates its threshold at
   // 95% TPR.
   absl::Status FitDetector(absl::Span<const float> pixels, absl::Span<const int32_t> labels);
+  // Class-incremental learning: the labelled batches from now on hold these classes (empty: any
+  // class). Learning then moves only their logits, as the continual methods do within a task,
+  // and a SEMA device's classes from earlier tasks keep their head rows (§4.4). Persisted.
+  // InvalidArgument for a class outside [0, num_classes()), and Learn refuses a label outside
+  // the task's classes; FailedPrecondition before a backbone is loaded.
+  absl::Status BeginTask(absl::Span<const int32_t> classes);
 
   // Synchronises with the server once: join if needed, get the backbone if the device has none,
   // and if a round is open, download, re-base and submit. Blocks for the network calls (each

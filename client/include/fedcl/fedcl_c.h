@@ -224,6 +224,9 @@ FEDCL_C_EXPORT fedcl_status fedcl_client_adapt(fedcl_client* client, const float
 FEDCL_C_EXPORT fedcl_status fedcl_client_fit_detector(fedcl_client* client, const float* pixels,
                                                       const int32_t* labels, size_t count,
                                                       fedcl_error** error);
+/* Class-incremental learning: the batches from now on hold these `count` classes (0: any). */
+FEDCL_C_EXPORT fedcl_status fedcl_client_begin_task(fedcl_client* client, const int32_t* classes,
+                                                    size_t count, fedcl_error** error);
 
 /* Blocking sync; `result` may be NULL. */
 FEDCL_C_EXPORT fedcl_status fedcl_client_sync(fedcl_client* client, fedcl_sync_result* result,
