@@ -109,7 +109,7 @@ absl::Status RunClDevice(const Scenario& scenario, const SimulationInputs& input
       return absl::DeadlineExceededError(absl::StrCat("device ", d, " ran out of time"));
     absl::StatusOr<SyncResult> synced = client->Sync();
     if (!synced.ok() && !absl::IsUnavailable(synced.status()) &&
-        !absl::IsDeadlineExceeded(synced.status())) {
+        !absl::IsDeadlineExceeded(synced.status()) && !absl::IsResourceExhausted(synced.status())) {
       return synced.status();
     }
     const int64_t round = synced.ok() ? synced->round : -1;
@@ -159,7 +159,11 @@ absl::Status RunClDevice(const Scenario& scenario, const SimulationInputs& input
       FEDCL_RETURN_IF_ERROR(client->Learn(pixels, y).status());
     }
     absl::StatusOr<SyncResult> submitted = client->Sync();  // a closed round keeps it queued
-    if (!submitted.ok() && !absl::IsUnavailable(submitted.status())) return submitted.status();
+    if (!submitted.ok() && !absl::IsUnavailable(submitted.status()) &&
+        !absl::IsDeadlineExceeded(submitted.status()) &&
+        !absl::IsResourceExhausted(submitted.status())) {
+      return submitted.status();
+    }
     if (submitted.ok()) {
       report.set_bytes_up(report.bytes_up() + submitted->bytes_uploaded);
       report.set_bytes_down(report.bytes_down() + submitted->bytes_downloaded);

@@ -159,6 +159,8 @@ class Client::Impl {
   void AddModuleLocked(nn::ParameterSet* live, std::string server_name, int64_t version,
                        const Eigen::VectorXf& base, bool on_server = true);
   nn::ParameterSet* ExpertSetLocked(int block, int index);
+  // Whether `m` is a grown adapter whose proposal has not been made yet.
+  bool ProposalPendingLocked(const Module& m);
   // After a Learn: adapters the learner grew become modules with pending proposals.
   void TakeGrowthLocked();
   // A pool adapter another device grew joins this device's mixture (unless its growth budget
@@ -197,7 +199,9 @@ class Client::Impl {
   std::string backbone_digest_;
   std::vector<Module> modules_;
   std::vector<cl::ModuleProposal> pending_;  // SEMA: grown, not yet proposed
-  std::set<std::string> not_installed_;      // SEMA: pool adapters the budget refused
+  std::set<std::string> not_installed_;      // SEMA: pool adapters the device does not run
+  // SEMA: the app calls BeginTask itself, so a growth does not start a task (persisted).
+  bool app_tasks_ = false;
   std::deque<Record> queue_;
   int64_t queue_bytes_ = 0;
   uint64_t next_sequence_ = 1;

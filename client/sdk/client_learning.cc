@@ -106,13 +106,14 @@ absl::StatusOr<LearnResult> Client::Impl::Learn(absl::Span<const float> pixels,
   FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(count, /*training=*/true, "learning"));
   StageInput(pixels, count);
   FEDCL_ASSIGN_OR_RETURN(cl::LearnStats stats, learner_->Learn(input_, labels));
+  // A grown adapter becomes a module first, so that a diverged step is undone on it too.
+  if (cl::IsSema(method_)) TakeGrowthLocked();
   if (!std::isfinite(stats.loss)) {
     // A diverged step would poison every later one and the server's aggregate: undo it.
     for (Module& m : modules_) m.live->flat_values() = m.committed;
     return absl::InternalError(
         "the learning step diverged (non-finite loss); the uncommitted learning was discarded");
   }
-  if (cl::IsSema(method_)) TakeGrowthLocked();
   ++uncommitted_.batches;
   uncommitted_.samples += count;
   uncommitted_.loss_sum += stats.loss;
@@ -218,6 +219,9 @@ absl::Status Client::Impl::BeginTask(absl::Span<const int32_t> classes) {
   std::lock_guard<std::mutex> lock(model_mu_);
   FEDCL_RETURN_IF_ERROR(CheckReadyLocked("begin a task"));
   FEDCL_RETURN_IF_ERROR(learner_->BeginTask(std::vector<int>(classes.begin(), classes.end())));
+  // The app marks its tasks: growths no longer start one (which would clear its classes).
+  app_tasks_ = true;
+  learner_->set_task_at_growth(false);
   return SaveLocked();
 }
 

@@ -58,6 +58,12 @@ nn::ParameterSet* Client::Impl::ExpertSetLocked(int block, int index) {
   return nullptr;
 }
 
+bool Client::Impl::ProposalPendingLocked(const Module& m) {
+  for (const cl::ModuleProposal& p : pending_)
+    if (ExpertSetLocked(p.block, p.index) == m.live) return true;
+  return false;
+}
+
 void Client::Impl::TakeGrowthLocked() {
   for (cl::ModuleProposal& p : learner_->TakeProposals()) {
     nn::ParameterSet* live = ExpertSetLocked(p.block, p.index);
@@ -70,14 +76,18 @@ void Client::Impl::TakeGrowthLocked() {
 }
 
 absl::Status Client::Impl::InstallPooledExpertLocked(client::DownloadedModule& module) {
+  // Under the server's name: sets keep the name their founder gave them ("block2/e1"), which
+  // another adapter on this device may carry too, and the stored state finds sets by name.
+  module.values.set_name(module.spec.name);
   absl::StatusOr<int> index = learner_->AddPooledExpert(module.spec.block, module.values);
-  if (absl::IsResourceExhausted(index.status())) {
+  if (!index.ok()) {
+    // At the growth budget, or a module this learner cannot run (another block or layout):
+    // the device runs without it and syncs the rest.
     not_installed_.insert(module.spec.name);
     Log(LogLevel::kWarning, absl::StrCat("not running the pool's adapter '", module.spec.name,
                                          "': ", index.status().message()));
     return absl::OkStatus();
   }
-  FEDCL_RETURN_IF_ERROR(index.status());
   nn::ParameterSet* live = ExpertSetLocked(module.spec.block, *index);
   AddModuleLocked(live, module.spec.name, module.version, module.values.flat_values());
   Log(LogLevel::kInfo, absl::StrCat("runs the pool's adapter '", module.spec.name, "' at block ",
@@ -104,11 +114,12 @@ absl::Status Client::Impl::ProposeGrownLocked(std::unique_lock<std::mutex>& lock
     Module* m = nullptr;
     if (nn::ParameterSet* live = ExpertSetLocked(proposal.block, index); live != nullptr)
       m = FindModuleByLiveLocked(live);
-    // ResourceExhausted is the pool at capacity here, not a busy server.
-    if (!result.ok() && sdk::IsTransient(result.status()) &&
-        !absl::IsResourceExhausted(result.status())) {
-      return result.status();
-    }
+    // Refusals (the pool at capacity, a proposal it cannot take) keep the adapter on the
+    // device; anything else leaves the proposal pending for the next sync.
+    const bool refused = absl::IsResourceExhausted(result.status()) ||
+                         absl::IsInvalidArgument(result.status()) ||
+                         absl::IsFailedPrecondition(result.status());
+    if (!result.ok() && !refused) return result.status();
     pending_.erase(pending_.begin());
     if (m == nullptr) continue;
     if (!result.ok()) {
@@ -116,6 +127,12 @@ absl::Status Client::Impl::ProposeGrownLocked(std::unique_lock<std::mutex>& lock
       Log(LogLevel::kWarning,
           absl::StrCat("the server did not take the adapter grown at block ", proposal.block, " (",
                        result.status().message(), "); it stays on this device"));
+      continue;
+    }
+    if (FindModuleLocked(result->name) != nullptr) {
+      // It joined a module this device already runs: one copy syncs, this one stays local.
+      Log(LogLevel::kInfo, absl::StrCat("the adapter grown at block ", proposal.block, " joined '",
+                                        result->name, "', which this device already runs"));
       continue;
     }
     m->server_name = result->name;

@@ -43,6 +43,8 @@ void Client::Impl::RestoreLocked() {
     if (absl::Status s = RestoreSemaLocked(state); !s.ok())
       return problem(std::string(s.message()));
   }
+  app_tasks_ = state.app_tasks();
+  learner_->set_task_at_growth(!app_tasks_);
   if (absl::Status s = learner_->SetTaskClasses(
           std::vector<int>(state.task_classes().begin(), state.task_classes().end()));
       !s.ok()) {
@@ -188,6 +190,7 @@ absl::Status Client::Impl::SaveLocked() {
   state.clear_sema();
   state.clear_pending_proposals();
   state.clear_task_classes();
+  state.set_app_tasks(app_tasks_);
   if (learner_ != nullptr)
     for (int c : learner_->TaskClasses()) state.add_task_classes(c);
   if (learner_ != nullptr && cl::IsSema(method_)) FEDCL_RETURN_IF_ERROR(SaveSemaLocked(state));

@@ -195,7 +195,10 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
 
     fl::LocalUpdate update;
     uint64_t last_sequence = 0;
-    std::vector<Eigen::VectorXf> submitted;  // per module, what the update carries
+    std::vector<Eigen::VectorXf> submitted;  // per module, the queued learning it sums
+    // Per module: submitted later rather than now (a grown adapter whose proposal is pending,
+    // or that awaits its group's values); its learning stays queued after the acknowledgement.
+    std::vector<bool> later;
     {
       std::lock_guard<std::mutex> lock(model_mu_);
       for (client::DownloadedModule& module : downloads) {
@@ -235,6 +238,10 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
         }
       }
       if (update.local_steps > 0) update.loss /= static_cast<double>(update.local_steps);
+      later.assign(modules_.size(), false);
+      for (size_t i = 0; i < modules_.size(); ++i)
+        later[i] = (modules_[i].on_server && modules_[i].version < 0) ||
+                   (!modules_[i].on_server && ProposalPendingLocked(modules_[i]));
       for (size_t i = 0; i < modules_.size() && last_sequence > 0; ++i) {
         const Module& m = modules_[i];
         const std::string& name = m.server_name;
@@ -281,13 +288,29 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
     result.submitted = true;
     result.bytes_uploaded = upload;
     std::lock_guard<std::mutex> lock(model_mu_);
-    // The submitted records are now the server's: fold them into base and drop them.
+    // The submitted records are now the server's: fold them into base and drop them, except
+    // the learning of modules to be submitted later, which goes back on the queue as one record.
     // (Modules added since the snapshot, by growth during the call, come after these.)
-    for (size_t i = 0; i < submitted.size() && i < modules_.size(); ++i)
-      if (submitted[i].size() > 0) modules_[i].base += submitted[i];
+    Record kept;
+    kept.sequence = last_sequence;
+    bool keep = false;
+    for (size_t i = 0; i < modules_.size(); ++i) {
+      const bool snapshotted = i < submitted.size() && submitted[i].size() > 0;
+      if (snapshotted && later[i] && !submitted[i].isZero(0.0f)) {
+        kept.deltas.push_back(submitted[i]);
+        keep = true;
+        continue;
+      }
+      if (snapshotted) modules_[i].base += submitted[i];
+      kept.deltas.push_back(Eigen::VectorXf::Zero(modules_[i].live->num_values()));
+    }
     while (!queue_.empty() && queue_.front().sequence <= last_sequence) {
       queue_bytes_ -= queue_.front().bytes();
       queue_.pop_front();
+    }
+    if (keep) {
+      queue_bytes_ += kept.bytes();
+      queue_.push_front(std::move(kept));
     }
     life_.set_submissions(life_.submissions() + (ack->duplicate ? 0 : 1));
     life_.set_last_round(work->round);

@@ -252,6 +252,7 @@ class Learner {
 
   ClMethod method() const { return options_.method; }
   const LearnerOptions& options() const { return options_; }
+  void set_task_at_growth(bool on) { options_.task_at_growth = on; }
   nn::Model& model() { return *model_; }
   // Adapters per expandable block (SEMA), and growth refusals so far.
   std::vector<int> AdaptersPerBlock() const;

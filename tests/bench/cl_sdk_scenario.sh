@@ -35,7 +35,7 @@ state_dir: "$out/state"
 backbone_checkpoint: "$backbone"
 num_classes: 10
 $modules
-round { duration_ms: 700 min_participants: 1 }
+round { duration_ms: 700 min_participants: 0 }
 journal { sync: "normal" }
 CONFIG
 
