@@ -79,9 +79,8 @@ absl::Status RunClDevice(const Scenario& scenario, const SimulationInputs& input
   o.seed = options.seed;
   FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Create(o));
 
-  // The in-process run's draws for this device (sim/cl_engine.cc).
-  base::Rng delay_rng = base::Rng::ForStream(options.seed, {0xde1a, static_cast<uint64_t>(d)});
-  const int delay = static_cast<int>(delay_rng.UniformInt(c.max_delay_rounds() + 1));
+  // The in-process run's draws for this device (sim/cl_tasks.h).
+  const int delay = DeviceDelay(c, options.seed, d);
   const std::vector<float> probabilities(
       num_devices, static_cast<float>(scenario.config.participation().p_mean()));
   FEDCL_ASSIGN_OR_RETURN(auto participation, ParticipationProcess::Create(pattern, probabilities,
@@ -138,22 +137,14 @@ absl::Status RunClDevice(const Scenario& scenario, const SimulationInputs& input
     learned_round = round;
     const std::vector<uint32_t> in = participation->Participants(d, d + 1);
     if (in.empty()) continue;  // not this round
-    const int task =
-        round < delay
-            ? 0
-            : std::min<int>(num_tasks - 1, static_cast<int>((round - delay) / rounds_per_task));
+    const int task = TaskAtRound(c, num_tasks, delay, round);
     if (task != current_task) {  // as the in-process engine does at the device's task times
       current_task = task;
       FEDCL_RETURN_IF_ERROR(client->BeginTask(tasks[task].classes));
     }
     const data::Dataset& pool = tasks[task].train;
     for (int step = 0; step < c.steps_per_round(); ++step) {
-      base::Rng rng = base::Rng::ForStream(
-          options.seed, {0xba7c, static_cast<uint64_t>(d), static_cast<uint64_t>(round),
-                         static_cast<uint64_t>(step)});
-      for (int& i : indices)
-        i = (d * c.samples_per_task() + static_cast<int>(rng.UniformInt(c.samples_per_task()))) %
-            pool.size();
+      DrawBatchIndices(c, pool.size(), options.seed, d, round, step, indices);
       FEDCL_RETURN_IF_ERROR(data::GatherBatch(pool, indices, &x, &y));
       ToPixels(x, &pixels);
       FEDCL_RETURN_IF_ERROR(client->Learn(pixels, y).status());

@@ -124,8 +124,7 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
     FEDCL_ASSIGN_OR_RETURN(auto model, nn::CopyWithClasses(*inputs.pretrained, num_classes, seed));
     FEDCL_ASSIGN_OR_RETURN(devices[d].learner,
                            cl::Learner::Create(std::move(model), learner_options));
-    base::Rng rng = base::Rng::ForStream(seed, {0xde1a, static_cast<uint64_t>(d)});
-    devices[d].delay = static_cast<int>(rng.UniformInt(c.max_delay_rounds() + 1));
+    devices[d].delay = DeviceDelay(c, seed, d);
   }
 
   // The server: the scenario's first aggregator over the learners' shared modules.
@@ -192,23 +191,17 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
   // Learn steps of one participant (thread-safe across devices).
   auto learn = [&](int d, int64_t round) {
     Device& dev = devices[d];
-    const int task =
-        round < dev.delay ? 0 : std::min<int>(num_tasks - 1, (round - dev.delay) / rounds_per_task);
+    const int task = TaskAtRound(c, num_tasks, dev.delay, round);
     if (task != dev.task) {
       dev.task = task;
       if (absl::Status s = dev.learner->BeginTask(tasks[task].classes); !s.ok()) dev.error = s;
     }
     const data::Dataset& pool = tasks[task].train;
-    const int per_device = c.samples_per_task();
     nn::Matrix x;
     std::vector<int32_t> y;
     std::vector<int> indices(c.batch_size());
     for (int step = 0; step < c.steps_per_round() && dev.error.ok(); ++step) {
-      base::Rng rng =
-          base::Rng::ForStream(seed, {0xba7c, static_cast<uint64_t>(d),
-                                      static_cast<uint64_t>(round), static_cast<uint64_t>(step)});
-      for (int& i : indices)
-        i = (d * per_device + static_cast<int>(rng.UniformInt(per_device))) % pool.size();
+      DrawBatchIndices(c, pool.size(), seed, d, round, step, indices);
       if (absl::Status s = data::GatherBatch(pool, indices, &x, &y); !s.ok()) {
         dev.error = s;
         return;

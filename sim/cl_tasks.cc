@@ -1,5 +1,6 @@
 #include "sim/cl_tasks.h"
 
+#include <algorithm>
 #include <numeric>
 #include <set>
 
@@ -103,6 +104,27 @@ absl::StatusOr<std::vector<ClTask>> BuildTasks(const v1::ContinualConfig& c, int
     tasks.push_back(std::move(task));
   }
   return tasks;
+}
+
+int DeviceDelay(const v1::ContinualConfig& config, uint64_t seed, int device) {
+  base::Rng rng = base::Rng::ForStream(seed, {0xde1a, static_cast<uint64_t>(device)});
+  return static_cast<int>(rng.UniformInt(config.max_delay_rounds() + 1));
+}
+
+int TaskAtRound(const v1::ContinualConfig& config, int num_tasks, int delay, int64_t round) {
+  if (round < delay) return 0;
+  return static_cast<int>(
+      std::min<int64_t>(num_tasks - 1, (round - delay) / config.rounds_per_task()));
+}
+
+void DrawBatchIndices(const v1::ContinualConfig& config, int pool_size, uint64_t seed, int device,
+                      int64_t round, int step, std::vector<int>& indices) {
+  base::Rng rng =
+      base::Rng::ForStream(seed, {0xba7c, static_cast<uint64_t>(device),
+                                  static_cast<uint64_t>(round), static_cast<uint64_t>(step)});
+  const int per_device = config.samples_per_task();
+  for (int& i : indices)
+    i = (device * per_device + static_cast<int>(rng.UniformInt(per_device))) % pool_size;
 }
 
 }  // namespace fedcl::sim

@@ -36,6 +36,15 @@ absl::StatusOr<std::vector<ClTask>> BuildTasks(const v1::ContinualConfig& config
                                                const data::Dataset& train,
                                                const data::Dataset& test, uint64_t seed);
 
+// A device's stream, keyed by (seed, device[, round, step]) so that the in-process engine and a
+// device run as its own process (cl_device.h) draw the same: its delay in [0, max_delay_rounds],
+// the task it learns at `round` (it enters task t at round t·R + delay), and the training rows
+// of minibatch `step` in `round` (indices.size() rows of its slice of the task's set).
+int DeviceDelay(const v1::ContinualConfig& config, uint64_t seed, int device);
+int TaskAtRound(const v1::ContinualConfig& config, int num_tasks, int delay, int64_t round);
+void DrawBatchIndices(const v1::ContinualConfig& config, int pool_size, uint64_t seed, int device,
+                      int64_t round, int step, std::vector<int>& indices);
+
 }  // namespace fedcl::sim
 
 #endif  // FEDCL_SIM_CL_TASKS_H_

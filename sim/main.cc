@@ -263,6 +263,13 @@ absl::Status RunContinualScenario(const Scenario& scenario, const SimulationInpu
   return absl::OkStatus();
 }
 
+// The bearer token in --token_file, or empty without one (workers and devices).
+absl::StatusOr<std::string> TokenFromFlag(const base::FileSystem& fs) {
+  if (absl::GetFlag(FLAGS_token_file).empty()) return std::string();
+  FEDCL_ASSIGN_OR_RETURN(std::string token, fs.ReadFile(absl::GetFlag(FLAGS_token_file), 4096));
+  return std::string(absl::StripAsciiWhitespace(token));
+}
+
 absl::Status Run() {
   base::FileSystem& fs = base::FileSystem::Default();
   FEDCL_ASSIGN_OR_RETURN(Scenario scenario, LoadScenario(fs, absl::GetFlag(FLAGS_scenario)));
@@ -307,10 +314,7 @@ absl::Status Run() {
     options.server = absl::GetFlag(FLAGS_server);
     options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
     options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
-    if (!absl::GetFlag(FLAGS_token_file).empty()) {
-      FEDCL_ASSIGN_OR_RETURN(std::string token, fs.ReadFile(absl::GetFlag(FLAGS_token_file), 4096));
-      options.token = std::string(absl::StripAsciiWhitespace(token));
-    }
+    FEDCL_ASSIGN_OR_RETURN(options.token, TokenFromFlag(fs));
     options.storage_dir = absl::GetFlag(FLAGS_storage_dir);
     if (options.storage_dir.empty())
       return absl::InvalidArgumentError("--device needs --storage_dir");
@@ -328,10 +332,7 @@ absl::Status Run() {
     options.server = absl::GetFlag(FLAGS_server);
     options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
     options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
-    if (!absl::GetFlag(FLAGS_token_file).empty()) {
-      FEDCL_ASSIGN_OR_RETURN(std::string token, fs.ReadFile(absl::GetFlag(FLAGS_token_file), 4096));
-      options.token = std::string(absl::StripAsciiWhitespace(token));
-    }
+    FEDCL_ASSIGN_OR_RETURN(options.token, TokenFromFlag(fs));
     options.shard = absl::GetFlag(FLAGS_shard);
     options.shards = absl::GetFlag(FLAGS_shards);
     options.pattern = absl::GetFlag(FLAGS_pattern).empty() ? scenario.patterns[0].name

@@ -64,14 +64,7 @@ while [ $i -lt "$devices" ]; do
     "$(tail -1 "$out/summary-$i" | cut -d' ' -f1-3)"
   i=$((i + 1))
 done
-echo "the server's pool after its last round:"
-/usr/bin/python3 -c '
-import json, sys
-last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
-print("  round %d: %d module(s), %d merge(s)" % (last["round"], len(last["pool"]), last["pool_merges"]))
-for name, m in sorted(last["pool"].items()):
-    print("  %s: %s" % (name, json.dumps(m)))
-' "$out/state/metrics.jsonl"
+/usr/bin/python3 "$(dirname "$0")/pool_summary.py" "$out/state/metrics.jsonl"
 kill $server_pid
 wait $server_pid 2>/dev/null || true
 server_pid=

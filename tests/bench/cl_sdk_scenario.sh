@@ -66,14 +66,8 @@ device_pids=
 echo "$method, seed $seed: $devices device processes and fedcl-server, $(($(date +%s) - start)) s"
 [ $status -eq 0 ] || { tail -5 "$out"/device-*.log; exit 1; }
 "$build/bin/fedcl-sim" --scenario="$scenario" --report_devices="$out/reports" --progress=false
-/usr/bin/python3 -c '
-import json, sys
-last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
-print("\nthe server after round %d: %d pool module(s), %d merge(s)" %
-      (last["round"], len(last["pool"]), last["pool_merges"]))
-for name, m in sorted(last["pool"].items()):
-    print("  %s: %s" % (name, json.dumps(m)))
-' "$out/state/metrics.jsonl"
+echo
+/usr/bin/python3 "$(dirname "$0")/pool_summary.py" "$out/state/metrics.jsonl"
 kill $server_pid
 wait $server_pid 2>/dev/null || true
 server_pid=

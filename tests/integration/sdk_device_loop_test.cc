@@ -40,9 +40,7 @@ TEST(SdkDeviceLoopTest, TwoCDevicesMakeTwoAcknowledgedSubmissionsEach) {
   ASSERT_TRUE(proto::SaveCheckpoint(base::FileSystem::Default(), backbone, **model, {}, {}).ok());
 
   f.WriteRawConfig(absl::StrCat(
-      "state_dir: \"", f.dir(), "/state\"\n", "backbone_checkpoint: \"", backbone, "\"\n",
-      "num_classes: 10\n", "tokens_file: \"", f.dir(), "/tokens.txt\"\n", "tls { cert_file: \"",
-      f.dir(), "/tls/server.pem\" key_file: \"", f.dir(), "/tls/server.key\" }\n",
+      f.TlsConfigHead(backbone),
       "module { name: \"adapter\" role: \"pet\" pet { kind: \"adapter\" adapter_bottleneck: 8 ",
       "site_prefixes: \"blocks.2\" site_prefixes: \"blocks.3\" } }\n",
       "module { name: \"head\" role: \"head\" }\n",
@@ -55,22 +53,10 @@ TEST(SdkDeviceLoopTest, TwoCDevicesMakeTwoAcknowledgedSubmissionsEach) {
   const std::string served = f.dir() + "/state/backbone.ckpt";
   std::vector<std::unique_ptr<ChildProcess>> devices;
   for (int d = 0; d < kDevices; ++d) {
-    std::vector<std::string> argv = {
-        BinaryPath("fedcl-device-loop"),
-        "--server=" + f.address(),
-        "--tls_ca=" + f.dir() + "/tls/ca.pem",
-        "--tls_server_name=localhost",
-        absl::StrCat("--client_id=", d),
-        "--token_file=" + f.TokenFile(d),
-        absl::StrCat("--storage_dir=", f.dir(), "/device-", d),
-        absl::StrCat("--images=", kFashionMnist, "/train-images-idx3-ubyte.gz"),
-        absl::StrCat("--labels=", kFashionMnist, "/train-labels-idx1-ubyte.gz"),
-        absl::StrCat("--offset=", d * 320),
-        "--samples=320",
-        "--batch=32",
-        "--sync_every=4",
-        absl::StrCat("--rounds=", kRounds),
-        "--max_seconds=40"};
+    std::vector<std::string> argv = f.DeviceLoopArgs(d, kFashionMnist);
+    argv.insert(argv.end(),
+                {absl::StrCat("--offset=", d * 320), "--samples=320", "--batch=32",
+                 "--sync_every=4", absl::StrCat("--rounds=", kRounds), "--max_seconds=40"});
     if (d == 1) argv.push_back("--backbone=" + served);
     auto device = ChildProcess::Start(argv, absl::StrCat(f.dir(), "/device-", d, ".log"));
     ASSERT_TRUE(device.ok()) << device.status();

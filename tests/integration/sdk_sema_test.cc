@@ -42,10 +42,7 @@ TEST(SdkSemaTest, DevicesThatSeeOneShiftShareOnePoolModule) {
   absl::StatusOr<int> pretrained = (*pretrain)->Wait(absl::Seconds(120));
   ASSERT_TRUE(pretrained.ok() && *pretrained == 0) << ReadText(f.dir() + "/pretrain.log");
   f.WriteRawConfig(absl::StrCat(
-      "state_dir: \"", f.dir(), "/state\"\n", "backbone_checkpoint: \"", backbone, "\"\n",
-      "num_classes: 10\n", "tokens_file: \"", f.dir(), "/tokens.txt\"\n", "tls { cert_file: \"",
-      f.dir(), "/tls/server.pem\" key_file: \"", f.dir(), "/tls/server.key\" }\n",
-      "module { name: \"head\" role: \"head\" }\n",
+      f.TlsConfigHead(backbone), "module { name: \"head\" role: \"head\" }\n",
       "pool { expandable_blocks: 2 expandable_blocks: 3 base_experts: true round_window: 50 }\n",
       "recipe { local_steps: 10 batch_size: 32 learning_rate: 0.05 }\n",
       "round { duration_ms: 1000 min_participants: 1 }\n", "journal { sync: \"normal\" }\n"));
@@ -53,23 +50,10 @@ TEST(SdkSemaTest, DevicesThatSeeOneShiftShareOnePoolModule) {
 
   std::vector<std::unique_ptr<ChildProcess>> devices;
   for (int d = 0; d < kDevices; ++d) {
-    std::vector<std::string> argv = {
-        BinaryPath("fedcl-device-loop"),
-        "--server=" + f.address(),
-        "--tls_ca=" + f.dir() + "/tls/ca.pem",
-        "--tls_server_name=localhost",
-        absl::StrCat("--client_id=", d),
-        "--token_file=" + f.TokenFile(d),
-        absl::StrCat("--storage_dir=", f.dir(), "/device-", d),
-        absl::StrCat("--images=", kFashionMnist, "/train-images-idx3-ubyte.gz"),
-        absl::StrCat("--labels=", kFashionMnist, "/train-labels-idx1-ubyte.gz"),
-        absl::StrCat("--offset=", d * 8000),
-        "--samples=8000",
-        "--batch=32",
-        "--sync_every=10",
-        "--method=sema",
-        absl::StrCat("--max_batches=", kBatches),
-        "--max_seconds=100"};
+    std::vector<std::string> argv = f.DeviceLoopArgs(d, kFashionMnist);
+    argv.insert(argv.end(), {absl::StrCat("--offset=", d * 8000), "--samples=8000", "--batch=32",
+                             "--sync_every=10", "--method=sema",
+                             absl::StrCat("--max_batches=", kBatches), "--max_seconds=100"});
     if (d < 2) argv.push_back(absl::StrCat("--invert_after=", kShiftAfter));
     auto device = ChildProcess::Start(argv, absl::StrCat(f.dir(), "/device-", d, ".log"));
     ASSERT_TRUE(device.ok()) << device.status();

@@ -75,6 +75,25 @@ std::string ServerFixture::TokenFile(int client) {
   return path;
 }
 
+std::string ServerFixture::TlsConfigHead(const std::string& backbone) const {
+  return absl::StrCat("state_dir: \"", dir_, "/state\"\n", "backbone_checkpoint: \"", backbone,
+                      "\"\n", "num_classes: 10\n", "tokens_file: \"", dir_, "/tokens.txt\"\n",
+                      "tls { cert_file: \"", dir_, "/tls/server.pem\" key_file: \"", dir_,
+                      "/tls/server.key\" }\n");
+}
+
+std::vector<std::string> ServerFixture::DeviceLoopArgs(int client, const std::string& data_dir) {
+  return {BinaryPath("fedcl-device-loop"),
+          "--server=" + address_,
+          "--tls_ca=" + dir_ + "/tls/ca.pem",
+          "--tls_server_name=localhost",
+          absl::StrCat("--client_id=", client),
+          "--token_file=" + TokenFile(client),
+          absl::StrCat("--storage_dir=", dir_, "/device-", client),
+          absl::StrCat("--images=", data_dir, "/train-images-idx3-ubyte.gz"),
+          absl::StrCat("--labels=", data_dir, "/train-labels-idx1-ubyte.gz")};
+}
+
 void ServerFixture::StartServer() {
   auto server =
       ChildProcess::Start({BinaryPath("fedcl-server"), "--config=" + dir_ + "/server.textproto",

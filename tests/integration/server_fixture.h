@@ -29,6 +29,13 @@ class ServerFixture {
   void WriteRawConfig(const std::string& text);
   // Writes client `client`'s token to a file of its own and returns the path.
   std::string TokenFile(int client);
+  // The start of a config over TLS with tokens, serving `backbone` for 10 classes with its state
+  // under dir() (modules and the rest are the caller's).
+  std::string TlsConfigHead(const std::string& backbone) const;
+  // The C example device (fedcl-device-loop) as client `client` of this server over TLS with
+  // its token, storing under dir()/device-<client> and streaming Fashion-MNIST's training set
+  // from `data_dir`; callers add the slice, batching and the rest.
+  std::vector<std::string> DeviceLoopArgs(int client, const std::string& data_dir);
   const std::string& address() const { return address_; }
   // Starts fedcl-server on 127.0.0.1:0 and connects; fails the test on error.
   void StartServer();
