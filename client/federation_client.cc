@@ -17,6 +17,7 @@
 #include "grpcpp/support/channel_arguments.h"
 #include "proto/fedcl/v1/federation.grpc.pb.h"
 #include "proto/federation_convert.h"
+#include "proto/tensor_convert.h"
 
 namespace fedcl::client {
 namespace {
@@ -189,11 +190,13 @@ absl::StatusOr<std::string> FederationClient::DownloadBackbone(fl::ClientId clie
 
 absl::StatusOr<DownloadedModule> FederationClient::DownloadModule(fl::ClientId client,
                                                                   const std::string& name,
-                                                                  int64_t version) {
+                                                                  int64_t version,
+                                                                  bool with_descriptor) {
   v1::DownloadModuleRequest request;
   request.set_client_id(client);
   request.set_name(name);
   request.set_version(version);
+  request.set_with_descriptor(with_descriptor);
   std::string bytes;
   {
     Impl::Call call(*impl_);
@@ -257,6 +260,20 @@ absl::StatusOr<fl::ProposalResult> FederationClient::ProposeModule(
                             .name = response.name(),
                             .merged = response.merged(),
                             .divergence = response.divergence()};
+}
+
+absl::StatusOr<bool> FederationClient::AttachDescriptor(fl::ClientId client,
+                                                        const std::string& name,
+                                                        const nn::ParameterSet& descriptor) {
+  v1::AttachDescriptorRequest request;
+  request.set_client_id(client);
+  request.set_name(name);
+  proto::ToProto(descriptor, request.mutable_descriptor_tensors());
+  v1::AttachDescriptorResponse response;
+  Impl::Call call(*impl_);
+  FEDCL_RETURN_IF_ERROR(
+      FromGrpc(impl_->stub->AttachDescriptor(call.context(), request, &response)));
+  return response.attached();
 }
 
 absl::StatusOr<v1::GetStatusResponse> FederationClient::GetStatus() {

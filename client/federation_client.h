@@ -80,12 +80,15 @@ class FederationClient final : public FederationTransport {
                                              absl::Span<const fl::ModuleVersion> held) override;
   absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) override;
   absl::StatusOr<DownloadedModule> DownloadModule(fl::ClientId client, const std::string& name,
-                                                  int64_t version) override;
+                                                  int64_t version,
+                                                  bool with_descriptor = false) override;
   absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
                                                 const fl::LocalUpdate& update,
                                                 int64_t chunk_bytes) override;
   absl::Status Leave(fl::ClientId client, bool permanent) override;
   absl::StatusOr<fl::ProposalResult> ProposeModule(const fl::ModuleProposal& proposal) override;
+  absl::StatusOr<bool> AttachDescriptor(fl::ClientId client, const std::string& name,
+                                        const nn::ParameterSet& descriptor) override;
 
   // The server's status (round, participants, module versions, FedAU weights). Any valid token
   // may ask.

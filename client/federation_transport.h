@@ -15,6 +15,7 @@
 #define FEDCL_CLIENT_FEDERATION_TRANSPORT_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -57,6 +58,8 @@ struct DownloadedModule {
   fl::ModuleSpec spec;
   int64_t version = 0;
   nn::ParameterSet values;
+  // A pooled expert's descriptor, when asked for and the pool has one.
+  std::optional<nn::ParameterSet> descriptor;
 };
 
 // Not thread-safe unless an implementation says so (CancelPendingCalls excepted); a DeviceLoop
@@ -77,10 +80,11 @@ class FederationTransport {
   // transfer's size and CRC-32 (DataLoss if damaged).
   virtual absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) = 0;
 
-  // Module `name` at `version`, which must be the current one (NotFound otherwise).
+  // Module `name` at `version`, which must be the current one (NotFound otherwise); with
+  // `with_descriptor`, a pooled expert comes with the descriptor its founder proposed (if any).
   virtual absl::StatusOr<DownloadedModule> DownloadModule(fl::ClientId client,
-                                                          const std::string& name,
-                                                          int64_t version) = 0;
+                                                          const std::string& name, int64_t version,
+                                                          bool with_descriptor = false) = 0;
 
   // Submits `update`, trained for `round`: one delta per module, its bytes sent in chunks of at
   // most `chunk_bytes` (ServerInfo.chunk_bytes). Idempotent on (client, round): a repeat is
@@ -98,6 +102,14 @@ class FederationTransport {
   virtual absl::StatusOr<fl::ProposalResult> ProposeModule(const fl::ModuleProposal& proposal) {
     return absl::UnimplementedError(
         absl::StrCat("this transport cannot propose module for block ", proposal.block));
+  }
+
+  // Gives pool expert `name`, which the client holds, the descriptor the client trained for it;
+  // false if the expert already had one (the first is kept). The default: Unimplemented.
+  virtual absl::StatusOr<bool> AttachDescriptor(fl::ClientId client, const std::string& name,
+                                                const nn::ParameterSet& descriptor) {
+    return absl::UnimplementedError(
+        absl::StrCat("this transport cannot attach a descriptor to '", name, "'"));
   }
 
   // Makes the calls in flight return soon (CANCELLED); later calls run normally. Unlike the

@@ -126,7 +126,8 @@ absl::StatusOr<fl::WorkAssignment> WorkFromProto(const v1::GetWorkResponse& mess
       return absl::InvalidArgumentError(
           absl::StrCat("module '", d.name(), "' of the work: ", spec.status().message()));
     }
-    work.modules.push_back({*std::move(spec), d.version(), d.num_values(), d.download()});
+    work.modules.push_back(
+        {*std::move(spec), d.version(), d.num_values(), d.download(), d.has_descriptor()});
   }
   return work;
 }
@@ -157,6 +158,14 @@ absl::StatusOr<DownloadedModule> ParseModulePayload(absl::string_view bytes, abs
         absl::StrCat("downloaded module '", name, "': ", values.status().message()));
   }
   module.values = *std::move(values);
+  if (payload.descriptor_tensors().tensors_size() > 0) {
+    absl::StatusOr<nn::ParameterSet> descriptor = proto::FromProto(payload.descriptor_tensors());
+    if (!descriptor.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "downloaded module '", name, "' descriptor: ", descriptor.status().message()));
+    }
+    module.descriptor = *std::move(descriptor);
+  }
   return module;
 }
 

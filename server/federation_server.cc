@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "core/base/status_macros.h"
 #include "core/cl/adapter_mixture.h"
+#include "core/cl/instance_pool.h"
 #include "core/data/fashion_mnist.h"
 #include "core/fl/local_trainer.h"
 #include "core/nn/training.h"
@@ -94,6 +95,24 @@ absl::Status FederationServer::BuildModel(std::vector<fl::StoredModule>* initial
                                     config_.pool().expert_bottleneck(), rng);
       initial->push_back(std::move(expert));
     }
+  }
+  if (config_.fedins().pool_size() > 0) {
+    base::Rng rng = base::Rng::ForStream(config_.seed(), {0xfed125});
+    FEDCL_ASSIGN_OR_RETURN(
+        cl::InstancePoolModules pool,
+        cl::NewInstancePoolModules(model_->backbone(), model_->head().parameters(),
+                                   config_.fedins().pool_size(), rng));
+    auto add = [&](nn::ParameterSet values) {
+      fl::StoredModule module;
+      module.spec.name = values.name();
+      module.spec.role = fl::ModuleRole::kInstancePool;
+      values.SetAllTrainable(true);
+      module.values = std::move(values);
+      initial->push_back(std::move(module));
+    };
+    add(std::move(pool.keys));
+    for (nn::ParameterSet& s : pool.ssf) add(std::move(s));
+    for (nn::ParameterSet& s : pool.heads) add(std::move(s));
   }
   v1::ModelCheckpoint checkpoint;
   proto::CheckpointMetadata metadata;
@@ -264,6 +283,8 @@ absl::StatusOr<double> FederationServer::Evaluate() {
       case fl::ModuleRole::kExpert:
       case fl::ModuleRole::kBaseExpert:
         break;  // the replica has no mixture at its blocks: experts are evaluated on devices
+      case fl::ModuleRole::kInstancePool:
+        break;  // per-instance selection runs on devices only
     }
   }
   nn::EvalResult result = nn::Evaluate(*model_, evaluation_->images, evaluation_->labels);

@@ -159,9 +159,10 @@ grpc::ServerWriteReactor<v1::Chunk>* FederationService::DownloadBackbone(
 
 absl::StatusOr<std::shared_ptr<const Payload>> FederationService::ModulePayload(
     const std::string& name, int64_t version, bool with_descriptor) {
-  // '#' never appears in a pool name (block<b>/m<id>) and a configured one is only a key here.
-  const std::string key = with_descriptor ? name + "#descriptor" : name;
-  {
+  // Payloads with a descriptor are not cached: a descriptor may be attached within a version,
+  // and only a device installing a pooled expert asks for one.
+  const std::string& key = name;
+  if (!with_descriptor) {
     absl::MutexLock lock(&mu_);
     auto it = payloads_.find(key);
     if (it != payloads_.end() && it->second.first == version) return it->second.second;
@@ -177,6 +178,7 @@ absl::StatusOr<std::shared_ptr<const Payload>> FederationService::ModulePayload(
     proto::ToProto(*snapshot.descriptor, message.mutable_descriptor_tensors());
   }
   std::shared_ptr<const Payload> payload = MakePayload(message.SerializeAsString());
+  if (with_descriptor) return payload;
   absl::MutexLock lock(&mu_);
   payloads_[key] = {version, payload};
   return payload;
@@ -267,6 +269,24 @@ grpc::ServerUnaryReactor* FederationService::ProposeModule(grpc::CallbackServerC
   response->set_name(result->name);
   response->set_merged(result->merged);
   response->set_divergence(result->divergence);
+  return Reply(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* FederationService::AttachDescriptor(
+    grpc::CallbackServerContext* context, const v1::AttachDescriptorRequest* request,
+    v1::AttachDescriptorResponse* response) {
+  absl::Status status = Authorize(context, request->client_id());
+  if (!status.ok()) return Reply(context, status);
+  absl::StatusOr<nn::ParameterSet> descriptor = proto::FromProto(request->descriptor_tensors());
+  if (!descriptor.ok()) {
+    return Reply(context,
+                 absl::InvalidArgumentError(absl::StrCat("the descriptor for '", request->name(),
+                                                         "': ", descriptor.status().message())));
+  }
+  absl::StatusOr<bool> attached =
+      coordinator_.AttachDescriptor(request->client_id(), request->name(), *descriptor);
+  if (!attached.ok()) return Reply(context, attached.status());
+  response->set_attached(*attached);
   return Reply(context, absl::OkStatus());
 }
 

@@ -87,6 +87,9 @@ class FederationService final
   grpc::ServerUnaryReactor* ProposeModule(grpc::CallbackServerContext* context,
                                           const v1::ProposeModuleRequest* request,
                                           v1::ProposeModuleResponse* response) override;
+  grpc::ServerUnaryReactor* AttachDescriptor(grpc::CallbackServerContext* context,
+                                             const v1::AttachDescriptorRequest* request,
+                                             v1::AttachDescriptorResponse* response) override;
   // Called (on the reporting worker's call) after ReportShard closed a round, before the reply,
   // with the close's status: the host logs and evaluates the round there, so the next round
   // cannot close before it has, and stops when the close failed (only a restart recovers).

@@ -58,7 +58,10 @@ absl::Status Validate(const v1::ServerConfig& c, absl::string_view source) {
   if (c.backbone_checkpoint().empty())
     return Invalid(source, "backbone_checkpoint is required (in the config or --backbone)");
   if (c.num_classes() < 0) return Invalid(source, "num_classes must be >= 0");
-  if (c.module_size() == 0) return Invalid(source, "at least one module is required");
+  if (c.fedins().pool_size() < 0 || c.fedins().pool_size() > 256)
+    return Invalid(source, "fedins.pool_size must be in [0, 256]");
+  if (c.module_size() == 0 && c.fedins().pool_size() == 0)
+    return Invalid(source, "at least one module (or a fedins pool) is required");
   for (const v1::ModuleConfig& m : c.module()) {
     absl::StatusOr<fl::ModuleSpec> spec = ModuleSpecFrom(m);
     if (!spec.ok()) return Invalid(source, spec.status().message());
@@ -126,6 +129,12 @@ absl::StatusOr<fl::ModuleSpec> ModuleSpecFrom(const v1::ModuleConfig& config) {
         "module '", spec.name,
         "': expert modules are not configured: devices add them with ProposeModule, and "
         "pool.base_experts serves every block's first one"));
+  }
+  if (spec.role == fl::ModuleRole::kInstancePool) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("module '", spec.name,
+                     "': instance-pool modules are not configured one by one: the fedins "
+                     "section creates them"));
   }
   if (spec.role == fl::ModuleRole::kPet) {
     absl::StatusOr<peft::PetConfig> pet = proto::FromProto(config.pet());

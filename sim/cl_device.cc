@@ -73,6 +73,10 @@ absl::Status RunClDevice(const Scenario& scenario, const SimulationInputs& input
   o.sema_new_module_steps = scenario_learner.new_module_steps;
   o.sema_expansion_tau = scenario_learner.expansion_tau;
   o.sema_max_adapters_per_block = scenario_learner.growth.max_adapters_per_block;
+  o.lae_steps_per_task = static_cast<int>(scenario_learner.lae_steps_per_task);
+  o.lae_fraction_per_task = scenario_learner.lae_fraction_per_task;
+  o.fedins_pool_size = scenario_learner.fedins_pool_size;
+  o.fedins_top_k = scenario_learner.fedins_top_k;
   o.num_classes = inputs.train.num_classes;
   o.memory_budget_bytes = int64_t{256} << 20;  // room for predicting a task's test set at once
   o.autosave_batches = std::max(1, c.steps_per_round());

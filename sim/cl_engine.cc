@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/numbers.h"
@@ -27,18 +28,23 @@ struct Device {
   std::map<std::string, Eigen::VectorXf> base;             // values as downloaded
   std::map<std::string, std::pair<int, int>> expert_slot;  // pool expert → (block, index)
   std::set<std::string> not_installed;                     // pooled experts it refused
+  std::set<std::string> descriptor_pending;  // experts it grew whose descriptor is not sent
   double loss_sum = 0;
   int64_t steps = 0, samples = 0;
   absl::Status error;
 };
 
+// The learner's expert `index` of `block`.
+nn::ParameterSet* LocalSetAt(Device& d, int block, int index) {
+  for (const cl::Learner::ExpertRef& e : d.learner->Experts())
+    if (e.block == block && e.index == index) return e.values;
+  return nullptr;
+}
+
 // The learner's set a server module name refers to, or null.
 nn::ParameterSet* LocalSet(Device& d, const std::string& name) {
-  if (auto slot = d.expert_slot.find(name); slot != d.expert_slot.end()) {
-    for (const cl::Learner::ExpertRef& e : d.learner->Experts())
-      if (e.block == slot->second.first && e.index == slot->second.second) return e.values;
-    return nullptr;
-  }
+  if (auto slot = d.expert_slot.find(name); slot != d.expert_slot.end())
+    return LocalSetAt(d, slot->second.first, slot->second.second);
   for (nn::ParameterSet* s : d.learner->SharedModules())
     if (s->name() == name) return s;
   return nullptr;
@@ -55,10 +61,12 @@ absl::StatusOr<int> BlockOf(const std::string& name) {
   return block;
 }
 
-absl::Status Install(Device& d, const fl::ModuleSpec& spec, const nn::ParameterSet& values) {
+absl::Status Install(Device& d, const fl::ModuleSpec& spec, const nn::ParameterSet& values,
+                     const nn::ParameterSet* descriptor) {
   if (spec.role == fl::ModuleRole::kExpert && !d.expert_slot.contains(spec.name)) {
     FEDCL_ASSIGN_OR_RETURN(int block, BlockOf(spec.name));
-    absl::StatusOr<int> index = d.learner->AddPooledExpert(block, values);
+    // With its founder's descriptor, so that this device's detection knows the shift it serves.
+    absl::StatusOr<int> index = d.learner->AddPooledExpert(block, values, descriptor);
     if (absl::IsResourceExhausted(index.status())) {
       d.not_installed.insert(spec.name);  // at its cap: it runs without this adapter
       return absl::OkStatus();
@@ -146,10 +154,12 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
     fl::StoredModule m;
     m.spec.name = s->name();
     // SEMA's first adapters are the pool's base experts, as pool.base_experts makes them on the
-    // server; the other methods' adapters are plain modules.
-    m.spec.role = s->name() == "head"  ? fl::ModuleRole::kHead
-                  : cl::IsSema(method) ? fl::ModuleRole::kBaseExpert
-                                       : fl::ModuleRole::kPet;
+    // server, and FedIns' sets its instance pool, as the fedins section does; the other
+    // methods' adapters are plain modules.
+    m.spec.role = s->name() == "head"               ? fl::ModuleRole::kHead
+                  : cl::IsSema(method)              ? fl::ModuleRole::kBaseExpert
+                  : method == cl::ClMethod::kFedIns ? fl::ModuleRole::kInstancePool
+                                                    : fl::ModuleRole::kPet;
     m.values = *s;
     initial.push_back(std::move(m));
   }
@@ -177,10 +187,27 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
     if (work.action != fl::WorkAssignment::Action::kTrain) return false;
     *round = work.round;
     for (const fl::ModuleInfo& info : work.modules) {
-      if (!info.download || dev.not_installed.contains(info.spec.name)) continue;
+      if (dev.not_installed.contains(info.spec.name)) continue;
+      // A pooled adapter this device runs without a descriptor takes the one the pool now has.
+      const auto slot = dev.expert_slot.find(info.spec.name);
+      const bool descriptor_wanted =
+          info.has_descriptor && slot != dev.expert_slot.end() &&
+          !dev.learner->ExpertHasDescriptor(slot->second.first, slot->second.second);
+      if (!info.download && !descriptor_wanted) continue;
       FEDCL_ASSIGN_OR_RETURN(fl::ModuleSnapshot snapshot,
                              coordinator->GetModule(info.spec.name, info.version));
-      FEDCL_RETURN_IF_ERROR(Install(dev, snapshot.spec, *snapshot.values));
+      if (descriptor_wanted) {
+        FEDCL_RETURN_IF_ERROR(dev.learner->AttachPooledDescriptor(
+            slot->second.first, slot->second.second, *snapshot.descriptor));
+        result.bytes_down += snapshot.descriptor->num_values() * int64_t{sizeof(float)};
+        if (!info.download) continue;
+      }
+      const bool new_expert = snapshot.spec.role == fl::ModuleRole::kExpert &&
+                              !dev.expert_slot.contains(snapshot.spec.name);
+      const nn::ParameterSet* descriptor = new_expert ? snapshot.descriptor.get() : nullptr;
+      FEDCL_RETURN_IF_ERROR(Install(dev, snapshot.spec, *snapshot.values, descriptor));
+      if (descriptor != nullptr)
+        result.bytes_down += descriptor->num_values() * int64_t{sizeof(float)};
       dev.held[info.spec.name] = info.version;
       dev.base[info.spec.name] = snapshot.values->flat_values();
       result.bytes_down += snapshot.values->num_values() * int64_t{sizeof(float)};
@@ -234,6 +261,7 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
       if (absl::IsResourceExhausted(proposed.status())) continue;  // pool at capacity: local
       FEDCL_RETURN_IF_ERROR(proposed.status());
       dev.expert_slot[proposed->name] = {p.block, p.index};
+      dev.descriptor_pending.insert(proposed->name);
       result.bytes_up += p.expert.num_values() * int64_t{sizeof(float)};
       if (proposed->merged) {
         // The group's module replaces the device's own: its members train that one module.
@@ -243,6 +271,19 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
         dev.held[proposed->name] = 0;
         dev.base[proposed->name] = p.expert.flat_values();
       }
+    }
+    // The descriptors of grown adapters whose growth has ended go to the pool.
+    for (auto it = dev.descriptor_pending.begin(); it != dev.descriptor_pending.end();) {
+      const auto& [block, index] = dev.expert_slot.at(*it);
+      std::optional<nn::ParameterSet> descriptor = dev.learner->ExpertDescriptor(block, index);
+      if (!descriptor.has_value()) {
+        ++it;
+        continue;
+      }
+      FEDCL_RETURN_IF_ERROR(
+          coordinator->AttachDescriptor(static_cast<fl::ClientId>(d), *it, *descriptor).status());
+      result.bytes_up += descriptor->num_values() * int64_t{sizeof(float)};
+      it = dev.descriptor_pending.erase(it);
     }
     fl::UpdateSubmission update;
     update.client = static_cast<fl::ClientId>(d);

@@ -86,12 +86,18 @@ absl::Status Client::Impl::Init() {
   if (options_.autosave_batches < 1) return bad("autosave_batches must be >= 1");
   if (options_.call_timeout <= absl::ZeroDuration()) return bad("call_timeout must be > 0");
   absl::StatusOr<cl::ClMethod> method = cl::ParseClMethod(options_.method);
-  if (!method.ok() || (*method != cl::ClMethod::kSequentialAdapter &&
-                       *method != cl::ClMethod::kLinearHead && !cl::IsSema(*method))) {
+  if (!method.ok()) {
     return bad(absl::StrCat("method '", options_.method,
-                            "' is not one the SDK runs (sequential_adapter, linear_head, sema, "
-                            "sema_replay)"));
+                            "' is not one the SDK runs (sequential_adapter, linear_head, "
+                            "simple_cil, lae, fedins, sema, sema_replay)"));
   }
+  if (options_.lae_steps_per_task < 1) return bad("lae_steps_per_task must be >= 1");
+  if (!(options_.lae_fraction_per_task > 0.0 && options_.lae_fraction_per_task < 1.0))
+    return bad("lae_fraction_per_task must be in (0, 1)");
+  if (options_.fedins_pool_size < 1 || options_.fedins_pool_size > 256)
+    return bad("fedins_pool_size must be in [1, 256]");
+  if (options_.fedins_top_k < 1 || options_.fedins_top_k > options_.fedins_pool_size)
+    return bad("fedins_top_k must be in [1, fedins_pool_size]");
   if (options_.sema_new_module_steps < 1) return bad("sema_new_module_steps must be >= 1");
   if (!(options_.sema_expansion_tau > 0.0) || !std::isfinite(options_.sema_expansion_tau))
     return bad("sema_expansion_tau must be a positive number");
@@ -225,6 +231,12 @@ absl::StatusOr<std::unique_ptr<cl::Learner>> Client::Impl::MakeLearnerLocked(
   learner_options.new_module_steps = options_.sema_new_module_steps;
   learner_options.expansion_tau = options_.sema_expansion_tau;
   learner_options.growth.max_adapters_per_block = options_.sema_max_adapters_per_block;
+  learner_options.lae_steps_per_task = options_.lae_steps_per_task;
+  learner_options.lae_fraction_per_task = options_.lae_fraction_per_task;
+  learner_options.lae_warmup_steps = options_.lae_steps_per_task / 10;  // as the simulator's
+  learner_options.lae_untasked_task_steps = options_.lae_steps_per_task;
+  learner_options.fedins_pool_size = options_.fedins_pool_size;
+  learner_options.fedins_top_k = options_.fedins_top_k;
   // The descriptor must compress the block width (16 of the small ViT's 64).
   if (model->config().backbone == nn::BackboneKind::kVit) {
     learner_options.descriptor_bottleneck =

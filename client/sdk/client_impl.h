@@ -94,6 +94,9 @@ class Client::Impl {
     bool on_server = true;
     int64_t version = -1;
     Eigen::VectorXf base, committed;
+    // An adapter this device grew whose descriptor has not reached the pool yet: it is attached
+    // (AttachDescriptor) at the first sync after the growth has trained it.
+    bool descriptor_pending = false;
   };
   // A copy of the learner that computes part of a Predict batch (ClientOptions::threads). Its
   // shared modules are copied from the learner before every split prediction, its backbone when
@@ -138,7 +141,7 @@ class Client::Impl {
   absl::StatusOr<std::unique_ptr<cl::Learner>> MakeLearnerLocked(
       const v1::ModelCheckpoint& checkpoint, const std::string& source) const;
   // Brings a replica up to the learner's modules (and backbone, after adaptation).
-  void RefreshReplicaLocked(Replica& r);
+  absl::Status RefreshReplicaLocked(Replica& r);
   // Predicts `count` images starting at `start` on `parts` learners at once (the learner and
   // parts − 1 replicas) into scratch_ / the replicas' buffers, then into `out`.
   absl::Status PredictSplitLocked(absl::Span<const float> pixels, int64_t start, int64_t count,
@@ -169,6 +172,10 @@ class Client::Impl {
   // Proposes the pending adapters for `round`, releasing `lock` around each call; *taken when
   // the server took one (founded or joined a module: the next GetWork lists it).
   absl::Status ProposeGrownLocked(std::unique_lock<std::mutex>& lock, int64_t round, bool* taken);
+  // Sends the pool the descriptors of grown adapters whose growth has ended.
+  absl::Status AttachDescriptorsLocked(std::unique_lock<std::mutex>& lock);
+  // The learner's (block, index) of an expert module, or {-1, -1}.
+  std::pair<int, int> ExpertSlotLocked(const Module& m);
   absl::Status SaveSemaLocked(v1::DeviceState& state) const;
   absl::Status RestoreSemaLocked(const v1::DeviceState& state);
   void Log(LogLevel level, const std::string& message) const;

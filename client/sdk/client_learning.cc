@@ -150,14 +150,18 @@ absl::Status Client::Impl::Predict(absl::Span<const float> pixels, absl::Span<Pr
 
 // What the learner has learned: its shared modules always (a few KiB), its backbone when
 // adaptation changed the learner's since the replica last took it.
-void Client::Impl::RefreshReplicaLocked(Replica& r) {
+absl::Status Client::Impl::RefreshReplicaLocked(Replica& r) {
   for (size_t i = 0; i < modules_.size(); ++i)
     r.shared[i]->flat_values() = modules_[i].live->flat_values();
+  // LAE's offline module and SimpleCIL's prototypes are the learner's own (a few KiB).
+  if (method_ == cl::ClMethod::kLae || method_ == cl::ClMethod::kSimpleCil)
+    FEDCL_RETURN_IF_ERROR(r.learner->RestoreProgress(learner_->ExportProgress()));
   if (r.adapt_generation != adapt_generation_) {
     r.learner->model().backbone().parameters().flat_values() =
         learner_->model().backbone().parameters().flat_values();
     r.adapt_generation = adapt_generation_;
   }
+  return absl::OkStatus();
 }
 
 absl::Status Client::Impl::PredictSplitLocked(absl::Span<const float> pixels, int64_t start,
@@ -166,7 +170,7 @@ absl::Status Client::Impl::PredictSplitLocked(absl::Span<const float> pixels, in
   const int parts = static_cast<int>(std::min<int64_t>(count, 1 + replicas_.size()));
   // Part p predicts rows [first(p), first(p + 1)) of the chunk; part 0 on the learner itself.
   auto first = [&](int p) { return start + count * p / parts; };
-  for (int p = 1; p < parts; ++p) RefreshReplicaLocked(replicas_[p - 1]);
+  for (int p = 1; p < parts; ++p) FEDCL_RETURN_IF_ERROR(RefreshReplicaLocked(replicas_[p - 1]));
   absl::Status errors[64];
   auto run = [&](int p) {
     const int64_t rows = first(p + 1) - first(p);
@@ -244,7 +248,7 @@ absl::Status Client::Impl::FitDetector(absl::Span<const float> pixels,
                                               images.bottomRows(count - fit)));
   // The replicas score with detectors of their own, fitted the same way on the same model.
   for (Replica& r : replicas_) {
-    RefreshReplicaLocked(r);
+    FEDCL_RETURN_IF_ERROR(RefreshReplicaLocked(r));
     FEDCL_RETURN_IF_ERROR(r.learner->FitDetector(images.topRows(fit), labels.subspan(0, fit),
                                                  images.bottomRows(count - fit)));
   }

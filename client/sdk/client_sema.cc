@@ -3,10 +3,13 @@
 // server's pool sends it — and SEMA's private state in the durable device state.
 //
 // A grown adapter becomes a module at once (its learning is queued like any other's) but has no
-// server name until its proposal is made at the next sync: then the server founds a module with
-// it (version 0, the values proposed) or joins it to a module another device founded for the
-// same shift, which the device downloads and re-bases onto like any new version. A pool at
-// capacity or a refused proposal leaves the adapter on the device only.
+// server name until its proposal is made, at the first sync after its growth has trained its
+// descriptor, which the proposal carries with the trained adapter: then the server founds a
+// module with it (version 0, the values proposed) or joins it to a module another device founded
+// for the same shift, which the device then takes as it is (its own growth started from other
+// values, so that learning is dropped). A pool at capacity or a refused proposal leaves the
+// adapter on the device only. Pooled adapters are downloaded with their descriptors, and the
+// device's detection uses them like its own.
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -69,6 +72,7 @@ void Client::Impl::TakeGrowthLocked() {
     nn::ParameterSet* live = ExpertSetLocked(p.block, p.index);
     if (live == nullptr) continue;  // cannot happen: the learner just grew it
     AddModuleLocked(live, live->name(), -1, p.expert.flat_values(), /*on_server=*/false);
+    modules_.back().descriptor_pending = true;
     Log(LogLevel::kInfo, absl::StrCat("grew adapter ", p.index, " at block ", p.block,
                                       ": the data shifted; it is proposed at the next sync"));
     pending_.push_back(std::move(p));
@@ -79,7 +83,16 @@ absl::Status Client::Impl::InstallPooledExpertLocked(client::DownloadedModule& m
   // Under the server's name: sets keep the name their founder gave them ("block2/e1"), which
   // another adapter on this device may carry too, and the stored state finds sets by name.
   module.values.set_name(module.spec.name);
-  absl::StatusOr<int> index = learner_->AddPooledExpert(module.spec.block, module.values);
+  absl::StatusOr<int> index =
+      learner_->AddPooledExpert(module.spec.block, module.values,
+                                module.descriptor.has_value() ? &*module.descriptor : nullptr);
+  if (absl::IsInvalidArgument(index.status()) && module.descriptor.has_value()) {
+    // A descriptor this learner cannot use (another bottleneck): run the adapter without it.
+    Log(LogLevel::kWarning,
+        absl::StrCat("the pool's adapter '", module.spec.name, "' has an unusable descriptor (",
+                     index.status().message(), "); detection ignores it"));
+    index = learner_->AddPooledExpert(module.spec.block, module.values);
+  }
   if (!index.ok()) {
     // At the growth budget, or a module this learner cannot run (another block or layout):
     // the device runs without it and syncs the rest.
@@ -145,6 +158,41 @@ absl::Status Client::Impl::ProposeGrownLocked(std::unique_lock<std::mutex>& lock
       m->version = 0;  // the module the server founded holds the proposed values
       Log(LogLevel::kInfo, absl::StrCat("the adapter grown at block ", proposal.block,
                                         " founded the pool's '", result->name, "'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::pair<int, int> Client::Impl::ExpertSlotLocked(const Module& m) {
+  for (const cl::Learner::ExpertRef& e : learner_->Experts())
+    if (e.values == m.live) return {e.block, e.index};
+  return {-1, -1};
+}
+
+absl::Status Client::Impl::AttachDescriptorsLocked(std::unique_lock<std::mutex>& lock) {
+  for (size_t i = 0; i < modules_.size(); ++i) {
+    if (!modules_[i].descriptor_pending || !modules_[i].on_server) continue;
+    const auto [block, index] = ExpertSlotLocked(modules_[i]);
+    std::optional<nn::ParameterSet> descriptor = learner_->ExpertDescriptor(block, index);
+    if (!descriptor.has_value()) continue;  // the growth still trains it
+    const std::string name = modules_[i].server_name;
+    lock.unlock();  // no lock across a network call
+    absl::StatusOr<bool> attached =
+        transport_->AttachDescriptor(options_.client_id, name, *descriptor);
+    lock.lock();
+    const bool refused =
+        absl::IsNotFound(attached.status()) || absl::IsFailedPrecondition(attached.status()) ||
+        absl::IsInvalidArgument(attached.status()) || absl::IsUnimplemented(attached.status());
+    if (!attached.ok() && !refused) return attached.status();
+    Module* m = FindModuleLocked(name);  // the modules may have changed while unlocked
+    if (m == nullptr) continue;
+    m->descriptor_pending = false;
+    if (!attached.ok()) {
+      Log(LogLevel::kWarning, absl::StrCat("the pool did not take the descriptor of '", name,
+                                           "': ", attached.status().message()));
+    } else {
+      Log(LogLevel::kInfo, *attached ? absl::StrCat("sent the descriptor of '", name, "'")
+                                     : absl::StrCat("'", name, "' already had a descriptor"));
     }
   }
   return absl::OkStatus();

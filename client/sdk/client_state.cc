@@ -14,6 +14,49 @@ namespace fedcl {
 
 using sdk::kDeviceStateFormatVersion;
 
+namespace {
+
+void ProgressToProto(const cl::LearnerProgress& p, v1::LearnerProgressState* out) {
+  out->set_task(p.task);
+  out->set_task_steps(p.task_steps);
+  for (bool f : p.learned_classes) out->add_learned_classes(f);
+  for (bool f : p.task_labels) out->add_task_labels(f);
+  if (p.lae_offline.has_value()) {
+    out->set_has_lae_offline(true);
+    out->mutable_lae_offline()->Add(p.lae_offline->data(),
+                                    p.lae_offline->data() + p.lae_offline->size());
+  }
+  for (int64_t r = 0; r < p.class_sums.rows(); ++r)
+    for (int64_t c = 0; c < p.class_sums.cols(); ++c) out->add_class_sums(p.class_sums(r, c));
+  out->mutable_class_counts()->Add(p.class_counts.begin(), p.class_counts.end());
+}
+
+// The shapes are checked by Learner::RestoreProgress; here only that the sums are whole rows.
+absl::StatusOr<cl::LearnerProgress> ProgressFromProto(const v1::LearnerProgressState& in) {
+  cl::LearnerProgress p;
+  p.task = in.task();
+  p.task_steps = in.task_steps();
+  p.learned_classes.assign(in.learned_classes().begin(), in.learned_classes().end());
+  p.task_labels.assign(in.task_labels().begin(), in.task_labels().end());
+  if (in.has_lae_offline())
+    p.lae_offline =
+        Eigen::Map<const Eigen::VectorXf>(in.lae_offline().data(), in.lae_offline_size());
+  p.class_counts.assign(in.class_counts().begin(), in.class_counts().end());
+  const int64_t rows = static_cast<int64_t>(p.class_counts.size());
+  if (rows > 0 || in.class_sums_size() > 0) {
+    if (rows == 0 || in.class_sums_size() % rows != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("learner progress: ", in.class_sums_size(),
+                                                     " class-sum values for ", rows, " classes"));
+    }
+    p.class_sums =
+        Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+            in.class_sums().data(), rows, in.class_sums_size() / rows);
+  }
+  return p;
+}
+
+}  // namespace
+
 int64_t Client::Impl::Record::bytes() const {
   int64_t n = 0;
   for (const Eigen::VectorXf& d : deltas) n += d.size() * int64_t{sizeof(float)};
@@ -50,10 +93,16 @@ void Client::Impl::RestoreLocked() {
       !s.ok()) {
     return problem(std::string(s.message()));
   }
+  if (state.has_progress()) {
+    absl::StatusOr<cl::LearnerProgress> progress = ProgressFromProto(state.progress());
+    absl::Status s = progress.ok() ? learner_->RestoreProgress(*progress) : progress.status();
+    if (!s.ok()) return problem(std::string(s.message()));
+  }
   // Decode everything else first; change nothing unless all of it fits.
   std::vector<Eigen::VectorXf> bases(modules_.size());
   std::vector<int64_t> versions(modules_.size(), -1);
   std::vector<std::string> server_names(modules_.size());
+  std::vector<bool> descriptor_pending(modules_.size(), false);
   for (const v1::DeviceModule& stored : state.modules()) {
     const std::string& name = stored.base().name();
     Module* m = FindModuleByLiveNameLocked(name);
@@ -65,6 +114,7 @@ void Client::Impl::RestoreLocked() {
     bases[i] = values.flat_values();
     versions[i] = stored.version();
     server_names[i] = stored.server_name();
+    descriptor_pending[i] = stored.descriptor_pending();
   }
   std::deque<Record> queue;
   for (const v1::QueuedDelta& q : state.queue()) {
@@ -98,6 +148,7 @@ void Client::Impl::RestoreLocked() {
     if (bases[i].size() == 0) continue;  // not stored: keep the learner's initial values
     m.base = std::move(bases[i]);
     m.version = versions[i];
+    m.descriptor_pending = descriptor_pending[i];
     // SEMA writes every module's server name, empty for an adapter the server has not taken.
     if (sema) {
       m.on_server = !server_names[i].empty();
@@ -169,6 +220,7 @@ absl::Status Client::Impl::SaveLocked() {
     v1::DeviceModule* stored = state.add_modules();
     stored->set_version(m.version);
     if (m.on_server) stored->set_server_name(m.server_name);
+    stored->set_descriptor_pending(m.descriptor_pending);
     scratch.flat_values() = m.base;
     proto::ToProto(scratch, stored->mutable_base());
   }
@@ -193,6 +245,8 @@ absl::Status Client::Impl::SaveLocked() {
   state.set_app_tasks(app_tasks_);
   if (learner_ != nullptr)
     for (int c : learner_->TaskClasses()) state.add_task_classes(c);
+  state.clear_progress();
+  if (learner_ != nullptr) ProgressToProto(learner_->ExportProgress(), state.mutable_progress());
   if (learner_ != nullptr && cl::IsSema(method_)) FEDCL_RETURN_IF_ERROR(SaveSemaLocked(state));
   if (learner_ == nullptr && stored_.has_value()) state = *stored_;  // nothing loaded yet
   return store_.Save(state);

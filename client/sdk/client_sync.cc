@@ -164,6 +164,7 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
         FEDCL_RETURN_IF_ERROR(SaveLocked());
         continue;
       }
+      FEDCL_RETURN_IF_ERROR(AttachDescriptorsLocked(lock));
     }
 
     // Download what changed, then re-base under the lock.
@@ -172,20 +173,30 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
     for (const fl::ModuleInfo& info : work->modules)
       if (info.download) total += info.num_values * int64_t{sizeof(float)};
     for (const fl::ModuleInfo& info : work->modules) {
-      if (!info.download) continue;
+      bool with_descriptor = false;
       {
         std::lock_guard<std::mutex> lock(model_mu_);
         const bool pooled = info.spec.role == fl::ModuleRole::kExpert && cl::IsSema(method_) &&
                             !not_installed_.contains(info.spec.name);
-        if (FindModuleLocked(info.spec.name) == nullptr && !pooled) {
+        Module* held = FindModuleLocked(info.spec.name);
+        // A pooled adapter comes with its descriptor, for detection: when it is new to this
+        // device, and when the device runs it without one and the pool now has it.
+        const bool descriptor_wanted =
+            pooled && info.has_descriptor && held != nullptr && !held->descriptor_pending &&
+            !learner_->ExpertHasDescriptor(ExpertSlotLocked(*held).first,
+                                           ExpertSlotLocked(*held).second);
+        if (!info.download && !descriptor_wanted) continue;
+        if (held == nullptr && !pooled) {
           Log(LogLevel::kDebug, absl::StrCat("the server's module '", info.spec.name,
                                              "' is not one this device's method runs"));
           continue;
         }
+        with_descriptor = pooled && (held == nullptr || descriptor_wanted);
       }
       SetStage(SyncProgress::Stage::kDownloading, result.bytes_downloaded, total);
-      FEDCL_ASSIGN_OR_RETURN(client::DownloadedModule module,
-                             transport_->DownloadModule(id, info.spec.name, info.version));
+      FEDCL_ASSIGN_OR_RETURN(
+          client::DownloadedModule module,
+          transport_->DownloadModule(id, info.spec.name, info.version, with_descriptor));
       result.bytes_downloaded += module.values.num_values() * int64_t{sizeof(float)};
       downloads.push_back(std::move(module));
     }
@@ -220,6 +231,14 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
         m->live->flat_values() += shift;
         m->version = module.version;
         ++result.modules_downloaded;
+        if (module.descriptor.has_value() && !m->descriptor_pending) {
+          const auto [block, index] = ExpertSlotLocked(*m);
+          if (absl::Status s = learner_->AttachPooledDescriptor(block, index, *module.descriptor);
+              !s.ok()) {
+            Log(LogLevel::kWarning, absl::StrCat("detection cannot use the descriptor of '",
+                                                 module.spec.name, "': ", s.message()));
+          }
+        }
       }
       FEDCL_RETURN_IF_ERROR(CommitLocked());
       if (life_.submissions() > 0 && life_.last_round() == work->round) {

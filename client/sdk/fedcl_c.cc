@@ -320,6 +320,12 @@ fedcl_status fedcl_options_set_int(fedcl_options* options, fedcl_option option, 
         return SetIntField(&o.sema_new_module_steps, value);
       case FEDCL_OPTION_SEMA_MAX_ADAPTERS_PER_BLOCK:
         return SetIntField(&o.sema_max_adapters_per_block, value);
+      case FEDCL_OPTION_LAE_STEPS_PER_TASK:
+        return SetIntField(&o.lae_steps_per_task, value);
+      case FEDCL_OPTION_FEDINS_POOL_SIZE:
+        return SetIntField(&o.fedins_pool_size, value);
+      case FEDCL_OPTION_FEDINS_TOP_K:
+        return SetIntField(&o.fedins_top_k, value);
       default:
         return FEDCL_INVALID_ARGUMENT;
     }
@@ -335,6 +341,9 @@ fedcl_status fedcl_options_set_double(fedcl_options* options, fedcl_option optio
         return FEDCL_OK;
       case FEDCL_OPTION_SEMA_EXPANSION_TAU:
         options->options.sema_expansion_tau = value;
+        return FEDCL_OK;
+      case FEDCL_OPTION_LAE_FRACTION_PER_TASK:
+        options->options.lae_fraction_per_task = value;
         return FEDCL_OK;
       default:
         return FEDCL_INVALID_ARGUMENT;

@@ -5,8 +5,33 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "core/nn/init.h"
 
 namespace fedcl::cl {
+
+absl::StatusOr<InstancePoolModules> NewInstancePoolModules(const nn::Backbone& backbone,
+                                                           const nn::ParameterSet& head,
+                                                           int pool_size, base::Rng& rng) {
+  if (pool_size < 1)
+    return absl::InvalidArgumentError(absl::StrCat("a FedIns pool of ", pool_size, " sets"));
+  InstancePoolModules out;
+  const peft::PetConfig ssf{.kind = peft::PetKind::kSsf};  // every SSF site
+  for (int j = 0; j < pool_size; ++j) {
+    FEDCL_ASSIGN_OR_RETURN(auto module, peft::PetModule::Create("ssf", ssf, backbone, rng));
+    out.ssf.push_back(module->parameters());
+    out.ssf.back().set_name(absl::StrCat("fedins/ssf", j));
+    out.heads.push_back(head);
+    out.heads.back().set_name(absl::StrCat("fedins/head", j));
+    out.heads.back().SetAllTrainable(true);
+  }
+  FEDCL_ASSIGN_OR_RETURN(out.working, peft::PetModule::Create("ssf", ssf, backbone, rng));
+  out.keys.set_name("fedins/keys");
+  nn::InitTruncatedNormal({&out.keys, out.keys.Add("keys", {pool_size, backbone.feature_dim()},
+                                                   /*trainable=*/true)},
+                          0.02, rng);
+  return out;
+}
 
 absl::StatusOr<InstanceSelection> SelectTopK(const nn::Matrix& queries, const nn::Matrix& keys,
                                              int k) {

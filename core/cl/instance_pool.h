@@ -10,12 +10,31 @@
 #ifndef FEDCL_CORE_CL_INSTANCE_POOL_H_
 #define FEDCL_CORE_CL_INSTANCE_POOL_H_
 
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/base/random.h"
+#include "core/nn/parameter_set.h"
 #include "core/nn/tensor.h"
+#include "core/peft/pet_module.h"
 
 namespace fedcl::cl {
+
+// FedIns' shared modules as a device's learner starts them and a server serves them (role
+// instance_pool): P keys ("fedins/keys", one tensor "keys" [P, d], truncated N(0, .02²)), P SSF
+// sets on every SSF site of the backbone ("fedins/ssf<j>": scales N(1, .02²), shifts
+// N(0, .02²)) and P heads that start as `head` ("fedins/head<j>"). `working` is one more SSF
+// module of the same layout, through which the learner runs the mean of an instance's selected
+// sets; other hosts drop it.
+struct InstancePoolModules {
+  nn::ParameterSet keys;
+  std::vector<nn::ParameterSet> ssf, heads;
+  std::unique_ptr<peft::PetModule> working;
+};
+absl::StatusOr<InstancePoolModules> NewInstancePoolModules(const nn::Backbone& backbone,
+                                                           const nn::ParameterSet& head,
+                                                           int pool_size, base::Rng& rng);
 
 struct InstanceSelection {
   std::vector<std::vector<int>> indices;  // per instance, k pool rows by decreasing similarity

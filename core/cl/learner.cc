@@ -98,6 +98,8 @@ absl::Status LearnerOptions::Validate() const {
   if (!(lae_fraction_per_task > 0 && lae_fraction_per_task < 1) || lae_steps_per_task < 1)
     return absl::InvalidArgumentError(
         "LAE needs lae_fraction_per_task in (0, 1) and lae_steps_per_task >= 1");
+  if (lae_untasked_task_steps < 0)
+    return absl::InvalidArgumentError("lae_untasked_task_steps must be >= 0");
   return absl::OkStatus();
 }
 
@@ -217,12 +219,16 @@ absl::Status Learner::BeginTask(std::vector<int> classes) {
         learned_classes_[c] || (c < static_cast<int>(task_labels_.size()) && task_labels_[c]);
   }
   task_labels_.assign(num_classes, false);
-  if (options_.method == ClMethod::kLae && task_ == 1) {
-    FEDCL_ASSIGN_OR_RETURN(double decay, DecayForFraction(options_.lae_fraction_per_task,
-                                                          options_.lae_steps_per_task));
-    offline_.emplace(decay);
-    offline_->Start(adapter_->parameters());
-  }
+  if (options_.method == ClMethod::kLae && task_ == 1 && !offline_.has_value())
+    FEDCL_RETURN_IF_ERROR(StartOffline());
+  return absl::OkStatus();
+}
+
+absl::Status Learner::StartOffline() {
+  FEDCL_ASSIGN_OR_RETURN(
+      double decay, DecayForFraction(options_.lae_fraction_per_task, options_.lae_steps_per_task));
+  offline_.emplace(decay);
+  offline_->Start(adapter_->parameters());
   return absl::OkStatus();
 }
 
@@ -284,13 +290,7 @@ absl::StatusOr<LearnStats> Learner::Learn(nn::ConstMatrixRef images,
         class_sums_.row(labels[i]) += features.row(i);
         ++class_counts_[labels[i]];
       }
-      std::vector<int32_t> classes;
-      for (int c = 0; c < num_classes; ++c)
-        if (class_counts_[c] > 0) classes.push_back(c);
-      nn::Matrix means(classes.size(), features.cols());
-      for (size_t i = 0; i < classes.size(); ++i)
-        means.row(i) = class_sums_.row(classes[i]) / static_cast<float>(class_counts_[classes[i]]);
-      FEDCL_RETURN_IF_ERROR(prototypes_->AddClasses(means, classes));
+      FEDCL_RETURN_IF_ERROR(RebuildPrototypes());
       break;
     }
     case ClMethod::kSequentialAdapter:
@@ -303,6 +303,11 @@ absl::StatusOr<LearnStats> Learner::Learn(nn::ConstMatrixRef images,
       stats.loss = warmup ? StepOn(images, labels, {head})
                           : StepOn(images, labels, {head, &adapter_->parameters()});
       if (offline_.has_value()) FEDCL_RETURN_IF_ERROR(offline_->Update(adapter_->parameters()));
+      // A host without task boundaries: the first "task" ends after lae_untasked_task_steps.
+      if (!offline_.has_value() && task_ < 0 && options_.lae_untasked_task_steps > 0 &&
+          task_steps_ >= options_.lae_untasked_task_steps) {
+        FEDCL_RETURN_IF_ERROR(StartOffline());
+      }
       break;
     }
     case ClMethod::kSema:
@@ -485,21 +490,43 @@ absl::Status Learner::FinishGrowth() {
     for (int r = 0; r < n; ++r) z.row(r) = b.buffer[r];
     // The descriptor's phase (§4.4 step 19): its own epochs over what the adapter trained on;
     // the loss records fill during training (FIFO, so they end with the last epoch's losses).
-    RepresentationDescriptor& rd = b.descriptors.back();
-    LossRecords& records = b.records.back();
-    std::vector<int> order(n);
-    std::iota(order.begin(), order.end(), 0);
-    for (int epoch = 0; epoch < options_.descriptor_epochs; ++epoch) {
-      for (int i = n - 1; i > 0; --i) std::swap(order[i], order[rng_.UniformInt(i + 1)]);
-      for (int start = 0; start < n; start += 32) {
-        const int rows = std::min(32, n - start);
-        nn::Matrix batch(rows, dim);
-        for (int r = 0; r < rows; ++r) batch.row(r) = z.row(order[start + r]);
-        records.Add(rd.Losses(batch));
-        rd.TrainStep(batch, options_.descriptor_learning_rate, options_.weight_decay);
+    // Pooled descriptors may have joined the block since the growth began.
+    const size_t k = static_cast<size_t>(
+        std::find(b.descriptor_expert.begin(), b.descriptor_expert.end(), b.growing_index) -
+        b.descriptor_expert.begin());
+    FEDCL_CHECK(k < b.descriptors.size()) << "a growing adapter without a descriptor";
+    RepresentationDescriptor& rd = b.descriptors[k];
+    // Plain SGD on a linear autoencoder is stable only below a step size set by the inputs'
+    // scale, which a grown adapter upstream can raise by an order of magnitude: a training that
+    // diverges starts again from the same initial descriptor with a quarter of the step.
+    const RepresentationDescriptor initial = rd;
+    float learning_rate = options_.descriptor_learning_rate;
+    bool finite = false;
+    for (int attempt = 0; attempt < 8 && !finite; ++attempt, learning_rate /= 4) {
+      rd = initial;
+      LossRecords records;
+      std::vector<int> order(n);
+      std::iota(order.begin(), order.end(), 0);
+      for (int epoch = 0; epoch < options_.descriptor_epochs; ++epoch) {
+        for (int i = n - 1; i > 0; --i) std::swap(order[i], order[rng_.UniformInt(i + 1)]);
+        for (int start = 0; start < n; start += 32) {
+          const int rows = std::min(32, n - start);
+          nn::Matrix batch(rows, dim);
+          for (int r = 0; r < rows; ++r) batch.row(r) = z.row(order[start + r]);
+          records.Add(rd.Losses(batch));
+          rd.TrainStep(batch, learning_rate, options_.weight_decay);
+        }
       }
+      finite = rd.encoder().allFinite() && rd.decoder().allFinite() &&
+               rd.encoder_bias().allFinite() && rd.decoder_bias().allFinite() &&
+               std::isfinite(records.mean()) && std::isfinite(records.stddev());
+      records.Freeze();
+      b.records[k] = std::move(records);
     }
-    records.Freeze();
+    if (!finite) {
+      return absl::InternalError(absl::StrCat("the descriptor of block ", b.index,
+                                              " diverged at every step size tried"));
+    }
     // The Gaussian of what this adapter trained on: router replay's anchor for it.
     b.anchor_mean.resize(b.mixture.experts());
     b.anchor_var.resize(b.mixture.experts());

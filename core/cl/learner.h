@@ -114,6 +114,10 @@ struct LearnerOptions {
   double lae_fraction_per_task = 0.1;
   int64_t lae_steps_per_task = 300;
   int lae_warmup_steps = 30;
+  // For hosts that have no task boundaries (the SDK): while BeginTask was never called, the
+  // offline module starts after this many steps, as it would at the second task (0 = only at
+  // the second task).
+  int64_t lae_untasked_task_steps = 0;
   // FedIns.
   int fedins_pool_size = 8;
   int fedins_top_k = 2;
@@ -143,7 +147,9 @@ struct LearnStats {
 // (fl::ExpertLayout), its index in the block's mixture, and the per-dimension mean and variance
 // of the token-mean features of the block input over the detection window that triggered it.
 // Proposing at detection, not after training, lets the devices that saw the same shift train the
-// group's one module together. The descriptor stays on the device that trained it.
+// group's one module together. The descriptor is trained afterwards: once ExpertDescriptor has
+// it, hosts attach it to the pooled module (Coordinator::AttachDescriptor), and devices that run
+// the module detect with it (AddPooledExpert, AttachPooledDescriptor).
 struct ModuleProposal {
   int block = 0;
   int index = 0;
@@ -178,6 +184,19 @@ struct SemaState {
   // The head mask of §4.4: classes earlier tasks taught, and those the current task has seen
   // (empty, or one flag per class).
   std::vector<bool> learned_classes, task_labels;
+};
+
+// What a learner keeps besides the modules it shares (SharedModules) and SEMA's mixtures
+// (SemaState), for a host that persists a device or copies it: the task counters, the classes
+// earlier tasks taught and the current one has seen, LAE's offline module once started, and
+// SimpleCIL's per-class feature sums and counts (its prototypes are their means).
+struct LearnerProgress {
+  int task = -1;  // BeginTask calls so far, minus one
+  int64_t task_steps = 0;
+  std::vector<bool> learned_classes, task_labels;  // empty, or one flag per class
+  std::optional<Eigen::VectorXf> lae_offline;      // LAE: the offline module's values
+  nn::Matrix class_sums;                           // SimpleCIL: classes × feature dim, or empty
+  std::vector<int64_t> class_counts;               // SimpleCIL: per class, or empty
 };
 
 class Learner {
@@ -220,9 +239,25 @@ class Learner {
   // federation's aggregate). InvalidArgument for an unknown block/index or a wrong layout.
   absl::Status ImportExpert(int block, int index, const nn::ParameterSet& values);
   // SEMA: adds an adapter another device grew (the router needs every adapter of the block's
-  // mixture), frozen and without a descriptor; returns its index. The growth budget applies:
-  // ResourceExhausted at the cap or past the memory budget, adding nothing.
-  absl::StatusOr<int> AddPooledExpert(int block, const nn::ParameterSet& values);
+  // mixture), frozen; returns its index. With the descriptor its founder trained (the form of
+  // DescriptorToParameters), detection counts it like the device's own: a stream the pooled
+  // adapter already serves no longer grows the block. The growth budget applies:
+  // ResourceExhausted at the cap or past the memory budget; InvalidArgument for a descriptor
+  // that does not fit; either adds nothing.
+  absl::StatusOr<int> AddPooledExpert(int block, const nn::ParameterSet& values,
+                                      const nn::ParameterSet* descriptor = nullptr);
+  // SEMA: the descriptor of adapter `index` of `block` with its loss records
+  // (DescriptorToParameters), once they are frozen: nullopt while the adapter trains, and for an
+  // adapter without one (a pooled adapter that came without it).
+  std::optional<nn::ParameterSet> ExpertDescriptor(int block, int index) const;
+  // SEMA: whether adapter `index` of `block` has a descriptor at all (trained, in training, or
+  // pooled with one).
+  bool ExpertHasDescriptor(int block, int index) const;
+  // SEMA: gives pooled adapter `index` of `block`, added without one, the descriptor its founder
+  // trained (it reached the pool after the adapter reached this device). InvalidArgument for an
+  // unknown adapter, one that has a descriptor, or a descriptor that does not fit;
+  // ResourceExhausted past the memory budget; either changes nothing.
+  absl::Status AttachPooledDescriptor(int block, int index, const nn::ParameterSet& descriptor);
   // SEMA: every adapter, as (block, index in the block's mixture, values).
   struct ExpertRef {
     int block = 0;
@@ -235,6 +270,12 @@ class Learner {
   // values, and for a learner that has learned or imported since it was created.
   absl::StatusOr<SemaState> ExportSemaState() const;
   absl::Status RestoreSemaState(const SemaState& state);
+  // See LearnerProgress. Restore replaces the learner's progress at any time (a restart, or a
+  // predicting copy catching up); it checks everything first and changes nothing on
+  // InvalidArgument (naming what does not fit: flag counts, an offline module for a method
+  // without one or of another size, sums of another shape, non-finite values, negative counts).
+  LearnerProgress ExportProgress() const;
+  absl::Status RestoreProgress(const LearnerProgress& progress);
 
   // Hooks of one inference forward, for detectors: logits (the method's own: LAE's are the
   // log of the ensemble), head features, the CLS token after each block and the token mean of
@@ -267,8 +308,8 @@ class Learner {
     Block(int vit_block, int dim, int bottleneck) : index(vit_block), mixture(dim, bottleneck) {}
     int index;
     AdapterMixture mixture;
-    // Descriptors of the adapters this device grew (pooled adapters from other devices have
-    // none, and detection ignores them).
+    // Descriptors of the adapters this device grew, and of pooled adapters that came with their
+    // founder's (detection uses every one; a pooled adapter without one is ignored by it).
     std::vector<RepresentationDescriptor> descriptors;
     std::vector<LossRecords> records;
     std::vector<int> descriptor_expert;  // per descriptor, the index of its adapter
@@ -293,6 +334,8 @@ class Learner {
   absl::Status Grow(int block, bool propose);
   absl::StatusOr<Block*> FindBlock(int block);  // InvalidArgument if not expandable
   void FreezeLearnedHeadRows();
+  absl::Status StartOffline();       // LAE: the offline module starts as a copy of the online one
+  absl::Status RebuildPrototypes();  // SimpleCIL: prototypes from class_sums_ and class_counts_
   absl::Status FinishGrowth();
   // Logits of one chunk under the method (LAE ensemble: log of the element-wise max of the two
   // softmaxes; SimpleCIL: scaled cosine similarities). Writes the hooks of the chunk's main

@@ -10,23 +10,15 @@
 namespace fedcl::cl {
 
 absl::Status Learner::InitFedIns() {
-  const int pool = options_.fedins_pool_size;
-  const int dim = model_->backbone().feature_dim();
-  peft::PetConfig config{.kind = peft::PetKind::kSsf};  // every SSF site, N(1, .02²) / N(0, .02²)
-  for (int j = 0; j < pool; ++j) {
-    FEDCL_ASSIGN_OR_RETURN(auto module,
-                           peft::PetModule::Create("ssf", config, model_->backbone(), rng_));
-    module->parameters().set_name(absl::StrCat("fedins/ssf", j));
-    ssf_pool_.push_back(module->parameters());
-    // Every head starts as the pretrained one (the backbone's own classifier).
-    head_pool_.push_back(model_->head().parameters());
-    head_pool_.back().set_name(absl::StrCat("fedins/head", j));
-    head_pool_.back().SetAllTrainable(true);
-  }
-  FEDCL_ASSIGN_OR_RETURN(ssf_, peft::PetModule::Create("ssf", config, model_->backbone(), rng_));
+  // Every head starts as the pretrained one (the backbone's own classifier).
+  FEDCL_ASSIGN_OR_RETURN(InstancePoolModules pool,
+                         NewInstancePoolModules(model_->backbone(), model_->head().parameters(),
+                                                options_.fedins_pool_size, rng_));
+  ssf_pool_ = std::move(pool.ssf);
+  head_pool_ = std::move(pool.heads);
+  keys_ = std::move(pool.keys);
+  ssf_ = std::move(pool.working);
   FEDCL_RETURN_IF_ERROR(ssf_->Attach(*model_));
-  keys_.set_name("fedins/keys");
-  nn::InitTruncatedNormal({&keys_, keys_.Add("keys", {pool, dim}, true)}, 0.02, rng_);
   fedins_sgd_ = nn::Sgd({.learning_rate = options_.learning_rate});  // no momentum, as §3.4
   return absl::OkStatus();
 }

@@ -259,15 +259,75 @@ absl::Status Learner::ImportExpert(int block, int index, const nn::ParameterSet&
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> Learner::AddPooledExpert(int block, const nn::ParameterSet& values) {
+absl::StatusOr<int> Learner::AddPooledExpert(int block, const nn::ParameterSet& values,
+                                             const nn::ParameterSet* descriptor) {
   FEDCL_ASSIGN_OR_RETURN(Block * b, FindBlock(block));
-  FEDCL_RETURN_IF_ERROR(
-      budget_.Check(block, b->mixture.experts(), b->mixture.expert_bytes(), ModuleBytes()));
+  std::optional<SharedDescriptor> shared;
+  if (descriptor != nullptr) {
+    FEDCL_ASSIGN_OR_RETURN(shared, DescriptorFromParameters(*descriptor, b->mixture.dim(),
+                                                            options_.descriptor_bottleneck));
+  }
+  const int64_t bytes =
+      b->mixture.expert_bytes() +
+      (shared.has_value() ? shared->rd.num_parameters() * int64_t{sizeof(float)} : int64_t{0});
+  FEDCL_RETURN_IF_ERROR(budget_.Check(block, b->mixture.experts(), bytes, ModuleBytes()));
   if (!values.flat_values().allFinite())
     return absl::InvalidArgumentError("a pooled adapter has non-finite values");
   FEDCL_ASSIGN_OR_RETURN(int index, b->mixture.AddExpert(values));
   b->mixture.expert(index).SetAllTrainable(false);
+  if (shared.has_value()) {
+    b->descriptors.push_back(std::move(shared->rd));
+    b->records.push_back(std::move(shared->records));
+    b->descriptor_expert.push_back(index);
+  }
   return index;
+}
+
+bool Learner::ExpertHasDescriptor(int block, int index) const {
+  for (const auto& b : blocks_) {
+    if (b->index != block) continue;
+    return std::find(b->descriptor_expert.begin(), b->descriptor_expert.end(), index) !=
+           b->descriptor_expert.end();
+  }
+  return false;
+}
+
+absl::Status Learner::AttachPooledDescriptor(int block, int index,
+                                             const nn::ParameterSet& descriptor) {
+  FEDCL_ASSIGN_OR_RETURN(Block * b, FindBlock(block));
+  if (index < 0 || index >= b->mixture.experts()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block ", block, " has ", b->mixture.experts(), " adapters, not ", index + 1));
+  }
+  if (ExpertHasDescriptor(block, index)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("adapter ", index, " of block ", block, " already has a descriptor"));
+  }
+  FEDCL_ASSIGN_OR_RETURN(
+      SharedDescriptor shared,
+      DescriptorFromParameters(descriptor, b->mixture.dim(), options_.descriptor_bottleneck));
+  const int64_t bytes = shared.rd.num_parameters() * int64_t{sizeof(float)};
+  const int64_t budget = options_.growth.memory_budget_bytes;
+  if (budget > 0 && ModuleBytes() + bytes > budget) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("a pooled descriptor of ", bytes,
+                     " bytes would take the modules past the budget of ", budget, " bytes"));
+  }
+  b->descriptors.push_back(std::move(shared.rd));
+  b->records.push_back(std::move(shared.records));
+  b->descriptor_expert.push_back(index);
+  return absl::OkStatus();
+}
+
+std::optional<nn::ParameterSet> Learner::ExpertDescriptor(int block, int index) const {
+  for (const auto& b : blocks_) {
+    if (b->index != block) continue;
+    for (size_t k = 0; k < b->descriptors.size(); ++k) {
+      if (b->descriptor_expert[k] != index || !b->records[k].frozen()) continue;
+      return DescriptorToParameters(b->descriptors[k], b->records[k]);
+    }
+  }
+  return std::nullopt;
 }
 
 std::vector<Learner::ExpertRef> Learner::Experts() {

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/base/random.h"
+#include "core/nn/parameter_set.h"
 #include "core/nn/tensor.h"
 
 namespace fedcl::cl {
@@ -80,6 +81,21 @@ class LossRecords {
 // §4.3: expand iff min over the block's adapters of the batch-mean z-score > τ.
 // `z_scores[i]` holds adapter i's z-scores for the batch. False with no adapters or no samples.
 bool ShouldExpand(const std::vector<std::vector<double>>& z_scores, double tau = 2.0);
+
+// A descriptor with its frozen loss records as one parameter set, the form the server's pool
+// carries from the device that grew an adapter to the devices that detect with it: tensors
+// "encoder" [r, d], "encoder_bias" [r], "decoder" [d, r], "decoder_bias" [d] and "losses" [n]
+// (oldest first).
+nn::ParameterSet DescriptorToParameters(const RepresentationDescriptor& rd,
+                                        const LossRecords& records);
+struct SharedDescriptor {
+  RepresentationDescriptor rd;
+  LossRecords records;  // frozen
+};
+// The inverse, for a d → r → d descriptor: InvalidArgument (naming what) unless the set has
+// exactly those tensors in that order, finite values and at least two losses.
+absl::StatusOr<SharedDescriptor> DescriptorFromParameters(const nn::ParameterSet& set, int dim,
+                                                          int bottleneck);
 
 }  // namespace fedcl::cl
 

@@ -325,7 +325,8 @@ absl::StatusOr<WorkAssignment> Coordinator::GetWork(ClientId client,
                                          module.spec.block) == expert_blocks.end()) {
       continue;
     }
-    ModuleInfo info{module.spec, module.version, module.values->num_values(), true};
+    ModuleInfo info{module.spec, module.version, module.values->num_values(), true,
+                    module.descriptor != nullptr};
     for (const ModuleVersion& h : held) {
       if (h.name == module.spec.name && h.version == module.version) info.download = false;
     }

@@ -128,7 +128,8 @@ struct ModuleInfo {
   ModuleSpec spec;
   int64_t version = 0;
   int64_t num_values = 0;
-  bool download = false;  // the asking client lacks it or holds another version
+  bool download = false;        // the asking client lacks it or holds another version
+  bool has_descriptor = false;  // a pool expert with a descriptor (AttachDescriptor)
 };
 
 struct WorkAssignment {
@@ -225,6 +226,17 @@ class Coordinator {
   // statistics, values or descriptor); ResourceExhausted at capacity; the store's error (e.g.
   // Unavailable) if the proposal could not be made durable.
   absl::StatusOr<ProposalResult> ProposeModule(const ModuleProposal& proposal);
+  // A holder of pool expert `name` gives it a descriptor (SEMA's representation descriptor with
+  // its loss records, opaque here): devices that run the expert download it with the module
+  // (ModuleSnapshot::descriptor) and detect with it. Proposals are made at detection, before the
+  // device has trained the descriptor, so it comes afterwards; the first one given is kept.
+  // True if this one was attached, false if the module already had one. NotFound for an
+  // unknown client or a name that is no pool expert; FailedPrecondition for a revoked client, a
+  // client that does not hold the expert, or a stopped coordinator; InvalidArgument for an
+  // empty or non-finite descriptor; the store's error. Durable before it returns; nothing
+  // changes on an error.
+  absl::StatusOr<bool> AttachDescriptor(ClientId client, absl::string_view name,
+                                        const nn::ParameterSet& descriptor);
 
   // The module's current values if `version` is current; NotFound otherwise.
   absl::StatusOr<ModuleSnapshot> GetModule(absl::string_view name, int64_t version) const;
@@ -299,7 +311,9 @@ class Coordinator {
   // After InitModules: the registry from `state`, the experts' registry links, and a pooled
   // module for each expert founded since the modules were stored.
   absl::Status RestorePoolLocked(ModuleRegistryState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AddExpertLocked(const RegisteredModule& module) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `round_open`: the round is open (a proposal), so the expert's aggregator joins it now.
+  void AddExpertLocked(const RegisteredModule& module, bool round_open)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The blocks whose experts GetWork lists to `client`; makes it (durably) a holder of each of
   // their experts it does not hold yet.
   absl::StatusOr<std::vector<int>> HandOutExpertsLocked(ClientId client)

@@ -61,19 +61,20 @@ absl::Status Coordinator::RestorePoolLocked(ModuleRegistryState state) {
   }
   // Experts founded since: they start from their founding values, at version 0.
   for (const RegisteredModule* registered : registry_->modules()) {
-    if (FindModuleLocked(registered->name) == nullptr) AddExpertLocked(*registered);
+    if (FindModuleLocked(registered->name) == nullptr) AddExpertLocked(*registered, false);
   }
   return absl::OkStatus();
 }
 
-void Coordinator::AddExpertLocked(const RegisteredModule& registered) {
+void Coordinator::AddExpertLocked(const RegisteredModule& registered, bool round_open) {
   PooledModule module;
   module.spec = registered.spec;
   module.version = 0;
   module.pool_id = registered.id;
   module.aggregator = ModuleAggregator::Create(AggregatorOptionsFor(ModuleRole::kExpert),
                                                registered.values.num_values(), arena_.get());
-  module.aggregator->BeginRound(round_);
+  // A restart opens (or resumes) the round for every module at once, this one included.
+  if (round_open) module.aggregator->BeginRound(round_);
   nn::ParameterSet values = registered.values;
   values.DropGradients();
   module.values = std::make_shared<const nn::ParameterSet>(std::move(values));
@@ -120,8 +121,47 @@ absl::StatusOr<ProposalResult> Coordinator::ProposeModule(const ModuleProposal& 
   }
   registry_->Apply(std::move(plan));
   FEDCL_CHECK_OK(registry_->AddHolder(result.module_id, proposal.client, round_));
-  if (!result.merged) AddExpertLocked(*registry_->Find(result.module_id));
+  if (!result.merged) AddExpertLocked(*registry_->Find(result.module_id), true);
   return result;
+}
+
+absl::StatusOr<bool> Coordinator::AttachDescriptor(ClientId client, absl::string_view name,
+                                                   const nn::ParameterSet& descriptor) {
+  absl::MutexLock lock(&mu_);
+  if (failed_) return absl::FailedPreconditionError("coordinator stopped after a storage failure");
+  const std::optional<ClientRecord> record = clients_.Find(client);
+  if (!record.has_value())
+    return absl::NotFoundError(absl::StrCat("unknown client ", client, ": join first"));
+  if (record->revoked)
+    return absl::FailedPreconditionError(absl::StrCat("client ", client, " left permanently"));
+  PooledModule* module = FindModuleLocked(name);
+  if (module == nullptr || module->pool_id == 0) {
+    return absl::NotFoundError(absl::StrCat("'", name, "' is not an expert of the module pool"));
+  }
+  if (!registry_->IsHolder(module->pool_id, client)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("client ", client, " does not hold '", name, "'"));
+  }
+  if (descriptor.num_values() == 0)
+    return absl::InvalidArgumentError(absl::StrCat("an empty descriptor for '", name, "'"));
+  if (!descriptor.flat_values().allFinite()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the descriptor for '", name, "' has non-finite values"));
+  }
+  if (module->descriptor != nullptr) return false;  // the first one stays
+  RegisteredModule updated = *registry_->Find(module->pool_id);
+  updated.descriptor = descriptor;
+  updated.descriptor.DropGradients();
+  if (store_ != nullptr) {
+    PoolProposalRecord stored;  // the module replaced by id; the counters as they are
+    stored.module = updated;
+    stored.next_id = registry_->next_id();
+    stored.merges = registry_->merges();
+    FEDCL_RETURN_IF_ERROR(store_->PoolProposal(stored));
+  }
+  module->descriptor = std::make_shared<const nn::ParameterSet>(updated.descriptor);
+  FEDCL_CHECK_OK(registry_->SetDescriptor(module->pool_id, std::move(updated.descriptor)));
+  return true;
 }
 
 absl::StatusOr<std::vector<int>> Coordinator::HandOutExpertsLocked(ClientId client) {

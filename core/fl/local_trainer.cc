@@ -24,7 +24,8 @@ nn::ParameterSet* ClientModel::SetFor(const Installed& installed) {
       return &installed.pet->parameters();
     case ModuleRole::kExpert:
     case ModuleRole::kBaseExpert:
-      return nullptr;  // never installed here (Install refuses experts)
+    case ModuleRole::kInstancePool:
+      return nullptr;  // never installed here (Install refuses them)
   }
   return nullptr;
 }
@@ -43,6 +44,11 @@ absl::Status ClientModel::Install(const ModuleSpec& spec, int64_t version,
     return absl::InvalidArgumentError(absl::StrCat(
         "module '", spec.name,
         "' is a mixture expert: the continual learner installs those, not ClientModel"));
+  }
+  if (spec.role == ModuleRole::kInstancePool) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "module '", spec.name,
+        "' belongs to a FedIns instance pool: the continual learner runs those, not ClientModel"));
   }
   Installed installed;
   installed.spec = spec;
@@ -105,6 +111,10 @@ absl::StatusOr<std::vector<StoredModule>> CreateInitialModules(nn::Model& model,
       case ModuleRole::kBaseExpert:
         return absl::InvalidArgumentError(absl::StrCat(
             "module '", module.spec.name, "': base experts are created by the server's pool"));
+      case ModuleRole::kInstancePool:
+        return absl::InvalidArgumentError(
+            absl::StrCat("module '", module.spec.name,
+                         "': instance-pool modules are created by the server's fedins section"));
       case ModuleRole::kExpert:
         return absl::InvalidArgumentError(
             absl::StrCat("module '", module.spec.name,

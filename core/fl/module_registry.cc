@@ -150,6 +150,14 @@ absl::StatusOr<ProposalPlan> ModuleRegistry::Plan(const ModuleProposal& proposal
   return plan;
 }
 
+absl::Status ModuleRegistry::SetDescriptor(int64_t id, nn::ParameterSet descriptor) {
+  auto it = modules_.find(id);
+  if (it == modules_.end()) return absl::NotFoundError(absl::StrCat("no pool module ", id));
+  descriptor.DropGradients();
+  it->second.descriptor = std::move(descriptor);
+  return absl::OkStatus();
+}
+
 void ModuleRegistry::Apply(ProposalPlan plan) {
   const int64_t id = plan.result.module_id;
   if (plan.result.merged) {

@@ -165,6 +165,9 @@ class ModuleRegistry {
                                              int64_t cutoff);
 
   const RegisteredModule* Find(int64_t id) const;
+  // Sets module `id`'s descriptor (Coordinator::AttachDescriptor checks who may). NotFound for an
+  // unknown id.
+  absl::Status SetDescriptor(int64_t id, nn::ParameterSet descriptor);
   std::vector<const RegisteredModule*> modules() const;
   int64_t size() const { return static_cast<int64_t>(modules_.size()); }
   int64_t merges() const { return merges_; }

@@ -40,6 +40,8 @@ absl::string_view ModuleRoleName(ModuleRole role) {
       return "expert";
     case ModuleRole::kBaseExpert:
       return "base_expert";
+    case ModuleRole::kInstancePool:
+      return "instance_pool";
   }
   return "unknown";
 }
@@ -50,8 +52,10 @@ absl::StatusOr<ModuleRole> ParseModuleRole(absl::string_view name) {
   if (name == "pet") return ModuleRole::kPet;
   if (name == "expert") return ModuleRole::kExpert;
   if (name == "base_expert") return ModuleRole::kBaseExpert;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown module role '", name, "' (expected head, backbone, pet, expert or base_expert)"));
+  if (name == "instance_pool") return ModuleRole::kInstancePool;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown module role '", name,
+                   "' (expected head, backbone, pet, expert, base_expert or instance_pool)"));
 }
 
 }  // namespace fedcl::fl

@@ -45,9 +45,13 @@ enum class ModuleRole {
   // device runs from the start: served to every device and aggregated like the head, not part
   // of the growing pool. The server creates them (PoolConfig.base_experts).
   kBaseExpert,
+  // One of FedIns' shared sets (cl::NewInstancePoolModules): the keys, an SSF set or a head of
+  // the instance pool. Aggregated like any module; only the continual learner can run them, each
+  // instance with the mean of the sets its query selects. The server creates them (FedInsConfig).
+  kInstancePool,
 };
 
-// "head", "backbone", "pet", "expert", "base_expert"
+// "head", "backbone", "pet", "expert", "base_expert", "instance_pool"
 absl::string_view ModuleRoleName(ModuleRole role);
 absl::StatusOr<ModuleRole> ParseModuleRole(absl::string_view name);
 

@@ -6,7 +6,8 @@
 #
 #   tests/bench/cl_sdk_scenario.sh [BUILD_DIR] [METHOD] [SCENARIO] [SEED]
 #
-# METHOD: sema (default), sema_replay, sequential_adapter or linear_head. The scenario's
+# METHOD: sema (default), sema_replay, sequential_adapter, linear_head, lae, fedins or
+# simple_cil (the scenario's learner { fedins_pool_size } must stay at its default 8). The scenario's
 # model.checkpoint is the backbone the server serves (fedcl-pretrain, see the README).
 set -eu
 build=${1:-build}
@@ -27,7 +28,10 @@ case "$method" in
 pool { expandable_blocks: 2 expandable_blocks: 3 base_experts: true round_window: 30 }' ;;
   sequential_adapter) modules='module { name: "adapter" role: "pet" pet { kind: "adapter" adapter_bottleneck: 8 site_prefixes: "blocks.2" site_prefixes: "blocks.3" } }
 module { name: "head" role: "head" }' ;;
-  linear_head) modules='module { name: "head" role: "head" }' ;;
+  lae) modules='module { name: "adapter" role: "pet" pet { kind: "adapter" adapter_bottleneck: 8 site_prefixes: "blocks.0" site_prefixes: "blocks.1" } }
+module { name: "head" role: "head" }' ;;
+  fedins) modules='fedins { pool_size: 8 }' ;;
+  linear_head|simple_cil) modules='module { name: "head" role: "head" }' ;;
   *) echo "unknown method $method" >&2; exit 2 ;;
 esac
 cat > "$out/server.textproto" <<CONFIG

@@ -116,10 +116,16 @@ absl::StatusOr<std::string> CoordinatorTransport::DownloadBackbone(fl::ClientId 
 
 absl::StatusOr<DownloadedModule> CoordinatorTransport::DownloadModule(fl::ClientId client,
                                                                       const std::string& name,
-                                                                      int64_t version) {
+                                                                      int64_t version,
+                                                                      bool with_descriptor) {
   FEDCL_ASSIGN_OR_RETURN(fl::ModuleSnapshot snapshot, coordinator_.GetModule(name, version));
   ++module_downloads;
-  return DownloadedModule{snapshot.spec, snapshot.version, *snapshot.values};
+  DownloadedModule module{snapshot.spec, snapshot.version, *snapshot.values, std::nullopt};
+  if (with_descriptor && snapshot.descriptor != nullptr) {
+    module.descriptor = *snapshot.descriptor;
+    ++descriptor_downloads;
+  }
+  return module;
 }
 
 absl::StatusOr<fl::SubmitResult> CoordinatorTransport::SubmitUpdate(fl::ClientId client,
@@ -157,6 +163,14 @@ absl::StatusOr<fl::ProposalResult> CoordinatorTransport::ProposeModule(
     const fl::ModuleProposal& proposal) {
   ++proposals;
   return coordinator_.ProposeModule(proposal);
+}
+
+absl::StatusOr<bool> CoordinatorTransport::AttachDescriptor(fl::ClientId client,
+                                                            const std::string& name,
+                                                            const nn::ParameterSet& descriptor) {
+  FEDCL_ASSIGN_OR_RETURN(bool attached, coordinator_.AttachDescriptor(client, name, descriptor));
+  descriptors_attached += attached ? 1 : 0;
+  return attached;
 }
 
 }  // namespace fedcl::client::testing

@@ -49,12 +49,15 @@ class CoordinatorTransport final : public FederationTransport {
                                              absl::Span<const fl::ModuleVersion> held) override;
   absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) override;
   absl::StatusOr<DownloadedModule> DownloadModule(fl::ClientId client, const std::string& name,
-                                                  int64_t version) override;
+                                                  int64_t version,
+                                                  bool with_descriptor = false) override;
   absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
                                                 const fl::LocalUpdate& update,
                                                 int64_t chunk_bytes) override;
   absl::Status Leave(fl::ClientId client, bool permanent) override;
   absl::StatusOr<fl::ProposalResult> ProposeModule(const fl::ModuleProposal& proposal) override;
+  absl::StatusOr<bool> AttachDescriptor(fl::ClientId client, const std::string& name,
+                                        const nn::ParameterSet& descriptor) override;
 
   // Failures to inject: each call of that kind first takes the next status off its queue and
   // returns it without reaching the coordinator.
@@ -72,6 +75,8 @@ class CoordinatorTransport final : public FederationTransport {
   int module_downloads = 0;
   int submissions = 0;  // that reached the coordinator
   int proposals = 0;
+  int descriptors_attached = 0;                      // AttachDescriptor calls the coordinator took
+  int descriptor_downloads = 0;                      // downloads that came with a descriptor
   std::vector<std::vector<fl::ModuleVersion>> held;  // per GetWork call
   std::vector<int64_t> train_rounds;                 // rounds offered with ACTION_TRAIN
   std::vector<int64_t> submitted_rounds;             // rounds of accepted submissions

@@ -177,6 +177,14 @@ TEST(CApiOptionsTest, UnknownOptionNullArgumentsAndOutOfRangeIntsAreInvalidArgum
             FEDCL_INVALID_ARGUMENT);
   EXPECT_EQ(fedcl_options_set_int(options.handle, FEDCL_OPTION_AUTOSAVE_BATCHES, 2), FEDCL_OK);
   EXPECT_EQ(fedcl_options_set_double(options.handle, FEDCL_OPTION_LEARNING_RATE, 0.1), FEDCL_OK);
+  // LAE's and FedIns' knobs.
+  EXPECT_EQ(fedcl_options_set_int(options.handle, FEDCL_OPTION_LAE_STEPS_PER_TASK, 50), FEDCL_OK);
+  EXPECT_EQ(fedcl_options_set_int(options.handle, FEDCL_OPTION_FEDINS_POOL_SIZE, 4), FEDCL_OK);
+  EXPECT_EQ(fedcl_options_set_int(options.handle, FEDCL_OPTION_FEDINS_TOP_K, 2), FEDCL_OK);
+  EXPECT_EQ(fedcl_options_set_double(options.handle, FEDCL_OPTION_LAE_FRACTION_PER_TASK, 0.2),
+            FEDCL_OK);
+  EXPECT_EQ(fedcl_options_set_double(options.handle, FEDCL_OPTION_FEDINS_TOP_K, 2.0),
+            FEDCL_INVALID_ARGUMENT);
 }
 
 TEST_F(CApiTest, MissingStorageDirIsInvalidArgumentNamingIt) {

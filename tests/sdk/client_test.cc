@@ -99,11 +99,14 @@ class ClientTest : public ::testing::Test {
     coordinator_options_.min_participants = 0;
   }
 
-  // The server's modules: the head and the adapter a sequential_adapter learner shares.
+  // The server's modules: those a learner of server_method_ shares (sequential_adapter: the head
+  // and the adapter), with the roles fedcl-server gives them.
   fl::Coordinator& coordinator() {
     if (coordinator_ != nullptr) return *coordinator_;
+    const bool sema_server_ = cl::IsSema(server_method_);
     cl::LearnerOptions lo;
-    lo.method = sema_server_ ? cl::ClMethod::kSema : cl::ClMethod::kSequentialAdapter;
+    lo.method = server_method_;
+    lo.fedins_pool_size = options_.fedins_pool_size;
     lo.descriptor_bottleneck = 4;
     lo.seed = 99;  // other initial values than the device's: the first sync must re-base
     auto learner = cl::Learner::Create(PretrainedBackbone(), lo);
@@ -119,9 +122,10 @@ class ClientTest : public ::testing::Test {
     for (nn::ParameterSet* set : (*learner)->SharedModules()) {
       fl::StoredModule m;
       m.spec.name = set->name();
-      m.spec.role = set->name() == "head" ? fl::ModuleRole::kHead
-                    : sema_server_        ? fl::ModuleRole::kBaseExpert
-                                          : fl::ModuleRole::kPet;
+      m.spec.role = set->name() == "head"                     ? fl::ModuleRole::kHead
+                    : sema_server_                            ? fl::ModuleRole::kBaseExpert
+                    : server_method_ == cl::ClMethod::kFedIns ? fl::ModuleRole::kInstancePool
+                                                              : fl::ModuleRole::kPet;
       m.values = *set;
       m.values.SetAllTrainable(true);
       initial.push_back(std::move(m));
@@ -183,7 +187,7 @@ class ClientTest : public ::testing::Test {
   std::string backbone_;
   ClientOptions options_;
   fl::CoordinatorOptions coordinator_options_;
-  bool sema_server_ = false;  // the server SEMA devices sync with
+  cl::ClMethod server_method_ = cl::ClMethod::kSequentialAdapter;  // whose modules it serves
   std::unique_ptr<fl::Coordinator> coordinator_;
   std::mutex log_mu_;
   std::vector<std::string> log_;
@@ -209,7 +213,7 @@ TEST_F(ClientTest, LearnsOfflineAndNeverNeedsTheNetwork) {
 }
 
 TEST_F(ClientTest, BadInputGetsClearErrorsAndChangesNothing) {
-  options_.method = "lae";
+  options_.method = "fedavg";  // not a continual method
   EXPECT_TRUE(absl::IsInvalidArgument(CreateClientForTesting(options_, {&fs_, nullptr}).status()));
   options_.method = "sequential_adapter";
   options_.storage_dir = "";
@@ -614,8 +618,8 @@ class BlockingTransport final : public client::FederationTransport {
     return inner_->DownloadBackbone(c);
   }
   absl::StatusOr<client::DownloadedModule> DownloadModule(fl::ClientId c, const std::string& n,
-                                                          int64_t v) override {
-    return inner_->DownloadModule(c, n, v);
+                                                          int64_t v, bool d) override {
+    return inner_->DownloadModule(c, n, v, d);
   }
   absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId c, int64_t r, const fl::LocalUpdate& u,
                                                 int64_t b) override {
@@ -709,7 +713,7 @@ TEST_F(ClientTest, ConcurrentCallsFromSeveralThreadsAreSafe) {
 // both then train, a third device on the old data neither grows nor runs it, and a device that
 // restarts keeps its mixture, descriptors and server names.
 TEST_F(ClientTest, SemaDevicesShareOneModulePerShiftAndKeepTheirMixtureOverARestart) {
-  sema_server_ = true;
+  server_method_ = cl::ClMethod::kSema;
   options_.method = "sema";
   std::vector<std::unique_ptr<Client>> devices;
   std::vector<CoordinatorTransport*> transports(3);
@@ -753,7 +757,7 @@ TEST_F(ClientTest, SemaDevicesShareOneModulePerShiftAndKeepTheirMixtureOverARest
     EXPECT_TRUE(synced->submitted) << "device " << d;
     EXPECT_EQ(devices[d]->Stats().proposals_pending, 0);
   }
-  const fl::CoordinatorStatus status = coordinator().Status();
+  fl::CoordinatorStatus status = coordinator().Status();
   EXPECT_EQ(transports[0]->proposals + transports[1]->proposals, 2);
   ASSERT_EQ(status.pool.size(), 1u);  // one shift, one module
   EXPECT_EQ(status.pool_merges, 1);
@@ -761,6 +765,23 @@ TEST_F(ClientTest, SemaDevicesShareOneModulePerShiftAndKeepTheirMixtureOverARest
   EXPECT_EQ(status.pool[0].holders, 2);
   EXPECT_EQ(status.pool[0].contributors, 2);
   EXPECT_EQ(devices[2]->Stats().adapters, 2);
+  // The descriptors are still training: none has reached the pool.
+  EXPECT_EQ(transports[0]->descriptors_attached + transports[1]->descriptors_attached, 0);
+  EXPECT_EQ(coordinator().GetModule(status.pool[0].name, status.pool[0].version)->descriptor,
+            nullptr);
+  ASSERT_TRUE(coordinator().CloseRound().ok());
+  // The growths end (150 steps from the second inverted batch): the first device to sync gives
+  // the pool its descriptor, which the pool keeps for the devices that will run the module.
+  for (int d = 0; d < 2; ++d) learn(*devices[d], 131, 2000 + 100 * d, true);
+  for (int d = 0; d < 2; ++d) ASSERT_TRUE(devices[d]->Sync().ok());
+  EXPECT_EQ(transports[0]->descriptors_attached, 1);
+  EXPECT_EQ(transports[1]->descriptors_attached, 0);  // the module had one already
+  status = coordinator().Status();
+  absl::StatusOr<fl::ModuleSnapshot> pooled =
+      coordinator().GetModule(status.pool[0].name, status.pool[0].version);
+  ASSERT_TRUE(pooled.ok()) << pooled.status();
+  ASSERT_NE(pooled->descriptor, nullptr);
+  EXPECT_EQ(pooled->descriptor->info(4).name, "losses");
   ASSERT_TRUE(coordinator().CloseRound().ok());
 
   // Device 1 restarts: same mixture, same predictions, nothing pending, and it syncs on.
@@ -779,14 +800,114 @@ TEST_F(ClientTest, SemaDevicesShareOneModulePerShiftAndKeepTheirMixtureOverARest
     EXPECT_EQ(before[i].label, after[i].label);
     EXPECT_NEAR(before[i].confidence, after[i].confidence, 1e-5);  // base + Σ deltas, rounded
   }
-  // Its descriptors came back: the inverted domain it already grew for is familiar.
+  // Its descriptors came back: more of the inverted domain does not grow block 2 again; block 3,
+  // whose only descriptor is the clean data's, grows once (SEMA expands block by block).
   learn(*devices[1], 10, 3000, true);
-  EXPECT_EQ(devices[1]->Stats().adapters, 3);
-  EXPECT_EQ(devices[1]->Stats().proposals_pending, 0);
+  EXPECT_EQ(devices[1]->Stats().adapters, 4);
   absl::StatusOr<SyncResult> synced = devices[1]->Sync();
   ASSERT_TRUE(synced.ok()) << synced.status();
   EXPECT_TRUE(synced->submitted);
-  EXPECT_EQ(transports[1]->proposals, 0);  // a new transport: nothing proposed again
+  EXPECT_EQ(transports[1]->proposals, 1);  // a new transport counts from zero
+  std::vector<int> pool_blocks;
+  for (const fl::PoolModuleStatus& m : coordinator().Status().pool) pool_blocks.push_back(m.block);
+  EXPECT_EQ(pool_blocks, (std::vector<int>{2, 3}));
+}
+
+// SimpleCIL, LAE and FedIns on the device: each learns, predicts the same with one thread or
+// three (the copies take LAE's offline module and SimpleCIL's prototypes too), and after a
+// restart predicts exactly as before it: what the method keeps besides its modules (the offline
+// module LAE started after lae_steps_per_task batches without tasks, the class sums) is in the
+// device state.
+TEST_F(ClientTest, EveryContinualMethodKeepsItsStateOverARestartAndSplitsPredictions) {
+  for (const std::string method : {"simple_cil", "lae", "fedins"}) {
+    SCOPED_TRACE(method);
+    options_.method = method;
+    options_.lae_steps_per_task = 10;
+    options_.fedins_pool_size = 4;
+    options_.threads = 1;
+    options_.storage_dir = "/one-" + method;
+    std::vector<float> x;
+    std::vector<int32_t> y;
+    MakeBatch(77, 40, &x, &y);
+    std::vector<Prediction> before;
+    {
+      auto one = Make();
+      options_.threads = 3;
+      options_.storage_dir = "/three-" + method;
+      auto three = Make();
+      for (Client* c : {one.get(), three.get()}) {
+        ASSERT_TRUE(c->LoadBackbone("/backbone.ckpt").ok());
+        LearnBatches(*c, 24, 1);
+      }
+      EXPECT_GT(Accuracy(*one, 1000), 0.6);
+      before = PredictAll(*one, x);
+      const std::vector<Prediction> split = PredictAll(*three, x);
+      for (size_t i = 0; i < before.size(); ++i) {
+        ASSERT_EQ(split[i].label, before[i].label) << i;
+        ASSERT_NEAR(split[i].confidence, before[i].confidence, 1e-5) << i;
+      }
+      ASSERT_TRUE(one->Save().ok());
+    }
+    options_.threads = 1;
+    options_.storage_dir = "/one-" + method;
+    auto restarted = Make();
+    EXPECT_TRUE(restarted->Stats().state_restored);
+    const std::vector<Prediction> after = PredictAll(*restarted, x);
+    for (size_t i = 0; i < before.size(); ++i) {
+      ASSERT_EQ(after[i].label, before[i].label) << i;
+      ASSERT_FLOAT_EQ(after[i].confidence, before[i].confidence) << i;
+    }
+  }
+  options_.method = "fedins";
+  options_.fedins_top_k = 5;
+  EXPECT_TRUE(absl::IsInvalidArgument(CreateClientForTesting(options_, {&fs_, nullptr}).status()));
+  options_.fedins_top_k = 2;
+  options_.lae_fraction_per_task = 1.0;
+  EXPECT_TRUE(absl::IsInvalidArgument(CreateClientForTesting(options_, {&fs_, nullptr}).status()));
+}
+
+// LAE and FedIns federate what they share: a device's learning, submitted and aggregated, is
+// what a second device downloads. FedIns keeps nothing else, so the second device then predicts
+// exactly as the first; LAE's second device runs the first one's online adapter and head.
+TEST_F(ClientTest, LaeAndFedInsDevicesFederateTheirSharedModules) {
+  for (cl::ClMethod method : {cl::ClMethod::kLae, cl::ClMethod::kFedIns}) {
+    const std::string name(cl::ClMethodName(method));
+    SCOPED_TRACE(name);
+    coordinator_.reset();
+    server_method_ = method;
+    options_.method = name;
+    options_.fedins_pool_size = 4;
+    options_.lae_steps_per_task = 10;
+    options_.client_id = 5;
+    options_.storage_dir = "/first-" + name;
+    auto first = Make(/*with_server=*/true);
+    absl::StatusOr<SyncResult> joined = first->Sync();
+    ASSERT_TRUE(joined.ok()) << joined.status();
+    EXPECT_EQ(joined->modules_downloaded, method == cl::ClMethod::kLae ? 2 : 1 + 2 * 4);
+    LearnBatches(*first, 16, 1);
+    absl::StatusOr<SyncResult> submitted = first->Sync();
+    ASSERT_TRUE(submitted.ok()) << submitted.status();
+    EXPECT_TRUE(submitted->submitted);
+    ASSERT_TRUE(coordinator().CloseRound().ok());
+
+    options_.client_id = 6;
+    options_.storage_dir = "/second-" + name;
+    auto second = Make(/*with_server=*/true);
+    ASSERT_TRUE(second->Sync().ok());
+    const double learned = Accuracy(*first, 1000);
+    EXPECT_GT(learned, 0.6);
+    EXPECT_GT(Accuracy(*second, 1000), learned - 0.1);
+    if (method == cl::ClMethod::kFedIns) {
+      std::vector<float> x;
+      std::vector<int32_t> y;
+      MakeBatch(31, 40, &x, &y);
+      const std::vector<Prediction> a = PredictAll(*first, x), b = PredictAll(*second, x);
+      for (size_t i = 0; i < a.size(); ++i) {
+        ASSERT_EQ(a[i].label, b[i].label) << i;
+        ASSERT_NEAR(a[i].confidence, b[i].confidence, 1e-5) << i;
+      }
+    }
+  }
 }
 
 }  // namespace

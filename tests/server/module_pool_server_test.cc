@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "core/base/crc32.h"
 #include "core/base/log.h"
+#include "core/cl/learner.h"
 #include "core/fl/module_registry.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -20,6 +21,7 @@
 #include "proto/digest.h"
 #include "proto/fedcl/v1/federation.grpc.pb.h"
 #include "proto/federation_convert.h"
+#include "proto/tensor_convert.h"
 #include "server/federation_server.h"
 #include "server/server_config.h"
 
@@ -73,18 +75,18 @@ class ModulePoolServerTest : public ::testing::Test {
   }
   std::string Path(absl::string_view name) const { return absl::StrCat(dir_, "/", name); }
 
-  void StartServer() {
+  void StartServer(absl::string_view sections = R"pb(
+    module { name : "head" role : "head" }
+    pool { expandable_blocks : 1 expert_bottleneck : 2 })pb") {
     const std::string text = absl::StrFormat(
         R"pb(
           state_dir: "%s"
           backbone_checkpoint: "%s"
-          tokens_file: "%s"
-          module { name: "head" role: "head" }
+          tokens_file: "%s" %s
           round { duration_ms: 600000 max_participants: 2 }
-          pool { expandable_blocks: 1 expert_bottleneck: %d }
           journal { sync: "normal" }
         )pb",
-        Path("state"), Path("vit.ckpt"), Path("tokens"), kBottleneck);
+        Path("state"), Path("vit.ckpt"), Path("tokens"), sections);
     absl::StatusOr<v1::ServerConfig> config = ParseServerConfig(text, "pool test config");
     ASSERT_TRUE(config.ok()) << config.status();
     auto started = FederationServer::Start(*config, "127.0.0.1:0", fs_, base::Clock::Real(),
@@ -113,16 +115,30 @@ class ModulePoolServerTest : public ::testing::Test {
   grpc::Status Propose(const v1::ProposeModuleRequest& request, v1::ProposeModuleResponse* out) {
     return Propose(request, out, TokenOf(static_cast<int>(request.client_id())));
   }
-  std::vector<std::string> WorkModules(int client) {
+  void Join(int client) {
+    grpc::ClientContext context;
+    Authorize(context, TokenOf(client));
+    v1::JoinRequest join;
+    join.set_client_id(client);
+    v1::JoinResponse joined;
+    ASSERT_TRUE(stub_->Join(&context, join, &joined).ok());
+  }
+  v1::GetWorkResponse GetWork(int client) {
     grpc::ClientContext context;
     Authorize(context, TokenOf(client));
     v1::GetWorkRequest request;
     request.set_client_id(client);
     v1::GetWorkResponse response;
     EXPECT_TRUE(stub_->GetWork(&context, request, &response).ok());
+    return response;
+  }
+  std::vector<std::string> WorkModules(int client) {
+    const v1::GetWorkResponse response = GetWork(client);
     std::vector<std::string> names;
     for (const v1::ModuleDescriptor& m : response.modules()) {
-      names.push_back(m.role() == "expert" ? absl::StrCat(m.name(), "@", m.block()) : m.name());
+      names.push_back(m.role() == "expert"          ? absl::StrCat(m.name(), "@", m.block())
+                      : m.role() == "instance_pool" ? absl::StrCat(m.name(), "#")
+                                                    : m.name());
     }
     return names;
   }
@@ -193,14 +209,7 @@ class ModulePoolServerTest : public ::testing::Test {
 
 TEST_F(ModulePoolServerTest, ProposalsGrowThePoolAndSurviveARestart) {
   StartServer();
-  for (int client : {1, 2, 3}) {
-    grpc::ClientContext context;
-    Authorize(context, TokenOf(client));
-    v1::JoinRequest join;
-    join.set_client_id(client);
-    v1::JoinResponse joined;
-    ASSERT_TRUE(stub_->Join(&context, join, &joined).ok());
-  }
+  for (int client : {1, 2, 3}) Join(client);
   v1::ProposeModuleResponse response;
   EXPECT_EQ(Propose(Proposal(1, 0.0f, 0.5f), &response, "nope").error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
@@ -282,6 +291,91 @@ TEST_F(ModulePoolServerTest, ProposalsGrowThePoolAndSurviveARestart) {
   // A far proposal after the restart founds the next id.
   ASSERT_TRUE(Propose(Proposal(3, 6.0f, 0.5f), &response).ok());
   EXPECT_EQ(response.name(), "block1/m2");
+}
+
+// A descriptor trained after the proposal reaches the pool through AttachDescriptor: the first
+// holder's stays, GetWork flags the expert, and downloads with_descriptor carry it (the cached
+// plain payload does not hide it).
+TEST_F(ModulePoolServerTest, AttachDescriptorGivesAPooledExpertItsDescriptor) {
+  StartServer();
+  for (int client : {1, 2, 3}) Join(client);
+  v1::ProposeModuleRequest bare = Proposal(1, 0.0f, 0.5f);
+  bare.clear_descriptor_tensors();
+  v1::ProposeModuleResponse response;
+  ASSERT_TRUE(Propose(bare, &response).ok());
+  bare = Proposal(2, 0.1f, 0.5f);
+  bare.clear_descriptor_tensors();
+  ASSERT_TRUE(Propose(bare, &response).ok());
+  ASSERT_TRUE(response.merged());
+  ASSERT_TRUE(Download(2, "block1/m1", 0, true).ok());  // cached without a descriptor
+  EXPECT_EQ(Download(2, "block1/m1", 0, true)->descriptor_tensors().tensors_size(), 0);
+
+  auto attach = [&](int client, const std::string& name, float fill,
+                    v1::AttachDescriptorResponse* out) {
+    v1::AttachDescriptorRequest request;
+    request.set_client_id(client);
+    request.set_name(name);
+    nn::ParameterSet descriptor("descriptor");
+    descriptor.Add("losses", {4}, false);
+    descriptor.flat_values().setConstant(fill);
+    proto::ToProto(descriptor, request.mutable_descriptor_tensors());
+    grpc::ClientContext context;
+    Authorize(context, TokenOf(client));
+    return stub_->AttachDescriptor(&context, request, out);
+  };
+  v1::AttachDescriptorResponse attached;
+  EXPECT_EQ(attach(3, "block1/m1", 1.0f, &attached).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);  // not a holder
+  EXPECT_EQ(attach(1, "head", 1.0f, &attached).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(attach(1, "block1/m1", NAN, &attached).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  {
+    v1::AttachDescriptorRequest request;
+    request.set_client_id(1);
+    request.set_name("block1/m1");
+    grpc::ClientContext context;
+    Authorize(context, TokenOf(2));  // another client's token
+    EXPECT_EQ(stub_->AttachDescriptor(&context, request, &attached).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  ASSERT_TRUE(attach(2, "block1/m1", 2.0f, &attached).ok());
+  EXPECT_TRUE(attached.attached());
+  ASSERT_TRUE(attach(1, "block1/m1", 3.0f, &attached).ok());
+  EXPECT_FALSE(attached.attached());  // the first one stays
+
+  const v1::GetWorkResponse work = GetWork(1);
+  ASSERT_EQ(work.modules_size(), 2);
+  EXPECT_TRUE(work.modules(1).has_descriptor());
+  auto described = Download(1, "block1/m1", 0, true);
+  ASSERT_TRUE(described.ok()) << described.status();
+  ASSERT_EQ(described->descriptor_tensors().tensors_size(), 1);
+  EXPECT_EQ(proto::FromProto(described->descriptor_tensors())->flat_values()(0), 2.0f);
+  EXPECT_EQ(Download(1, "block1/m1", 0, false)->descriptor_tensors().tensors_size(), 0);
+}
+
+// fedins { pool_size } serves FedIns' instance pool: the keys, SSF sets and heads a device's
+// learner runs with the same pool size, by name and layout, with role instance_pool.
+TEST_F(ModulePoolServerTest, FedInsSectionServesTheInstancePoolALearnerRuns) {
+  StartServer(R"pb(fedins { pool_size: 3 })pb");
+  Join(1);
+  EXPECT_EQ(WorkModules(1), (std::vector<std::string>{
+                                "fedins/keys#", "fedins/ssf0#", "fedins/ssf1#", "fedins/ssf2#",
+                                "fedins/head0#", "fedins/head1#", "fedins/head2#"}));
+  auto loaded = proto::LoadCheckpoint(fs_, Path("vit.ckpt"), proto::kDefaultMaxCheckpointBytes);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  cl::LearnerOptions options{.method = cl::ClMethod::kFedIns};
+  options.fedins_pool_size = 3;
+  options.expandable_blocks = {1};
+  auto learner = cl::Learner::Create(std::move(loaded->model), options);
+  ASSERT_TRUE(learner.ok()) << learner.status();
+  for (nn::ParameterSet* local : (*learner)->SharedModules()) {
+    absl::StatusOr<v1::ModulePayload> payload = Download(1, local->name(), 0, false);
+    ASSERT_TRUE(payload.ok()) << local->name() << ": " << payload.status();
+    absl::StatusOr<nn::ParameterSet> served = proto::FromProto(payload->parameters());
+    ASSERT_TRUE(served.ok()) << served.status();
+    EXPECT_TRUE(local->CheckSameLayout(*served).ok()) << local->name();
+    EXPECT_TRUE(served->flat_values().allFinite());
+  }
 }
 
 }  // namespace

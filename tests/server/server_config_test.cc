@@ -55,6 +55,9 @@ TEST(ServerConfigTest, BadConfigsAreRefusedNamingTheField) {
       {R"pb(pool { expandable_blocks: 2 round_window: -1 })pb", "round_window"},
       {R"pb(pool { expandable_blocks: 2 divergence_threshold: -0.5 })pb", "divergence_threshold"},
       {R"pb(pool { expandable_blocks: 2 expert_bottleneck: -8 })pb", "expert_bottleneck"},
+      {R"pb(module { name : "k" role : "instance_pool" })pb", "fedins section"},
+      {R"pb(fedins { pool_size: 300 })pb", "fedins.pool_size"},
+      {R"pb(fedins { pool_size: -1 })pb", "fedins.pool_size"},
   };
   for (const Case& c : cases) {
     auto config = ParseServerConfig(std::string(kMinimal) + c.extra, "server.textproto");

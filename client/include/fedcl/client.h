@@ -96,16 +96,31 @@ struct ClientOptions {
   // budget), computed at once by a fixed pool of threads; the results are those of one thread.
   // Learning and adaptation run on the calling thread.
   int threads = 1;
-  // The continual learner: "sequential_adapter" (a bottleneck adapter on the last two blocks and
-  // the head; default), "linear_head" (the head alone on the frozen backbone), or "sema" /
-  // "sema_replay" (self-expansion: mixtures of adapters on the last two blocks that grow when
-  // the data shifts; threads must be 1). The server's modules must be the ones the method
-  // shares, by name and shape: "adapter" (PET kind adapter, bottleneck 8, sites blocks.2 and
-  // blocks.3) and "head"; for SEMA "head" and the pool's base experts (server config: pool {
-  // expandable_blocks: [2, 3] base_experts: true }). A SEMA device proposes each adapter it
-  // grows to the server's pool at its next sync, runs the adapters other devices grew that the
-  // pool sends it (within its growth budget), and keeps its mixtures, descriptors and pending
-  // proposals in the device state. The simulator also runs LAE and FedIns.
+  // The continual learner (core/cl/learner.h; the server's modules must be the ones the method
+  // shares, by name and shape):
+  //   "sequential_adapter" (default)  a bottleneck adapter on the last two blocks and the head;
+  //                                    server: "adapter" (PET kind adapter, bottleneck 8, sites
+  //                                    blocks.2 and blocks.3) and "head";
+  //   "linear_head"                    the head alone on the frozen backbone; server: "head";
+  //   "simple_cil"                     SimpleCIL class prototypes of the frozen features, no
+  //                                    training; they stay on the device (the server's "head"
+  //                                    is only held);
+  //   "lae"                            LAE: an online adapter on the first two blocks, shared,
+  //                                    and its offline EMA on the device; predictions are the
+  //                                    max-of-softmax ensemble of both; server: "adapter" (sites
+  //                                    blocks.0 and blocks.1) and "head";
+  //   "fedins"                         FedIns' instance pool of SSF sets and heads with keys;
+  //                                    server: fedins { pool_size: fedins_pool_size };
+  //   "sema" / "sema_replay"           self-expansion: mixtures of adapters on the last two
+  //                                    blocks that grow when the data shifts (threads must be
+  //                                    1); server: "head" and pool { expandable_blocks: [2, 3]
+  //                                    base_experts: true }. A SEMA device proposes each adapter
+  //                                    it grows to the server's pool at its next sync, runs the
+  //                                    adapters other devices grew that the pool sends it
+  //                                    (within its growth budget), and keeps its mixtures,
+  //                                    descriptors and pending proposals in the device state.
+  // What each method keeps besides its modules (LAE's offline module, SimpleCIL's class sums,
+  // the task counters) is kept in the device state too.
   std::string method = "sequential_adapter";
   // SEMA's knobs (algorithms.md §4): training steps of a new adapter, the expansion threshold τ
   // on the batch-mean z-score, and the cap on adapters per block (a growth past it is refused
@@ -113,6 +128,14 @@ struct ClientOptions {
   int sema_new_module_steps = 150;
   double sema_expansion_tau = 2.0;
   int sema_max_adapters_per_block = 4;
+  // LAE's offline module moves lae_fraction_per_task of the way to the online one over a task
+  // of lae_steps_per_task Learn batches. Without BeginTask, the first "task" ends (and the
+  // offline module starts) after lae_steps_per_task batches.
+  int lae_steps_per_task = 300;
+  double lae_fraction_per_task = 0.1;
+  // FedIns: sets in the instance pool (the server's fedins.pool_size) and sets per instance.
+  int fedins_pool_size = 8;
+  int fedins_top_k = 2;
   float learning_rate = 0.05f;
   // The OOD score predictions carry: "energy" (default), "max_softmax" or "mahalanobis"
   // (after FitDetector).

@@ -108,7 +108,8 @@ typedef enum fedcl_option {
   FEDCL_OPTION_TLS_SERVER_NAME = 3,
   FEDCL_OPTION_TOKEN = 4,
   FEDCL_OPTION_STORAGE_DIR = 5,  /* required */
-  FEDCL_OPTION_METHOD = 6,       /* "sequential_adapter", "linear_head", "sema", "sema_replay" */
+  FEDCL_OPTION_METHOD = 6,       /* "sequential_adapter", "linear_head", "simple_cil", "lae",
+                                    "fedins", "sema", "sema_replay" */
   FEDCL_OPTION_OOD_DETECTOR = 7, /* "energy", "max_softmax", "mahalanobis" */
   /* Integers. */
   FEDCL_OPTION_CLIENT_ID = 20,
@@ -121,9 +122,13 @@ typedef enum fedcl_option {
   FEDCL_OPTION_NUM_CLASSES = 27,
   FEDCL_OPTION_SEMA_NEW_MODULE_STEPS = 28,
   FEDCL_OPTION_SEMA_MAX_ADAPTERS_PER_BLOCK = 29,
+  FEDCL_OPTION_LAE_STEPS_PER_TASK = 30,
+  FEDCL_OPTION_FEDINS_POOL_SIZE = 31,
+  FEDCL_OPTION_FEDINS_TOP_K = 32,
   /* Reals. */
   FEDCL_OPTION_LEARNING_RATE = 40,
-  FEDCL_OPTION_SEMA_EXPANSION_TAU = 41
+  FEDCL_OPTION_SEMA_EXPANSION_TAU = 41,
+  FEDCL_OPTION_LAE_FRACTION_PER_TASK = 42
 } fedcl_option;
 
 FEDCL_C_EXPORT fedcl_options* fedcl_options_create(void);

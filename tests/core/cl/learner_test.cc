@@ -103,6 +103,103 @@ TEST(LearnerTest, SemaGrowsOnAShiftNotOnItsOwnDataAndRefusesAtTheCap) {
   EXPECT_EQ(learner->budget().refused_at_cap(), refused);
 }
 
+// SEMA's pool shares descriptors: a device that runs a pooled adapter with the descriptor its
+// founder trained does not grow again for the shift that adapter serves, while one that runs it
+// without the descriptor does (every descriptor it has finds the stream unusual).
+TEST(LearnerTest, PooledDescriptorKeepsADeviceFromRegrowingForAKnownShift) {
+  LearnerOptions options{.method = ClMethod::kSema, .learning_rate = 0.05f};
+  options.new_module_steps = 40;
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  auto clean_task = [&](Learner& learner, Stream& stream) {
+    for (int step = 0; step < 120; ++step) {
+      stream.Batch(32, false, &x, &y);
+      ASSERT_TRUE(learner.Learn(x, y).ok());
+    }
+  };
+  auto founder = MakeLearner(options);
+  Stream founder_stream(3);
+  clean_task(*founder, founder_stream);
+  int block = -1;
+  for (int step = 0; step < 10 && block < 0; ++step) {
+    founder_stream.Batch(32, true, &x, &y);
+    block = founder->Learn(x, y)->grown_block;
+  }
+  ASSERT_GE(block, 0);
+  const std::vector<ModuleProposal> proposals = founder->TakeProposals();
+  ASSERT_EQ(proposals.size(), 1u);
+  const int index = proposals[0].index;
+  EXPECT_FALSE(founder->ExpertDescriptor(block, index).has_value());  // still training
+  for (int step = 0; step < options.new_module_steps; ++step) {
+    founder_stream.Batch(32, true, &x, &y);
+    ASSERT_TRUE(founder->Learn(x, y).ok());
+  }
+  const std::optional<nn::ParameterSet> descriptor = founder->ExpertDescriptor(block, index);
+  ASSERT_TRUE(descriptor.has_value());
+  EXPECT_EQ(descriptor->info(4).name, "losses");
+  nn::ParameterSet adapter;
+  for (const Learner::ExpertRef& e : founder->Experts())
+    if (e.block == block && e.index == index) adapter = *e.values;
+  const int position = block == 0 ? 0 : 1;  // in AdaptersPerBlock (blocks 0 and 1)
+
+  for (bool with_descriptor : {true, false}) {
+    SCOPED_TRACE(with_descriptor ? "with the descriptor" : "without it");
+    auto device = MakeLearner(options);
+    Stream stream(3);
+    clean_task(*device, stream);
+    absl::StatusOr<int> added =
+        device->AddPooledExpert(block, adapter, with_descriptor ? &*descriptor : nullptr);
+    ASSERT_TRUE(added.ok()) << added.status();
+    EXPECT_EQ(device->ExpertDescriptor(block, *added).has_value(), with_descriptor);
+    for (int step = 0; step < 10; ++step) {
+      stream.Batch(32, true, &x, &y);
+      ASSERT_TRUE(device->Learn(x, y).ok());
+    }
+    EXPECT_EQ(device->AdaptersPerBlock()[position], with_descriptor ? 2 : 3);
+  }
+  // A descriptor of another shape is refused and adds nothing.
+  auto device = MakeLearner(options);
+  nn::ParameterSet wrong = *descriptor;
+  wrong.set_name("wrong");
+  nn::ParameterSet truncated("descriptor");
+  truncated.Add("encoder", {3, 8}, false);
+  EXPECT_EQ(device->AddPooledExpert(block, adapter, &truncated).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  wrong.flat_values()(0) = NAN;
+  EXPECT_EQ(device->AddPooledExpert(block, adapter, &wrong).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(device->AdaptersPerBlock(), (std::vector<int>{1, 1}));
+}
+
+// A descriptor's plain SGD diverges on inputs of a large scale (a grown adapter upstream can
+// raise it tenfold): the growth then trains it again with smaller steps, and what it keeps and
+// shares is finite.
+TEST(LearnerTest, ADescriptorThatDivergesIsTrainedAgainWithSmallerSteps) {
+  LearnerOptions options{.method = ClMethod::kSema, .learning_rate = 0.01f};
+  options.new_module_steps = 10;
+  options.descriptor_learning_rate = 0.5f;  // far past the stable step for these inputs
+  auto learner = MakeLearner(options);
+  Stream stream(5);
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  for (int step = 0; step < options.new_module_steps; ++step) {
+    stream.Batch(32, false, &x, &y);
+    x *= 50.0f;
+    ASSERT_TRUE(learner->Learn(x, y).ok());
+  }
+  for (int block : {0, 1}) {
+    const std::optional<nn::ParameterSet> descriptor = learner->ExpertDescriptor(block, 0);
+    ASSERT_TRUE(descriptor.has_value()) << block;
+    EXPECT_TRUE(descriptor->flat_values().allFinite()) << block;
+  }
+  // Detection with it works: familiar data does not grow the blocks.
+  for (int step = 0; step < 5; ++step) {
+    stream.Batch(32, false, &x, &y);
+    x *= 50.0f;
+    EXPECT_EQ(learner->Learn(x, y)->grown_block, -1);
+  }
+}
+
 // A device restarted from its exported state predicts exactly as before, finishes the growth
 // in progress, and its descriptors still know the shift they grew for.
 TEST(LearnerTest, SemaStateRestoresMidGrowthAndKeepsDetection) {
@@ -234,6 +331,114 @@ TEST(LearnerTest, SimpleCilLearnsPrototypesAndBadInputIsRefused) {
   EXPECT_EQ(learner->Learn(x, y).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(learner->BeginTask({7}).ok());
   EXPECT_FALSE(learner->ImportExpert(1, 0, nn::ParameterSet()).ok());
+}
+
+// Copies a learner's shared modules into another of the same method.
+void CopySharedModules(Learner& from, Learner& to) {
+  std::vector<nn::ParameterSet*> a = from.SharedModules(), b = to.SharedModules();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) b[i]->flat_values() = a[i]->flat_values();
+}
+
+// A host without task boundaries: LAE's offline module starts after lae_untasked_task_steps
+// steps, then follows the online one by the EMA (v_off ← α·v_off + (1 − α)·v_on every step).
+// Progress carried into a fresh learner with the shared modules predicts and learns on exactly
+// as the original does.
+TEST(LearnerTest, LaeProgressCarriesTheOfflineModuleAndUntaskedHostsStartIt) {
+  LearnerOptions options{.method = ClMethod::kLae, .learning_rate = 0.05f};
+  options.lae_steps_per_task = 20;
+  options.lae_fraction_per_task = 0.5;
+  options.lae_untasked_task_steps = 6;
+  auto learner = MakeLearner(options);
+  Stream stream(8);
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  for (int step = 1; step <= 6; ++step) {
+    stream.Batch(16, false, &x, &y);
+    ASSERT_TRUE(learner->Learn(x, y).ok());
+    EXPECT_EQ(learner->ExportProgress().lae_offline.has_value(), step == 6) << step;
+  }
+  // Started as a copy of the online adapter; one more step moves it by (1 − α)(v_on − v_off).
+  const Eigen::VectorXf started = *learner->ExportProgress().lae_offline;
+  EXPECT_TRUE(started.isApprox(learner->SharedModules()[1]->flat_values()));
+  stream.Batch(16, true, &x, &y);
+  ASSERT_TRUE(learner->Learn(x, y).ok());
+  const double alpha = *DecayForFraction(0.5, 20);
+  const Eigen::VectorXf online = learner->SharedModules()[1]->flat_values();
+  const Eigen::VectorXf expected =
+      static_cast<float>(alpha) * started + static_cast<float>(1 - alpha) * online;
+  EXPECT_LT((*learner->ExportProgress().lae_offline - expected).cwiseAbs().maxCoeff(), 1e-6f);
+
+  // Into a fresh learner: identical ensemble predictions, and identical after one more step.
+  auto copy = MakeLearner(options);
+  CopySharedModules(*learner, *copy);
+  ASSERT_TRUE(copy->RestoreProgress(learner->ExportProgress()).ok());
+  stream.Batch(40, true, &x, &y);
+  const std::vector<Prediction> a = *learner->Predict(x), b = *copy->Predict(x);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].label, b[i].label);
+    EXPECT_FLOAT_EQ(a[i].confidence, b[i].confidence);
+  }
+  const LearnerProgress before = copy->ExportProgress();
+  EXPECT_EQ(before.task, -1);
+  EXPECT_EQ(before.task_steps, 7);
+
+  // Bad progress changes nothing.
+  LearnerProgress bad = before;
+  bad.lae_offline->conservativeResize(3);
+  EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
+  bad = before;
+  (*bad.lae_offline)(0) = NAN;
+  EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
+  bad = before;
+  bad.learned_classes = {true};
+  EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
+  bad = before;
+  bad.class_counts = {1, 1, 1, 1};
+  bad.class_sums = nn::Matrix::Zero(4, 16);
+  EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(copy->ExportProgress().lae_offline->isApprox(*before.lae_offline));
+
+  // An app that marks tasks: the second BeginTask keeps the offline module already started.
+  ASSERT_TRUE(copy->BeginTask({}).ok());
+  ASSERT_TRUE(copy->BeginTask({}).ok());
+  EXPECT_TRUE(copy->ExportProgress().lae_offline->isApprox(*before.lae_offline));
+}
+
+// SimpleCIL's prototypes are the means of its class sums: carried into a fresh learner they
+// classify exactly as the original, and further learning continues the same means.
+TEST(LearnerTest, SimpleCilProgressCarriesItsPrototypes) {
+  auto learner = MakeLearner({.method = ClMethod::kSimpleCil});
+  Stream stream(9);
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  for (int i = 0; i < 4; ++i) {
+    stream.Batch(24, false, &x, &y);
+    ASSERT_TRUE(learner->Learn(x, y).ok());
+  }
+  auto copy = MakeLearner({.method = ClMethod::kSimpleCil});
+  const LearnerProgress progress = learner->ExportProgress();
+  EXPECT_EQ(progress.class_counts.size(), 4u);
+  int64_t seen = 0;
+  for (int64_t n : progress.class_counts) seen += n;
+  EXPECT_EQ(seen, 96);
+  ASSERT_TRUE(copy->RestoreProgress(progress).ok());
+  stream.Batch(24, false, &x, &y);
+  ASSERT_TRUE(learner->Learn(x, y).ok());
+  ASSERT_TRUE(copy->Learn(x, y).ok());
+  stream.Batch(60, false, &x, &y);
+  const std::vector<Prediction> a = *learner->Predict(x), b = *copy->Predict(x);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].label, b[i].label);
+    EXPECT_FLOAT_EQ(a[i].confidence, b[i].confidence);
+  }
+  LearnerProgress bad = copy->ExportProgress();
+  bad.class_counts[2] = -1;
+  EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
+  bad = copy->ExportProgress();
+  bad.lae_offline = Eigen::VectorXf::Zero(4);
+  EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(copy->ExportProgress().class_counts, learner->ExportProgress().class_counts);
 }
 
 // FedIns: gradients reach only the pool rows some instance selected (§3.4), so with two

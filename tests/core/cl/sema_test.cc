@@ -92,6 +92,39 @@ TEST(RepresentationDescriptorTest, ZScoreFiresOnAShiftNotOnTheTrainingDistributi
   EXPECT_TRUE(ShouldExpand({batch_z(true)}, 2.0));
 }
 
+// The pool's form of a descriptor carries it exactly: the same losses, the same z-scores.
+TEST(RepresentationDescriptorTest, SharedFormRoundTripsAndBadSetsAreRefused) {
+  base::Rng rng(3);
+  RepresentationDescriptor rd = *RepresentationDescriptor::Create(16, 4, rng);
+  LossRecords records;
+  for (int step = 0; step < 30; ++step) {
+    const nn::Matrix z = Subspace(32, rng, false);
+    records.Add(rd.Losses(z));
+    rd.TrainStep(z, 0.05f);
+  }
+  records.Freeze();
+  const nn::ParameterSet shared = DescriptorToParameters(rd, records);
+  absl::StatusOr<SharedDescriptor> back = DescriptorFromParameters(shared, 16, 4);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->records.frozen());
+  EXPECT_EQ(back->records.values(), records.values());
+  const nn::Matrix probe = Subspace(20, rng, true);
+  const std::vector<float> a = rd.Losses(probe), b = back->rd.Losses(probe);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i], b[i]);
+    EXPECT_EQ(records.ZScore(a[i]), back->records.ZScore(b[i]));
+  }
+  EXPECT_FALSE(DescriptorFromParameters(shared, 16, 3).ok());  // another bottleneck
+  nn::ParameterSet bad = shared;
+  bad.flat_values()(5) = INFINITY;
+  EXPECT_THAT(DescriptorFromParameters(bad, 16, 4).status().message(),
+              ::testing::HasSubstr("non-finite"));
+  nn::ParameterSet short_records("descriptor");
+  for (int i = 0; i < 4; ++i) short_records.Add(shared.info(i).name, shared.info(i).shape, false);
+  short_records.Add("losses", {1}, false);
+  EXPECT_FALSE(DescriptorFromParameters(short_records, 16, 4).ok());
+}
+
 TEST(LossRecordsTest, FifoAndZScoreArithmetic) {
   LossRecords records(4);
   records.Add({9, 1});

@@ -295,6 +295,66 @@ TEST_F(CoordinatorPoolTest, AnExpertCannotBeAnInitialModule) {
 // A crash mid-round 2 (with a module founded in that round, so only in the registry, and
 // journaled expert updates) and a restart give exactly the uninterrupted run: the pool, its
 // holders and their per-(client, module) counters all survive.
+// Proposals are made at detection, before the device has trained its descriptor: a holder
+// attaches it afterwards. The first one stays, GetWork says the expert has one, it survives a
+// restart, and bad attachments are refused and change nothing.
+TEST_F(CoordinatorPoolTest, AHolderAttachesTheDescriptorOnceAndItSurvivesARestart) {
+  auto c = Make();
+  for (ClientId id : {1, 2, 3}) ASSERT_TRUE(c->Enroll(id).ok());
+  ModuleProposal bare = Expert(1, 0, 1, 0.0f, 1.0f, 0.5f);
+  bare.descriptor = nn::ParameterSet();
+  ASSERT_TRUE(c->ProposeModule(bare).ok());
+  ModuleProposal joining = Expert(2, 0, 1, 0.1f, 1.0f, 0.5f);
+  joining.descriptor = nn::ParameterSet();
+  ASSERT_TRUE(c->ProposeModule(joining).ok());
+  EXPECT_EQ(c->GetModule("block1/m1", 0)->descriptor, nullptr);
+  auto has_descriptor = [&](ClientId client) {
+    for (const ModuleInfo& info : c->GetWork(client, {})->modules)
+      if (info.spec.name == "block1/m1") return info.has_descriptor;
+    return false;
+  };
+  EXPECT_FALSE(has_descriptor(1));
+
+  nn::ParameterSet descriptor("descriptor");
+  descriptor.Add("losses", {3}, false);
+  descriptor.flat_values() << 1.0f, 2.0f, 3.0f;
+  // Refusals: an unknown client, a base module or unknown name, a client that does not hold
+  // the expert, an empty or non-finite descriptor.
+  EXPECT_EQ(c->AttachDescriptor(9, "block1/m1", descriptor).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(c->AttachDescriptor(1, "m", descriptor).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(c->AttachDescriptor(1, "block1/m7", descriptor).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(c->AttachDescriptor(3, "block1/m1", descriptor).status().message(),
+              HasSubstr("does not hold"));
+  EXPECT_EQ(c->AttachDescriptor(1, "block1/m1", nn::ParameterSet()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  nn::ParameterSet bad = descriptor;
+  bad.flat_values()(1) = NAN;
+  EXPECT_EQ(c->AttachDescriptor(1, "block1/m1", bad).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  store_.FailNextPoolWrites(1);
+  EXPECT_EQ(c->AttachDescriptor(2, "block1/m1", descriptor).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(c->GetModule("block1/m1", 0)->descriptor, nullptr);
+
+  // The joiner's comes first and stays; the founder's is not taken.
+  EXPECT_EQ(c->AttachDescriptor(2, "block1/m1", descriptor).value_or(false), true);
+  nn::ParameterSet other = descriptor;
+  other.flat_values().setConstant(7.0f);
+  EXPECT_EQ(c->AttachDescriptor(1, "block1/m1", other).value_or(true), false);
+  ASSERT_NE(c->GetModule("block1/m1", 0)->descriptor, nullptr);
+  EXPECT_EQ(c->GetModule("block1/m1", 0)->descriptor->flat_values(), descriptor.flat_values());
+  EXPECT_TRUE(has_descriptor(1));
+
+  c.reset();
+  auto recovered = Coordinator::Recover(PoolOptions(), clock_, &store_, *store_.Load());
+  ASSERT_TRUE(recovered.ok()) << recovered.status();
+  ASSERT_NE((*recovered)->GetModule("block1/m1", 0)->descriptor, nullptr);
+  EXPECT_EQ((*recovered)->GetModule("block1/m1", 0)->descriptor->flat_values(),
+            descriptor.flat_values());
+}
+
 TEST_F(CoordinatorPoolTest, RestartKeepsThePoolHoldersAndCounters) {
   struct Outcome {
     std::vector<std::vector<float>> values;
