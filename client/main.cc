@@ -6,6 +6,14 @@
 //                --state_dir=/var/lib/fedcl-client/3 --num_partitions=10 --partition=dirichlet
 //                --dirichlet_alpha=0.5 --partition_seed=1 --rounds=20
 //
+// With --method (a continual learner: sequential_adapter, linear_head, simple_cil, lae, fedins,
+// sema, sema_replay) the device instead learns its partition as a stream through the edge SDK,
+// --batches_per_sync minibatches between syncs, and may grow and share modules
+// (client/continual_device.h):
+//
+//   fedcl-client --server=localhost:50051 --client_id=3 --token_file=client3.token
+//                --state_dir=/var/lib/fedcl-client/3 --method=sema --shift_after=300 --rounds=40
+//
 // Its state (enrolment, modules, an unacknowledged update) lives in --state_dir, so a restarted
 // client continues where it stopped. Progress goes to stderr, one line per round; a final summary
 // line goes to stdout. Exit status: 0 after --rounds participations, --duration, or SIGINT /
@@ -16,6 +24,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +34,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "client/continual_device.h"
 #include "client/device_loop.h"
 #include "core/base/clock.h"
 #include "core/base/filesystem.h"
@@ -78,6 +88,16 @@ ABSL_FLAG(int, max_failures, 0,
 ABSL_FLAG(absl::Duration, call_timeout, absl::Seconds(60), "Deadline of each call.");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{4} << 20, "Largest gRPC message, in bytes.");
 ABSL_FLAG(absl::Duration, max_poll, absl::Seconds(10), "Longest wait between asks for work.");
+ABSL_FLAG(std::string, method, "",
+          "Continual mode: the edge SDK's learner (sequential_adapter, linear_head, simple_cil, "
+          "lae, fedins, sema, sema_replay) learns the partition as a stream; empty = run the "
+          "server's recipe.");
+ABSL_FLAG(int, batch_size, 32, "Continual mode: images per Learn batch.");
+ABSL_FLAG(int, batches_per_sync, 10, "Continual mode: Learn batches between syncs.");
+ABSL_FLAG(int64_t, shift_after, -1,
+          "Continual mode: contrast-invert the stream from this batch on (-1 = never).");
+ABSL_FLAG(double, learning_rate, 0.05, "Continual mode: the learner's SGD learning rate.");
+ABSL_FLAG(int64_t, memory_budget_mib, 48, "Continual mode: the SDK's memory budget, in MiB.");
 
 namespace fedcl::client {
 namespace {
@@ -89,6 +109,28 @@ constexpr int kExitBadFlags = 2;
 std::atomic<bool> g_signalled{false};
 
 void OnSignal(int) { g_signalled.store(true); }
+
+// Runs `run` with SIGINT and SIGTERM calling `stop` (from a watcher thread: a handler may only
+// set a flag).
+absl::Status RunUntilSignalled(const std::function<absl::Status()>& run,
+                               const std::function<void()>& stop) {
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::atomic<bool> finished{false};
+  std::thread watcher([&] {
+    while (!finished.load()) {
+      if (g_signalled.load()) {
+        stop();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  const absl::Status status = run();
+  finished.store(true);
+  watcher.join();
+  return status;
+}
 
 absl::StatusOr<DeviceLoopOptions> OptionsFromFlags(const base::FileSystem& fs) {
   DeviceLoopOptions options;
@@ -155,6 +197,74 @@ void PrintSummary(const DeviceLoopOptions& options, const DeviceStats& s, absl::
   std::fflush(stdout);
 }
 
+absl::StatusOr<ContinualDeviceOptions> ContinualOptionsFrom(const DeviceLoopOptions& loop) {
+  ContinualDeviceOptions options;
+  ClientOptions& c = options.client;
+  c.server_address = loop.server.target;
+  c.tls_ca_file = loop.server.tls_ca_file;
+  c.tls_server_name = loop.server.tls_server_name;
+  c.token = loop.server.token;
+  c.client_id = loop.client_id;
+  c.storage_dir = loop.state_dir;
+  c.method = absl::GetFlag(FLAGS_method);
+  c.seed = loop.seed;
+  c.learning_rate = static_cast<float>(absl::GetFlag(FLAGS_learning_rate));
+  c.memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_mib) << 20;
+  c.call_timeout = loop.server.call_timeout;
+  c.log = [id = loop.client_id](LogLevel level, absl::string_view message) {
+    if (level >= LogLevel::kInfo) {
+      std::fprintf(stderr, "client %llu: %s\n", static_cast<unsigned long long>(id),
+                   std::string(message).c_str());
+    }
+  };
+  options.data = loop.data;
+  options.backbone = loop.backbone_checkpoint;
+  options.batch_size = absl::GetFlag(FLAGS_batch_size);
+  options.batches_per_sync = absl::GetFlag(FLAGS_batches_per_sync);
+  options.shift_after = absl::GetFlag(FLAGS_shift_after);
+  options.max_rounds = loop.max_rounds;
+  options.max_duration = loop.max_duration;
+  options.max_poll = loop.max_poll;
+  FEDCL_RETURN_IF_ERROR(options.Validate());
+  return options;
+}
+
+// Continual mode: the edge SDK's learner over the partition (client/continual_device.h).
+int RunContinual(const DeviceLoopOptions& loop) {
+  absl::StatusOr<ContinualDeviceOptions> options = ContinualOptionsFrom(loop);
+  if (!options.ok()) {
+    std::fprintf(stderr, "fedcl-client: %s\n", std::string(options.status().message()).c_str());
+    return kExitBadFlags;
+  }
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<ContinualDevice>> device =
+      ContinualDevice::Create(*options, base::FileSystem::Default());
+  if (!device.ok()) {
+    std::fprintf(stderr, "fedcl-client: %s\n", device.status().ToString().c_str());
+    return absl::IsInvalidArgument(device.status()) ? kExitBadFlags : kExitFailure;
+  }
+  const absl::Status status =
+      RunUntilSignalled([&] { return (*device)->Run(); }, [&] { (*device)->Stop(); });
+  const ContinualDeviceStats s = (*device)->stats();
+  std::printf(
+      "client %llu %s (%s): %lld batches, prequential accuracy %.4f, %lld updates acknowledged "
+      "(%lld in all), %lld syncs failed; %lld adapters, %lld growths refused, %lld proposals "
+      "pending; %.1f s\n",
+      static_cast<unsigned long long>(loop.client_id), status.ok() ? "done" : "failed",
+      options->client.method.c_str(), static_cast<long long>(s.batches), s.prequential_accuracy(),
+      static_cast<long long>(s.submissions), static_cast<long long>(s.client.submissions),
+      static_cast<long long>(s.sync_failures), static_cast<long long>(s.client.adapters),
+      static_cast<long long>(s.client.growth_refusals),
+      static_cast<long long>(s.client.proposals_pending),
+      absl::ToDoubleSeconds(absl::Now() - start));
+  std::fflush(stdout);
+  if (!status.ok()) {
+    std::fprintf(stderr, "fedcl-client: %s\n", status.ToString().c_str());
+    return kExitFailure;
+  }
+  return 0;
+}
+
 int Run(int argc, char** argv) {
   if (!tools::ParseCommandLine(
           argc, argv, "fedcl-client",
@@ -169,6 +279,7 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "fedcl-client: %s\n", std::string(options.status().message()).c_str());
     return kExitBadFlags;
   }
+  if (!absl::GetFlag(FLAGS_method).empty()) return RunContinual(*options);
   base::Clock& clock = base::Clock::Real();
   const absl::Time start = clock.Now();
   absl::StatusOr<std::unique_ptr<DeviceLoop>> loop = DeviceLoop::Create(*options, {});
@@ -176,21 +287,8 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "fedcl-client: %s\n", loop.status().ToString().c_str());
     return kExitFailure;
   }
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
-  std::atomic<bool> finished{false};
-  std::thread watcher([&] {
-    while (!finished.load()) {
-      if (g_signalled.load()) {
-        (*loop)->Stop();
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  });
-  const absl::Status status = (*loop)->Run();
-  finished.store(true);
-  watcher.join();
+  const absl::Status status =
+      RunUntilSignalled([&] { return (*loop)->Run(); }, [&] { (*loop)->Stop(); });
   PrintSummary(*options, (*loop)->stats(), clock.Now() - start, status.ok() ? "done" : "failed");
   if (!status.ok()) {
     std::fprintf(stderr, "fedcl-client: %s\n", status.ToString().c_str());
