@@ -123,9 +123,10 @@ absl::Status ContinualDevice::Run() {
   absl::Status status = EnsureBackbone();
   absl::Duration delay = absl::Milliseconds(200);
   while (status.ok() && !stop_.load() && !out_of_time() &&
-         (options_.max_rounds == 0 || stats_.submissions < options_.max_rounds)) {
-    for (int b = 0; b < options_.batches_per_sync && status.ok(); ++b) status = LearnBatch();
-    if (!status.ok()) break;
+         (options_.max_rounds == 0 || stats_.rounds < options_.max_rounds)) {
+    for (int b = 0; b < options_.batches_per_sync && status.ok() && !stop_.load(); ++b)
+      status = LearnBatch();
+    if (!status.ok() || stop_.load()) break;
     absl::StatusOr<SyncResult> synced = client_->Sync();
     if (!synced.ok()) {
       if (!ServerUnreachable(synced.status())) {
@@ -138,10 +139,19 @@ absl::Status ContinualDevice::Run() {
       continue;
     }
     delay = absl::Milliseconds(200);
+    // A round counts once the device synced in it while it was open, whether it had learning to
+    // send or not (SimpleCIL never has).
+    if (synced->round >= 0 && !synced->round_closed && synced->round != last_round_) {
+      last_round_ = synced->round;
+      ++stats_.rounds;
+    }
     if (synced->submitted) {
       ++stats_.submissions;
     } else {
-      Sleep(std::min(std::max(synced->retry_after, absl::Milliseconds(50)), options_.max_poll));
+      // Waiting for the next round: as long as the server says, or max_poll.
+      Sleep(synced->retry_after > absl::ZeroDuration()
+                ? std::min(synced->retry_after, options_.max_poll)
+                : options_.max_poll);
     }
   }
   const absl::Status saved = client_->Save();

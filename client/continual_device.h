@@ -8,12 +8,13 @@
 //   FEDCL_RETURN_IF_ERROR(device->Run());
 //
 // Each cycle learns `batches_per_sync` minibatches of the local partition (reshuffled every
-// pass), scoring each before it is learned (prequential accuracy), then syncs: a sync that
-// submits counts as a participation; one the server answers with "wait" (the device already took
-// part in the open round) sleeps until the server's suggested time, at most `max_poll`, so a
-// device learns about `batches_per_sync` batches per round. A server that cannot be reached
-// (UNAVAILABLE, DEADLINE_EXCEEDED, ...) does not stop the device: it keeps learning offline and
-// syncs again after a growing delay. Any other sync error ends Run with that error.
+// pass), scoring each before it is learned (prequential accuracy), then syncs. A sync in an open
+// round counts that round (`max_rounds`), whether it submitted or had nothing to send (SimpleCIL
+// never has); after a sync that did not submit, the device sleeps until the server's suggested
+// time, or `max_poll`, so a device learns about `batches_per_sync` batches per round. A server that
+// cannot be reached (UNAVAILABLE, DEADLINE_EXCEEDED, ...) does not stop the device: it keeps
+// learning offline and syncs again after a growing delay. Any other sync error ends Run with that
+// error.
 //
 // `shift_after` makes the stream shift (contrast inversion, 1 − x) from that batch on, the
 // domain shift SEMA devices expand for; `BeginTask` is never called (growth starts a task).
@@ -43,7 +44,7 @@ struct ContinualDeviceOptions {
   int batch_size = 32;   // >= 1
   int batches_per_sync = 10;  // >= 1
   int64_t shift_after = -1;   // the batch from which the stream is inverted; -1: never
-  int max_rounds = 0;         // stop after this many submissions (0: no limit)
+  int max_rounds = 0;         // stop after syncing in this many open rounds (0: no limit)
   absl::Duration max_duration = absl::ZeroDuration();  // 0: no limit
   absl::Duration max_poll = absl::Seconds(10);         // longest wait between syncs (> 0)
   absl::Status Validate() const;
@@ -53,6 +54,7 @@ struct ContinualDeviceStats {
   int64_t batches = 0;        // learned in this run
   int64_t scored = 0;         // images scored before they were learned
   int64_t correct = 0;        // ... and predicted right
+  int64_t rounds = 0;         // open rounds the device synced in, in this run
   int64_t submissions = 0;    // in this run
   int64_t sync_failures = 0;  // syncs that could not reach the server
   ClientStats client;         // the SDK's
@@ -69,8 +71,11 @@ class ContinualDevice {
   // Runs until max_rounds submissions, max_duration, or Stop. OK then; the error that stopped it
   // otherwise. The device state is saved either way.
   absl::Status Run();
-  // Makes Run return soon (from any thread).
-  void Stop() { stop_.store(true); }
+  // Makes Run return soon (from any thread): a sync in progress is cancelled.
+  void Stop() {
+    stop_.store(true);
+    client_->CancelSync();
+  }
   ContinualDeviceStats stats() const;
 
  private:
@@ -92,6 +97,7 @@ class ContinualDevice {
   std::vector<Prediction> predictions_;
   std::atomic<bool> stop_{false};
   ContinualDeviceStats stats_;
+  int64_t last_round_ = -1;
 };
 
 }  // namespace fedcl::client

@@ -104,7 +104,8 @@ class FederationTransport {
         absl::StrCat("this transport cannot propose module for block ", proposal.block));
   }
 
-  // Gives pool expert `name`, which the client holds, the descriptor the client trained for it;
+  // Gives pool expert `name`, which the client's proposal founded or joined, the descriptor the
+  // client trained for it;
   // false if the expert already had one (the first is kept). The default: Unimplemented.
   virtual absl::StatusOr<bool> AttachDescriptor(fl::ClientId client, const std::string& name,
                                                 const nn::ParameterSet& descriptor) {

@@ -75,7 +75,9 @@ ABSL_FLAG(int, shards_per_client, 2, "Shards per device for --partition=shards."
 ABSL_FLAG(double, participation, 1.0,
           "Probability of taking part in each round offered, in (0, 1].");
 ABSL_FLAG(uint64_t, participation_seed, 2, "Seeds the participation draws.");
-ABSL_FLAG(int, rounds, 0, "Exit after this many acknowledged updates (0 = no limit).");
+ABSL_FLAG(int, rounds, 0,
+          "Exit after this many acknowledged updates (continual mode: open rounds synced in; "
+          "0 = no limit).");
 ABSL_FLAG(absl::Duration, duration, absl::ZeroDuration(),
           "Exit after this long, e.g. 10m (0 = no limit).");
 ABSL_FLAG(uint64_t, seed, 1, "Seeds local training (minibatch order).");
@@ -247,14 +249,14 @@ int RunContinual(const DeviceLoopOptions& loop) {
       RunUntilSignalled([&] { return (*device)->Run(); }, [&] { (*device)->Stop(); });
   const ContinualDeviceStats s = (*device)->stats();
   std::printf(
-      "client %llu %s (%s): %lld batches, prequential accuracy %.4f, %lld updates acknowledged "
-      "(%lld in all), %lld syncs failed; %lld adapters, %lld growths refused, %lld proposals "
-      "pending; %.1f s\n",
+      "client %llu %s (%s): %lld batches, prequential accuracy %.4f, %lld rounds, %lld updates "
+      "acknowledged (%lld in all), %lld syncs failed; %lld adapters, %lld growths refused, %lld "
+      "proposals pending; %.1f s\n",
       static_cast<unsigned long long>(loop.client_id), status.ok() ? "done" : "failed",
       options->client.method.c_str(), static_cast<long long>(s.batches), s.prequential_accuracy(),
-      static_cast<long long>(s.submissions), static_cast<long long>(s.client.submissions),
-      static_cast<long long>(s.sync_failures), static_cast<long long>(s.client.adapters),
-      static_cast<long long>(s.client.growth_refusals),
+      static_cast<long long>(s.rounds), static_cast<long long>(s.submissions),
+      static_cast<long long>(s.client.submissions), static_cast<long long>(s.sync_failures),
+      static_cast<long long>(s.client.adapters), static_cast<long long>(s.client.growth_refusals),
       static_cast<long long>(s.client.proposals_pending),
       absl::ToDoubleSeconds(absl::Now() - start));
   std::fflush(stdout);

@@ -29,6 +29,7 @@ struct Device {
   std::map<std::string, std::pair<int, int>> expert_slot;  // pool expert → (block, index)
   std::set<std::string> not_installed;                     // pooled experts it refused
   std::set<std::string> descriptor_pending;  // experts it grew whose descriptor is not sent
+  std::set<std::string> descriptor_refused;  // pooled descriptors its learner cannot use
   double loss_sum = 0;
   int64_t steps = 0, samples = 0;
   absl::Status error;
@@ -65,8 +66,13 @@ absl::Status Install(Device& d, const fl::ModuleSpec& spec, const nn::ParameterS
                      const nn::ParameterSet* descriptor) {
   if (spec.role == fl::ModuleRole::kExpert && !d.expert_slot.contains(spec.name)) {
     FEDCL_ASSIGN_OR_RETURN(int block, BlockOf(spec.name));
-    // With its founder's descriptor, so that this device's detection knows the shift it serves.
+    // With its founder's descriptor, so that this device's detection knows the shift it serves;
+    // without it if the learner cannot use or hold it.
     absl::StatusOr<int> index = d.learner->AddPooledExpert(block, values, descriptor);
+    if (!index.ok() && descriptor != nullptr) {
+      d.descriptor_refused.insert(spec.name);
+      index = d.learner->AddPooledExpert(block, values);
+    }
     if (absl::IsResourceExhausted(index.status())) {
       d.not_installed.insert(spec.name);  // at its cap: it runs without this adapter
       return absl::OkStatus();
@@ -192,14 +198,19 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
       const auto slot = dev.expert_slot.find(info.spec.name);
       const bool descriptor_wanted =
           info.has_descriptor && slot != dev.expert_slot.end() &&
+          !dev.descriptor_refused.contains(info.spec.name) &&
           !dev.learner->ExpertHasDescriptor(slot->second.first, slot->second.second);
       if (!info.download && !descriptor_wanted) continue;
       FEDCL_ASSIGN_OR_RETURN(fl::ModuleSnapshot snapshot,
                              coordinator->GetModule(info.spec.name, info.version));
       if (descriptor_wanted) {
-        FEDCL_RETURN_IF_ERROR(dev.learner->AttachPooledDescriptor(
-            slot->second.first, slot->second.second, *snapshot.descriptor));
         result.bytes_down += snapshot.descriptor->num_values() * int64_t{sizeof(float)};
+        if (!dev.learner
+                 ->AttachPooledDescriptor(slot->second.first, slot->second.second,
+                                          *snapshot.descriptor)
+                 .ok()) {
+          dev.descriptor_refused.insert(info.spec.name);  // it detects without this one
+        }
         if (!info.download) continue;
       }
       const bool new_expert = snapshot.spec.role == fl::ModuleRole::kExpert &&

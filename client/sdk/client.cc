@@ -271,6 +271,7 @@ absl::Status Client::Impl::BuildLearnerLocked(const v1::ModelCheckpoint& checkpo
   retained_working_bytes_ = 0;
   pending_.clear();
   not_installed_.clear();
+  descriptor_refused_.clear();
   app_tasks_ = false;
   for (nn::ParameterSet* set : learner_->SharedModules())
     AddModuleLocked(set, set->name(), -1, set->flat_values());

@@ -172,7 +172,9 @@ class Client::Impl {
   // Proposes the pending adapters for `round`, releasing `lock` around each call; *taken when
   // the server took one (founded or joined a module: the next GetWork lists it).
   absl::Status ProposeGrownLocked(std::unique_lock<std::mutex>& lock, int64_t round, bool* taken);
-  // Sends the pool the descriptors of grown adapters whose growth has ended.
+  // Sends the pool the descriptors of grown adapters whose growth has ended. A refusal
+  // (NotFound, InvalidArgument) drops one for good; anything else leaves it for the next sync,
+  // and only an unreachable server fails the sync.
   absl::Status AttachDescriptorsLocked(std::unique_lock<std::mutex>& lock);
   // The learner's (block, index) of an expert module, or {-1, -1}.
   std::pair<int, int> ExpertSlotLocked(const Module& m);
@@ -207,6 +209,9 @@ class Client::Impl {
   std::vector<Module> modules_;
   std::vector<cl::ModuleProposal> pending_;  // SEMA: grown, not yet proposed
   std::set<std::string> not_installed_;      // SEMA: pool adapters the device does not run
+  // SEMA: pool adapters whose descriptor this learner cannot use (layout, memory budget): it is
+  // not downloaded again.
+  std::set<std::string> descriptor_refused_;
   // SEMA: the app calls BeginTask itself, so a growth does not start a task (persisted).
   bool app_tasks_ = false;
   std::deque<Record> queue_;

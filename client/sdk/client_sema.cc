@@ -86,11 +86,13 @@ absl::Status Client::Impl::InstallPooledExpertLocked(client::DownloadedModule& m
   absl::StatusOr<int> index =
       learner_->AddPooledExpert(module.spec.block, module.values,
                                 module.descriptor.has_value() ? &*module.descriptor : nullptr);
-  if (absl::IsInvalidArgument(index.status()) && module.descriptor.has_value()) {
-    // A descriptor this learner cannot use (another bottleneck): run the adapter without it.
-    Log(LogLevel::kWarning,
-        absl::StrCat("the pool's adapter '", module.spec.name, "' has an unusable descriptor (",
-                     index.status().message(), "); detection ignores it"));
+  if (!index.ok() && module.descriptor.has_value()) {
+    // A descriptor this learner cannot use (another bottleneck) or hold (the memory budget):
+    // run the adapter without it.
+    Log(LogLevel::kWarning, absl::StrCat("the pool's adapter '", module.spec.name,
+                                         "' comes with a descriptor this device cannot use (",
+                                         index.status().message(), "); detection ignores it"));
+    descriptor_refused_.insert(module.spec.name);
     index = learner_->AddPooledExpert(module.spec.block, module.values);
   }
   if (!index.ok()) {
@@ -181,9 +183,14 @@ absl::Status Client::Impl::AttachDescriptorsLocked(std::unique_lock<std::mutex>&
         transport_->AttachDescriptor(options_.client_id, name, *descriptor);
     lock.lock();
     const bool refused =
-        absl::IsNotFound(attached.status()) || absl::IsFailedPrecondition(attached.status()) ||
-        absl::IsInvalidArgument(attached.status()) || absl::IsUnimplemented(attached.status());
-    if (!attached.ok() && !refused) return attached.status();
+        absl::IsNotFound(attached.status()) || absl::IsInvalidArgument(attached.status());
+    if (!attached.ok() && !refused) {
+      if (sdk::IsTransient(attached.status())) return attached.status();
+      // A server that stopped after a storage failure, or one without the RPC: try again later.
+      Log(LogLevel::kDebug,
+          absl::StrCat("the descriptor of '", name, "' waits: ", attached.status().message()));
+      continue;
+    }
     Module* m = FindModuleLocked(name);  // the modules may have changed while unlocked
     if (m == nullptr) continue;
     m->descriptor_pending = false;

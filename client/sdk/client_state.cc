@@ -93,11 +93,6 @@ void Client::Impl::RestoreLocked() {
       !s.ok()) {
     return problem(std::string(s.message()));
   }
-  if (state.has_progress()) {
-    absl::StatusOr<cl::LearnerProgress> progress = ProgressFromProto(state.progress());
-    absl::Status s = progress.ok() ? learner_->RestoreProgress(*progress) : progress.status();
-    if (!s.ok()) return problem(std::string(s.message()));
-  }
   // Decode everything else first; change nothing unless all of it fits.
   std::vector<Eigen::VectorXf> bases(modules_.size());
   std::vector<int64_t> versions(modules_.size(), -1);
@@ -142,6 +137,12 @@ void Client::Impl::RestoreLocked() {
     adapted = learner_->model().backbone().parameters();
     if (absl::Status s = proto::CopyValuesFromProto(state.adapted_backbone(), &adapted); !s.ok())
       return problem(std::string(s.message()));
+  }
+  // The learner's own progress last: RestoreProgress checks it whole before changing anything.
+  if (state.has_progress()) {
+    absl::StatusOr<cl::LearnerProgress> progress = ProgressFromProto(state.progress());
+    absl::Status s = progress.ok() ? learner_->RestoreProgress(*progress) : progress.status();
+    if (!s.ok()) return problem(std::string(s.message()));
   }
   for (size_t i = 0; i < modules_.size(); ++i) {
     Module& m = modules_[i];

@@ -183,6 +183,7 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
         // device, and when the device runs it without one and the pool now has it.
         const bool descriptor_wanted =
             pooled && info.has_descriptor && held != nullptr && !held->descriptor_pending &&
+            !descriptor_refused_.contains(info.spec.name) &&
             !learner_->ExpertHasDescriptor(ExpertSlotLocked(*held).first,
                                            ExpertSlotLocked(*held).second);
         if (!info.download && !descriptor_wanted) continue;
@@ -224,6 +225,17 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
               "the server's module '", module.spec.name, "' does not fit this device's (",
               s.message(), "): configure the server's modules for method '", options_.method, "'"));
         }
+        if (module.descriptor.has_value() && !m->descriptor_pending) {
+          const auto [block, index] = ExpertSlotLocked(*m);
+          if (absl::Status s = learner_->AttachPooledDescriptor(block, index, *module.descriptor);
+              !s.ok()) {
+            descriptor_refused_.insert(module.spec.name);
+            Log(LogLevel::kWarning, absl::StrCat("detection cannot use the descriptor of '",
+                                                 module.spec.name, "': ", s.message()));
+          }
+        }
+        // Fetched only for its descriptor: the device holds these values already.
+        if (module.version == m->version) continue;
         // Re-base: queued and uncommitted learning move onto the new values.
         const Eigen::VectorXf shift = module.values.flat_values() - m->base;
         m->base = module.values.flat_values();
@@ -231,14 +243,6 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
         m->live->flat_values() += shift;
         m->version = module.version;
         ++result.modules_downloaded;
-        if (module.descriptor.has_value() && !m->descriptor_pending) {
-          const auto [block, index] = ExpertSlotLocked(*m);
-          if (absl::Status s = learner_->AttachPooledDescriptor(block, index, *module.descriptor);
-              !s.ok()) {
-            Log(LogLevel::kWarning, absl::StrCat("detection cannot use the descriptor of '",
-                                                 module.spec.name, "': ", s.message()));
-          }
-        }
       }
       FEDCL_RETURN_IF_ERROR(CommitLocked());
       if (life_.submissions() > 0 && life_.last_round() == work->round) {

@@ -524,8 +524,11 @@ absl::Status Learner::FinishGrowth() {
       b.records[k] = std::move(records);
     }
     if (!finite) {
-      return absl::InternalError(absl::StrCat("the descriptor of block ", b.index,
-                                              " diverged at every step size tried"));
+      // Still diverging at 1/16384 of the step: the adapter serves on without a descriptor
+      // (detection ignores it, and the pool gets none), rather than with a poisoned one.
+      b.descriptors.erase(b.descriptors.begin() + static_cast<std::ptrdiff_t>(k));
+      b.records.erase(b.records.begin() + static_cast<std::ptrdiff_t>(k));
+      b.descriptor_expert.erase(b.descriptor_expert.begin() + static_cast<std::ptrdiff_t>(k));
     }
     // The Gaussian of what this adapter trained on: router replay's anchor for it.
     b.anchor_mean.resize(b.mixture.experts());

@@ -6,15 +6,31 @@
 
 namespace fedcl::cl {
 
-absl::Status Learner::RebuildPrototypes() {
+namespace {
+
+// SimpleCIL's prototypes: the mean feature of every class seen.
+absl::StatusOr<PrototypeClassifier> PrototypesOf(const nn::Matrix& sums,
+                                                 const std::vector<int64_t>& counts, int dim) {
+  PrototypeClassifier prototypes(dim);
   std::vector<int32_t> classes;
-  for (size_t c = 0; c < class_counts_.size(); ++c)
-    if (class_counts_[c] > 0) classes.push_back(static_cast<int32_t>(c));
-  if (classes.empty()) return absl::OkStatus();
-  nn::Matrix means(static_cast<int64_t>(classes.size()), class_sums_.cols());
+  for (size_t c = 0; c < counts.size(); ++c)
+    if (counts[c] > 0) classes.push_back(static_cast<int32_t>(c));
+  if (classes.empty()) return prototypes;
+  nn::Matrix means(static_cast<int64_t>(classes.size()), sums.cols());
   for (size_t i = 0; i < classes.size(); ++i)
-    means.row(i) = class_sums_.row(classes[i]) / static_cast<float>(class_counts_[classes[i]]);
-  return prototypes_->AddClasses(means, classes);
+    means.row(i) = sums.row(classes[i]) / static_cast<float>(counts[classes[i]]);
+  FEDCL_RETURN_IF_ERROR(prototypes.AddClasses(means, classes));
+  return prototypes;
+}
+
+}  // namespace
+
+absl::Status Learner::RebuildPrototypes() {
+  FEDCL_ASSIGN_OR_RETURN(
+      PrototypeClassifier prototypes,
+      PrototypesOf(class_sums_, class_counts_, model_->backbone().feature_dim()));
+  prototypes_ = std::move(prototypes);
+  return absl::OkStatus();
 }
 
 LearnerProgress Learner::ExportProgress() const {
@@ -62,22 +78,28 @@ absl::Status Learner::RestoreProgress(const LearnerProgress& p) {
       if (n < 0) return bad("a negative class count");
   }
 
+  // What can still fail is built aside first: the learner changes only once all of it worked.
+  std::optional<EmaAccumulator> offline;
+  if (p.lae_offline.has_value()) {
+    FEDCL_ASSIGN_OR_RETURN(double decay, DecayForFraction(options_.lae_fraction_per_task,
+                                                          options_.lae_steps_per_task));
+    offline.emplace(decay);
+    offline->Start(adapter_->parameters());
+    offline->mutable_offline().flat_values() = *p.lae_offline;
+  }
+  std::optional<PrototypeClassifier> prototypes;
+  if (options_.method == ClMethod::kSimpleCil) {
+    FEDCL_ASSIGN_OR_RETURN(
+        prototypes, PrototypesOf(p.class_sums, p.class_counts, model_->backbone().feature_dim()));
+    class_sums_ = p.class_sums;
+    class_counts_ = p.class_counts;
+    prototypes_ = std::move(prototypes);
+  }
   task_ = p.task;
   task_steps_ = p.task_steps;
   learned_classes_ = p.learned_classes;
   task_labels_ = p.task_labels;
-  if (p.lae_offline.has_value()) {
-    if (!offline_.has_value()) FEDCL_RETURN_IF_ERROR(StartOffline());
-    offline_->mutable_offline().flat_values() = *p.lae_offline;
-  } else {
-    offline_.reset();
-  }
-  if (options_.method == ClMethod::kSimpleCil) {
-    class_sums_ = p.class_sums;
-    class_counts_ = p.class_counts;
-    prototypes_.emplace(model_->backbone().feature_dim());
-    FEDCL_RETURN_IF_ERROR(RebuildPrototypes());
-  }
+  offline_ = std::move(offline);
   return absl::OkStatus();
 }
 

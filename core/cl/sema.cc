@@ -145,9 +145,9 @@ absl::StatusOr<SharedDescriptor> DescriptorFromParameters(const nn::ParameterSet
                                                                    {"decoder_bias", {dim}}};
   const std::string layout = absl::StrCat("encoder [", bottleneck, ", ", dim,
                                           "], encoder_bias, decoder, decoder_bias, "
-                                          "losses [n >= 2]");
+                                          "losses [n >= 3]");
   if (set.num_tensors() != 5 || set.info(4).name != "losses" || set.info(4).shape.size() != 1 ||
-      set.info(4).size < 2) {
+      set.info(4).size < 1) {
     return absl::InvalidArgumentError(absl::StrCat("a descriptor must hold ", layout));
   }
   for (size_t i = 0; i < expected.size(); ++i) {
@@ -158,6 +158,10 @@ absl::StatusOr<SharedDescriptor> DescriptorFromParameters(const nn::ParameterSet
   }
   if (!set.flat_values().allFinite())
     return absl::InvalidArgumentError("a descriptor has non-finite values");
+  if (set.info(4).size < 3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a descriptor needs at least 3 loss records, not ", set.info(4).size));
+  }
   base::Rng unused(0);  // every value is overwritten below
   FEDCL_ASSIGN_OR_RETURN(RepresentationDescriptor rd,
                          RepresentationDescriptor::Create(dim, bottleneck, unused));
@@ -168,6 +172,10 @@ absl::StatusOr<SharedDescriptor> DescriptorFromParameters(const nn::ParameterSet
   LossRecords records;
   records.Add(absl::MakeConstSpan(set.values(4), set.info(4).size));
   records.Freeze();
+  // Records that do not vary give every loss a z-score of 0: such a descriptor would call every
+  // stream familiar and stop the block from ever growing.
+  if (!(records.stddev() > 0.0))
+    return absl::InvalidArgumentError("a descriptor's loss records do not vary");
   return SharedDescriptor{std::move(rd), std::move(records)};
 }
 

@@ -93,7 +93,7 @@ struct SharedDescriptor {
   LossRecords records;  // frozen
 };
 // The inverse, for a d → r → d descriptor: InvalidArgument (naming what) unless the set has
-// exactly those tensors in that order, finite values and at least two losses.
+// exactly those tensors in that order, finite values and at least three losses that vary.
 absl::StatusOr<SharedDescriptor> DescriptorFromParameters(const nn::ParameterSet& set, int dim,
                                                           int bottleneck);
 

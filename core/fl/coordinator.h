@@ -226,15 +226,15 @@ class Coordinator {
   // statistics, values or descriptor); ResourceExhausted at capacity; the store's error (e.g.
   // Unavailable) if the proposal could not be made durable.
   absl::StatusOr<ProposalResult> ProposeModule(const ModuleProposal& proposal);
-  // A holder of pool expert `name` gives it a descriptor (SEMA's representation descriptor with
+  // A proposer of pool expert `name` gives it a descriptor (SEMA's representation descriptor with
   // its loss records, opaque here): devices that run the expert download it with the module
   // (ModuleSnapshot::descriptor) and detect with it. Proposals are made at detection, before the
   // device has trained the descriptor, so it comes afterwards; the first one given is kept.
   // True if this one was attached, false if the module already had one. NotFound for an
   // unknown client or a name that is no pool expert; FailedPrecondition for a revoked client, a
-  // client that does not hold the expert, or a stopped coordinator; InvalidArgument for an
-  // empty or non-finite descriptor; the store's error. Durable before it returns; nothing
-  // changes on an error.
+  // client whose proposal did not found or join the expert, or a stopped coordinator;
+  // InvalidArgument for an empty or non-finite descriptor; the store's error. Durable before it
+  // returns; nothing changes on an error.
   absl::StatusOr<bool> AttachDescriptor(ClientId client, absl::string_view name,
                                         const nn::ParameterSet& descriptor);
 

@@ -138,9 +138,12 @@ absl::StatusOr<bool> Coordinator::AttachDescriptor(ClientId client, absl::string
   if (module == nullptr || module->pool_id == 0) {
     return absl::NotFoundError(absl::StrCat("'", name, "' is not an expert of the module pool"));
   }
-  if (!registry_->IsHolder(module->pool_id, client)) {
+  // Only a device whose proposal founded or joined the expert trained a descriptor for it; every
+  // other holder received the expert with the block's mixture.
+  const std::vector<ClientId>& proposers = registry_->Find(module->pool_id)->proposers;
+  if (std::find(proposers.begin(), proposers.end(), client) == proposers.end()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("client ", client, " does not hold '", name, "'"));
+        absl::StrCat("client ", client, " did not propose '", name, "'"));
   }
   if (descriptor.num_values() == 0)
     return absl::InvalidArgumentError(absl::StrCat("an empty descriptor for '", name, "'"));

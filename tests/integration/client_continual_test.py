@@ -77,10 +77,10 @@ def main(pretrain, server, client, work):
                             "--rounds=24"])
     for out in summaries:
         m = re.search(r"done \(sema\): (\d+) batches, prequential accuracy ([0-9.]+), (\d+) "
-                      r"updates acknowledged .* (\d+) adapters", out)
+                      r"rounds, (\d+) updates acknowledged .* (\d+) adapters", out)
         assert m, out
-        assert int(m.group(3)) == 24, out
-        assert int(m.group(4)) >= 3, out  # the two base experts and at least one grown
+        assert int(m.group(3)) == 24 and int(m.group(4)) >= 20, out
+        assert int(m.group(5)) >= 3, out  # the two base experts and at least one grown
     pool = lines[-1]["pool"]
     block2 = [m for m in pool.values() if m["block"] == 2]
     assert len(block2) == 1 and block2[0]["holders"] == 2, lines[-1]
@@ -89,7 +89,8 @@ def main(pretrain, server, client, work):
     summaries, lines = run(server, client, work, checkpoint, "lae", LAE,
                            ["--method=lae", "--batches_per_sync=5", "--rounds=3"])
     for out in summaries:
-        assert re.search(r"done \(lae\): \d+ batches, .* 3 updates acknowledged", out), out
+        assert re.search(r"done \(lae\): \d+ batches, .* 3 rounds, 3 updates acknowledged",
+                         out), out
     assert lines[-1]["modules"]["adapter"] >= 1, lines[-1]
 
 

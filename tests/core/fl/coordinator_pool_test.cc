@@ -318,7 +318,13 @@ TEST_F(CoordinatorPoolTest, AHolderAttachesTheDescriptorOnceAndItSurvivesARestar
   nn::ParameterSet descriptor("descriptor");
   descriptor.Add("losses", {3}, false);
   descriptor.flat_values() << 1.0f, 2.0f, 3.0f;
-  // Refusals: an unknown client, a base module or unknown name, a client that does not hold
+  // Client 3 founds another module of block 1 and so receives (holds) block1/m1 too, which it did
+  // not train.
+  ModuleProposal far = Expert(3, 0, 1, 5.0f, 1.0f, 0.5f);
+  far.descriptor = nn::ParameterSet();
+  ASSERT_EQ(c->ProposeModule(far)->name, "block1/m2");
+  ASSERT_TRUE(c->GetWork(3, {}).ok());
+  // Refusals: an unknown client, a base module or unknown name, a holder that did not propose
   // the expert, an empty or non-finite descriptor.
   EXPECT_EQ(c->AttachDescriptor(9, "block1/m1", descriptor).status().code(),
             absl::StatusCode::kNotFound);
@@ -326,7 +332,7 @@ TEST_F(CoordinatorPoolTest, AHolderAttachesTheDescriptorOnceAndItSurvivesARestar
   EXPECT_EQ(c->AttachDescriptor(1, "block1/m7", descriptor).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_THAT(c->AttachDescriptor(3, "block1/m1", descriptor).status().message(),
-              HasSubstr("does not hold"));
+              HasSubstr("did not propose"));
   EXPECT_EQ(c->AttachDescriptor(1, "block1/m1", nn::ParameterSet()).status().code(),
             absl::StatusCode::kInvalidArgument);
   nn::ParameterSet bad = descriptor;
