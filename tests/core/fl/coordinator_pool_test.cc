@@ -295,10 +295,10 @@ TEST_F(CoordinatorPoolTest, AnExpertCannotBeAnInitialModule) {
 // A crash mid-round 2 (with a module founded in that round, so only in the registry, and
 // journaled expert updates) and a restart give exactly the uninterrupted run: the pool, its
 // holders and their per-(client, module) counters all survive.
-// Proposals are made at detection, before the device has trained its descriptor: a holder
+// Proposals are made at detection, before the device has trained its descriptor: a proposer
 // attaches it afterwards. The first one stays, GetWork says the expert has one, it survives a
 // restart, and bad attachments are refused and change nothing.
-TEST_F(CoordinatorPoolTest, AHolderAttachesTheDescriptorOnceAndItSurvivesARestart) {
+TEST_F(CoordinatorPoolTest, AProposerAttachesTheDescriptorOnceAndItSurvivesARestart) {
   auto c = Make();
   for (ClientId id : {1, 2, 3}) ASSERT_TRUE(c->Enroll(id).ok());
   ModuleProposal bare = Expert(1, 0, 1, 0.0f, 1.0f, 0.5f);
