@@ -35,17 +35,10 @@ struct Device {
   absl::Status error;
 };
 
-// The learner's expert `index` of `block`.
-nn::ParameterSet* LocalSetAt(Device& d, int block, int index) {
-  for (const cl::Learner::ExpertRef& e : d.learner->Experts())
-    if (e.block == block && e.index == index) return e.values;
-  return nullptr;
-}
-
 // The learner's set a server module name refers to, or null.
 nn::ParameterSet* LocalSet(Device& d, const std::string& name) {
   if (auto slot = d.expert_slot.find(name); slot != d.expert_slot.end())
-    return LocalSetAt(d, slot->second.first, slot->second.second);
+    return d.learner->Expert(slot->second.first, slot->second.second);
   for (nn::ParameterSet* s : d.learner->SharedModules())
     if (s->name() == name) return s;
   return nullptr;

@@ -161,7 +161,6 @@ class Client::Impl {
   // delta for it.
   void AddModuleLocked(nn::ParameterSet* live, std::string server_name, int64_t version,
                        const Eigen::VectorXf& base, bool on_server = true);
-  nn::ParameterSet* ExpertSetLocked(int block, int index);
   // Whether `m` is a grown adapter whose proposal has not been made yet.
   bool ProposalPendingLocked(const Module& m);
   // After a Learn: adapters the learner grew become modules with pending proposals.

@@ -55,21 +55,15 @@ void Client::Impl::AddModuleLocked(nn::ParameterSet* live, std::string server_na
   for (Record& r : queue_) r.deltas.push_back(Eigen::VectorXf::Zero(base.size()));
 }
 
-nn::ParameterSet* Client::Impl::ExpertSetLocked(int block, int index) {
-  for (const cl::Learner::ExpertRef& e : learner_->Experts())
-    if (e.block == block && e.index == index) return e.values;
-  return nullptr;
-}
-
 bool Client::Impl::ProposalPendingLocked(const Module& m) {
   for (const cl::ModuleProposal& p : pending_)
-    if (ExpertSetLocked(p.block, p.index) == m.live) return true;
+    if (learner_->Expert(p.block, p.index) == m.live) return true;
   return false;
 }
 
 void Client::Impl::TakeGrowthLocked() {
   for (cl::ModuleProposal& p : learner_->TakeProposals()) {
-    nn::ParameterSet* live = ExpertSetLocked(p.block, p.index);
+    nn::ParameterSet* live = learner_->Expert(p.block, p.index);
     if (live == nullptr) continue;  // cannot happen: the learner just grew it
     AddModuleLocked(live, live->name(), -1, p.expert.flat_values(), /*on_server=*/false);
     modules_.back().descriptor_pending = true;
@@ -103,7 +97,7 @@ absl::Status Client::Impl::InstallPooledExpertLocked(client::DownloadedModule& m
                                          "': ", index.status().message()));
     return absl::OkStatus();
   }
-  nn::ParameterSet* live = ExpertSetLocked(module.spec.block, *index);
+  nn::ParameterSet* live = learner_->Expert(module.spec.block, *index);
   AddModuleLocked(live, module.spec.name, module.version, module.values.flat_values());
   Log(LogLevel::kInfo, absl::StrCat("runs the pool's adapter '", module.spec.name, "' at block ",
                                     module.spec.block));
@@ -127,7 +121,7 @@ absl::Status Client::Impl::ProposeGrownLocked(std::unique_lock<std::mutex>& lock
     absl::StatusOr<fl::ProposalResult> result = transport_->ProposeModule(proposal);
     lock.lock();
     Module* m = nullptr;
-    if (nn::ParameterSet* live = ExpertSetLocked(proposal.block, index); live != nullptr)
+    if (nn::ParameterSet* live = learner_->Expert(proposal.block, index); live != nullptr)
       m = FindModuleByLiveLocked(live);
     // Refusals (the pool at capacity, a proposal it cannot take) keep the adapter on the
     // device; anything else leaves the proposal pending for the next sync.

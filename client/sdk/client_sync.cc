@@ -181,11 +181,13 @@ absl::StatusOr<SyncResult> Client::Impl::SyncOnce() {
         Module* held = FindModuleLocked(info.spec.name);
         // A pooled adapter comes with its descriptor, for detection: when it is new to this
         // device, and when the device runs it without one and the pool now has it.
-        const bool descriptor_wanted =
-            pooled && info.has_descriptor && held != nullptr && !held->descriptor_pending &&
-            !descriptor_refused_.contains(info.spec.name) &&
-            !learner_->ExpertHasDescriptor(ExpertSlotLocked(*held).first,
-                                           ExpertSlotLocked(*held).second);
+        bool descriptor_wanted = pooled && info.has_descriptor && held != nullptr &&
+                                 !held->descriptor_pending &&
+                                 !descriptor_refused_.contains(info.spec.name);
+        if (descriptor_wanted) {
+          const auto [block, index] = ExpertSlotLocked(*held);
+          descriptor_wanted = !learner_->ExpertHasDescriptor(block, index);
+        }
         if (!info.download && !descriptor_wanted) continue;
         if (held == nullptr && !pooled) {
           Log(LogLevel::kDebug, absl::StrCat("the server's module '", info.spec.name,

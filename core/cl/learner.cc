@@ -219,17 +219,18 @@ absl::Status Learner::BeginTask(std::vector<int> classes) {
         learned_classes_[c] || (c < static_cast<int>(task_labels_.size()) && task_labels_[c]);
   }
   task_labels_.assign(num_classes, false);
-  if (options_.method == ClMethod::kLae && task_ == 1 && !offline_.has_value())
-    FEDCL_RETURN_IF_ERROR(StartOffline());
+  if (options_.method == ClMethod::kLae && task_ == 1 && !offline_.has_value()) {
+    FEDCL_ASSIGN_OR_RETURN(offline_, NewOffline());
+  }
   return absl::OkStatus();
 }
 
-absl::Status Learner::StartOffline() {
+absl::StatusOr<EmaAccumulator> Learner::NewOffline() const {
   FEDCL_ASSIGN_OR_RETURN(
       double decay, DecayForFraction(options_.lae_fraction_per_task, options_.lae_steps_per_task));
-  offline_.emplace(decay);
-  offline_->Start(adapter_->parameters());
-  return absl::OkStatus();
+  EmaAccumulator offline(decay);
+  offline.Start(adapter_->parameters());
+  return offline;
 }
 
 nn::Matrix Learner::MaskedLogits(const nn::Matrix& logits) const {
@@ -306,7 +307,7 @@ absl::StatusOr<LearnStats> Learner::Learn(nn::ConstMatrixRef images,
       // A host without task boundaries: the first "task" ends after lae_untasked_task_steps.
       if (!offline_.has_value() && task_ < 0 && options_.lae_untasked_task_steps > 0 &&
           task_steps_ >= options_.lae_untasked_task_steps) {
-        FEDCL_RETURN_IF_ERROR(StartOffline());
+        FEDCL_ASSIGN_OR_RETURN(offline_, NewOffline());
       }
       break;
     }
@@ -448,9 +449,7 @@ absl::Status Learner::Grow(int block_index, bool propose) {
   const std::string name = absl::StrCat("block", b.index, "/e", b.mixture.experts());
   FEDCL_RETURN_IF_ERROR(
       b.mixture.AddExpert(NewExpert(name, dim, options_.adapter_bottleneck, rng_)).status());
-  b.descriptors.push_back(std::move(rd));
-  b.records.emplace_back();
-  b.descriptor_expert.push_back(b.mixture.experts() - 1);
+  b.AddDescriptor(std::move(rd), LossRecords(), b.mixture.experts() - 1);
   if (propose) {
     ModuleProposal proposal;
     proposal.block = b.index;
@@ -491,10 +490,8 @@ absl::Status Learner::FinishGrowth() {
     // The descriptor's phase (§4.4 step 19): its own epochs over what the adapter trained on;
     // the loss records fill during training (FIFO, so they end with the last epoch's losses).
     // Pooled descriptors may have joined the block since the growth began.
-    const size_t k = static_cast<size_t>(
-        std::find(b.descriptor_expert.begin(), b.descriptor_expert.end(), b.growing_index) -
-        b.descriptor_expert.begin());
-    FEDCL_CHECK(k < b.descriptors.size()) << "a growing adapter without a descriptor";
+    const int k = b.DescriptorOf(b.growing_index);
+    FEDCL_CHECK(k >= 0) << "a growing adapter without a descriptor";
     RepresentationDescriptor& rd = b.descriptors[k];
     // Plain SGD on a linear autoencoder is stable only below a step size set by the inputs'
     // scale, which a grown adapter upstream can raise by an order of magnitude: a training that

@@ -265,6 +265,8 @@ class Learner {
     nn::ParameterSet* values = nullptr;
   };
   std::vector<ExpertRef> Experts();
+  // SEMA: adapter `index` of `block`, or null if there is none.
+  nn::ParameterSet* Expert(int block, int index);
   // SEMA: see SemaState. Restore checks everything before changing anything: InvalidArgument
   // (naming what does not fit) for another method, other blocks, a wrong layout or non-finite
   // values, and for a learner that has learned or imported since it was created.
@@ -313,7 +315,18 @@ class Learner {
     std::vector<RepresentationDescriptor> descriptors;
     std::vector<LossRecords> records;
     std::vector<int> descriptor_expert;  // per descriptor, the index of its adapter
-    int consecutive = 0;                 // detection batches in a row with every adapter above τ
+    // The position in `descriptors` of adapter `expert`'s descriptor, or -1.
+    int DescriptorOf(int expert) const {
+      for (size_t k = 0; k < descriptor_expert.size(); ++k)
+        if (descriptor_expert[k] == expert) return static_cast<int>(k);
+      return -1;
+    }
+    void AddDescriptor(RepresentationDescriptor rd, LossRecords loss_records, int expert) {
+      descriptors.push_back(std::move(rd));
+      records.push_back(std::move(loss_records));
+      descriptor_expert.push_back(expert);
+    }
+    int consecutive = 0;  // detection batches in a row with every adapter above τ
     bool growing = false;
     int growing_index = -1;          // the adapter being trained while growing
     std::vector<nn::Matrix> window;  // token means of the last confirm_batches detection batches
@@ -334,7 +347,8 @@ class Learner {
   absl::Status Grow(int block, bool propose);
   absl::StatusOr<Block*> FindBlock(int block);  // InvalidArgument if not expandable
   void FreezeLearnedHeadRows();
-  absl::Status StartOffline();       // LAE: the offline module starts as a copy of the online one
+  // LAE: an offline module that starts as a copy of the online one.
+  absl::StatusOr<EmaAccumulator> NewOffline() const;
   absl::Status RebuildPrototypes();  // SimpleCIL: prototypes from class_sums_ and class_counts_
   absl::Status FinishGrowth();
   // Logits of one chunk under the method (LAE ensemble: log of the element-wise max of the two

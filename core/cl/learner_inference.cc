@@ -275,20 +275,14 @@ absl::StatusOr<int> Learner::AddPooledExpert(int block, const nn::ParameterSet& 
     return absl::InvalidArgumentError("a pooled adapter has non-finite values");
   FEDCL_ASSIGN_OR_RETURN(int index, b->mixture.AddExpert(values));
   b->mixture.expert(index).SetAllTrainable(false);
-  if (shared.has_value()) {
-    b->descriptors.push_back(std::move(shared->rd));
-    b->records.push_back(std::move(shared->records));
-    b->descriptor_expert.push_back(index);
-  }
+  if (shared.has_value())
+    b->AddDescriptor(std::move(shared->rd), std::move(shared->records), index);
   return index;
 }
 
 bool Learner::ExpertHasDescriptor(int block, int index) const {
-  for (const auto& b : blocks_) {
-    if (b->index != block) continue;
-    return std::find(b->descriptor_expert.begin(), b->descriptor_expert.end(), index) !=
-           b->descriptor_expert.end();
-  }
+  for (const auto& b : blocks_)
+    if (b->index == block) return b->DescriptorOf(index) >= 0;
   return false;
 }
 
@@ -313,21 +307,25 @@ absl::Status Learner::AttachPooledDescriptor(int block, int index,
         absl::StrCat("a pooled descriptor of ", bytes,
                      " bytes would take the modules past the budget of ", budget, " bytes"));
   }
-  b->descriptors.push_back(std::move(shared.rd));
-  b->records.push_back(std::move(shared.records));
-  b->descriptor_expert.push_back(index);
+  b->AddDescriptor(std::move(shared.rd), std::move(shared.records), index);
   return absl::OkStatus();
 }
 
 std::optional<nn::ParameterSet> Learner::ExpertDescriptor(int block, int index) const {
   for (const auto& b : blocks_) {
     if (b->index != block) continue;
-    for (size_t k = 0; k < b->descriptors.size(); ++k) {
-      if (b->descriptor_expert[k] != index || !b->records[k].frozen()) continue;
-      return DescriptorToParameters(b->descriptors[k], b->records[k]);
-    }
+    const int k = b->DescriptorOf(index);
+    if (k < 0 || !b->records[k].frozen()) return std::nullopt;
+    return DescriptorToParameters(b->descriptors[k], b->records[k]);
   }
   return std::nullopt;
+}
+
+nn::ParameterSet* Learner::Expert(int block, int index) {
+  for (auto& b : blocks_)
+    if (b->index == block && index >= 0 && index < b->mixture.experts())
+      return &b->mixture.expert(index);
+  return nullptr;
 }
 
 std::vector<Learner::ExpertRef> Learner::Experts() {

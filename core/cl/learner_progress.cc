@@ -81,10 +81,7 @@ absl::Status Learner::RestoreProgress(const LearnerProgress& p) {
   // What can still fail is built aside first: the learner changes only once all of it worked.
   std::optional<EmaAccumulator> offline;
   if (p.lae_offline.has_value()) {
-    FEDCL_ASSIGN_OR_RETURN(double decay, DecayForFraction(options_.lae_fraction_per_task,
-                                                          options_.lae_steps_per_task));
-    offline.emplace(decay);
-    offline->Start(adapter_->parameters());
+    FEDCL_ASSIGN_OR_RETURN(offline, NewOffline());
     offline->mutable_offline().flat_values() = *p.lae_offline;
   }
   std::optional<PrototypeClassifier> prototypes;

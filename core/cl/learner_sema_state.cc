@@ -162,9 +162,7 @@ absl::Status Learner::RestoreSemaState(const SemaState& state) {
       LossRecords records;
       records.Add(a.losses);
       if (a.records_frozen) records.Freeze();
-      b.descriptors.push_back(std::move(rd));
-      b.records.push_back(std::move(records));
-      b.descriptor_expert.push_back(static_cast<int>(e));
+      b.AddDescriptor(std::move(rd), std::move(records), static_cast<int>(e));
     }
     b.consecutive = 0;
     b.window.clear();

@@ -11,10 +11,11 @@ Each device must exit 0 with its summary line.
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from fedcl_processes import free_port, fresh_work_dir_with_vit  # noqa: E402
 
 SERVER = """
 state_dir: "{state}"
@@ -29,12 +30,6 @@ pool { expandable_blocks: 2 expandable_blocks: 3 base_experts: true round_window
 LAE = """module { name: "adapter" role: "pet" pet { kind: "adapter" adapter_bottleneck: 8
   site_prefixes: "blocks.0" site_prefixes: "blocks.1" } }
 module { name: "head" role: "head" }"""
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(server, client, work, checkpoint, name, modules, flags):
@@ -65,12 +60,7 @@ def run(server, client, work, checkpoint, name, modules, flags):
 
 
 def main(pretrain, server, client, work):
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    checkpoint = os.path.join(work, "vit.ckpt")
-    subprocess.run([pretrain, "--model=vit", "--epochs=1", "--train_end=3000",
-                    f"--output={checkpoint}", "--progress_interval=0"], check=True, timeout=300,
-                   capture_output=True)
+    checkpoint = fresh_work_dir_with_vit(pretrain, work)
 
     summaries, lines = run(server, client, work, checkpoint, "sema", SEMA,
                            ["--method=sema", "--shift_after=200", "--batches_per_sync=20",

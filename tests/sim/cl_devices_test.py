@@ -9,11 +9,12 @@ fedcl-server with the SEMA pool and its base experts, runs each device as its ow
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from fedcl_processes import free_port, fresh_work_dir_with_vit  # noqa: E402
 
 SCENARIO = """
 name: "cl_devices"
@@ -39,19 +40,8 @@ journal {{ sync: "normal" }}
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main(pretrain, sim, server, work):
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    checkpoint = os.path.join(work, "vit.ckpt")
-    subprocess.run([pretrain, "--model=vit", "--epochs=1", "--train_end=3000",
-                    f"--output={checkpoint}", "--progress_interval=0"], check=True, timeout=300,
-                   capture_output=True)
+    checkpoint = fresh_work_dir_with_vit(pretrain, work)
     scenario = os.path.join(work, "cl.textproto")
     with open(scenario, "w") as f:
         f.write(SCENARIO.format(checkpoint=checkpoint))
