@@ -97,8 +97,10 @@ struct UpdateSubmission {
 struct SubmitResult {
   int64_t round = 0;
   bool duplicate = false;  // already accepted earlier: acknowledged again, counted once
-  double weight = 0.0;     // the aggregation weight the update was folded with
-  bool clipped = false;    // the norm exceeded the bound and the update was scaled down
+  // The aggregation weight the update was folded with; 0 for a duplicate whose round has
+  // closed (the weight is not kept past the close).
+  double weight = 0.0;
+  bool clipped = false;  // the norm exceeded the bound and the update was scaled down
 };
 
 }  // namespace fedcl::fl

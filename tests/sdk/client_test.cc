@@ -95,8 +95,8 @@ class ClientTest : public ::testing::Test {
       std::lock_guard<std::mutex> lock(log_mu_);
       log_.push_back(std::string(message));
     };
-    coordinator_options_.round_duration = absl::Seconds(10);
-    coordinator_options_.min_participants = 0;
+    coordinator_options_.round.round_duration = absl::Seconds(10);
+    coordinator_options_.round.min_participants = 0;
   }
 
   // The server's modules: those a learner of server_method_ shares (sequential_adapter: the head

@@ -25,7 +25,7 @@ TEST(ServerConfigTest, MinimalConfigGetsDefaults) {
   EXPECT_EQ(config->round().min_participants(), 1);
   auto options = CoordinatorOptionsFrom(*config);
   ASSERT_TRUE(options.ok());
-  EXPECT_EQ(options->aggregator.kind, fl::AggregatorKind::kAdaptive);
+  EXPECT_EQ(options->aggregator.name, "adaptive");
 }
 
 TEST(ServerConfigTest, BadConfigsAreRefusedNamingTheField) {
