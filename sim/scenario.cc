@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/cl/learner.h"
+#include "core/ood/detector_registry.h"
 #include "proto/federation_convert.h"
 #include "proto/fl_config.h"
 #include "proto/text_format.h"
@@ -140,9 +141,9 @@ absl::Status ValidateContinual(Scenario& s, absl::string_view source) {
       return Invalid(source, absl::StrCat("continual.method '", m, "' appears twice"));
   }
   for (const std::string& d : k.detector()) {
-    absl::StatusOr<cl::OodScoreKind> kind = cl::ParseOodScoreKind(d);
-    if (!kind.ok())
-      return Invalid(source, absl::StrCat("continual.detector: ", kind.status().message()));
+    absl::StatusOr<const ood::DetectorInfo*> info = ood::FindDetector(d);
+    if (!info.ok())
+      return Invalid(source, absl::StrCat("continual.detector: ", info.status().message()));
   }
   if (k.rounds_per_task() < 1 || k.steps_per_round() < 1 || k.batch_size() < 1 ||
       k.samples_per_task() < 1 || k.eval_samples() < 2 || k.eval_devices() < 1)

@@ -81,11 +81,6 @@ inline bool IsSema(ClMethod m) { return m == ClMethod::kSema || m == ClMethod::k
 absl::string_view ClMethodName(ClMethod method);
 absl::StatusOr<ClMethod> ParseClMethod(absl::string_view name);
 
-// Which score Predict reports as each sample's OOD score.
-enum class OodScoreKind { kMaxSoftmax, kEnergy, kMahalanobis, kHdc, kRd };
-absl::string_view OodScoreKindName(OodScoreKind kind);
-absl::StatusOr<OodScoreKind> ParseOodScoreKind(absl::string_view name);
-
 struct LearnerOptions {
   ClMethod method = ClMethod::kSema;
   // Local SGD (SEMA's recipe: momentum 0.9, weight decay 5e-4), one step per Learn batch.
@@ -124,7 +119,11 @@ struct LearnerOptions {
   double fedins_matching_weight = 0.1;  // λ
   // Label-free adaptation (Adapt).
   LabelFreeOptions label_free;
-  OodScoreKind ood_score = OodScoreKind::kEnergy;
+  // The detector behind Predict's OOD scores, by its registered name (ood::DetectorNames():
+  // energy, max_softmax, mahalanobis, hdc, rd_zscore, knn, ...), and its options, a text proto
+  // the detector parses ("k: 20" for knn; empty = its defaults). Seeded with `seed`.
+  std::string ood_detector = "energy";
+  std::string ood_options;
   uint64_t seed = 1;
   absl::Status Validate() const;
 };
@@ -217,14 +216,18 @@ class Learner {
   absl::StatusOr<LearnStats> Learn(nn::ConstMatrixRef images, absl::Span<const int32_t> labels);
   absl::StatusOr<std::vector<Prediction>> Predict(nn::ConstMatrixRef images);
   // The same into `out` (images.rows() entries). For the single-forward methods (linear_head,
-  // sequential_adapter, sema) with no detector or a logit-based one (max-softmax, energy) it
-  // allocates nothing once a batch of this size has been seen; the others go through Predict.
+  // sequential_adapter, sema) with no detector or one that reads only logits (max_softmax,
+  // energy) it allocates nothing once a batch of this size has been seen; the others go through
+  // Predict.
   absl::Status PredictInto(nn::ConstMatrixRef images, absl::Span<Prediction> out);
   // Label-free adaptation (entropy minimisation on LayerNorm/SSF with CEMA's filters); the
   // model's trainable flags are restored afterwards.
   absl::StatusOr<AdaptStep> Adapt(nn::ConstMatrixRef images);
 
-  // Fits and calibrates the OOD detector on in-distribution data (labels for Mahalanobis/HDC).
+  // Makes the detector options().ood_detector names, fits it on in-distribution data (labels for
+  // those that read them: mahalanobis, hdc) and calibrates it on `held_out`. FailedPrecondition
+  // for a detector that reads hooks only a ViT has (the CLS tokens, the token means) on another
+  // backbone; the detector's own errors otherwise. On error the learner keeps the detector it had.
   absl::Status FitDetector(nn::ConstMatrixRef images, absl::Span<const int32_t> labels,
                            nn::ConstMatrixRef held_out);
   // OOD scores alone (same as Predict's).
@@ -285,7 +288,8 @@ class Learner {
   struct Inspection {
     nn::Matrix logits, features, token_mean_last;
     std::vector<nn::Matrix> cls_after_block;
-    ood::OodBatch Batch(OodScoreKind kind) const;
+    // A view of the hooks a detector reads (ood::DetectorInfo::needs); the others stay null.
+    ood::OodBatch Batch(const ood::FeatureNeeds& needs) const;
   };
   absl::StatusOr<Inspection> Inspect(nn::ConstMatrixRef images);
 
@@ -396,6 +400,7 @@ class Learner {
   nn::Sgd fedins_sgd_{{.learning_rate = 0.01f}};
   // OOD.
   std::unique_ptr<ood::OodDetector> detector_;
+  ood::FeatureNeeds detector_needs_;  // what detector_ reads
   // PredictInto's buffers, kept between calls.
   nn::Matrix predict_probabilities_;
   std::vector<float> predict_scores_;
