@@ -17,15 +17,17 @@
 #include "absl/strings/strip.h"
 #include "core/base/filesystem.h"
 #include "core/base/status_macros.h"
-#include "sim/cl_device.h"
-#include "sim/cl_engine.h"
-#include "sim/cl_outputs.h"
-#include "sim/cl_tasks.h"
-#include "sim/engine.h"
-#include "sim/outputs.h"
-#include "sim/scenario.h"
-#include "sim/server_report.h"
-#include "sim/worker.h"
+#include "sim/report/cl_outputs.h"
+#include "sim/report/device_reports.h"
+#include "sim/report/outputs.h"
+#include "sim/report/server_report.h"
+#include "sim/run/cl_device.h"
+#include "sim/run/cl_engine.h"
+#include "sim/run/engine.h"
+#include "sim/run/process_memory.h"
+#include "sim/run/worker.h"
+#include "sim/world/cl_tasks.h"
+#include "sim/world/scenario.h"
 #include "tools/command_line.h"
 
 ABSL_FLAG(std::string, scenario, "sim/scenarios/quick.textproto", "Scenario file (text proto).");
@@ -34,7 +36,7 @@ ABSL_FLAG(int, threads, -1, "Worker threads (overrides the scenario; 0 = all cor
 ABSL_FLAG(int64_t, rounds, 0, "Run this many rounds instead of the scenario's (0 = scenario's).");
 ABSL_FLAG(bool, validate_only, false, "Check the scenario and its input files, then exit.");
 ABSL_FLAG(bool, progress, true, "Show progress on stderr (a live line on a terminal).");
-// Multi-process mode (sim/worker.h).
+// Multi-process mode (sim/run/worker.h).
 ABSL_FLAG(bool, worker, false,
           "Run as a simulator worker: host shard --shard of --shards of the virtual clients and "
           "train them against the fedcl-server at --server.");
@@ -57,7 +59,7 @@ ABSL_FLAG(std::string, state_dir, "state", "--emit_server_config: the server's s
 ABSL_FLAG(std::string, tokens_file, "", "--emit_server_config: the server's tokens file.");
 ABSL_FLAG(std::string, tls_cert, "", "--emit_server_config: the server's certificate (PEM).");
 ABSL_FLAG(std::string, tls_key, "", "--emit_server_config: the server's private key (PEM).");
-// A continual scenario with real processes (sim/cl_device.h).
+// A continual scenario with real processes (sim/run/cl_device.h).
 ABSL_FLAG(int, device, -1,
           "Run device --device of a continual scenario as this process, through the edge "
           "SDK against the fedcl-server at --server (--method: the SDK's learner, default sema; "
@@ -70,7 +72,7 @@ ABSL_FLAG(std::string, report_from, "",
           "Write --out's metrics.jsonl, summary.json and report.html for a multi-process run from "
           "the fedcl-server metrics log at this path (--method, --pattern, --seed name the run).");
 
-// The charting library, embedded at build time (sim/chart_library.S.in).
+// The charting library, embedded at build time (sim/report/chart_library.S.in).
 extern "C" const char fedcl_chart_library[];
 extern "C" const char fedcl_chart_library_end[];
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Converts FedScale's device traces into fedcl-sim's CSV formats (sim/trace.h).
+"""Converts FedScale's device traces into fedcl-sim's CSV formats (sim/world/trace.h).
 
 FedScale ships two pickled dicts keyed by client id (its docs, "Device Trace File Formats"):
   client_behave_trace     {id: {'duration': int, 'inactive': [int], 'finish_time': int,

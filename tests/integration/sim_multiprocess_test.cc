@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/filesystem.h"
 #include "gtest/gtest.h"
-#include "sim/engine.h"
-#include "sim/scenario.h"
+#include "sim/run/engine.h"
+#include "sim/world/scenario.h"
 #include "tests/integration/child_process.h"
 
 namespace fedcl::testing {

@@ -1,0 +1,112 @@
+// Who takes part in each simulated round: participation probabilities p_n and the patterns of
+// algorithms.md §1.6 (Bernoulli, Markovian, cyclic), plus availability traces.
+//
+//   FEDCL_ASSIGN_OR_RETURN(sim::PatternSpec pattern, sim::ParsePattern("markov-0.05"));
+//   FEDCL_ASSIGN_OR_RETURN(auto process,
+//                          sim::ParticipationProcess::Create(pattern, p, seed, /*trace=*/nullptr));
+//   for (int64_t t = 0; t < rounds; ++t) {
+//     process->Advance(t);                         // rounds in order, each once
+//     for (uint32_t n : process->Participants(0, num_clients)) ...
+//   }
+//
+// Every random draw comes from a stream keyed by (seed, client, round) (base::Rng::ForStream), so
+// a shard that advances only clients [first, last) draws exactly what a single process does for
+// them: sharding and thread count change nothing. The reference code draws from one global numpy
+// generator instead; the distributions are the same, the individual draws are not.
+//
+// A dormant client costs 8 bytes here: its p_n as a float and one packed word of pattern state.
+#ifndef FEDCL_SIM_WORLD_PARTICIPATION_H_
+#define FEDCL_SIM_WORLD_PARTICIPATION_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "sim/world/trace.h"
+
+namespace fedcl::sim {
+
+enum class PatternKind { kBernoulli, kMarkov, kCyclic, kTrace };
+
+struct PatternSpec {
+  PatternKind kind = PatternKind::kBernoulli;
+  double markov_a = 0.0;  // kMarkov: inactive→active transition probability, in (0, 1]
+  int cyclic_length = 0;  // kCyclic: cycle length L in rounds, in [2, 1000000]
+  std::string name;       // as written: "bernoulli", "markov-0.05", "cyclic-100", "trace"
+};
+
+// "bernoulli", "markov-<a>", "cyclic-<L>" or "trace"; InvalidArgument naming the problem.
+absl::StatusOr<PatternSpec> ParsePattern(absl::string_view text);
+
+// §1.6: m ~ Dirichlet(alpha · 1_C), the participation preference drawn once per seed and shared
+// by all clients.
+std::vector<double> ParticipationPreference(int num_classes, double alpha, uint64_t seed);
+// §1.6: p_n = max(p_min, C · p_mean · <d_n, m>) for one client's label distribution d_n, clipped
+// to at most 1.
+float LabelCorrelatedProbability(absl::Span<const float> label_mix, absl::Span<const double> m,
+                                 double p_mean, double p_min);
+
+// Markov chain parameters of §1.6 for probability p: b = a(1/p − 1), and if b > 1, a ← a/b, b = 1.
+struct MarkovRates {
+  double activate = 0.0;    // a: inactive → active
+  double deactivate = 0.0;  // b: active → inactive
+};
+MarkovRates MarkovRatesFor(double p, double a);
+
+// Cyclic pattern of §1.6: A = max(1, round(L·p)) active rounds, B = max(1, L − A) inactive ones.
+struct CycleShape {
+  int active = 1;
+  int inactive = 1;
+};
+CycleShape CycleShapeFor(double p, int length);
+
+class ParticipationProcess {
+ public:
+  // `probabilities` are p_n in (0, 1] for clients 0..N−1. `trace` is required for kTrace (and
+  // must outlive the process); its clients beyond N are ignored.
+  static absl::StatusOr<std::unique_ptr<ParticipationProcess>> Create(
+      const PatternSpec& pattern, std::vector<float> probabilities, uint64_t seed,
+      const AvailabilityTrace* trace);
+
+  // Moves every client in [first, last) to round `round`. Rounds must be advanced in increasing
+  // order starting from 0 (each at most once, none skipped for the Markov chain and the cycle).
+  // `round_start_s` is the round's virtual start time, used by traces in seconds.
+  void Advance(int64_t round, double round_start_s, uint32_t first, uint32_t last);
+  void Advance(int64_t round, double round_start_s = 0.0) {
+    Advance(round, round_start_s, 0, num_clients());
+  }
+  // Whether client n takes part in the round last advanced to.
+  bool Participates(uint32_t client) const { return (state_[client] & kActiveBit) != 0; }
+  // Participants among [first, last), in increasing order.
+  std::vector<uint32_t> Participants(uint32_t first, uint32_t last) const;
+
+  uint32_t num_clients() const { return static_cast<uint32_t>(probability_.size()); }
+  float probability(uint32_t client) const { return probability_[client]; }
+  const PatternSpec& pattern() const { return pattern_; }
+  // Bytes of per-client state (p_n and the pattern word).
+  int64_t state_bytes() const;
+
+ private:
+  static constexpr uint32_t kActiveBit = 0x80000000u;
+  static constexpr uint32_t kCounterMask = 0x7fffffffu;
+
+  ParticipationProcess(const PatternSpec& pattern, std::vector<float> probabilities, uint64_t seed,
+                       const AvailabilityTrace* trace);
+  void Initialise();
+
+  PatternSpec pattern_;
+  std::vector<float> probability_;
+  uint64_t seed_;
+  const AvailabilityTrace* trace_;
+  // Per client: bit 31 = participates this round (Bernoulli, trace) or active (Markov, cycle);
+  // bits 0..30 = rounds left in the current phase (cycle only).
+  std::vector<uint32_t> state_;
+};
+
+}  // namespace fedcl::sim
+
+#endif  // FEDCL_SIM_WORLD_PARTICIPATION_H_

@@ -1,0 +1,326 @@
+#include "sim/world/scenario.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "core/cl/learner.h"
+#include "core/ood/detector_registry.h"
+#include "proto/federation_convert.h"
+#include "proto/fl_config.h"
+#include "proto/text_format.h"
+#include "server/server_config.h"
+#include "sim/world/cl_tasks.h"
+
+namespace fedcl::sim {
+namespace {
+
+constexpr int kMaxClients = 10'000'000;
+
+absl::Status Invalid(absl::string_view source, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat("scenario '", source, "': ", message));
+}
+
+std::string Directory(absl::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == absl::string_view::npos ? std::string(".")
+                                          : std::string(path.substr(0, slash + 1));
+}
+
+std::string Resolve(absl::string_view source, const std::string& path) {
+  if (path.empty() || path.front() == '/') return path;
+  return base::JoinPath(Directory(source), path);
+}
+
+void ApplyContinualDefaults(v1::SimScenario& c) {
+  v1::ContinualConfig* k = c.mutable_continual();
+  if (k->method_size() == 0) {
+    for (const char* m : {"linear_head", "simple_cil", "sequential_adapter", "lae", "sema",
+                          "sema_replay", "fedins"})
+      k->add_method(m);
+  }
+  if (k->rounds_per_task() == 0) k->set_rounds_per_task(30);
+  if (k->steps_per_round() == 0) k->set_steps_per_round(4);
+  if (k->batch_size() == 0) k->set_batch_size(32);
+  if (k->max_delay_rounds() == 0) k->set_max_delay_rounds(k->rounds_per_task() / 3);
+  if (k->samples_per_task() == 0) k->set_samples_per_task(1000);
+  if (k->eval_samples() == 0) k->set_eval_samples(1000);
+  if (k->eval_devices() == 0) k->set_eval_devices(4);
+  v1::ClLearnerConfig* l = k->mutable_learner();
+  if (l->learning_rate() == 0) l->set_learning_rate(0.01f);
+  if (l->expansion_tau() == 0) l->set_expansion_tau(2.0);
+  if (l->new_module_steps() == 0) l->set_new_module_steps(150);
+  if (l->adapter_bottleneck() == 0) l->set_adapter_bottleneck(8);
+  if (l->descriptor_bottleneck() == 0) l->set_descriptor_bottleneck(16);
+  if (l->max_adapters_per_block() == 0) l->set_max_adapters_per_block(4);
+  if (l->confirm_batches() == 0) l->set_confirm_batches(2);
+  if (l->lae_fraction_per_task() == 0) l->set_lae_fraction_per_task(0.1);
+  if (l->fedins_pool_size() == 0) l->set_fedins_pool_size(8);
+  if (l->fedins_top_k() == 0) l->set_fedins_top_k(2);
+  v1::ClPoolConfig* pool = k->mutable_pool();
+  if (pool->divergence_threshold() == 0) pool->set_divergence_threshold(0.5);
+  if (pool->round_window() == 0) pool->set_round_window(30);
+  if (pool->capacity() == 0) pool->set_capacity(32);
+  const int tasks = k->kind() == "domains" ? k->shift_size() + 1 : k->task_size();
+  if (c.rounds() == 0) c.set_rounds(int64_t{tasks} * k->rounds_per_task());
+}
+
+void ApplyDefaults(v1::SimScenario& c) {
+  if (c.has_continual()) {
+    if (c.model().backbone().empty()) c.mutable_model()->set_backbone("vit");
+    ApplyContinualDefaults(c);
+  }
+  v1::SimModelConfig* m = c.mutable_model();
+  if (m->backbone().empty()) m->set_backbone("mlp");
+  if (m->backbone() == "mlp" && m->mlp_hidden_size() == 0) m->add_mlp_hidden(64);
+  if (c.module_size() == 0) {
+    v1::ModuleConfig* backbone = c.add_module();
+    backbone->set_name("backbone");
+    backbone->set_role("backbone");
+    v1::ModuleConfig* head = c.add_module();
+    head->set_name("head");
+    head->set_role("head");
+  }
+  v1::SimDataConfig* d = c.mutable_data();
+  if (d->dir().empty()) d->set_dir("/usr/share/datasets/fashion-mnist");
+  if (d->partition().empty()) d->set_partition("dirichlet");
+  if (d->alpha() == 0) d->set_alpha(0.1);
+  if (d->samples_per_client() == 0) d->set_samples_per_client(600);
+  v1::ParticipationConfig* p = c.mutable_participation();
+  if (p->probabilities().empty()) p->set_probabilities("label_correlated");
+  if (p->alpha() == 0) p->set_alpha(0.1);
+  if (p->p_mean() == 0) p->set_p_mean(0.1);
+  if (p->p_min() == 0) p->set_p_min(0.02);
+  if (p->pattern_size() == 0) p->add_pattern("bernoulli");
+  v1::Recipe* r = c.mutable_recipe();
+  if (r->local_steps() == 0) r->set_local_steps(5);
+  if (r->batch_size() == 0) r->set_batch_size(16);
+  if (r->learning_rate() == 0) r->set_learning_rate(0.1f);
+  if (r->optimizer().empty()) r->set_optimizer("sgd");
+  if (c.method_size() == 0) {
+    v1::SimMethod* fedau = c.add_method();
+    fedau->set_label("fedau");
+  }
+  for (v1::SimMethod& method : *c.mutable_method()) {
+    if (method.aggregator().kind().empty()) method.mutable_aggregator()->set_kind("adaptive");
+    if (method.aggregator().global_learning_rate() == 0)
+      method.mutable_aggregator()->set_global_learning_rate(1.0);
+  }
+  if (c.seed_size() == 0) c.add_seed(1);
+  if (c.eval_every() == 0) c.set_eval_every(10);
+  if (c.heatmap_clients() == 0) c.set_heatmap_clients(100);
+}
+
+// The scenario's recipe with a method's non-zero fields laid over it.
+v1::Recipe Overlay(const v1::Recipe& base, const v1::Recipe& over) {
+  v1::Recipe recipe = base;
+  if (over.local_steps() != 0) recipe.set_local_steps(over.local_steps());
+  if (over.batch_size() != 0) recipe.set_batch_size(over.batch_size());
+  if (over.learning_rate() != 0) recipe.set_learning_rate(over.learning_rate());
+  if (!over.optimizer().empty()) recipe.set_optimizer(over.optimizer());
+  if (over.momentum() != 0) recipe.set_momentum(over.momentum());
+  if (over.weight_decay() != 0) recipe.set_weight_decay(over.weight_decay());
+  if (over.clip_grad_norm() != 0) recipe.set_clip_grad_norm(over.clip_grad_norm());
+  return recipe;
+}
+
+absl::Status ValidateContinual(Scenario& s, absl::string_view source) {
+  const v1::ContinualConfig& k = s.config.continual();
+  if (s.model.backbone != nn::BackboneKind::kVit || s.checkpoint_path.empty())
+    return Invalid(source, "continual: needs model { backbone: \"vit\" checkpoint: ... }");
+  if (absl::Status tasks = ValidateTasks(k, 10); !tasks.ok())
+    return Invalid(source, tasks.message());
+  absl::flat_hash_set<std::string> methods;
+  for (const std::string& m : k.method()) {
+    absl::StatusOr<cl::ClMethod> method = cl::ParseClMethod(m);
+    if (!method.ok())
+      return Invalid(source, absl::StrCat("continual.method: ", method.status().message()));
+    if (!methods.insert(m).second)
+      return Invalid(source, absl::StrCat("continual.method '", m, "' appears twice"));
+  }
+  for (const std::string& d : k.detector()) {
+    absl::StatusOr<const ood::DetectorInfo*> info = ood::FindDetector(d);
+    if (!info.ok())
+      return Invalid(source, absl::StrCat("continual.detector: ", info.status().message()));
+  }
+  if (k.rounds_per_task() < 1 || k.steps_per_round() < 1 || k.batch_size() < 1 ||
+      k.samples_per_task() < 1 || k.eval_samples() < 2 || k.eval_devices() < 1)
+    return Invalid(source,
+                   "continual: rounds_per_task, steps_per_round, batch_size, "
+                   "samples_per_task and eval_devices must be >= 1, eval_samples >= 2");
+  if (k.max_delay_rounds() < 0 || k.max_delay_rounds() >= k.rounds_per_task())
+    return Invalid(source, "continual.max_delay_rounds must be in [0, rounds_per_task)");
+  const int tasks = k.kind() == "domains" ? k.shift_size() + 1 : k.task_size();
+  if (s.config.rounds() != int64_t{tasks} * k.rounds_per_task())
+    return Invalid(source, absl::StrCat("rounds must be tasks × rounds_per_task = ",
+                                        int64_t{tasks} * k.rounds_per_task(),
+                                        " in a continual scenario (or left out)"));
+  cl::LearnerOptions options = LearnerOptionsFor(k, cl::ClMethod::kSema, 1);
+  if (absl::Status valid = options.Validate(); !valid.ok())
+    return Invalid(source, absl::StrCat("continual.learner: ", valid.message()));
+  return absl::OkStatus();
+}
+
+absl::Status Validate(Scenario& s, absl::string_view source) {
+  const v1::SimScenario& c = s.config;
+  if (c.name().empty()) return Invalid(source, "name is required");
+  // Model.
+  absl::StatusOr<nn::BackboneKind> backbone = nn::ParseBackboneKind(c.model().backbone());
+  if (!backbone.ok())
+    return Invalid(source, absl::StrCat("model.backbone: ", backbone.status().message()));
+  s.model.backbone = *backbone;
+  s.model.mlp.hidden.assign(c.model().mlp_hidden().begin(), c.model().mlp_hidden().end());
+  if (absl::Status valid = s.model.Validate(); !valid.ok())
+    return Invalid(source, absl::StrCat("model: ", valid.message()));
+  s.checkpoint_path = Resolve(source, c.model().checkpoint());
+  // Modules.
+  absl::flat_hash_set<std::string> names;
+  for (const v1::ModuleConfig& m : c.module()) {
+    absl::StatusOr<fl::ModuleSpec> spec = server::ModuleSpecFrom(m);
+    if (!spec.ok()) return Invalid(source, spec.status().message());
+    if (!names.insert(spec->name).second)
+      return Invalid(source, absl::StrCat("module name '", spec->name, "' appears twice"));
+    s.modules.push_back(*spec);
+  }
+  // Data.
+  const v1::SimDataConfig& d = c.data();
+  if (d.partition() == "dirichlet") {
+    s.partition = PartitionKind::kDirichlet;
+  } else if (d.partition() == "iid") {
+    s.partition = PartitionKind::kIid;
+  } else if (d.partition() == "on_demand") {
+    s.partition = PartitionKind::kOnDemand;
+  } else {
+    return Invalid(source, absl::StrCat("data.partition '", d.partition(),
+                                        "' (expected dirichlet, iid or on_demand)"));
+  }
+  if (!(d.alpha() > 0) || !std::isfinite(d.alpha()))
+    return Invalid(source, "data.alpha must be > 0");
+  if (d.samples_per_client() < 1) return Invalid(source, "data.samples_per_client must be >= 1");
+  if (d.max_train_samples() < 0 || d.max_test_samples() < 0)
+    return Invalid(source, "data.max_train_samples and data.max_test_samples must be >= 0");
+  // Population and participation.
+  const int n = c.population().num_clients();
+  if (n < 1 || n > kMaxClients)
+    return Invalid(source,
+                   absl::StrCat("population.num_clients must be in [1, ", kMaxClients, "]"));
+  const v1::ParticipationConfig& p = c.participation();
+  if (p.probabilities() != "label_correlated" && p.probabilities() != "uniform" &&
+      p.probabilities() != "list") {
+    return Invalid(source, absl::StrCat("participation.probabilities '", p.probabilities(),
+                                        "' (expected label_correlated, uniform or list)"));
+  }
+  if (!(p.alpha() > 0) || !std::isfinite(p.alpha()))
+    return Invalid(source, "participation.alpha must be > 0");
+  if (!(p.p_mean() > 0 && p.p_mean() <= 1))
+    return Invalid(source, "participation.p_mean must be in (0, 1]");
+  if (!(p.p_min() > 0 && p.p_min() <= 1))
+    return Invalid(source, "participation.p_min must be in (0, 1]");
+  if (p.probabilities() == "list") {
+    if (p.probability_size() != n) {
+      return Invalid(source, absl::StrCat("participation.probability has ", p.probability_size(),
+                                          " entries for ", n, " clients"));
+    }
+    for (int i = 0; i < n; ++i) {
+      if (!(p.probability(i) > 0 && p.probability(i) <= 1))
+        return Invalid(source,
+                       absl::StrCat("participation.probability[", i, "] must be in (0, 1]"));
+    }
+  } else if (p.probability_size() != 0) {
+    return Invalid(source, "participation.probability is only for probabilities: \"list\"");
+  }
+  for (const std::string& text : p.pattern()) {
+    absl::StatusOr<PatternSpec> pattern = ParsePattern(text);
+    if (!pattern.ok()) return Invalid(source, pattern.status().message());
+    if (pattern->kind == PatternKind::kTrace && p.trace_file().empty())
+      return Invalid(source, "pattern 'trace' needs participation.trace_file");
+    s.patterns.push_back(*pattern);
+  }
+  s.trace_path = Resolve(source, p.trace_file());
+  // Devices.
+  const v1::DeviceConfig& dev = c.devices();
+  if (dev.default_ms_per_sample() < 0 || dev.default_bandwidth_kbps() < 0 ||
+      dev.round_deadline_s() < 0) {
+    return Invalid(source, "devices: times, bandwidths and the deadline must be >= 0");
+  }
+  if (!(dev.dropout_probability() >= 0 && dev.dropout_probability() < 1))
+    return Invalid(source, "devices.dropout_probability must be in [0, 1)");
+  s.profile_path = Resolve(source, dev.profile_file());
+  // Methods.
+  absl::flat_hash_set<std::string> labels;
+  for (const v1::SimMethod& m : c.method()) {
+    MethodSpec method;
+    method.label = m.label();
+    if (method.label.empty()) return Invalid(source, "every method needs a label");
+    if (!labels.insert(method.label).second)
+      return Invalid(source, absl::StrCat("method label '", method.label, "' appears twice"));
+    const std::string where = absl::StrCat("method '", method.label, "': ");
+    absl::StatusOr<fl::RuleConfig> rule = proto::RuleConfigFromProto(m.aggregator());
+    if (!rule.ok()) return Invalid(source, absl::StrCat(where, rule.status().message()));
+    method.aggregator = *std::move(rule);
+    absl::StatusOr<fl::Recipe> recipe = proto::FromProto(Overlay(c.recipe(), m.recipe()));
+    if (!recipe.ok()) return Invalid(source, absl::StrCat(where, recipe.status().message()));
+    if (absl::Status valid = recipe->Validate(); !valid.ok())
+      return Invalid(source, absl::StrCat(where, valid.message()));
+    method.recipe = *recipe;
+    method.note = m.note();
+    s.methods.push_back(std::move(method));
+  }
+  if (c.has_continual()) FEDCL_RETURN_IF_ERROR(ValidateContinual(s, source));
+  // Schedule.
+  if (c.rounds() < 1 || c.rounds() > 100'000'000)
+    return Invalid(source, "rounds must be in [1, 10^8]");
+  if (c.eval_every() < 1) return Invalid(source, "eval_every must be >= 1");
+  if (c.threads() < 0) return Invalid(source, "threads must be >= 0");
+  if (c.heatmap_clients() < 1) return Invalid(source, "heatmap_clients must be >= 1");
+  absl::flat_hash_set<uint64_t> seeds;
+  for (uint64_t seed : c.seed()) {
+    if (!seeds.insert(seed).second)
+      return Invalid(source, absl::StrCat("seed ", seed, " appears twice"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Scenario> ParseScenario(absl::string_view text, absl::string_view source) {
+  Scenario scenario;
+  if (absl::Status parsed = proto::ParseTextFormat(text, &scenario.config); !parsed.ok()) {
+    return Invalid(source, parsed.message());
+  }
+  ApplyDefaults(scenario.config);
+  FEDCL_RETURN_IF_ERROR(Validate(scenario, source));
+  return scenario;
+}
+
+absl::StatusOr<Scenario> LoadScenario(const base::FileSystem& fs, absl::string_view path) {
+  FEDCL_ASSIGN_OR_RETURN(std::string text, fs.ReadFile(path, 64 << 20));
+  return ParseScenario(text, path);
+}
+
+cl::LearnerOptions LearnerOptionsFor(const v1::ContinualConfig& config, cl::ClMethod method,
+                                     uint64_t seed) {
+  const v1::ClLearnerConfig& l = config.learner();
+  cl::LearnerOptions o;
+  o.method = method;
+  o.learning_rate = l.learning_rate();
+  o.expansion_tau = l.expansion_tau();
+  o.new_module_steps = l.new_module_steps();
+  o.adapter_bottleneck = l.adapter_bottleneck();
+  o.descriptor_bottleneck = l.descriptor_bottleneck();
+  o.growth.max_adapters_per_block = l.max_adapters_per_block();
+  o.confirm_batches = l.confirm_batches();
+  o.lae_fraction_per_task = l.lae_fraction_per_task();
+  // A task is R rounds of about p·R·steps steps; LAE's α spreads the fraction over that.
+  o.lae_steps_per_task =
+      std::max<int64_t>(1, int64_t{config.rounds_per_task()} * config.steps_per_round() / 2);
+  o.lae_warmup_steps = static_cast<int>(o.lae_steps_per_task / 10);
+  o.fedins_pool_size = l.fedins_pool_size();
+  o.fedins_top_k = l.fedins_top_k();
+  o.seed = seed;
+  return o;
+}
+
+}  // namespace fedcl::sim
