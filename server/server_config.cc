@@ -2,7 +2,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
-#include "proto/checkpoint.h"
 #include "proto/federation_convert.h"
 #include "proto/fl_config.h"
 #include "proto/text_format.h"
@@ -11,14 +10,8 @@ namespace fedcl::server {
 namespace {
 
 void ApplyDefaults(v1::ServerConfig& c) {
-  if (c.aggregator().kind().empty()) c.mutable_aggregator()->set_kind("adaptive");
-  if (c.aggregator().global_learning_rate() == 0)
-    c.mutable_aggregator()->set_global_learning_rate(1.0);
-  v1::Recipe* r = c.mutable_recipe();
-  if (r->local_steps() == 0) r->set_local_steps(5);
-  if (r->batch_size() == 0) r->set_batch_size(16);
-  if (r->learning_rate() == 0) r->set_learning_rate(0.1f);
-  if (r->optimizer().empty()) r->set_optimizer("sgd");
+  proto::ApplyAggregatorDefaults(*c.mutable_aggregator());
+  proto::ApplyRecipeDefaults(*c.mutable_recipe());
   if (c.round().duration_ms() == 0) c.mutable_round()->set_duration_ms(30000);
   if (!c.round().has_min_participants()) c.mutable_round()->set_min_participants(1);
   v1::UpdateLimits* l = c.mutable_limits();
@@ -35,18 +28,6 @@ void ApplyDefaults(v1::ServerConfig& c) {
   if (!pool->has_round_window()) pool->set_round_window(5);
   if (pool->divergence_threshold() == 0) pool->set_divergence_threshold(0.5);
   if (pool->expert_bottleneck() == 0) pool->set_expert_bottleneck(8);
-}
-
-// The pool section's own ranges; what depends on the model is checked by PoolOptionsFrom.
-fl::ModulePoolOptions PoolFields(const v1::PoolConfig& pool, int statistics_dim) {
-  fl::ModulePoolOptions o;
-  o.expandable_blocks.assign(pool.expandable_blocks().begin(), pool.expandable_blocks().end());
-  o.statistics_dim = statistics_dim;
-  o.capacity = pool.capacity();
-  o.round_window = pool.round_window();
-  o.divergence_threshold = pool.divergence_threshold();
-  o.expert_bottleneck = pool.expert_bottleneck();
-  return o;
 }
 
 absl::Status Invalid(absl::string_view source, absl::string_view message) {
@@ -70,7 +51,7 @@ absl::Status Validate(const v1::ServerConfig& c, absl::string_view source) {
   absl::StatusOr<fl::CoordinatorOptions> options = CoordinatorOptionsFrom(c);
   if (!options.ok()) return Invalid(source, options.status().message());
   // The model width is not known yet: check the bottleneck against the largest width allowed.
-  if (absl::Status pool = PoolFields(c.pool(), 65536).Validate(); !pool.ok()) {
+  if (absl::Status pool = proto::PoolOptionsFromProto(c.pool(), 65536).Validate(); !pool.ok()) {
     return Invalid(source, pool.message());
   }
   if (c.pool().base_experts() && c.pool().expandable_blocks().empty()) {
@@ -116,36 +97,7 @@ absl::Status Validate(const v1::ServerConfig& c, absl::string_view source) {
 }  // namespace
 
 absl::StatusOr<fl::ModuleSpec> ModuleSpecFrom(const v1::ModuleConfig& config) {
-  fl::ModuleSpec spec;
-  spec.name = config.name();
-  if (spec.name.empty()) return absl::InvalidArgumentError("a module needs a name");
-  absl::StatusOr<fl::ModuleRole> role = fl::ParseModuleRole(config.role());
-  if (!role.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("module '", spec.name, "': ", role.status().message()));
-  }
-  spec.role = *role;
-  if (spec.role == fl::ModuleRole::kExpert || spec.role == fl::ModuleRole::kBaseExpert) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "module '", spec.name,
-        "': expert modules are not configured: devices add them with ProposeModule, and "
-        "pool.base_experts serves every block's first one"));
-  }
-  if (spec.role == fl::ModuleRole::kInstancePool) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("module '", spec.name,
-                     "': instance-pool modules are not configured one by one: the fedins "
-                     "section creates them"));
-  }
-  if (spec.role == fl::ModuleRole::kPet) {
-    absl::StatusOr<peft::PetConfig> pet = proto::FromProto(config.pet());
-    if (!pet.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("module '", spec.name, "': ", pet.status().message()));
-    }
-    spec.pet = *pet;
-  }
-  return spec;
+  return proto::ModuleSpecFromProto(config);
 }
 
 absl::StatusOr<fl::CoordinatorOptions> CoordinatorOptionsFrom(const v1::ServerConfig& c) {
@@ -178,7 +130,7 @@ absl::StatusOr<fl::ModulePoolOptions> PoolOptionsFrom(const v1::ServerConfig& co
                                                         model.vit.depth, ")"));
     }
   }
-  fl::ModulePoolOptions options = PoolFields(config.pool(), model.vit.dim);
+  fl::ModulePoolOptions options = proto::PoolOptionsFromProto(config.pool(), model.vit.dim);
   if (absl::Status valid = options.Validate(); !valid.ok()) {
     return absl::FailedPreconditionError(valid.message());
   }

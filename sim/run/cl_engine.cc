@@ -119,12 +119,8 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
   // reporter.
   coordinator_options.round = {.name = "barrier", .round_duration = absl::Hours(1), .reporters = 1};
   if (cl::IsSema(method)) {
-    coordinator_options.pool.expandable_blocks = learner_options.expandable_blocks;
-    coordinator_options.pool.statistics_dim = inputs.pretrained->backbone().feature_dim();
-    coordinator_options.pool.capacity = c.pool().capacity();
-    coordinator_options.pool.round_window = c.pool().round_window();
-    coordinator_options.pool.divergence_threshold = c.pool().divergence_threshold();
-    coordinator_options.pool.expert_bottleneck = learner_options.adapter_bottleneck;
+    coordinator_options.pool =
+        ContinualPoolOptions(c, learner_options, inputs.pretrained->backbone().feature_dim());
   }
   std::vector<fl::StoredModule> initial;
   for (nn::ParameterSet* s : devices[0].learner->SharedModules()) {

@@ -11,7 +11,6 @@
 #include "proto/federation_convert.h"
 #include "proto/fl_config.h"
 #include "proto/text_format.h"
-#include "server/server_config.h"
 #include "sim/world/cl_tasks.h"
 
 namespace fedcl::sim {
@@ -94,20 +93,13 @@ void ApplyDefaults(v1::SimScenario& c) {
   if (p->p_mean() == 0) p->set_p_mean(0.1);
   if (p->p_min() == 0) p->set_p_min(0.02);
   if (p->pattern_size() == 0) p->add_pattern("bernoulli");
-  v1::Recipe* r = c.mutable_recipe();
-  if (r->local_steps() == 0) r->set_local_steps(5);
-  if (r->batch_size() == 0) r->set_batch_size(16);
-  if (r->learning_rate() == 0) r->set_learning_rate(0.1f);
-  if (r->optimizer().empty()) r->set_optimizer("sgd");
+  proto::ApplyRecipeDefaults(*c.mutable_recipe());
   if (c.method_size() == 0) {
     v1::SimMethod* fedau = c.add_method();
     fedau->set_label("fedau");
   }
-  for (v1::SimMethod& method : *c.mutable_method()) {
-    if (method.aggregator().kind().empty()) method.mutable_aggregator()->set_kind("adaptive");
-    if (method.aggregator().global_learning_rate() == 0)
-      method.mutable_aggregator()->set_global_learning_rate(1.0);
-  }
+  for (v1::SimMethod& method : *c.mutable_method())
+    proto::ApplyAggregatorDefaults(*method.mutable_aggregator());
   if (c.seed_size() == 0) c.add_seed(1);
   if (c.eval_every() == 0) c.set_eval_every(10);
   if (c.heatmap_clients() == 0) c.set_heatmap_clients(100);
@@ -163,10 +155,8 @@ absl::Status ValidateContinual(Scenario& s, absl::string_view source) {
   return absl::OkStatus();
 }
 
-absl::Status Validate(Scenario& s, absl::string_view source) {
+absl::Status ValidateModel(Scenario& s, absl::string_view source) {
   const v1::SimScenario& c = s.config;
-  if (c.name().empty()) return Invalid(source, "name is required");
-  // Model.
   absl::StatusOr<nn::BackboneKind> backbone = nn::ParseBackboneKind(c.model().backbone());
   if (!backbone.ok())
     return Invalid(source, absl::StrCat("model.backbone: ", backbone.status().message()));
@@ -175,17 +165,19 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
   if (absl::Status valid = s.model.Validate(); !valid.ok())
     return Invalid(source, absl::StrCat("model: ", valid.message()));
   s.checkpoint_path = Resolve(source, c.model().checkpoint());
-  // Modules.
   absl::flat_hash_set<std::string> names;
   for (const v1::ModuleConfig& m : c.module()) {
-    absl::StatusOr<fl::ModuleSpec> spec = server::ModuleSpecFrom(m);
+    absl::StatusOr<fl::ModuleSpec> spec = proto::ModuleSpecFromProto(m);
     if (!spec.ok()) return Invalid(source, spec.status().message());
     if (!names.insert(spec->name).second)
       return Invalid(source, absl::StrCat("module name '", spec->name, "' appears twice"));
     s.modules.push_back(*spec);
   }
-  // Data.
-  const v1::SimDataConfig& d = c.data();
+  return absl::OkStatus();
+}
+
+absl::Status ValidateData(Scenario& s, absl::string_view source) {
+  const v1::SimDataConfig& d = s.config.data();
   if (d.partition() == "dirichlet") {
     s.partition = PartitionKind::kDirichlet;
   } else if (d.partition() == "iid") {
@@ -201,12 +193,33 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
   if (d.samples_per_client() < 1) return Invalid(source, "data.samples_per_client must be >= 1");
   if (d.max_train_samples() < 0 || d.max_test_samples() < 0)
     return Invalid(source, "data.max_train_samples and data.max_test_samples must be >= 0");
-  // Population and participation.
-  const int n = c.population().num_clients();
+  return absl::OkStatus();
+}
+
+// The list of p_n (probabilities: "list"), one per client, each in (0, 1].
+absl::Status ValidateProbabilityList(const v1::ParticipationConfig& p, int n,
+                                     absl::string_view source) {
+  if (p.probabilities() != "list") {
+    if (p.probability_size() == 0) return absl::OkStatus();
+    return Invalid(source, "participation.probability is only for probabilities: \"list\"");
+  }
+  if (p.probability_size() != n) {
+    return Invalid(source, absl::StrCat("participation.probability has ", p.probability_size(),
+                                        " entries for ", n, " clients"));
+  }
+  for (int i = 0; i < n; ++i) {
+    if (!(p.probability(i) > 0 && p.probability(i) <= 1))
+      return Invalid(source, absl::StrCat("participation.probability[", i, "] must be in (0, 1]"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateParticipation(Scenario& s, absl::string_view source) {
+  const int n = s.config.population().num_clients();
   if (n < 1 || n > kMaxClients)
     return Invalid(source,
                    absl::StrCat("population.num_clients must be in [1, ", kMaxClients, "]"));
-  const v1::ParticipationConfig& p = c.participation();
+  const v1::ParticipationConfig& p = s.config.participation();
   if (p.probabilities() != "label_correlated" && p.probabilities() != "uniform" &&
       p.probabilities() != "list") {
     return Invalid(source, absl::StrCat("participation.probabilities '", p.probabilities(),
@@ -218,19 +231,7 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
     return Invalid(source, "participation.p_mean must be in (0, 1]");
   if (!(p.p_min() > 0 && p.p_min() <= 1))
     return Invalid(source, "participation.p_min must be in (0, 1]");
-  if (p.probabilities() == "list") {
-    if (p.probability_size() != n) {
-      return Invalid(source, absl::StrCat("participation.probability has ", p.probability_size(),
-                                          " entries for ", n, " clients"));
-    }
-    for (int i = 0; i < n; ++i) {
-      if (!(p.probability(i) > 0 && p.probability(i) <= 1))
-        return Invalid(source,
-                       absl::StrCat("participation.probability[", i, "] must be in (0, 1]"));
-    }
-  } else if (p.probability_size() != 0) {
-    return Invalid(source, "participation.probability is only for probabilities: \"list\"");
-  }
+  FEDCL_RETURN_IF_ERROR(ValidateProbabilityList(p, n, source));
   for (const std::string& text : p.pattern()) {
     absl::StatusOr<PatternSpec> pattern = ParsePattern(text);
     if (!pattern.ok()) return Invalid(source, pattern.status().message());
@@ -239,8 +240,11 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
     s.patterns.push_back(*pattern);
   }
   s.trace_path = Resolve(source, p.trace_file());
-  // Devices.
-  const v1::DeviceConfig& dev = c.devices();
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDevices(Scenario& s, absl::string_view source) {
+  const v1::DeviceConfig& dev = s.config.devices();
   if (dev.default_ms_per_sample() < 0 || dev.default_bandwidth_kbps() < 0 ||
       dev.round_deadline_s() < 0) {
     return Invalid(source, "devices: times, bandwidths and the deadline must be >= 0");
@@ -248,9 +252,12 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
   if (!(dev.dropout_probability() >= 0 && dev.dropout_probability() < 1))
     return Invalid(source, "devices.dropout_probability must be in [0, 1)");
   s.profile_path = Resolve(source, dev.profile_file());
-  // Methods.
+  return absl::OkStatus();
+}
+
+absl::Status ValidateMethods(Scenario& s, absl::string_view source) {
   absl::flat_hash_set<std::string> labels;
-  for (const v1::SimMethod& m : c.method()) {
+  for (const v1::SimMethod& m : s.config.method()) {
     MethodSpec method;
     method.label = m.label();
     if (method.label.empty()) return Invalid(source, "every method needs a label");
@@ -260,7 +267,7 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
     absl::StatusOr<fl::RuleConfig> rule = proto::RuleConfigFromProto(m.aggregator());
     if (!rule.ok()) return Invalid(source, absl::StrCat(where, rule.status().message()));
     method.aggregator = *std::move(rule);
-    absl::StatusOr<fl::Recipe> recipe = proto::FromProto(Overlay(c.recipe(), m.recipe()));
+    absl::StatusOr<fl::Recipe> recipe = proto::FromProto(Overlay(s.config.recipe(), m.recipe()));
     if (!recipe.ok()) return Invalid(source, absl::StrCat(where, recipe.status().message()));
     if (absl::Status valid = recipe->Validate(); !valid.ok())
       return Invalid(source, absl::StrCat(where, valid.message()));
@@ -268,8 +275,10 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
     method.note = m.note();
     s.methods.push_back(std::move(method));
   }
-  if (c.has_continual()) FEDCL_RETURN_IF_ERROR(ValidateContinual(s, source));
-  // Schedule.
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSchedule(const v1::SimScenario& c, absl::string_view source) {
   if (c.rounds() < 1 || c.rounds() > 100'000'000)
     return Invalid(source, "rounds must be in [1, 10^8]");
   if (c.eval_every() < 1) return Invalid(source, "eval_every must be >= 1");
@@ -281,6 +290,18 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
       return Invalid(source, absl::StrCat("seed ", seed, " appears twice"));
   }
   return absl::OkStatus();
+}
+
+// Every section in the order a reader meets them, each naming the field it rejects.
+absl::Status Validate(Scenario& s, absl::string_view source) {
+  if (s.config.name().empty()) return Invalid(source, "name is required");
+  FEDCL_RETURN_IF_ERROR(ValidateModel(s, source));
+  FEDCL_RETURN_IF_ERROR(ValidateData(s, source));
+  FEDCL_RETURN_IF_ERROR(ValidateParticipation(s, source));
+  FEDCL_RETURN_IF_ERROR(ValidateDevices(s, source));
+  FEDCL_RETURN_IF_ERROR(ValidateMethods(s, source));
+  if (s.config.has_continual()) FEDCL_RETURN_IF_ERROR(ValidateContinual(s, source));
+  return ValidateSchedule(s.config, source);
 }
 
 }  // namespace
@@ -298,6 +319,20 @@ absl::StatusOr<Scenario> ParseScenario(absl::string_view text, absl::string_view
 absl::StatusOr<Scenario> LoadScenario(const base::FileSystem& fs, absl::string_view path) {
   FEDCL_ASSIGN_OR_RETURN(std::string text, fs.ReadFile(path, 64 << 20));
   return ParseScenario(text, path);
+}
+
+const MethodSpec* FindMethod(const Scenario& scenario, absl::string_view label) {
+  for (const MethodSpec& method : scenario.methods) {
+    if (method.label == label) return &method;
+  }
+  return nullptr;
+}
+
+const PatternSpec* FindPattern(const Scenario& scenario, absl::string_view name) {
+  for (const PatternSpec& pattern : scenario.patterns) {
+    if (pattern.name == name) return &pattern;
+  }
+  return nullptr;
 }
 
 cl::LearnerOptions LearnerOptionsFor(const v1::ContinualConfig& config, cl::ClMethod method,
@@ -321,6 +356,18 @@ cl::LearnerOptions LearnerOptionsFor(const v1::ContinualConfig& config, cl::ClMe
   o.fedins_top_k = l.fedins_top_k();
   o.seed = seed;
   return o;
+}
+
+fl::ModulePoolOptions ContinualPoolOptions(const v1::ContinualConfig& config,
+                                           const cl::LearnerOptions& learner, int statistics_dim) {
+  v1::PoolConfig pool;
+  pool.mutable_expandable_blocks()->Assign(learner.expandable_blocks.begin(),
+                                           learner.expandable_blocks.end());
+  pool.set_capacity(config.pool().capacity());
+  pool.set_round_window(config.pool().round_window());
+  pool.set_divergence_threshold(config.pool().divergence_threshold());
+  pool.set_expert_bottleneck(learner.adapter_bottleneck);
+  return proto::PoolOptionsFromProto(pool, statistics_dim);
 }
 
 }  // namespace fedcl::sim

@@ -15,6 +15,7 @@
 #include "core/base/filesystem.h"
 #include "core/cl/learner.h"
 #include "core/fl/aggregator.h"
+#include "core/fl/module_registry.h"
 #include "core/fl/round_types.h"
 #include "core/nn/model_config.h"
 #include "proto/fedcl/v1/scenario.pb.h"
@@ -49,10 +50,19 @@ struct Scenario {
 absl::StatusOr<Scenario> ParseScenario(absl::string_view text, absl::string_view source);
 absl::StatusOr<Scenario> LoadScenario(const base::FileSystem& fs, absl::string_view path);
 
+// The scenario's method labelled `label` and pattern named `name`, or null if it has none.
+const MethodSpec* FindMethod(const Scenario& scenario, absl::string_view label);
+const PatternSpec* FindPattern(const Scenario& scenario, absl::string_view name);
+
 // The learner options a continual scenario sets for `method` (its learner section, LAE's step
 // counts from rounds_per_task × steps_per_round, the seed).
 cl::LearnerOptions LearnerOptionsFor(const v1::ContinualConfig& config, cl::ClMethod method,
                                      uint64_t seed);
+// The server's pool for SEMA in a continual scenario: the learner's expandable blocks and
+// adapter bottleneck, the pool section's capacity, round window and divergence threshold, for
+// block inputs of `statistics_dim` features; mapped as fedcl-server maps its pool section.
+fl::ModulePoolOptions ContinualPoolOptions(const v1::ContinualConfig& config,
+                                           const cl::LearnerOptions& learner, int statistics_dim);
 
 }  // namespace fedcl::sim
 
