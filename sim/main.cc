@@ -17,10 +17,10 @@
 #include "absl/strings/strip.h"
 #include "core/base/filesystem.h"
 #include "core/base/status_macros.h"
-#include "sim/report/cl_outputs.h"
 #include "sim/report/device_reports.h"
-#include "sim/report/outputs.h"
-#include "sim/report/server_report.h"
+#include "sim/report/metrics.h"
+#include "sim/report/report.h"
+#include "sim/report/server_metrics.h"
 #include "sim/run/cl_device.h"
 #include "sim/run/cl_engine.h"
 #include "sim/run/engine.h"
@@ -71,10 +71,6 @@ ABSL_FLAG(std::string, report_devices, "",
 ABSL_FLAG(std::string, report_from, "",
           "Write --out's metrics.jsonl, summary.json and report.html for a multi-process run from "
           "the fedcl-server metrics log at this path (--method, --pattern, --seed name the run).");
-
-// The charting library, embedded at build time (sim/report/chart_library.S.in).
-extern "C" const char fedcl_chart_library[];
-extern "C" const char fedcl_chart_library_end[];
 
 namespace fedcl::sim {
 namespace {
@@ -143,19 +139,23 @@ class Progress final : public RunObserver {
 // Appends each evaluation to metrics.jsonl as it happens, so a long run can be watched.
 class MetricsObserver final : public RunObserver {
  public:
-  MetricsObserver(std::FILE* file, Progress& progress) : file_(file), progress_(progress) {}
+  MetricsObserver(MetricsLog& log, Progress& progress) : log_(log), progress_(progress) {}
   void SetRun(const RunResult* run) { run_ = run; }
   void OnRound(int64_t round, int64_t participants) override {
     progress_.OnRound(round, participants);
   }
   void OnEval(const EvalPoint& point) override {
     progress_.OnEval(point);
-    std::fprintf(file_, "%s\n", MetricsLine(*run_, point).c_str());
-    std::fflush(file_);
+    absl::StatusOr<std::string> line = MetricsLine(*run_, point);
+    absl::Status written = line.ok() ? log_.Append(absl::StrCat(*line, "\n")) : line.status();
+    if (status_.ok()) status_ = written;
   }
+  // The first error writing metrics.jsonl.
+  const absl::Status& status() const { return status_; }
 
  private:
-  std::FILE* file_;
+  MetricsLog& log_;
+  absl::Status status_;
   Progress& progress_;
   const RunResult* run_ = nullptr;
 };
@@ -172,19 +172,10 @@ absl::StatusOr<PatternSpec> SelectedPattern(const Scenario& scenario) {
 
 absl::Status WriteOutputs(const Scenario& scenario, const std::vector<RunResult>& results,
                           const std::map<std::string, ParticipationMap>& maps, double wall) {
-  base::FileSystem& fs = base::FileSystem::Default();
-  const std::string out = absl::GetFlag(FLAGS_out);
   const std::vector<MethodSummary> summaries = Summarize(scenario, results);
-  FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(
-      base::JoinPath(out, "summary.json"), SummaryJson(scenario, summaries, wall, PeakRssBytes())));
-  const absl::string_view library(
-      fedcl_chart_library, static_cast<size_t>(fedcl_chart_library_end - fedcl_chart_library));
-  FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(
-      base::JoinPath(out, "report.html"), ReportHtml(scenario, results, maps, summaries, library)));
-  for (const MethodSummary& s : summaries) {
-    std::printf("%-28s %-14s final accuracy %.4f ± %.4f (%d seed(s))\n", s.method.c_str(),
-                s.pattern.c_str(), s.mean, s.stddev, static_cast<int>(s.final_accuracy.size()));
-  }
+  FEDCL_RETURN_IF_ERROR(WriteFederatedReport(base::FileSystem::Default(), absl::GetFlag(FLAGS_out),
+                                             scenario, results, maps, summaries, wall));
+  std::printf("%s", SummaryText(summaries).c_str());
   return absl::OkStatus();
 }
 
@@ -212,8 +203,7 @@ absl::Status ReportFromServer(Scenario& scenario, const SimulationInputs& inputs
                          RecomputeParticipation(scenario, inputs, pattern, seed, rounds));
   const std::string out = absl::GetFlag(FLAGS_out);
   FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(out));
-  std::string lines;
-  for (const EvalPoint& point : run.evals) absl::StrAppend(&lines, MetricsLine(run, point), "\n");
+  FEDCL_ASSIGN_OR_RETURN(std::string lines, MetricsLines(run));
   FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(base::JoinPath(out, "metrics.jsonl"), lines));
   FEDCL_RETURN_IF_ERROR(WriteOutputs(scenario, {run}, maps, 0.0));
   std::printf("wrote %s/{metrics.jsonl,summary.json,report.html} from %s\n", out.c_str(),
@@ -230,7 +220,8 @@ absl::Status RunContinualScenario(const Scenario& scenario, const SimulationInpu
   FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(out));
   const auto started = std::chrono::steady_clock::now();
   std::vector<ClRunResult> results;
-  std::string lines;
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<MetricsLog> metrics,
+                         MetricsLog::Create(base::JoinPath(out, "metrics.jsonl")));
   const ClEngineOptions options{.threads = scenario.config.threads(),
                                 .progress = absl::GetFlag(FLAGS_progress)};
   for (uint64_t seed : scenario.config.seed()) {
@@ -246,19 +237,14 @@ absl::Status RunContinualScenario(const Scenario& scenario, const SimulationInpu
         return absl::Status(run.status().code(),
                             absl::StrCat(name, " / seed ", seed, ": ", run.status().message()));
       }
-      absl::StrAppend(&lines, ClMetricsLines(*run));
+      FEDCL_ASSIGN_OR_RETURN(std::string lines, ClMetricsLines(*run));
+      FEDCL_RETURN_IF_ERROR(metrics->Append(lines));
       results.push_back(std::move(*run));
-      FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(base::JoinPath(out, "metrics.jsonl"), lines));
     }
   }
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(base::JoinPath(out, "summary.json"),
-                                               ClSummaryJson(scenario, results, wall)));
-  const absl::string_view library(
-      fedcl_chart_library, static_cast<size_t>(fedcl_chart_library_end - fedcl_chart_library));
-  FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(base::JoinPath(out, "report.html"),
-                                               ClReportHtml(scenario, results, library)));
+  FEDCL_RETURN_IF_ERROR(WriteContinualReport(fs, out, scenario, results, wall));
   std::printf("%s\nwrote %s/{metrics.jsonl,summary.json,report.html} in %s, peak RSS %.1f MiB\n",
               ClTextTable(results).c_str(), out.c_str(), Clock(wall).c_str(),
               PeakRssBytes() / 1048576.0);
@@ -357,16 +343,14 @@ absl::Status Run() {
   if (scenario.config.has_continual()) return RunContinualScenario(scenario, inputs, fs);
   const std::string out = absl::GetFlag(FLAGS_out);
   FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(out));
-  const std::string metrics_path = base::JoinPath(out, "metrics.jsonl");
-  std::FILE* metrics = std::fopen(metrics_path.c_str(), "w");
-  if (metrics == nullptr)
-    return absl::UnavailableError(absl::StrCat("cannot write ", metrics_path));
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<MetricsLog> metrics,
+                         MetricsLog::Create(base::JoinPath(out, "metrics.jsonl")));
 
   const auto started = std::chrono::steady_clock::now();
   const int64_t runs = static_cast<int64_t>(scenario.methods.size()) *
                        static_cast<int64_t>(scenario.patterns.size()) * scenario.config.seed_size();
   Progress progress(absl::GetFlag(FLAGS_progress), runs * scenario.rounds());
-  MetricsObserver observer(metrics, progress);
+  MetricsObserver observer(*metrics, progress);
   Engine engine(scenario, inputs);
   std::vector<RunResult> results;
   std::map<std::string, ParticipationMap> maps;
@@ -388,6 +372,7 @@ absl::Status Run() {
         ParticipationMap* map = maps.contains(pattern.name) ? nullptr : &maps[pattern.name];
         absl::StatusOr<RunResult> result = engine.Run(method, pattern, seed, &observer, map);
         progress.EndRun();
+        if (result.ok() && !observer.status().ok()) result = observer.status();
         if (!result.ok()) {
           status = absl::Status(result.status().code(),
                                 absl::StrCat(method.label, " / ", pattern.name, " / seed ", seed,
@@ -400,7 +385,6 @@ absl::Status Run() {
     }
     if (!status.ok()) break;
   }
-  std::fclose(metrics);
   FEDCL_RETURN_IF_ERROR(status);
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

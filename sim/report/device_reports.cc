@@ -10,7 +10,7 @@
 #include "core/cl/cl_metrics.h"
 #include "proto/fedcl/v1/scenario.pb.h"
 #include "proto/text_format.h"
-#include "sim/report/cl_outputs.h"
+#include "sim/report/summary.h"
 
 namespace fedcl::sim {
 namespace {

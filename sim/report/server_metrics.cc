@@ -1,33 +1,16 @@
-#include "sim/report/server_report.h"
+#include "sim/report/server_metrics.h"
 
+#include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/base/status_macros.h"
+#include "proto/fedcl/v1/sim_report.pb.h"
+#include "proto/json.h"
 #include "sim/world/client_data.h"
-#include "sim/world/participation.h"
 
 namespace fedcl::sim {
-namespace {
-
-// The value of a top-level numeric field "name":VALUE in one of the server's flat JSON lines;
-// NaN for null; nullopt if absent or not a number.
-std::optional<double> Field(absl::string_view line, absl::string_view name) {
-  const std::string key = absl::StrCat("\"", name, "\":");
-  const size_t at = line.find(key);
-  if (at == absl::string_view::npos) return std::nullopt;
-  absl::string_view rest = line.substr(at + key.size());
-  if (absl::StartsWith(rest, "null")) return std::nan("");
-  const size_t end = rest.find_first_of(",}");
-  double value = 0;
-  if (!absl::SimpleAtod(rest.substr(0, end), &value)) return std::nullopt;
-  return value;
-}
-
-}  // namespace
 
 absl::StatusOr<RunResult> RunFromServerMetrics(absl::string_view metrics_jsonl,
                                                const std::string& method,
@@ -37,25 +20,23 @@ absl::StatusOr<RunResult> RunFromServerMetrics(absl::string_view metrics_jsonl,
   run.pattern = pattern;
   run.seed = seed;
   int line_number = 0;
-  for (absl::string_view line : absl::StrSplit(metrics_jsonl, '\n', absl::SkipWhitespace())) {
+  for (absl::string_view text : absl::StrSplit(metrics_jsonl, '\n', absl::SkipWhitespace())) {
     ++line_number;
-    const std::optional<double> round = Field(line, "round");
-    const std::optional<double> participants = Field(line, "participants");
-    const std::optional<double> accuracy = Field(line, "accuracy");
-    if (!round || !participants || !accuracy) {
+    v1::ServerMetricsLine line;
+    if (!proto::ParseJson(text, &line, /*ignore_unknown_fields=*/true).ok() || !line.has_round() ||
+        !line.has_participants() || !line.has_accuracy()) {
       return absl::InvalidArgumentError(
           absl::StrCat("line ", line_number,
-                       " is not a fedcl-server metrics line (round, participants, "
-                       "accuracy)"));
+                       " is not a fedcl-server metrics line (round, participants, accuracy)"));
     }
-    run.updates += static_cast<int64_t>(*participants);
-    if (std::isnan(*accuracy)) continue;
+    run.updates += line.participants();
+    if (line.accuracy().kind_case() != google::protobuf::Value::kNumberValue) continue;
     EvalPoint point;
-    point.round = static_cast<int64_t>(*round) + 1;  // rounds completed
-    point.accuracy = *accuracy;
+    point.round = line.round() + 1;  // rounds completed
+    point.accuracy = line.accuracy().number_value();
     point.loss = std::nan("");
-    point.train_loss = Field(line, "mean_loss").value_or(std::nan(""));
-    point.participants = static_cast<int64_t>(*participants);
+    point.train_loss = line.has_mean_loss() ? line.mean_loss() : std::nan("");
+    point.participants = line.participants();
     run.evals.push_back(point);
   }
   if (run.evals.empty()) {

@@ -1,0 +1,155 @@
+#include "sim/report/summary.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "proto/fedcl/v1/sim_report.pb.h"
+#include "proto/json.h"
+#include "sim/report/records.h"
+
+namespace fedcl::sim {
+namespace {
+
+constexpr char kFinalAccuracyDefinition[] =
+    "per seed, mean test accuracy over the last 10% of evaluations; then mean and sample std "
+    "over seeds";
+
+void Add(const RunResult& run, MethodSummary& s) {
+  s.final_accuracy.push_back(FinalAccuracy(run.evals));
+  s.wall_seconds += run.wall_seconds;
+  s.setup_seconds += run.setup_seconds;
+  s.updates += run.updates;
+  s.rss_bytes = std::max(s.rss_bytes, run.rss_bytes);
+  s.aggregator_bytes = std::max(s.aggregator_bytes, run.aggregator_bytes);
+  s.stragglers += run.stragglers;
+  s.dropouts += run.dropouts;
+}
+
+// Mean and sample standard deviation of the final accuracies.
+void Finish(MethodSummary& s) {
+  for (double a : s.final_accuracy) s.mean += a;
+  s.mean /= static_cast<double>(s.final_accuracy.size());
+  if (s.final_accuracy.size() < 2) return;
+  double squares = 0.0;
+  for (double a : s.final_accuracy) squares += (a - s.mean) * (a - s.mean);
+  s.stddev = std::sqrt(squares / static_cast<double>(s.final_accuracy.size() - 1));
+}
+
+v1::SimMethodSummary MethodRecord(const MethodSummary& s) {
+  v1::SimMethodSummary out;
+  out.set_method(s.method);
+  out.set_pattern(s.pattern);
+  out.set_final_accuracy_mean(s.mean);
+  out.set_final_accuracy_std(s.stddev);
+  out.mutable_final_accuracy_per_seed()->Assign(s.final_accuracy.begin(), s.final_accuracy.end());
+  out.set_seeds(static_cast<int32_t>(s.final_accuracy.size()));
+  out.set_wall_seconds(s.wall_seconds);
+  out.set_setup_seconds(s.setup_seconds);
+  out.set_updates(static_cast<double>(s.updates));
+  out.set_rss_bytes_at_end(static_cast<double>(s.rss_bytes));
+  out.set_aggregator_bytes(static_cast<double>(s.aggregator_bytes));
+  out.set_stragglers(static_cast<double>(s.stragglers));
+  out.set_dropouts(static_cast<double>(s.dropouts));
+  return out;
+}
+
+absl::StatusOr<std::string> Indented(const google::protobuf::Message& message) {
+  absl::StatusOr<std::string> json = proto::PrintJson(message, proto::JsonLayout::kIndented);
+  if (json.ok()) json->append("\n");
+  return json;
+}
+
+}  // namespace
+
+double FinalAccuracy(const std::vector<EvalPoint>& evals) {
+  if (evals.empty()) return 0.0;
+  const size_t count = std::max<size_t>(1, (evals.size() + 9) / 10);
+  double sum = 0.0;
+  for (size_t i = evals.size() - count; i < evals.size(); ++i) sum += evals[i].accuracy;
+  return sum / static_cast<double>(count);
+}
+
+std::vector<MethodSummary> Summarize(const Scenario& scenario, const std::vector<RunResult>& runs) {
+  std::vector<MethodSummary> summaries;
+  for (const MethodSpec& method : scenario.methods) {
+    for (const PatternSpec& pattern : scenario.patterns) {
+      MethodSummary s;
+      s.method = method.label;
+      s.pattern = pattern.name;
+      for (const RunResult& run : runs) {
+        if (run.method == s.method && run.pattern == s.pattern) Add(run, s);
+      }
+      if (s.final_accuracy.empty()) continue;
+      Finish(s);
+      summaries.push_back(std::move(s));
+    }
+  }
+  return summaries;
+}
+
+absl::StatusOr<std::string> SummaryJson(const Scenario& scenario,
+                                        const std::vector<MethodSummary>& summaries,
+                                        double wall_seconds, int64_t peak_rss_bytes) {
+  v1::SimSummary summary;
+  summary.set_scenario(scenario.config.name());
+  summary.set_clients(scenario.num_clients());
+  summary.set_rounds(static_cast<int32_t>(scenario.rounds()));
+  summary.set_wall_seconds(wall_seconds);
+  summary.set_peak_rss_bytes(static_cast<double>(peak_rss_bytes));
+  summary.set_final_accuracy_definition(kFinalAccuracyDefinition);
+  for (const MethodSummary& s : summaries) *summary.add_methods() = MethodRecord(s);
+  return Indented(summary);
+}
+
+absl::StatusOr<std::string> ClSummaryJson(const Scenario& scenario,
+                                          const std::vector<ClRunResult>& runs,
+                                          double wall_seconds) {
+  v1::ClSummary summary;
+  summary.set_scenario(scenario.config.name());
+  summary.set_kind(scenario.config.continual().kind());
+  summary.set_devices(scenario.num_clients());
+  summary.set_wall_seconds(wall_seconds);
+  for (const ClRunResult& r : runs) *summary.add_runs() = ClRunRecord(r);
+  return Indented(summary);
+}
+
+std::string SummaryText(const std::vector<MethodSummary>& summaries) {
+  std::string out;
+  for (const MethodSummary& s : summaries) {
+    absl::StrAppendFormat(&out, "%-28s %-14s final accuracy %.4f ± %.4f (%d seed(s))\n", s.method,
+                          s.pattern, s.mean, s.stddev, static_cast<int>(s.final_accuracy.size()));
+  }
+  return out;
+}
+
+std::string ClTextTable(const std::vector<ClRunResult>& runs) {
+  std::string out = absl::StrFormat("%-20s %4s %7s %7s %7s %7s %6s %9s %9s %7s\n", "method", "seed",
+                                    "Ā", "A_T", "F", "BWT", "pool", "up MiB", "down MiB", "time s");
+  for (const ClRunResult& r : runs) {
+    // "-": no pool series (no server, or a run with real processes, whose server reports it).
+    absl::StrAppendFormat(&out, "%-20s %4d %7.4f %7.4f %7.4f %7.4f %6s %9.2f %9.2f %7.1f\n",
+                          r.method, r.seed, r.metrics.average_incremental, r.metrics.last,
+                          r.metrics.forgetting, r.metrics.backward_transfer,
+                          r.pool.empty() ? "-" : absl::StrCat(r.pool.back().modules),
+                          r.bytes_up / 1048576.0, r.bytes_down / 1048576.0, r.seconds);
+    if (r.online_metrics.has_value()) {
+      const cl::ContinualMetrics& m = *r.online_metrics;
+      absl::StrAppendFormat(&out, "%-20s %4d %7.4f %7.4f %7.4f %7.4f\n", "  lae online only",
+                            r.seed, m.average_incremental, m.last, m.forgetting,
+                            m.backward_transfer);
+    }
+  }
+  if (!runs.empty() && !runs[0].ood.empty()) {
+    absl::StrAppend(&out, "\nOOD after task 0 (", runs[0].method, ", seed ", runs[0].seed,
+                    "): detector / shift: AUROC, FPR@95\n");
+    for (const OodResult& o : runs[0].ood) {
+      absl::StrAppendFormat(&out, "  %-12s %-16s %.4f  %.4f\n", o.detector, o.shift, o.auroc,
+                            o.fpr95);
+    }
+  }
+  return out;
+}
+
+}  // namespace fedcl::sim

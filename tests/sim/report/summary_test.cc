@@ -1,0 +1,169 @@
+#include "sim/report/summary.h"
+
+#include <cmath>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedcl::sim {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// `json` without spaces and line breaks (none of the names below has any).
+std::string Squeezed(std::string json) {
+  std::erase_if(json, [](char c) { return c == ' ' || c == '\n'; });
+  return json;
+}
+
+std::vector<EvalPoint> Evals(std::vector<double> accuracies) {
+  std::vector<EvalPoint> evals;
+  for (size_t i = 0; i < accuracies.size(); ++i) {
+    EvalPoint p;
+    p.round = static_cast<int64_t>(10 * (i + 1));
+    p.accuracy = accuracies[i];
+    evals.push_back(p);
+  }
+  return evals;
+}
+
+TEST(SummaryTest, FinalAccuracyIsTheMeanOfTheLastTenPercent) {
+  std::vector<double> acc(20, 0.0);
+  acc[18] = 0.6;
+  acc[19] = 0.8;
+  EXPECT_DOUBLE_EQ(FinalAccuracy(Evals(acc)), 0.7);         // last 2 of 20
+  EXPECT_DOUBLE_EQ(FinalAccuracy(Evals({0.1, 0.5})), 0.5);  // at least one
+  EXPECT_DOUBLE_EQ(FinalAccuracy(Evals({0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0})),
+                   1.0);  // ceil(1.1) = 2
+}
+
+TEST(SummaryTest, SummaryIsMeanAndSampleStdOverSeeds) {
+  absl::StatusOr<Scenario> s = ParseScenario(
+      "name: 't' population { num_clients: 2 } rounds: 1 method { label: 'a' } seed: 1 seed: 2",
+      "t");
+  ASSERT_TRUE(s.ok());
+  std::vector<RunResult> runs(2);
+  runs[0].method = runs[1].method = "a";
+  runs[0].pattern = runs[1].pattern = "bernoulli";
+  runs[0].evals = Evals({0.5});
+  runs[1].evals = Evals({0.7});
+  runs[0].updates = 3'000'000'000;  // past 2^31: still a JSON number
+  runs[1].updates = 7;
+  std::vector<MethodSummary> summary = Summarize(*s, runs);
+  ASSERT_EQ(summary.size(), 1u);
+  EXPECT_DOUBLE_EQ(summary[0].mean, 0.6);
+  EXPECT_NEAR(summary[0].stddev, std::sqrt(0.02), 1e-12);
+  absl::StatusOr<std::string> json = SummaryJson(*s, summary, 1.5, 1 << 20);
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_THAT(*json, HasSubstr("\"final_accuracy_mean\": 0.6"));
+  EXPECT_THAT(*json, HasSubstr("\"peak_rss_bytes\": 1048576"));
+  EXPECT_THAT(*json, HasSubstr("\"updates\": 3000000007"));
+  EXPECT_THAT(*json, HasSubstr("\"stragglers\": 0"));    // zeros print
+  EXPECT_THAT(*json, ::testing::EndsWith("\n ]\n}\n"));  // one final newline
+}
+
+// The keys users' scripts read, in the order fedcl-sim has always written them.
+TEST(SummaryTest, SummaryJsonKeepsEveryKeyInOrder) {
+  absl::StatusOr<Scenario> s =
+      ParseScenario("name: 't' population { num_clients: 2 } rounds: 1 method { label: 'a' }", "t");
+  ASSERT_TRUE(s.ok());
+  std::vector<RunResult> runs(1);
+  runs[0].method = "a";
+  runs[0].pattern = "bernoulli";
+  runs[0].evals = Evals({0.25});
+  absl::StatusOr<std::string> json = SummaryJson(*s, Summarize(*s, runs), 0, 0);
+  ASSERT_TRUE(json.ok()) << json.status();
+  size_t at = 0;
+  for (const char* key : {"scenario",
+                          "clients",
+                          "rounds",
+                          "wall_seconds",
+                          "peak_rss_bytes",
+                          "final_accuracy_definition",
+                          "methods",
+                          "method",
+                          "pattern",
+                          "final_accuracy_mean",
+                          "final_accuracy_std",
+                          "final_accuracy_per_seed",
+                          "seeds",
+                          "wall_seconds",
+                          "setup_seconds",
+                          "updates",
+                          "rss_bytes_at_end",
+                          "aggregator_bytes",
+                          "stragglers",
+                          "dropouts"}) {
+    const size_t found = json->find(absl::StrCat("\"", key, "\": "), at);
+    ASSERT_NE(found, std::string::npos) << key << " after offset " << at << " in\n" << *json;
+    at = found;
+  }
+}
+
+ClRunResult LaeRun() {
+  ClRunResult r;
+  r.method = "lae";
+  r.seed = 2;
+  r.task_names = {"clean", "inversion"};
+  r.accuracy = {{0.5, 0.25}, {0.125, 0.75}};
+  r.metrics = {.incremental = {0.5, 0.4375},
+               .average_incremental = 0.5,
+               .last = 0.4375,
+               .forgetting = 0.375,
+               .backward_transfer = -0.375};
+  r.online_accuracy = {{0.5, 0.125}, {0.25, 0.5}};
+  r.online_metrics = r.metrics;
+  r.ood = {{.detector = "energy", .shift = "inversion", .auroc = 0.625, .fpr95 = 0.875}};
+  r.pool = {{.round = 1, .modules = 0}, {.round = 2, .modules = 3, .merges = 1}};
+  r.proposals = 4;
+  r.bytes_up = 6'000'000'000;
+  r.seconds = 1.25;
+  return r;
+}
+
+TEST(SummaryTest, ContinualSummaryHoldsTheMatricesAndLaesOnlineModule) {
+  absl::StatusOr<Scenario> s =
+      ParseScenario("name: 'c' population { num_clients: 3 } rounds: 1", "c");
+  ASSERT_TRUE(s.ok());
+  ClRunResult plain = LaeRun();
+  plain.method = "sema";
+  plain.online_metrics.reset();
+  plain.online_accuracy.clear();
+  absl::StatusOr<std::string> summary = ClSummaryJson(*s, {LaeRun(), plain}, 2.5);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  const std::string json = Squeezed(*summary);
+  EXPECT_THAT(json, HasSubstr("{\"scenario\":\"c\",\"kind\":\"\",\"devices\":3,"));
+  EXPECT_THAT(json, HasSubstr("\"tasks\":[\"clean\",\"inversion\"],"
+                              "\"accuracy\":[[0.5,0.25],[0.125,0.75]],"
+                              "\"metrics\":{\"average_incremental\":0.5,\"last\":0.4375,"
+                              "\"forgetting\":0.375,\"backward_transfer\":-0.375,"
+                              "\"incremental\":[0.5,0.4375]},"
+                              "\"online_accuracy\":[[0.5,0.125],[0.25,0.5]],"));
+  EXPECT_THAT(json, HasSubstr("\"ood\":[{\"detector\":\"energy\",\"shift\":\"inversion\","
+                              "\"auroc\":0.625,\"fpr95\":0.875}],\"pool_modules\":3,"
+                              "\"pool_merges\":1,\"proposals\":4,\"growth_refusals\":0,"
+                              "\"bytes_up\":6000000000,\"bytes_down\":0,\"seconds\":1.25}"));
+  EXPECT_THAT(json, Not(HasSubstr("\"pool\":")));  // the series is the report's, not here
+  const size_t sema = json.find("\"method\":\"sema\"");
+  ASSERT_NE(sema, std::string::npos);
+  EXPECT_LT(json.find("\"online_metrics\""), sema);  // LAE's run has it, SEMA's does not
+  EXPECT_EQ(json.find("\"online_metrics\"", sema), std::string::npos);
+}
+
+TEST(SummaryTest, TextTablesQuoteTheFiguresToFourPlaces) {
+  MethodSummary s{.method = "fedau",
+                  .pattern = "bernoulli",
+                  .final_accuracy = {0.8, 0.9},
+                  .mean = 0.85,
+                  .stddev = 0.0707106};
+  EXPECT_EQ(SummaryText({s}), absl::StrCat("fedau                        bernoulli      final "
+                                           "accuracy 0.8500 ± 0.0707 (2 seed(s))\n"));
+  const std::string table = ClTextTable({LaeRun()});
+  EXPECT_THAT(table, HasSubstr("lae                     2  0.5000  0.4375  0.3750 -0.3750      3"));
+  EXPECT_THAT(table, HasSubstr("  lae online only"));
+  EXPECT_THAT(table, HasSubstr("  energy       inversion        0.6250  0.8750\n"));
+}
+
+}  // namespace
+}  // namespace fedcl::sim
