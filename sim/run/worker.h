@@ -3,6 +3,7 @@
 // DownloadModule, SubmitUpdate), with a worker token covering its clients.
 //
 //   fedcl-sim --emit_server_config=DIR ...        # server.textproto + the run's initial model
+//                                                 # (sim/modes/emit_server_config.cc)
 //   fedcl-server --config=DIR/server.textproto    # round.shards = K: rounds close on reports
 //   fedcl-sim --worker --shard=0 --shards=K --server=127.0.0.1:50051 --token_file=... (× K)
 //
@@ -49,22 +50,6 @@ std::pair<uint32_t, uint32_t> ShardRange(int num_clients, int shard, int shards)
 absl::Status RunWorker(const Scenario& scenario, const SimulationInputs& inputs,
                        const WorkerOptions& options, const base::FileSystem& fs,
                        RunObserver* observer);
-
-// Writes what fedcl-server needs to run `method` of the scenario with `shards` workers:
-// DIR/server.textproto (aggregator, recipe, round.shards, evaluation on the scenario's test set,
-// known_prob's p_n, tokens and TLS files as given) and DIR/initial.ckpt (the model the in-process
-// run starts from for `seed`).
-struct ServerConfigRequest {
-  std::string dir;
-  std::string state_dir;
-  std::string method;
-  uint64_t seed = 1;
-  int shards = 1;
-  std::string tokens_file;
-  std::string tls_cert_file, tls_key_file;
-};
-absl::Status EmitServerConfig(const Scenario& scenario, const SimulationInputs& inputs,
-                              const ServerConfigRequest& request, base::FileSystem& fs);
 
 }  // namespace fedcl::sim
 
