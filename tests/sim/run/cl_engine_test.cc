@@ -3,6 +3,7 @@
 #include "absl/strings/str_replace.h"
 #include "core/base/filesystem.h"
 #include "gtest/gtest.h"
+#include "tests/sim/run/run_test_util.h"
 
 namespace fedcl::sim {
 namespace {
@@ -29,23 +30,16 @@ constexpr char kScenario[] = R"pb(
   }
 )pb";
 
-Scenario Parse(const std::string& text) {
-  absl::StatusOr<Scenario> s = ParseScenario(text, "test.textproto");
-  EXPECT_TRUE(s.ok()) << s.status();
-  return *s;
-}
-
 // Fashion-MNIST, and a small random ViT standing in for the pretrained backbone.
 SimulationInputs Inputs(Scenario s) {
   s.checkpoint_path.clear();
-  absl::StatusOr<SimulationInputs> inputs = LoadInputs(base::FileSystem::Default(), s);
-  EXPECT_TRUE(inputs.ok()) << inputs.status();
+  SimulationInputs inputs = LoadTestInputs(s);
   nn::ModelConfig config;
   config.backbone = nn::BackboneKind::kVit;
   config.vit.dim = 16;
   config.vit.heads = 2;
-  inputs->pretrained = *nn::Model::Create(config, 7);
-  return std::move(*inputs);
+  inputs.pretrained = *nn::Model::Create(config, 7);
+  return inputs;
 }
 
 TEST(ClScenarioTest, DefaultsAndErrorsNameTheField) {

@@ -6,21 +6,10 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sim/world/client_data.h"
+#include "tests/sim/run/run_test_util.h"
 
 namespace fedcl::sim {
 namespace {
-
-Scenario Parse(const std::string& text) {
-  absl::StatusOr<Scenario> s = ParseScenario(text, "test.textproto");
-  EXPECT_TRUE(s.ok()) << s.status();
-  return *s;
-}
-
-SimulationInputs Inputs(const Scenario& s) {
-  absl::StatusOr<SimulationInputs> inputs = LoadInputs(base::FileSystem::Default(), s);
-  EXPECT_TRUE(inputs.ok()) << inputs.status();
-  return std::move(*inputs);
-}
 
 constexpr char kSmall[] = R"pb(
   name: "small"
@@ -37,7 +26,7 @@ constexpr char kSmall[] = R"pb(
 TEST(EngineTest, SameResultWhateverTheThreadCount) {
   Scenario one = Parse(std::string(kSmall) + " threads: 1");
   Scenario two = Parse(std::string(kSmall) + " threads: 2");
-  SimulationInputs inputs = Inputs(one);
+  SimulationInputs inputs = LoadTestInputs(one);
   absl::StatusOr<RunResult> a =
       Engine(one, inputs).Run(one.methods[0], one.patterns[0], 3, nullptr);
   absl::StatusOr<RunResult> b =
@@ -78,7 +67,7 @@ TEST(EngineTest, FedAuWeightsConvergeToInverseParticipationProbability) {
     rounds: 4000
     eval_every: 1000
   )pb");
-  SimulationInputs inputs = Inputs(s);
+  SimulationInputs inputs = LoadTestInputs(s);
   absl::StatusOr<RunResult> r = Engine(s, inputs).Run(s.methods[0], s.patterns[0], 1, nullptr);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->inverse_probability_vs_weight.size(), 5u);
@@ -101,7 +90,7 @@ TEST(EngineTest, StragglersAndDropoutsDoNotCount) {
     recipe { local_steps: 5 batch_size: 16 }
     rounds: 10
   )pb");
-  SimulationInputs inputs = Inputs(s);
+  SimulationInputs inputs = LoadTestInputs(s);
   // Client 2 needs 80 samples × 200 ms = 16 s > 10 s: a straggler every round.
   absl::StatusOr<DeviceProfiles> profiles =
       DeviceProfiles::Parse("client,ms_per_sample,bandwidth_kbps\n2,200,0\n", DeviceProfile{10, 0});
@@ -125,7 +114,7 @@ TEST(EngineTest, StragglersAndDropoutsDoNotCount) {
     recipe { local_steps: 1 batch_size: 4 }
     rounds: 200
   )pb");
-  SimulationInputs drop_inputs = Inputs(drops);
+  SimulationInputs drop_inputs = LoadTestInputs(drops);
   r = Engine(drops, drop_inputs).Run(drops.methods[0], drops.patterns[0], 1, nullptr);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->updates + r->dropouts, 2000);
@@ -146,7 +135,7 @@ TEST(EngineTest, OnDemandClientsHoldFixedDataDrawnByTheirLabelMix) {
     participation { p_mean: 0.01 p_min: 0.001 }
     rounds: 5
   )pb");
-  SimulationInputs inputs = Inputs(s);
+  SimulationInputs inputs = LoadTestInputs(s);
   absl::StatusOr<ClientData> data = ClientData::Create(s, inputs.train, 1);
   ASSERT_TRUE(data.ok());
   EXPECT_EQ(data->bytes(), 0);
@@ -199,7 +188,7 @@ TEST(EngineTest, EveryAggregatorRunsAndMemoryHeavyOnesHoldPerClientVectors) {
     participation { pattern: "markov-0.05" }
     rounds: 30
   )pb");
-  SimulationInputs inputs = Inputs(s);
+  SimulationInputs inputs = LoadTestInputs(s);
   int64_t fedau_bytes = 0;
   for (const MethodSpec& method : s.methods) {
     absl::StatusOr<RunResult> r = Engine(s, inputs).Run(method, s.patterns[0], 1, nullptr);
@@ -215,7 +204,7 @@ TEST(EngineTest, EveryAggregatorRunsAndMemoryHeavyOnesHoldPerClientVectors) {
 
 TEST(EngineTest, ParticipationMapRecordsTheDraws) {
   Scenario s = Parse(std::string(kSmall) + " heatmap_clients: 5");
-  SimulationInputs inputs = Inputs(s);
+  SimulationInputs inputs = LoadTestInputs(s);
   ParticipationMap map;
   absl::StatusOr<RunResult> r =
       Engine(s, inputs).Run(s.methods[0], s.patterns[0], 3, nullptr, &map);

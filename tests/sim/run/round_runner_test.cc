@@ -6,21 +6,10 @@
 #include "gtest/gtest.h"
 #include "sim/run/engine.h"
 #include "sim/world/client_data.h"
+#include "tests/sim/run/run_test_util.h"
 
 namespace fedcl::sim {
 namespace {
-
-Scenario Parse(const std::string& text) {
-  absl::StatusOr<Scenario> s = ParseScenario(text, "test.textproto");
-  EXPECT_TRUE(s.ok()) << s.status();
-  return *s;
-}
-
-SimulationInputs Inputs(const Scenario& s) {
-  absl::StatusOr<SimulationInputs> inputs = LoadInputs(base::FileSystem::Default(), s);
-  EXPECT_TRUE(inputs.ok()) << inputs.status();
-  return std::move(*inputs);
-}
 
 // A worker restarted mid-round finds some of its participants' updates already accepted: they
 // count once, nothing is trained twice, and the round ends exactly as an uninterrupted one.
@@ -33,7 +22,7 @@ TEST(RoundRunnerTest, UpdatesSentBeforeARestartCountOnce) {
     participation { probabilities: "uniform" p_mean: 1.0 }
     rounds: 1
   )pb");
-  SimulationInputs inputs = Inputs(s);
+  SimulationInputs inputs = LoadTestInputs(s);
   ClientData data = *ClientData::Create(s, inputs.train, 1);
   const std::vector<float> p = data.Probabilities(s, 1);
   int64_t sent_bytes[2] = {0, 0};
