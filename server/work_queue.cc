@@ -38,37 +38,6 @@ void WorkQueue::Run() {
   }
 }
 
-void UploadGate::Acquire(std::function<void()> on_admitted) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (in_use_ >= capacity_) {
-      waiting_.push_back(std::move(on_admitted));
-      return;
-    }
-    ++in_use_;
-  }
-  on_admitted();
-}
-
-void UploadGate::Release() {
-  std::function<void()> next;
-  {
-    absl::MutexLock lock(&mu_);
-    if (waiting_.empty()) {
-      --in_use_;
-      return;
-    }
-    next = std::move(waiting_.front());  // the slot passes straight to the next waiter
-    waiting_.pop_front();
-  }
-  next();
-}
-
-int UploadGate::in_use() const {
-  absl::MutexLock lock(&mu_);
-  return in_use_;
-}
-
 StagingBuffers::Buffer StagingBuffers::Take(size_t size) {
   {
     absl::MutexLock lock(&mu_);
