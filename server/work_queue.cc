@@ -1,6 +1,7 @@
 #include "server/work_queue.h"
 
 #include <algorithm>
+#include <new>
 
 namespace fedcl::server {
 
@@ -52,7 +53,10 @@ StagingBuffers::Buffer StagingBuffers::Take(size_t size) {
       return buffer;
     }
   }
-  return Buffer{std::unique_ptr<float[]>(new float[size]), size};
+  const size_t bytes = (size * sizeof(float) + kAlignment - 1) / kAlignment * kAlignment;
+  float* data = static_cast<float*>(std::aligned_alloc(kAlignment, std::max(bytes, kAlignment)));
+  if (data == nullptr) throw std::bad_alloc();
+  return Buffer{std::unique_ptr<float[], Free>(data), bytes / sizeof(float)};
 }
 
 void StagingBuffers::Return(Buffer buffer) {

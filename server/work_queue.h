@@ -3,6 +3,7 @@
 #ifndef FEDCL_SERVER_WORK_QUEUE_H_
 #define FEDCL_SERVER_WORK_QUEUE_H_
 
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -34,12 +35,17 @@ class WorkQueue {
 // for reuse (the upload slots bound how many are in use at once). Contents are uninitialised.
 class StagingBuffers {
  public:
+  // Buffers start on a 4 KiB boundary, so the journal can write them with O_DIRECT.
+  static constexpr size_t kAlignment = 4096;
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
   struct Buffer {
-    std::unique_ptr<float[]> data;
+    std::unique_ptr<float[], Free> data;
     size_t capacity = 0;
   };
   explicit StagingBuffers(int keep) : keep_(keep) {}
-  // A buffer of at least `size` floats.
+  // A buffer of at least `size` floats; std::bad_alloc if there is no memory for it.
   Buffer Take(size_t size);
   void Return(Buffer buffer);
 
