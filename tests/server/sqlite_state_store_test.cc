@@ -22,6 +22,14 @@ class SqliteStateStoreTest : public ::testing::Test {
     EXPECT_TRUE(store.ok()) << store.status();
     return *std::move(store);
   }
+  // The initial pool (one module of zeros) as round -1's close, then round `round` opened.
+  static void StartRound(SqliteStateStore& store, int64_t round) {
+    fl::RoundClose close;
+    close.closed_round = -1;
+    close.modules.push_back(Module(0.0f));
+    EXPECT_TRUE(store.RoundClosed(close).ok());
+    EXPECT_TRUE(store.RoundOpened({round, absl::Now(), absl::Now()}).ok());
+  }
   static fl::StoredModule Module(float value) {
     fl::StoredModule m;
     m.spec = {"head", fl::ModuleRole::kHead, {}};
@@ -160,11 +168,7 @@ TEST_F(SqliteStateStoreTest, ThePoolRegistrySurvivesAReopen) {
 TEST_F(SqliteStateStoreTest, ConcurrentJournalWritesAllLoadBackWhole) {
   {
     auto store = Open();
-    fl::RoundClose close;
-    close.closed_round = -1;
-    close.modules.push_back(Module(0.0f));
-    ASSERT_TRUE(store->RoundClosed(close).ok());
-    ASSERT_TRUE(store->RoundOpened({0, absl::Now(), absl::Now()}).ok());
+    StartRound(*store, 0);
     std::vector<std::thread> threads;
     for (int i = 0; i < 32; ++i) {
       threads.emplace_back([&store, i] {
@@ -199,11 +203,7 @@ TEST_F(SqliteStateStoreTest, ConcurrentJournalWritesAllLoadBackWhole) {
 // round's records in the file: they are not the open round's, so they are not loaded.
 TEST_F(SqliteStateStoreTest, RecordsOfAClosedRoundLeftInTheJournalAreSkipped) {
   auto store = Open();
-  fl::RoundClose close;
-  close.closed_round = -1;
-  close.modules.push_back(Module(0.0f));
-  ASSERT_TRUE(store->RoundClosed(close).ok());
-  ASSERT_TRUE(store->RoundOpened({3, absl::Now(), absl::Now()}).ok());
+  StartRound(*store, 3);
   fl::JournalEntry stale;
   stale.round = 2;
   stale.client = 5;
