@@ -250,7 +250,8 @@ void FederationServer::TickLoop() {
       absl::MutexLock lock(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(50))) return;
     }
-    // With simulator shards, rounds close in ReportShard and are reported there.
+    // With simulator shards (the barrier policy), rounds close in ReportShard, which reports
+    // them before the next report can close another; a tick would change nothing anyway.
     if (config_.round().shards() > 0) continue;
     absl::Status status = coordinator_->Tick();
     for (const fl::RoundReport& report : coordinator_->TakeRoundReports()) Report(report);

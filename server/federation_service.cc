@@ -319,38 +319,15 @@ grpc::ServerUnaryReactor* FederationService::ReportShard(grpc::CallbackServerCon
       return Reply(context, absl::PermissionDeniedError("ReportShard needs a worker token"));
     }
   }
-  if (options_.shards == 0) {
-    return Reply(context, absl::FailedPreconditionError(
-                              "this server closes rounds by deadline (round.shards is 0)"));
-  }
-  if (request->num_shards() != options_.shards || request->shard() < 0 ||
-      request->shard() >= request->num_shards()) {
-    return Reply(context, absl::InvalidArgumentError(absl::StrCat(
-                              "shard ", request->shard(), " of ", request->num_shards(),
-                              ": the server runs ", options_.shards, " shard(s)")));
-  }
-  absl::MutexLock lock(&shards_mu_);
-  const int64_t round = coordinator_.current_round();
-  if (request->round() > round) {
-    return Reply(context, absl::OutOfRangeError(absl::StrCat(
-                              "round ", request->round(), " is not open (round ", round, " is)")));
-  }
-  if (shards_round_ != round) {
-    shards_round_ = round;
-    shards_reported_.clear();
-  }
-  if (request->round() == round) {
-    shards_reported_.insert(request->shard());
-    if (static_cast<int>(shards_reported_.size()) == options_.shards) {
-      absl::Status closed = coordinator_.CloseRound();
-      if (round_closed_hook_) round_closed_hook_(closed);
-      if (!closed.ok()) return Reply(context, closed);
-      shards_round_ = coordinator_.current_round();
-      shards_reported_.clear();
-    }
-  }
-  response->set_round(coordinator_.current_round());
-  response->set_shards_reported(static_cast<int32_t>(shards_reported_.size()));
+  // The round policy (barrier) counts the reports and closes the round.
+  absl::MutexLock lock(&reports_mu_);
+  absl::StatusOr<fl::Coordinator::ReportResult> reported =
+      coordinator_.Report(request->shard(), request->num_shards(), request->round());
+  if (!reported.ok()) return Reply(context, reported.status());
+  if (reported->closed && round_closed_hook_) round_closed_hook_(reported->close_status);
+  if (!reported->close_status.ok()) return Reply(context, reported->close_status);
+  response->set_round(reported->round);
+  response->set_shards_reported(reported->reported);
   return Reply(context, absl::OkStatus());
 }
 

@@ -43,8 +43,6 @@ struct ServiceOptions {
   // Run Submit (validation, journal, fold) on gRPC's thread instead of a worker. Right when
   // nothing in it blocks (no journal to fsync): it saves a thread hop per update.
   bool inline_submits = false;
-  // > 0: rounds close when this many simulator shards have reported (ReportShard).
-  int shards = 0;
 };
 
 // A payload ready to stream: bytes and their CRC-32.
@@ -129,9 +127,9 @@ class FederationService final
   const ServiceOptions options_;
   base::LogSink& log_;
   std::function<void(const absl::Status&)> round_closed_hook_;
-  absl::Mutex shards_mu_;
-  int64_t shards_round_ ABSL_GUARDED_BY(shards_mu_) = -1;
-  std::set<int> shards_reported_ ABSL_GUARDED_BY(shards_mu_);
+  // Serialises ReportShard calls with the round-closed hook, so that a round is evaluated before
+  // the next can close.
+  absl::Mutex reports_mu_;
   UploadSlots upload_slots_;
   StagingBuffers staging_;
   std::unique_ptr<WorkQueue> workers_;

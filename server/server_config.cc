@@ -4,6 +4,7 @@
 #include "core/base/status_macros.h"
 #include "proto/checkpoint.h"
 #include "proto/federation_convert.h"
+#include "proto/fl_config.h"
 #include "proto/text_format.h"
 
 namespace fedcl::server {
@@ -159,13 +160,9 @@ absl::StatusOr<fl::ModuleSpec> ModuleSpecFrom(const v1::ModuleConfig& config) {
 
 absl::StatusOr<fl::CoordinatorOptions> CoordinatorOptionsFrom(const v1::ServerConfig& c) {
   fl::CoordinatorOptions o;
-  FEDCL_ASSIGN_OR_RETURN(o.aggregator.kind, fl::ParseAggregatorKind(c.aggregator().kind()));
-  o.aggregator.global_learning_rate = c.aggregator().global_learning_rate();
-  o.aggregator.fedau_cutoff = c.aggregator().fedau_cutoff();
+  FEDCL_ASSIGN_OR_RETURN(o.aggregator, proto::RuleConfigFromProto(c.aggregator()));
   FEDCL_ASSIGN_OR_RETURN(o.recipe, proto::FromProto(c.recipe()));
-  o.round_duration = absl::Milliseconds(c.round().duration_ms());
-  o.min_participants = c.round().min_participants();
-  o.max_participants = c.round().max_participants();
+  FEDCL_ASSIGN_OR_RETURN(o.round, proto::RoundPolicyConfigFromProto(c.round()));
   o.max_update_norm = c.limits().max_norm();
   o.norm_policy =
       c.limits().norm_policy() == "clip" ? fl::NormPolicy::kClip : fl::NormPolicy::kReject;
@@ -207,7 +204,6 @@ ServiceOptions ServiceOptionsFrom(const v1::ServerConfig& c) {
   o.uploads.idle_timeout = absl::Milliseconds(c.limits().upload_idle_timeout_ms());
   o.uploads.total_timeout = absl::Milliseconds(c.limits().upload_timeout_ms());
   o.inline_submits = c.journal().disabled();
-  o.shards = c.round().shards();  // nothing in Submit blocks without the journal
   return o;
 }
 

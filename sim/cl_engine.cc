@@ -138,8 +138,9 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
   base::ManualClock clock(absl::UnixEpoch());
   fl::CoordinatorOptions coordinator_options;
   coordinator_options.aggregator = scenario.methods[0].aggregator;
-  coordinator_options.round_duration = absl::Hours(1);
-  coordinator_options.min_participants = 0;
+  // Every round closes once its participants have synced: this engine is the barrier's one
+  // reporter.
+  coordinator_options.round = {.name = "barrier", .round_duration = absl::Hours(1), .reporters = 1};
   if (cl::IsSema(method)) {
     coordinator_options.pool.expandable_blocks = learner_options.expandable_blocks;
     coordinator_options.pool.statistics_dim = inputs.pretrained->backbone().feature_dim();
@@ -393,7 +394,9 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
     for (uint32_t d : participants) FEDCL_RETURN_IF_ERROR(devices[d].error);
     if (coordinator != nullptr) {
       for (uint32_t d : participants) FEDCL_RETURN_IF_ERROR(sync_up(static_cast<int>(d), round));
-      FEDCL_RETURN_IF_ERROR(coordinator->CloseRound());
+      FEDCL_ASSIGN_OR_RETURN(fl::Coordinator::ReportResult reported,
+                             coordinator->Report(0, 1, coordinator->current_round()));
+      FEDCL_RETURN_IF_ERROR(reported.close_status);
       const fl::CoordinatorStatus status = coordinator->Status();
       PoolPoint point{.round = r + 1,
                       .modules = static_cast<int64_t>(status.pool.size()),

@@ -3,7 +3,7 @@
 #include <numeric>
 
 #include "core/base/status_macros.h"
-#include "core/cl/rd_detector.h"
+#include "core/ood/detector_registry.h"
 #include "core/ood/ood_metrics.h"
 #include "sim/cl_engine.h"
 
@@ -11,22 +11,6 @@ namespace fedcl::sim {
 namespace {
 
 constexpr int kFitSamples = 2000;
-
-std::unique_ptr<ood::OodDetector> MakeDetector(cl::OodScoreKind kind, uint64_t seed) {
-  switch (kind) {
-    case cl::OodScoreKind::kMaxSoftmax:
-      return std::make_unique<ood::MaxSoftmaxDetector>();
-    case cl::OodScoreKind::kEnergy:
-      return std::make_unique<ood::EnergyDetector>();
-    case cl::OodScoreKind::kMahalanobis:
-      return std::make_unique<ood::MahalanobisDetector>();
-    case cl::OodScoreKind::kHdc:
-      return std::make_unique<ood::HdcDetector>(ood::HdcOptions{.seed = seed});
-    case cl::OodScoreKind::kRd:
-      return std::make_unique<cl::RdDetector>(cl::RdDetectorOptions{.seed = seed});
-  }
-  return nullptr;
-}
 
 absl::StatusOr<data::Dataset> Rows(const data::Dataset& d, int first, int last) {
   std::vector<int> idx(std::max(0, std::min(last, d.size()) - first));
@@ -36,14 +20,9 @@ absl::StatusOr<data::Dataset> Rows(const data::Dataset& d, int first, int last) 
 
 }  // namespace
 
-std::vector<cl::OodScoreKind> DetectorKinds(const v1::ContinualConfig& config) {
-  std::vector<cl::OodScoreKind> kinds;
-  for (const std::string& name : config.detector()) kinds.push_back(*cl::ParseOodScoreKind(name));
-  if (kinds.empty()) {
-    kinds = {cl::OodScoreKind::kMaxSoftmax, cl::OodScoreKind::kEnergy,
-             cl::OodScoreKind::kMahalanobis, cl::OodScoreKind::kHdc, cl::OodScoreKind::kRd};
-  }
-  return kinds;
+std::vector<std::string> DetectorNames(const v1::ContinualConfig& config) {
+  if (config.detector().empty()) return ood::DetectorNames();
+  return {config.detector().begin(), config.detector().end()};
 }
 
 absl::StatusOr<std::vector<OodResult>> ScoreDetectors(cl::Learner& learner,
@@ -79,14 +58,16 @@ absl::StatusOr<std::vector<OodResult>> ScoreDetectors(cl::Learner& learner,
     ood_sets.emplace_back("unseen classes", std::move(hooks));
   }
   std::vector<OodResult> results;
-  for (cl::OodScoreKind kind : DetectorKinds(config)) {
-    std::unique_ptr<ood::OodDetector> detector = MakeDetector(kind, 1);
-    FEDCL_RETURN_IF_ERROR(detector->Fit(fit_hooks.Batch(kind), fit.labels));
-    FEDCL_RETURN_IF_ERROR(detector->Calibrate(cal_hooks.Batch(kind)));
-    FEDCL_ASSIGN_OR_RETURN(std::vector<float> id_scores, detector->Score(id_hooks.Batch(kind)));
+  for (const std::string& detector_name : DetectorNames(config)) {
+    FEDCL_ASSIGN_OR_RETURN(const ood::DetectorInfo* info, ood::FindDetector(detector_name));
+    FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<ood::OodDetector> detector, info->create({.seed = 1}));
+    const ood::FeatureNeeds& needs = info->needs;
+    FEDCL_RETURN_IF_ERROR(detector->Fit(fit_hooks.Batch(needs), fit.labels));
+    FEDCL_RETURN_IF_ERROR(detector->Calibrate(cal_hooks.Batch(needs)));
+    FEDCL_ASSIGN_OR_RETURN(std::vector<float> id_scores, detector->Score(id_hooks.Batch(needs)));
     for (const auto& [name, hooks] : ood_sets) {
-      FEDCL_ASSIGN_OR_RETURN(std::vector<float> ood_scores, detector->Score(hooks.Batch(kind)));
-      OodResult r{.detector = std::string(cl::OodScoreKindName(kind)), .shift = name};
+      FEDCL_ASSIGN_OR_RETURN(std::vector<float> ood_scores, detector->Score(hooks.Batch(needs)));
+      OodResult r{.detector = detector_name, .shift = name};
       FEDCL_ASSIGN_OR_RETURN(r.auroc, ood::Auroc(id_scores, ood_scores));
       FEDCL_ASSIGN_OR_RETURN(r.fpr95, ood::FprAt95Tpr(id_scores, ood_scores));
       results.push_back(std::move(r));

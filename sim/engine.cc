@@ -103,6 +103,8 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
                          ClientData::Create(scenario_, inputs_.train, seed));
   const std::vector<float> probabilities = client_data.Probabilities(scenario_, seed);
 
+  FEDCL_ASSIGN_OR_RETURN(std::shared_ptr<const fl::AggregationRule> rule,
+                         fl::CreateAggregationRule(method.aggregator));
   base::ManualClock clock(absl::UnixEpoch());
   FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<fl::Coordinator> coordinator,
                          fl::Coordinator::Create(CoordinatorOptionsFor(method, probabilities),
@@ -145,7 +147,7 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
     point.bytes_down = bytes_down;
     point.wall_seconds = SecondsSince(started);
     point.virtual_seconds = now_s;
-    if (method.aggregator.kind == fl::AggregatorKind::kAdaptive) {
+    if (rule->estimates_inverse_participation()) {
       point.weight_error =
           WeightError(coordinator->Clients(0, kMaxWeightErrorClients), probabilities);
     }
@@ -172,9 +174,10 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
     bytes_up += outcome.bytes_up;
     now_s += outcome.seconds;
     clock.Set(absl::UnixEpoch() + absl::Seconds(now_s));
-    // Every participant has reported: the round closes, as a sharded run's does when every shard
-    // has reported.
-    FEDCL_RETURN_IF_ERROR(coordinator->CloseRound());
+    // Every participant has reported: this process is the barrier's one reporter, as each worker
+    // of a sharded run is one of its K.
+    FEDCL_ASSIGN_OR_RETURN(fl::Coordinator::ReportResult reported, coordinator->Report(0, 1, t));
+    FEDCL_RETURN_IF_ERROR(reported.close_status);
     for (const fl::RoundReport& report : coordinator->TakeRoundReports()) {
       last_participants = report.participants;
       last_train_loss = report.mean_loss;
@@ -188,7 +191,7 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
 
   result.aggregator_bytes = coordinator->aggregator_memory_bytes();
   result.rss_bytes = CurrentRssBytes();
-  if (method.aggregator.kind == fl::AggregatorKind::kAdaptive) {
+  if (rule->estimates_inverse_participation()) {
     for (const fl::ClientStatus& client : coordinator->Clients(0, kMaxWeightPairs)) {
       result.inverse_probability_vs_weight.emplace_back(1.0 / probabilities[client.record.id],
                                                         client.current_weight);
@@ -203,11 +206,11 @@ fl::CoordinatorOptions CoordinatorOptionsFor(const MethodSpec& method,
   fl::CoordinatorOptions options;
   options.aggregator = method.aggregator;
   options.recipe = method.recipe;
-  // Rounds close when every participant has reported (CloseRound), never by deadline.
-  options.round_duration = absl::Hours(24 * 365);
-  options.min_participants = 0;
-  options.max_participants = 0;
-  if (method.aggregator.kind == fl::AggregatorKind::kKnownProb) {
+  // Rounds close when every participant has reported: the engine is the barrier's one reporter.
+  options.round = {.name = "barrier", .round_duration = absl::Hours(24 * 365), .reporters = 1};
+  absl::StatusOr<std::shared_ptr<const fl::AggregationRule>> rule =
+      fl::CreateAggregationRule(method.aggregator);
+  if (rule.ok() && (*rule)->needs_participation_probability()) {
     for (size_t n = 0; n < probabilities.size(); ++n)
       options.participation_probability[n] = probabilities[n];
   }

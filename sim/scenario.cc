@@ -6,7 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/cl/learner.h"
+#include "core/ood/detector_registry.h"
 #include "proto/federation_convert.h"
+#include "proto/fl_config.h"
 #include "proto/text_format.h"
 #include "server/server_config.h"
 #include "sim/cl_engine.h"
@@ -139,9 +141,9 @@ absl::Status ValidateContinual(Scenario& s, absl::string_view source) {
       return Invalid(source, absl::StrCat("continual.method '", m, "' appears twice"));
   }
   for (const std::string& d : k.detector()) {
-    absl::StatusOr<cl::OodScoreKind> kind = cl::ParseOodScoreKind(d);
-    if (!kind.ok())
-      return Invalid(source, absl::StrCat("continual.detector: ", kind.status().message()));
+    absl::StatusOr<const ood::DetectorInfo*> info = ood::FindDetector(d);
+    if (!info.ok())
+      return Invalid(source, absl::StrCat("continual.detector: ", info.status().message()));
   }
   if (k.rounds_per_task() < 1 || k.steps_per_round() < 1 || k.batch_size() < 1 ||
       k.samples_per_task() < 1 || k.eval_samples() < 2 || k.eval_devices() < 1)
@@ -255,13 +257,9 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
     if (!labels.insert(method.label).second)
       return Invalid(source, absl::StrCat("method label '", method.label, "' appears twice"));
     const std::string where = absl::StrCat("method '", method.label, "': ");
-    absl::StatusOr<fl::AggregatorKind> kind = fl::ParseAggregatorKind(m.aggregator().kind());
-    if (!kind.ok()) return Invalid(source, absl::StrCat(where, kind.status().message()));
-    method.aggregator.kind = *kind;
-    method.aggregator.global_learning_rate = m.aggregator().global_learning_rate();
-    method.aggregator.fedau_cutoff = m.aggregator().fedau_cutoff();
-    if (absl::Status valid = method.aggregator.Validate(); !valid.ok())
-      return Invalid(source, absl::StrCat(where, valid.message()));
+    absl::StatusOr<fl::RuleConfig> rule = proto::RuleConfigFromProto(m.aggregator());
+    if (!rule.ok()) return Invalid(source, absl::StrCat(where, rule.status().message()));
+    method.aggregator = *std::move(rule);
     absl::StatusOr<fl::Recipe> recipe = proto::FromProto(Overlay(c.recipe(), m.recipe()));
     if (!recipe.ok()) return Invalid(source, absl::StrCat(where, recipe.status().message()));
     if (absl::Status valid = recipe->Validate(); !valid.ok())

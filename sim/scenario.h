@@ -23,7 +23,7 @@ namespace fedcl::sim {
 
 struct MethodSpec {
   std::string label;
-  fl::AggregatorOptions aggregator;
+  fl::RuleConfig aggregator;
   fl::Recipe recipe;
   std::string note;
 };

@@ -156,10 +156,10 @@ absl::Status EmitServerConfig(const Scenario& scenario, const SimulationInputs& 
   config.set_backbone_checkpoint(checkpoint);
   config.set_num_classes(inputs.train.num_classes);
   *config.mutable_module() = scenario.config.module();
-  config.mutable_aggregator()->set_kind(
-      std::string(fl::AggregatorKindName(method->aggregator.kind)));
+  config.mutable_aggregator()->set_kind(method->aggregator.name);
   config.mutable_aggregator()->set_global_learning_rate(method->aggregator.global_learning_rate);
   config.mutable_aggregator()->set_fedau_cutoff(method->aggregator.fedau_cutoff);
+  config.mutable_aggregator()->set_options(method->aggregator.options);
   proto::ToProto(method->recipe, config.mutable_recipe());
   config.mutable_round()->set_shards(request.shards);
   config.mutable_round()->set_min_participants(0);
@@ -177,7 +177,9 @@ absl::Status EmitServerConfig(const Scenario& scenario, const SimulationInputs& 
   // Journal accepted updates so a restarted server resumes the open round with them, but without
   // an fsync per update: a simulation survives a server crash, not a power cut.
   config.mutable_journal()->set_sync("normal");
-  if (method->aggregator.kind == fl::AggregatorKind::kKnownProb) {
+  FEDCL_ASSIGN_OR_RETURN(std::shared_ptr<const fl::AggregationRule> rule,
+                         fl::CreateAggregationRule(method->aggregator));
+  if (rule->needs_participation_probability()) {
     FEDCL_ASSIGN_OR_RETURN(ClientData data,
                            ClientData::Create(scenario, inputs.train, request.seed));
     const std::vector<float> p = data.Probabilities(scenario, request.seed);

@@ -10,6 +10,7 @@
 #include "client/sdk/client_impl.h"
 #include "client/sdk/memory_estimate.h"
 #include "core/base/status_macros.h"
+#include "core/ood/detector_registry.h"
 #include "proto/checkpoint.h"
 #include "proto/digest.h"
 #include "proto/envelope.h"
@@ -107,13 +108,14 @@ absl::Status Client::Impl::Init() {
     return bad("threads > 1 is not supported with a self-expanding method (sema, sema_replay)");
   }
   method_ = *method;
-  absl::StatusOr<cl::OodScoreKind> ood = cl::ParseOodScoreKind(options_.ood_detector);
-  if (!ood.ok() || (*ood != cl::OodScoreKind::kEnergy && *ood != cl::OodScoreKind::kMaxSoftmax &&
-                    *ood != cl::OodScoreKind::kMahalanobis)) {
-    return bad(absl::StrCat("ood_detector '", options_.ood_detector,
-                            "' is not one of energy, max_softmax, mahalanobis"));
+  // Any registered detector, with options it accepts (the learner checks at FitDetector that
+  // the backbone has the hooks it reads).
+  if (absl::Status ood = ood::MakeDetector(options_.ood_detector,
+                                           {.seed = options_.seed, .options = options_.ood_options})
+                             .status();
+      !ood.ok()) {
+    return bad(absl::StrCat("ood_detector: ", ood.message()));
   }
-  ood_kind_ = *ood;
   FEDCL_RETURN_IF_ERROR(fs_.CreateDirectories(options_.storage_dir));
   if (!options_.server_address.empty()) FEDCL_RETURN_IF_ERROR(CreateTransport());
   if (options_.threads > 1) workers_ = std::make_unique<sdk::WorkerPool>(options_.threads - 1);
@@ -225,7 +227,8 @@ absl::StatusOr<std::unique_ptr<cl::Learner>> Client::Impl::MakeLearnerLocked(
   cl::LearnerOptions learner_options;
   learner_options.method = method_;
   learner_options.learning_rate = options_.learning_rate;
-  learner_options.ood_score = ood_kind_;
+  learner_options.ood_detector = options_.ood_detector;
+  learner_options.ood_options = options_.ood_options;
   learner_options.seed = options_.seed;
   learner_options.task_at_growth = true;  // an app has no task boundaries; a growth is one
   learner_options.new_module_steps = options_.sema_new_module_steps;

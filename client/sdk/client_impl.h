@@ -197,7 +197,6 @@ class Client::Impl {
   base::FileSystem& fs_;
   std::unique_ptr<client::FederationTransport> transport_;
   cl::ClMethod method_ = cl::ClMethod::kSequentialAdapter;
-  cl::OodScoreKind ood_kind_ = cl::OodScoreKind::kEnergy;
 
   mutable std::mutex model_mu_;
   sdk::DeviceStateStore store_;

@@ -6,9 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
-#include "core/cl/rd_detector.h"
 #include "core/nn/loss.h"
 #include "core/nn/vit_backbone.h"
+#include "core/ood/detector_registry.h"
 
 namespace fedcl::cl {
 namespace {
@@ -57,32 +57,6 @@ absl::StatusOr<ClMethod> ParseClMethod(absl::string_view name) {
       "fedins)"));
 }
 
-absl::string_view OodScoreKindName(OodScoreKind kind) {
-  switch (kind) {
-    case OodScoreKind::kMaxSoftmax:
-      return "max_softmax";
-    case OodScoreKind::kEnergy:
-      return "energy";
-    case OodScoreKind::kMahalanobis:
-      return "mahalanobis";
-    case OodScoreKind::kHdc:
-      return "hdc";
-    case OodScoreKind::kRd:
-      return "rd_zscore";
-  }
-  return "?";
-}
-
-absl::StatusOr<OodScoreKind> ParseOodScoreKind(absl::string_view name) {
-  for (OodScoreKind k : {OodScoreKind::kMaxSoftmax, OodScoreKind::kEnergy,
-                         OodScoreKind::kMahalanobis, OodScoreKind::kHdc, OodScoreKind::kRd}) {
-    if (OodScoreKindName(k) == name) return k;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown OOD score '", name,
-                   "' (expected max_softmax, energy, mahalanobis, hdc or rd_zscore)"));
-}
-
 absl::Status LearnerOptions::Validate() const {
   if (!(learning_rate > 0)) return absl::InvalidArgumentError("learning_rate must be positive");
   if (adapter_bottleneck < 1) return absl::InvalidArgumentError("adapter_bottleneck must be >= 1");
@@ -100,7 +74,8 @@ absl::Status LearnerOptions::Validate() const {
         "LAE needs lae_fraction_per_task in (0, 1) and lae_steps_per_task >= 1");
   if (lae_untasked_task_steps < 0)
     return absl::InvalidArgumentError("lae_untasked_task_steps must be >= 0");
-  return absl::OkStatus();
+  // The detector exists and takes these options (making one parses them and draws nothing).
+  return ood::MakeDetector(ood_detector, {.seed = seed, .options = ood_options}).status();
 }
 
 Learner::Learner(std::unique_ptr<nn::Model> model, const LearnerOptions& options)

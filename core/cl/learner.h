@@ -61,6 +61,7 @@
 #include "core/cl/label_free.h"
 #include "core/cl/prototypes.h"
 #include "core/cl/sema.h"
+#include "core/cl/session_trainer.h"
 #include "core/nn/model.h"
 #include "core/nn/optimizer.h"
 #include "core/ood/detectors.h"
@@ -80,11 +81,6 @@ enum class ClMethod {
 inline bool IsSema(ClMethod m) { return m == ClMethod::kSema || m == ClMethod::kSemaReplay; }
 absl::string_view ClMethodName(ClMethod method);
 absl::StatusOr<ClMethod> ParseClMethod(absl::string_view name);
-
-// Which score Predict reports as each sample's OOD score.
-enum class OodScoreKind { kMaxSoftmax, kEnergy, kMahalanobis, kHdc, kRd };
-absl::string_view OodScoreKindName(OodScoreKind kind);
-absl::StatusOr<OodScoreKind> ParseOodScoreKind(absl::string_view name);
 
 struct LearnerOptions {
   ClMethod method = ClMethod::kSema;
@@ -124,7 +120,11 @@ struct LearnerOptions {
   double fedins_matching_weight = 0.1;  // λ
   // Label-free adaptation (Adapt).
   LabelFreeOptions label_free;
-  OodScoreKind ood_score = OodScoreKind::kEnergy;
+  // The detector behind Predict's OOD scores, by its registered name (ood::DetectorNames():
+  // energy, max_softmax, mahalanobis, hdc, rd_zscore, knn, ...), and its options, a text proto
+  // the detector parses ("k: 20" for knn; empty = its defaults). Seeded with `seed`.
+  std::string ood_detector = "energy";
+  std::string ood_options;
   uint64_t seed = 1;
   absl::Status Validate() const;
 };
@@ -141,20 +141,6 @@ struct LearnStats {
   bool detected = false;  // this batch was used for detection
   int grown_block = -1;   // the block that grew on this batch, or -1
   absl::Status refused;   // a growth the budget refused (ResourceExhausted), else OK
-};
-
-// What a device sends the server when one of its blocks grows: the new adapter as initialised
-// (fl::ExpertLayout), its index in the block's mixture, and the per-dimension mean and variance
-// of the token-mean features of the block input over the detection window that triggered it.
-// Proposing at detection, not after training, lets the devices that saw the same shift train the
-// group's one module together. The descriptor is trained afterwards: once ExpertDescriptor has
-// it, hosts attach it to the pooled module (Coordinator::AttachDescriptor), and devices that run
-// the module detect with it (AddPooledExpert, AttachPooledDescriptor).
-struct ModuleProposal {
-  int block = 0;
-  int index = 0;
-  nn::ParameterSet expert;
-  std::vector<float> mean, variance;
 };
 
 // SEMA's device state, for a host that persists a device (the SDK): every adapter of every
@@ -199,7 +185,10 @@ struct LearnerProgress {
   std::vector<int64_t> class_counts;               // SimpleCIL: per class, or empty
 };
 
-class Learner {
+// A device session (core/device) keeps the learner's shared modules in sync with the server
+// through SessionTrainer; SEMA's growth hooks are ExpansionHooks (expansion() is null for the
+// other methods).
+class Learner final : public SessionTrainer, public ExpansionHooks {
  public:
   // Takes a model whose backbone (and head) come pretrained; the backbone is frozen for good.
   static absl::StatusOr<std::unique_ptr<Learner>> Create(std::unique_ptr<nn::Model> model,
@@ -217,14 +206,18 @@ class Learner {
   absl::StatusOr<LearnStats> Learn(nn::ConstMatrixRef images, absl::Span<const int32_t> labels);
   absl::StatusOr<std::vector<Prediction>> Predict(nn::ConstMatrixRef images);
   // The same into `out` (images.rows() entries). For the single-forward methods (linear_head,
-  // sequential_adapter, sema) with no detector or a logit-based one (max-softmax, energy) it
-  // allocates nothing once a batch of this size has been seen; the others go through Predict.
+  // sequential_adapter, sema) with no detector or one that reads only logits (max_softmax,
+  // energy) it allocates nothing once a batch of this size has been seen; the others go through
+  // Predict.
   absl::Status PredictInto(nn::ConstMatrixRef images, absl::Span<Prediction> out);
   // Label-free adaptation (entropy minimisation on LayerNorm/SSF with CEMA's filters); the
   // model's trainable flags are restored afterwards.
   absl::StatusOr<AdaptStep> Adapt(nn::ConstMatrixRef images);
 
-  // Fits and calibrates the OOD detector on in-distribution data (labels for Mahalanobis/HDC).
+  // Makes the detector options().ood_detector names, fits it on in-distribution data (labels for
+  // those that read them: mahalanobis, hdc) and calibrates it on `held_out`. FailedPrecondition
+  // for a detector that reads hooks only a ViT has (the CLS tokens, the token means) on another
+  // backbone; the detector's own errors otherwise. On error the learner keeps the detector it had.
   absl::Status FitDetector(nn::ConstMatrixRef images, absl::Span<const int32_t> labels,
                            nn::ConstMatrixRef held_out);
   // OOD scores alone (same as Predict's).
@@ -232,9 +225,10 @@ class Learner {
 
   // What the device shares with the server: the head and its adapters (sequential/LAE online),
   // or for SEMA every expert of every expandable block, named "block<b>/e<i>".
-  std::vector<nn::ParameterSet*> SharedModules();
+  std::vector<nn::ParameterSet*> SharedModules() override;
+  ExpansionHooks* expansion() override { return IsSema(options_.method) ? this : nullptr; }
   // Proposals of adapters grown since the last call.
-  std::vector<ModuleProposal> TakeProposals();
+  std::vector<ModuleProposal> TakeProposals() override;
   // SEMA: replaces expert `index` of `block` by values from the server (merged group or the
   // federation's aggregate). InvalidArgument for an unknown block/index or a wrong layout.
   absl::Status ImportExpert(int block, int index, const nn::ParameterSet& values);
@@ -245,19 +239,20 @@ class Learner {
   // ResourceExhausted at the cap or past the memory budget; InvalidArgument for a descriptor
   // that does not fit; either adds nothing.
   absl::StatusOr<int> AddPooledExpert(int block, const nn::ParameterSet& values,
-                                      const nn::ParameterSet* descriptor = nullptr);
+                                      const nn::ParameterSet* descriptor = nullptr) override;
   // SEMA: the descriptor of adapter `index` of `block` with its loss records
   // (DescriptorToParameters), once they are frozen: nullopt while the adapter trains, and for an
   // adapter without one (a pooled adapter that came without it).
-  std::optional<nn::ParameterSet> ExpertDescriptor(int block, int index) const;
+  std::optional<nn::ParameterSet> ExpertDescriptor(int block, int index) const override;
   // SEMA: whether adapter `index` of `block` has a descriptor at all (trained, in training, or
   // pooled with one).
-  bool ExpertHasDescriptor(int block, int index) const;
+  bool ExpertHasDescriptor(int block, int index) const override;
   // SEMA: gives pooled adapter `index` of `block`, added without one, the descriptor its founder
   // trained (it reached the pool after the adapter reached this device). InvalidArgument for an
   // unknown adapter, one that has a descriptor, or a descriptor that does not fit;
   // ResourceExhausted past the memory budget; either changes nothing.
-  absl::Status AttachPooledDescriptor(int block, int index, const nn::ParameterSet& descriptor);
+  absl::Status AttachPooledDescriptor(int block, int index,
+                                      const nn::ParameterSet& descriptor) override;
   // SEMA: every adapter, as (block, index in the block's mixture, values).
   struct ExpertRef {
     int block = 0;
@@ -266,7 +261,9 @@ class Learner {
   };
   std::vector<ExpertRef> Experts();
   // SEMA: adapter `index` of `block`, or null if there is none.
-  nn::ParameterSet* Expert(int block, int index);
+  nn::ParameterSet* Expert(int block, int index) override;
+  // SEMA: the (block, index) of the adapter whose values are `set`, or {-1, -1}.
+  std::pair<int, int> SlotOf(const nn::ParameterSet* set) override;
   // SEMA: see SemaState. Restore checks everything before changing anything: InvalidArgument
   // (naming what does not fit) for another method, other blocks, a wrong layout or non-finite
   // values, and for a learner that has learned or imported since it was created.
@@ -285,7 +282,8 @@ class Learner {
   struct Inspection {
     nn::Matrix logits, features, token_mean_last;
     std::vector<nn::Matrix> cls_after_block;
-    ood::OodBatch Batch(OodScoreKind kind) const;
+    // A view of the hooks a detector reads (ood::DetectorInfo::needs); the others stay null.
+    ood::OodBatch Batch(const ood::FeatureNeeds& needs) const;
   };
   absl::StatusOr<Inspection> Inspect(nn::ConstMatrixRef images);
 
@@ -396,6 +394,7 @@ class Learner {
   nn::Sgd fedins_sgd_{{.learning_rate = 0.01f}};
   // OOD.
   std::unique_ptr<ood::OodDetector> detector_;
+  ood::FeatureNeeds detector_needs_;  // what detector_ reads
   // PredictInto's buffers, kept between calls.
   nn::Matrix predict_probabilities_;
   std::vector<float> predict_scores_;

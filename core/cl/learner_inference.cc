@@ -6,9 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/cl/learner.h"
-#include "core/cl/rd_detector.h"
 #include "core/nn/loss.h"
 #include "core/nn/vit_backbone.h"
+#include "core/ood/detector_registry.h"
 
 namespace fedcl::cl {
 namespace {
@@ -21,13 +21,14 @@ void SwapValues(nn::ParameterSet& a, nn::ParameterSet& b) { a.flat_values().swap
 
 }  // namespace
 
-ood::OodBatch Learner::Inspection::Batch(OodScoreKind kind) const {
-  ood::OodBatch batch{.logits = &logits, .features = &features};
-  if (kind == OodScoreKind::kRd) {
-    batch.layers = {&token_mean_last};
-  } else {
+ood::OodBatch Learner::Inspection::Batch(const ood::FeatureNeeds& needs) const {
+  ood::OodBatch batch;
+  if (needs.logits) batch.logits = &logits;
+  if (needs.features) batch.features = &features;
+  if (needs.layers) {
     for (const nn::Matrix& m : cls_after_block) batch.layers.push_back(&m);
   }
+  if (needs.token_mean) batch.token_mean = &token_mean_last;
   return batch;
 }
 
@@ -110,8 +111,7 @@ absl::Status Learner::PredictInto(nn::ConstMatrixRef images, absl::Span<Predicti
   }
   const bool single_forward = options_.method == ClMethod::kLinearHead ||
                               options_.method == ClMethod::kSequentialAdapter || IsSema(method());
-  const bool logit_detector = detector_ == nullptr || options_.ood_score == OodScoreKind::kEnergy ||
-                              options_.ood_score == OodScoreKind::kMaxSoftmax;
+  const bool logit_detector = detector_ == nullptr || detector_needs_.LogitsOnly();
   if (!single_forward || !logit_detector || images.rows() > kChunk) {
     FEDCL_ASSIGN_OR_RETURN(std::vector<Prediction> predictions, Predict(images));
     std::copy(predictions.begin(), predictions.end(), out.begin());
@@ -139,38 +139,29 @@ absl::Status Learner::PredictInto(nn::ConstMatrixRef images, absl::Span<Predicti
 
 absl::Status Learner::FitDetector(nn::ConstMatrixRef images, absl::Span<const int32_t> labels,
                                   nn::ConstMatrixRef held_out) {
-  switch (options_.ood_score) {
-    case OodScoreKind::kMaxSoftmax:
-      detector_ = std::make_unique<ood::MaxSoftmaxDetector>();
-      break;
-    case OodScoreKind::kEnergy:
-      detector_ = std::make_unique<ood::EnergyDetector>();
-      break;
-    case OodScoreKind::kMahalanobis:
-      detector_ = std::make_unique<ood::MahalanobisDetector>();
-      break;
-    case OodScoreKind::kHdc:
-      detector_ = std::make_unique<ood::HdcDetector>(ood::HdcOptions{.seed = options_.seed});
-      break;
-    case OodScoreKind::kRd:
-      detector_ = std::make_unique<RdDetector>(
-          RdDetectorOptions{.bottleneck = options_.descriptor_bottleneck, .seed = options_.seed});
-      break;
+  FEDCL_ASSIGN_OR_RETURN(const ood::DetectorInfo* info, ood::FindDetector(options_.ood_detector));
+  if ((info->needs.layers || info->needs.token_mean) &&
+      model_->config().backbone != nn::BackboneKind::kVit) {
+    return absl::FailedPreconditionError(absl::StrCat("the OOD detector ", info->name, " reads ",
+                                                      info->needs.Describe(),
+                                                      ", which only a ViT backbone provides"));
   }
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<ood::OodDetector> detector,
+                         info->create({.seed = options_.seed, .options = options_.ood_options}));
   FEDCL_ASSIGN_OR_RETURN(Inspection fit, Inspect(images));
-  if (absl::Status s = detector_->Fit(fit.Batch(options_.ood_score), labels); !s.ok()) {
-    detector_.reset();
-    return s;
-  }
+  FEDCL_RETURN_IF_ERROR(detector->Fit(fit.Batch(info->needs), labels));
   FEDCL_ASSIGN_OR_RETURN(Inspection calibration, Inspect(held_out));
-  return detector_->Calibrate(calibration.Batch(options_.ood_score));
+  FEDCL_RETURN_IF_ERROR(detector->Calibrate(calibration.Batch(info->needs)));
+  detector_ = std::move(detector);
+  detector_needs_ = info->needs;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<float>> Learner::OodScores(nn::ConstMatrixRef images) {
   if (detector_ == nullptr)
     return absl::FailedPreconditionError("the OOD detector has not been fitted (FitDetector)");
   FEDCL_ASSIGN_OR_RETURN(Inspection inspection, Inspect(images));
-  return detector_->Score(inspection.Batch(options_.ood_score));
+  return detector_->Score(inspection.Batch(detector_needs_));
 }
 
 absl::StatusOr<std::vector<Prediction>> Learner::Predict(nn::ConstMatrixRef images) {
@@ -190,7 +181,7 @@ absl::StatusOr<std::vector<Prediction>> Learner::Predict(nn::ConstMatrixRef imag
   }
   if (detector_ != nullptr) {
     FEDCL_ASSIGN_OR_RETURN(std::vector<float> scores,
-                           detector_->Score(inspection.Batch(options_.ood_score)));
+                           detector_->Score(inspection.Batch(detector_needs_)));
     for (size_t i = 0; i < out.size(); ++i) {
       out[i].ood_score = scores[i];
       out[i].ood = detector_->IsOod(scores[i]);
@@ -326,6 +317,14 @@ nn::ParameterSet* Learner::Expert(int block, int index) {
     if (b->index == block && index >= 0 && index < b->mixture.experts())
       return &b->mixture.expert(index);
   return nullptr;
+}
+
+std::pair<int, int> Learner::SlotOf(const nn::ParameterSet* set) {
+  for (auto& b : blocks_) {
+    for (int e = 0; e < b->mixture.experts(); ++e)
+      if (&b->mixture.expert(e) == set) return {b->index, e};
+  }
+  return {-1, -1};
 }
 
 std::vector<Learner::ExpertRef> Learner::Experts() {

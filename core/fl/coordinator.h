@@ -11,11 +11,16 @@
 //   FEDCL_ASSIGN_OR_RETURN(fl::SubmitResult result, coordinator->Submit(update));
 //   FEDCL_RETURN_IF_ERROR(coordinator->Tick());        // closes the round at its deadline
 //
-// Rounds. Round t opens with a deadline (now + round_duration) and is "open" until an update is
-// accepted, then "collecting". It closes at the deadline once at least min_participants updates
-// were accepted (otherwise the deadline moves on by round_duration), or as soon as
-// max_participants were accepted. While "closing" it waits for updates already being folded,
+// Rounds. When a round closes is the round policy's (round_policy.h, options.round): by default
+// (deadline_quota) round t opens with a deadline (now + round_duration) and closes at the deadline
+// once at least min_participants updates were accepted (otherwise the deadline moves on by
+// round_duration), or as soon as max_participants were accepted; with the barrier policy it
+// closes when each of K reporters has reported it (Report). A round is "open" until an update is
+// accepted, then "collecting"; while "closing" it waits for updates already being folded,
 // applies each module's aggregate, updates every client's record, persists, and opens t + 1.
+//
+// How updates are weighted and folded is the aggregation rule's (aggregation_rule.h,
+// options.aggregator; one file per rule in rules/).
 //
 // Aggregation streams: an accepted update is validated, journaled (StateStore::JournalUpdate,
 // durable before the call returns) and folded into each module's accumulator at once; nothing
@@ -49,13 +54,22 @@
 //     counters move at the close, with the round. A restart's journal replay reads the expert
 //     weights from the counters again: they only change at a close, so they are the same.
 //
+// Delivery is exactly once across lost acknowledgements: Submit is idempotent on (client,
+// round), also after the round closed: a replay of an update that was accepted in a round that
+// has since closed is acknowledged again as a duplicate (its client's last participation is that
+// round) and counted once; one that was never accepted gets Aborted.
+//
 // Errors (the host maps them to transport codes): NotFound for an unknown client or module
 // version no longer kept; FailedPrecondition for a revoked client, a module trained from a stale
 // version, or a coordinator whose store failed; Aborted for an update to a round that has closed
-// or is closing (ask for work again); OutOfRange for a round that has not opened; InvalidArgument
-// for a malformed update (unknown module, layout, non-finite value, norm above the bound when
-// rejecting); Unavailable when the journal could not be written or the same update is still
-// being processed (retry).
+// or is closing and that was not accepted (ask for work again); OutOfRange for a round that has not
+// opened; InvalidArgument for a malformed update (unknown module, layout, non-finite value, norm
+// above the bound when rejecting); Unavailable when the journal could not be written or the same
+// update is still being processed (retry).
+//
+// Files: coordinator.cc (creation, recovery, clients, work, status), coordinator_submit.cc
+// (admission, validation, journal, fold), coordinator_rounds.cc (the policy's decisions and the
+// close), coordinator_pool.cc (the growing pool).
 //
 // Thread-safe: every method may be called concurrently.
 #ifndef FEDCL_CORE_FL_COORDINATOR_H_
@@ -64,6 +78,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,9 +91,11 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "core/base/clock.h"
+#include "core/fl/aggregation_rule.h"
 #include "core/fl/aggregator.h"
 #include "core/fl/client_table.h"
 #include "core/fl/module_registry.h"
+#include "core/fl/round_policy.h"
 #include "core/fl/round_types.h"
 #include "core/fl/state_store.h"
 #include "tbb/task_arena.h"
@@ -91,14 +108,12 @@ enum class NormPolicy {
 };
 
 struct CoordinatorOptions {
-  AggregatorOptions aggregator;  // default: FedAU (adaptive), K = ∞, γ = 1
-  Recipe recipe;                 // what devices are told to do each round
-  // Time from a round's opening to its deadline.
-  absl::Duration round_duration = absl::Seconds(30);
-  // A round closes at its deadline only once this many updates were accepted (>= 0).
-  int min_participants = 1;
-  // The round closes as soon as this many updates were accepted; 0 = no quota.
-  int max_participants = 0;
+  // How updates are weighted and folded: default FedAU ("adaptive"), K = ∞, γ = 1. Its
+  // participation_probability pointer is set by the coordinator (to the field below).
+  RuleConfig aggregator;
+  Recipe recipe;  // what devices are told to do each round
+  // When rounds close: default deadline_quota, 30 s rounds, min_participants 1, no quota.
+  RoundPolicyConfig round;
   // Bound on an update's L2 norm over all its modules; 0 = no bound.
   double max_update_norm = 0.0;
   NormPolicy norm_policy = NormPolicy::kReject;
@@ -187,6 +202,9 @@ struct RoundReport {
   int64_t pool_merges = 0;
 };
 
+// min, mean and max of `weights` (zeros when empty), for status and round reports.
+void SummarizeWeights(const std::vector<double>& weights, double& min, double& mean, double& max);
+
 class Coordinator {
  public:
   // A fresh federation over `modules` (their versions are kept as given, normally 0). Opens
@@ -246,9 +264,22 @@ class Coordinator {
   // `update` in place. Idempotent on (client, round).
   absl::StatusOr<SubmitResult> Submit(const UpdateSubmission& update);
 
-  // Closes the round if it is due (deadline passed with enough participants) and opens the next.
+  // Asks the round policy at the current time: closes the round and opens the next if it is due
+  // (deadline_quota: the deadline passed with enough participants), or extends its deadline.
   absl::Status Tick();
-  // Closes the current round now, whatever its deadline (the simulator's "every shard reported").
+  // Reporter `reporter` of `reporters` has nothing more for `round` (a simulator shard, or an
+  // in-process simulator as reporter 0 of 1): the barrier policy closes the round once all have
+  // reported. Errors, changing nothing: those of RoundPolicy::Report, and FailedPrecondition for
+  // a coordinator stopped after a storage failure.
+  struct ReportResult {
+    int64_t round = 0;          // the current round after the report
+    int reported = 0;           // reporters that have reported it
+    bool closed = false;        // this report made the round close...
+    absl::Status close_status;  // ...with this outcome (a failed close stops the coordinator)
+  };
+  absl::StatusOr<ReportResult> Report(int reporter, int reporters, int64_t round);
+  // Closes the current round now, whatever the policy says: an operator's (or a test's) explicit
+  // close. Hosts that close rounds in the normal course configure a policy instead.
   absl::Status CloseRound();
 
   // Everything, every client included: O(N) in time and memory.
@@ -278,8 +309,12 @@ class Coordinator {
 
   Coordinator(const CoordinatorOptions& options, base::Clock& clock, StateStore* store);
   absl::Status InitModules(std::vector<StoredModule> modules) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status OpenRoundLocked(int64_t round, absl::Time opened, absl::Time deadline)
+  // Recover: folds the open round's journaled updates again, with the weights recorded in them.
+  absl::Status ReplayJournalLocked(std::vector<JournalEntry>& journal)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Opens `round` at `opened` with the policy's deadline.
+  absl::Status OpenRoundLocked(int64_t round, absl::Time opened) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  RoundProgress ProgressLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status CloseRoundLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   double WeightLocked(const ClientRecord& client, int64_t round) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -292,6 +327,9 @@ class Coordinator {
   };
   absl::StatusOr<Admission> AdmitLocked(const UpdateSubmission& update)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The acknowledgement of an update already counted, or nullopt.
+  std::optional<SubmitResult> DuplicateLocked(const UpdateSubmission& update) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ValidateAgainstPool(const UpdateSubmission& update) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Folds each delta into its aggregator (which locks itself). Not under mu_.
@@ -307,7 +345,7 @@ class Coordinator {
   void CountContributionLocked(const UpdateSubmission& update) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The growing pool (coordinator_pool.cc).
-  AggregatorOptions AggregatorOptionsFor(ModuleRole role) const;
+  const std::shared_ptr<const AggregationRule>& RuleFor(ModuleRole role) const;
   // After InitModules: the registry from `state`, the experts' registry links, and a pooled
   // module for each expert founded since the modules were stored.
   absl::Status RestorePoolLocked(ModuleRegistryState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -331,11 +369,14 @@ class Coordinator {
   std::vector<PoolModuleStatus> PoolStatusLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
+  std::shared_ptr<const AggregationRule> rule_;         // options_.aggregator
+  std::shared_ptr<const AggregationRule> expert_rule_;  // FedAU with the base rule's γ and K
   base::Clock& clock_;
   StateStore* const store_;
   std::unique_ptr<tbb::task_arena> arena_;
 
   mutable absl::Mutex mu_;
+  std::unique_ptr<RoundPolicy> policy_ ABSL_GUARDED_BY(mu_);
   bool failed_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<PooledModule> modules_ ABSL_GUARDED_BY(mu_);  // base modules, then experts
   std::unique_ptr<ModuleRegistry> registry_ ABSL_GUARDED_BY(mu_);

@@ -29,13 +29,8 @@ ModuleRegistryOptions RegistryOptions(const ModulePoolOptions& pool) {
 
 }  // namespace
 
-AggregatorOptions Coordinator::AggregatorOptionsFor(ModuleRole role) const {
-  if (role != ModuleRole::kExpert) return options_.aggregator;
-  // Experts are FedAU per (client, module) whatever the base rule: their N and weights are the
-  // module's own, which only the adaptive rule takes as given.
-  AggregatorOptions expert = options_.aggregator;
-  expert.kind = AggregatorKind::kAdaptive;
-  return expert;
+const std::shared_ptr<const AggregationRule>& Coordinator::RuleFor(ModuleRole role) const {
+  return role == ModuleRole::kExpert ? expert_rule_ : rule_;
 }
 
 absl::Status Coordinator::RestorePoolLocked(ModuleRegistryState state) {
@@ -71,7 +66,7 @@ void Coordinator::AddExpertLocked(const RegisteredModule& registered, bool round
   module.spec = registered.spec;
   module.version = 0;
   module.pool_id = registered.id;
-  module.aggregator = ModuleAggregator::Create(AggregatorOptionsFor(ModuleRole::kExpert),
+  module.aggregator = ModuleAggregator::Create(RuleFor(ModuleRole::kExpert),
                                                registered.values.num_values(), arena_.get());
   // A restart opens (or resumes) the round for every module at once, this one included.
   if (round_open) module.aggregator->BeginRound(round_);

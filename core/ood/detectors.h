@@ -2,19 +2,27 @@
 // per-layer activations into one OOD score per sample, larger = more unusual; Calibrate sets the
 // operating threshold at 95% TPR on held-out in-distribution data (ood_metrics.h).
 //
-//   ood::MahalanobisDetector detector;
-//   FEDCL_RETURN_IF_ERROR(detector.Fit({.features = &train_features}, train_labels));
-//   FEDCL_RETURN_IF_ERROR(detector.Calibrate({.features = &held_out_features}));
-//   FEDCL_ASSIGN_OR_RETURN(std::vector<float> scores, detector.Score({.features = &batch}));
-//   bool flagged = detector.IsOod(scores[0]);
+//   FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<ood::OodDetector> detector,
+//                          ood::MakeDetector("mahalanobis"));   // detector_registry.h
+//   FEDCL_RETURN_IF_ERROR(detector->Fit({.features = &train_features}, train_labels));
+//   FEDCL_RETURN_IF_ERROR(detector->Calibrate({.features = &held_out_features}));
+//   FEDCL_ASSIGN_OR_RETURN(std::vector<float> scores, detector->Score({.features = &batch}));
+//   bool flagged = detector->IsOod(scores[0]);
 //
-// - MaxSoftmaxDetector: u = −max_c softmax(f)_c (Hendrycks & Gimpel's baseline).
-// - EnergyDetector (§8.3): u = E(x) = −T·log Σ_c exp(f_c/T); lower energy is in-distribution.
-// - MahalanobisDetector (§8.4): class means and one shared covariance of the features,
+// The detectors themselves are one file each in detectors/ and are reached by name through the
+// registry (detector_registry.h), which also says which of OodBatch's fields each one reads
+// (FeatureNeeds). Built in:
+// - max_softmax: u = −max_c softmax(f)_c (Hendrycks & Gimpel's baseline).
+// - energy (§8.3): u = E(x) = −T·log Σ_c exp(f_c/T); lower energy is in-distribution.
+// - mahalanobis (§8.4): class means and one shared covariance of the features,
 //   u = min_c (z − μ_c)ᵀ Σ⁻¹ (z − μ_c) (no input pre-processing, no layer ensemble).
-// - HdcDetector (§7.2, HDFF): each hooked layer's activations, centred by one scalar per layer,
-//   are projected by a fixed random semi-orthogonal matrix to D dimensions and bundled (summed);
+// - hdc (§7.2, HDFF): each hooked layer's activations, centred by one scalar per layer, are
+//   projected by a fixed random semi-orthogonal matrix to D dimensions and bundled (summed);
 //   class prototypes are bundled sums; u = −max_c cos(h(x), H_c).
+// - rd_zscore (§4.2-4.3): SEMA's representation descriptor trained on the token means, u = its
+//   loss's z-score against the losses recorded while it trained.
+// - knn (Sun et al., ICML 2022): u = distance from the L2-normalised feature to its k-th nearest
+//   normalised in-distribution feature.
 //
 // Not thread-safe for Fit/Calibrate; Score is const and may run concurrently.
 #ifndef FEDCL_CORE_OOD_DETECTORS_H_
@@ -32,19 +40,37 @@
 
 namespace fedcl::ood {
 
-// What a detector may look at for a batch of N samples (null = not provided).
+// What a detector may look at for a batch of N samples (null = not provided). A host fills the
+// fields a detector's FeatureNeeds name; a detector reads no others.
 struct OodBatch {
   const nn::Matrix* logits = nullptr;    // N × C
-  const nn::Matrix* features = nullptr;  // N × d, the head's input
-  // Per hooked layer, N × C_l (e.g. the ViT's CLS token after each block).
+  const nn::Matrix* features = nullptr;  // N × d, the head's input (penultimate features)
+  // Per hooked layer, N × C_l (a learner hooks the ViT's CLS token after each block).
   std::vector<const nn::Matrix*> layers;
+  // N × d: the mean over tokens of the last ViT block's input (what SEMA's descriptors read).
+  const nn::Matrix* token_mean = nullptr;
+};
+
+// Which of OodBatch's fields a detector reads, for Fit, Calibrate and Score alike.
+struct FeatureNeeds {
+  bool logits = false;
+  bool features = false;
+  bool layers = false;      // the CLS token after each block (ViT)
+  bool token_mean = false;  // the token mean of the last block's input (ViT)
+
+  // Only logits: the host may score straight from a forward's output, with no hooks.
+  bool LogitsOnly() const { return logits && !features && !layers && !token_mean; }
+  // The needed fields in words ("logits, the CLS token after each block"), for messages.
+  std::string Describe() const;
 };
 
 class OodDetector {
  public:
   virtual ~OodDetector() = default;
+  // The name it is registered under.
   virtual absl::string_view name() const = 0;
-  // Learns in-distribution from labelled ID data (labels in [0, C)). Post-hoc scores need none.
+  // Learns in-distribution from ID data (labels in [0, C) for the detectors whose registry entry
+  // says fit_needs_labels; the others ignore them). Post-hoc scores need none.
   virtual absl::Status Fit(const OodBatch& batch, absl::Span<const int32_t> labels) {
     return absl::OkStatus();
   }
@@ -62,65 +88,6 @@ class OodDetector {
  private:
   bool calibrated_ = false;
   float threshold_ = 0.0f;
-};
-
-class MaxSoftmaxDetector final : public OodDetector {
- public:
-  absl::string_view name() const override { return "max_softmax"; }
-  absl::StatusOr<std::vector<float>> Score(const OodBatch& batch) const override;
-  absl::Status ScoreInto(const OodBatch& batch, absl::Span<float> out) const override;
-};
-
-class EnergyDetector final : public OodDetector {
- public:
-  explicit EnergyDetector(float temperature = 1.0f) : temperature_(temperature) {}
-  absl::string_view name() const override { return "energy"; }
-  absl::StatusOr<std::vector<float>> Score(const OodBatch& batch) const override;
-  absl::Status ScoreInto(const OodBatch& batch, absl::Span<float> out) const override;
-
- private:
-  float temperature_;
-};
-
-class MahalanobisDetector final : public OodDetector {
- public:
-  absl::string_view name() const override { return "mahalanobis"; }
-  // Needs at least one sample per class seen and d + 1 samples. A singular covariance (fewer
-  // independent directions than d) gets a ridge of 1e-6 times its mean variance.
-  absl::Status Fit(const OodBatch& batch, absl::Span<const int32_t> labels) override;
-  absl::StatusOr<std::vector<float>> Score(const OodBatch& batch) const override;
-
- private:
-  Eigen::MatrixXd means_;      // C × d (classes without samples are skipped)
-  Eigen::MatrixXd precision_;  // d × d
-  std::vector<int> classes_;   // rows of means_ in use
-};
-
-struct HdcOptions {
-  int dimension = 10000;  // D
-  uint64_t seed = 1;      // the projections are regenerated from it, never stored elsewhere
-};
-
-class HdcDetector final : public OodDetector {
- public:
-  explicit HdcDetector(const HdcOptions& options = {}) : options_(options) {}
-  absl::string_view name() const override { return "hdc"; }
-  // Draws the projections (one per layer, from the seed), the per-layer centring scalars
-  // (mean over channels of the mean activation) and the class prototypes (bundled sums).
-  absl::Status Fit(const OodBatch& batch, absl::Span<const int32_t> labels) override;
-  absl::StatusOr<std::vector<float>> Score(const OodBatch& batch) const override;
-
-  // C_l × D with orthonormal rows (exposed for tests).
-  const nn::Matrix& projection(int layer) const { return projections_[layer]; }
-  // The D-dimensional bundle of each sample (N × D).
-  absl::StatusOr<nn::Matrix> Encode(const OodBatch& batch) const;
-
- private:
-  HdcOptions options_;
-  std::vector<nn::Matrix> projections_;
-  std::vector<float> centres_;  // μ_l
-  nn::Matrix prototypes_;       // C × D, each row normalised (cosine only needs the direction)
-  std::vector<bool> has_prototype_;
 };
 
 // A stream-level shift signal: one odd sample must not trigger growth. Keeps the flags of the

@@ -37,7 +37,7 @@ void BM_Fold(benchmark::State& state) {
   const int64_t count = cold ? std::max<int64_t>(2, (int64_t{64} << 20) / (4 * size)) : 1;
   const std::vector<std::vector<float>> deltas = MakeDeltas(size, count);
   tbb::task_arena arena(threads);
-  auto aggregator = fl::ModuleAggregator::Create(fl::AggregatorOptions{}, size, &arena);
+  auto aggregator = fl::ModuleAggregator::Create(fl::RuleConfig{}, size, &arena);
   aggregator->BeginRound(0);
   fl::ClientId client = 0;
   for (auto _ : state) {
@@ -55,7 +55,7 @@ void BM_FinishRound(benchmark::State& state) {
   const std::vector<std::vector<float>> deltas = MakeDeltas(size, 1);
   std::vector<float> params(size, 0.0f);
   tbb::task_arena arena(threads);
-  auto aggregator = fl::ModuleAggregator::Create(fl::AggregatorOptions{}, size, &arena);
+  auto aggregator = fl::ModuleAggregator::Create(fl::RuleConfig{}, size, &arena);
   int64_t round = 0;
   for (auto _ : state) {
     state.PauseTiming();

@@ -4,13 +4,14 @@
 //   build/bin/fedcl-pretrain --model=vit --epochs=5 --output=out/vit.ckpt
 //   build/bin/fedcl_ood_shifts --backbone=out/vit.ckpt
 //
-// Detectors are fitted on clean training images (--fit_samples), calibrated at 95% TPR on one
-// half of the clean test set, and scored on the other half (ID) against the same images shifted
-// (OOD). HDC hooks the CLS token after each block; the representation descriptor (RD, bottleneck
-// 16) reads the token mean of the last block's input, as SEMA's descriptors at an expandable
-// block do. Prints AUROC and FPR@95 per detector and shift, then the accuracy label-free
-// adaptation (entropy minimisation on LayerNorm affine parameters, CEMA's filters) gains on each
-// shifted stream and the fraction of samples it learned from.
+// Every registered detector (core/ood/detector_registry.h, default options) is fitted on clean
+// training images (--fit_samples), calibrated at 95% TPR on one half of the clean test set, and
+// scored on the other half (ID) against the same images shifted (OOD). HDC hooks the CLS token
+// after each block; the representation descriptor (RD, bottleneck 16) reads the token mean of the
+// last block's input, as SEMA's descriptors at an expandable block do. Prints AUROC and FPR@95 per
+// detector and shift, then the accuracy label-free adaptation (entropy minimisation on LayerNorm
+// affine parameters, CEMA's filters) gains on each shifted stream and the fraction of samples it
+// learned from.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -21,13 +22,12 @@
 #include "core/base/filesystem.h"
 #include "core/base/status_macros.h"
 #include "core/cl/label_free.h"
-#include "core/cl/rd_detector.h"
 #include "core/data/fashion_mnist.h"
 #include "core/data/shifts.h"
 #include "core/nn/loss.h"
 #include "core/nn/training.h"
 #include "core/nn/vit_backbone.h"
-#include "core/ood/detectors.h"
+#include "core/ood/detector_registry.h"
 #include "core/ood/ood_metrics.h"
 #include "proto/checkpoint.h"
 #include "tools/command_line.h"
@@ -51,13 +51,9 @@ namespace {
 struct Hooks {
   nn::Matrix logits, features, rd_input;
   std::vector<nn::Matrix> cls_after_block;
-  ood::OodBatch Batch(bool rd) const {
-    ood::OodBatch b{.logits = &logits, .features = &features};
-    if (rd) {
-      b.layers = {&rd_input};
-    } else {
-      for (const nn::Matrix& m : cls_after_block) b.layers.push_back(&m);
-    }
+  ood::OodBatch Batch() const {
+    ood::OodBatch b{.logits = &logits, .features = &features, .token_mean = &rd_input};
+    for (const nn::Matrix& m : cls_after_block) b.layers.push_back(&m);
     return b;
   }
 };
@@ -115,15 +111,11 @@ absl::Status Run() {
   const Hooks id = Collect(model, scored.images);
 
   std::vector<std::unique_ptr<ood::OodDetector>> detectors;
-  detectors.push_back(std::make_unique<ood::MaxSoftmaxDetector>());
-  detectors.push_back(std::make_unique<ood::EnergyDetector>());
-  detectors.push_back(std::make_unique<ood::MahalanobisDetector>());
-  detectors.push_back(std::make_unique<ood::HdcDetector>());
-  detectors.push_back(std::make_unique<cl::RdDetector>());
-  for (auto& d : detectors) {
-    const bool rd = d->name() == "rd_zscore";
-    FEDCL_RETURN_IF_ERROR(d->Fit(fit.Batch(rd), train.labels));
-    FEDCL_RETURN_IF_ERROR(d->Calibrate(calib.Batch(rd)));
+  for (const std::string& name : ood::DetectorNames()) {
+    FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<ood::OodDetector> d, ood::MakeDetector(name));
+    FEDCL_RETURN_IF_ERROR(d->Fit(fit.Batch(), train.labels));
+    FEDCL_RETURN_IF_ERROR(d->Calibrate(calib.Batch()));
+    detectors.push_back(std::move(d));
   }
   std::printf(
       "ViT %s; fitted on %d clean training images, %lld calibration, %lld scored per side\n\n",
@@ -138,9 +130,8 @@ absl::Status Run() {
     FEDCL_RETURN_IF_ERROR(data::ApplyShift(shift, shifted, rng));
     const Hooks ood = Collect(model, shifted.images);
     for (auto& d : detectors) {
-      const bool rd = d->name() == "rd_zscore";
-      FEDCL_ASSIGN_OR_RETURN(std::vector<float> id_scores, d->Score(id.Batch(rd)));
-      FEDCL_ASSIGN_OR_RETURN(std::vector<float> ood_scores, d->Score(ood.Batch(rd)));
+      FEDCL_ASSIGN_OR_RETURN(std::vector<float> id_scores, d->Score(id.Batch()));
+      FEDCL_ASSIGN_OR_RETURN(std::vector<float> ood_scores, d->Score(ood.Batch()));
       FEDCL_ASSIGN_OR_RETURN(double auroc, ood::Auroc(id_scores, ood_scores));
       FEDCL_ASSIGN_OR_RETURN(double fpr, ood::FprAt95Tpr(id_scores, ood_scores));
       int flagged_ood = 0, flagged_id = 0;

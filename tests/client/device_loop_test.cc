@@ -36,7 +36,7 @@ class DeviceLoopTest : public ::testing::Test {
     options_.min_poll = absl::Milliseconds(10);
     options_.max_poll = absl::Seconds(1);
     options_.max_duration = absl::Minutes(10);  // virtual time; a bound, never reached
-    coordinator_options_.round_duration = absl::Seconds(1);
+    coordinator_options_.round.round_duration = absl::Seconds(1);
     coordinator_options_.recipe.local_steps = 2;
     coordinator_options_.recipe.batch_size = 8;
   }
@@ -299,7 +299,7 @@ TEST_F(DeviceLoopTest, TransientFailuresAreRetriedWithGrowingDelays) {
 }
 
 TEST_F(DeviceLoopTest, ParticipationFollowsTheSeededDraw) {
-  coordinator_options_.min_participants = 0;  // rounds close without this lone device
+  coordinator_options_.round.min_participants = 0;  // rounds close without this lone device
   options_.participation_probability = 0.5;
   options_.participation_seed = 9;
   options_.max_duration = absl::Seconds(30);

@@ -3,9 +3,11 @@
 #include "fedcl/client.h"
 
 #include <atomic>
+#include <cmath>
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "client/sdk/client_impl.h"
 #include "core/base/memory_filesystem.h"
 #include "core/base/random.h"
@@ -95,8 +97,8 @@ class ClientTest : public ::testing::Test {
       std::lock_guard<std::mutex> lock(log_mu_);
       log_.push_back(std::string(message));
     };
-    coordinator_options_.round_duration = absl::Seconds(10);
-    coordinator_options_.min_participants = 0;
+    coordinator_options_.round.round_duration = absl::Seconds(10);
+    coordinator_options_.round.min_participants = 0;
   }
 
   // The server's modules: those a learner of server_method_ shares (sequential_adapter: the head
@@ -551,6 +553,38 @@ TEST_F(ClientTest, MemoryBudgetRefusesWorkThatWouldExceedIt) {
   client.reset();
   client = Make();
   EXPECT_TRUE(absl::IsResourceExhausted(client->LoadBackbone("/backbone.ckpt")));
+}
+
+// The SDK takes any detector fedcl registers, by name, with options it parses: a bad name lists
+// the registered ones and a bad option names its key, both at Init; a detector that reads labels
+// (hdc) or the ViT's token means (rd_zscore) fits and flags few of its own distribution.
+TEST_F(ClientTest, AnyRegisteredDetectorIsAcceptedWithItsOptions) {
+  options_.ood_detector = "odin";
+  absl::Status s = CreateClientForTesting(options_, {&fs_, nullptr}).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(s) && absl::StrContains(s.message(), "registered: ")) << s;
+  options_.ood_detector = "hdc";
+  options_.ood_options = "dimension: 0";
+  s = CreateClientForTesting(options_, {&fs_, nullptr}).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(s) && absl::StrContains(s.message(), "'dimension'")) << s;
+  std::vector<float> x, held;
+  std::vector<int32_t> y, held_labels;
+  MakeBatch(8, 200, &x, &y);
+  MakeBatch(9, 100, &held, &held_labels);
+  for (auto [detector, options] : {std::pair<const char*, const char*>{"hdc", "dimension: 256"},
+                                   {"rd_zscore", "bottleneck: 4"}}) {
+    options_.ood_detector = detector;
+    options_.ood_options = options;
+    options_.storage_dir = absl::StrCat("/", detector);
+    auto client = Make();
+    ASSERT_TRUE(client->LoadBackbone("/backbone.ckpt").ok());
+    ASSERT_TRUE(client->FitDetector(x, y).ok()) << detector;
+    int flagged = 0;
+    for (const Prediction& p : PredictAll(*client, held)) {
+      EXPECT_TRUE(std::isfinite(p.ood_score)) << detector;
+      flagged += p.ood;
+    }
+    EXPECT_LT(flagged, 20) << detector;  // calibrated at 95% on the same distribution
+  }
 }
 
 // threads = 3 splits a prediction batch across the learner and two copies: the same predictions

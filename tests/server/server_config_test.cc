@@ -25,7 +25,7 @@ TEST(ServerConfigTest, MinimalConfigGetsDefaults) {
   EXPECT_EQ(config->round().min_participants(), 1);
   auto options = CoordinatorOptionsFrom(*config);
   ASSERT_TRUE(options.ok());
-  EXPECT_EQ(options->aggregator.kind, fl::AggregatorKind::kAdaptive);
+  EXPECT_EQ(options->aggregator.name, "adaptive");
   const ServiceOptions service = ServiceOptionsFrom(*config);
   EXPECT_EQ(service.uploads.capacity, 4);
   EXPECT_EQ(service.uploads.per_client, 1);

@@ -23,7 +23,7 @@ TEST(ScenarioTest, MinimalScenarioGetsTheReferenceDefaults) {
   EXPECT_EQ(s->modules[0].role, fl::ModuleRole::kBackbone);
   EXPECT_EQ(s->modules[1].role, fl::ModuleRole::kHead);
   ASSERT_EQ(s->methods.size(), 1u);
-  EXPECT_EQ(s->methods[0].aggregator.kind, fl::AggregatorKind::kAdaptive);
+  EXPECT_EQ(s->methods[0].aggregator.name, "adaptive");
   EXPECT_EQ(s->methods[0].recipe.local_steps, 5);
   EXPECT_EQ(s->methods[0].recipe.batch_size, 16);
   EXPECT_FLOAT_EQ(s->methods[0].recipe.learning_rate, 0.1f);
@@ -52,7 +52,7 @@ TEST(ScenarioTest, MethodRecipeOverridesOnlyWhatItSets) {
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->methods[0].recipe.local_steps, 7);
   EXPECT_FLOAT_EQ(s->methods[0].recipe.learning_rate, 0.05f);
-  EXPECT_EQ(s->methods[0].aggregator.kind, fl::AggregatorKind::kKnownProb);
+  EXPECT_EQ(s->methods[0].aggregator.name, "known_prob");
   EXPECT_EQ(s->trace_path, "/dir/traces/x.csv");  // relative to the scenario file
 }
 

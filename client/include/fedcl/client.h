@@ -137,9 +137,13 @@ struct ClientOptions {
   int fedins_pool_size = 8;
   int fedins_top_k = 2;
   float learning_rate = 0.05f;
-  // The OOD score predictions carry: "energy" (default), "max_softmax" or "mahalanobis"
-  // (after FitDetector).
+  // The OOD detector behind the scores predictions carry (after FitDetector), by name: "energy"
+  // (default), "max_softmax", "mahalanobis" (reads labels), "knn", and on a ViT backbone "hdc"
+  // (reads labels) and "rd_zscore"; any detector fedcl registers.
   std::string ood_detector = "energy";
+  // Its options as `key: value` pairs, e.g. "k: 20, max_samples: 5000" for knn (empty = its
+  // defaults); an unknown key or a bad value fails Init.
+  std::string ood_options;
   // Bound of the on-disk queue of learning not yet submitted, in bytes (>= 0; 0 keeps only the
   // latest commit).
   int64_t offline_queue_bytes = int64_t{4} << 20;

@@ -110,7 +110,7 @@ typedef enum fedcl_option {
   FEDCL_OPTION_STORAGE_DIR = 5,  /* required */
   FEDCL_OPTION_METHOD = 6,       /* "sequential_adapter", "linear_head", "simple_cil", "lae",
                                     "fedins", "sema", "sema_replay" */
-  FEDCL_OPTION_OOD_DETECTOR = 7, /* "energy", "max_softmax", "mahalanobis" */
+  FEDCL_OPTION_OOD_DETECTOR = 7, /* "energy", "max_softmax", "mahalanobis", "knn", ... */
   /* Integers. */
   FEDCL_OPTION_CLIENT_ID = 20,
   FEDCL_OPTION_MEMORY_BUDGET_BYTES = 21,

@@ -2,8 +2,6 @@
 
 #include <cmath>
 
-#include "core/cl/rd_detector.h"
-#include "core/ood/ood_metrics.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -25,47 +23,6 @@ nn::Matrix Subspace(int n, base::Rng& rng, bool shifted) {
     }
   }
   return z;
-}
-
-TEST(RepresentationDescriptorTest, MustCompress) {
-  base::Rng rng(1);
-  EXPECT_FALSE(RepresentationDescriptor::Create(16, 16, rng).ok());
-  EXPECT_FALSE(RepresentationDescriptor::Create(16, 0, rng).ok());
-  EXPECT_EQ(RepresentationDescriptor::Create(64, 16, rng)->num_parameters(),
-            64 * 16 + 16 + 16 * 64 + 64);
-}
-
-TEST(RepresentationDescriptorTest, GradientsMatchFiniteDifferences) {
-  base::Rng rng(2);
-  RepresentationDescriptor rd = *RepresentationDescriptor::Create(6, 2, rng);
-  rd.encoder_bias().setConstant(0.1f);
-  nn::Matrix z(5, 6);
-  for (int i = 0; i < 5; ++i)
-    for (int j = 0; j < 6; ++j) z(i, j) = static_cast<float>(rng.Normal());
-  nn::Matrix de, dd;
-  Eigen::VectorXf dbe, dbd;
-  rd.Gradients(z, &de, &dbe, &dd, &dbd);
-  auto mean_loss = [&] {
-    double sum = 0;
-    for (float l : rd.Losses(z)) sum += l;
-    return sum / 5.0;
-  };
-  auto check = [&](float& parameter, float analytic) {
-    const float saved = parameter, h = 1e-2f;
-    parameter = saved + h;
-    const double plus = mean_loss();
-    parameter = saved - h;
-    const double minus = mean_loss();
-    parameter = saved;
-    const double numeric = (plus - minus) / (2 * h);
-    EXPECT_NEAR(analytic, numeric, 1e-3 + 1e-2 * std::abs(numeric));
-  };
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 6; ++j) check(rd.encoder()(i, j), de(i, j));
-  for (int i = 0; i < 6; ++i)
-    for (int j = 0; j < 2; ++j) check(rd.decoder()(i, j), dd(i, j));
-  for (int i = 0; i < 2; ++i) check(rd.encoder_bias()[i], dbe[i]);
-  for (int i = 0; i < 6; ++i) check(rd.decoder_bias()[i], dbd[i]);
 }
 
 // The defining property: trained on one distribution, the descriptor's z-score stays low on it
@@ -125,45 +82,11 @@ TEST(RepresentationDescriptorTest, SharedFormRoundTripsAndBadSetsAreRefused) {
   EXPECT_FALSE(DescriptorFromParameters(short_records, 16, 4).ok());
 }
 
-TEST(LossRecordsTest, FifoAndZScoreArithmetic) {
-  LossRecords records(4);
-  records.Add({9, 1});
-  EXPECT_EQ(records.ZScore(100), 0.0);  // two values or fewer: 0
-  records.Add({2, 3, 4});               // 9 falls out: {1, 2, 3, 4}
-  EXPECT_EQ(records.size(), 4);
-  EXPECT_DOUBLE_EQ(records.mean(), 2.5);
-  EXPECT_NEAR(records.stddev(), std::sqrt(5.0 / 3.0), 1e-12);  // unbiased
-  EXPECT_NEAR(records.ZScore(5), 2.5 / std::sqrt(5.0 / 3.0), 1e-6);
-  EXPECT_NEAR(records.ZScore(0), 2.5 / std::sqrt(5.0 / 3.0), 1e-6);  // |ℓ − μ|
-  records.Freeze();
-  records.Add({100});
-  EXPECT_DOUBLE_EQ(records.mean(), 2.5);
-}
-
 TEST(ExpansionTest, EveryAdapterMustFindTheBatchUnusual) {
   EXPECT_TRUE(ShouldExpand({{3, 3}, {2.5, 2.6}}, 2.0));
   EXPECT_FALSE(ShouldExpand({{3, 3}, {1.5, 2.4}}, 2.0));  // adapter 1 knows it: mean 1.95
   EXPECT_FALSE(ShouldExpand({{3, 3}, {1.0, 2.0}}, 2.0));  // mean 1.5
   EXPECT_FALSE(ShouldExpand({}, 2.0));
-}
-
-}  // namespace
-}  // namespace fedcl::cl
-
-namespace fedcl::cl {
-namespace {
-
-TEST(RdDetectorTest, SeparatesAShiftedDistributionBehindTheOodInterface) {
-  base::Rng rng(9);
-  const nn::Matrix train = Subspace(1000, rng, false), held = Subspace(400, rng, false),
-                   shifted = Subspace(400, rng, true);
-  RdDetector detector({.bottleneck = 4, .epochs = 10});
-  ASSERT_TRUE(detector.Fit({.layers = {&train}}, {}).ok());
-  ASSERT_TRUE(detector.Calibrate({.layers = {&held}}).ok());
-  const std::vector<float> id = *detector.Score({.layers = {&held}});
-  const std::vector<float> ood = *detector.Score({.layers = {&shifted}});
-  EXPECT_GT(*ood::Auroc(id, ood), 0.95);
-  EXPECT_FALSE(detector.Score({}).ok());
 }
 
 }  // namespace

@@ -6,11 +6,14 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "core/base/random.h"
 #include "core/fl/fedau_estimator.h"
+#include "core/fl/fixed_point_accumulator.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tbb/task_arena.h"
 
@@ -21,9 +24,9 @@ namespace {
 constexpr int64_t kSize = 2 * FixedPointAccumulator::kChunkSize + 77;
 constexpr int kClients = 10;
 
-constexpr AggregatorKind kAllKinds[] = {
-    AggregatorKind::kAdaptive,   AggregatorKind::kKnownProb, AggregatorKind::kAverageParticipating,
-    AggregatorKind::kAverageAll, AggregatorKind::kFedVarp,   AggregatorKind::kMifa};
+// The rules of algorithms.md §1.7 (fedadam has its own test, rules/fedadam_test.cc).
+const std::vector<std::string> kAllKinds = {"adaptive",    "known_prob", "average_participating",
+                                            "average_all", "fedvarp",    "mifa"};
 
 struct Update {
   ClientId client;
@@ -40,18 +43,18 @@ struct RoundPlan {
 };
 
 // The reference runs' γ per rule (§1.8), so γ != 1 is exercised.
-AggregatorOptions OptionsFor(AggregatorKind kind) {
-  AggregatorOptions options;
-  options.kind = kind;
-  options.global_learning_rate = kind == AggregatorKind::kAverageParticipating ? 1.78
-                                 : kind == AggregatorKind::kAverageAll         ? 10.0
-                                                                               : 1.0;
+RuleConfig OptionsFor(const std::string& kind) {
+  RuleConfig options;
+  options.name = kind;
+  options.global_learning_rate = kind == "average_participating" ? 1.78
+                                 : kind == "average_all"         ? 10.0
+                                                                 : 1.0;
   return options;
 }
 
 // Random rounds: Bernoulli(0.4) participation (none in `empty_rounds`), Gaussian deltas with a
 // per-update scale, weights as the coordinator would supply them.
-std::vector<RoundPlan> MakePlan(AggregatorKind kind, int rounds, uint64_t seed,
+std::vector<RoundPlan> MakePlan(const std::string& kind, int rounds, uint64_t seed,
                                 std::set<int> empty_rounds = {2}) {
   base::Rng rng(seed);
   std::vector<FedAuClientState> fedau(kClients, FedAuEnrol(0));
@@ -65,9 +68,9 @@ std::vector<RoundPlan> MakePlan(AggregatorKind kind, int rounds, uint64_t seed,
       Update u{static_cast<ClientId>(100 + n), std::vector<float>(kSize), 1.0};
       const double scale = std::pow(10.0, rng.Uniform(-3, 0));
       for (float& v : u.delta) v = static_cast<float>(rng.Normal(0, scale));
-      if (kind == AggregatorKind::kAdaptive) {
+      if (kind == "adaptive") {
         u.weight = *FedAuParticipate(fedau[n], t, kFedAuNoCutoff);
-      } else if (kind == AggregatorKind::kKnownProb) {
+      } else if (kind == "known_prob") {
         u.weight = 1.0 / probability[n];
       }
       plan.updates.push_back(std::move(u));
@@ -89,44 +92,37 @@ std::vector<float> InitialParams(uint64_t seed) {
 // §1.7 as a naive double-precision loop.
 class Reference {
  public:
-  explicit Reference(const AggregatorOptions& options) : options_(options) {}
+  explicit Reference(const RuleConfig& options) : options_(options) {}
 
   void Round(const RoundPlan& plan, std::vector<float>& x) {
     const double gamma = options_.global_learning_rate;
     const double s = static_cast<double>(plan.participants);
     const double n = static_cast<double>(plan.enrolled);
     std::vector<double> step(kSize, 0.0);
-    switch (options_.kind) {
-      case AggregatorKind::kAdaptive:
-      case AggregatorKind::kKnownProb:
-      case AggregatorKind::kAverageAll:
-      case AggregatorKind::kAverageParticipating: {
-        if (plan.updates.empty()) return;
-        const double divisor = options_.kind == AggregatorKind::kAverageParticipating ? s : n;
-        for (const Update& u : plan.updates) {
-          for (int64_t i = 0; i < kSize; ++i) step[i] += u.weight * u.delta[i] / divisor;
-        }
-        break;
+    const std::string& kind = options_.name;
+    if (kind == "adaptive" || kind == "known_prob" || kind == "average_all" ||
+        kind == "average_participating") {
+      if (plan.updates.empty()) return;
+      const double divisor = kind == "average_participating" ? s : n;
+      for (const Update& u : plan.updates) {
+        for (int64_t i = 0; i < kSize; ++i) step[i] += u.weight * u.delta[i] / divisor;
       }
-      case AggregatorKind::kFedVarp: {
-        if (plan.participants == 0) return;
-        for (const Update& u : plan.updates) {
-          const std::vector<float>* y = Find(u.client);
-          for (int64_t i = 0; i < kSize; ++i) step[i] += (u.delta[i] - (y ? (*y)[i] : 0.0)) / s;
-        }
-        for (const auto& [client, y] : y_) {
-          for (int64_t i = 0; i < kSize; ++i) step[i] += y[i] / n;
-        }
-        for (const Update& u : plan.updates) y_[u.client] = u.delta;
-        break;
+    } else if (kind == "fedvarp") {
+      if (plan.participants == 0) return;
+      for (const Update& u : plan.updates) {
+        const std::vector<float>* y = Find(u.client);
+        for (int64_t i = 0; i < kSize; ++i) step[i] += (u.delta[i] - (y ? (*y)[i] : 0.0)) / s;
       }
-      case AggregatorKind::kMifa:
-        for (const Update& u : plan.updates) y_[u.client] = u.delta;
-        if (y_.empty()) return;
-        for (const auto& [client, y] : y_) {
-          for (int64_t i = 0; i < kSize; ++i) step[i] += y[i] / n;
-        }
-        break;
+      for (const auto& [client, y] : y_) {
+        for (int64_t i = 0; i < kSize; ++i) step[i] += y[i] / n;
+      }
+      for (const Update& u : plan.updates) y_[u.client] = u.delta;
+    } else if (kind == "mifa") {
+      for (const Update& u : plan.updates) y_[u.client] = u.delta;
+      if (y_.empty()) return;
+      for (const auto& [client, y] : y_) {
+        for (int64_t i = 0; i < kSize; ++i) step[i] += y[i] / n;
+      }
     }
     for (int64_t i = 0; i < kSize; ++i) {
       x[i] = static_cast<float>(static_cast<double>(x[i]) + gamma * step[i]);
@@ -139,7 +135,7 @@ class Reference {
     return it == y_.end() ? nullptr : &it->second;
   }
 
-  AggregatorOptions options_;
+  RuleConfig options_;
   std::map<ClientId, std::vector<float>> y_;
 };
 
@@ -178,26 +174,32 @@ bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
          std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;  // NOLINT(bugprone-*)
 }
 
-TEST(AggregatorOptionsTest, NamesRoundTripAndValidateChecksEachField) {
-  for (AggregatorKind kind : kAllKinds) {
-    absl::StatusOr<AggregatorKind> parsed = ParseAggregatorKind(AggregatorKindName(kind));
-    ASSERT_TRUE(parsed.ok());
-    EXPECT_EQ(*parsed, kind);
+TEST(RuleRegistryTest, EveryBuiltInRuleIsRegisteredAndConfigsAreChecked) {
+  for (const std::string& kind : kAllKinds) {
+    absl::StatusOr<std::shared_ptr<const AggregationRule>> rule =
+        CreateAggregationRule(OptionsFor(kind));
+    ASSERT_TRUE(rule.ok()) << kind;
+    EXPECT_EQ((*rule)->name(), kind);
+    EXPECT_EQ((*rule)->weighted(), kind == "adaptive" || kind == "known_prob") << kind;
+    EXPECT_EQ((*rule)->keeps_client_memory(), kind == "fedvarp" || kind == "mifa") << kind;
   }
-  EXPECT_EQ(AggregatorKindName(AggregatorKind::kAverageParticipating), "average_participating");
-  EXPECT_EQ(ParseAggregatorKind("fedavg").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(AggregatorOptions{}.Validate().ok());
-  EXPECT_FALSE((AggregatorOptions{.global_learning_rate = 0.0}).Validate().ok());
-  EXPECT_FALSE((AggregatorOptions{.global_learning_rate = NAN}).Validate().ok());
-  EXPECT_FALSE((AggregatorOptions{.fedau_cutoff = -1}).Validate().ok());
-  EXPECT_FALSE((AggregatorOptions{.kind = static_cast<AggregatorKind>(42)}).Validate().ok());
+  EXPECT_THAT(RegisteredRuleNames(), ::testing::Contains("fedadam"));
+  absl::Status unknown = CreateAggregationRule({.name = "fedavg"}).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(unknown));
+  EXPECT_THAT(unknown.message(), ::testing::HasSubstr("registered: adaptive, average_all"));
+  EXPECT_TRUE(CreateAggregationRule(RuleConfig{}).ok());
+  EXPECT_FALSE(CreateAggregationRule({.global_learning_rate = 0.0}).ok());
+  EXPECT_FALSE(CreateAggregationRule({.global_learning_rate = NAN}).ok());
+  EXPECT_FALSE(CreateAggregationRule({.fedau_cutoff = -1}).ok());
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(CreateAggregationRule({.name = "mifa", .options = "k: 1"}).status()));
 }
 
 TEST(ModuleAggregatorTest, EachKindMatchesNaiveDoubleLoop) {
   tbb::task_arena arena(2);
-  for (AggregatorKind kind : kAllKinds) {
-    SCOPED_TRACE(AggregatorKindName(kind));
-    const AggregatorOptions options = OptionsFor(kind);
+  for (const std::string& kind : kAllKinds) {
+    SCOPED_TRACE(kind);
+    const RuleConfig options = OptionsFor(kind);
     auto aggregator = ModuleAggregator::Create(options, kSize, &arena);
     Reference reference(options);
     std::vector<float> x = InitialParams(1);
@@ -225,8 +227,8 @@ TEST(ModuleAggregatorTest, EachKindMatchesNaiveDoubleLoop) {
 }
 
 TEST(ModuleAggregatorTest, ResultDoesNotDependOnArrivalOrderOrThreadCount) {
-  for (AggregatorKind kind : kAllKinds) {
-    SCOPED_TRACE(AggregatorKindName(kind));
+  for (const std::string& kind : kAllKinds) {
+    SCOPED_TRACE(kind);
     const std::vector<RoundPlan> plans = MakePlan(kind, 5, 3);
     std::vector<float> baseline = InitialParams(4);
     auto sequential = ModuleAggregator::Create(OptionsFor(kind), kSize, nullptr);
@@ -251,9 +253,9 @@ TEST(ModuleAggregatorTest, ResultDoesNotDependOnArrivalOrderOrThreadCount) {
 }
 
 TEST(ModuleAggregatorTest, EmptyRoundChangesNothingExceptForMifa) {
-  for (AggregatorKind kind : kAllKinds) {
-    SCOPED_TRACE(AggregatorKindName(kind));
-    const AggregatorOptions options = OptionsFor(kind);
+  for (const std::string& kind : kAllKinds) {
+    SCOPED_TRACE(kind);
+    const RuleConfig options = OptionsFor(kind);
     auto aggregator = ModuleAggregator::Create(options, kSize, nullptr);
     Reference reference(options);
     // Round 0 has updates (so FedVARP and MIFA have stored vectors); rounds 1 and 2 are empty.
@@ -266,7 +268,7 @@ TEST(ModuleAggregatorTest, EmptyRoundChangesNothingExceptForMifa) {
     for (int r : {1, 2}) {
       const std::vector<float> before = x;
       RunRound(*aggregator, plans[r], x);
-      if (kind != AggregatorKind::kMifa) {
+      if (kind != "mifa") {
         EXPECT_TRUE(SameBits(x, before)) << "round " << r;
         continue;
       }
@@ -283,8 +285,8 @@ TEST(ModuleAggregatorTest, EmptyRoundChangesNothingExceptForMifa) {
 }
 
 TEST(ModuleAggregatorTest, MemoryGrowsWithClientsOnlyForFedVarpAndMifa) {
-  for (AggregatorKind kind : kAllKinds) {
-    SCOPED_TRACE(AggregatorKindName(kind));
+  for (const std::string& kind : kAllKinds) {
+    SCOPED_TRACE(kind);
     auto aggregator = ModuleAggregator::Create(OptionsFor(kind), kSize, nullptr);
     const int64_t initial = aggregator->memory_bytes();
     std::vector<float> x(kSize, 0.0f), delta(kSize, 0.5f);
@@ -296,7 +298,7 @@ TEST(ModuleAggregatorTest, MemoryGrowsWithClientsOnlyForFedVarpAndMifa) {
       ASSERT_TRUE(aggregator->FinishRound(5, 20, absl::MakeSpan(x)).ok());
     }
     const int64_t after = aggregator->memory_bytes();
-    if (kind == AggregatorKind::kFedVarp || kind == AggregatorKind::kMifa) {
+    if (kind == "fedvarp" || kind == "mifa") {
       // 20 clients, one float vector each.
       EXPECT_GE(after - initial, 20 * kSize * static_cast<int64_t>(sizeof(float)));
       EXPECT_EQ(aggregator->ExportMemory().size(), 20u);
@@ -310,8 +312,8 @@ TEST(ModuleAggregatorTest, MemoryGrowsWithClientsOnlyForFedVarpAndMifa) {
 
 TEST(ModuleAggregatorTest, ExportImportContinuesBitIdentically) {
   tbb::task_arena arena(2);
-  for (AggregatorKind kind : {AggregatorKind::kFedVarp, AggregatorKind::kMifa}) {
-    SCOPED_TRACE(AggregatorKindName(kind));
+  for (const std::string kind : {"fedvarp", "mifa"}) {
+    SCOPED_TRACE(kind);
     const std::vector<RoundPlan> plans = MakePlan(kind, 7, 7, /*empty_rounds=*/{4});
     auto original = ModuleAggregator::Create(OptionsFor(kind), kSize, &arena);
     std::vector<float> x = InitialParams(8);
@@ -334,12 +336,12 @@ TEST(ModuleAggregatorTest, ExportImportContinuesBitIdentically) {
 }
 
 TEST(ModuleAggregatorTest, ImportRejectsBadMemoryAndKeepsTheOld) {
-  auto adaptive = ModuleAggregator::Create(OptionsFor(AggregatorKind::kAdaptive), 4, nullptr);
+  auto adaptive = ModuleAggregator::Create(OptionsFor("adaptive"), 4, nullptr);
   EXPECT_TRUE(adaptive->ImportMemory({}).ok());
   EXPECT_EQ(adaptive->ImportMemory({{1, std::vector<float>(4)}}).code(),
             absl::StatusCode::kInvalidArgument);
 
-  auto mifa = ModuleAggregator::Create(OptionsFor(AggregatorKind::kMifa), 4, nullptr);
+  auto mifa = ModuleAggregator::Create(OptionsFor("mifa"), 4, nullptr);
   const ClientVectors good = {{1, {1, 2, 3, 4}}, {2, {0, 0, 0, 1}}};
   ASSERT_TRUE(mifa->ImportMemory(good).ok());
   EXPECT_EQ(mifa->ImportMemory({{1, {1, 2, 3}}}).code(), absl::StatusCode::kInvalidArgument);
@@ -353,9 +355,9 @@ TEST(ModuleAggregatorTest, ImportRejectsBadMemoryAndKeepsTheOld) {
 }
 
 TEST(ModuleAggregatorTest, RejectedFoldsLeaveTheRoundAsIfTheyNeverHappened) {
-  for (AggregatorKind kind : kAllKinds) {
-    SCOPED_TRACE(AggregatorKindName(kind));
-    const AggregatorOptions options = OptionsFor(kind);
+  for (const std::string& kind : kAllKinds) {
+    SCOPED_TRACE(kind);
+    const RuleConfig options = OptionsFor(kind);
     const std::vector<RoundPlan> plans = MakePlan(kind, 2, 9, /*empty_rounds=*/{});
     ASSERT_GE(plans[1].updates.size(), 1u);
     auto aggregator = ModuleAggregator::Create(options, kSize, nullptr);
@@ -376,7 +378,7 @@ TEST(ModuleAggregatorTest, RejectedFoldsLeaveTheRoundAsIfTheyNeverHappened) {
               absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(aggregator->Fold(first.client, first.delta, 0.0).code(),
               absl::StatusCode::kInvalidArgument);
-    if (!AggregatorUsesClientWeight(kind)) {
+    if (!(*CreateAggregationRule(OptionsFor(kind)))->weighted()) {
       EXPECT_EQ(aggregator->Fold(first.client, first.delta, 2.0).code(),
                 absl::StatusCode::kInvalidArgument);
     }
@@ -408,7 +410,7 @@ TEST(ModuleAggregatorTest, RejectedFoldsLeaveTheRoundAsIfTheyNeverHappened) {
 }
 
 TEST(ModuleAggregatorTest, RuleThatDividesByNRefusesNZero) {
-  auto aggregator = ModuleAggregator::Create(OptionsFor(AggregatorKind::kAdaptive), 4, nullptr);
+  auto aggregator = ModuleAggregator::Create(OptionsFor("adaptive"), 4, nullptr);
   std::vector<float> x(4, 0.0f);
   aggregator->BeginRound(0);
   ASSERT_TRUE(aggregator->Fold(1, std::vector<float>{1, 1, 1, 1}, 1.0).ok());
@@ -419,8 +421,8 @@ TEST(ModuleAggregatorTest, RuleThatDividesByNRefusesNZero) {
 }
 
 TEST(ModuleAggregatorTest, ForgottenClientIsAsIfNeverStored) {
-  for (AggregatorKind kind : {AggregatorKind::kFedVarp, AggregatorKind::kMifa}) {
-    SCOPED_TRACE(AggregatorKindName(kind));
+  for (const std::string kind : {"fedvarp", "mifa"}) {
+    SCOPED_TRACE(kind);
     const std::vector<RoundPlan> plans = MakePlan(kind, 4, 11, /*empty_rounds=*/{});
     auto aggregator = ModuleAggregator::Create(OptionsFor(kind), kSize, nullptr);
     std::vector<float> x = InitialParams(12);

@@ -241,6 +241,95 @@ TEST_F(CoordinatorTest, UpdateAfterTheRoundClosedIsAborted) {
   EXPECT_EQ(c->Submit(late.submission).status().code(), absl::StatusCode::kAborted);
 }
 
+TEST_F(CoordinatorTest, AReplayAfterItsRoundClosedIsAcknowledgedAsADuplicateAndCountedOnce) {
+  // A device whose acknowledgement was lost replays the same update after the round closed.
+  auto c = Make();
+  for (ClientId id : {1, 2}) ASSERT_TRUE(c->Enroll(id).ok());
+  TestUpdate u(1, 0, 1.0f);
+  ASSERT_TRUE(c->Submit(u.submission).ok());
+  PassDeadline(*c);
+  const std::vector<float> after_close = Values(*c);
+  absl::StatusOr<SubmitResult> replay = c->Submit(u.submission);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_TRUE(replay->duplicate);
+  EXPECT_EQ(replay->round, 0);
+  EXPECT_EQ(c->Status().accepted, 0);  // not counted in round 1
+  EXPECT_EQ(store_.journal_writes(), 1);
+  // Client 2 never took part in round 0: its late update is refused, not acknowledged.
+  TestUpdate never(2, 0, 1.0f);
+  EXPECT_TRUE(absl::IsAborted(c->Submit(never.submission).status()));
+  TestUpdate before_enrolment(2, -1, 1.0f);  // its "last participation" is the initial -1
+  EXPECT_TRUE(absl::IsAborted(c->Submit(before_enrolment.submission).status()));
+  // Still a duplicate after a restart (the participation is durable) and after later rounds.
+  c.reset();
+  absl::StatusOr<StoredState> state = store_.Load();
+  ASSERT_TRUE(state.ok());
+  auto recovered = Coordinator::Recover({}, clock_, &store_, *std::move(state));
+  ASSERT_TRUE(recovered.ok());
+  replay = (*recovered)->Submit(u.submission);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_TRUE(replay->duplicate);
+  PassDeadline(**recovered);  // round 1: nobody took part (min_participants 1: extended)
+  EXPECT_EQ(Values(**recovered), after_close);
+}
+
+TEST_F(CoordinatorTest, TheBarrierPolicyClosesARoundWhenEveryReporterHasReported) {
+  CoordinatorOptions options;
+  options.round = {.name = "barrier", .reporters = 2};
+  auto c = Make(options);
+  ASSERT_TRUE(c->Enroll(1).ok());
+  TestUpdate u(1, 0, 1.0f);
+  ASSERT_TRUE(c->Submit(u.submission).ok());
+  PassDeadline(*c);  // ticks never close a barrier round
+  EXPECT_EQ(c->current_round(), 0);
+  absl::StatusOr<Coordinator::ReportResult> r = c->Report(0, 2, 0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->closed);
+  EXPECT_EQ(r->reported, 1);
+  r = c->Report(0, 2, 0);  // the same reporter again changes nothing
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->reported, 1);
+  EXPECT_TRUE(absl::IsInvalidArgument(c->Report(2, 2, 0).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(c->Report(0, 3, 0).status()));
+  EXPECT_TRUE(absl::IsOutOfRange(c->Report(1, 2, 1).status()));
+  r = c->Report(1, 2, 0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->closed);
+  EXPECT_TRUE(r->close_status.ok());
+  EXPECT_EQ(r->round, 1);
+  EXPECT_EQ(r->reported, 0);
+  for (float v : Values(*c)) EXPECT_FLOAT_EQ(v, 1.0f);
+  r = c->Report(0, 2, 0);  // a late report of the closed round
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->closed);
+  EXPECT_EQ(r->round, 1);
+}
+
+TEST_F(CoordinatorTest, ARecoveredBarrierRoundDoesNotCloseAtItsDeadline) {
+  CoordinatorOptions options;
+  options.round = {.name = "barrier", .reporters = 1};
+  auto c = Make(options);
+  ASSERT_TRUE(c->Enroll(1).ok());
+  TestUpdate u(1, 0, 1.0f);
+  ASSERT_TRUE(c->Submit(u.submission).ok());
+  c.reset();
+  clock_.Advance(absl::Hours(1));
+  absl::StatusOr<StoredState> state = store_.Load();
+  ASSERT_TRUE(state.ok());
+  auto recovered = Coordinator::Recover(options, clock_, &store_, *std::move(state));
+  ASSERT_TRUE(recovered.ok());
+  EXPECT_EQ((*recovered)->current_round(), 0);
+  EXPECT_EQ((*recovered)->Status().accepted, 1);
+  ASSERT_TRUE((*recovered)->Report(0, 1, 0).ok());
+  EXPECT_EQ((*recovered)->current_round(), 1);
+}
+
+TEST_F(CoordinatorTest, ADeadlinePolicyTakesNoReports) {
+  auto c = Make();
+  EXPECT_TRUE(absl::IsFailedPrecondition(c->Report(0, 1, 0).status()));
+  EXPECT_EQ(c->current_round(), 0);
+}
+
 TEST_F(CoordinatorTest, NormAboveTheBoundIsClippedWhenConfigured) {
   CoordinatorOptions options;
   options.max_update_norm = 3.0;
@@ -271,7 +360,7 @@ TEST_F(CoordinatorTest, FailedJournalWriteIsUnavailableAndTheRetrySucceeds) {
 
 TEST_F(CoordinatorTest, QuotaClosesTheRoundEarly) {
   CoordinatorOptions options;
-  options.max_participants = 2;
+  options.round.max_participants = 2;
   auto c = Make(options);
   for (ClientId id : {1, 2, 3}) ASSERT_TRUE(c->Enroll(id).ok());
   TestUpdate a(1, 0, 1.0f), b(2, 0, 1.0f), late(3, 0, 1.0f);
@@ -283,7 +372,7 @@ TEST_F(CoordinatorTest, QuotaClosesTheRoundEarly) {
 
 TEST_F(CoordinatorTest, TooFewParticipantsExtendTheDeadline) {
   CoordinatorOptions options;
-  options.min_participants = 2;
+  options.round.min_participants = 2;
   auto c = Make(options);
   for (ClientId id : {1, 2}) ASSERT_TRUE(c->Enroll(id).ok());
   TestUpdate a(1, 0, 1.0f);
@@ -452,9 +541,9 @@ TEST_F(CoordinatorTest, StorageFailureAtCloseStopsTheCoordinatorWithoutPublishin
 // FedAU keeps O(d) whatever the number of clients; FedVARP keeps a vector per client (O(N·d)).
 TEST_F(CoordinatorTest, FedVarpHoldsAVectorPerClientAndFedAuDoesNot) {
   constexpr int64_t kValues = 4096;
-  auto memory_after = [&](AggregatorKind kind, int clients) {
+  auto memory_after = [&](const std::string& kind, int clients) {
     CoordinatorOptions options;
-    options.aggregator.kind = kind;
+    options.aggregator.name = kind;
     MemoryStateStore store;
     StoredModule module;
     module.spec = {"m", ModuleRole::kHead, {}};
@@ -474,10 +563,8 @@ TEST_F(CoordinatorTest, FedVarpHoldsAVectorPerClientAndFedAuDoesNot) {
     return c->aggregator_memory_bytes();
   };
   const int64_t vector_bytes = kValues * sizeof(float);
-  const int64_t fedau_growth =
-      memory_after(AggregatorKind::kAdaptive, 40) - memory_after(AggregatorKind::kAdaptive, 2);
-  const int64_t fedvarp_growth =
-      memory_after(AggregatorKind::kFedVarp, 40) - memory_after(AggregatorKind::kFedVarp, 2);
+  const int64_t fedau_growth = memory_after("adaptive", 40) - memory_after("adaptive", 2);
+  const int64_t fedvarp_growth = memory_after("fedvarp", 40) - memory_after("fedvarp", 2);
   EXPECT_LT(fedau_growth, vector_bytes) << "FedAU must not keep anything of size d per client";
   EXPECT_GE(fedvarp_growth, 38 * vector_bytes) << "FedVARP keeps one vector per client";
 }
@@ -492,7 +579,7 @@ namespace {
 // restarts before the round closes must still be dropped from that memory: N no longer counts it.
 TEST_F(CoordinatorTest, RecoveryForgetsTheStoredVectorOfAClientThatLeft) {
   CoordinatorOptions options;
-  options.aggregator.kind = AggregatorKind::kMifa;
+  options.aggregator.name = "mifa";
   auto c = Make(options);
   for (ClientId id : {1, 2}) ASSERT_TRUE(c->Enroll(id).ok());
   TestUpdate a(1, 0, 1.0f), b(2, 0, 3.0f);

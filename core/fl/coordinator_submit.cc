@@ -1,0 +1,172 @@
+// Coordinator: admission, validation, journal and fold of an update (the contract is in
+// coordinator.h).
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
+#include "core/fl/coordinator.h"
+#include "core/fl/update_validation.h"
+
+namespace fedcl::fl {
+
+absl::Status Coordinator::ValidateAgainstPool(const UpdateSubmission& update) const {
+  if (update.modules.empty()) return absl::InvalidArgumentError("the update has no modules");
+  for (size_t i = 0; i < update.modules.size(); ++i) {
+    const ModuleDelta& delta = update.modules[i];
+    for (size_t j = 0; j < i; ++j) {
+      if (update.modules[j].name == delta.name) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("module '", delta.name, "' appears twice in the update"));
+      }
+    }
+    const PooledModule* module = nullptr;
+    for (const PooledModule& m : modules_) {
+      if (m.spec.name == delta.name) module = &m;
+    }
+    if (module == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("no module named '", delta.name, "'"));
+    }
+    if (delta.base_version != module->version) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "module '", delta.name, "' is at version ", module->version,
+          "; the update was trained from version ", delta.base_version, ": download it again"));
+    }
+    FEDCL_RETURN_IF_ERROR(ValidateModuleDelta(delta, *module->values));
+  }
+  return absl::OkStatus();
+}
+
+// Under the lock: who may submit what, and with which weight. Marks the client in flight.
+absl::StatusOr<Coordinator::Admission> Coordinator::AdmitLocked(const UpdateSubmission& update) {
+  if (failed_) return absl::FailedPreconditionError("coordinator stopped after a storage failure");
+  const std::optional<ClientRecord> record = clients_.Find(update.client);
+  if (!record.has_value())
+    return absl::NotFoundError(absl::StrCat("unknown client ", update.client));
+  if (record->revoked) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("client ", update.client, " left permanently"));
+  }
+  FEDCL_RETURN_IF_ERROR(policy_->Admit(update.round, round_));
+  if (state_ == RoundState::kClosing) {
+    return absl::AbortedError(absl::StrCat("round ", round_, " is closing"));
+  }
+  if (in_flight_.contains(update.client)) {
+    return absl::UnavailableError(absl::StrCat("an update of client ", update.client, " for round ",
+                                               round_, " is being processed"));
+  }
+  FEDCL_RETURN_IF_ERROR(ValidateAgainstPool(update));
+  const double weight = WeightLocked(*record, round_);
+  if (!(weight > 0.0)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no participation probability is configured for client ", update.client));
+  }
+  FEDCL_ASSIGN_OR_RETURN(std::vector<double> weights, DeltaWeightsLocked(update, weight));
+  in_flight_.insert(update.client);
+  return Admission{weight, std::move(weights), AggregatorsForLocked(update)};
+}
+
+std::vector<ModuleAggregator*> Coordinator::AggregatorsForLocked(const UpdateSubmission& update) {
+  std::vector<ModuleAggregator*> aggregators;
+  for (const ModuleDelta& delta : update.modules) {
+    aggregators.push_back(FindModuleLocked(delta.name)->aggregator.get());
+  }
+  return aggregators;
+}
+
+absl::Status Coordinator::FoldAll(const UpdateSubmission& update,
+                                  const std::vector<double>& weights,
+                                  const std::vector<ModuleAggregator*>& aggregators) {
+  for (size_t i = 0; i < update.modules.size(); ++i) {
+    FEDCL_RETURN_IF_ERROR(
+        aggregators[i]->Fold(update.client, update.modules[i].values, weights[i]));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update) {
+  SubmitResult result;
+  result.round = update.round;
+  Admission admission;
+  {
+    absl::MutexLock lock(&mu_);
+    if (std::optional<SubmitResult> duplicate = DuplicateLocked(update); duplicate.has_value()) {
+      return *duplicate;
+    }
+    FEDCL_ASSIGN_OR_RETURN(admission, AdmitLocked(update));
+  }
+  const double weight = admission.weight;
+  // Outside the lock: values, the norm bound, the journal and the fold, which may be slow. One
+  // pass over the values gives the norm and, through it, whether every value is finite.
+  const double squared_norm = SquaredNorm(update);
+  absl::Status status = std::isfinite(squared_norm) ? absl::OkStatus() : FindNonFinite(update);
+  if (status.ok() && options_.max_update_norm > 0.0) {
+    const double norm = std::sqrt(squared_norm);
+    if (norm > options_.max_update_norm) {
+      if (options_.norm_policy == NormPolicy::kReject) {
+        status = absl::InvalidArgumentError(
+            absl::StrCat("update norm ", norm, " exceeds the bound ", options_.max_update_norm));
+      } else {
+        const float scale = static_cast<float>(options_.max_update_norm / norm);
+        for (const ModuleDelta& delta : update.modules) {
+          for (float& v : delta.values) v *= scale;
+        }
+        result.clipped = true;
+      }
+    }
+  }
+  if (status.ok() && store_ != nullptr && store_->journals()) {
+    JournalEntry entry;
+    entry.round = update.round;
+    entry.client = update.client;
+    entry.weight = weight;
+    entry.clipped = result.clipped;
+    entry.num_samples = update.num_samples;
+    entry.local_steps = update.local_steps;
+    entry.loss = update.loss;
+    for (const ModuleDelta& delta : update.modules) {
+      entry.module_names.push_back(delta.name);
+      entry.views.push_back(delta.values);  // no copy: the store reads them before returning
+    }
+    status = store_->JournalUpdate(entry);  // thread-safe by contract; durable on return
+  }
+  // A journaled update is folded: a fold error here is a bug (the data was validated).
+  if (status.ok()) FEDCL_CHECK_OK(FoldAll(update, admission.weights, admission.aggregators));
+
+  absl::MutexLock lock(&mu_);
+  in_flight_.erase(update.client);
+  if (!status.ok()) return status;
+  accepted_[update.client] = weight;
+  CountContributionLocked(update);
+  round_samples_ += update.num_samples;
+  round_loss_sum_ += update.loss * update.num_samples;
+  if (state_ == RoundState::kOpen) state_ = RoundState::kCollecting;
+  result.weight = weight;
+  if (state_ != RoundState::kClosing && policy_->CloseAfterAccept(ProgressLocked())) {
+    FEDCL_RETURN_IF_ERROR(CloseRoundLocked());
+  }
+  return result;
+}
+
+// An update this coordinator has already counted: acknowledged again, whether its round is
+// still open (it is among the accepted) or has closed since (the client's last participation is
+// that round: the device lost the acknowledgement and replays the same update).
+std::optional<SubmitResult> Coordinator::DuplicateLocked(const UpdateSubmission& update) const {
+  SubmitResult result;
+  result.round = update.round;
+  result.duplicate = true;
+  if (update.round == round_) {
+    auto accepted = accepted_.find(update.client);
+    if (accepted == accepted_.end()) return std::nullopt;
+    result.weight = accepted->second;
+    return result;
+  }
+  if (update.round > round_) return std::nullopt;
+  const std::optional<ClientRecord> record = clients_.Find(update.client);
+  if (!record.has_value() || record->revoked || record->participations == 0 || update.round < 0 ||
+      record->last_participation_round != update.round) {
+    return std::nullopt;
+  }
+  return result;  // the weight is not kept past the close: 0
+}
+
+}  // namespace fedcl::fl
