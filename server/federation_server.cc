@@ -1,10 +1,10 @@
 #include "server/federation_server.h"
 
 #include <cstdio>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "core/base/status_macros.h"
 #include "core/cl/adapter_mixture.h"
 #include "core/cl/instance_pool.h"
@@ -20,6 +20,7 @@
 #include "proto/checkpoint.h"
 #include "proto/digest.h"
 #include "proto/envelope.h"
+#include "server/metrics_line.h"
 #include "server/server_config.h"
 
 namespace fedcl::server {
@@ -203,8 +204,9 @@ absl::Status FederationServer::Init(const std::string& listen_address) {
   info.set_backbone_digest(backbone_digest_);
   info.set_max_message_bytes(config_.limits().max_message_bytes());
   info.set_chunk_bytes(config_.limits().chunk_bytes());
-  service_ = std::make_unique<FederationService>(*coordinator_, authenticator_.get(), info,
-                                                 backbone_, ServiceOptionsFrom(config_), log_);
+  service_ =
+      std::make_unique<FederationService>(*coordinator_, authenticator_.get(), info, backbone_,
+                                          ServiceOptionsFrom(config_), clock_, log_);
   service_->SetRoundClosedHook([this](const absl::Status& closed) {
     for (const fl::RoundReport& report : coordinator_->TakeRoundReports()) Report(report);
     if (!closed.ok()) {
@@ -293,35 +295,18 @@ absl::StatusOr<double> FederationServer::Evaluate() {
 }
 
 void FederationServer::Report(const fl::RoundReport& r) {
-  std::string accuracy = "null";
+  std::optional<double> accuracy;
   if (evaluation_ != nullptr && (r.round + 1) % config_.evaluation().every_rounds() == 0) {
     absl::StatusOr<double> evaluated = Evaluate();
     if (evaluated.ok()) {
-      accuracy = absl::StrFormat("%.4f", *evaluated);
+      accuracy = *evaluated;
       service_->SetEvaluation(r.round, *evaluated);
     } else {
       log_.Write(base::LogLevel::kWarning,
                  absl::StrCat("evaluation failed: ", evaluated.status().ToString()));
     }
   }
-  std::vector<std::string> modules;
-  for (const fl::ModuleVersion& m : r.modules)
-    modules.push_back(absl::StrCat("\"", m.name, "\":", m.version));
-  // Pool keys differ from the top-level ones: readers find fields by name (sim/server_report.cc).
-  std::vector<std::string> pool;
-  for (const fl::PoolModuleStatus& m : r.pool) {
-    pool.push_back(
-        absl::StrFormat("\"%s\":{\"block\":%d,\"version\":%d,\"contributors\":%d,"
-                        "\"holders\":%d}",
-                        m.name, m.block, m.version, m.contributors, m.holders));
-  }
-  const std::string line = absl::StrFormat(
-      "{\"round\":%d,\"opened_ms\":%d,\"closed_ms\":%d,\"participants\":%d,\"enrolled\":%d,"
-      "\"samples\":%d,\"mean_loss\":%.6f,\"weight_min\":%.6f,\"weight_mean\":%.6f,"
-      "\"weight_max\":%.6f,\"modules\":{%s},\"pool\":{%s},\"pool_merges\":%d,\"accuracy\":%s}",
-      r.round, absl::ToUnixMillis(r.opened), absl::ToUnixMillis(r.closed), r.participants,
-      r.enrolled, r.samples, r.mean_loss, r.weight_min, r.weight_mean, r.weight_max,
-      absl::StrJoin(modules, ","), absl::StrJoin(pool, ","), r.pool_merges, accuracy);
+  const std::string line = MetricsLine(r, accuracy);
   const std::string path = base::JoinPath(config_.state_dir(), "metrics.jsonl");
   if (FILE* f = std::fopen(path.c_str(), "a")) {
     std::fprintf(f, "%s\n", line.c_str());
@@ -329,7 +314,8 @@ void FederationServer::Report(const fl::RoundReport& r) {
   }
   log_.Write(base::LogLevel::kInfo,
              absl::StrFormat("round %d closed: %d of %d clients, loss %.4f, accuracy %s", r.round,
-                             r.participants, r.enrolled, r.mean_loss, accuracy));
+                             r.participants, r.enrolled, r.mean_loss,
+                             accuracy.has_value() ? absl::StrFormat("%.4f", *accuracy) : "null"));
 }
 
 absl::Status FederationServer::Wait() {

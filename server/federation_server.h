@@ -56,6 +56,8 @@ class FederationServer {
   void Shutdown();
 
   fl::Coordinator& coordinator() { return *coordinator_; }
+  // The upload slots, for tests that watch uploads wait, stall and expire.
+  const UploadSlots& upload_slots() const { return service_->upload_slots(); }
 
  private:
   FederationServer(const v1::ServerConfig& config, base::FileSystem& fs, base::Clock& clock,

@@ -7,6 +7,7 @@
 #include "absl/strings/strip.h"
 #include "core/base/crc32.h"
 #include "core/base/status_macros.h"
+#include "core/fl/update_validation.h"
 #include "proto/federation_convert.h"
 #include "proto/tensor_convert.h"
 #include "server/grpc_status.h"
@@ -83,18 +84,36 @@ std::shared_ptr<const Payload> MakePayload(std::string bytes) {
 FederationService::FederationService(fl::Coordinator& coordinator,
                                      const TokenAuthenticator* authenticator, v1::ServerInfo info,
                                      std::shared_ptr<const Payload> backbone,
-                                     const ServiceOptions& options, base::LogSink& log)
+                                     const ServiceOptions& options, base::Clock& clock,
+                                     base::LogSink& log)
     : coordinator_(coordinator),
       authenticator_(authenticator),
       info_(std::move(info)),
       backbone_(std::move(backbone)),
       options_(options),
       log_(log),
-      upload_gate_(options.max_concurrent_uploads),
-      staging_(options.max_concurrent_uploads),
-      workers_(std::make_unique<WorkQueue>(options.worker_threads)) {}
+      upload_slots_(options.uploads, clock),
+      staging_(options.uploads.capacity),
+      workers_(std::make_unique<WorkQueue>(options.worker_threads)),
+      watchdog_([this] { WatchUploads(); }) {}
 
-FederationService::~FederationService() = default;
+FederationService::~FederationService() {
+  {
+    absl::MutexLock lock(&watchdog_mu_);
+    stopping_ = true;
+  }
+  watchdog_.join();
+}
+
+void FederationService::WatchUploads() {
+  const absl::Duration period = upload_slots_.check_period();
+  absl::MutexLock lock(&watchdog_mu_);
+  while (!watchdog_mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) {
+    watchdog_mu_.Unlock();
+    upload_slots_.ExpireDue();
+    watchdog_mu_.Lock();
+  }
+}
 
 absl::Status FederationService::Authorize(grpc::CallbackServerContext* context,
                                           fl::ClientId client) const {
@@ -196,7 +215,7 @@ grpc::ServerWriteReactor<v1::Chunk>* FederationService::DownloadModule(
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* FederationService::SubmitUpdate(
     grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
-  return new SubmitReactor(*this, context, response);
+  return SubmitReactor::Start(*this, context, response);
 }
 
 grpc::ServerUnaryReactor* FederationService::Leave(grpc::CallbackServerContext* context,
@@ -279,9 +298,9 @@ grpc::ServerUnaryReactor* FederationService::AttachDescriptor(
   if (!status.ok()) return Reply(context, status);
   absl::StatusOr<nn::ParameterSet> descriptor = proto::FromProto(request->descriptor_tensors());
   if (!descriptor.ok()) {
-    return Reply(context,
-                 absl::InvalidArgumentError(absl::StrCat("the descriptor for '", request->name(),
-                                                         "': ", descriptor.status().message())));
+    return Reply(context, absl::InvalidArgumentError(
+                              absl::StrCat("the descriptor for '", fl::EchoInput(request->name()),
+                                           "': ", descriptor.status().message())));
   }
   absl::StatusOr<bool> attached =
       coordinator_.AttachDescriptor(request->client_id(), request->name(), *descriptor);

@@ -3,10 +3,12 @@
 // absl::Status through ToGrpcStatus. It owns no learning state.
 //
 // Uploads (SubmitUpdate) are staged whole before anything is folded, because validation (finite
-// values, the norm bound, the CRC) needs the whole update; at most `max_concurrent_uploads`
-// uploads are staged at once and the others wait before reading their data, so server memory
-// stays O(D) however many clients submit. The journal commit and the fold run on a small worker
-// pool, never on gRPC's threads.
+// values, the norm bound, the CRC) needs the whole update; at most `uploads.capacity` uploads are
+// staged at once and the others wait before reading their data, so server memory stays O(D)
+// however many clients submit. A client has at most its share of uploads in progress, and an
+// upload that stalls past its idle or total deadline loses its slot (upload_slots.h): a watchdog
+// thread enforces the deadlines against the injected clock. The journal commit and the fold run
+// on a small worker pool, never on gRPC's threads.
 //
 // Thread-safe (gRPC calls handlers concurrently).
 #ifndef FEDCL_SERVER_FEDERATION_SERVICE_H_
@@ -17,14 +19,17 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "core/base/clock.h"
 #include "core/base/log.h"
 #include "core/fl/coordinator.h"
 #include "proto/fedcl/v1/federation.grpc.pb.h"
 #include "server/token_auth.h"
+#include "server/upload_slots.h"
 #include "server/work_queue.h"
 
 namespace fedcl::server {
@@ -32,8 +37,9 @@ namespace fedcl::server {
 struct ServiceOptions {
   int64_t max_message_bytes = 4 << 20;  // also set on the gRPC server
   int64_t chunk_bytes = 1 << 20;        // chunks sent; the largest chunk accepted
-  int max_concurrent_uploads = 4;       // uploads staged in memory at once
-  int worker_threads = 2;               // journal + fold workers
+  // Upload slots: uploads staged in memory at once, each client's share, idle and total deadlines.
+  UploadSlotOptions uploads;
+  int worker_threads = 2;  // journal + fold workers
   // Run Submit (validation, journal, fold) on gRPC's thread instead of a worker. Right when
   // nothing in it blocks (no journal to fsync): it saves a thread hop per update.
   bool inline_submits = false;
@@ -51,10 +57,11 @@ class FederationService final
     : public v1::Federation::WithRawCallbackMethod_SubmitUpdate<v1::Federation::CallbackService> {
  public:
   // `authenticator` null means every call is allowed (loopback development only; the server
-  // logs a warning). `backbone` is the serialized ModelCheckpoint clients download.
+  // logs a warning). `backbone` is the serialized ModelCheckpoint clients download. Upload
+  // deadlines are read from `clock`. `options` must be valid (uploads.Validate()).
   FederationService(fl::Coordinator& coordinator, const TokenAuthenticator* authenticator,
                     v1::ServerInfo info, std::shared_ptr<const Payload> backbone,
-                    const ServiceOptions& options, base::LogSink& log);
+                    const ServiceOptions& options, base::Clock& clock, base::LogSink& log);
   ~FederationService() override;
 
   // Set by the host after each evaluation; reported by GetStatus.
@@ -101,7 +108,8 @@ class FederationService final
   // authenticator).
   absl::StatusOr<Principal> Caller(grpc::CallbackServerContext* context) const;
   fl::Coordinator& coordinator() { return coordinator_; }
-  UploadGate& upload_gate() { return upload_gate_; }
+  UploadSlots& upload_slots() { return upload_slots_; }
+  const UploadSlots& upload_slots() const { return upload_slots_; }
   StagingBuffers& staging() { return staging_; }
   WorkQueue& workers() { return *workers_; }
   const ServiceOptions& options() const { return options_; }
@@ -122,9 +130,14 @@ class FederationService final
   // Serialises ReportShard calls with the round-closed hook, so that a round is evaluated before
   // the next can close.
   absl::Mutex reports_mu_;
-  UploadGate upload_gate_;
+  UploadSlots upload_slots_;
   StagingBuffers staging_;
   std::unique_ptr<WorkQueue> workers_;
+  // The watchdog: runs upload_slots_.ExpireDue() every check period until stopping.
+  void WatchUploads();
+  absl::Mutex watchdog_mu_;
+  bool stopping_ ABSL_GUARDED_BY(watchdog_mu_) = false;
+  std::thread watchdog_;
 
   absl::Mutex mu_;
   // Serialized current module versions, so many downloads share one serialization; keyed by

@@ -19,6 +19,9 @@ void ApplyDefaults(v1::ServerConfig& c) {
   if (l->max_message_bytes() == 0) l->set_max_message_bytes(4 << 20);
   if (l->chunk_bytes() == 0) l->set_chunk_bytes(1 << 20);
   if (l->max_concurrent_uploads() == 0) l->set_max_concurrent_uploads(4);
+  if (l->max_uploads_per_client() == 0) l->set_max_uploads_per_client(1);
+  if (l->upload_idle_timeout_ms() == 0) l->set_upload_idle_timeout_ms(60000);
+  if (l->upload_timeout_ms() == 0) l->set_upload_timeout_ms(600000);
   if (c.journal().sync().empty()) c.mutable_journal()->set_sync("full");
   if (c.evaluation().split().empty()) c.mutable_evaluation()->set_split("test");
   if (c.evaluation().every_rounds() == 0) c.mutable_evaluation()->set_every_rounds(1);
@@ -78,6 +81,13 @@ absl::Status Validate(const v1::ServerConfig& c, absl::string_view source) {
   }
   if (l.max_concurrent_uploads() < 1 || l.max_concurrent_uploads() > 1024) {
     return Invalid(source, "limits.max_concurrent_uploads must be in [1, 1024]");
+  }
+  if (l.upload_idle_timeout_ms() < 0 || l.upload_timeout_ms() > 86400000) {
+    return Invalid(source,
+                   "limits.upload_idle_timeout_ms and upload_timeout_ms must be in [1, 86400000]");
+  }
+  if (absl::Status uploads = ServiceOptionsFrom(c).uploads.Validate(); !uploads.ok()) {
+    return Invalid(source, uploads.message());
   }
   if (c.tls().cert_file().empty() != c.tls().key_file().empty()) {
     return Invalid(source, "tls needs both cert_file and key_file, or neither");
@@ -141,7 +151,10 @@ ServiceOptions ServiceOptionsFrom(const v1::ServerConfig& c) {
   ServiceOptions o;
   o.max_message_bytes = c.limits().max_message_bytes();
   o.chunk_bytes = c.limits().chunk_bytes();
-  o.max_concurrent_uploads = c.limits().max_concurrent_uploads();
+  o.uploads.capacity = c.limits().max_concurrent_uploads();
+  o.uploads.per_client = c.limits().max_uploads_per_client();
+  o.uploads.idle_timeout = absl::Milliseconds(c.limits().upload_idle_timeout_ms());
+  o.uploads.total_timeout = absl::Milliseconds(c.limits().upload_timeout_ms());
   o.inline_submits = c.journal().disabled();
   return o;
 }

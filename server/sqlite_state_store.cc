@@ -2,11 +2,11 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/base/status_macros.h"
 #include "proto/checkpoint.h"
@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS clients (
 CREATE TABLE IF NOT EXISTS rounds (
   round INTEGER PRIMARY KEY, opened_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL,
   closed_ms INTEGER, participants INTEGER, enrolled INTEGER);
+-- Updates were journaled here before journal.log; kept so that a store written then still loads.
 CREATE TABLE IF NOT EXISTS journal (
   round INTEGER NOT NULL, client INTEGER NOT NULL, weight REAL NOT NULL, clipped INTEGER NOT NULL,
   num_samples INTEGER NOT NULL, local_steps INTEGER NOT NULL, loss REAL NOT NULL,
@@ -193,6 +194,10 @@ absl::StatusOr<std::unique_ptr<SqliteStateStore>> SqliteStateStore::Open(
   FEDCL_RETURN_IF_ERROR(
       store->Exec(options.full_sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
   FEDCL_RETURN_IF_ERROR(store->Exec(kSchema));
+  if (options.journal_enabled) {
+    FEDCL_ASSIGN_OR_RETURN(store->journal_,
+                           UpdateJournal::Open(store->JournalPath(), {.sync = options.full_sync}));
+  }
   return store;
 }
 
@@ -214,6 +219,10 @@ absl::Status SqliteStateStore::Exec(const char* sql) {
     return status;
   }
   return absl::OkStatus();
+}
+
+std::string SqliteStateStore::JournalPath() const {
+  return base::JoinPath(options_.directory, "journal.log");
 }
 
 std::string SqliteStateStore::PoolPath(int64_t closed_round) const {
@@ -293,70 +302,8 @@ absl::Status SqliteStateStore::PutClient(const fl::ClientRecord& client) {
 }
 
 absl::Status SqliteStateStore::JournalUpdate(const fl::JournalEntry& entry) {
-  if (!options_.journal_enabled) return absl::OkStatus();
-  PendingEntry pending{&entry};
-  queue_mu_.Lock();
-  queue_.push_back(&pending);
-  while (!pending.done) {
-    if (committing_) {
-      // Someone else is committing; wait until it finishes, then look again (our entry may have
-      // been in its batch).
-      queue_mu_.Await(absl::Condition(
-          +[](bool* committing) { return !*committing; }, &committing_));
-      continue;
-    }
-    // Become the leader: commit everything queued so far in one transaction.
-    committing_ = true;
-    std::deque<PendingEntry*> batch;
-    batch.swap(queue_);
-    queue_mu_.Unlock();
-    absl::Status status = CommitJournalBatch(batch);
-    queue_mu_.Lock();
-    for (PendingEntry* p : batch) {
-      p->status = status;
-      p->done = true;
-    }
-    ++commits_;
-    entries_ += static_cast<int64_t>(batch.size());
-    committing_ = false;
-  }
-  queue_mu_.Unlock();
-  return pending.status;
-}
-
-absl::Status SqliteStateStore::CommitJournalBatch(const std::deque<PendingEntry*>& batch) {
-  absl::MutexLock lock(&db_mu_);
-  FEDCL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  absl::Cleanup rollback = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    Exec("ROLLBACK").IgnoreError();  // the transaction's own error is what we report
-  };
-  Statement st(db_,
-               "INSERT OR IGNORE INTO journal (round, client, weight, clipped, num_samples, "
-               "local_steps, loss, modules, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-  for (const PendingEntry* p : batch) {
-    const fl::JournalEntry& e = *p->entry;
-    st.Bind(1, e.round);
-    st.Bind(2, static_cast<int64_t>(e.client));
-    st.Bind(3, e.weight);
-    st.Bind(4, int64_t{e.clipped});
-    st.Bind(5, e.num_samples);
-    st.Bind(6, e.local_steps);
-    st.Bind(7, e.loss);
-    st.Bind(8, absl::StrJoin(e.module_names, ","));
-    // One module (the usual case) binds its values in place; several are concatenated.
-    std::vector<float> joined;
-    absl::Span<const float> blob = e.views.size() == 1 ? e.views[0] : absl::MakeConstSpan(e.values);
-    if (e.views.size() > 1) {
-      for (absl::Span<const float> view : e.views)
-        joined.insert(joined.end(), view.begin(), view.end());
-      blob = joined;
-    }
-    st.BindBlob(9, blob.data(), blob.size() * sizeof(float));
-    FEDCL_RETURN_IF_ERROR(st.Run("journaling an update"));
-  }
-  FEDCL_RETURN_IF_ERROR(Exec("COMMIT"));
-  std::move(rollback).Cancel();
-  return absl::OkStatus();
+  if (journal_ == nullptr) return absl::OkStatus();
+  return journal_->Append(entry);
 }
 
 absl::Status SqliteStateStore::RoundOpened(const fl::RoundRecord& round) {
@@ -408,7 +355,10 @@ absl::Status SqliteStateStore::RoundClosed(const fl::RoundClose& close) {
   FEDCL_RETURN_IF_ERROR(drop.Run("dropping the journal"));
   FEDCL_RETURN_IF_ERROR(Exec("COMMIT"));
   std::move(rollback).Cancel();
-  // 3. Older pools are no longer needed; failing to delete one is harmless.
+  // 3. The round's journal records are no longer needed. Failing to drop them is harmless: Load
+  // skips records of a closed round, and the next close tries again.
+  if (journal_ != nullptr) journal_->Reset().IgnoreError();
+  // 4. Older pools are no longer needed; failing to delete one is harmless.
   if (close.closed_round - 2 >= -1) fs_.DeleteFile(PoolPath(close.closed_round - 2)).IgnoreError();
   return absl::OkStatus();
 }
@@ -470,14 +420,24 @@ absl::StatusOr<fl::StoredState> SqliteStateStore::Load() const {
         fl::RoundRecord{open_round, absl::FromUnixMillis(sqlite3_column_int64(st.get(), 0)),
                         absl::FromUnixMillis(sqlite3_column_int64(st.get(), 1))};
   }
+  FEDCL_RETURN_IF_ERROR(LoadJournalLocked(open_round, state.journal));
+  return state;
+}
+
+absl::Status SqliteStateStore::LoadJournalLocked(int64_t round,
+                                                 std::vector<fl::JournalEntry>& journal) const {
+  FEDCL_ASSIGN_OR_RETURN(JournalContents contents, UpdateJournal::Read(JournalPath()));
+  for (fl::JournalEntry& e : contents.entries) {
+    if (e.round == round) journal.push_back(std::move(e));
+  }
   Statement st(db_,
                "SELECT client, weight, clipped, num_samples, local_steps, loss, modules, data "
-               "FROM journal WHERE round = ?1 ORDER BY client");
-  st.Bind(1, open_round);
+               "FROM journal WHERE round = ?1");
+  st.Bind(1, round);
   if (!st.ok()) return SqliteError(db_, "reading the journal");
   while (sqlite3_step(st.get()) == SQLITE_ROW) {
     fl::JournalEntry e;
-    e.round = open_round;
+    e.round = round;
     e.client = static_cast<fl::ClientId>(sqlite3_column_int64(st.get(), 0));
     e.weight = sqlite3_column_double(st.get(), 1);
     e.clipped = sqlite3_column_int64(st.get(), 2) != 0;
@@ -490,9 +450,19 @@ absl::StatusOr<fl::StoredState> SqliteStateStore::Load() const {
     if (bytes % sizeof(float) != 0) return absl::DataLossError("journal entry is not whole floats");
     e.values.resize(bytes / sizeof(float));
     if (bytes > 0) std::memcpy(e.values.data(), sqlite3_column_blob(st.get(), 7), bytes);
-    state.journal.push_back(std::move(e));
+    journal.push_back(std::move(e));
   }
-  return state;
+  // One entry per client, the first journaled (a client's update is journaled once; a second
+  // record can only be one whose write failed and was retried), in client order.
+  std::stable_sort(
+      journal.begin(), journal.end(),
+      [](const fl::JournalEntry& a, const fl::JournalEntry& b) { return a.client < b.client; });
+  journal.erase(std::unique(journal.begin(), journal.end(),
+                            [](const fl::JournalEntry& a, const fl::JournalEntry& b) {
+                              return a.client == b.client;
+                            }),
+                journal.end());
+  return absl::OkStatus();
 }
 
 absl::Status SqliteStateStore::LoadPoolLocked(fl::ModuleRegistryState& pool) const {
@@ -523,13 +493,11 @@ absl::Status SqliteStateStore::LoadPoolLocked(fl::ModuleRegistryState& pool) con
 }
 
 int64_t SqliteStateStore::journal_commits() const {
-  absl::MutexLock lock(&queue_mu_);
-  return commits_;
+  return journal_ == nullptr ? 0 : journal_->commits();
 }
 
 int64_t SqliteStateStore::journal_entries() const {
-  absl::MutexLock lock(&queue_mu_);
-  return entries_;
+  return journal_ == nullptr ? 0 : journal_->entries();
 }
 
 }  // namespace fedcl::server

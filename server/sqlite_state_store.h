@@ -1,26 +1,30 @@
-// fedcl-server's durable state: SQLite in WAL mode for the client registry (with FedAU state),
-// the round log and the update journal, plus one module-pool file per closed round.
+// fedcl-server's durable state: SQLite in WAL mode for the client registry (with FedAU state) and
+// the round log, an append-only journal file for the open round's updates, plus one module-pool
+// file per closed round.
 //
 // Layout of the state directory:
-//   state.db            registry, round log, journal, which pool file is current, and the
-//                       growing pool's registry (pool_modules, pool_holders)
+//   state.db            registry, round log, which pool file is current, and the growing pool's
+//                       registry (pool_modules, pool_holders)
+//   journal.log         the open round's accepted updates (server/update_journal.h)
 //   pool-<round>.bin    the module pool after round <round> closed (pool--1.bin: the initial
 //                       pool), an envelope written atomically (temp file, fsync, rename)
 //
-// Durability (the StateStore contract, state_store.h): JournalUpdate returns after the entry is
-// committed; with sync "full" every commit is fsynced (survives power loss), with "normal" it
-// survives a process crash. Concurrent JournalUpdate calls share commits (group commit: the
-// first waiter commits every queued entry in one transaction), so many clients cost one fsync
-// per batch, not per update. RoundClosed writes the next pool file first and then, in one
-// transaction, updates the registry, closes the round in the log, points the database at the new
-// file and drops the round's journal: a crash in between leaves the old pool current and the
-// journal intact.
+// Durability (the StateStore contract, state_store.h): JournalUpdate returns after the update's
+// record is in journal.log; with sync "full" every commit is fdatasync'ed (survives power loss),
+// with "normal" it survives a process crash. Concurrent JournalUpdate calls share one write and
+// one sync (group commit), so many clients cost one sync per batch, not per update, and an
+// update's values go from the upload's buffer to the file without another copy. A torn tail (a
+// crash mid-write) is detected by the records' checksums and cut off when the store opens.
+// RoundClosed writes the next pool file first and then, in one transaction, updates the
+// registry, closes the round in the log and points the database at the new file; only then is
+// the journal emptied. A crash in between leaves the old pool current and the journal intact; a
+// crash after the commit may leave the closed round's records in the journal, and Load skips
+// records of any round but the open one.
 //
 // Thread-safe.
 #ifndef FEDCL_SERVER_SQLITE_STATE_STORE_H_
 #define FEDCL_SERVER_SQLITE_STATE_STORE_H_
 
-#include <deque>
 #include <memory>
 #include <string>
 
@@ -29,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/base/filesystem.h"
 #include "core/fl/state_store.h"
+#include "server/update_journal.h"
 
 struct sqlite3;
 
@@ -37,8 +42,8 @@ namespace fedcl::server {
 struct SqliteStoreOptions {
   std::string directory;        // created if missing
   bool journal_enabled = true;  // false: JournalUpdate records nothing (benchmarks only)
-  // true: SQLite synchronous=FULL and fsynced pool files (survives a power cut); false:
-  // synchronous=NORMAL and unsynced pool files (survives a crash of the process only).
+  // true: SQLite synchronous=FULL, fsynced pool files and journal commits (survives a power cut);
+  // false: synchronous=NORMAL, unsynced files (survives a crash of the process only).
   bool full_sync = true;
 };
 
@@ -64,13 +69,11 @@ class SqliteStateStore final : public fl::StateStore {
 
  private:
   SqliteStateStore(base::FileSystem& fs, const SqliteStoreOptions& options, sqlite3* db);
+  // The open round's journaled updates: the journal file's, and rows of the journal table that
+  // stores written before the journal file existed may still hold; one per client.
+  absl::Status LoadJournalLocked(int64_t round, std::vector<fl::JournalEntry>& journal) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
 
-  struct PendingEntry {
-    const fl::JournalEntry* entry;
-    bool done = false;
-    absl::Status status;
-  };
-  absl::Status CommitJournalBatch(const std::deque<PendingEntry*>& batch);
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status WriteClientLocked(const fl::ClientRecord& client)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
@@ -80,6 +83,7 @@ class SqliteStateStore final : public fl::StateStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status SetMetaLocked(const char* key, int64_t value) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   std::string PoolPath(int64_t closed_round) const;
+  std::string JournalPath() const;
 
   base::FileSystem& fs_;
   const SqliteStoreOptions options_;
@@ -87,12 +91,7 @@ class SqliteStateStore final : public fl::StateStore {
   mutable absl::Mutex db_mu_;
   sqlite3* db_ ABSL_GUARDED_BY(db_mu_);
 
-  // Group commit of journal entries.
-  mutable absl::Mutex queue_mu_;
-  std::deque<PendingEntry*> queue_ ABSL_GUARDED_BY(queue_mu_);
-  bool committing_ ABSL_GUARDED_BY(queue_mu_) = false;
-  int64_t commits_ ABSL_GUARDED_BY(queue_mu_) = 0;
-  int64_t entries_ ABSL_GUARDED_BY(queue_mu_) = 0;
+  std::unique_ptr<UpdateJournal> journal_;  // null when the journal is disabled
 };
 
 }  // namespace fedcl::server

@@ -1,31 +1,48 @@
 #include "server/submit_reactor.h"
 
-#include <cstring>
+#include <algorithm>
+#include <new>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/base/crc32.h"
 #include "core/base/status_macros.h"
+#include "core/fl/update_validation.h"
 #include "proto/federation_convert.h"
 #include "server/federation_service.h"
 #include "server/grpc_status.h"
 
 namespace fedcl::server {
+namespace {
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "update bytes are little-endian float32 and are copied as is");
 
-SubmitReactor::SubmitReactor(FederationService& service, grpc::CallbackServerContext* context,
-                             grpc::ByteBuffer* response)
-    : service_(service), context_(context), response_(response) {
-  StartRead(&chunk_);
+// `status` with "modules[i]: " in front of its message.
+absl::Status InModule(int index, const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat("modules[", index, "]: ", status.message()));
 }
 
-void SubmitReactor::Fail(const absl::Status& status) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (finished_) return;
-    finished_ = true;
-  }
+}  // namespace
+
+SubmitReactor* SubmitReactor::Start(FederationService& service,
+                                    grpc::CallbackServerContext* context,
+                                    grpc::ByteBuffer* response) {
+  auto reactor = std::make_shared<SubmitReactor>(service, context, response);
+  reactor->self_ = reactor;
+  reactor->StartRead(&reactor->chunk_);
+  return reactor.get();
+}
+
+SubmitReactor::SubmitReactor(FederationService& service, grpc::CallbackServerContext* context,
+                             grpc::ByteBuffer* response)
+    : service_(service), context_(context), response_(response) {}
+
+void SubmitReactor::End(const absl::Status& status, StagingBuffers::Buffer buffer) {
+  service_.staging().Return(std::move(buffer));  // first, for the upload the slot goes to next
+  service_.upload_slots().Leave(this);
   Finish(ToGrpcStatus(status));
 }
 
@@ -37,33 +54,98 @@ absl::Status SubmitReactor::AcceptHeader() {
   }
   header_ = std::move(*message.mutable_header());
   FEDCL_RETURN_IF_ERROR(service_.Authorize(context_, header_.client_id()));
+  FEDCL_RETURN_IF_ERROR(
+      fl::ValidateTrainingReport(header_.num_samples(), header_.local_steps(), header_.loss()));
   if (header_.modules_size() == 0) return absl::InvalidArgumentError("the update has no modules");
+  const std::vector<fl::ModuleSnapshot> pool = service_.coordinator().Modules();
   // The largest update that could be valid: every pooled module once.
   int64_t largest = 0;
-  for (const fl::ModuleSnapshot& m : service_.coordinator().Modules())
-    largest += m.values->num_values();
+  for (const fl::ModuleSnapshot& m : pool) largest += m.values->num_values();
   int64_t floats = 0;
-  for (const v1::ModuleDelta& delta : header_.modules()) {
-    FEDCL_ASSIGN_OR_RETURN(std::vector<fl::TensorSpec> layout,
-                           proto::LayoutFromProto(delta.layout()));
-    int64_t size = 0;
-    for (const fl::TensorSpec& spec : layout) size += nn::NumElements(spec.shape);
-    if (size > largest || floats + size > largest) {
+  for (int i = 0; i < header_.modules_size(); ++i) {
+    const v1::ModuleDelta& delta = header_.modules(i);
+    absl::StatusOr<std::vector<fl::TensorSpec>> layout = proto::LayoutFromProto(delta.layout());
+    if (!layout.ok()) return InModule(i, layout.status());
+    absl::StatusOr<int64_t> size = fl::LayoutNumValues(*layout);
+    if (!size.ok()) return InModule(i, size.status());
+    if (*size > largest - floats) {
       return absl::ResourceExhaustedError(
           absl::StrCat("the update declares more values than the pool's ", largest, " in all"));
     }
-    layouts_.push_back(std::move(layout));
-    sizes_.push_back(size);
-    floats += size;
+    auto module = std::find_if(pool.begin(), pool.end(), [&](const fl::ModuleSnapshot& m) {
+      return m.spec.name == delta.name();
+    });
+    if (module == pool.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("modules[", i, "]: no module named '", fl::EchoInput(delta.name()), "'"));
+    }
+    FEDCL_RETURN_IF_ERROR(
+        InModule(i, fl::ValidateDeltaLayout(delta.name(), *layout, *module->values)));
+    layouts_.push_back(*std::move(layout));
+    sizes_.push_back(*size);
+    floats += *size;
   }
   expected_bytes_ = floats * static_cast<int64_t>(sizeof(float));
   if (header_.total_bytes() != expected_bytes_) {
-    return absl::InvalidArgumentError(absl::StrCat("header says ", header_.total_bytes(),
-                                                   " bytes of data; its layouts hold ",
-                                                   expected_bytes_));
+    return absl::InvalidArgumentError(absl::StrCat("total_bytes is ", header_.total_bytes(),
+                                                   "; the modules' layouts hold ", expected_bytes_,
+                                                   " bytes"));
   }
-  have_header_ = true;
   return absl::OkStatus();
+}
+
+void SubmitReactor::OnHeader() {
+  absl::Status status = AcceptHeader();
+  if (status.ok()) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (phase_ != Phase::kHeader) return;
+      phase_ = Phase::kWaiting;  // from here on OnCancel finishes the call
+    }
+    status = service_.upload_slots().Enter(header_.client_id(), shared_from_this());
+    if (status.ok()) {
+      bool cancelled_meanwhile;
+      {
+        absl::MutexLock lock(&mu_);
+        cancelled_meanwhile = phase_ == Phase::kFinished;
+      }
+      // OnCancel finished the call before we were entered: take the entry back out.
+      if (cancelled_meanwhile) service_.upload_slots().Leave(this);
+      return;  // OnAdmitted runs when a slot is ours
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (phase_ == Phase::kFinished) return;
+    phase_ = Phase::kFinished;
+  }
+  End(status, {});
+}
+
+// Runs when an upload slot is ours (possibly on the thread of the upload that released it).
+void SubmitReactor::OnAdmitted() {
+  StagingBuffers::Buffer buffer;
+  absl::Status status;
+  try {
+    buffer = service_.staging().Take(static_cast<size_t>(expected_bytes_ / sizeof(float)));
+  } catch (const std::bad_alloc&) {
+    status = absl::ResourceExhaustedError(
+        absl::StrCat("no memory to stage an update of ", expected_bytes_, " bytes; retry later"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (phase_ == Phase::kWaiting && status.ok()) {
+      phase_ = Phase::kReceiving;
+      buffer_ = std::move(buffer);
+      StartRead(&chunk_);  // its completion runs on another thread, after we unlock
+      return;
+    }
+    if (phase_ == Phase::kWaiting) phase_ = Phase::kFinished;  // no memory
+  }
+  if (!status.ok()) return End(status, std::move(buffer));
+  // Finished while waiting (cancelled): the slot is not needed.
+  service_.staging().Return(std::move(buffer));
+  service_.upload_slots().Leave(this);
 }
 
 absl::Status SubmitReactor::AcceptData() {
@@ -90,13 +172,14 @@ absl::Status SubmitReactor::AcceptData() {
   if (length != chunk_.Length() - at) {
     return absl::InvalidArgumentError("a data chunk must hold exactly one data field");
   }
-  if (static_cast<int64_t>(length) > service_.options().chunk_bytes) {
+  if (length > static_cast<uint64_t>(service_.options().chunk_bytes)) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "a chunk of ", length, " bytes exceeds the limit of ", service_.options().chunk_bytes));
   }
-  if (received_bytes_ + static_cast<int64_t>(length) > expected_bytes_) {
+  if (static_cast<int64_t>(length) > expected_bytes_ - received_bytes_) {
     return absl::InvalidArgumentError("more data than the header declared");
   }
+  // Each byte is read once: copied into the staging buffer and checksummed in the same pass.
   char* out = reinterpret_cast<char*>(buffer_.data.get()) + received_bytes_;
   size_t skip = at;  // the prefix bytes, possibly spread over the first slices
   for (const grpc::Slice& s : slices) {
@@ -104,106 +187,133 @@ absl::Status SubmitReactor::AcceptData() {
     const size_t dropped = std::min(skip, bytes.size());
     bytes.remove_prefix(dropped);
     skip -= dropped;
-    std::memcpy(out, bytes.data(), bytes.size());
-    crc_ = base::Crc32(bytes, crc_);
+    crc_ = base::Crc32Copy(bytes, out, crc_);
     out += bytes.size();
   }
   received_bytes_ += static_cast<int64_t>(length);
   return absl::OkStatus();
 }
 
+void SubmitReactor::OnData() {
+  StagingBuffers::Buffer buffer;
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    if (phase_ != Phase::kReceiving) return;  // expired while this chunk was in flight
+    status = AcceptData();
+    if (status.ok()) {
+      StartRead(&chunk_);
+    } else {
+      phase_ = Phase::kFinished;
+      buffer = std::move(buffer_);
+    }
+  }
+  if (!status.ok()) return End(status, std::move(buffer));
+  service_.upload_slots().Touch(this);
+}
+
+void SubmitReactor::OnHalfClose() {
+  StagingBuffers::Buffer buffer;
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    if (phase_ != Phase::kReceiving) return;
+    if (cancelled_) {
+      status = absl::CancelledError("update cancelled; nothing was folded");
+    } else if (received_bytes_ != expected_bytes_) {
+      status = absl::InvalidArgumentError(absl::StrCat("the update stream ended after ",
+                                                       received_bytes_, " of ", expected_bytes_,
+                                                       " bytes; nothing was folded"));
+    } else if (crc_ != header_.crc32()) {
+      status = absl::DataLossError("the update's data does not match its CRC-32");
+    }
+    if (status.ok()) {
+      phase_ = Phase::kSubmitting;
+    } else {
+      phase_ = Phase::kFinished;
+      buffer = std::move(buffer_);
+    }
+  }
+  if (!status.ok()) return End(status, std::move(buffer));
+  service_.upload_slots().Disarm(this);  // what remains is the server's work
+  if (service_.options().inline_submits) return Submit();
+  service_.workers().Post([self = shared_from_this()] { self->Submit(); });
+}
+
+void SubmitReactor::Submit() {
+  StagingBuffers::Buffer buffer;
+  {
+    absl::MutexLock lock(&mu_);
+    buffer = std::move(buffer_);
+  }
+  fl::UpdateSubmission update;
+  update.client = header_.client_id();
+  update.round = header_.round();
+  update.num_samples = header_.num_samples();
+  update.local_steps = header_.local_steps();
+  update.loss = header_.loss();
+  size_t offset = 0;
+  for (int i = 0; i < header_.modules_size(); ++i) {
+    const v1::ModuleDelta& delta = header_.modules(i);
+    update.modules.push_back({delta.name(), delta.base_version(), layouts_[i],
+                              absl::MakeSpan(buffer.data.get() + offset, sizes_[i])});
+    offset += static_cast<size_t>(sizes_[i]);
+  }
+  absl::StatusOr<fl::SubmitResult> result = service_.coordinator().Submit(update);
+  if (result.ok()) {
+    v1::SubmitUpdateResponse response;
+    response.set_round(result->round);
+    response.set_duplicate(result->duplicate);
+    response.set_weight(result->weight);
+    response.set_clipped(result->clipped);
+    bool own_buffer = false;
+    grpc::SerializationTraits<v1::SubmitUpdateResponse>::Serialize(response, response_,
+                                                                   &own_buffer);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    phase_ = Phase::kFinished;
+  }
+  End(result.status(), std::move(buffer));  // OK finishes the call successfully
+}
+
+bool SubmitReactor::OnExpired(const absl::Status& why) {
+  StagingBuffers::Buffer buffer;
+  {
+    absl::MutexLock lock(&mu_);
+    if (phase_ != Phase::kReceiving) return false;
+    phase_ = Phase::kFinished;
+    buffer = std::move(buffer_);
+  }
+  service_.staging().Return(std::move(buffer));
+  service_.log().Write(base::LogLevel::kWarning, why.message());
+  Finish(ToGrpcStatus(why));  // the pending read then completes, and finds the call finished
+  return true;
+}
+
 void SubmitReactor::OnReadDone(bool ok) {
-  if (!ok) {
+  Phase phase;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!ok) cancelled_ = cancelled_ || context_->IsCancelled();
+    phase = phase_;
+  }
+  if (phase == Phase::kHeader) {
+    if (ok) return OnHeader();
     bool cancelled;
     {
       absl::MutexLock lock(&mu_);
-      cancelled = cancelled_ = cancelled_ || context_->IsCancelled();
+      if (phase_ != Phase::kHeader) return;
+      phase_ = Phase::kFinished;
+      cancelled = cancelled_;
     }
-    // A cancelled stream still has to be finished; nothing of it is folded.
-    if (cancelled) return Fail(absl::CancelledError("update cancelled; nothing was folded"));
-    if (!have_header_) return Fail(absl::InvalidArgumentError("empty update stream"));
-    return Complete();  // the client half-closed
+    return End(cancelled ? absl::CancelledError("update cancelled; nothing was folded")
+                         : absl::InvalidArgumentError("empty update stream"),
+               {});
   }
-  if (!have_header_) {
-    absl::Status status = AcceptHeader();
-    if (!status.ok()) return Fail(status);
-    {
-      absl::MutexLock lock(&mu_);
-      waiting_for_slot_ = true;
-    }
-    service_.upload_gate().Acquire([this] { OnSlot(); });
-    return;
-  }
-  absl::Status status = AcceptData();
-  if (!status.ok()) return Fail(status);
-  StartRead(&chunk_);
-}
-
-// Runs when an upload slot is ours (possibly on the thread of the upload that released it).
-void SubmitReactor::OnSlot() {
-  bool release = false;
-  bool destroy = false;
-  {
-    absl::MutexLock lock(&mu_);
-    waiting_for_slot_ = false;
-    holds_slot_ = true;
-    if (cancelled_) {
-      holds_slot_ = false;
-      release = true;
-      destroy = done_;  // OnDone came while we waited: we are the last one holding this
-    }
-  }
-  if (release) {
-    service_.upload_gate().Release();
-    if (destroy) delete this;
-    return;
-  }
-  buffer_ = service_.staging().Take(static_cast<size_t>(expected_bytes_ / sizeof(float)));
-  StartRead(&chunk_);
-}
-
-void SubmitReactor::Complete() {
-  if (received_bytes_ != expected_bytes_) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat("the update stream ended after ",
-                                                        received_bytes_, " of ", expected_bytes_,
-                                                        " bytes; nothing was folded")));
-  }
-  if (crc_ != header_.crc32()) {
-    return Fail(absl::DataLossError("the update's data does not match its CRC-32"));
-  }
-  auto submit = [this] {
-    fl::UpdateSubmission update;
-    update.client = header_.client_id();
-    update.round = header_.round();
-    update.num_samples = header_.num_samples();
-    update.local_steps = header_.local_steps();
-    update.loss = header_.loss();
-    size_t offset = 0;
-    for (int i = 0; i < header_.modules_size(); ++i) {
-      const v1::ModuleDelta& delta = header_.modules(i);
-      update.modules.push_back({delta.name(), delta.base_version(), layouts_[i],
-                                absl::MakeSpan(buffer_.data.get() + offset, sizes_[i])});
-      offset += static_cast<size_t>(sizes_[i]);
-    }
-    absl::StatusOr<fl::SubmitResult> result = service_.coordinator().Submit(update);
-    if (result.ok()) {
-      v1::SubmitUpdateResponse response;
-      response.set_round(result->round);
-      response.set_duplicate(result->duplicate);
-      response.set_weight(result->weight);
-      response.set_clipped(result->clipped);
-      bool own_buffer = false;
-      grpc::SerializationTraits<v1::SubmitUpdateResponse>::Serialize(response, response_,
-                                                                     &own_buffer);
-    }
-    service_.staging().Return(std::move(buffer_));
-    Fail(result.status());  // OK finishes the call successfully
-  };
-  if (service_.options().inline_submits) {
-    submit();
-  } else {
-    service_.workers().Post(std::move(submit));
-  }
+  if (phase != Phase::kReceiving) return;  // finished (expired) while the read was pending
+  if (ok) return OnData();
+  OnHalfClose();  // the client half-closed, or the call was cancelled
 }
 
 void SubmitReactor::OnCancel() {
@@ -211,28 +321,25 @@ void SubmitReactor::OnCancel() {
   {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
-    // While waiting for a slot no operation is pending, so nothing else will finish the call.
-    finish = waiting_for_slot_ && !finished_;
-    if (finish) finished_ = true;
+    // While waiting for a slot no operation is pending, so nothing else would finish the call.
+    if (phase_ == Phase::kWaiting) {
+      phase_ = Phase::kFinished;
+      finish = true;
+    }
   }
-  if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "update cancelled"));
+  if (finish) End(absl::CancelledError("update cancelled while waiting for an upload slot"), {});
 }
 
 void SubmitReactor::OnDone() {
-  bool release = false;
-  bool destroy = false;
+  StagingBuffers::Buffer buffer;
   {
     absl::MutexLock lock(&mu_);
-    done_ = true;
-    release = holds_slot_;
-    holds_slot_ = false;
-    destroy = !waiting_for_slot_;  // else OnSlot deletes us when the gate gets round to us
+    phase_ = Phase::kFinished;
+    buffer = std::move(buffer_);  // normally returned already
   }
-  if (release) {
-    service_.staging().Return(std::move(buffer_));  // a failed upload's buffer is reusable too
-    service_.upload_gate().Release();
-  }
-  if (destroy) delete this;
+  service_.staging().Return(std::move(buffer));
+  service_.upload_slots().Leave(this);                     // normally left already
+  std::shared_ptr<SubmitReactor> last = std::move(self_);  // may be the last reference
 }
 
 }  // namespace fedcl::server

@@ -1,6 +1,7 @@
 #include "server/work_queue.h"
 
 #include <algorithm>
+#include <new>
 
 namespace fedcl::server {
 
@@ -38,37 +39,6 @@ void WorkQueue::Run() {
   }
 }
 
-void UploadGate::Acquire(std::function<void()> on_admitted) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (in_use_ >= capacity_) {
-      waiting_.push_back(std::move(on_admitted));
-      return;
-    }
-    ++in_use_;
-  }
-  on_admitted();
-}
-
-void UploadGate::Release() {
-  std::function<void()> next;
-  {
-    absl::MutexLock lock(&mu_);
-    if (waiting_.empty()) {
-      --in_use_;
-      return;
-    }
-    next = std::move(waiting_.front());  // the slot passes straight to the next waiter
-    waiting_.pop_front();
-  }
-  next();
-}
-
-int UploadGate::in_use() const {
-  absl::MutexLock lock(&mu_);
-  return in_use_;
-}
-
 StagingBuffers::Buffer StagingBuffers::Take(size_t size) {
   {
     absl::MutexLock lock(&mu_);
@@ -83,7 +53,10 @@ StagingBuffers::Buffer StagingBuffers::Take(size_t size) {
       return buffer;
     }
   }
-  return Buffer{std::unique_ptr<float[]>(new float[size]), size};
+  const size_t bytes = (size * sizeof(float) + kAlignment - 1) / kAlignment * kAlignment;
+  float* data = static_cast<float*>(std::aligned_alloc(kAlignment, std::max(bytes, kAlignment)));
+  if (data == nullptr) throw std::bad_alloc();
+  return Buffer{std::unique_ptr<float[], Free>(data), bytes / sizeof(float)};
 }
 
 void StagingBuffers::Return(Buffer buffer) {

@@ -3,6 +3,7 @@
 #ifndef FEDCL_SERVER_WORK_QUEUE_H_
 #define FEDCL_SERVER_WORK_QUEUE_H_
 
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -29,33 +30,22 @@ class WorkQueue {
   std::vector<std::thread> threads_;
 };
 
-// Admits at most `capacity` holders at once; the rest wait in arrival order. A holder's callback
-// runs when it is admitted (immediately, or on the thread that releases a slot).
-class UploadGate {
- public:
-  explicit UploadGate(int capacity) : capacity_(capacity) {}
-  void Acquire(std::function<void()> on_admitted);
-  void Release();
-  int in_use() const;
-
- private:
-  mutable absl::Mutex mu_;
-  int capacity_;
-  int in_use_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<std::function<void()>> waiting_ ABSL_GUARDED_BY(mu_);
-};
-
 // Reusable staging buffers for uploads. Allocating (and zeroing) a fresh multi-megabyte buffer
 // for every update costs page faults and a pass over memory; at most `keep` buffers are kept
-// for reuse (the upload gate bounds how many are in use at once). Contents are uninitialised.
+// for reuse (the upload slots bound how many are in use at once). Contents are uninitialised.
 class StagingBuffers {
  public:
+  // Buffers start on a 4 KiB boundary, so the journal can write them with O_DIRECT.
+  static constexpr size_t kAlignment = 4096;
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
   struct Buffer {
-    std::unique_ptr<float[]> data;
+    std::unique_ptr<float[], Free> data;
     size_t capacity = 0;
   };
   explicit StagingBuffers(int keep) : keep_(keep) {}
-  // A buffer of at least `size` floats.
+  // A buffer of at least `size` floats; std::bad_alloc if there is no memory for it.
   Buffer Take(size_t size);
   void Return(Buffer buffer);
 

@@ -61,6 +61,7 @@
 #include "core/cl/label_free.h"
 #include "core/cl/prototypes.h"
 #include "core/cl/sema.h"
+#include "core/cl/session_trainer.h"
 #include "core/nn/model.h"
 #include "core/nn/optimizer.h"
 #include "core/ood/detectors.h"
@@ -142,20 +143,6 @@ struct LearnStats {
   absl::Status refused;   // a growth the budget refused (ResourceExhausted), else OK
 };
 
-// What a device sends the server when one of its blocks grows: the new adapter as initialised
-// (fl::ExpertLayout), its index in the block's mixture, and the per-dimension mean and variance
-// of the token-mean features of the block input over the detection window that triggered it.
-// Proposing at detection, not after training, lets the devices that saw the same shift train the
-// group's one module together. The descriptor is trained afterwards: once ExpertDescriptor has
-// it, hosts attach it to the pooled module (Coordinator::AttachDescriptor), and devices that run
-// the module detect with it (AddPooledExpert, AttachPooledDescriptor).
-struct ModuleProposal {
-  int block = 0;
-  int index = 0;
-  nn::ParameterSet expert;
-  std::vector<float> mean, variance;
-};
-
 // SEMA's device state, for a host that persists a device (the SDK): every adapter of every
 // expandable block with what only this device has of it (its descriptor, frozen loss records and
 // replay anchor), and the growth in progress. Export it between Learn calls; RestoreSemaState
@@ -198,7 +185,10 @@ struct LearnerProgress {
   std::vector<int64_t> class_counts;               // SimpleCIL: per class, or empty
 };
 
-class Learner {
+// A device session (core/device) keeps the learner's shared modules in sync with the server
+// through SessionTrainer; SEMA's growth hooks are ExpansionHooks (expansion() is null for the
+// other methods).
+class Learner final : public SessionTrainer, public ExpansionHooks {
  public:
   // Takes a model whose backbone (and head) come pretrained; the backbone is frozen for good.
   static absl::StatusOr<std::unique_ptr<Learner>> Create(std::unique_ptr<nn::Model> model,
@@ -235,9 +225,10 @@ class Learner {
 
   // What the device shares with the server: the head and its adapters (sequential/LAE online),
   // or for SEMA every expert of every expandable block, named "block<b>/e<i>".
-  std::vector<nn::ParameterSet*> SharedModules();
+  std::vector<nn::ParameterSet*> SharedModules() override;
+  ExpansionHooks* expansion() override { return IsSema(options_.method) ? this : nullptr; }
   // Proposals of adapters grown since the last call.
-  std::vector<ModuleProposal> TakeProposals();
+  std::vector<ModuleProposal> TakeProposals() override;
   // SEMA: replaces expert `index` of `block` by values from the server (merged group or the
   // federation's aggregate). InvalidArgument for an unknown block/index or a wrong layout.
   absl::Status ImportExpert(int block, int index, const nn::ParameterSet& values);
@@ -248,19 +239,20 @@ class Learner {
   // ResourceExhausted at the cap or past the memory budget; InvalidArgument for a descriptor
   // that does not fit; either adds nothing.
   absl::StatusOr<int> AddPooledExpert(int block, const nn::ParameterSet& values,
-                                      const nn::ParameterSet* descriptor = nullptr);
+                                      const nn::ParameterSet* descriptor = nullptr) override;
   // SEMA: the descriptor of adapter `index` of `block` with its loss records
   // (DescriptorToParameters), once they are frozen: nullopt while the adapter trains, and for an
   // adapter without one (a pooled adapter that came without it).
-  std::optional<nn::ParameterSet> ExpertDescriptor(int block, int index) const;
+  std::optional<nn::ParameterSet> ExpertDescriptor(int block, int index) const override;
   // SEMA: whether adapter `index` of `block` has a descriptor at all (trained, in training, or
   // pooled with one).
-  bool ExpertHasDescriptor(int block, int index) const;
+  bool ExpertHasDescriptor(int block, int index) const override;
   // SEMA: gives pooled adapter `index` of `block`, added without one, the descriptor its founder
   // trained (it reached the pool after the adapter reached this device). InvalidArgument for an
   // unknown adapter, one that has a descriptor, or a descriptor that does not fit;
   // ResourceExhausted past the memory budget; either changes nothing.
-  absl::Status AttachPooledDescriptor(int block, int index, const nn::ParameterSet& descriptor);
+  absl::Status AttachPooledDescriptor(int block, int index,
+                                      const nn::ParameterSet& descriptor) override;
   // SEMA: every adapter, as (block, index in the block's mixture, values).
   struct ExpertRef {
     int block = 0;
@@ -269,7 +261,9 @@ class Learner {
   };
   std::vector<ExpertRef> Experts();
   // SEMA: adapter `index` of `block`, or null if there is none.
-  nn::ParameterSet* Expert(int block, int index);
+  nn::ParameterSet* Expert(int block, int index) override;
+  // SEMA: the (block, index) of the adapter whose values are `set`, or {-1, -1}.
+  std::pair<int, int> SlotOf(const nn::ParameterSet* set) override;
   // SEMA: see SemaState. Restore checks everything before changing anything: InvalidArgument
   // (naming what does not fit) for another method, other blocks, a wrong layout or non-finite
   // values, and for a learner that has learned or imported since it was created.

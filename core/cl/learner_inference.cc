@@ -319,6 +319,14 @@ nn::ParameterSet* Learner::Expert(int block, int index) {
   return nullptr;
 }
 
+std::pair<int, int> Learner::SlotOf(const nn::ParameterSet* set) {
+  for (auto& b : blocks_) {
+    for (int e = 0; e < b->mixture.experts(); ++e)
+      if (&b->mixture.expert(e) == set) return {b->index, e};
+  }
+  return {-1, -1};
+}
+
 std::vector<Learner::ExpertRef> Learner::Experts() {
   std::vector<ExpertRef> out;
   for (auto& b : blocks_)

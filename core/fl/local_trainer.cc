@@ -127,20 +127,6 @@ absl::StatusOr<std::vector<StoredModule>> CreateInitialModules(nn::Model& model,
   return modules;
 }
 
-namespace {
-
-std::unique_ptr<nn::Optimizer> MakeOptimizer(const Recipe& recipe) {
-  if (recipe.optimizer == "adamw") {
-    return std::make_unique<nn::AdamW>(nn::AdamWOptions{.learning_rate = recipe.learning_rate,
-                                                        .weight_decay = recipe.weight_decay});
-  }
-  return std::make_unique<nn::Sgd>(nn::SgdOptions{.learning_rate = recipe.learning_rate,
-                                                  .momentum = recipe.momentum,
-                                                  .weight_decay = recipe.weight_decay});
-}
-
-}  // namespace
-
 absl::StatusOr<LocalUpdate> TrainLocally(ClientModel& replica,
                                          const std::vector<std::string>& module_names,
                                          const Recipe& recipe, const data::Dataset& data,
@@ -178,7 +164,7 @@ absl::StatusOr<LocalUpdate> TrainLocally(ClientModel& replica,
   base::Rng rng =
       base::Rng::ForStream(stream.seed, {stream.client, static_cast<uint64_t>(stream.round)});
   rng.Shuffle(samples);
-  std::unique_ptr<nn::Optimizer> optimizer = MakeOptimizer(recipe);
+  std::unique_ptr<nn::Optimizer> optimizer = nn::MakeOptimizer(recipe);
   const nn::TrainStepOptions step_options{.clip_grad_norm = recipe.clip_grad_norm};
   nn::Matrix images;
   std::vector<int32_t> labels;
@@ -227,20 +213,6 @@ absl::StatusOr<LocalUpdate> TrainLocally(ClientModel& replica,
   update.num_samples = int64_t{recipe.local_steps} * recipe.batch_size;
   update.loss = loss_sum / recipe.local_steps;
   return update;
-}
-
-UpdateSubmission ToSubmission(LocalUpdate& update, ClientId client, int64_t round) {
-  UpdateSubmission submission;
-  submission.client = client;
-  submission.round = round;
-  submission.num_samples = update.num_samples;
-  submission.local_steps = update.local_steps;
-  submission.loss = update.loss;
-  for (ModuleUpdate& module : update.modules) {
-    submission.modules.push_back(
-        {module.name, module.base_version, module.layout, absl::MakeSpan(module.values)});
-  }
-  return submission;
 }
 
 }  // namespace fedcl::fl

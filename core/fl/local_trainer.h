@@ -67,21 +67,6 @@ absl::StatusOr<std::vector<StoredModule>> CreateInitialModules(nn::Model& model,
                                                                const std::vector<ModuleSpec>& specs,
                                                                uint64_t seed);
 
-// One module's delta as a device sends it.
-struct ModuleUpdate {
-  std::string name;
-  int64_t base_version = 0;
-  std::vector<TensorSpec> layout;
-  std::vector<float> values;
-};
-
-struct LocalUpdate {
-  std::vector<ModuleUpdate> modules;
-  int64_t num_samples = 0;  // samples seen (steps × batch)
-  int64_t local_steps = 0;
-  double loss = 0.0;  // mean training loss over the steps
-};
-
 struct TrainingStream {
   uint64_t seed = 0;
   ClientId client = 0;
@@ -96,9 +81,6 @@ absl::StatusOr<LocalUpdate> TrainLocally(ClientModel& replica,
                                          const Recipe& recipe, const data::Dataset& data,
                                          absl::Span<const int> indices,
                                          const TrainingStream& stream);
-
-// Points ModuleDeltas at a LocalUpdate's values (for Coordinator::Submit in-process).
-UpdateSubmission ToSubmission(LocalUpdate& update, ClientId client, int64_t round);
 
 }  // namespace fedcl::fl
 

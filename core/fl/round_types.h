@@ -12,55 +12,21 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/nn/tensor.h"
-#include "core/peft/pet_config.h"
+#include "core/nn/training.h"
+#include "core/peft/module_spec.h"
 
 namespace fedcl::fl {
 
 // A device's identity. Simulator workers act for ranges of them.
 using ClientId = uint64_t;
 
-// How devices train locally each round (algorithms.md §1.4: plain SGD, I = 5, B = 16, η = 0.1 in
-// the FedAU reference runs).
-struct Recipe {
-  int local_steps = 5;            // optimizer steps per round, in [1, 100000]
-  int batch_size = 16;            // samples per step, in [1, 65536]
-  float learning_rate = 0.1f;     // > 0
-  std::string optimizer = "sgd";  // "sgd" or "adamw"; a fresh optimizer every round
-  float momentum = 0.0f;          // SGD momentum in [0, 1)
-  float weight_decay = 0.0f;      // >= 0
-  float clip_grad_norm = 0.0f;    // per-step gradient clip, 0 for none
-  absl::Status Validate() const;
-};
-
-// What a pooled module is to the model it trains.
-enum class ModuleRole {
-  kHead,      // the classifier head's parameters
-  kBackbone,  // the whole backbone, trained end to end (a "whole small model" run)
-  kPet,       // a parameter-efficient module (peft::PetModule)
-  // One SEMA mixture expert (adapter + router) at an expandable transformer block. Experts are
-  // never configured: devices add them to the pool with Coordinator::ProposeModule. Layout:
-  // ExpertLayout (module_registry.h).
-  kExpert,
-  // The first expert of an expandable block's mixture ("block<b>/e0", ExpertLayout), which every
-  // device runs from the start: served to every device and aggregated like the head, not part
-  // of the growing pool. The server creates them (PoolConfig.base_experts).
-  kBaseExpert,
-  // One of FedIns' shared sets (cl::NewInstancePoolModules): the keys, an SSF set or a head of
-  // the instance pool. Aggregated like any module; only the continual learner can run them, each
-  // instance with the mean of the sets its query selects. The server creates them (FedInsConfig).
-  kInstancePool,
-};
-
-// "head", "backbone", "pet", "expert", "base_expert", "instance_pool"
-absl::string_view ModuleRoleName(ModuleRole role);
-absl::StatusOr<ModuleRole> ParseModuleRole(absl::string_view name);
-
-struct ModuleSpec {
-  std::string name;  // unique in the pool
-  ModuleRole role = ModuleRole::kPet;
-  peft::PetConfig pet;  // for kPet
-  int block = -1;       // for kExpert and kBaseExpert: the block whose mixture it belongs to
-};
+// The module vocabulary (core/peft/module_spec.h) and the training recipe (core/nn/training.h)
+// live below fl and cl, which both use them.
+using nn::Recipe;
+using peft::ModuleRole;
+using peft::ModuleRoleName;
+using peft::ModuleSpec;
+using peft::ParseModuleRole;
 
 // One tensor of a module's layout, as a client declares it.
 struct TensorSpec {
@@ -93,6 +59,24 @@ struct UpdateSubmission {
   double loss = 0.0;
   std::vector<ModuleDelta> modules;
 };
+
+// One module's delta as a device sends it.
+struct ModuleUpdate {
+  std::string name;
+  int64_t base_version = 0;
+  std::vector<TensorSpec> layout;
+  std::vector<float> values;
+};
+
+struct LocalUpdate {
+  std::vector<ModuleUpdate> modules;
+  int64_t num_samples = 0;  // samples seen (steps × batch)
+  int64_t local_steps = 0;
+  double loss = 0.0;  // mean training loss over the steps
+};
+
+// Points ModuleDeltas at a LocalUpdate's values (for Coordinator::Submit in-process).
+UpdateSubmission ToSubmission(LocalUpdate& update, ClientId client, int64_t round);
 
 struct SubmitResult {
   int64_t round = 0;

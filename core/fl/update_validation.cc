@@ -3,34 +3,90 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "core/base/status_macros.h"
 #include "core/nn/tensor.h"
 
 namespace fedcl::fl {
 
-absl::Status ValidateModuleDelta(const ModuleDelta& delta, const nn::ParameterSet& module) {
-  if (delta.layout.size() != static_cast<size_t>(module.num_tensors())) {
-    return absl::InvalidArgumentError(absl::StrCat("module '", delta.name, "': delta has ",
-                                                   delta.layout.size(), " tensors, the module ",
-                                                   module.num_tensors()));
+std::string EchoInput(absl::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  size_t cut = max_bytes;
+  // Back up over UTF-8 continuation bytes (10xxxxxx) so that no character is cut in half.
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return absl::StrCat(text.substr(0, cut), "\u2026 (", text.size(), " bytes)");
+}
+
+absl::Status ValidateTrainingReport(int64_t num_samples, int64_t local_steps, double loss) {
+  if (num_samples < 0 || num_samples > kMaxNumSamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_samples is ", num_samples, "; it must be in [0, ", kMaxNumSamples, "]"));
+  }
+  if (local_steps < 0 || local_steps > kMaxLocalSteps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("local_steps is ", local_steps, "; it must be in [0, ", kMaxLocalSteps, "]"));
+  }
+  if (!std::isfinite(loss) || std::abs(loss) > kMaxAbsLoss) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("loss is ", loss, "; it must be finite and within +-", kMaxAbsLoss));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> LayoutNumValues(absl::Span<const TensorSpec> layout) {
+  constexpr int64_t kMaxValues = int64_t{1} << 62;
+  int64_t total = 0;
+  for (const TensorSpec& spec : layout) {
+    int64_t count = 1;
+    for (int64_t dim : spec.shape) {
+      if (dim <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", EchoInput(spec.name),
+                                                       "': dimension ", dim, " is not positive"));
+      }
+      if (count > kMaxValues / dim) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", EchoInput(spec.name), "': shape ",
+                         EchoInput(nn::ShapeToString(spec.shape)), " holds more than 2^62 values"));
+      }
+      count *= dim;
+    }
+    if (count > kMaxValues - total) {
+      return absl::InvalidArgumentError("the layout holds more than 2^62 values in all");
+    }
+    total += count;
+  }
+  return total;
+}
+
+absl::Status ValidateDeltaLayout(absl::string_view module_name, absl::Span<const TensorSpec> layout,
+                                 const nn::ParameterSet& module) {
+  const std::string name = EchoInput(module_name);
+  if (layout.size() != static_cast<size_t>(module.num_tensors())) {
+    return absl::InvalidArgumentError(absl::StrCat("module '", name, "': delta has ", layout.size(),
+                                                   " tensors, the module ", module.num_tensors()));
   }
   for (int t = 0; t < module.num_tensors(); ++t) {
     const nn::TensorInfo& want = module.info(t);
-    const TensorSpec& got = delta.layout[t];
+    const TensorSpec& got = layout[t];
     if (got.name != want.name) {
-      return absl::InvalidArgumentError(absl::StrCat("module '", delta.name, "': tensor ", t,
-                                                     " is '", got.name, "', expected '", want.name,
-                                                     "'"));
+      return absl::InvalidArgumentError(absl::StrCat("module '", name, "': tensor ", t, " is '",
+                                                     EchoInput(got.name), "', expected '",
+                                                     want.name, "'"));
     }
     if (got.shape != want.shape) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("module '", delta.name, "': tensor '", got.name, "' has shape ",
-                       nn::ShapeToString(got.shape), ", expected ", nn::ShapeToString(want.shape)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "module '", name, "': tensor '", want.name, "' has shape ",
+          EchoInput(nn::ShapeToString(got.shape)), ", expected ", nn::ShapeToString(want.shape)));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateModuleDelta(const ModuleDelta& delta, const nn::ParameterSet& module) {
+  FEDCL_RETURN_IF_ERROR(ValidateDeltaLayout(delta.name, delta.layout, module));
   if (static_cast<int64_t>(delta.values.size()) != module.num_values()) {
-    return absl::InvalidArgumentError(absl::StrCat("module '", delta.name, "': delta has ",
-                                                   delta.values.size(), " values, expected ",
-                                                   module.num_values()));
+    return absl::InvalidArgumentError(absl::StrCat("module '", EchoInput(delta.name),
+                                                   "': delta has ", delta.values.size(),
+                                                   " values, expected ", module.num_values()));
   }
   return absl::OkStatus();
 }
@@ -39,8 +95,9 @@ absl::Status FindNonFinite(const UpdateSubmission& update) {
   for (const ModuleDelta& delta : update.modules) {
     for (size_t i = 0; i < delta.values.size(); ++i) {
       if (!std::isfinite(delta.values[i])) {
-        return absl::InvalidArgumentError(absl::StrCat("module '", delta.name, "': value ", i,
-                                                       " is ", delta.values[i], " (not finite)"));
+        return absl::InvalidArgumentError(absl::StrCat("module '", EchoInput(delta.name),
+                                                       "': value ", i, " is ", delta.values[i],
+                                                       " (not finite)"));
       }
     }
   }

@@ -1,11 +1,45 @@
 #include "core/nn/training.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/nn/loss.h"
 
 namespace fedcl::nn {
+
+absl::Status Recipe::Validate() const {
+  auto bad = [](absl::string_view field, auto value) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("recipe: ", field, " = ", value, " is out of range"));
+  };
+  if (local_steps < 1 || local_steps > 100000) return bad("local_steps", local_steps);
+  if (batch_size < 1 || batch_size > 65536) return bad("batch_size", batch_size);
+  if (!(learning_rate > 0.0f) || !std::isfinite(learning_rate))
+    return bad("learning_rate", learning_rate);
+  if (optimizer != "sgd" && optimizer != "adamw") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("recipe: unknown optimizer '", optimizer, "' (expected sgd or adamw)"));
+  }
+  if (!(momentum >= 0.0f && momentum < 1.0f)) return bad("momentum", momentum);
+  if (!(weight_decay >= 0.0f) || !std::isfinite(weight_decay))
+    return bad("weight_decay", weight_decay);
+  if (!(clip_grad_norm >= 0.0f) || !std::isfinite(clip_grad_norm)) {
+    return bad("clip_grad_norm", clip_grad_norm);
+  }
+  return absl::OkStatus();
+}
+
+std::unique_ptr<Optimizer> MakeOptimizer(const Recipe& recipe) {
+  if (recipe.optimizer == "adamw") {
+    return std::make_unique<AdamW>(
+        AdamWOptions{.learning_rate = recipe.learning_rate, .weight_decay = recipe.weight_decay});
+  }
+  return std::make_unique<Sgd>(SgdOptions{.learning_rate = recipe.learning_rate,
+                                          .momentum = recipe.momentum,
+                                          .weight_decay = recipe.weight_decay});
+}
 
 float TrainStep(Model& model, Optimizer& optimizer, ConstMatrixRef images,
                 absl::Span<const int32_t> labels, const TrainStepOptions& options) {

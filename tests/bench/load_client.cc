@@ -239,8 +239,7 @@ absl::StatusOr<pb::GetWorkResponse> LoadClient::AwaitWork(int64_t after_round, a
   return absl::CancelledError("aborted");
 }
 
-absl::StatusOr<pb::SubmitUpdateResponse> LoadClient::Submit(const Workload& workload,
-                                                            int64_t round) {
+pb::UpdateChunk LoadClient::Header(const Workload& workload, int64_t round) {
   pb::UpdateChunk header_chunk;
   pb::UpdateHeader* header = header_chunk.mutable_header();
   header->set_client_id(id_);
@@ -256,6 +255,12 @@ absl::StatusOr<pb::SubmitUpdateResponse> LoadClient::Submit(const Workload& work
   }
   header->set_total_bytes(workload.values * static_cast<int64_t>(sizeof(float)));
   header->set_crc32(workload.crc32);
+  return header_chunk;
+}
+
+absl::StatusOr<pb::SubmitUpdateResponse> LoadClient::Submit(const Workload& workload,
+                                                            int64_t round) {
+  const pb::UpdateChunk header_chunk = Header(workload, round);
   pb::SubmitUpdateResponse response;
   grpc::Status status = WithRetries([&](grpc::ClientContext& context) {
     std::unique_ptr<grpc::ClientWriter<pb::UpdateChunk>> writer =
@@ -269,6 +274,19 @@ absl::StatusOr<pb::SubmitUpdateResponse> LoadClient::Submit(const Workload& work
   });
   if (!status.ok()) return ToStatus("SubmitUpdate", status);
   return response;
+}
+
+std::unique_ptr<LoadClient::OpenUpload> LoadClient::StartStalledSubmit(const Workload& workload,
+                                                                       int64_t round,
+                                                                       size_t chunks) {
+  auto upload = std::make_unique<OpenUpload>();
+  Prepare(options_, id_, upload->context_);
+  upload->writer_ = stub_->SubmitUpdate(&upload->context_, &upload->response_);
+  bool open = upload->writer_->Write(Header(workload, round));
+  for (size_t i = 0; open && i < std::min(chunks, workload.data_chunks.size()); ++i) {
+    open = upload->writer_->Write(workload.data_chunks[i]);
+  }
+  return upload;
 }
 
 }  // namespace fedcl::bench

@@ -132,10 +132,29 @@ class LoadClient {
   // Streams one update for `round`, each delta based on the version the last AwaitWork gave.
   absl::StatusOr<v1::SubmitUpdateResponse> Submit(const Workload& workload, int64_t round);
 
+  // An update stream left open after its header and the first `chunks` data chunks: a slow
+  // client (or, with chunks = 0, one that abandoned its upload). No retries; the RPC deadline
+  // applies. Finish() waits for the server to end it and returns the status.
+  class OpenUpload {
+   public:
+    grpc::Status Finish() { return writer_->Finish(); }
+    void Cancel() { context_.TryCancel(); }
+
+   private:
+    friend class LoadClient;
+    grpc::ClientContext context_;
+    v1::SubmitUpdateResponse response_;
+    std::unique_ptr<grpc::ClientWriter<v1::UpdateChunk>> writer_;
+  };
+  std::unique_ptr<OpenUpload> StartStalledSubmit(const Workload& workload, int64_t round,
+                                                 size_t chunks);
+
  private:
   // Runs `call` on fresh contexts until it succeeds, fails for good, or retries run out.
   template <typename Call>
   grpc::Status WithRetries(Call call);
+  // The first message of this client's stream for `workload` in `round`.
+  v1::UpdateChunk Header(const Workload& workload, int64_t round);
 
   const LoadClientOptions& options_;
   const uint64_t id_;

@@ -209,9 +209,10 @@ def measured_rounds(args, clients):
     return max(args.rounds, -(-args.min_updates // clients))
 
 
-def drive(args, address, clients, values, token_file):
+def drive(args, address, clients, values, token_file, server_pid):
     """Runs fedcl_submit_load against `address`; returns its JSON report."""
     command = [args.load, f"--target={address}", f"--clients={clients}", f"--values={values}",
+               f"--server_pid={server_pid}",
                f"--rounds={measured_rounds(args, clients)}", f"--warmup_rounds={args.warmup}",
                f"--token_file={token_file}", f"--timeout_seconds={args.timeout}",
                f"--max_retry_after_ms={args.poll_ms}"]
@@ -235,7 +236,7 @@ def run_case(args, work, kind, clients, values, tokens, token_file):
     log_path = os.path.join(work, "logs", f"{kind}-k{clients}-d{values}.log")
     server = Server(command, log_path, args.start_timeout)
     try:
-        report = drive(args, server.address, clients, values, token_file)
+        report = drive(args, server.address, clients, values, token_file, server.process.pid)
         report["peak_rss_kib"] = server.status_kib("VmHWM")
         report["server_cpu_seconds"] = server.cpu_seconds()
         report["idle_rss_kib"] = server.idle_rss_kib
@@ -253,8 +254,10 @@ def median_report(reports):
     if len(reports) == 1:
         return reports[0]
     out = dict(reports[-1])
-    for key in ("updates_per_second", "end_to_end_updates_per_second", "peak_rss_kib"):
-        out[key] = statistics.median(r[key] for r in reports)
+    for key in ("updates_per_second", "end_to_end_updates_per_second", "peak_rss_kib",
+                "server_cpu_ms_per_update"):
+        if all(key in r for r in reports):
+            out[key] = statistics.median(r[key] for r in reports)
     out["latency_ms"] = {q: statistics.median(r["latency_ms"][q] for r in reports)
                          for q in reports[0]["latency_ms"]}
     return out
@@ -263,7 +266,11 @@ def median_report(reports):
 # ---- Report --------------------------------------------------------------------------------------
 
 def cpu_ms(report, key):
-    """CPU milliseconds per update over the whole run (start-up and warm-up included)."""
+    """CPU milliseconds per update: the server's over the measured rounds (the load generator
+    reads /proc/PID/stat at their start and end), else over the whole run (start-up and warm-up
+    included)."""
+    if key == "server_cpu_seconds" and "server_cpu_ms_per_update" in report:
+        return report["server_cpu_ms_per_update"]
     updates = report["updates"] * (1 + report["warmup_rounds"] / max(1, report["measured_rounds"]))
     return 1000 * report[key] / max(1.0, updates)
 
@@ -338,6 +345,8 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: K 8,32 × D 10k,100k, 3 rounds, at least 64 updates")
     parser.add_argument("--only-python", action="store_true", help="skip fedcl-server")
+    parser.add_argument("--servers", default="python,fedcl-off,fedcl-on",
+                        help="which servers to run: python, fedcl-off (journal off), fedcl-on")
     parser.add_argument("--poll-ms", type=int, default=50,
                         help="cap on the ACTION_WAIT delay the clients obey, so that rounds turn "
                              "over quickly whatever delay a server suggests")
@@ -355,8 +364,10 @@ def main():
         args.clients, args.values, args.rounds, args.min_updates = "8,32", "10000,100000", 3, 64
     ks = [int(k) for k in args.clients.split(",")]
     ds = [int(d) for d in args.values.split(",")]
-    kinds = ["python"] if args.only_python else ["python", "fedcl-off", "fedcl-on"]
-    needed = [args.load] + ([] if args.only_python else [args.fedcl_server, args.pretrain])
+    kinds = ["python"] if args.only_python else args.servers.split(",")
+    if not kinds or any(k not in ("python", "fedcl-off", "fedcl-on") for k in kinds):
+        sys.exit(f"--servers: expected some of python, fedcl-off, fedcl-on; got {args.servers}")
+    needed = [args.load] + ([args.fedcl_server, args.pretrain] if kinds != ["python"] else [])
     for binary in needed:
         if not os.path.exists(binary):
             sys.exit(f"{binary} not found: build first (see README)")

@@ -22,7 +22,11 @@
 // response, which adds the round turnover (closing, GetWork polling) and gives
 // `end_to_end_updates_per_second`. Errors are counted by status code over the whole run,
 // retried ones included. `cpu_seconds` is this process's CPU time: on a shared machine it is
-// what the load generator took from the server.
+// what the load generator took from the server. With --server_pid, `server_measured_cpu_seconds` is
+// the server's CPU time (user + system, /proc/PID/stat) from the first measured barrier release
+// until every client has finished (after the last measured response: the round it closed
+// included), and `server_cpu_ms_per_update` divides it by the measured updates: the steady-state
+// cost of an accepted update, round turnover included, start-up and warm-up excluded.
 //
 // Robustness: every RPC has a deadline (--rpc_timeout_ms), retries are bounded, every wait for
 // work or for the other clients is bounded by --round_timeout_ms, and --timeout_seconds ends the
@@ -30,6 +34,7 @@
 // JSON says why), 2 for bad flags, 3 when the overall timeout fired (the JSON then holds what was
 // measured so far).
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -39,6 +44,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -92,6 +98,9 @@ ABSL_FLAG(int, max_retries, 5, "Retries of a call failing with UNAVAILABLE or al
 ABSL_FLAG(int, max_retry_after_ms, 1000, "Cap on the ACTION_WAIT delay the server suggests.");
 ABSL_FLAG(double, timeout_seconds, 600.0, "The whole run ends after this long.");
 ABSL_FLAG(uint64_t, seed, 1, "Seeds the delta values.");
+ABSL_FLAG(int, server_pid, 0,
+          "The server's process id, on this machine: report its CPU time over the measured "
+          "rounds (from /proc), per accepted update. 0 = not measured.");
 
 namespace fedcl::bench {
 namespace {
@@ -115,6 +124,7 @@ struct LoadOptions {
   int64_t chunk_bytes = 0;                            // 0 = the server's
   absl::Duration round_timeout = absl::Seconds(120);
   uint64_t seed = 1;
+  int server_pid = 0;  // 0 = the server's CPU is not measured
 };
 
 std::string JsonString(absl::string_view text) {
@@ -130,6 +140,23 @@ std::string JsonString(absl::string_view text) {
     }
   }
   return out + "\"";
+}
+
+// User + system CPU seconds of process `pid` so far (/proc/PID/stat fields 14 and 15); -1 if
+// unreadable.
+double ProcessCpuSeconds(int pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');  // the command name may hold spaces
+  if (paren == std::string::npos) return -1.0;
+  std::vector<absl::string_view> fields =
+      absl::StrSplit(absl::string_view(text).substr(paren + 2), ' ', absl::SkipEmpty());
+  int64_t user = 0, system = 0;
+  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &user) ||
+      !absl::SimpleAtoi(fields[12], &system)) {
+    return -1.0;
+  }
+  return static_cast<double>(user + system) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 double CpuSeconds() {
@@ -199,6 +226,13 @@ class Results {
   bool failed() const {
     absl::MutexLock lock(&mu_);
     return !failure_.empty();
+  }
+  // Acknowledged submissions in the measured rounds.
+  int64_t measured_updates() const {
+    absl::MutexLock lock(&mu_);
+    int64_t updates = 0;
+    for (const RoundSample& round : rounds_) updates += round.updates;
+    return updates;
   }
 
   // One acknowledged submission in measured round `index`.
@@ -321,15 +355,26 @@ class LoadRun {
       "\"values\": 0, \"bytes_per_update\": 0, \"chunk_bytes\": 0, \"modules\": []";
   int releases_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time measure_start_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  // The server's CPU seconds at the first measured release and at the final one (-1: not read).
+  double server_cpu_start_ ABSL_GUARDED_BY(mu_) = -1.0;
+  double server_cpu_end_ ABSL_GUARDED_BY(mu_) = -1.0;
 };
 
 // Called by the last thread at each barrier, before it releases the others.
 bool LoadRun::StopNow() {
   absl::MutexLock lock(&mu_);
   int index = releases_++;
-  if (total_rounds_ >= 0) return index >= total_rounds_;
-  if (index == options_.warmup_rounds) measure_start_ = absl::Now();
-  return index > options_.warmup_rounds && absl::Now() - measure_start_ >= options_.measure_for;
+  bool stop;
+  if (total_rounds_ >= 0) {
+    stop = index >= total_rounds_;
+  } else {
+    if (index == options_.warmup_rounds) measure_start_ = absl::Now();
+    stop = index > options_.warmup_rounds && absl::Now() - measure_start_ >= options_.measure_for;
+  }
+  if (options_.server_pid > 0 && index == options_.warmup_rounds) {
+    server_cpu_start_ = ProcessCpuSeconds(options_.server_pid);
+  }
+  return stop;
 }
 
 absl::Status LoadRun::Setup() {
@@ -411,15 +456,25 @@ void LoadRun::RunClient(int index) {
 
 void LoadRun::Join() {
   for (std::thread& thread : threads_) thread.join();
+  absl::MutexLock lock(&mu_);
+  if (options_.server_pid > 0) server_cpu_end_ = ProcessCpuSeconds(options_.server_pid);
 }
 
 std::string LoadRun::Report(bool timed_out) const {
   absl::MutexLock lock(&mu_);
+  std::string server_cpu;
+  if (server_cpu_start_ >= 0 && server_cpu_end_ >= 0) {
+    const double seconds = server_cpu_end_ - server_cpu_start_;
+    const int64_t updates = results_.measured_updates();
+    absl::StrAppendFormat(
+        &server_cpu, ", \"server_measured_cpu_seconds\": %.3f, \"server_cpu_ms_per_update\": %.4f",
+        seconds, updates > 0 ? 1000 * seconds / updates : 0.0);
+  }
   return absl::StrFormat(
       "{%s, \"target\": %s, \"clients\": %d, %s, \"warmup_rounds\": %d, \"cpu_seconds\": "
-      "%.3f}",
+      "%.3f%s}",
       results_.JsonMembers(timed_out), JsonString(options_.client.target), options_.clients,
-      workload_json_, options_.warmup_rounds, CpuSeconds());
+      workload_json_, options_.warmup_rounds, CpuSeconds(), server_cpu);
 }
 
 // ---- Flags ------------------------------------------------------------------------------------
@@ -501,6 +556,7 @@ absl::StatusOr<LoadOptions> OptionsFromFlags() {
   o.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
   o.round_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_round_timeout_ms));
   o.seed = absl::GetFlag(FLAGS_seed);
+  o.server_pid = absl::GetFlag(FLAGS_server_pid);
   if (o.clients < 1 || o.connections < 0 || o.warmup_rounds < 0 || o.rounds < 0) {
     return absl::InvalidArgumentError(
         "--clients must be >= 1; --connections and the round counts >= 0");

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/base/filesystem.h"
 #include "core/nn/model.h"
 #include "gtest/gtest.h"
@@ -200,35 +201,44 @@ ServerFixture::Update ServerFixture::MakeUpdate(int client, int64_t round, float
   return u;
 }
 
-grpc::Status ServerFixture::Submit(const Update& u, fedcl::v1::SubmitUpdateResponse* response) {
-  grpc::ClientContext context;
-  Authorize(context, u.token.empty() ? tokens_[u.client] : u.token);
-  fedcl::v1::SubmitUpdateResponse ignored;
-  auto writer = stub_->SubmitUpdate(&context, response ? response : &ignored);
-  const std::string data(reinterpret_cast<const char*>(u.values.data()),
-                         u.values.size() * sizeof(float));
+std::string ServerFixture::Data(const Update& u) {
+  return std::string(reinterpret_cast<const char*>(u.values.data()),
+                     u.values.size() * sizeof(float));
+}
+
+fedcl::v1::UpdateChunk ServerFixture::Header(const Update& u, const std::string& data) {
   fedcl::v1::UpdateChunk header;
   fedcl::v1::UpdateHeader* h = header.mutable_header();
   h->set_client_id(u.client);
   h->set_round(u.round);
-  h->set_num_samples(16);
-  h->set_local_steps(1);
+  h->set_num_samples(u.num_samples);
+  h->set_local_steps(u.local_steps);
+  h->set_loss(u.loss);
   fedcl::v1::ModuleDelta* delta = h->add_modules();
   delta->set_name(u.module);
   delta->set_base_version(u.base_version);
   auto* weight = delta->mutable_layout()->add_tensors();
-  weight->set_name("head.weight");
+  weight->set_name(u.weight_name);
   for (int64_t d : u.weight_shape) weight->add_shape(d);
   weight->set_dtype(static_cast<fedcl::v1::DType>(u.dtype));
   auto* bias = delta->mutable_layout()->add_tensors();
   bias->set_name("head.bias");
   bias->add_shape(4);
   bias->set_dtype(fedcl::v1::DTYPE_FLOAT32);
-  h->set_total_bytes(u.declared_bytes >= 0 ? u.declared_bytes : static_cast<int64_t>(data.size()));
+  h->set_total_bytes(u.declared_bytes.value_or(static_cast<int64_t>(data.size())));
   uint32_t crc =
       static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(data.data()), data.size()));
   h->set_crc32(u.corrupt_crc ? crc ^ 1u : crc);
-  if (!writer->Write(header)) return writer->Finish();
+  return header;
+}
+
+grpc::Status ServerFixture::Submit(const Update& u, fedcl::v1::SubmitUpdateResponse* response) {
+  grpc::ClientContext context;
+  Authorize(context, u.token.empty() ? tokens_[u.client] : u.token);
+  fedcl::v1::SubmitUpdateResponse ignored;
+  auto writer = stub_->SubmitUpdate(&context, response ? response : &ignored);
+  const std::string data = Data(u);
+  if (!writer->Write(Header(u, data))) return writer->Finish();
   if (u.oversized_chunk > 0) {
     fedcl::v1::UpdateChunk chunk;
     chunk.set_data(std::string(static_cast<size_t>(u.oversized_chunk), '\0'));
@@ -248,6 +258,19 @@ grpc::Status ServerFixture::Submit(const Update& u, fedcl::v1::SubmitUpdateRespo
   }
   writer->WritesDone();
   return writer->Finish();
+}
+
+ServerFixture::OpenUpload::OpenUpload(ServerFixture& f, const Update& u, size_t bytes,
+                                      absl::Duration deadline) {
+  context_.AddMetadata("authorization",
+                       "Bearer " + (u.token.empty() ? f.tokens_[u.client] : u.token));
+  context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  writer_ = f.stub_->SubmitUpdate(&context_, &response_);
+  const std::string data = Data(u);
+  if (!writer_->Write(Header(u, data)) || bytes == 0) return;
+  fedcl::v1::UpdateChunk chunk;
+  chunk.set_data(data.substr(0, bytes));
+  writer_->Write(chunk);
 }
 
 }  // namespace fedcl::testing

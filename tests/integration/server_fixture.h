@@ -6,10 +6,12 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/fedcl/v1/federation.grpc.pb.h"
@@ -69,17 +71,38 @@ class ServerFixture {
     std::vector<int64_t> weight_shape = {4, 10};
     int dtype = 1;  // fedcl.v1.DType
     int64_t chunk_bytes = 1024;
-    int64_t declared_bytes = -1;  // header total_bytes; -1 = the real size
+    std::optional<int64_t> declared_bytes;  // header total_bytes; unset = the real size
     bool corrupt_crc = false;
     bool cancel_midway = false;   // send half the data, then cancel the call
     int64_t oversized_chunk = 0;  // > 0: send one data chunk of this many bytes instead
     std::string token;            // empty = the client's own token
+    std::string weight_name = "head.weight";
+    int64_t num_samples = 16;
+    int64_t local_steps = 1;
+    double loss = 0.5;
   };
   static Update MakeUpdate(int client, int64_t round, float fill);
   grpc::Status Submit(const Update& update, fedcl::v1::SubmitUpdateResponse* response = nullptr);
 
+  // An upload that sends its header and the first `bytes` bytes of its data, then neither sends
+  // more nor closes: a slow or abandoned client. Finish waits for the server to end it (at most
+  // `deadline`) and returns the server's status.
+  class OpenUpload {
+   public:
+    OpenUpload(ServerFixture& fixture, const Update& update, size_t bytes, absl::Duration deadline);
+    grpc::Status Finish() { return writer_->Finish(); }
+
+   private:
+    grpc::ClientContext context_;
+    fedcl::v1::SubmitUpdateResponse response_;
+    std::unique_ptr<grpc::ClientWriter<fedcl::v1::UpdateChunk>> writer_;
+  };
+
  private:
   void Connect();
+  // The stream's first message and the delta bytes of `update`.
+  static fedcl::v1::UpdateChunk Header(const Update& update, const std::string& data);
+  static std::string Data(const Update& update);
   std::string dir_;
   std::map<int, std::string> tokens_;
   std::unique_ptr<ChildProcess> server_;

@@ -2,6 +2,9 @@
 #include <signal.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
 
 #include "gtest/gtest.h"
 #include "tests/integration/server_fixture.h"
@@ -123,6 +126,46 @@ TEST(ServerProcessTest, KillNineMidRoundLosesNoAcknowledgedUpdate) {
   const std::vector<float> uninterrupted = run(false);
   ASSERT_FALSE(crashed.empty());
   EXPECT_EQ(crashed, uninterrupted);
+}
+
+// kill -9, then a torn record at the journal's end (as a crash mid-write leaves it): the restart
+// keeps exactly the acknowledged updates, cuts the torn bytes off, and the round ends as if the
+// crash had not happened.
+TEST(ServerProcessTest, ATornJournalTailIsIgnoredAtRestart) {
+  ServerFixture f;
+  f.WriteConfig("round { duration_ms: 600000 max_participants: 4 }\n");
+  f.StartServer();
+  for (int client : {0, 1, 2, 3}) ASSERT_TRUE(f.Join(client).ok());
+  auto initial = f.DownloadModule(0, "head", 0);
+  ASSERT_TRUE(initial.ok()) << initial.status();
+  for (int client : {0, 1, 2}) {
+    ASSERT_TRUE(f.Submit(ServerFixture::MakeUpdate(client, 0, 0.05f * (client + 1))).ok());
+  }
+  f.KillServer();
+  const std::string journal = f.dir() + "/state/journal.log";
+  const auto acknowledged = std::filesystem::file_size(journal);
+  ASSERT_GT(acknowledged, 0u);
+  {
+    // The first half of a copy of the first record: its header promises more than follows.
+    std::ifstream in(journal, std::ios::binary);
+    std::string bytes(acknowledged / 3 / 2, '\0');
+    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(journal, std::ios::binary | std::ios::app) << bytes;
+  }
+  ASSERT_GT(std::filesystem::file_size(journal), acknowledged);
+  f.StartServer();
+  EXPECT_EQ(std::filesystem::file_size(journal), acknowledged) << "the torn tail is cut off";
+  GetStatusResponse status;
+  ASSERT_TRUE(f.Status(&status).ok());
+  EXPECT_EQ(status.round(), 0);
+  EXPECT_EQ(status.accepted_this_round(), 3);
+  ASSERT_TRUE(f.Submit(ServerFixture::MakeUpdate(3, 0, -0.4f)).ok());  // closes the round
+  auto values = f.DownloadModule(0, "head", 1);
+  ASSERT_TRUE(values.ok()) << values.status();
+  // FedAU, first participations (ω = 1), N = 4: x + (0.05 + 0.1 + 0.15 - 0.4) / 4.
+  for (size_t i = 0; i < values->size(); ++i) {
+    EXPECT_NEAR((*values)[i], (*initial)[i] - 0.025f, 1e-6) << "value " << i;
+  }
 }
 
 TEST(ServerProcessTest, ARoundWhoseDeadlinePassedWhileDownClosesAtRestart) {

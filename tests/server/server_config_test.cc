@@ -26,6 +26,25 @@ TEST(ServerConfigTest, MinimalConfigGetsDefaults) {
   auto options = CoordinatorOptionsFrom(*config);
   ASSERT_TRUE(options.ok());
   EXPECT_EQ(options->aggregator.name, "adaptive");
+  const ServiceOptions service = ServiceOptionsFrom(*config);
+  EXPECT_EQ(service.uploads.capacity, 4);
+  EXPECT_EQ(service.uploads.per_client, 1);
+  EXPECT_EQ(service.uploads.idle_timeout, absl::Seconds(60));
+  EXPECT_EQ(service.uploads.total_timeout, absl::Minutes(10));
+}
+
+TEST(ServerConfigTest, UploadLimitsReachTheServiceOptions) {
+  auto config =
+      ParseServerConfig(std::string(kMinimal) +
+                            "limits { max_concurrent_uploads: 6 max_uploads_per_client: 2 "
+                            "upload_idle_timeout_ms: 250 upload_timeout_ms: 4000 }",
+                        "c");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const ServiceOptions service = ServiceOptionsFrom(*config);
+  EXPECT_EQ(service.uploads.capacity, 6);
+  EXPECT_EQ(service.uploads.per_client, 2);
+  EXPECT_EQ(service.uploads.idle_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(service.uploads.total_timeout, absl::Seconds(4));
 }
 
 TEST(ServerConfigTest, BadConfigsAreRefusedNamingTheField) {
@@ -39,6 +58,11 @@ TEST(ServerConfigTest, BadConfigsAreRefusedNamingTheField) {
       {R"pb(recipe { local_steps: -1 })pb", "local_steps"},
       {R"pb(limits { norm_policy: "shrink" })pb", "norm_policy"},
       {R"pb(limits { chunk_bytes: 5000000 })pb", "chunk_bytes"},
+      {R"pb(limits { max_uploads_per_client: 5 })pb", "max_uploads_per_client"},
+      {R"pb(limits { max_uploads_per_client: -1 })pb", "max_uploads_per_client"},
+      {R"pb(limits { upload_idle_timeout_ms: -1 })pb", "upload_idle_timeout_ms"},
+      {R"pb(limits { upload_idle_timeout_ms: 700000 })pb", "upload_timeout_ms must be >="},
+      {R"pb(limits { upload_timeout_ms: 90000000 })pb", "upload_timeout_ms"},
       {R"pb(tls { cert_file: "a.pem" })pb", "tls"},
       {R"pb(module {
               name : "x"
