@@ -8,6 +8,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+// The single field of `key` into `f`, or return OK (absent) or the error (given twice).
+#define FEDCL_OPTION_FIND_(f, key)                                  \
+  absl::StatusOr<Field*> f##_found = FindScalar(key);               \
+  if (!f##_found.ok()) return f##_found.status();                   \
+  Field* f = *f##_found;                                            \
+  if (f == nullptr) return absl::OkStatus();                        \
+  f->read = true
+
 namespace fedcl::base {
 namespace {
 
@@ -110,6 +118,28 @@ absl::StatusOr<OptionText> OptionText::Parse(absl::string_view text, absl::strin
     s.advance();
     while (!s.done() && (s.peek() == ' ' || s.peek() == '\t')) s.advance();
     if (s.done()) return error(absl::StrCat("'", field.key, "' has no value"));
+    if (s.peek() == '[') {
+      // A list: one field per element, under the same key.
+      s.advance();
+      // An empty list still names the key: ReadList then gives no values.
+      options.fields_.push_back({field.key, "", false, false, /*empty_list=*/true});
+      while (true) {
+        while (!s.done() && IsSeparator(s.peek()) && s.peek() != ';') s.advance();
+        if (s.done()) return error(absl::StrCat("the list of '", field.key, "' is not closed"));
+        if (s.peek() == ']') {
+          s.advance();
+          break;
+        }
+        if (!IsNumberChar(s.peek())) {
+          return error(absl::StrCat("the list of '", field.key, "' holds something not a number"));
+        }
+        const size_t value_start = s.pos();
+        while (!s.done() && IsNumberChar(s.peek())) s.advance();
+        options.fields_.push_back({field.key, std::string(s.slice(value_start)), false, false, false});
+      }
+      s.SkipBlanks();
+      continue;
+    }
     if (s.peek() == '"') {
       s.advance();
       field.quoted = true;
@@ -128,13 +158,42 @@ absl::StatusOr<OptionText> OptionText::Parse(absl::string_view text, absl::strin
       return error(absl::StrCat("unexpected '", std::string(1, s.peek()), "' after the value of '",
                                 field.key, "'"));
     }
-    if (options.Find(field.key) != nullptr) {
-      return error(absl::StrCat("'", field.key, "' is given twice"));
-    }
     options.fields_.push_back(std::move(field));
     s.SkipBlanks();
   }
   return options;
+}
+
+absl::StatusOr<OptionText::Field*> OptionText::FindScalar(absl::string_view key) {
+  Field* found = nullptr;
+  for (Field& f : fields_) {
+    if (f.key != key) continue;
+    if (found != nullptr) {
+      f.read = found->read = true;
+      return absl::InvalidArgumentError(
+          absl::StrCat(owner_, " options: '", key, "' is given more than once"));
+    }
+    found = &f;
+  }
+  return found;
+}
+
+absl::Status OptionText::ReadList(absl::string_view key, std::vector<int>* values) {
+  std::vector<int> out;
+  bool present = false;
+  for (Field& f : fields_) {
+    if (f.key != key) continue;
+    present = f.read = true;
+    if (f.empty_list) continue;
+    int64_t v = 0;
+    if (f.quoted || !absl::SimpleAtoi(f.value, &v) || v < std::numeric_limits<int>::min() ||
+        v > std::numeric_limits<int>::max()) {
+      return Invalid(f, "a list of integers");
+    }
+    out.push_back(static_cast<int>(v));
+  }
+  if (present) *values = std::move(out);
+  return absl::OkStatus();
 }
 
 OptionText::Field* OptionText::Find(absl::string_view key) {
@@ -157,9 +216,7 @@ absl::Status OptionText::Invalid(const Field& field, absl::string_view expected)
 }
 
 absl::Status OptionText::Read(absl::string_view key, int64_t* value) {
-  Field* f = Find(key);
-  if (f == nullptr) return absl::OkStatus();
-  f->read = true;
+  FEDCL_OPTION_FIND_(f, key);
   int64_t v = 0;
   if (f->quoted || !absl::SimpleAtoi(f->value, &v)) return Invalid(*f, "an integer");
   *value = v;
@@ -167,9 +224,7 @@ absl::Status OptionText::Read(absl::string_view key, int64_t* value) {
 }
 
 absl::Status OptionText::Read(absl::string_view key, int* value) {
-  Field* f = Find(key);
-  if (f == nullptr) return absl::OkStatus();
-  f->read = true;
+  FEDCL_OPTION_FIND_(f, key);
   int64_t v = 0;
   if (f->quoted || !absl::SimpleAtoi(f->value, &v) || v < std::numeric_limits<int>::min() ||
       v > std::numeric_limits<int>::max()) {
@@ -180,9 +235,7 @@ absl::Status OptionText::Read(absl::string_view key, int* value) {
 }
 
 absl::Status OptionText::Read(absl::string_view key, uint64_t* value) {
-  Field* f = Find(key);
-  if (f == nullptr) return absl::OkStatus();
-  f->read = true;
+  FEDCL_OPTION_FIND_(f, key);
   uint64_t v = 0;
   if (f->quoted || f->value.empty() || f->value[0] == '-' || !absl::SimpleAtoi(f->value, &v)) {
     return Invalid(*f, "a non-negative integer");
@@ -192,9 +245,7 @@ absl::Status OptionText::Read(absl::string_view key, uint64_t* value) {
 }
 
 absl::Status OptionText::Read(absl::string_view key, double* value) {
-  Field* f = Find(key);
-  if (f == nullptr) return absl::OkStatus();
-  f->read = true;
+  FEDCL_OPTION_FIND_(f, key);
   double v = 0;
   if (f->quoted || !absl::SimpleAtod(f->value, &v) || !std::isfinite(v)) {
     return Invalid(*f, "a finite number");
@@ -214,9 +265,7 @@ absl::Status OptionText::Read(absl::string_view key, float* value) {
 }
 
 absl::Status OptionText::Read(absl::string_view key, bool* value) {
-  Field* f = Find(key);
-  if (f == nullptr) return absl::OkStatus();
-  f->read = true;
+  FEDCL_OPTION_FIND_(f, key);
   if (f->quoted || (f->value != "true" && f->value != "false")) {
     return Invalid(*f, "true or false");
   }
@@ -225,9 +274,7 @@ absl::Status OptionText::Read(absl::string_view key, bool* value) {
 }
 
 absl::Status OptionText::Read(absl::string_view key, std::string* value) {
-  Field* f = Find(key);
-  if (f == nullptr) return absl::OkStatus();
-  f->read = true;
+  FEDCL_OPTION_FIND_(f, key);
   if (!f->quoted && !IsIdentifierStart(f->value.empty() ? '0' : f->value[0])) {
     return Invalid(*f, "a string or an identifier");
   }

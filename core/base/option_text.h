@@ -12,7 +12,8 @@
 //   FEDCL_RETURN_IF_ERROR(text.CheckAllRead());             // an unknown key is an error
 //
 // Syntax: `key: value` pairs separated by whitespace, commas or semicolons; `#` starts a comment
-// to the end of the line. A key is an identifier ([A-Za-z_][A-Za-z0-9_]*). A value is a number
+// to the end of the line. A list (a repeated field) is `key: [1, 2]`, or the key repeated. A key
+// is an identifier ([A-Za-z_][A-Za-z0-9_]*). A value is a number
 // (decimal, optional sign, fraction and exponent; `inf` and `nan` are refused), `true`/`false`,
 // an identifier (an enum value, read as a string), or a double-quoted string with the escapes
 // \" \\ \n \t. This is valid text format for a message of scalar fields, so a config file can
@@ -35,7 +36,8 @@ namespace fedcl::base {
 class OptionText {
  public:
   // Parses `text`; `owner` names the member in error messages ("rule fedadam"). InvalidArgument
-  // for a syntax error (with its position) or a key given twice.
+  // for a syntax error (with its position). A key given twice is a list (ReadList); a scalar
+  // Read refuses it.
   static absl::StatusOr<OptionText> Parse(absl::string_view text, absl::string_view owner);
 
   // Reads `key` into `value` if present (and marks it read); leaves `value` unchanged if absent.
@@ -49,6 +51,9 @@ class OptionText {
   absl::Status Read(absl::string_view key, bool* value);
   // Strings and identifiers (enum values).
   absl::Status Read(absl::string_view key, std::string* value);
+  // A repeated field: every value given for `key` (a list, or the key repeated), replacing
+  // `values` if the key is present at all.
+  absl::Status ReadList(absl::string_view key, std::vector<int>* values);
 
   bool Has(absl::string_view key) const;
   // InvalidArgument naming the first key no Read asked for, and the keys that were read.
@@ -61,7 +66,10 @@ class OptionText {
     std::string value;
     bool quoted = false;  // a string literal (never a number or a bool)
     bool read = false;
+    bool empty_list = false;  // `key: []`: present, no value
   };
+  // The one field of `key` (null if absent); InvalidArgument if it is given more than once.
+  absl::StatusOr<Field*> FindScalar(absl::string_view key);
   Field* Find(absl::string_view key);
   absl::Status Invalid(const Field& field, absl::string_view expected) const;
 

@@ -56,6 +56,9 @@ class ExpansionHooks {
   // InvalidArgument / ResourceExhausted change nothing.
   virtual absl::Status AttachPooledDescriptor(int block, int index,
                                               const nn::ParameterSet& descriptor) = 0;
+  // Adapters per expandable block, and growths refused so far (at the cap or the budget).
+  virtual std::vector<int> AdaptersPerBlock() const = 0;
+  virtual int64_t growth_refusals() const = 0;
 };
 
 class SessionTrainer {

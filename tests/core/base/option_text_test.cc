@@ -96,13 +96,34 @@ TEST(OptionTextTest, ValuesOfTheWrongTypeAreRefusedAndLeaveTheTargetUnchanged) {
 }
 
 TEST(OptionTextTest, SyntaxErrorsNameTheirPosition) {
-  for (const char* bad : {"k 3", "k:", ": 3", "k: 3 k: 4", "k: \"open", "k: \"\\q\"", "k: 3x:",
-                          "k: {", "3: 1"}) {
+  for (const char* bad : {"k 3", "k:", ": 3", "k: \"open", "k: \"\\q\"", "k: 3x:", "k: {",
+                          "3: 1", "k: [1, 2", "k: [1, \"a\"]"}) {
     absl::StatusOr<OptionText> text = OptionText::Parse(bad, "rule fedadam");
     ASSERT_FALSE(text.ok()) << bad;
     EXPECT_TRUE(absl::IsInvalidArgument(text.status())) << bad;
     EXPECT_THAT(text.status().message(), HasSubstr("rule fedadam options, line 1")) << bad;
   }
+}
+
+TEST(OptionTextTest, ListsAreBracketedOrRepeatedKeysAndAScalarGivenTwiceIsRefused) {
+  absl::StatusOr<OptionText> text =
+      OptionText::Parse("blocks: [2, 3] lae: 0 lae: 1 empty: [] k: 1 k: 2", "method sema");
+  ASSERT_TRUE(text.ok()) << text.status();
+  std::vector<int> blocks, lae, empty = {9}, absent = {7};
+  ASSERT_TRUE(text->ReadList("blocks", &blocks).ok());
+  ASSERT_TRUE(text->ReadList("lae", &lae).ok());
+  ASSERT_TRUE(text->ReadList("absent", &absent).ok());
+  EXPECT_EQ(blocks, (std::vector<int>{2, 3}));
+  EXPECT_EQ(lae, (std::vector<int>{0, 1}));
+  EXPECT_EQ(absent, (std::vector<int>{7}));
+  int k = 0;
+  const absl::Status twice = text->Read("k", &k);
+  EXPECT_TRUE(absl::IsInvalidArgument(twice));
+  EXPECT_THAT(twice.message(), HasSubstr("'k' is given more than once"));
+  EXPECT_EQ(k, 0);
+  EXPECT_TRUE(text->Has("empty"));
+  ASSERT_TRUE(text->ReadList("empty", &empty).ok());
+  EXPECT_TRUE(empty.empty());
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ Images MakeImages(int n, uint64_t seed) {
 
 std::unique_ptr<Learner> MakeLearner(nn::BackboneKind backbone, const std::string& detector,
                                      const std::string& detector_options = "") {
-  LearnerOptions options{.method = ClMethod::kLinearHead};
+  LearnerOptions options{.method = "linear_head"};
   options.ood_detector = detector;
   options.ood_options = detector_options;
   options.seed = 3;
@@ -70,7 +70,7 @@ TEST(LearnerDetectorTest, ScoresAreTheDetectorsOnTheHooksItNeeds) {
     ASSERT_TRUE(learner->FitDetector(fit.x, fit.y, held.x).ok());
     const ood::DetectorInfo* info = *ood::FindDetector(name);
     std::unique_ptr<ood::OodDetector> reference = *info->create({.seed = 3, .options = options});
-    const Learner::Inspection fit_hooks = *learner->Inspect(fit.x);
+    const Inspection fit_hooks = *learner->Inspect(fit.x);
     ASSERT_TRUE(reference->Fit(fit_hooks.Batch(info->needs), fit.y).ok());
     ASSERT_TRUE(reference->Calibrate(learner->Inspect(held.x)->Batch(info->needs)).ok());
     const std::vector<float> expected =

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/cl/accumulation.h"
 #include "core/cl/instance_pool.h"
 #include "core/nn/model.h"
 #include "gtest/gtest.h"
@@ -37,23 +38,31 @@ class Stream {
   nn::Matrix patterns_;
 };
 
+// A learner on the tiny ViT: adapters of bottleneck 4 on blocks 0 and 1 (LAE: block 0), SEMA's
+// descriptors of bottleneck 3, and the test's own knobs after those.
 std::unique_ptr<Learner> MakeLearner(LearnerOptions options) {
   nn::ModelConfig config = nn::testing::TinyConfig(nn::BackboneKind::kVit);
   auto model = *nn::Model::Create(config, 5);
-  options.expandable_blocks = {0, 1};
-  options.lae_blocks = {0};
-  options.adapter_bottleneck = 4;
-  options.descriptor_bottleneck = 3;
+  std::string base;
+  if (options.method == "sema" || options.method == "sema_replay") {
+    base = "expandable_blocks: [0, 1] adapter_bottleneck: 4 descriptor_bottleneck: 3 ";
+  } else if (options.method == "sequential_adapter") {
+    base = "blocks: [0, 1] adapter_bottleneck: 4 ";
+  } else if (options.method == "lae") {
+    base = "blocks: [0] adapter_bottleneck: 4 ";
+  }
+  options.method_options = base + options.method_options;
   auto learner = Learner::Create(std::move(model), options);
   EXPECT_TRUE(learner.ok()) << learner.status();
   return std::move(*learner);
 }
 
 TEST(LearnerTest, SemaGrowsOnAShiftNotOnItsOwnDataAndRefusesAtTheCap) {
-  LearnerOptions options{.method = ClMethod::kSema, .learning_rate = 0.05f};
-  options.new_module_steps = 40;
-  options.growth.max_adapters_per_block = 2;
+  LearnerOptions options{.method = "sema", .learning_rate = 0.05f};
+  constexpr int kNewModuleSteps = 40, kConfirmBatches = 2;
+  options.method_options = "new_module_steps: 40 max_adapters_per_block: 2";
   auto learner = MakeLearner(options);
+  ExpansionHooks& sema = *learner->expansion();
   Stream stream(3);
   nn::Matrix x;
   std::vector<int32_t> y;
@@ -62,10 +71,10 @@ TEST(LearnerTest, SemaGrowsOnAShiftNotOnItsOwnDataAndRefusesAtTheCap) {
     stream.Batch(32, false, &x, &y);
     LearnStats s = *learner->Learn(x, y);
     EXPECT_EQ(s.grown_block, -1) << "step " << step;
-    EXPECT_EQ(s.detected, step >= options.new_module_steps);
+    EXPECT_EQ(s.detected, step >= kNewModuleSteps);
   }
-  EXPECT_EQ(learner->AdaptersPerBlock(), (std::vector<int>{1, 1}));
-  EXPECT_TRUE(learner->TakeProposals().empty());  // the initial adapters are not proposals
+  EXPECT_EQ(sema.AdaptersPerBlock(), (std::vector<int>{1, 1}));
+  EXPECT_TRUE(sema.TakeProposals().empty());  // the initial adapters are not proposals
   // The inverted domain: some block grows after confirm_batches detection batches.
   int grown_at = -1;
   for (int step = 0; step < 10 && grown_at < 0; ++step) {
@@ -73,19 +82,19 @@ TEST(LearnerTest, SemaGrowsOnAShiftNotOnItsOwnDataAndRefusesAtTheCap) {
     LearnStats s = *learner->Learn(x, y);
     if (s.grown_block >= 0) grown_at = step;
   }
-  ASSERT_EQ(grown_at, options.confirm_batches - 1);
-  std::vector<ModuleProposal> proposals = learner->TakeProposals();
+  ASSERT_EQ(grown_at, kConfirmBatches - 1);
+  std::vector<ModuleProposal> proposals = sema.TakeProposals();
   ASSERT_EQ(proposals.size(), 1u);
   EXPECT_EQ(proposals[0].index, 1);
   EXPECT_EQ(proposals[0].mean.size(), 8u);
   for (float v : proposals[0].variance) EXPECT_GT(v, 0.0f);
   // Train the new adapter, then a third domain (clean again is known; noise-free inverted is
   // known now): at the cap, growth is refused with ResourceExhausted and nothing is added.
-  for (int step = 0; step < options.new_module_steps; ++step) {
+  for (int step = 0; step < kNewModuleSteps; ++step) {
     stream.Batch(32, true, &x, &y);
     ASSERT_TRUE(learner->Learn(x, y).ok());
   }
-  const std::vector<int> before = learner->AdaptersPerBlock();
+  const std::vector<int> before = sema.AdaptersPerBlock();
   int refused = 0;
   for (int step = 0; step < 20; ++step) {
     stream.Batch(32, false, &x, &y);
@@ -99,16 +108,17 @@ TEST(LearnerTest, SemaGrowsOnAShiftNotOnItsOwnDataAndRefusesAtTheCap) {
       EXPECT_LT(before[s.grown_block == 0 ? 0 : 1], 2);
     }
   }
-  for (int a : learner->AdaptersPerBlock()) EXPECT_LE(a, 2);
-  EXPECT_EQ(learner->budget().refused_at_cap(), refused);
+  for (int a : sema.AdaptersPerBlock()) EXPECT_LE(a, 2);
+  EXPECT_EQ(sema.growth_refusals(), refused);
 }
 
 // SEMA's pool shares descriptors: a device that runs a pooled adapter with the descriptor its
 // founder trained does not grow again for the shift that adapter serves, while one that runs it
 // without the descriptor does (every descriptor it has finds the stream unusual).
 TEST(LearnerTest, PooledDescriptorKeepsADeviceFromRegrowingForAKnownShift) {
-  LearnerOptions options{.method = ClMethod::kSema, .learning_rate = 0.05f};
-  options.new_module_steps = 40;
+  LearnerOptions options{.method = "sema", .learning_rate = 0.05f};
+  constexpr int kNewModuleSteps = 40;
+  options.method_options = "new_module_steps: 40";
   nn::Matrix x;
   std::vector<int32_t> y;
   auto clean_task = [&](Learner& learner, Stream& stream) {
@@ -126,20 +136,19 @@ TEST(LearnerTest, PooledDescriptorKeepsADeviceFromRegrowingForAKnownShift) {
     block = founder->Learn(x, y)->grown_block;
   }
   ASSERT_GE(block, 0);
-  const std::vector<ModuleProposal> proposals = founder->TakeProposals();
+  ExpansionHooks& founder_sema = *founder->expansion();
+  const std::vector<ModuleProposal> proposals = founder_sema.TakeProposals();
   ASSERT_EQ(proposals.size(), 1u);
   const int index = proposals[0].index;
-  EXPECT_FALSE(founder->ExpertDescriptor(block, index).has_value());  // still training
-  for (int step = 0; step < options.new_module_steps; ++step) {
+  EXPECT_FALSE(founder_sema.ExpertDescriptor(block, index).has_value());  // still training
+  for (int step = 0; step < kNewModuleSteps; ++step) {
     founder_stream.Batch(32, true, &x, &y);
     ASSERT_TRUE(founder->Learn(x, y).ok());
   }
-  const std::optional<nn::ParameterSet> descriptor = founder->ExpertDescriptor(block, index);
+  const std::optional<nn::ParameterSet> descriptor = founder_sema.ExpertDescriptor(block, index);
   ASSERT_TRUE(descriptor.has_value());
   EXPECT_EQ(descriptor->info(4).name, "losses");
-  nn::ParameterSet adapter;
-  for (const Learner::ExpertRef& e : founder->Experts())
-    if (e.block == block && e.index == index) adapter = *e.values;
+  const nn::ParameterSet adapter = *founder_sema.Expert(block, index);
   const int position = block == 0 ? 0 : 1;  // in AdaptersPerBlock (blocks 0 and 1)
 
   for (bool with_descriptor : {true, false}) {
@@ -147,15 +156,16 @@ TEST(LearnerTest, PooledDescriptorKeepsADeviceFromRegrowingForAKnownShift) {
     auto device = MakeLearner(options);
     Stream stream(3);
     clean_task(*device, stream);
+    ExpansionHooks& sema = *device->expansion();
     absl::StatusOr<int> added =
-        device->AddPooledExpert(block, adapter, with_descriptor ? &*descriptor : nullptr);
+        sema.AddPooledExpert(block, adapter, with_descriptor ? &*descriptor : nullptr);
     ASSERT_TRUE(added.ok()) << added.status();
-    EXPECT_EQ(device->ExpertDescriptor(block, *added).has_value(), with_descriptor);
+    EXPECT_EQ(sema.ExpertDescriptor(block, *added).has_value(), with_descriptor);
     for (int step = 0; step < 10; ++step) {
       stream.Batch(32, true, &x, &y);
       ASSERT_TRUE(device->Learn(x, y).ok());
     }
-    EXPECT_EQ(device->AdaptersPerBlock()[position], with_descriptor ? 2 : 3);
+    EXPECT_EQ(sema.AdaptersPerBlock()[position], with_descriptor ? 2 : 3);
   }
   // A descriptor of another shape is refused and adds nothing.
   auto device = MakeLearner(options);
@@ -163,32 +173,35 @@ TEST(LearnerTest, PooledDescriptorKeepsADeviceFromRegrowingForAKnownShift) {
   wrong.set_name("wrong");
   nn::ParameterSet truncated("descriptor");
   truncated.Add("encoder", {3, 8}, false);
-  EXPECT_EQ(device->AddPooledExpert(block, adapter, &truncated).status().code(),
+  ExpansionHooks& sema = *device->expansion();
+  EXPECT_EQ(sema.AddPooledExpert(block, adapter, &truncated).status().code(),
             absl::StatusCode::kInvalidArgument);
   wrong.flat_values()(0) = NAN;
-  EXPECT_EQ(device->AddPooledExpert(block, adapter, &wrong).status().code(),
+  EXPECT_EQ(sema.AddPooledExpert(block, adapter, &wrong).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(device->AdaptersPerBlock(), (std::vector<int>{1, 1}));
+  EXPECT_EQ(sema.AdaptersPerBlock(), (std::vector<int>{1, 1}));
 }
 
 // A descriptor's plain SGD diverges on inputs of a large scale (a grown adapter upstream can
 // raise it tenfold): the growth then trains it again with smaller steps, and what it keeps and
 // shares is finite.
 TEST(LearnerTest, ADescriptorThatDivergesIsTrainedAgainWithSmallerSteps) {
-  LearnerOptions options{.method = ClMethod::kSema, .learning_rate = 0.01f};
-  options.new_module_steps = 10;
-  options.descriptor_learning_rate = 0.5f;  // far past the stable step for these inputs
+  LearnerOptions options{.method = "sema", .learning_rate = 0.01f};
+  constexpr int kNewModuleSteps = 10;
+  // A descriptor step far past the stable one for these inputs.
+  options.method_options = "new_module_steps: 10 descriptor_learning_rate: 0.5";
   auto learner = MakeLearner(options);
   Stream stream(5);
   nn::Matrix x;
   std::vector<int32_t> y;
-  for (int step = 0; step < options.new_module_steps; ++step) {
+  for (int step = 0; step < kNewModuleSteps; ++step) {
     stream.Batch(32, false, &x, &y);
     x *= 50.0f;
     ASSERT_TRUE(learner->Learn(x, y).ok());
   }
   for (int block : {0, 1}) {
-    const std::optional<nn::ParameterSet> descriptor = learner->ExpertDescriptor(block, 0);
+    const std::optional<nn::ParameterSet> descriptor =
+        learner->expansion()->ExpertDescriptor(block, 0);
     ASSERT_TRUE(descriptor.has_value()) << block;
     EXPECT_TRUE(descriptor->flat_values().allFinite()) << block;
   }
@@ -200,12 +213,13 @@ TEST(LearnerTest, ADescriptorThatDivergesIsTrainedAgainWithSmallerSteps) {
   }
 }
 
-// A device restarted from its exported state predicts exactly as before, finishes the growth
-// in progress, and its descriptors still know the shift they grew for.
+// A device restarted from its exported progress (task bookkeeping and SEMA's private state)
+// predicts exactly as before, finishes the growth in progress, and its descriptors still know
+// the shift they grew for.
 TEST(LearnerTest, SemaStateRestoresMidGrowthAndKeepsDetection) {
-  LearnerOptions options{.method = ClMethod::kSema, .learning_rate = 0.05f};
-  options.new_module_steps = 40;
-  options.task_at_growth = true;  // no BeginTask calls: the growth makes the classes old
+  LearnerOptions options{.method = "sema", .learning_rate = 0.05f};
+  options.method_options = "new_module_steps: 40";
+  options.task_at_shift = true;  // no BeginTask calls: the growth makes the classes old
   auto learner = MakeLearner(options);
   Stream stream(3);
   nn::Matrix x;
@@ -220,16 +234,17 @@ TEST(LearnerTest, SemaStateRestoresMidGrowthAndKeepsDetection) {
     grown += learner->Learn(x, y)->grown_block >= 0;
   }
   ASSERT_EQ(grown, 1);
-  learner->TakeProposals();
-  absl::StatusOr<SemaState> state = learner->ExportSemaState();
-  ASSERT_TRUE(state.ok()) << state.status();
-  EXPECT_GT(state->growth_steps_left, 0);
-  EXPECT_EQ(state->learned_classes, std::vector<bool>(4, true));
+  learner->expansion()->TakeProposals();
+  const LearnerProgress state = learner->ExportProgress();
+  ASSERT_EQ(state.method.ints.at("growth_steps_left").size(), 1u);
+  EXPECT_GT(state.method.ints.at("growth_steps_left")[0], 0);
+  EXPECT_EQ(state.learned_classes, std::vector<bool>(4, true));
 
   auto restored = MakeLearner(options);
-  ASSERT_TRUE(restored->RestoreSemaState(*state).ok());
-  EXPECT_EQ(restored->AdaptersPerBlock(), learner->AdaptersPerBlock());
-  EXPECT_EQ(restored->ExportSemaState()->learned_classes, state->learned_classes);
+  ASSERT_TRUE(restored->RestoreProgress(state).ok());
+  EXPECT_EQ(restored->expansion()->AdaptersPerBlock(), learner->expansion()->AdaptersPerBlock());
+  EXPECT_EQ(restored->ExportProgress().learned_classes, state.learned_classes);
+  EXPECT_EQ(restored->ExportProgress().method, state.method);
   // The head is a shared module the host restores itself.
   restored->model().head().parameters().flat_values() =
       learner->model().head().parameters().flat_values();
@@ -239,8 +254,6 @@ TEST(LearnerTest, SemaStateRestoresMidGrowthAndKeepsDetection) {
     EXPECT_EQ(a[i].label, b[i].label);
     EXPECT_FLOAT_EQ(a[i].confidence, b[i].confidence);
   }
-  // A second restore into the used learner is refused and changes nothing.
-  EXPECT_EQ(restored->RestoreSemaState(*state).code(), absl::StatusCode::kFailedPrecondition);
   // It finishes the growth, then neither domain grows it again.
   for (int step = 0; step < 80; ++step) {
     stream.Batch(32, step % 2 == 0, &x, &y);
@@ -257,23 +270,27 @@ TEST(LearnerTest, SemaStateRestoresMidGrowthAndKeepsDetection) {
   }
   EXPECT_EQ(grown, 1);
   // Bad state is refused with a message and leaves the fresh learner as it was.
-  SemaState broken = *state;
-  broken.blocks[0].adapters[0].expert.flat_values()(0) = std::nanf("");
   auto fresh = MakeLearner(options);
-  absl::Status refused = fresh->RestoreSemaState(broken);
+  const LearnerProgress untouched = fresh->ExportProgress();
+  LearnerProgress broken = state;
+  broken.method.floats.at("b0/a0/expert")[0] = std::nanf("");
+  absl::Status refused = fresh->RestoreProgress(broken);
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(refused.message().find("non-finite"), std::string::npos) << refused;
-  broken = *state;
-  broken.blocks[1].block = 7;
-  EXPECT_EQ(fresh->RestoreSemaState(broken).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(fresh->AdaptersPerBlock(), (std::vector<int>{1, 1}));
-  EXPECT_TRUE(fresh->RestoreSemaState(*state).ok());
+  broken = state;
+  broken.method.ints.at("blocks")[1] = 7;
+  EXPECT_EQ(fresh->RestoreProgress(broken).code(), absl::StatusCode::kInvalidArgument);
+  broken = state;
+  broken.method.floats.erase("b1/a0/expert");
+  EXPECT_EQ(fresh->RestoreProgress(broken).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fresh->expansion()->AdaptersPerBlock(), (std::vector<int>{1, 1}));
+  EXPECT_EQ(fresh->ExportProgress().method, untouched.method);
+  EXPECT_TRUE(fresh->RestoreProgress(state).ok());
 }
 
 TEST(LearnerTest, LaeEnsembleIsTheElementwiseMaxOfItsExperts) {
-  LearnerOptions options{.method = ClMethod::kLae, .learning_rate = 0.05f};
-  options.lae_steps_per_task = 20;
-  options.lae_warmup_steps = 5;
+  LearnerOptions options{.method = "lae", .learning_rate = 0.05f};
+  options.method_options = "steps_per_task: 20 warmup_steps: 5";
   auto learner = MakeLearner(options);
   Stream stream(4);
   nn::Matrix x;
@@ -287,11 +304,11 @@ TEST(LearnerTest, LaeEnsembleIsTheElementwiseMaxOfItsExperts) {
   }
   for (bool inverted : {false, true}) {
     stream.Batch(50, inverted, &x, &y);
-    learner->set_lae_inference(Learner::LaeInference::kEnsemble);
+    ASSERT_TRUE(learner->SetMethodOption("inference", "ensemble").ok());
     const std::vector<Prediction> ensemble = *learner->Predict(x);
-    learner->set_lae_inference(Learner::LaeInference::kOnline);
+    ASSERT_TRUE(learner->SetMethodOption("inference", "online").ok());
     const std::vector<Prediction> online = *learner->Predict(x);
-    learner->set_lae_inference(Learner::LaeInference::kOffline);
+    ASSERT_TRUE(learner->SetMethodOption("inference", "offline").ok());
     const std::vector<Prediction> offline = *learner->Predict(x);
     int online_differs = 0;
     for (size_t i = 0; i < ensemble.size(); ++i) {
@@ -307,7 +324,7 @@ TEST(LearnerTest, LaeEnsembleIsTheElementwiseMaxOfItsExperts) {
 }
 
 TEST(LearnerTest, SimpleCilLearnsPrototypesAndBadInputIsRefused) {
-  auto learner = MakeLearner({.method = ClMethod::kSimpleCil});
+  auto learner = MakeLearner({.method = "simple_cil"});
   Stream stream(5);
   nn::Matrix x;
   std::vector<int32_t> y;
@@ -330,7 +347,14 @@ TEST(LearnerTest, SimpleCilLearnsPrototypesAndBadInputIsRefused) {
   ASSERT_TRUE(learner->BeginTask({0, 1}).ok());
   EXPECT_EQ(learner->Learn(x, y).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(learner->BeginTask({7}).ok());
-  EXPECT_FALSE(learner->ImportExpert(1, 0, nn::ParameterSet()).ok());
+  EXPECT_EQ(learner->expansion(), nullptr);
+  EXPECT_TRUE(absl::IsInvalidArgument(learner->SetMethodOption("inference", "online")));
+}
+
+// LAE's offline module in exported progress.
+Eigen::VectorXf Offline(const LearnerProgress& p) {
+  const std::vector<float>& v = p.method.floats.at("offline");
+  return Eigen::Map<const Eigen::VectorXf>(v.data(), v.size());
 }
 
 // Copies a learner's shared modules into another of the same method.
@@ -345,10 +369,8 @@ void CopySharedModules(Learner& from, Learner& to) {
 // Progress carried into a fresh learner with the shared modules predicts and learns on exactly
 // as the original does.
 TEST(LearnerTest, LaeProgressCarriesTheOfflineModuleAndUntaskedHostsStartIt) {
-  LearnerOptions options{.method = ClMethod::kLae, .learning_rate = 0.05f};
-  options.lae_steps_per_task = 20;
-  options.lae_fraction_per_task = 0.5;
-  options.lae_untasked_task_steps = 6;
+  LearnerOptions options{.method = "lae", .learning_rate = 0.05f};
+  options.method_options = "steps_per_task: 20 fraction_per_task: 0.5 untasked_task_steps: 6";
   auto learner = MakeLearner(options);
   Stream stream(8);
   nn::Matrix x;
@@ -356,10 +378,10 @@ TEST(LearnerTest, LaeProgressCarriesTheOfflineModuleAndUntaskedHostsStartIt) {
   for (int step = 1; step <= 6; ++step) {
     stream.Batch(16, false, &x, &y);
     ASSERT_TRUE(learner->Learn(x, y).ok());
-    EXPECT_EQ(learner->ExportProgress().lae_offline.has_value(), step == 6) << step;
+    EXPECT_EQ(learner->ExportProgress().method.floats.contains("offline"), step == 6) << step;
   }
   // Started as a copy of the online adapter; one more step moves it by (1 − α)(v_on − v_off).
-  const Eigen::VectorXf started = *learner->ExportProgress().lae_offline;
+  const Eigen::VectorXf started = Offline(learner->ExportProgress());
   EXPECT_TRUE(started.isApprox(learner->SharedModules()[1]->flat_values()));
   stream.Batch(16, true, &x, &y);
   ASSERT_TRUE(learner->Learn(x, y).ok());
@@ -367,7 +389,7 @@ TEST(LearnerTest, LaeProgressCarriesTheOfflineModuleAndUntaskedHostsStartIt) {
   const Eigen::VectorXf online = learner->SharedModules()[1]->flat_values();
   const Eigen::VectorXf expected =
       static_cast<float>(alpha) * started + static_cast<float>(1 - alpha) * online;
-  EXPECT_LT((*learner->ExportProgress().lae_offline - expected).cwiseAbs().maxCoeff(), 1e-6f);
+  EXPECT_LT((Offline(learner->ExportProgress()) - expected).cwiseAbs().maxCoeff(), 1e-6f);
 
   // Into a fresh learner: identical ensemble predictions, and identical after one more step.
   auto copy = MakeLearner(options);
@@ -385,30 +407,30 @@ TEST(LearnerTest, LaeProgressCarriesTheOfflineModuleAndUntaskedHostsStartIt) {
 
   // Bad progress changes nothing.
   LearnerProgress bad = before;
-  bad.lae_offline->conservativeResize(3);
+  bad.method.floats.at("offline").resize(3);
   EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
   bad = before;
-  (*bad.lae_offline)(0) = NAN;
+  bad.method.floats.at("offline")[0] = NAN;
   EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
   bad = before;
   bad.learned_classes = {true};
   EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
   bad = before;
-  bad.class_counts = {1, 1, 1, 1};
-  bad.class_sums = nn::Matrix::Zero(4, 16);
+  bad.method.ints["class_counts"] = {1, 1, 1, 1};
+  bad.method.floats["class_sums"] = std::vector<float>(64, 0.0f);
   EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(copy->ExportProgress().lae_offline->isApprox(*before.lae_offline));
+  EXPECT_TRUE(Offline(copy->ExportProgress()).isApprox(Offline(before)));
 
   // An app that marks tasks: the second BeginTask keeps the offline module already started.
   ASSERT_TRUE(copy->BeginTask({}).ok());
   ASSERT_TRUE(copy->BeginTask({}).ok());
-  EXPECT_TRUE(copy->ExportProgress().lae_offline->isApprox(*before.lae_offline));
+  EXPECT_TRUE(Offline(copy->ExportProgress()).isApprox(Offline(before)));
 }
 
 // SimpleCIL's prototypes are the means of its class sums: carried into a fresh learner they
 // classify exactly as the original, and further learning continues the same means.
 TEST(LearnerTest, SimpleCilProgressCarriesItsPrototypes) {
-  auto learner = MakeLearner({.method = ClMethod::kSimpleCil});
+  auto learner = MakeLearner({.method = "simple_cil"});
   Stream stream(9);
   nn::Matrix x;
   std::vector<int32_t> y;
@@ -416,11 +438,12 @@ TEST(LearnerTest, SimpleCilProgressCarriesItsPrototypes) {
     stream.Batch(24, false, &x, &y);
     ASSERT_TRUE(learner->Learn(x, y).ok());
   }
-  auto copy = MakeLearner({.method = ClMethod::kSimpleCil});
+  auto copy = MakeLearner({.method = "simple_cil"});
   const LearnerProgress progress = learner->ExportProgress();
-  EXPECT_EQ(progress.class_counts.size(), 4u);
+  const std::vector<int64_t>& counts = progress.method.ints.at("class_counts");
+  EXPECT_EQ(counts.size(), 4u);
   int64_t seen = 0;
-  for (int64_t n : progress.class_counts) seen += n;
+  for (int64_t n : counts) seen += n;
   EXPECT_EQ(seen, 96);
   ASSERT_TRUE(copy->RestoreProgress(progress).ok());
   stream.Batch(24, false, &x, &y);
@@ -433,20 +456,19 @@ TEST(LearnerTest, SimpleCilProgressCarriesItsPrototypes) {
     EXPECT_FLOAT_EQ(a[i].confidence, b[i].confidence);
   }
   LearnerProgress bad = copy->ExportProgress();
-  bad.class_counts[2] = -1;
+  bad.method.ints.at("class_counts")[2] = -1;
   EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
   bad = copy->ExportProgress();
-  bad.lae_offline = Eigen::VectorXf::Zero(4);
+  bad.method.floats["offline"] = std::vector<float>(4, 0.0f);
   EXPECT_EQ(copy->RestoreProgress(bad).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(copy->ExportProgress().class_counts, learner->ExportProgress().class_counts);
+  EXPECT_EQ(copy->ExportProgress().method, learner->ExportProgress().method);
 }
 
 // FedIns: gradients reach only the pool rows some instance selected (§3.4), so with two
 // instances and k = 1 at most two of the eight SSF sets, heads and keys move; and it learns.
 TEST(LearnerTest, FedInsUpdatesOnlyTheSelectedPoolRowsAndLearns) {
-  LearnerOptions options{.method = ClMethod::kFedIns, .learning_rate = 0.05f};
-  options.fedins_pool_size = 8;
-  options.fedins_top_k = 1;
+  LearnerOptions options{.method = "fedins", .learning_rate = 0.05f};
+  options.method_options = "pool_size: 8 top_k: 1";
   auto learner = MakeLearner(options);
   Stream stream(6);
   nn::Matrix x;
@@ -478,7 +500,7 @@ TEST(LearnerTest, FedInsUpdatesOnlyTheSelectedPoolRowsAndLearns) {
   // The matching loss is the keys' only gradient: it pulls the selected keys towards their
   // instances' queries, so the mean reduced similarity Σ_{j∈I(x)} cos(q(x), K_j) grows. The
   // queries are the frozen backbone's features (a model built from the same seed, no SSF).
-  options.fedins_matching_weight = 0.5;
+  options.method_options = "pool_size: 8 top_k: 1 matching_weight: 0.5";
   learner = MakeLearner(options);
   auto query_model = *nn::Model::Create(nn::testing::TinyConfig(nn::BackboneKind::kVit), 5);
   stream.Batch(200, false, &x, &y);
@@ -504,7 +526,7 @@ TEST(LearnerTest, FedInsUpdatesOnlyTheSelectedPoolRowsAndLearns) {
 // Label-free adaptation changes only LayerNorm affine parameters (no SSF here), learns from the
 // samples CEMA's filters keep, and leaves the learner's trainable flags as they were.
 TEST(LearnerTest, AdaptTouchesOnlyNormsAndRestoresTrainableFlags) {
-  LearnerOptions options{.method = ClMethod::kLinearHead};
+  LearnerOptions options{.method = "linear_head"};
   options.label_free.filter.high_margin = 1.0;  // keep every sample: a random model is unsure
   options.label_free.filter.redundancy = 0.0;
   options.label_free.learning_rate = 0.05f;
@@ -538,15 +560,25 @@ TEST(LearnerTest, AdaptTouchesOnlyNormsAndRestoresTrainableFlags) {
 
 TEST(LearnerTest, OptionsAndBlocksAreValidated) {
   nn::ModelConfig config = nn::testing::TinyConfig(nn::BackboneKind::kVit);
-  LearnerOptions options{.method = ClMethod::kSema};
-  options.expandable_blocks = {5};
+  LearnerOptions options{.method = "sema", .method_options = "expandable_blocks: [5]"};
   EXPECT_EQ(Learner::Create(*nn::Model::Create(config, 1), options).status().code(),
             absl::StatusCode::kInvalidArgument);
-  options.expandable_blocks = {1};
-  options.descriptor_bottleneck = 8;  // does not compress the width 8
+  // A descriptor bottleneck that does not compress the width 8.
+  options.method_options = "expandable_blocks: [1] descriptor_bottleneck: 8";
   EXPECT_FALSE(Learner::Create(*nn::Model::Create(config, 1), options).ok());
-  EXPECT_FALSE(ParseClMethod("fedavg").ok());
-  EXPECT_EQ(*ParseClMethod("lae"), ClMethod::kLae);
+  options.method_options = "expansion_tau: 2 taux: 3";  // an unknown knob is named
+  absl::Status unknown = Learner::Create(*nn::Model::Create(config, 1), options).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(unknown));
+  EXPECT_NE(unknown.message().find("unknown key 'taux'"), std::string::npos) << unknown;
+  options = {.method = "fedavg"};
+  absl::Status method = Learner::Create(*nn::Model::Create(config, 1), options).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(method));
+  EXPECT_NE(method.message().find("registered: fedins, lae, linear_head, recipe"),
+            std::string::npos)
+      << method;
+  EXPECT_EQ(RegisteredMethodNames(),
+            (std::vector<std::string>{"fedins", "lae", "linear_head", "recipe", "sema",
+                                      "sema_replay", "sequential_adapter", "simple_cil"}));
 }
 
 }  // namespace

@@ -1,0 +1,186 @@
+// SEMA (algorithms.md §4) as a continual method: mixtures of adapters at the expandable blocks of
+// a ViT that grow when every adapter's descriptor finds the stream unusual, and, as
+// "sema_replay", with router replay (our extension, below).
+//
+// On a stream (§4.4 adapted): the first adapter of each expandable block trains for
+// `new_module_steps` steps. Then every labelled batch is first a detection batch: at each
+// expandable block, from the first on, every adapter's batch-mean z-score (sema.h) above τ on
+// `confirm_batches` consecutive batches grows that block by one adapter (at most one growth per
+// detection), unless the growth budget refuses. A growing block trains its new adapter, its
+// router row and the head for `new_module_steps` steps with every other adapter frozen (queuing
+// a proposal for the server when it grows), then trains the new adapter's descriptor on the
+// token means it buffered and freezes both, the descriptor with its loss records. Between
+// growths only the head trains, and only for classes no earlier task taught (§4.4's mask of old
+// classes; in a domain-incremental stream the head is fixed after the first task). At the growth
+// cap or memory budget the block does not grow: the refusal is reported in LearnStats and
+// counted, and the existing mixture serves the shifted data.
+//
+// Router replay (sema_replay): a growing block keeps, for each adapter it trained, the diagonal
+// Gaussian of the token means it trained on (the statistics it proposes to the server), and while
+// a new router row trains, samples drawn from the older adapters' Gaussians are routed to their
+// own adapters (cross-entropy on the mixing weights). SEMA's new row sees only new data, so
+// nothing stops it from taking over old inputs; this keeps old inputs on old adapters without
+// storing any sample.
+//
+// Shared with the server: the head, and every adapter ("block<b>/e<i>"; the first of each block
+// is the pool's base expert, the grown ones go through the pool, core/device). Private state:
+// the mixtures, descriptors with their frozen loss records, replay anchors and the growth in
+// progress (sema_state.cc).
+//
+// Options: adapter_bottleneck (8), expandable_blocks ([2, 3]), descriptor_bottleneck (16, must
+// compress the block width), expansion_tau (2), confirm_batches (2), new_module_steps (150),
+// router_replay (false; true for sema_replay), router_replay_samples (32), descriptor_epochs (20),
+// descriptor_learning_rate (0.01), max_adapters_per_block (4).
+#ifndef FEDCL_CORE_CL_METHODS_SEMA_SEMA_METHOD_H_
+#define FEDCL_CORE_CL_METHODS_SEMA_SEMA_METHOD_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/cl/adapter_mixture.h"
+#include "core/cl/growth_budget.h"
+#include "core/cl/learner_core.h"
+#include "core/cl/method.h"
+#include "core/cl/sema.h"
+
+namespace fedcl::cl {
+
+struct SemaOptions {
+  int adapter_bottleneck = 8;
+  std::vector<int> expandable_blocks = {2, 3};
+  int descriptor_bottleneck = 16;  // must compress the block width
+  double expansion_tau = 2.0;
+  int confirm_batches = 2;  // consecutive batches above τ before a block grows
+  int new_module_steps = 150;
+  bool router_replay = false;
+  int router_replay_samples = 32;  // Gaussian samples per old adapter and step
+  int descriptor_epochs = 20;
+  float descriptor_learning_rate = 0.01f;
+  int max_adapters_per_block = 4;
+  // Parses `text` over these defaults; InvalidArgument naming the bad field.
+  static absl::StatusOr<SemaOptions> Parse(const std::string& text, bool router_replay);
+};
+
+// SEMA's typed private state (the MethodState arrays decode into it), for a host that persists
+// a device. Export it between Learn calls; a learner just created with the same options and
+// backbone then continues as the exported one would (SGD momentum and the detection window
+// excepted: they restart empty).
+struct SemaAdapterState {
+  nn::ParameterSet expert;  // values and trainable flags
+  // Adapters grown on this device have a descriptor; pooled ones from other devices may not.
+  bool has_descriptor = false;
+  nn::Matrix encoder, decoder;
+  Eigen::VectorXf encoder_bias, decoder_bias;
+  std::vector<float> losses;  // its loss records, oldest first
+  bool records_frozen = false;
+  std::vector<float> anchor_mean, anchor_var;  // empty when it has no anchor
+};
+struct SemaBlockState {
+  int block = 0;                           // the ViT block
+  std::vector<SemaAdapterState> adapters;  // in mixture order
+  int growing_index = -1;                  // the adapter in training, or -1
+  nn::Matrix growth_buffer;                // token means buffered for that adapter's descriptor
+};
+struct SemaState {
+  std::vector<SemaBlockState> blocks;
+  int growth_steps_left = 0;  // of the growth in progress (0: none)
+};
+// The MethodState form (what hosts persist), and back for a d-wide block with descriptors of
+// bottleneck r; InvalidArgument naming what does not decode.
+MethodState SemaStateToMethodState(const SemaState& state);
+absl::StatusOr<SemaState> SemaStateFromMethodState(const MethodState& state, int dim,
+                                                   int adapter_bottleneck, int bottleneck);
+
+class SemaMethod final : public Method, public ExpansionHooks {
+ public:
+  explicit SemaMethod(const SemaOptions& options)
+      : options_(options),
+        budget_({.max_adapters_per_block = options.max_adapters_per_block}) {}
+  ~SemaMethod() override;
+
+  absl::string_view name() const override {
+    return options_.router_replay ? "sema_replay" : "sema";
+  }
+  absl::Status Init(LearnerCore& core) override;
+  std::vector<nn::ParameterSet*> SharedModules(LearnerCore& core) override;
+  std::vector<peft::ModuleSpec> SharedModuleSpecs(LearnerCore& core) override;
+  absl::StatusOr<LearnStats> Learn(LearnerCore& core, nn::ConstMatrixRef images,
+                                   absl::Span<const int32_t> labels) override;
+  MethodState ExportState(const LearnerCore& core) const override;
+  absl::Status RestoreState(LearnerCore& core, const MethodState& state) override;
+  ExpansionHooks* expansion() override { return this; }
+  int64_t ModuleValues() const override;
+
+  // ExpansionHooks (sema_pool.cc).
+  std::vector<ModuleProposal> TakeProposals() override;
+  nn::ParameterSet* Expert(int block, int index) override;
+  std::pair<int, int> SlotOf(const nn::ParameterSet* set) override;
+  absl::StatusOr<int> AddPooledExpert(int block, const nn::ParameterSet& values,
+                                      const nn::ParameterSet* descriptor) override;
+  std::optional<nn::ParameterSet> ExpertDescriptor(int block, int index) const override;
+  bool ExpertHasDescriptor(int block, int index) const override;
+  absl::Status AttachPooledDescriptor(int block, int index,
+                                      const nn::ParameterSet& descriptor) override;
+  std::vector<int> AdaptersPerBlock() const override;
+  int64_t growth_refusals() const override {
+    return budget_.refused_at_cap() + budget_.refused_for_memory();
+  }
+
+  // Typed state (sema_state.cc), what ExportState/RestoreState encode.
+  SemaState ExportSemaState() const;
+  absl::Status RestoreSemaState(const SemaState& state);
+
+ private:
+  // One expandable block: its mixture and, per adapter, a descriptor and its frozen loss records.
+  struct Block {
+    Block(int vit_block, int dim, int bottleneck) : index(vit_block), mixture(dim, bottleneck) {}
+    int index;
+    AdapterMixture mixture;
+    // Descriptors of the adapters this device grew, and of pooled adapters that came with their
+    // founder's (detection uses every one; a pooled adapter without one is ignored by it).
+    std::vector<RepresentationDescriptor> descriptors;
+    std::vector<LossRecords> records;
+    std::vector<int> descriptor_expert;  // per descriptor, the index of its adapter
+    // The position in `descriptors` of adapter `expert`'s descriptor, or -1.
+    int DescriptorOf(int expert) const {
+      for (size_t k = 0; k < descriptor_expert.size(); ++k)
+        if (descriptor_expert[k] == expert) return static_cast<int>(k);
+      return -1;
+    }
+    void AddDescriptor(RepresentationDescriptor rd, LossRecords loss_records, int expert) {
+      descriptors.push_back(std::move(rd));
+      records.push_back(std::move(loss_records));
+      descriptor_expert.push_back(expert);
+    }
+    int consecutive = 0;  // detection batches in a row with every adapter above τ
+    bool growing = false;
+    int growing_index = -1;          // the adapter being trained while growing
+    std::vector<nn::Matrix> window;  // token means of the last confirm_batches detection batches
+    // Per adapter this device trained: the mean and variance of the token means it trained on
+    // (empty vectors for pooled adapters).
+    std::vector<Eigen::RowVectorXf> anchor_mean, anchor_var;
+    std::vector<Eigen::RowVectorXf> buffer;  // token means seen while the newest adapter trained
+  };
+
+  absl::Status Detect(LearnerCore& core, nn::ConstMatrixRef images, LearnStats& stats);
+  absl::Status Grow(int block, bool propose);
+  absl::Status FinishGrowth();
+  // sema_replay: adds the router-replay gradient of every growing block to its new row.
+  void AddRouterReplayGradients();
+  absl::StatusOr<Block*> FindBlock(int block);  // InvalidArgument if not expandable
+  int64_t UsedBytes() const;                    // what the growth budget counts
+
+  const SemaOptions options_;
+  LearnerCore* core_ = nullptr;  // set by Init; the learner outlives its method
+  std::vector<std::unique_ptr<Block>> blocks_;
+  int growing_ = -1;  // index into blocks_ of the block training a new adapter, or -1
+  int growth_steps_left_ = 0;
+  std::vector<ModuleProposal> proposals_;
+  GrowthBudget budget_;
+};
+
+}  // namespace fedcl::cl
+
+#endif  // FEDCL_CORE_CL_METHODS_SEMA_SEMA_METHOD_H_
