@@ -42,6 +42,14 @@ absl::StatusOr<JoinResult> DeviceSession::Join() {
   return joined;
 }
 
+absl::Status DeviceSession::Joined(const JoinResult& joined) {
+  if (env_.on_join) FEDCL_RETURN_IF_ERROR(env_.on_join(joined));
+  std::lock_guard<std::mutex> lock(*env_.mu);
+  joined_ = joined;
+  enrolled_round_ = joined.enrolled_round;
+  return absl::OkStatus();
+}
+
 absl::Status DeviceSession::RejoinLocked(std::unique_lock<std::mutex>& lock) {
   Log(base::LogLevel::kWarning, "the server does not know this device; joining again");
   lock.unlock();
@@ -52,7 +60,8 @@ absl::Status DeviceSession::RejoinLocked(std::unique_lock<std::mutex>& lock) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<RoundWork> DeviceSession::Begin() {
+absl::StatusOr<RoundWork> DeviceSession::Begin(
+    const std::function<bool(const fl::WorkAssignment&)>& take_part) {
   if (env_.port == nullptr) {
     return absl::FailedPreconditionError(
         "this device has no server: it learns and predicts offline only");
@@ -63,8 +72,7 @@ absl::StatusOr<RoundWork> DeviceSession::Begin() {
     FEDCL_RETURN_IF_ERROR(Join().status());
     lock.lock();
   }
-  bool resolved = true;
-  FEDCL_RETURN_IF_ERROR(ResolveInFlight(lock, &resolved));
+  FEDCL_RETURN_IF_ERROR(ResolveInFlightLocked(lock));
   bool rejoined = false;
   while (true) {
     FEDCL_RETURN_IF_ERROR(Cancelled());
@@ -81,6 +89,8 @@ absl::StatusOr<RoundWork> DeviceSession::Begin() {
     }
     FEDCL_RETURN_IF_ERROR(work.status());
     RoundWork out;
+    out.resolved = std::move(resolved_);  // reported once, with the first work that follows
+    out.server_round = work->round;
     if (work->action != fl::WorkAssignment::Action::kTrain) {
       out.retry_after = work->retry_after;
       return out;
@@ -90,6 +100,15 @@ absl::StatusOr<RoundWork> DeviceSession::Begin() {
     out.deadline = work->deadline;
     out.recipe = work->recipe;
     for (const fl::ModuleInfo& info : work->modules) out.modules.push_back(info.spec.name);
+    if (take_part) {
+      lock.unlock();  // the host's callback runs without the session's lock
+      const bool taking_part = take_part(*work);
+      lock.lock();
+      if (!taking_part) {
+        out.declined = true;
+        return out;
+      }
+    }
     if (trainer_.expansion() != nullptr) {
       // Adapters grown since the last sync go to the pool first, then the work is asked again:
       // it lists the new modules, and one that joined another device's module is re-based
@@ -180,8 +199,16 @@ absl::StatusOr<SubmitOutcome> DeviceSession::Submit(int64_t round) {
         "this device has no server: it learns and predicts offline only");
   }
   std::unique_lock<std::mutex> lock(*env_.mu);
-  bool resolved = true;
-  FEDCL_RETURN_IF_ERROR(ResolveInFlight(lock, &resolved));
+  FEDCL_RETURN_IF_ERROR(ResolveInFlightLocked(lock));
+  if (resolved_ != nullptr && resolved_->round == round &&
+      (resolved_->kind == SubmitOutcome::Kind::kAccepted ||
+       resolved_->kind == SubmitOutcome::Kind::kDuplicate)) {
+    // The lost reply was this round's update: its acknowledgement is the answer. Learning done
+    // since is submitted in a later round.
+    const SubmitOutcome outcome = *resolved_;
+    resolved_.reset();
+    return outcome;
+  }
   return SubmitLocked(lock, round);
 }
 
@@ -211,6 +238,11 @@ absl::StatusOr<SubmitOutcome> DeviceSession::SubmitLocked(std::unique_lock<std::
   in_flight_ = in_flight;
   FEDCL_RETURN_IF_ERROR(SaveLocked());  // in flight before it leaves: a lost reply is resolved
   absl::StatusOr<fl::SubmitResult> answer = SendLocked(lock, in_flight, update);
+  if (absl::IsNotFound(answer.status())) {
+    // The server forgot the device (its state was wiped): join again and send it once more.
+    FEDCL_RETURN_IF_ERROR(RejoinLocked(lock));
+    answer = SendLocked(lock, in_flight, update);
+  }
   return AnswerLocked(answer, in_flight, update, outcome);
 }
 
@@ -281,12 +313,11 @@ absl::StatusOr<SubmitOutcome> DeviceSession::AnswerLocked(
   return status;
 }
 
-absl::Status DeviceSession::ResolveInFlight(std::unique_lock<std::mutex>& lock, bool* resolved) {
-  *resolved = true;
+absl::Status DeviceSession::ResolveInFlightLocked(std::unique_lock<std::mutex>& lock) {
   if (!in_flight_.has_value()) return absl::OkStatus();
   const InFlightSubmission in_flight = *in_flight_;
-  Log(base::LogLevel::kInfo,
-      absl::StrCat("round ", in_flight.round, ": resubmitting the update whose answer was lost"));
+  Log(base::LogLevel::kInfo, absl::StrCat("round ", in_flight.round,
+                                          ": resubmitting the update whose answer was lost"));
   fl::LocalUpdate update = BuildUpdateLocked(in_flight);
   for (int attempt = 0; attempt < 2; ++attempt) {
     absl::StatusOr<fl::SubmitResult> answer = SendLocked(lock, in_flight, update);
@@ -296,9 +327,9 @@ absl::Status DeviceSession::ResolveInFlight(std::unique_lock<std::mutex>& lock, 
     }
     SubmitOutcome outcome;
     outcome.round = in_flight.round;
-    absl::StatusOr<SubmitOutcome> settled = AnswerLocked(answer, in_flight, update, outcome);
-    *resolved = !in_flight_.has_value();
-    return settled.status();
+    FEDCL_ASSIGN_OR_RETURN(outcome, AnswerLocked(answer, in_flight, update, outcome));
+    resolved_ = std::make_shared<const SubmitOutcome>(outcome);
+    return absl::OkStatus();
   }
   return absl::OkStatus();
 }
@@ -307,6 +338,11 @@ absl::StatusOr<SyncResult> DeviceSession::Sync() {
   SyncResult result;
   for (int attempt = 0; attempt < 2; ++attempt) {
     FEDCL_ASSIGN_OR_RETURN(RoundWork work, Begin());
+    if (work.resolved != nullptr && (work.resolved->kind == SubmitOutcome::Kind::kAccepted ||
+                                     work.resolved->kind == SubmitOutcome::Kind::kDuplicate)) {
+      result.submitted = true;  // the update whose reply was lost is the server's now
+      result.bytes_uploaded += work.resolved->bytes_uploaded;
+    }
     result.bytes_downloaded += work.bytes_downloaded;
     result.modules_downloaded += work.modules_downloaded;
     if (!work.train) {

@@ -38,8 +38,9 @@
 //                             next round starts from the server's values as FedAvg does).
 //   FAILED_PRECONDITION       a module moved on since Begin: as ABORTED; Sync re-bases and
 //                             resubmits once in the same round.
-//   NOT_FOUND                 the server forgot the client (its state was wiped): join again and
-//                             keep the submission in flight.
+//   NOT_FOUND                 the server forgot the client (its state was wiped): the session
+//                             joins again and sends it once more; a second NOT_FOUND is returned
+//                             with the submission in flight.
 //   INVALID_ARGUMENT          the server will never take it: the learning is dropped, the error
 //                             returned.
 //   IsTransient (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, CANCELLED, DATA_LOSS,
@@ -70,6 +71,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -117,16 +119,25 @@ struct SessionEnvironment {
   std::function<absl::Status(const JoinResult&)> on_join;
 };
 
+struct SubmitOutcome;
+
 // What Begin found.
 struct RoundWork {
   bool train = false;                // the server offers a round to take part in now
   int64_t round = -1;                // with train: the round
+  // The round the server is at, also without train (a host that knows which round it expects
+  // tells "already submitted" from "moved on").
+  int64_t server_round = -1;
   absl::Time deadline;               // with train: its deadline
   fl::Recipe recipe;                 // with train: how to train (recipe devices)
   absl::Duration retry_after;        // without: when to ask again
   std::vector<std::string> modules;  // with train: the modules the round lists (server names)
+  // With train: the host declined the round (Begin's `take_part`): nothing was downloaded.
+  bool declined = false;
   int64_t bytes_downloaded = 0;
   int64_t modules_downloaded = 0;
+  // A submission whose answer had been lost, resolved before anything else (its outcome).
+  std::shared_ptr<const SubmitOutcome> resolved;
 };
 
 struct SubmitOutcome {
@@ -169,10 +180,19 @@ class DeviceSession {
 
   // Joins (idempotent) and checks the protocol; FailedPrecondition for another protocol.
   absl::StatusOr<JoinResult> Join();
+  // Records a join the host made itself (to learn the server's backbone before the session
+  // existed), running the environment's on_join check, so that Begin need not join again.
+  absl::Status Joined(const JoinResult& joined);
   // Resolves a submission in flight, asks for work, proposes grown adapters and attaches their
   // descriptors, downloads what changed and re-bases. Saves when it changed anything.
-  absl::StatusOr<RoundWork> Begin();
+  // `take_part` (optional) is asked, once a round is offered and before anything is downloaded,
+  // whether the host takes part (a participation draw); if not, Begin returns the round
+  // `declined`.
+  absl::StatusOr<RoundWork> Begin(
+      const std::function<bool(const fl::WorkAssignment&)>& take_part = nullptr);
   // Submits the queued learning for `round` (the round Begin offered). See the top of this file.
+  // A submission for `round` whose answer was lost is resolved first; its acknowledgement is then
+  // this call's outcome.
   absl::StatusOr<SubmitOutcome> Submit(int64_t round);
   // Begin, Commit, Submit; a stale module re-bases and resubmits once.
   absl::StatusOr<SyncResult> Sync();
@@ -208,6 +228,7 @@ class DeviceSession {
   // Queued learning: records, their batches (uncommitted batches excluded).
   int64_t QueuedRecordsLocked() const { return static_cast<int64_t>(queue_.size()); }
   int64_t QueuedBatchesLocked() const;
+  int64_t QueuedBytesLocked() const { return queue_bytes_; }
   int64_t UncommittedBatchesLocked() const { return uncommitted_.batches; }
   bool InFlightLocked() const { return in_flight_.has_value(); }
   // Bytes the session holds besides the trainer's (base and committed copies, the queue).
@@ -238,7 +259,9 @@ class DeviceSession {
 
   // device_session.cc: the server side.
   absl::Status RejoinLocked(std::unique_lock<std::mutex>& lock);
-  absl::Status ResolveInFlight(std::unique_lock<std::mutex>& lock, bool* resolved);
+  // Resends a submission in flight; its outcome, once answered, waits in resolved_ until the
+  // host is told (the next Begin's RoundWork, or Submit of that round).
+  absl::Status ResolveInFlightLocked(std::unique_lock<std::mutex>& lock);
   absl::StatusOr<fl::SubmitResult> SendLocked(std::unique_lock<std::mutex>& lock,
                                               const InFlightSubmission& in_flight,
                                               fl::LocalUpdate& update);
@@ -287,6 +310,8 @@ class DeviceSession {
   uint64_t next_sequence_ = 1;
   Record uncommitted_;  // counters of the learning since the last commit (deltas unused)
   std::optional<InFlightSubmission> in_flight_;
+  // The outcome of a resolved in-flight submission the host was not told of yet.
+  std::shared_ptr<const SubmitOutcome> resolved_;
   std::vector<cl::ModuleProposal> pending_;   // grown, not yet proposed
   std::set<std::string> not_installed_;       // pooled adapters the trainer does not run
   std::set<std::string> descriptor_refused_;  // pooled descriptors the trainer cannot use

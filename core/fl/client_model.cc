@@ -1,4 +1,4 @@
-#include "core/fl/local_trainer.h"
+#include "core/fl/client_model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -125,94 +125,6 @@ absl::StatusOr<std::vector<StoredModule>> CreateInitialModules(nn::Model& model,
     modules.push_back(std::move(module));
   }
   return modules;
-}
-
-absl::StatusOr<LocalUpdate> TrainLocally(ClientModel& replica,
-                                         const std::vector<std::string>& module_names,
-                                         const Recipe& recipe, const data::Dataset& data,
-                                         absl::Span<const int> indices,
-                                         const TrainingStream& stream) {
-  FEDCL_RETURN_IF_ERROR(recipe.Validate());
-  std::vector<int> samples(indices.begin(), indices.end());
-  if (samples.empty()) {
-    samples.resize(data.size());
-    std::iota(samples.begin(), samples.end(), 0);
-  }
-  if (samples.empty()) return absl::InvalidArgumentError("no local data to train on");
-  std::vector<nn::ParameterSet*> sets;
-  for (const std::string& name : module_names) {
-    nn::ParameterSet* set = replica.Find(name);
-    if (set == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("module '", name, "' is not installed"));
-    }
-    sets.push_back(set);
-  }
-  // Only the round's modules train; remember the flags to restore them afterwards.
-  nn::Model& model = replica.model();
-  std::vector<std::pair<nn::ParameterSet*, std::vector<bool>>> saved_flags;
-  for (nn::ParameterSet* set : model.parameter_sets()) {
-    std::vector<bool> flags;
-    for (int t = 0; t < set->num_tensors(); ++t) flags.push_back(set->trainable(t));
-    saved_flags.emplace_back(set, std::move(flags));
-    set->SetAllTrainable(std::find(sets.begin(), sets.end(), set) != sets.end());
-  }
-  std::vector<nn::AlignedFloats> start;
-  for (nn::ParameterSet* set : sets) {
-    start.emplace_back(set->flat_values().data(), set->flat_values().data() + set->num_values());
-  }
-
-  base::Rng rng =
-      base::Rng::ForStream(stream.seed, {stream.client, static_cast<uint64_t>(stream.round)});
-  rng.Shuffle(samples);
-  std::unique_ptr<nn::Optimizer> optimizer = nn::MakeOptimizer(recipe);
-  const nn::TrainStepOptions step_options{.clip_grad_norm = recipe.clip_grad_norm};
-  nn::Matrix images;
-  std::vector<int32_t> labels;
-  std::vector<int> batch(recipe.batch_size);
-  LocalUpdate update;
-  double loss_sum = 0.0;
-  size_t cursor = 0;
-  absl::Status status = absl::OkStatus();
-  for (int step = 0; step < recipe.local_steps && status.ok(); ++step) {
-    for (int& index : batch) {
-      index = samples[cursor];
-      cursor = (cursor + 1) % samples.size();
-    }
-    status = data::GatherBatch(data, batch, &images, &labels);
-    if (!status.ok()) break;
-    const float loss = nn::TrainStep(model, *optimizer, images, labels, step_options);
-    if (!std::isfinite(loss)) {
-      status = absl::FailedPreconditionError(
-          absl::StrCat("local training diverged at step ", step + 1, " (loss ", loss, ")"));
-    }
-    loss_sum += loss;
-  }
-  for (auto& [set, flags] : saved_flags) {
-    for (int t = 0; t < set->num_tensors(); ++t) set->set_trainable(t, flags[t]);
-  }
-  if (!status.ok()) {
-    for (size_t i = 0; i < sets.size(); ++i) {  // leave the replica as it was
-      std::copy(start[i].begin(), start[i].end(), sets[i]->flat_values().data());
-    }
-    return status;
-  }
-  for (size_t i = 0; i < sets.size(); ++i) {
-    ModuleUpdate module;
-    module.name = module_names[i];
-    module.base_version = replica.version(module_names[i]);
-    for (const nn::TensorInfo& info : sets[i]->tensors())
-      module.layout.push_back({info.name, info.shape});
-    module.values.resize(sets[i]->num_values());
-    const float* now = sets[i]->flat_values().data();
-    for (size_t k = 0; k < module.values.size(); ++k) module.values[k] = now[k] - start[i][k];
-    // The replica goes back to the published values: the server decides the next ones.
-    std::copy(start[i].begin(), start[i].end(), sets[i]->flat_values().data());
-    update.modules.push_back(std::move(module));
-  }
-  update.local_steps = recipe.local_steps;
-  update.num_samples = int64_t{recipe.local_steps} * recipe.batch_size;
-  update.loss = loss_sum / recipe.local_steps;
-  return update;
 }
 
 }  // namespace fedcl::fl

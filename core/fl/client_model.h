@@ -1,21 +1,16 @@
-// The device side of a round: a replica of the model with the server's modules installed by name,
-// and local training that turns a recipe and local data into one delta per module.
+// A model with the server's modules installed by name: what the server and the simulator
+// evaluate the global model on, and the initial values of the modules they pool.
 //
 //   fl::ClientModel replica(std::move(model));              // backbone from a checkpoint
 //   FEDCL_RETURN_IF_ERROR(replica.Install(spec, version, downloaded_values));
-//   FEDCL_ASSIGN_OR_RETURN(fl::LocalUpdate update,
-//                          fl::TrainLocally(replica, round_modules, recipe, data, indices,
-//                                           {.seed = 1, .client = 7, .round = 12}));
+//   nn::Evaluate(replica.model(), images, labels, 256);
 //
-// Training follows algorithms.md §1.4: start from the modules' current values, run the recipe's
-// steps with a fresh optimizer, and report Δ = y − x per module. Only the round's modules train;
-// the backbone stays frozen unless it is itself a module (role "backbone"). Minibatches come from
-// a random stream keyed by (seed, client, round), so a client's update does not depend on how
-// clients are scheduled, sharded across processes or threaded.
+// Devices train through core/device (DeviceSession with a cl::Learner; recipe_round.h for the
+// federated recipe of algorithms.md §1.4), not here.
 //
 // Not thread-safe: one ClientModel per thread.
-#ifndef FEDCL_CORE_FL_LOCAL_TRAINER_H_
-#define FEDCL_CORE_FL_LOCAL_TRAINER_H_
+#ifndef FEDCL_CORE_FL_CLIENT_MODEL_H_
+#define FEDCL_CORE_FL_CLIENT_MODEL_H_
 
 #include <memory>
 #include <string>
@@ -67,21 +62,6 @@ absl::StatusOr<std::vector<StoredModule>> CreateInitialModules(nn::Model& model,
                                                                const std::vector<ModuleSpec>& specs,
                                                                uint64_t seed);
 
-struct TrainingStream {
-  uint64_t seed = 0;
-  ClientId client = 0;
-  int64_t round = 0;
-};
-
-// Trains the named modules (all installed) on `data` restricted to `indices` (the device's
-// samples; all of `data` if empty). InvalidArgument for an unknown module or no data;
-// FailedPrecondition if the loss diverges (not finite).
-absl::StatusOr<LocalUpdate> TrainLocally(ClientModel& replica,
-                                         const std::vector<std::string>& module_names,
-                                         const Recipe& recipe, const data::Dataset& data,
-                                         absl::Span<const int> indices,
-                                         const TrainingStream& stream);
-
 }  // namespace fedcl::fl
 
-#endif  // FEDCL_CORE_FL_LOCAL_TRAINER_H_
+#endif  // FEDCL_CORE_FL_CLIENT_MODEL_H_
