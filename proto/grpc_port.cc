@@ -1,0 +1,303 @@
+#include "proto/grpc_port.h"
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "proto/wire_format.h"
+#include "core/base/status_macros.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
+#include "proto/fedcl/v1/federation.grpc.pb.h"
+#include "proto/federation_convert.h"
+#include "proto/tensor_convert.h"
+
+namespace fedcl::proto {
+namespace {
+
+constexpr int64_t kMaxBytesLimit = int64_t{1} << 30;
+
+// The one place where grpc::Status becomes absl::Status: both number their codes as
+// google.rpc.Code does, so the code and the message carry over unchanged.
+absl::Status FromGrpc(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+int ClampToInt(absl::Duration d) {
+  return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(d), 1, 1 << 30));
+}
+
+}  // namespace
+
+absl::Status GrpcPortOptions::Validate() const {
+  auto bad = [](absl::string_view message) {
+    return absl::InvalidArgumentError(absl::StrCat("federation client: ", message));
+  };
+  if (target.empty()) return bad("the server target is required");
+  if (!tls_server_name.empty() && tls_ca_file.empty()) {
+    return bad("tls_server_name needs tls_ca_file (it applies to TLS only)");
+  }
+  if (call_timeout <= absl::ZeroDuration()) return bad("call_timeout must be > 0");
+  if (max_message_bytes < 4096 || max_message_bytes > kMaxBytesLimit) {
+    return bad("max_message_bytes must be in [4096, 1 GiB]");
+  }
+  if (max_download_bytes < 1 || max_download_bytes > kMaxBytesLimit) {
+    return bad("max_download_bytes must be in [1, 1 GiB]");
+  }
+  if (reconnect_backoff_initial <= absl::ZeroDuration() ||
+      reconnect_backoff_max < reconnect_backoff_initial) {
+    return bad("reconnect backoff must have 0 < initial <= max");
+  }
+  return absl::OkStatus();
+}
+
+struct GrpcPort::Impl {
+  GrpcPortOptions options;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::Federation::Stub> stub;
+
+  absl::Mutex mu;
+  absl::flat_hash_set<grpc::ClientContext*> active ABSL_GUARDED_BY(mu);
+
+  // A call's context: token, deadline, and registration for CancelPendingCalls while it lives.
+  class Call {
+   public:
+    explicit Call(Impl& impl) : impl_(impl) {
+      if (!impl.options.token.empty()) {
+        context_.AddMetadata("authorization", absl::StrCat("Bearer ", impl.options.token));
+      }
+      context_.set_deadline(std::chrono::system_clock::now() +
+                            absl::ToChronoMilliseconds(impl.options.call_timeout));
+      absl::MutexLock lock(&impl_.mu);
+      impl_.active.insert(&context_);
+    }
+    ~Call() {
+      absl::MutexLock lock(&impl_.mu);
+      impl_.active.erase(&context_);
+    }
+    Call(const Call&) = delete;
+    Call& operator=(const Call&) = delete;
+
+    grpc::ClientContext* context() { return &context_; }
+
+   private:
+    Impl& impl_;
+    grpc::ClientContext context_;
+  };
+};
+
+namespace {
+
+// Reads a chunk stream to its end and reassembles it. On a bad chunk the call is cancelled and
+// the assembler's error (not the CANCELLED that follows) is returned.
+absl::StatusOr<std::string> ReadChunks(grpc::ClientContext* context,
+                                       grpc::ClientReader<v1::Chunk>& reader,
+                                       ChunkAssembler& assembler) {
+  v1::Chunk chunk;
+  absl::Status local = absl::OkStatus();
+  while (reader.Read(&chunk)) {
+    if (!local.ok()) continue;  // drain what is already in flight
+    local = assembler.Add(chunk);
+    if (!local.ok()) context->TryCancel();
+  }
+  const grpc::Status status = reader.Finish();
+  if (!local.ok()) return local;
+  FEDCL_RETURN_IF_ERROR(FromGrpc(status));
+  return assembler.Finish();
+}
+
+}  // namespace
+
+GrpcPort::GrpcPort(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GrpcPort::~GrpcPort() = default;
+
+absl::StatusOr<std::unique_ptr<GrpcPort>> GrpcPort::Create(
+    const GrpcPortOptions& options, const base::FileSystem& fs) {
+  FEDCL_RETURN_IF_ERROR(options.Validate());
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, ClampToInt(options.reconnect_backoff_initial));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, ClampToInt(options.reconnect_backoff_initial));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, ClampToInt(options.reconnect_backoff_max));
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (options.tls_ca_file.empty()) {
+    credentials = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    FEDCL_ASSIGN_OR_RETURN(ssl.pem_root_certs, fs.ReadFile(options.tls_ca_file, 1 << 20));
+    credentials = grpc::SslCredentials(ssl);
+    if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  impl->channel = grpc::CreateCustomChannel(options.target, credentials, args);
+  if (impl->channel == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot create a channel to '", options.target, "'"));
+  }
+  impl->stub = v1::Federation::NewStub(impl->channel);
+  return std::unique_ptr<GrpcPort>(new GrpcPort(std::move(impl)));
+}
+
+absl::StatusOr<device::JoinResult> GrpcPort::Join(fl::ClientId client, absl::string_view software) {
+  v1::JoinRequest request;
+  request.set_client_id(client);
+  request.mutable_capabilities()->set_software(std::string(software));
+  request.mutable_capabilities()->set_max_message_bytes(impl_->options.max_message_bytes);
+  v1::JoinResponse response;
+  Impl::Call call(*impl_);
+  FEDCL_RETURN_IF_ERROR(FromGrpc(impl_->stub->Join(call.context(), request, &response)));
+  device::JoinResult result;
+  result.client_id = response.client_id();
+  result.enrolled_round = response.enrolled_round();
+  FEDCL_ASSIGN_OR_RETURN(result.server, ServerInfoFromProto(response.server()));
+  return result;
+}
+
+absl::StatusOr<fl::WorkAssignment> GrpcPort::GetWork(
+    fl::ClientId client, absl::Span<const fl::ModuleVersion> held) {
+  v1::GetWorkRequest request;
+  request.set_client_id(client);
+  for (const fl::ModuleVersion& h : held) {
+    v1::ModuleVersion* version = request.add_held();
+    version->set_name(h.name);
+    version->set_version(h.version);
+  }
+  v1::GetWorkResponse response;
+  Impl::Call call(*impl_);
+  FEDCL_RETURN_IF_ERROR(FromGrpc(impl_->stub->GetWork(call.context(), request, &response)));
+  return WorkFromProto(response);
+}
+
+absl::StatusOr<std::string> GrpcPort::DownloadBackbone(fl::ClientId client) {
+  v1::DownloadBackboneRequest request;
+  request.set_client_id(client);
+  Impl::Call call(*impl_);
+  std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader =
+      impl_->stub->DownloadBackbone(call.context(), request);
+  ChunkAssembler assembler("backbone", impl_->options.max_download_bytes);
+  return ReadChunks(call.context(), *reader, assembler);
+}
+
+absl::StatusOr<device::DownloadedModule> GrpcPort::DownloadModule(fl::ClientId client,
+                                                                  const std::string& name,
+                                                                  int64_t version,
+                                                                  bool with_descriptor) {
+  v1::DownloadModuleRequest request;
+  request.set_client_id(client);
+  request.set_name(name);
+  request.set_version(version);
+  request.set_with_descriptor(with_descriptor);
+  std::string bytes;
+  {
+    Impl::Call call(*impl_);
+    std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader =
+        impl_->stub->DownloadModule(call.context(), request);
+    ChunkAssembler assembler(absl::StrCat("module '", name, "' version ", version),
+                             impl_->options.max_download_bytes);
+    FEDCL_ASSIGN_OR_RETURN(bytes, ReadChunks(call.context(), *reader, assembler));
+  }
+  return ParseModulePayload(bytes, name, version);
+}
+
+absl::StatusOr<fl::SubmitResult> GrpcPort::SubmitUpdate(fl::ClientId client, int64_t round,
+                                                                const fl::LocalUpdate& update,
+                                                                int64_t chunk_bytes) {
+  if (chunk_bytes <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk size ", chunk_bytes, " must be > 0"));
+  }
+  v1::UpdateChunk chunk;
+  std::string data;
+  FEDCL_RETURN_IF_ERROR(EncodeUpdate(client, round, update, chunk.mutable_header(), &data));
+  v1::SubmitUpdateResponse response;
+  Impl::Call call(*impl_);
+  std::unique_ptr<grpc::ClientWriter<v1::UpdateChunk>> writer =
+      impl_->stub->SubmitUpdate(call.context(), &response);
+  // A failed write means the server has already finished the call (it refused the header, or
+  // the connection dropped): stop writing and let Finish report why.
+  bool ok = writer->Write(chunk);
+  for (size_t offset = 0; ok && offset < data.size(); offset += static_cast<size_t>(chunk_bytes)) {
+    chunk.set_data(data.data() + offset,
+                   std::min(data.size() - offset, static_cast<size_t>(chunk_bytes)));
+    ok = writer->Write(chunk);
+  }
+  if (ok) writer->WritesDone();
+  FEDCL_RETURN_IF_ERROR(FromGrpc(writer->Finish()));
+  fl::SubmitResult result;
+  result.round = response.round();
+  result.duplicate = response.duplicate();
+  result.weight = response.weight();
+  result.clipped = response.clipped();
+  return result;
+}
+
+absl::Status GrpcPort::Leave(fl::ClientId client, bool permanent) {
+  v1::LeaveRequest request;
+  request.set_client_id(client);
+  request.set_permanent(permanent);
+  v1::LeaveResponse response;
+  Impl::Call call(*impl_);
+  return FromGrpc(impl_->stub->Leave(call.context(), request, &response));
+}
+
+absl::StatusOr<fl::ProposalResult> GrpcPort::ProposeModule(
+    const fl::ModuleProposal& proposal) {
+  v1::ProposeModuleRequest request;
+  proto::ToProto(proposal, &request);
+  v1::ProposeModuleResponse response;
+  Impl::Call call(*impl_);
+  FEDCL_RETURN_IF_ERROR(FromGrpc(impl_->stub->ProposeModule(call.context(), request, &response)));
+  return fl::ProposalResult{.module_id = response.module_id(),
+                            .name = response.name(),
+                            .merged = response.merged(),
+                            .divergence = response.divergence()};
+}
+
+absl::StatusOr<bool> GrpcPort::AttachDescriptor(fl::ClientId client,
+                                                        const std::string& name,
+                                                        const nn::ParameterSet& descriptor) {
+  v1::AttachDescriptorRequest request;
+  request.set_client_id(client);
+  request.set_name(name);
+  proto::ToProto(descriptor, request.mutable_descriptor_tensors());
+  v1::AttachDescriptorResponse response;
+  Impl::Call call(*impl_);
+  FEDCL_RETURN_IF_ERROR(
+      FromGrpc(impl_->stub->AttachDescriptor(call.context(), request, &response)));
+  return response.attached();
+}
+
+absl::StatusOr<v1::GetStatusResponse> GrpcPort::GetStatus() {
+  v1::GetStatusRequest request;
+  v1::GetStatusResponse response;
+  Impl::Call call(*impl_);
+  FEDCL_RETURN_IF_ERROR(FromGrpc(impl_->stub->GetStatus(call.context(), request, &response)));
+  return response;
+}
+
+absl::StatusOr<int64_t> GrpcPort::ReportShard(int64_t round, int shard, int num_shards) {
+  v1::ReportShardRequest request;
+  request.set_round(round);
+  request.set_shard(shard);
+  request.set_num_shards(num_shards);
+  v1::ReportShardResponse response;
+  Impl::Call call(*impl_);
+  FEDCL_RETURN_IF_ERROR(FromGrpc(impl_->stub->ReportShard(call.context(), request, &response)));
+  return response.round();
+}
+
+void GrpcPort::CancelPendingCalls() {
+  absl::MutexLock lock(&impl_->mu);
+  for (grpc::ClientContext* context : impl_->active) context->TryCancel();
+}
+
+}  // namespace fedcl::proto

@@ -1,0 +1,114 @@
+// The gRPC implementation of device::FederationPort (core/device/federation_port.h), beside the
+// service it speaks (fedcl.v1.Federation, proto/fedcl/v1/federation.proto), so that the edge SDK,
+// fedcl-client and the simulator's device and worker processes share it.
+//
+//   proto::GrpcPortOptions options;
+//   options.target = "fedcl.example.org:50051";
+//   options.tls_ca_file = "/etc/fedcl/ca.pem";
+//   options.token = token;                       // sent as `authorization: Bearer <token>`
+//   FEDCL_ASSIGN_OR_RETURN(auto client, proto::GrpcPort::Create(options, fs));
+//   FEDCL_ASSIGN_OR_RETURN(device::JoinResult joined, client->Join(7, "fedcl-client 0.1.0"));
+//   FEDCL_ASSIGN_OR_RETURN(fl::WorkAssignment work, client->GetWork(7, held));
+//
+// Every call carries the bearer token (if any) and a deadline of `call_timeout`, streams
+// included. gRPC status codes become absl::Status codes one to one (both follow google.rpc.Code)
+// and the server's message is kept, so a caller reads the codes as core/fl/coordinator.h defines
+// them. Downloads are reassembled and checked (offsets, total size, CRC-32; DataLoss when
+// damaged); updates are streamed as an UpdateHeader followed by the float32 delta bytes in chunks.
+//
+// The channel reconnects on its own after the server goes away; its reconnect backoff is bounded
+// by the options so a restarted server is found again quickly. Calls fail fast (UNAVAILABLE) while
+// the server is unreachable: retrying is the caller's decision (core/device/device_session.h).
+//
+// Thread-safe: calls may be made concurrently; CancelPendingCalls may be called from any thread.
+#ifndef FEDCL_PROTO_GRPC_PORT_H_
+#define FEDCL_PROTO_GRPC_PORT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/device/federation_port.h"
+#include "core/base/filesystem.h"
+#include "proto/fedcl/v1/federation.pb.h"
+
+namespace fedcl::proto {
+
+struct GrpcPortOptions {
+  // The server, as a gRPC target: "host:port", "ipv4:127.0.0.1:50051", "dns:///host:port".
+  // Required.
+  std::string target;
+  // PEM file with the root certificate(s) the server's certificate must chain to; empty connects
+  // in plaintext (loopback and tests only).
+  std::string tls_ca_file;
+  // The name checked against the server's certificate, when it differs from the target's host
+  // (e.g. the target is an IP address); empty uses the target's host. TLS only.
+  std::string tls_server_name;
+  // Bearer token for `authorization: Bearer <token>`; empty sends no authorization.
+  std::string token;
+  // Deadline of each call, streams included (> 0).
+  absl::Duration call_timeout = absl::Seconds(60);
+  // Largest gRPC message sent or received, in bytes, in [4096, 1 GiB]; announced at Join.
+  int64_t max_message_bytes = int64_t{4} << 20;
+  // Largest reassembled download (backbone or module), in bytes, in [1, 1 GiB].
+  int64_t max_download_bytes = int64_t{1} << 30;
+  // The channel's reconnect backoff after it lost the server: first delay and cap (both > 0,
+  // initial <= max).
+  absl::Duration reconnect_backoff_initial = absl::Milliseconds(200);
+  absl::Duration reconnect_backoff_max = absl::Seconds(10);
+
+  // InvalidArgument naming the first bad field.
+  absl::Status Validate() const;
+};
+
+class GrpcPort final : public device::FederationPort {
+ public:
+  // Builds the channel (it connects lazily, on the first call). Reads `tls_ca_file` through `fs`:
+  // its errors pass through (NotFound, ...). InvalidArgument for invalid options.
+  static absl::StatusOr<std::unique_ptr<GrpcPort>> Create(
+      const GrpcPortOptions& options, const base::FileSystem& fs);
+  ~GrpcPort() override;
+
+  // Join, GetWork, downloads, SubmitUpdate and Leave as FederationTransport describes. Besides
+  // the server's codes: DataLoss for a damaged download; FailedPrecondition for a download larger
+  // than max_download_bytes; InvalidArgument for a reply that does not decode (a server speaking
+  // another protocol version), and for SubmitUpdate with chunk_bytes <= 0 or an update whose
+  // values do not match its layouts.
+  absl::StatusOr<device::JoinResult> Join(fl::ClientId client, absl::string_view software) override;
+  absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client,
+                                             absl::Span<const fl::ModuleVersion> held) override;
+  absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) override;
+  absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId client, const std::string& name,
+                                                  int64_t version,
+                                                  bool with_descriptor = false) override;
+  absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
+                                                const fl::LocalUpdate& update,
+                                                int64_t chunk_bytes) override;
+  absl::Status Leave(fl::ClientId client, bool permanent) override;
+  absl::StatusOr<fl::ProposalResult> ProposeModule(const fl::ModuleProposal& proposal) override;
+  absl::StatusOr<bool> AttachDescriptor(fl::ClientId client, const std::string& name,
+                                        const nn::ParameterSet& descriptor) override;
+
+  // The server's status (round, participants, module versions, FedAU weights). Any valid token
+  // may ask.
+  absl::StatusOr<v1::GetStatusResponse> GetStatus();
+  // Simulator workers: shard `shard` of `num_shards` is done with `round`; returns the round
+  // open now (past `round` once every shard has reported it).
+  absl::StatusOr<int64_t> ReportShard(int64_t round, int shard, int num_shards);
+
+  // Cancels the calls in flight (they return CANCELLED); later calls run normally.
+  void CancelPendingCalls() override;
+
+ private:
+  struct Impl;
+  explicit GrpcPort(std::unique_ptr<Impl> impl);
+
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fedcl::proto
+
+#endif  // FEDCL_PROTO_GRPC_PORT_H_

@@ -1,0 +1,222 @@
+#include "proto/wire_format.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/base/crc32.h"
+#include "gtest/gtest.h"
+#include "proto/federation_convert.h"
+#include "proto/tensor_convert.h"
+
+namespace fedcl::proto {
+namespace {
+
+std::string Payload(size_t size) {
+  std::string bytes(size, '\0');
+  for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<char>((i * 131 + 7) & 0xff);
+  return bytes;
+}
+
+// The chunks a server would send for `payload`, `chunk_bytes` each.
+std::vector<v1::Chunk> Chunks(const std::string& payload, size_t chunk_bytes) {
+  std::vector<v1::Chunk> chunks;
+  size_t offset = 0;
+  do {
+    v1::Chunk chunk;
+    chunk.set_offset(static_cast<int64_t>(offset));
+    const size_t size = std::min(chunk_bytes, payload.size() - offset);
+    chunk.set_data(payload.substr(offset, size));
+    if (offset == 0) {
+      chunk.set_total_bytes(static_cast<int64_t>(payload.size()));
+      chunk.set_crc32(base::Crc32(payload));
+    }
+    chunks.push_back(chunk);
+    offset += size;
+  } while (offset < payload.size());
+  return chunks;
+}
+
+absl::StatusOr<std::string> Assemble(const std::vector<v1::Chunk>& chunks, int64_t max = 1 << 20) {
+  ChunkAssembler assembler("test payload", max);
+  for (const v1::Chunk& chunk : chunks) {
+    absl::Status status = assembler.Add(chunk);
+    if (!status.ok()) return status;
+  }
+  return assembler.Finish();
+}
+
+TEST(ChunkAssemblerTest, ChunksInOrderReassembleThePayload) {
+  const std::string payload = Payload(10000);
+  absl::StatusOr<std::string> bytes = Assemble(Chunks(payload, 1024));
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(*bytes, payload);
+}
+
+TEST(ChunkAssemblerTest, EmptyPayloadIsOneEmptyChunk) {
+  absl::StatusOr<std::string> bytes = Assemble(Chunks("", 1024));
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_TRUE(bytes->empty());
+}
+
+TEST(ChunkAssemblerTest, BadCrcIsDataLoss) {
+  std::vector<v1::Chunk> chunks = Chunks(Payload(5000), 1024);
+  (*chunks[2].mutable_data())[10] ^= 0x01;  // one flipped bit in transit
+  absl::StatusOr<std::string> bytes = Assemble(chunks);
+  EXPECT_TRUE(absl::IsDataLoss(bytes.status())) << bytes.status();
+  EXPECT_NE(bytes.status().message().find("CRC-32"), std::string::npos);
+}
+
+TEST(ChunkAssemblerTest, GapIsDataLoss) {
+  std::vector<v1::Chunk> chunks = Chunks(Payload(5000), 1024);
+  chunks.erase(chunks.begin() + 2);
+  absl::StatusOr<std::string> bytes = Assemble(chunks);
+  EXPECT_TRUE(absl::IsDataLoss(bytes.status())) << bytes.status();
+  EXPECT_NE(bytes.status().message().find("gap"), std::string::npos);
+}
+
+TEST(ChunkAssemblerTest, OverlapIsDataLoss) {
+  std::vector<v1::Chunk> chunks = Chunks(Payload(5000), 1024);
+  chunks.insert(chunks.begin() + 2, chunks[1]);
+  absl::StatusOr<std::string> bytes = Assemble(chunks);
+  EXPECT_TRUE(absl::IsDataLoss(bytes.status())) << bytes.status();
+  EXPECT_NE(bytes.status().message().find("overlap"), std::string::npos);
+}
+
+TEST(ChunkAssemblerTest, TruncatedStreamIsDataLoss) {
+  std::vector<v1::Chunk> chunks = Chunks(Payload(5000), 1024);
+  chunks.pop_back();
+  absl::StatusOr<std::string> bytes = Assemble(chunks);
+  EXPECT_TRUE(absl::IsDataLoss(bytes.status())) << bytes.status();
+}
+
+TEST(ChunkAssemblerTest, MoreDataThanAnnouncedIsDataLoss) {
+  std::vector<v1::Chunk> chunks = Chunks(Payload(5000), 1024);
+  chunks[0].set_total_bytes(3000);
+  absl::StatusOr<std::string> bytes = Assemble(chunks);
+  EXPECT_TRUE(absl::IsDataLoss(bytes.status())) << bytes.status();
+}
+
+TEST(ChunkAssemblerTest, FirstChunkNotAtOffsetZeroIsDataLoss) {
+  std::vector<v1::Chunk> chunks = Chunks(Payload(5000), 1024);
+  chunks.erase(chunks.begin());
+  EXPECT_TRUE(absl::IsDataLoss(Assemble(chunks).status()));
+}
+
+TEST(ChunkAssemblerTest, NoChunksIsDataLoss) {
+  EXPECT_TRUE(absl::IsDataLoss(Assemble({}).status()));
+}
+
+TEST(ChunkAssemblerTest, PayloadAboveTheLimitIsRefusedBeforeItArrives) {
+  std::vector<v1::Chunk> chunks = Chunks(Payload(5000), 1024);
+  ChunkAssembler assembler("big", 4096);
+  EXPECT_TRUE(absl::IsFailedPrecondition(assembler.Add(chunks[0])));
+  EXPECT_EQ(assembler.received_bytes(), 0);
+  EXPECT_TRUE(absl::IsFailedPrecondition(assembler.Add(chunks[1]))) << "errors are sticky";
+  EXPECT_TRUE(absl::IsFailedPrecondition(assembler.Finish().status()));
+}
+
+fl::LocalUpdate TwoModuleUpdate() {
+  fl::LocalUpdate update;
+  update.num_samples = 80;
+  update.local_steps = 5;
+  update.loss = 1.25;
+  update.modules.push_back({"head", 3, {{"w", {2, 3}}, {"b", {2}}}, {1, 2, 3, 4, 5, 6, 7, 8}});
+  update.modules.push_back({"ssf", 2, {{"g", {3}}}, {-1.5f, 0.25f, 1e-7f}});
+  return update;
+}
+
+TEST(EncodeUpdateTest, HeaderDescribesTheDataThatFollows) {
+  v1::UpdateHeader header;
+  std::string data;
+  ASSERT_TRUE(EncodeUpdate(7, 12, TwoModuleUpdate(), &header, &data).ok());
+  EXPECT_EQ(header.client_id(), 7u);
+  EXPECT_EQ(header.round(), 12);
+  EXPECT_EQ(header.num_samples(), 80);
+  EXPECT_EQ(header.local_steps(), 5);
+  EXPECT_DOUBLE_EQ(header.loss(), 1.25);
+  ASSERT_EQ(header.modules_size(), 2);
+  EXPECT_EQ(header.modules(0).name(), "head");
+  EXPECT_EQ(header.modules(0).base_version(), 3);
+  absl::StatusOr<std::vector<fl::TensorSpec>> layout =
+      proto::LayoutFromProto(header.modules(0).layout());
+  ASSERT_TRUE(layout.ok());
+  ASSERT_EQ(layout->size(), 2u);
+  EXPECT_EQ((*layout)[0].name, "w");
+  EXPECT_EQ((*layout)[0].shape, (nn::Shape{2, 3}));
+  EXPECT_TRUE(header.modules(1).layout().tensors(0).data().empty()) << "layouts carry no values";
+  EXPECT_EQ(header.total_bytes(), 11 * 4);
+  ASSERT_EQ(data.size(), 11u * 4u);
+  EXPECT_EQ(header.crc32(), base::Crc32(data));
+  float ninth;
+  std::memcpy(&ninth, data.data() + 8 * 4, 4);  // little-endian host: bytes are the floats
+  EXPECT_EQ(ninth, -1.5f);
+}
+
+TEST(EncodeUpdateTest, ValuesThatDoNotFitTheLayoutAreRefused) {
+  fl::LocalUpdate update = TwoModuleUpdate();
+  update.modules[1].values.pop_back();
+  v1::UpdateHeader header;
+  std::string data;
+  EXPECT_TRUE(absl::IsInvalidArgument(EncodeUpdate(7, 12, update, &header, &data)));
+  EXPECT_TRUE(absl::IsInvalidArgument(EncodeUpdate(7, 12, fl::LocalUpdate{}, &header, &data)));
+}
+
+TEST(WorkFromProtoTest, DecodesWhatTheServerEncodes) {
+  fl::WorkAssignment work;
+  work.action = fl::WorkAssignment::Action::kTrain;
+  work.round = 4;
+  work.deadline = absl::FromUnixMillis(1234567);
+  work.recipe.local_steps = 3;
+  work.recipe.learning_rate = 0.05f;
+  fl::ModuleInfo ssf;
+  ssf.spec = {"ssf", fl::ModuleRole::kPet, {}};
+  ssf.version = 2;
+  ssf.num_values = 44;
+  ssf.download = true;
+  work.modules.push_back(ssf);
+  work.modules.push_back({{"head", fl::ModuleRole::kHead, {}}, 3, 10, false});
+  v1::GetWorkResponse message;
+  proto::ToProto(work, &message);
+  absl::StatusOr<fl::WorkAssignment> decoded = WorkFromProto(message);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->action, fl::WorkAssignment::Action::kTrain);
+  EXPECT_EQ(decoded->round, 4);
+  EXPECT_EQ(decoded->deadline, work.deadline);
+  EXPECT_EQ(decoded->recipe.local_steps, 3);
+  EXPECT_FLOAT_EQ(decoded->recipe.learning_rate, 0.05f);
+  ASSERT_EQ(decoded->modules.size(), 2u);
+  EXPECT_EQ(decoded->modules[0].spec.name, "ssf");
+  EXPECT_EQ(decoded->modules[0].spec.role, fl::ModuleRole::kPet);
+  EXPECT_EQ(decoded->modules[0].version, 2);
+  EXPECT_TRUE(decoded->modules[0].download);
+  EXPECT_EQ(decoded->modules[1].spec.role, fl::ModuleRole::kHead);
+  EXPECT_FALSE(decoded->modules[1].download);
+
+  message.set_action(v1::GetWorkResponse::ACTION_UNSPECIFIED);
+  EXPECT_TRUE(absl::IsInvalidArgument(WorkFromProto(message).status()));
+}
+
+TEST(ParseModulePayloadTest, ChecksItIsTheModuleAskedFor) {
+  v1::ModulePayload payload;
+  proto::ToProto(fl::ModuleSpec{"head", fl::ModuleRole::kHead, {}}, payload.mutable_module());
+  payload.mutable_module()->set_version(5);
+  nn::ParameterSet values("head");
+  values.Add("w", {2, 2}, true);
+  values.flat_values().setConstant(0.5f);
+  proto::ToProto(values, payload.mutable_parameters());
+  const std::string bytes = payload.SerializeAsString();
+
+  absl::StatusOr<device::DownloadedModule> module = ParseModulePayload(bytes, "head", 5);
+  ASSERT_TRUE(module.ok()) << module.status();
+  EXPECT_EQ(module->version, 5);
+  EXPECT_EQ(module->values.num_values(), 4);
+  EXPECT_EQ(module->values.flat_values()[3], 0.5f);
+
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseModulePayload(bytes, "head", 4).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseModulePayload(bytes, "ssf", 5).status()));
+  EXPECT_TRUE(absl::IsDataLoss(ParseModulePayload("\xff\xff\xff", "head", 5).status()));
+}
+
+}  // namespace
+}  // namespace fedcl::proto
