@@ -7,9 +7,9 @@
 //                --dirichlet_alpha=0.5 --partition_seed=1 --rounds=20
 //
 // With --method (a continual learner: sequential_adapter, linear_head, simple_cil, lae, fedins,
-// sema, sema_replay) the device instead learns its partition as a stream through the edge SDK,
-// --batches_per_sync minibatches between syncs, and may grow and share modules
-// (client/continual_device.h):
+// sema, sema_replay) the device instead learns its partition as a stream, --batches_per_sync
+// minibatches between syncs, and may grow and share modules. Both are one loop over the same
+// device session the edge SDK and the simulators run (client/device.h):
 //
 //   fedcl-client --server=localhost:50051 --client_id=3 --token_file=client3.token
 //                --state_dir=/var/lib/fedcl-client/3 --method=sema --shift_after=300 --rounds=40
@@ -34,8 +34,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
-#include "client/continual_device.h"
-#include "client/device_loop.h"
+#include "client/device.h"
 #include "core/base/clock.h"
 #include "core/base/filesystem.h"
 #include "core/base/log.h"
@@ -91,15 +90,18 @@ ABSL_FLAG(absl::Duration, call_timeout, absl::Seconds(60), "Deadline of each cal
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{4} << 20, "Largest gRPC message, in bytes.");
 ABSL_FLAG(absl::Duration, max_poll, absl::Seconds(10), "Longest wait between asks for work.");
 ABSL_FLAG(std::string, method, "",
-          "Continual mode: the edge SDK's learner (sequential_adapter, linear_head, simple_cil, "
-          "lae, fedins, sema, sema_replay) learns the partition as a stream; empty = run the "
-          "server's recipe.");
+          "Continual mode: the learner (sequential_adapter, linear_head, simple_cil, lae, fedins, "
+          "sema, sema_replay) learns the partition as a stream; empty = run the server's recipe "
+          "(method recipe).");
+ABSL_FLAG(std::string, method_options, "",
+          "The method's knobs as `key: value` pairs, e.g. \"expansion_tau: 1.5\" for sema.");
 ABSL_FLAG(int, batch_size, 32, "Continual mode: images per Learn batch.");
 ABSL_FLAG(int, batches_per_sync, 10, "Continual mode: Learn batches between syncs.");
 ABSL_FLAG(int64_t, shift_after, -1,
           "Continual mode: contrast-invert the stream from this batch on (-1 = never).");
 ABSL_FLAG(double, learning_rate, 0.05, "Continual mode: the learner's SGD learning rate.");
-ABSL_FLAG(int64_t, memory_budget_mib, 48, "Continual mode: the SDK's memory budget, in MiB.");
+ABSL_FLAG(int64_t, memory_budget_mib, 48,
+          "Continual mode: the bytes a growing method's modules may take, in MiB (0 = no bound).");
 
 namespace fedcl::client {
 namespace {
@@ -134,8 +136,8 @@ absl::Status RunUntilSignalled(const std::function<absl::Status()>& run,
   return status;
 }
 
-absl::StatusOr<DeviceLoopOptions> OptionsFromFlags(const base::FileSystem& fs) {
-  DeviceLoopOptions options;
+absl::StatusOr<DeviceOptions> OptionsFromFlags(const base::FileSystem& fs) {
+  DeviceOptions options;
   options.server.target = absl::GetFlag(FLAGS_server);
   options.server.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
   options.server.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
@@ -180,91 +182,43 @@ absl::StatusOr<DeviceLoopOptions> OptionsFromFlags(const base::FileSystem& fs) {
   options.max_poll = absl::GetFlag(FLAGS_max_poll);
   options.min_poll = std::min(options.min_poll, options.max_poll);
   options.software = absl::StrCat("fedcl-client ", FEDCL_VERSION);
-  FEDCL_RETURN_IF_ERROR(options.Validate());
-  return options;
-}
-
-void PrintSummary(const DeviceLoopOptions& options, const DeviceStats& s, absl::Duration elapsed,
-                  absl::string_view outcome) {
-  std::printf(
-      "client %llu %s: %lld updates acknowledged (%lld duplicates), %lld rounds skipped, %lld "
-      "dropped, %lld resubmitted, %lld retries; last round %lld, loss %.4f; %lld acknowledged "
-      "in all; %.1f s\n",
-      static_cast<unsigned long long>(options.client_id), std::string(outcome).c_str(),
-      static_cast<long long>(s.participations), static_cast<long long>(s.duplicates),
-      static_cast<long long>(s.rounds_skipped), static_cast<long long>(s.updates_dropped),
-      static_cast<long long>(s.resubmissions), static_cast<long long>(s.retries),
-      static_cast<long long>(s.last_round), s.last_loss,
-      static_cast<long long>(s.total_participations), absl::ToDoubleSeconds(elapsed));
-  std::fflush(stdout);
-}
-
-absl::StatusOr<ContinualDeviceOptions> ContinualOptionsFrom(const DeviceLoopOptions& loop) {
-  ContinualDeviceOptions options;
-  ClientOptions& c = options.client;
-  c.server_address = loop.server.target;
-  c.tls_ca_file = loop.server.tls_ca_file;
-  c.tls_server_name = loop.server.tls_server_name;
-  c.token = loop.server.token;
-  c.client_id = loop.client_id;
-  c.storage_dir = loop.state_dir;
-  c.method = absl::GetFlag(FLAGS_method);
-  c.seed = loop.seed;
-  c.learning_rate = static_cast<float>(absl::GetFlag(FLAGS_learning_rate));
-  c.memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_mib) << 20;
-  c.call_timeout = loop.server.call_timeout;
-  c.log = [id = loop.client_id](LogLevel level, absl::string_view message) {
-    if (level >= LogLevel::kInfo) {
-      std::fprintf(stderr, "client %llu: %s\n", static_cast<unsigned long long>(id),
-                   std::string(message).c_str());
-    }
-  };
-  options.data = loop.data;
-  options.backbone = loop.backbone_checkpoint;
+  if (!absl::GetFlag(FLAGS_method).empty()) options.method = absl::GetFlag(FLAGS_method);
+  options.method_options = absl::GetFlag(FLAGS_method_options);
+  options.learning_rate = static_cast<float>(absl::GetFlag(FLAGS_learning_rate));
+  options.module_memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_mib) << 20;
   options.batch_size = absl::GetFlag(FLAGS_batch_size);
   options.batches_per_sync = absl::GetFlag(FLAGS_batches_per_sync);
   options.shift_after = absl::GetFlag(FLAGS_shift_after);
-  options.max_rounds = loop.max_rounds;
-  options.max_duration = loop.max_duration;
-  options.max_poll = loop.max_poll;
   FEDCL_RETURN_IF_ERROR(options.Validate());
   return options;
 }
 
-// Continual mode: the edge SDK's learner over the partition (client/continual_device.h).
-int RunContinual(const DeviceLoopOptions& loop) {
-  absl::StatusOr<ContinualDeviceOptions> options = ContinualOptionsFrom(loop);
-  if (!options.ok()) {
-    std::fprintf(stderr, "fedcl-client: %s\n", std::string(options.status().message()).c_str());
-    return kExitBadFlags;
+// One line on stdout; the recipe and continual forms are what scripts read.
+void PrintSummary(const DeviceOptions& options, const DeviceStats& s, absl::Duration elapsed,
+                  absl::string_view outcome) {
+  const unsigned long long id = options.client_id;
+  if (options.recipe()) {
+    std::printf(
+        "client %llu %s: %lld updates acknowledged (%lld duplicates), %lld rounds skipped, %lld "
+        "dropped, %lld retries; last round %lld, loss %.4f; %lld acknowledged in all; %.1f s\n",
+        id, std::string(outcome).c_str(), static_cast<long long>(s.participations),
+        static_cast<long long>(s.duplicates), static_cast<long long>(s.rounds_skipped),
+        static_cast<long long>(s.updates_dropped), static_cast<long long>(s.retries),
+        static_cast<long long>(s.last_round), s.last_loss,
+        static_cast<long long>(s.total_participations), absl::ToDoubleSeconds(elapsed));
+  } else {
+    std::printf(
+        "client %llu %s (%s): %lld batches, prequential accuracy %.4f, %lld rounds, %lld updates "
+        "acknowledged (%lld in all), %lld retries; %lld adapters, %lld growths refused, %lld "
+        "proposals pending; %.1f s\n",
+        id, std::string(outcome).c_str(), options.method.c_str(),
+        static_cast<long long>(s.batches), s.prequential_accuracy(),
+        static_cast<long long>(s.rounds), static_cast<long long>(s.participations),
+        static_cast<long long>(s.total_participations), static_cast<long long>(s.retries),
+        static_cast<long long>(s.adapters), static_cast<long long>(s.growth_refusals),
+        static_cast<long long>(s.proposals_pending), absl::ToDoubleSeconds(elapsed));
   }
-  const absl::Time start = absl::Now();
-  absl::StatusOr<std::unique_ptr<ContinualDevice>> device =
-      ContinualDevice::Create(*options, base::FileSystem::Default());
-  if (!device.ok()) {
-    std::fprintf(stderr, "fedcl-client: %s\n", device.status().ToString().c_str());
-    return absl::IsInvalidArgument(device.status()) ? kExitBadFlags : kExitFailure;
-  }
-  const absl::Status status =
-      RunUntilSignalled([&] { return (*device)->Run(); }, [&] { (*device)->Stop(); });
-  const ContinualDeviceStats s = (*device)->stats();
-  std::printf(
-      "client %llu %s (%s): %lld batches, prequential accuracy %.4f, %lld rounds, %lld updates "
-      "acknowledged (%lld in all), %lld syncs failed; %lld adapters, %lld growths refused, %lld "
-      "proposals pending; %.1f s\n",
-      static_cast<unsigned long long>(loop.client_id), status.ok() ? "done" : "failed",
-      options->client.method.c_str(), static_cast<long long>(s.batches), s.prequential_accuracy(),
-      static_cast<long long>(s.rounds), static_cast<long long>(s.submissions),
-      static_cast<long long>(s.client.submissions), static_cast<long long>(s.sync_failures),
-      static_cast<long long>(s.client.adapters), static_cast<long long>(s.client.growth_refusals),
-      static_cast<long long>(s.client.proposals_pending),
-      absl::ToDoubleSeconds(absl::Now() - start));
   std::fflush(stdout);
-  if (!status.ok()) {
-    std::fprintf(stderr, "fedcl-client: %s\n", status.ToString().c_str());
-    return kExitFailure;
-  }
-  return 0;
 }
 
 int Run(int argc, char** argv) {
@@ -276,22 +230,21 @@ int Run(int argc, char** argv) {
     return kExitBadFlags;
   }
   base::FileSystem& fs = base::FileSystem::Default();
-  absl::StatusOr<DeviceLoopOptions> options = OptionsFromFlags(fs);
+  absl::StatusOr<DeviceOptions> options = OptionsFromFlags(fs);
   if (!options.ok()) {
     std::fprintf(stderr, "fedcl-client: %s\n", std::string(options.status().message()).c_str());
     return kExitBadFlags;
   }
-  if (!absl::GetFlag(FLAGS_method).empty()) return RunContinual(*options);
   base::Clock& clock = base::Clock::Real();
   const absl::Time start = clock.Now();
-  absl::StatusOr<std::unique_ptr<DeviceLoop>> loop = DeviceLoop::Create(*options, {});
-  if (!loop.ok()) {
-    std::fprintf(stderr, "fedcl-client: %s\n", loop.status().ToString().c_str());
+  absl::StatusOr<std::unique_ptr<Device>> device = Device::Create(*options, {});
+  if (!device.ok()) {
+    std::fprintf(stderr, "fedcl-client: %s\n", device.status().ToString().c_str());
     return kExitFailure;
   }
   const absl::Status status =
-      RunUntilSignalled([&] { return (*loop)->Run(); }, [&] { (*loop)->Stop(); });
-  PrintSummary(*options, (*loop)->stats(), clock.Now() - start, status.ok() ? "done" : "failed");
+      RunUntilSignalled([&] { return (*device)->Run(); }, [&] { (*device)->Stop(); });
+  PrintSummary(*options, (*device)->stats(), clock.Now() - start, status.ok() ? "done" : "failed");
   if (!status.ok()) {
     std::fprintf(stderr, "fedcl-client: %s\n", status.ToString().c_str());
     return kExitFailure;

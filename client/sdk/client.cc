@@ -10,6 +10,7 @@
 #include "client/sdk/client_impl.h"
 #include "client/sdk/memory_estimate.h"
 #include "core/base/status_macros.h"
+#include "client/sdk/method_options.h"
 #include "core/ood/detector_registry.h"
 #include "proto/checkpoint.h"
 #include "proto/digest.h"
@@ -18,7 +19,7 @@
 namespace fedcl {
 namespace {
 
-using sdk::DeviceStateStore;
+using proto::DeviceStateStore;
 using sdk::Mib;
 using sdk::ParameterSetBytes;
 
@@ -60,6 +61,7 @@ Client::Impl::Impl(const ClientOptions& options, ClientEnvironment environment)
     : options_(options),
       fs_(environment.fs != nullptr ? *environment.fs : base::FileSystem::Default()),
       transport_(std::move(environment.transport)),
+      log_sink_(options_.log),
       store_(fs_, options.storage_dir) {
   run_.memory_budget_bytes = options.memory_budget_bytes;
 }
@@ -71,6 +73,15 @@ Client::Impl::~Impl() {
 
 void Client::Impl::Log(LogLevel level, const std::string& message) const {
   if (options_.log) options_.log(level, message);
+}
+
+void Client::Impl::LogForwarder::Write(base::LogLevel level, absl::string_view message) {
+  if (!callback_) return;
+  const LogLevel mapped = level == base::LogLevel::kDebug     ? LogLevel::kDebug
+                          : level == base::LogLevel::kInfo    ? LogLevel::kInfo
+                          : level == base::LogLevel::kWarning ? LogLevel::kWarning
+                                                              : LogLevel::kError;
+  callback_(mapped, std::string(message));
 }
 
 absl::Status Client::Impl::Init() {
@@ -86,28 +97,16 @@ absl::Status Client::Impl::Init() {
   if (options_.offline_queue_bytes < 0) return bad("offline_queue_bytes must be >= 0");
   if (options_.autosave_batches < 1) return bad("autosave_batches must be >= 1");
   if (options_.call_timeout <= absl::ZeroDuration()) return bad("call_timeout must be > 0");
-  absl::StatusOr<cl::ClMethod> method = cl::ParseClMethod(options_.method);
-  if (!method.ok()) {
-    return bad(absl::StrCat("method '", options_.method,
-                            "' is not one the SDK runs (sequential_adapter, linear_head, "
-                            "simple_cil, lae, fedins, sema, sema_replay)"));
-  }
   if (options_.lae_steps_per_task < 1) return bad("lae_steps_per_task must be >= 1");
-  if (!(options_.lae_fraction_per_task > 0.0 && options_.lae_fraction_per_task < 1.0))
-    return bad("lae_fraction_per_task must be in (0, 1)");
-  if (options_.fedins_pool_size < 1 || options_.fedins_pool_size > 256)
-    return bad("fedins_pool_size must be in [1, 256]");
-  if (options_.fedins_top_k < 1 || options_.fedins_top_k > options_.fedins_pool_size)
-    return bad("fedins_top_k must be in [1, fedins_pool_size]");
-  if (options_.sema_new_module_steps < 1) return bad("sema_new_module_steps must be >= 1");
-  if (!(options_.sema_expansion_tau > 0.0) || !std::isfinite(options_.sema_expansion_tau))
-    return bad("sema_expansion_tau must be a positive number");
-  if (options_.sema_max_adapters_per_block < 1)
-    return bad("sema_max_adapters_per_block must be >= 1");
-  if (cl::IsSema(*method) && options_.threads > 1) {
-    return bad("threads > 1 is not supported with a self-expanding method (sema, sema_replay)");
+  // The method and its options, checked by the method itself (no model needed).
+  FEDCL_ASSIGN_OR_RETURN(const std::string method_options, sdk::MethodOptionsText(options_, 0));
+  absl::StatusOr<std::unique_ptr<cl::Method>> method =
+      cl::CreateMethod({.name = options_.method, .options = method_options});
+  if (!method.ok()) return bad(method.status().message());
+  if ((*method)->expansion() != nullptr && options_.threads > 1) {
+    return bad(absl::StrCat("threads > 1 is not supported with a self-expanding method (",
+                            options_.method, ")"));
   }
-  method_ = *method;
   // Any registered detector, with options it accepts (the learner checks at FitDetector that
   // the backbone has the hooks it reads).
   if (absl::Status ood = ood::MakeDetector(options_.ood_detector,
@@ -137,7 +136,6 @@ absl::Status Client::Impl::Init() {
   stored_ = std::move(loaded.state);
   if (stored_.has_value()) {
     life_ = *stored_;  // the counters; the rest is applied with the backbone
-    if (stored_->has_enrolled_round()) enrolled_round_ = stored_->enrolled_round();
     if (loaded.from_backup) Log(LogLevel::kWarning, "restored the previous good device state");
   }
   const std::string cache = base::JoinPath(options_.storage_dir, kBackboneCacheName);
@@ -225,29 +223,19 @@ absl::StatusOr<std::unique_ptr<cl::Learner>> Client::Impl::MakeLearnerLocked(
         ", more than the memory budget of ", Mib(options_.memory_budget_bytes)));
   }
   cl::LearnerOptions learner_options;
-  learner_options.method = method_;
+  learner_options.method = options_.method;
+  const int vit_dim =
+      model->config().backbone == nn::BackboneKind::kVit ? model->config().vit.dim : 0;
+  FEDCL_ASSIGN_OR_RETURN(learner_options.method_options,
+                         sdk::MethodOptionsText(options_, vit_dim));
   learner_options.learning_rate = options_.learning_rate;
   learner_options.ood_detector = options_.ood_detector;
   learner_options.ood_options = options_.ood_options;
   learner_options.seed = options_.seed;
-  learner_options.task_at_growth = true;  // an app has no task boundaries; a growth is one
-  learner_options.new_module_steps = options_.sema_new_module_steps;
-  learner_options.expansion_tau = options_.sema_expansion_tau;
-  learner_options.growth.max_adapters_per_block = options_.sema_max_adapters_per_block;
-  learner_options.lae_steps_per_task = options_.lae_steps_per_task;
-  learner_options.lae_fraction_per_task = options_.lae_fraction_per_task;
-  learner_options.lae_warmup_steps = options_.lae_steps_per_task / 10;  // as the simulator's
-  learner_options.lae_untasked_task_steps = options_.lae_steps_per_task;
-  learner_options.fedins_pool_size = options_.fedins_pool_size;
-  learner_options.fedins_top_k = options_.fedins_top_k;
-  // The descriptor must compress the block width (16 of the small ViT's 64).
-  if (model->config().backbone == nn::BackboneKind::kVit) {
-    learner_options.descriptor_bottleneck =
-        std::max(1, std::min(learner_options.descriptor_bottleneck, model->config().vit.dim / 4));
-  }
-  // SEMA grows only while its modules fit what the budget leaves beside the backbone and the
-  // buffers of a 32-image learning batch; past that it refuses (ClientStats::growth_refusals).
-  learner_options.growth.memory_budget_bytes = std::max<int64_t>(
+  learner_options.task_at_shift = true;  // an app has no task boundaries; a shift is one
+  // A method that grows stops while its modules fit what the budget leaves beside the backbone
+  // and the buffers of a 32-image learning batch (ClientStats::growth_refusals counts refusals).
+  learner_options.module_memory_budget_bytes = std::max<int64_t>(
       1, options_.memory_budget_bytes - ParameterSetBytes(model->backbone().parameters()) -
              sdk::BatchWorkingBytes(model->config(), 32, /*training=*/true));
   return cl::Learner::Create(std::move(model), learner_options);
@@ -262,41 +250,35 @@ absl::Status Client::Impl::BuildLearnerLocked(const v1::ModelCheckpoint& checkpo
     FEDCL_ASSIGN_OR_RETURN(r.learner, MakeLearnerLocked(checkpoint, source));
     r.shared = r.learner->SharedModules();
   }
+  session_.reset();  // it syncs the learner it was made with
   learner_ = std::move(learner);
   replicas_ = std::move(replicas);
   config_ = learner_->model().config();
-  modules_.clear();
-  queue_.clear();
-  queue_bytes_ = 0;
-  uncommitted_ = Record{};
   adapted_ = false;
   ++adapt_generation_;
   retained_working_bytes_ = 0;
-  pending_.clear();
-  not_installed_.clear();
-  descriptor_refused_.clear();
   app_tasks_ = false;
-  for (nn::ParameterSet* set : learner_->SharedModules())
-    AddModuleLocked(set, set->name(), -1, set->flat_values());
+  device::SessionOptions session_options;
+  session_options.client_id = options_.client_id;
+  session_options.software = "fedcl-sdk " FEDCL_VERSION;
+  session_options.unsent = device::SessionOptions::Unsent::kKeep;
+  session_options.offline_queue_bytes = options_.offline_queue_bytes;
+  device::SessionEnvironment environment;
+  environment.port = transport_.get();
+  environment.mu = &model_mu_;
+  environment.save = [this] { return SaveLocked(); };
+  environment.log = &log_sink_;
+  environment.cancelled = [this] { return Cancelled(); };
+  environment.progress = [this](device::SessionEnvironment::Stage stage, int64_t done,
+                                int64_t total) {
+    SetStage(stage == device::SessionEnvironment::Stage::kConnecting    ? SyncProgress::Stage::kConnecting
+             : stage == device::SessionEnvironment::Stage::kDownloading ? SyncProgress::Stage::kDownloading
+                                                                       : SyncProgress::Stage::kSubmitting,
+             done, total);
+  };
+  environment.on_join = [this](const device::JoinResult& joined) { return CheckServer(joined); };
+  session_ = std::make_unique<device::DeviceSession>(session_options, *learner_, environment);
   return absl::OkStatus();
-}
-
-Client::Impl::Module* Client::Impl::FindModuleLocked(absl::string_view server_name) {
-  for (Module& m : modules_)
-    if (m.on_server && m.server_name == server_name) return &m;
-  return nullptr;
-}
-
-Client::Impl::Module* Client::Impl::FindModuleByLiveLocked(const nn::ParameterSet* live) {
-  for (Module& m : modules_)
-    if (m.live == live) return &m;
-  return nullptr;
-}
-
-Client::Impl::Module* Client::Impl::FindModuleByLiveNameLocked(absl::string_view name) {
-  for (Module& m : modules_)
-    if (m.live->name() == name) return &m;
-  return nullptr;
 }
 
 ClientStats Client::Impl::Stats() const {
@@ -309,19 +291,21 @@ ClientStats Client::Impl::Stats() const {
   s.learn_batches = life_.learn_batches();
   s.learned_samples = life_.learned_samples();
   s.adapt_batches = life_.adapt_batches();
-  s.submissions = life_.submissions();
-  s.rounds_closed = life_.rounds_closed();
-  s.queue_records_dropped = life_.queue_records_dropped();
-  s.last_round = life_.submissions() > 0 ? life_.last_round() : -1;
-  s.queue_records = static_cast<int64_t>(queue_.size());
-  s.queue_bytes = queue_bytes_;
-  s.memory_used_bytes = HeldBytesLocked() + retained_working_bytes_;
-  if (learner_ != nullptr) {
-    for (int a : learner_->AdaptersPerBlock()) s.adapters += a;
-    s.growth_refusals =
-        learner_->budget().refused_at_cap() + learner_->budget().refused_for_memory();
+  if (session_ != nullptr) {
+    const device::DeviceSession::Counters& c = session_->CountersLocked();
+    s.submissions = c.submissions;
+    s.rounds_closed = c.rounds_closed;
+    s.queue_records_dropped = c.records_dropped;
+    s.last_round = c.last_submitted_round;
+    s.queue_records = session_->QueuedRecordsLocked();
+    s.queue_bytes = session_->QueuedBytesLocked();
+    s.proposals_pending = session_->ProposalsPendingLocked();
   }
-  s.proposals_pending = static_cast<int64_t>(pending_.size());
+  s.memory_used_bytes = HeldBytesLocked() + retained_working_bytes_;
+  if (learner_ != nullptr && learner_->expansion() != nullptr) {
+    for (int a : learner_->expansion()->AdaptersPerBlock()) s.adapters += a;
+    s.growth_refusals = learner_->expansion()->growth_refusals();
+  }
   return s;
 }
 

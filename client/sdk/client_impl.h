@@ -1,64 +1,49 @@
-// fedcl::Client's implementation, shared by client.cc (model, learning, state) and
-// client_sync.cc (the server). Not part of the installed headers.
+// fedcl::Client's implementation: persistence, the memory budget, threads and the public API
+// around one cl::Learner and the device::DeviceSession that syncs it (core/device: the device's
+// half of a round, shared with fedcl-client and the simulators). Not part of the installed
+// headers.
 //
-// The device's shared modules are the learner's SharedModules() that the method trains ("head",
-// "adapter"). For each the SDK keeps three values:
-//   base       the server's values at `version` (or the learner's initial ones, version −1), plus
-//              any queue record dropped for lack of room;
-//   committed  base + every queued delta: what a restart restores;
-//   live       the learner's values: committed + learning not yet committed.
-// Commit appends live − committed as a record. Re-basing on server values S at version v sets
-// base = S and moves committed and live by the same S − base, so queued and uncommitted learning
-// carry over. An acknowledged submission folds the submitted records into base.
+// Files: client.cc (options, backbone, learner and session, stats), client_learning.cc (learn,
+// predict, adapt, the budget), client_state.cc (restore and save), client_sync.cc (the server:
+// joining, the backbone, the session's sync, background syncs).
 //
-// Files: client.cc (options, backbone, learner, stats), client_learning.cc (learn, predict,
-// adapt, the budget), client_state.cc (restore, commit, save), client_sync.cc (the server).
-//
-// Locks: model_mu_ guards the learner, the modules, the queue and the life counters; sync_mu_
-// the background sync; stats_mu_ the per-run counters and the sync progress. Network calls are
-// made holding none of them. std::mutex rather than absl::Mutex: Debian's Abseil is not built
-// for ThreadSanitizer, whose target runs these tests, and pthread mutexes are intercepted.
+// Locks: model_mu_ guards the learner, the session's state and the life counters (the session
+// takes it itself, releasing it around network calls); sync_mu_ the background sync; stats_mu_
+// the per-run counters and the sync progress. std::mutex rather than absl::Mutex: Debian's
+// Abseil is not built for ThreadSanitizer, whose target runs these tests, and pthread mutexes
+// are intercepted.
 #ifndef FEDCL_CLIENT_SDK_CLIENT_IMPL_H_
 #define FEDCL_CLIENT_SDK_CLIENT_IMPL_H_
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "client/federation_transport.h"
-#include "client/sdk/device_state_store.h"
 #include "client/sdk/worker_pool.h"
 #include "core/base/filesystem.h"
 #include "core/cl/learner.h"
+#include "core/device/device_session.h"
+#include "core/device/federation_port.h"
 #include "fedcl/client.h"
+#include "proto/device_state_store.h"
 #include "proto/fedcl/v1/checkpoint.pb.h"
+#include "proto/fedcl/v1/device_state.pb.h"
 
 namespace fedcl {
-namespace sdk {
 
-// Codes after which the same call may succeed later; the device keeps its learning queued.
-inline bool IsTransient(const absl::Status& s) {
-  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsResourceExhausted(s) ||
-         absl::IsCancelled(s);
-}
-
-}  // namespace sdk
-
-// Where a Client gets its environment; tests inject an in-process transport and file system.
+// Where a Client gets its environment; tests inject an in-process port and file system.
 struct ClientEnvironment {
   base::FileSystem* fs = nullptr;  // null: the real file system
-  // Null: a gRPC FederationClient to options.server_address, built at the first sync.
-  std::unique_ptr<client::FederationTransport> transport;
+  // Null: a gRPC port to options.server_address, built at Init.
+  std::unique_ptr<device::FederationPort> transport;
 };
 
 class Client::Impl {
@@ -85,42 +70,24 @@ class Client::Impl {
   int num_classes() const;
 
  private:
-  struct Module {
-    nn::ParameterSet* live = nullptr;  // the learner's set
-    // The server's name for it: the set's, or the pool's for a SEMA adapter ("block2/m3").
-    std::string server_name;
-    // False for an adapter this device grew that the server has not taken: its proposal is
-    // pending, or was refused (it then stays on the device).
-    bool on_server = true;
-    int64_t version = -1;
-    Eigen::VectorXf base, committed;
-    // An adapter this device grew whose descriptor has not reached the pool yet: it is attached
-    // (AttachDescriptor) at the first sync after the growth has trained it.
-    bool descriptor_pending = false;
-  };
   // A copy of the learner that computes part of a Predict batch (ClientOptions::threads). Its
   // shared modules are copied from the learner before every split prediction, its backbone when
   // adaptation changed the learner's; it has its own detector, fitted on the same data.
   struct Replica {
     std::unique_ptr<cl::Learner> learner;
-    std::vector<nn::ParameterSet*> shared;  // its SharedModules(), in modules_ order
+    std::vector<nn::ParameterSet*> shared;  // its SharedModules(), in the learner's order
     nn::Matrix input;
     std::vector<cl::Prediction> predictions;
     uint64_t adapt_generation = 0;
   };
-  struct Record {
-    uint64_t sequence = 0;
-    int64_t batches = 0, samples = 0;
-    double loss_sum = 0.0;
-    std::vector<Eigen::VectorXf> deltas;  // one per module, in modules_ order
-    int64_t bytes() const;
-  };
-  // What a submission carries: the records up to `last_sequence`, summed per module.
-  struct Snapshot {
-    uint64_t last_sequence = 0;
-    int64_t batches = 0, samples = 0;
-    double loss_sum = 0.0;
-    std::vector<Eigen::VectorXf> sums;
+  // Forwards the session's messages to the app's log callback.
+  class LogForwarder final : public base::LogSink {
+   public:
+    explicit LogForwarder(const LogCallback& callback) : callback_(callback) {}
+    void Write(base::LogLevel level, absl::string_view message) override;
+
+   private:
+    const LogCallback& callback_;
   };
 
   // ---- Model and state (model_mu_ held) ----
@@ -129,8 +96,6 @@ class Client::Impl {
   void RestoreLocked();
   // Whether `checkpoint` has the same backbone weights as the cached backbone file.
   absl::StatusOr<bool> SameBackboneAsCacheLocked(const v1::ModelCheckpoint& checkpoint);
-  absl::Status CommitLocked();
-  void EnforceQueueBoundLocked();
   absl::Status SaveLocked();
   absl::Status CheckReadyLocked(absl::string_view what) const;
   absl::Status CheckImages(absl::Span<const float> pixels, int64_t count) const;
@@ -151,74 +116,37 @@ class Client::Impl {
   int64_t BatchBytes(int64_t count, bool training) const;
   // ResourceExhausted if a batch of `count` needs more than the budget leaves.
   absl::Status CheckBudgetLocked(int64_t count, bool training, absl::string_view what);
-  // By the server's name (FindModuleLocked), the learner's set or its name.
-  Module* FindModuleLocked(absl::string_view server_name);
-  Module* FindModuleByLiveLocked(const nn::ParameterSet* live);
-  Module* FindModuleByLiveNameLocked(absl::string_view name);
-
-  // ---- SEMA: modules that appear while the device runs (client_sema.cc) ----
-  // Appends a module whose base and committed values are `base`; queued records get a zero
-  // delta for it.
-  void AddModuleLocked(nn::ParameterSet* live, std::string server_name, int64_t version,
-                       const Eigen::VectorXf& base, bool on_server = true);
-  // Whether `m` is a grown adapter whose proposal has not been made yet.
-  bool ProposalPendingLocked(const Module& m);
-  // After a Learn: adapters the learner grew become modules with pending proposals.
-  void TakeGrowthLocked();
-  // A pool adapter another device grew joins this device's mixture (unless its growth budget
-  // refuses: it is then skipped from now on).
-  absl::Status InstallPooledExpertLocked(client::DownloadedModule& module);
-  // Proposes the pending adapters for `round`, releasing `lock` around each call; *taken when
-  // the server took one (founded or joined a module: the next GetWork lists it).
-  absl::Status ProposeGrownLocked(std::unique_lock<std::mutex>& lock, int64_t round, bool* taken);
-  // Sends the pool the descriptors of grown adapters whose growth has ended. A refusal
-  // (NotFound, InvalidArgument) drops one for good; anything else leaves it for the next sync,
-  // and only an unreachable server fails the sync.
-  absl::Status AttachDescriptorsLocked(std::unique_lock<std::mutex>& lock);
-  // The learner's (block, index) of an expert module, or {-1, -1}.
-  std::pair<int, int> ExpertSlotLocked(const Module& m);
-  absl::Status SaveSemaLocked(v1::DeviceState& state) const;
-  absl::Status RestoreSemaLocked(const v1::DeviceState& state);
   void Log(LogLevel level, const std::string& message) const;
 
   // ---- Sync (client_sync.cc) ----
-  // One sync with its stage reporting and counters; SyncOnce is the exchange itself.
+  // One sync with its stage reporting and counters.
   absl::StatusOr<SyncResult> RunSync();
-  absl::StatusOr<SyncResult> SyncOnce();
-  // Builds the gRPC transport (it connects at the first call) unless one was injected. Called by
+  // Builds the gRPC port (it connects at the first call) unless one was injected. Called by
   // Init only, so transport_ never changes while a sync or CancelSync reads it.
   absl::Status CreateTransport();
-  absl::Status JoinServer();
-  absl::Status EnsureBackboneFromServer();
+  // Before a learner exists: join to learn the server's backbone, and download it.
+  absl::Status EnsureBackboneFromServer(const device::JoinResult& joined);
+  // The session's check of the server at every join: its model must be this device's.
+  absl::Status CheckServer(const device::JoinResult& joined);
   void SetStage(SyncProgress::Stage stage, int64_t bytes_done, int64_t bytes_total);
   bool Cancelled() const;
 
   const ClientOptions options_;
   base::FileSystem& fs_;
-  std::unique_ptr<client::FederationTransport> transport_;
-  cl::ClMethod method_ = cl::ClMethod::kSequentialAdapter;
+  std::unique_ptr<device::FederationPort> transport_;
+  LogForwarder log_sink_;
 
   mutable std::mutex model_mu_;
-  sdk::DeviceStateStore store_;
+  proto::DeviceStateStore store_;
   std::optional<v1::DeviceState> stored_;  // read at Init, applied when the backbone loads
   std::unique_ptr<cl::Learner> learner_;
+  std::unique_ptr<device::DeviceSession> session_;  // syncs learner_; made with it
   nn::ModelConfig config_;
   std::string backbone_digest_;
-  std::vector<Module> modules_;
-  std::vector<cl::ModuleProposal> pending_;  // SEMA: grown, not yet proposed
-  std::set<std::string> not_installed_;      // SEMA: pool adapters the device does not run
-  // SEMA: pool adapters whose descriptor this learner cannot use (layout, memory budget): it is
-  // not downloaded again.
-  std::set<std::string> descriptor_refused_;
-  // SEMA: the app calls BeginTask itself, so a growth does not start a task (persisted).
+  // The app calls BeginTask itself, so a detected shift does not start a task (persisted).
   bool app_tasks_ = false;
-  std::deque<Record> queue_;
-  int64_t queue_bytes_ = 0;
-  uint64_t next_sequence_ = 1;
-  Record uncommitted_;  // counters of the learning since the last commit (deltas unused)
   bool adapted_ = false;
-  std::optional<int64_t> enrolled_round_;
-  v1::DeviceState life_;                      // the life counters (fields 10–16)
+  v1::DeviceState life_;                      // the life counters (fields 10–12)
   std::vector<Replica> replicas_;             // threads − 1 of them
   std::unique_ptr<sdk::WorkerPool> workers_;  // threads − 1 of them
   uint64_t adapt_generation_ = 0;             // bumped whenever the learner's backbone changes
@@ -233,7 +161,7 @@ class Client::Impl {
   std::function<void(const SyncProgress&)> on_progress_;
 
   // The server as last joined (sync only; guarded by sync_running_ being exclusive).
-  std::optional<client::ServerInfo> server_;
+  std::optional<device::ServerInfo> server_;
   std::mutex sync_mu_;
   bool sync_running_ = false;  // a Sync or background sync is in progress
   std::thread sync_thread_;

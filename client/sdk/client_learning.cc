@@ -55,8 +55,7 @@ void Client::Impl::StageInto(absl::Span<const float> pixels, int64_t count,
 int64_t Client::Impl::HeldBytesLocked() const {
   if (learner_ == nullptr) return 0;
   int64_t bytes = ParameterSetBytes(learner_->model().backbone().parameters()) +
-                  learner_->ModuleBytes() + queue_bytes_;
-  for (const Module& m : modules_) bytes += 2 * m.base.size() * int64_t{sizeof(float)};
+                  learner_->ModuleBytes() + session_->HeldBytesLocked();
   bytes += input_.size() * int64_t{sizeof(float)};
   for (const Replica& r : replicas_) {
     bytes += ParameterSetBytes(r.learner->model().backbone().parameters()) +
@@ -107,23 +106,21 @@ absl::StatusOr<LearnResult> Client::Impl::Learn(absl::Span<const float> pixels,
   StageInput(pixels, count);
   FEDCL_ASSIGN_OR_RETURN(cl::LearnStats stats, learner_->Learn(input_, labels));
   // A grown adapter becomes a module first, so that a diverged step is undone on it too.
-  if (cl::IsSema(method_)) TakeGrowthLocked();
+  session_->AfterLearnLocked(count, stats.loss);
   if (!std::isfinite(stats.loss)) {
     // A diverged step would poison every later one and the server's aggregate: undo it.
-    for (Module& m : modules_) m.live->flat_values() = m.committed;
+    session_->DiscardUncommittedLocked();
     return absl::InternalError(
         "the learning step diverged (non-finite loss); the uncommitted learning was discarded");
   }
-  ++uncommitted_.batches;
-  uncommitted_.samples += count;
-  uncommitted_.loss_sum += stats.loss;
   life_.set_learn_batches(life_.learn_batches() + 1);
   life_.set_learned_samples(life_.learned_samples() + count);
-  if (uncommitted_.batches >= options_.autosave_batches) FEDCL_RETURN_IF_ERROR(SaveLocked());
+  if (session_->UncommittedBatchesLocked() >= options_.autosave_batches) {
+    FEDCL_RETURN_IF_ERROR(SaveLocked());
+  }
   LearnResult result;
   result.loss = stats.loss;
-  for (const Record& r : queue_) result.batches_queued += r.batches;
-  result.batches_queued += uncommitted_.batches;
+  result.batches_queued = session_->QueuedBatchesLocked() + session_->UncommittedBatchesLocked();
   return result;
 }
 
@@ -151,10 +148,11 @@ absl::Status Client::Impl::Predict(absl::Span<const float> pixels, absl::Span<Pr
 // What the learner has learned: its shared modules always (a few KiB), its backbone when
 // adaptation changed the learner's since the replica last took it.
 absl::Status Client::Impl::RefreshReplicaLocked(Replica& r) {
-  for (size_t i = 0; i < modules_.size(); ++i)
-    r.shared[i]->flat_values() = modules_[i].live->flat_values();
-  // LAE's offline module and SimpleCIL's prototypes are the learner's own (a few KiB).
-  if (method_ == cl::ClMethod::kLae || method_ == cl::ClMethod::kSimpleCil)
+  const std::vector<nn::ParameterSet*> shared = learner_->SharedModules();
+  for (size_t i = 0; i < shared.size(); ++i) r.shared[i]->flat_values() = shared[i]->flat_values();
+  // What a method keeps to itself and predicts with (LAE's offline module, SimpleCIL's class
+  // sums; a few KiB).
+  if (learner_->method().prediction_reads_state())
     FEDCL_RETURN_IF_ERROR(r.learner->RestoreProgress(learner_->ExportProgress()));
   if (r.adapt_generation != adapt_generation_) {
     r.learner->model().backbone().parameters().flat_values() =
@@ -223,9 +221,9 @@ absl::Status Client::Impl::BeginTask(absl::Span<const int32_t> classes) {
   std::lock_guard<std::mutex> lock(model_mu_);
   FEDCL_RETURN_IF_ERROR(CheckReadyLocked("begin a task"));
   FEDCL_RETURN_IF_ERROR(learner_->BeginTask(std::vector<int>(classes.begin(), classes.end())));
-  // The app marks its tasks: growths no longer start one (which would clear its classes).
+  // The app marks its tasks: shifts no longer start one (which would clear its classes).
   app_tasks_ = true;
-  learner_->set_task_at_growth(false);
+  learner_->set_task_at_shift(false);
   return SaveLocked();
 }
 

@@ -283,6 +283,9 @@ fedcl_status fedcl_options_set_string(fedcl_options* options, fedcl_option optio
       case FEDCL_OPTION_OOD_DETECTOR:
         o.ood_detector = value;
         return FEDCL_OK;
+      case FEDCL_OPTION_METHOD_OPTIONS:
+        o.method_options = value;
+        return FEDCL_OK;
       default:
         return FEDCL_INVALID_ARGUMENT;  // not a string option, or unknown
     }

@@ -76,14 +76,14 @@ std::vector<fl::StoredModule> InitialModules(nn::Model& model, uint64_t seed) {
 CoordinatorTransport::CoordinatorTransport(fl::Coordinator& coordinator, std::string backbone,
                                            nn::ModelConfig config)
     : coordinator_(coordinator), backbone_(std::move(backbone)) {
-  info_.protocol = std::string(kProtocol);
+  info_.protocol = std::string(device::kProtocol);
   info_.model = config;
   info_.backbone_digest = proto::Sha256Hex(backbone_);
   info_.max_message_bytes = 4 << 20;
   info_.chunk_bytes = 1 << 20;
 }
 
-absl::StatusOr<JoinResult> CoordinatorTransport::Join(fl::ClientId client,
+absl::StatusOr<device::JoinResult> CoordinatorTransport::Join(fl::ClientId client,
                                                       absl::string_view software) {
   if (!join_failures.empty()) {
     absl::Status status = join_failures.front();
@@ -92,7 +92,7 @@ absl::StatusOr<JoinResult> CoordinatorTransport::Join(fl::ClientId client,
   }
   ++joins;
   FEDCL_ASSIGN_OR_RETURN(int64_t round, coordinator_.Enroll(client));
-  return JoinResult{client, round, info_};
+  return device::JoinResult{client, round, info_};
 }
 
 absl::StatusOr<fl::WorkAssignment> CoordinatorTransport::GetWork(
@@ -114,13 +114,13 @@ absl::StatusOr<std::string> CoordinatorTransport::DownloadBackbone(fl::ClientId 
   return backbone_;
 }
 
-absl::StatusOr<DownloadedModule> CoordinatorTransport::DownloadModule(fl::ClientId client,
+absl::StatusOr<device::DownloadedModule> CoordinatorTransport::DownloadModule(fl::ClientId client,
                                                                       const std::string& name,
                                                                       int64_t version,
                                                                       bool with_descriptor) {
   FEDCL_ASSIGN_OR_RETURN(fl::ModuleSnapshot snapshot, coordinator_.GetModule(name, version));
   ++module_downloads;
-  DownloadedModule module{snapshot.spec, snapshot.version, *snapshot.values, std::nullopt};
+  device::DownloadedModule module{snapshot.spec, snapshot.version, *snapshot.values, std::nullopt};
   if (with_descriptor && snapshot.descriptor != nullptr) {
     module.descriptor = *snapshot.descriptor;
     ++descriptor_downloads;

@@ -1,5 +1,5 @@
 // Shared pieces of the client tests: a tiny federated task (an MLP on 1×8×8 images of 4
-// classes, with synthetic IDX data that is easy to learn) and a FederationTransport over an
+// classes, with synthetic IDX data that is easy to learn) and a FederationPort over an
 // in-process fl::Coordinator that can inject failures.
 #ifndef FEDCL_TESTS_CLIENT_CLIENT_TEST_UTIL_H_
 #define FEDCL_TESTS_CLIENT_CLIENT_TEST_UTIL_H_
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "client/federation_transport.h"
+#include "core/device/federation_port.h"
 #include "core/base/filesystem.h"
 #include "core/fl/coordinator.h"
 #include "core/nn/model.h"
@@ -40,15 +40,15 @@ std::vector<fl::StoredModule> InitialModules(nn::Model& model, uint64_t seed = 1
 
 // A FederationTransport that calls an fl::Coordinator directly (ticking it on every call, so
 // deadlines pass as the test's clock moves), with failure injection. Not thread-safe.
-class CoordinatorTransport final : public FederationTransport {
+class CoordinatorTransport final : public device::FederationPort {
  public:
   CoordinatorTransport(fl::Coordinator& coordinator, std::string backbone, nn::ModelConfig config);
 
-  absl::StatusOr<JoinResult> Join(fl::ClientId client, absl::string_view software) override;
+  absl::StatusOr<device::JoinResult> Join(fl::ClientId client, absl::string_view software) override;
   absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client,
                                              absl::Span<const fl::ModuleVersion> held) override;
   absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) override;
-  absl::StatusOr<DownloadedModule> DownloadModule(fl::ClientId client, const std::string& name,
+  absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId client, const std::string& name,
                                                   int64_t version,
                                                   bool with_descriptor = false) override;
   absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
@@ -84,7 +84,7 @@ class CoordinatorTransport final : public FederationTransport {
  private:
   fl::Coordinator& coordinator_;
   const std::string backbone_;
-  ServerInfo info_;
+  device::ServerInfo info_;
 };
 
 }  // namespace fedcl::client::testing

@@ -204,6 +204,23 @@ TEST_F(CApiTest, UnknownMethodIsInvalidArgumentNamingIt) {
   EXPECT_THAT(TakeMessage(), AnyOf(HasSubstr("no_such_method"), HasSubstr("method")));
 }
 
+// A method's own knobs travel as text: a key the method does not take is refused at create,
+// naming it; one it takes is accepted.
+TEST_F(CApiTest, MethodOptionsAreTheMethodsOwnKnobs) {
+  Options options;
+  fedcl_options_set_string(options.handle, FEDCL_OPTION_STORAGE_DIR, Path("device").c_str());
+  ASSERT_EQ(fedcl_options_set_string(options.handle, FEDCL_OPTION_METHOD, "sema"), FEDCL_OK);
+  ASSERT_EQ(fedcl_options_set_string(options.handle, FEDCL_OPTION_METHOD_OPTIONS,
+                                     "confirm_batches: 3 no_such_knob: 1"),
+            FEDCL_OK);
+  EXPECT_EQ(fedcl_client_create(options.handle, &client_, &error_), FEDCL_INVALID_ARGUMENT);
+  EXPECT_THAT(TakeMessage(), HasSubstr("no_such_knob"));
+  ASSERT_EQ(fedcl_options_set_string(options.handle, FEDCL_OPTION_METHOD_OPTIONS,
+                                     "confirm_batches: 3 expansion_tau: 1.5"),
+            FEDCL_OK);
+  EXPECT_EQ(fedcl_client_create(options.handle, &client_, &error_), FEDCL_OK) << TakeMessage();
+}
+
 TEST_F(CApiTest, BadValueWithoutErrorArgumentReturnsTheCodeAlone) {
   Options options;
   fedcl_options_set_string(options.handle, FEDCL_OPTION_STORAGE_DIR, Path("device").c_str());

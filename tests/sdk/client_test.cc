@@ -13,6 +13,7 @@
 #include "core/base/random.h"
 #include "core/base/status_macros.h"
 #include "core/data/fashion_mnist.h"
+#include "core/device/initial_modules.h"
 #include "core/fl/coordinator.h"
 #include "core/nn/optimizer.h"
 #include "core/nn/training.h"
@@ -105,33 +106,23 @@ class ClientTest : public ::testing::Test {
   // and the adapter), with the roles fedcl-server gives them.
   fl::Coordinator& coordinator() {
     if (coordinator_ != nullptr) return *coordinator_;
-    const bool sema_server_ = cl::IsSema(server_method_);
+    const bool sema_server_ = server_method_ == "sema" || server_method_ == "sema_replay";
     cl::LearnerOptions lo;
     lo.method = server_method_;
-    lo.fedins_pool_size = options_.fedins_pool_size;
-    lo.descriptor_bottleneck = 4;
+    if (server_method_ == "fedins") lo.method_options = absl::StrCat("pool_size: ", options_.fedins_pool_size);
+    if (sema_server_) lo.method_options = "descriptor_bottleneck: 4";
     lo.seed = 99;  // other initial values than the device's: the first sync must re-base
     auto learner = cl::Learner::Create(PretrainedBackbone(), lo);
     FEDCL_CHECK_OK(learner.status());
     if (sema_server_) {  // the growing pool at the ViT's last two blocks, with base experts
       coordinator_options_.pool.expandable_blocks = {2, 3};
       coordinator_options_.pool.statistics_dim = TinyVit().vit.dim;
-      coordinator_options_.pool.expert_bottleneck = lo.adapter_bottleneck;
+      coordinator_options_.pool.expert_bottleneck = 8;  // SEMA's adapter bottleneck
       coordinator_options_.pool.round_window = 10;
       coordinator_options_.pool.divergence_threshold = 2.0;
     }
-    std::vector<fl::StoredModule> initial;
-    for (nn::ParameterSet* set : (*learner)->SharedModules()) {
-      fl::StoredModule m;
-      m.spec.name = set->name();
-      m.spec.role = set->name() == "head"                     ? fl::ModuleRole::kHead
-                    : sema_server_                            ? fl::ModuleRole::kBaseExpert
-                    : server_method_ == cl::ClMethod::kFedIns ? fl::ModuleRole::kInstancePool
-                                                              : fl::ModuleRole::kPet;
-      m.values = *set;
-      m.values.SetAllTrainable(true);
-      initial.push_back(std::move(m));
-    }
+    // The method says what the server pools, with the learner's initial values.
+    std::vector<fl::StoredModule> initial = device::InitialModules(**learner);
     auto created = fl::Coordinator::Create(coordinator_options_, clock_, nullptr, initial);
     FEDCL_CHECK_OK(created.status());
     coordinator_ = *std::move(created);
@@ -189,7 +180,7 @@ class ClientTest : public ::testing::Test {
   std::string backbone_;
   ClientOptions options_;
   fl::CoordinatorOptions coordinator_options_;
-  cl::ClMethod server_method_ = cl::ClMethod::kSequentialAdapter;  // whose modules it serves
+  std::string server_method_ = "sequential_adapter";  // whose modules it serves
   std::unique_ptr<fl::Coordinator> coordinator_;
   std::mutex log_mu_;
   std::vector<std::string> log_;
@@ -633,11 +624,11 @@ TEST_F(ClientTest, ThreadsSplitPredictionsAcrossCopiesWithTheSameResults) {
 }
 
 // Learning and prediction go on while a sync waits on the server.
-class BlockingTransport final : public client::FederationTransport {
+class BlockingTransport final : public device::FederationPort {
  public:
   explicit BlockingTransport(std::unique_ptr<CoordinatorTransport> inner)
       : inner_(std::move(inner)) {}
-  absl::StatusOr<client::JoinResult> Join(fl::ClientId c, absl::string_view s) override {
+  absl::StatusOr<device::JoinResult> Join(fl::ClientId c, absl::string_view s) override {
     return inner_->Join(c, s);
   }
   absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId c,
@@ -651,7 +642,7 @@ class BlockingTransport final : public client::FederationTransport {
   absl::StatusOr<std::string> DownloadBackbone(fl::ClientId c) override {
     return inner_->DownloadBackbone(c);
   }
-  absl::StatusOr<client::DownloadedModule> DownloadModule(fl::ClientId c, const std::string& n,
+  absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId c, const std::string& n,
                                                           int64_t v, bool d) override {
     return inner_->DownloadModule(c, n, v, d);
   }
@@ -747,7 +738,7 @@ TEST_F(ClientTest, ConcurrentCallsFromSeveralThreadsAreSafe) {
 // both then train, a third device on the old data neither grows nor runs it, and a device that
 // restarts keeps its mixture, descriptors and server names.
 TEST_F(ClientTest, SemaDevicesShareOneModulePerShiftAndKeepTheirMixtureOverARestart) {
-  server_method_ = cl::ClMethod::kSema;
+  server_method_ = "sema";
   options_.method = "sema";
   std::vector<std::unique_ptr<Client>> devices;
   std::vector<CoordinatorTransport*> transports(3);
@@ -896,6 +887,7 @@ TEST_F(ClientTest, EveryContinualMethodKeepsItsStateOverARestartAndSplitsPredict
   options_.fedins_top_k = 5;
   EXPECT_TRUE(absl::IsInvalidArgument(CreateClientForTesting(options_, {&fs_, nullptr}).status()));
   options_.fedins_top_k = 2;
+  options_.method = "lae";  // each method checks its own knobs
   options_.lae_fraction_per_task = 1.0;
   EXPECT_TRUE(absl::IsInvalidArgument(CreateClientForTesting(options_, {&fs_, nullptr}).status()));
 }
@@ -904,8 +896,8 @@ TEST_F(ClientTest, EveryContinualMethodKeepsItsStateOverARestartAndSplitsPredict
 // what a second device downloads. FedIns keeps nothing else, so the second device then predicts
 // exactly as the first; LAE's second device runs the first one's online adapter and head.
 TEST_F(ClientTest, LaeAndFedInsDevicesFederateTheirSharedModules) {
-  for (cl::ClMethod method : {cl::ClMethod::kLae, cl::ClMethod::kFedIns}) {
-    const std::string name(cl::ClMethodName(method));
+  for (const std::string method : {"lae", "fedins"}) {
+    const std::string& name = method;
     SCOPED_TRACE(name);
     coordinator_.reset();
     server_method_ = method;
@@ -917,7 +909,7 @@ TEST_F(ClientTest, LaeAndFedInsDevicesFederateTheirSharedModules) {
     auto first = Make(/*with_server=*/true);
     absl::StatusOr<SyncResult> joined = first->Sync();
     ASSERT_TRUE(joined.ok()) << joined.status();
-    EXPECT_EQ(joined->modules_downloaded, method == cl::ClMethod::kLae ? 2 : 1 + 2 * 4);
+    EXPECT_EQ(joined->modules_downloaded, method == "lae" ? 2 : 1 + 2 * 4);
     LearnBatches(*first, 16, 1);
     absl::StatusOr<SyncResult> submitted = first->Sync();
     ASSERT_TRUE(submitted.ok()) << submitted.status();
@@ -931,7 +923,7 @@ TEST_F(ClientTest, LaeAndFedInsDevicesFederateTheirSharedModules) {
     const double learned = Accuracy(*first, 1000);
     EXPECT_GT(learned, 0.6);
     EXPECT_GT(Accuracy(*second, 1000), learned - 0.1);
-    if (method == cl::ClMethod::kFedIns) {
+    if (method == "fedins") {
       std::vector<float> x;
       std::vector<int32_t> y;
       MakeBatch(31, 40, &x, &y);

@@ -122,6 +122,12 @@ struct ClientOptions {
   // What each method keeps besides its modules (LAE's offline module, SimpleCIL's class sums,
   // the task counters) is kept in the device state too.
   std::string method = "sequential_adapter";
+  // The method's own knobs as `key: value` pairs (a text proto of scalar fields and lists),
+  // e.g. "expansion_tau: 1.5 new_module_steps: 120" for sema, "adapter_bottleneck: 16" for
+  // sequential_adapter; every method's knobs are listed in its file under core/cl/methods/.
+  // Keys given here win over the method-specific fields below (kept for existing devices); an
+  // unknown key or a bad value fails Init.
+  std::string method_options;
   // SEMA's knobs (algorithms.md §4): training steps of a new adapter, the expansion threshold τ
   // on the batch-mean z-score, and the cap on adapters per block (a growth past it is refused
   // and counted in ClientStats::growth_refusals).

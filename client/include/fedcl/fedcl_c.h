@@ -111,6 +111,10 @@ typedef enum fedcl_option {
   FEDCL_OPTION_METHOD = 6,       /* "sequential_adapter", "linear_head", "simple_cil", "lae",
                                     "fedins", "sema", "sema_replay" */
   FEDCL_OPTION_OOD_DETECTOR = 7, /* "energy", "max_softmax", "mahalanobis", "knn", ... */
+  /* The method's own knobs as a scalar text proto, e.g. "expansion_tau: 1.5 confirm_batches: 3"
+     (the knobs below are shorthands for some of them; keys given here win). New methods' knobs
+     travel here, so the ABI does not grow with them. */
+  FEDCL_OPTION_METHOD_OPTIONS = 8,
   /* Integers. */
   FEDCL_OPTION_CLIENT_ID = 20,
   FEDCL_OPTION_MEMORY_BUDGET_BYTES = 21,

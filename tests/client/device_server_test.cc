@@ -1,9 +1,10 @@
-// DeviceLoops and the FederationClient against a real fedcl-server (FederationServer) on
+// fedcl-client devices and the GrpcPort against a real fedcl-server (FederationServer) on
 // 127.0.0.1:0, with tokens, chunked transfers, SQLite state and short rounds. Assertions are on
-// counts that do not depend on timing: every loop runs until it has a fixed number of
+// counts that do not depend on timing: every device runs until it has a fixed number of
 // acknowledged updates.
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -12,8 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "client/device_loop.h"
-#include "client/federation_client.h"
+#include "client/device.h"
+#include "proto/grpc_port.h"
 #include "core/base/log.h"
 #include "gtest/gtest.h"
 #include "proto/checkpoint.h"
@@ -21,13 +22,14 @@
 #include "server/federation_server.h"
 #include "server/server_config.h"
 #include "tests/client/client_test_util.h"
+#include "tests/support/faulty_port.h"
 
 namespace fedcl::client {
 namespace {
 
 std::string TokenOf(fl::ClientId id) { return absl::StrCat("test-token-of-client-", id, "-f00d"); }
 
-class DeviceLoopServerTest : public ::testing::Test {
+class DeviceServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     char pattern[] = "/tmp/fedcl_client_test_XXXXXX";
@@ -90,8 +92,8 @@ class DeviceLoopServerTest : public ::testing::Test {
     server_.reset();
   }
 
-  DeviceLoopOptions Options(fl::ClientId id) const {
-    DeviceLoopOptions options;
+  DeviceOptions Options(fl::ClientId id) const {
+    DeviceOptions options;
     options.server.target = server_->address();
     options.server.token = TokenOf(id);
     options.server.call_timeout = absl::Seconds(5);
@@ -112,13 +114,13 @@ class DeviceLoopServerTest : public ::testing::Test {
     return options;
   }
 
-  std::unique_ptr<DeviceLoop> MakeLoop(const DeviceLoopOptions& options) {
+  std::unique_ptr<Device> MakeDevice(const DeviceOptions& options) {
     DeviceEnvironment environment;
     environment.log = &log_;
-    absl::StatusOr<std::unique_ptr<DeviceLoop>> loop =
-        DeviceLoop::Create(options, std::move(environment));
-    EXPECT_TRUE(loop.ok()) << loop.status();
-    return loop.ok() ? *std::move(loop) : nullptr;
+    absl::StatusOr<std::unique_ptr<Device>> device =
+        Device::Create(options, std::move(environment));
+    EXPECT_TRUE(device.ok()) << device.status();
+    return device.ok() ? *std::move(device) : nullptr;
   }
 
   static const fl::ClientRecord* Record(const fl::CoordinatorStatus& status, fl::ClientId id) {
@@ -135,7 +137,7 @@ class DeviceLoopServerTest : public ::testing::Test {
   std::unique_ptr<server::FederationServer> server_;
 };
 
-TEST_F(DeviceLoopServerTest, ThreeDevicesTrainFiveRoundsAndOneRestartsMidRun) {
+TEST_F(DeviceServerTest, ThreeDevicesTrainFiveRoundsAndOneRestartsMidRun) {
   StartServer();
   std::vector<fl::ModuleSnapshot> initial = server_->coordinator().Modules();
 
@@ -144,13 +146,13 @@ TEST_F(DeviceLoopServerTest, ThreeDevicesTrainFiveRoundsAndOneRestartsMidRun) {
     DeviceStats stats;
   };
   Outcome one, two_first, two_second, three;
-  auto run = [this](const DeviceLoopOptions& options, Outcome* outcome) {
-    std::unique_ptr<DeviceLoop> loop = MakeLoop(options);
-    if (loop == nullptr) return;
-    outcome->status = loop->Run();
-    outcome->stats = loop->stats();
+  auto run = [this](const DeviceOptions& options, Outcome* outcome) {
+    std::unique_ptr<Device> device = MakeDevice(options);
+    if (device == nullptr) return;
+    outcome->status = device->Run();
+    outcome->stats = device->stats();
   };
-  DeviceLoopOptions o1 = Options(1), o2 = Options(2), o3 = Options(3);
+  DeviceOptions o1 = Options(1), o2 = Options(2), o3 = Options(3);
   o1.max_rounds = o3.max_rounds = 5;
   std::thread t1(run, o1, &one);
   std::thread t3(run, o3, &three);
@@ -200,16 +202,16 @@ TEST_F(DeviceLoopServerTest, ThreeDevicesTrainFiveRoundsAndOneRestartsMidRun) {
   }
 }
 
-TEST_F(DeviceLoopServerTest, DeviceSurvivesAServerRestart) {
+TEST_F(DeviceServerTest, DeviceSurvivesAServerRestart) {
   StartServer();
   const std::string address = server_->address();
-  DeviceLoopOptions options = Options(1);
+  DeviceOptions options = Options(1);
   options.max_rounds = 4;
-  std::unique_ptr<DeviceLoop> loop = MakeLoop(options);
-  ASSERT_NE(loop, nullptr);
+  std::unique_ptr<Device> device = MakeDevice(options);
+  ASSERT_NE(device, nullptr);
   absl::Status status = absl::UnknownError("not run");
-  std::thread runner([&] { status = loop->Run(); });
-  for (int i = 0; i < 1000 && loop->stats().participations < 2; ++i) {
+  std::thread runner([&] { status = device->Run(); });
+  for (int i = 0; i < 1000 && device->stats().participations < 2; ++i) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   StopServer();
@@ -217,7 +219,7 @@ TEST_F(DeviceLoopServerTest, DeviceSurvivesAServerRestart) {
   StartServer(address);                     // same port, same state directory
   runner.join();
   EXPECT_TRUE(status.ok()) << status;
-  const DeviceStats stats = loop->stats();
+  const DeviceStats stats = device->stats();
   EXPECT_EQ(stats.participations, 4);
   EXPECT_EQ(stats.rejoins, 0) << "the restarted server still knows the client";
   ASSERT_TRUE(server_->coordinator().CloseRound().ok());
@@ -228,31 +230,92 @@ TEST_F(DeviceLoopServerTest, DeviceSurvivesAServerRestart) {
   EXPECT_EQ(record->enrolled_round, stats.enrolled_round);
 }
 
-TEST_F(DeviceLoopServerTest, BadTokensStopTheDeviceAtOnce) {
+TEST_F(DeviceServerTest, LostRepliesOfTheRealServerAreCountedOnce) {
+  // The server receives and acknowledges each of the first two sends of client 3's first update,
+  // but the device never sees the replies: it resends the same update until one reply arrives.
   StartServer();
-  DeviceLoopOptions options = Options(3);
+  DeviceOptions options = Options(3);
+  options.max_rounds = 3;
+  absl::StatusOr<std::unique_ptr<proto::GrpcPort>> grpc =
+      proto::GrpcPort::Create(options.server, fs_);
+  ASSERT_TRUE(grpc.ok()) << grpc.status();
+  auto faulty = std::make_unique<fedcl::testing::FaultyPort>(**grpc);
+  faulty->lose_acknowledgements = 2;
+  fedcl::testing::FaultyPort* port = faulty.get();
+  DeviceEnvironment environment;
+  environment.log = &log_;
+  environment.port = std::move(faulty);
+  absl::StatusOr<std::unique_ptr<Device>> device = Device::Create(options, std::move(environment));
+  ASSERT_TRUE(device.ok()) << device.status();
+  ASSERT_TRUE((*device)->Run().ok());
+  const DeviceStats stats = (*device)->stats();
+  EXPECT_EQ(stats.participations, 3);
+  EXPECT_EQ(stats.duplicates, 1) << "the reply that arrived was the server's duplicate";
+  EXPECT_EQ(stats.retries, 2);
+  EXPECT_EQ(port->submissions, 5);
+  ASSERT_EQ(port->duplicates.size(), 5u);
+  EXPECT_EQ(std::count(port->duplicates.begin(), port->duplicates.end(), true), 2);
+  ASSERT_TRUE(server_->coordinator().CloseRound().ok());
+  const fl::ClientRecord* record = Record(server_->coordinator().Status(), 3);
+  ASSERT_NE(record, nullptr);
+  EXPECT_EQ(record->participations, 3) << "three updates, each counted once";
+}
+
+TEST_F(DeviceServerTest, AContinualDeviceSharesItsLearningThroughTheServer) {
+  StartServer();
+  const std::vector<fl::ModuleSnapshot> initial = server_->coordinator().Modules();
+  DeviceOptions options = Options(1);
+  options.method = "linear_head";
+  options.batch_size = 8;
+  options.batches_per_sync = 5;
+  options.max_rounds = 2;
+  std::unique_ptr<Device> device = MakeDevice(options);
+  ASSERT_NE(device, nullptr);
+  ASSERT_TRUE(device->Run().ok());
+  const DeviceStats stats = device->stats();
+  EXPECT_GE(stats.batches, 10);
+  EXPECT_GE(stats.participations, 1);
+  ASSERT_TRUE(server_->coordinator().CloseRound().ok());
+  const fl::ClientRecord* record = Record(server_->coordinator().Status(), 1);
+  ASSERT_NE(record, nullptr);
+  EXPECT_EQ(record->participations, stats.participations);
+  for (const fl::ModuleSnapshot& m : server_->coordinator().Modules()) {
+    for (const fl::ModuleSnapshot& before : initial) {
+      if (before.spec.name != m.spec.name) continue;
+      if (m.spec.name == "head") {
+        EXPECT_NE(m.values->flat_values(), before.values->flat_values()) << "learned";
+      } else {
+        EXPECT_EQ(m.values->flat_values(), before.values->flat_values()) << m.spec.name;
+      }
+    }
+  }
+}
+
+TEST_F(DeviceServerTest, BadTokensStopTheDeviceAtOnce) {
+  StartServer();
+  DeviceOptions options = Options(3);
   options.server.token = "not-a-token";
-  std::unique_ptr<DeviceLoop> loop = MakeLoop(options);
-  absl::Status status = loop->Run();
+  std::unique_ptr<Device> device = MakeDevice(options);
+  absl::Status status = device->Run();
   EXPECT_TRUE(absl::IsUnauthenticated(status)) << status;
-  EXPECT_EQ(loop->stats().retries, 0);
+  EXPECT_EQ(device->stats().retries, 0);
 
   options.server.token = TokenOf(1);  // a valid token of another client
   options.state_dir = Path("client3b");
-  loop = MakeLoop(options);
-  status = loop->Run();
+  device = MakeDevice(options);
+  status = device->Run();
   EXPECT_TRUE(absl::IsPermissionDenied(status)) << status;
 }
 
-TEST_F(DeviceLoopServerTest, FederationClientSpeaksTheProtocol) {
+TEST_F(DeviceServerTest, GrpcPortSpeaksTheProtocol) {
   StartServer();
-  FederationClientOptions options;
+  proto::GrpcPortOptions options;
   options.target = server_->address();
   options.token = TokenOf(2);
-  absl::StatusOr<std::unique_ptr<FederationClient>> client = FederationClient::Create(options, fs_);
+  absl::StatusOr<std::unique_ptr<proto::GrpcPort>> client = proto::GrpcPort::Create(options, fs_);
   ASSERT_TRUE(client.ok()) << client.status();
 
-  absl::StatusOr<JoinResult> joined = (*client)->Join(2, "test");
+  absl::StatusOr<device::JoinResult> joined = (*client)->Join(2, "test");
   ASSERT_TRUE(joined.ok()) << joined.status();
   EXPECT_EQ(joined->server.protocol, "fedcl.v1");
   EXPECT_EQ(joined->server.chunk_bytes, 1024);
@@ -274,7 +337,7 @@ TEST_F(DeviceLoopServerTest, FederationClientSpeaksTheProtocol) {
   update.local_steps = 1;
   update.loss = 1.0;
   for (const fl::ModuleInfo& info : work->modules) {
-    absl::StatusOr<DownloadedModule> module =
+    absl::StatusOr<device::DownloadedModule> module =
         (*client)->DownloadModule(2, info.spec.name, info.version);
     ASSERT_TRUE(module.ok()) << module.status();
     EXPECT_EQ(module->values.num_values(), info.num_values);
