@@ -24,11 +24,10 @@ absl::Status RunSeed(const Scenario& scenario, const SimulationInputs& inputs,
   FEDCL_ASSIGN_OR_RETURN(std::vector<ClTask> tasks,
                          BuildTasks(c, scenario.num_clients(), inputs.train, inputs.test, seed));
   for (const std::string& name : c.method()) {
-    FEDCL_ASSIGN_OR_RETURN(cl::ClMethod method, cl::ParseClMethod(name));
     if (options.progress)
       std::fprintf(stderr, "%s seed %llu\n", name.c_str(), static_cast<unsigned long long>(seed));
     absl::StatusOr<ClRunResult> run =
-        RunContinual(scenario, inputs, tasks, method, pattern, seed, options);
+        RunContinual(scenario, inputs, tasks, name, pattern, seed, options);
     if (!run.ok()) {
       return absl::Status(run.status().code(),
                           absl::StrCat(name, " / seed ", seed, ": ", run.status().message()));

@@ -62,16 +62,10 @@ absl::Status RunClDevice(const Scenario& scenario, const SimulationInputs& input
   o.client_id = static_cast<uint64_t>(d);
   o.storage_dir = options.storage_dir;
   o.method = options.method;
-  const cl::LearnerOptions scenario_learner =
-      LearnerOptionsFor(c, cl::ClMethod::kSema, options.seed);
+  // The scenario's learner section as the method's knobs, as the in-process run sets them.
+  const cl::LearnerOptions scenario_learner = LearnerOptionsFor(c, options.method, options.seed);
   o.learning_rate = scenario_learner.learning_rate;
-  o.sema_new_module_steps = scenario_learner.new_module_steps;
-  o.sema_expansion_tau = scenario_learner.expansion_tau;
-  o.sema_max_adapters_per_block = scenario_learner.growth.max_adapters_per_block;
-  o.lae_steps_per_task = static_cast<int>(scenario_learner.lae_steps_per_task);
-  o.lae_fraction_per_task = scenario_learner.lae_fraction_per_task;
-  o.fedins_pool_size = scenario_learner.fedins_pool_size;
-  o.fedins_top_k = scenario_learner.fedins_top_k;
+  o.method_options = scenario_learner.method_options;
   o.num_classes = inputs.train.num_classes;
   o.memory_budget_bytes = int64_t{256} << 20;  // room for predicting a task's test set at once
   o.autosave_batches = std::max(1, c.steps_per_round());

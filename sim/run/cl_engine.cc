@@ -2,15 +2,14 @@
 
 #include <chrono>
 #include <cstdio>
-#include <map>
-#include <optional>
-#include <set>
 
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include <mutex>
+
 #include "core/base/clock.h"
 #include "core/base/status_macros.h"
+#include "core/device/device_session.h"
+#include "core/device/in_process_port.h"
+#include "core/device/initial_modules.h"
 #include "core/fl/coordinator.h"
 #include "sim/run/cl_ood.h"
 #include "tbb/parallel_for.h"
@@ -19,75 +18,23 @@
 namespace fedcl::sim {
 namespace {
 
-// One device: its learner and what it holds of the server's modules.
+// One device: its learner, and the session that syncs it — the code the SDK and fedcl-client run.
 struct Device {
   std::unique_ptr<cl::Learner> learner;
+  std::unique_ptr<device::DeviceSession> session;
+  std::mutex mu;  // the session's; uncontended (one thread per device at a time)
   int delay = 0;
   int task = -1;
-  std::map<std::string, int64_t> held;                     // module → version
-  std::map<std::string, Eigen::VectorXf> base;             // values as downloaded
-  std::map<std::string, std::pair<int, int>> expert_slot;  // pool expert → (block, index)
-  std::set<std::string> not_installed;                     // pooled experts it refused
-  std::set<std::string> descriptor_pending;  // experts it grew whose descriptor is not sent
-  std::set<std::string> descriptor_refused;  // pooled descriptors its learner cannot use
-  double loss_sum = 0;
-  int64_t steps = 0, samples = 0;
+  int64_t refusals = 0;  // growths the budget refused
   absl::Status error;
 };
-
-// The learner's set a server module name refers to, or null.
-nn::ParameterSet* LocalSet(Device& d, const std::string& name) {
-  if (auto slot = d.expert_slot.find(name); slot != d.expert_slot.end())
-    return d.learner->Expert(slot->second.first, slot->second.second);
-  for (nn::ParameterSet* s : d.learner->SharedModules())
-    if (s->name() == name) return s;
-  return nullptr;
-}
-
-// "block<b>/m<id>" → b.
-absl::StatusOr<int> BlockOf(const std::string& name) {
-  int block = 0;
-  const size_t slash = name.find('/');
-  if (name.rfind("block", 0) != 0 || slash == std::string::npos ||
-      !absl::SimpleAtoi(name.substr(5, slash - 5), &block)) {
-    return absl::InternalError(absl::StrCat("expert module '", name, "' names no block"));
-  }
-  return block;
-}
-
-absl::Status Install(Device& d, const fl::ModuleSpec& spec, const nn::ParameterSet& values,
-                     const nn::ParameterSet* descriptor) {
-  if (spec.role == fl::ModuleRole::kExpert && !d.expert_slot.contains(spec.name)) {
-    FEDCL_ASSIGN_OR_RETURN(int block, BlockOf(spec.name));
-    // With its founder's descriptor, so that this device's detection knows the shift it serves;
-    // without it if the learner cannot use or hold it.
-    absl::StatusOr<int> index = d.learner->AddPooledExpert(block, values, descriptor);
-    if (!index.ok() && descriptor != nullptr) {
-      d.descriptor_refused.insert(spec.name);
-      index = d.learner->AddPooledExpert(block, values);
-    }
-    if (absl::IsResourceExhausted(index.status())) {
-      d.not_installed.insert(spec.name);  // at its cap: it runs without this adapter
-      return absl::OkStatus();
-    }
-    FEDCL_RETURN_IF_ERROR(index.status());
-    d.expert_slot[spec.name] = {block, *index};
-    return absl::OkStatus();
-  }
-  nn::ParameterSet* local = LocalSet(d, spec.name);
-  if (local == nullptr)
-    return absl::InternalError(absl::StrCat("the device has no module '", spec.name, "'"));
-  FEDCL_RETURN_IF_ERROR(local->CheckSameLayout(values));
-  local->flat_values() = values.flat_values();
-  return absl::OkStatus();
-}
 
 }  // namespace
 
 absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const SimulationInputs& inputs,
-                                         const std::vector<ClTask>& tasks, cl::ClMethod method,
-                                         const PatternSpec& pattern, uint64_t seed,
-                                         const ClEngineOptions& options) {
+                                         const std::vector<ClTask>& tasks,
+                                         const std::string& method, const PatternSpec& pattern,
+                                         uint64_t seed, const ClEngineOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const v1::ContinualConfig& c = scenario.config.continual();
   if (inputs.pretrained == nullptr)
@@ -97,7 +44,7 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
   const int rounds_per_task = c.rounds_per_task();
   const int num_classes = inputs.train.num_classes;
   ClRunResult result;
-  result.method = std::string(cl::ClMethodName(method));
+  result.method = method;
   result.seed = seed;
   for (const ClTask& t : tasks) result.task_names.push_back(t.name);
 
@@ -110,38 +57,39 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
                            cl::Learner::Create(std::move(model), learner_options));
     devices[d].delay = DeviceDelay(c, seed, d);
   }
+  const bool grows = devices[0].learner->expansion() != nullptr;
 
-  // The server: the scenario's first aggregator over the learners' shared modules.
+  // The server: the scenario's first aggregator over the method's initial modules (as
+  // fedcl-server makes them), and for a growing method the pool.
   base::ManualClock clock(absl::UnixEpoch());
   fl::CoordinatorOptions coordinator_options;
   coordinator_options.aggregator = scenario.methods[0].aggregator;
   // Every round closes once its participants have synced: this engine is the barrier's one
   // reporter.
   coordinator_options.round = {.name = "barrier", .round_duration = absl::Hours(1), .reporters = 1};
-  if (cl::IsSema(method)) {
-    coordinator_options.pool =
-        ContinualPoolOptions(c, learner_options, inputs.pretrained->backbone().feature_dim());
+  if (grows) {
+    FEDCL_ASSIGN_OR_RETURN(coordinator_options.pool,
+                           ContinualPoolOptions(c, learner_options,
+                                                inputs.pretrained->backbone().feature_dim()));
   }
-  std::vector<fl::StoredModule> initial;
-  for (nn::ParameterSet* s : devices[0].learner->SharedModules()) {
-    fl::StoredModule m;
-    m.spec.name = s->name();
-    // SEMA's first adapters are the pool's base experts, as pool.base_experts makes them on the
-    // server, and FedIns' sets its instance pool, as the fedins section does; the other
-    // methods' adapters are plain modules.
-    m.spec.role = s->name() == "head"               ? fl::ModuleRole::kHead
-                  : cl::IsSema(method)              ? fl::ModuleRole::kBaseExpert
-                  : method == cl::ClMethod::kFedIns ? fl::ModuleRole::kInstancePool
-                                                    : fl::ModuleRole::kPet;
-    m.values = *s;
-    initial.push_back(std::move(m));
-  }
+  std::vector<fl::StoredModule> initial = device::InitialModules(*devices[0].learner);
   std::unique_ptr<fl::Coordinator> coordinator;
+  std::unique_ptr<device::InProcessPort> port;
   if (!initial.empty()) {
     FEDCL_ASSIGN_OR_RETURN(coordinator, fl::Coordinator::Create(coordinator_options, clock, nullptr,
                                                                 std::move(initial)));
-    for (int d = 0; d < num_devices; ++d)
-      FEDCL_RETURN_IF_ERROR(coordinator->Enroll(static_cast<fl::ClientId>(d)).status());
+    device::ServerInfo info;
+    info.protocol = std::string(device::kProtocol);
+    port = std::make_unique<device::InProcessPort>(*coordinator, info);
+    for (int d = 0; d < num_devices; ++d) {
+      Device& dev = devices[d];
+      dev.session = std::make_unique<device::DeviceSession>(
+          device::SessionOptions{.client_id = static_cast<fl::ClientId>(d),
+                                 .software = "fedcl-sim",
+                                 .unsent = device::SessionOptions::Unsent::kKeep},
+          *dev.learner, device::SessionEnvironment{.port = port.get(), .mu = &dev.mu});
+      FEDCL_RETURN_IF_ERROR(dev.session->Join().status());
+    }
   }
 
   const std::vector<float> probabilities(
@@ -150,52 +98,19 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
                          ParticipationProcess::Create(pattern, probabilities, seed, nullptr));
   tbb::task_arena arena(options.threads > 0 ? options.threads : tbb::info::default_concurrency());
 
-  // Downloads what changed for device d; false if the coordinator has no work for it.
-  auto sync_down = [&](int d, int64_t* round) -> absl::StatusOr<bool> {
-    Device& dev = devices[d];
-    std::vector<fl::ModuleVersion> held;
-    for (const auto& [name, version] : dev.held) held.push_back({name, version});
-    FEDCL_ASSIGN_OR_RETURN(fl::WorkAssignment work,
-                           coordinator->GetWork(static_cast<fl::ClientId>(d), held));
-    if (work.action != fl::WorkAssignment::Action::kTrain) return false;
+  // Device d's Begin: proposes what it grew, downloads what changed; false without a round.
+  auto begin = [&](int d, int64_t* round) -> absl::StatusOr<bool> {
+    FEDCL_ASSIGN_OR_RETURN(device::RoundWork work, devices[d].session->Begin());
+    result.bytes_down += work.bytes_downloaded;
+    if (!work.train) return false;
     *round = work.round;
-    for (const fl::ModuleInfo& info : work.modules) {
-      if (dev.not_installed.contains(info.spec.name)) continue;
-      // A pooled adapter this device runs without a descriptor takes the one the pool now has.
-      const auto slot = dev.expert_slot.find(info.spec.name);
-      const bool descriptor_wanted =
-          info.has_descriptor && slot != dev.expert_slot.end() &&
-          !dev.descriptor_refused.contains(info.spec.name) &&
-          !dev.learner->ExpertHasDescriptor(slot->second.first, slot->second.second);
-      if (!info.download && !descriptor_wanted) continue;
-      FEDCL_ASSIGN_OR_RETURN(fl::ModuleSnapshot snapshot,
-                             coordinator->GetModule(info.spec.name, info.version));
-      if (descriptor_wanted) {
-        result.bytes_down += snapshot.descriptor->num_values() * int64_t{sizeof(float)};
-        if (!dev.learner
-                 ->AttachPooledDescriptor(slot->second.first, slot->second.second,
-                                          *snapshot.descriptor)
-                 .ok()) {
-          dev.descriptor_refused.insert(info.spec.name);  // it detects without this one
-        }
-        if (!info.download) continue;
-      }
-      const bool new_expert = snapshot.spec.role == fl::ModuleRole::kExpert &&
-                              !dev.expert_slot.contains(snapshot.spec.name);
-      const nn::ParameterSet* descriptor = new_expert ? snapshot.descriptor.get() : nullptr;
-      FEDCL_RETURN_IF_ERROR(Install(dev, snapshot.spec, *snapshot.values, descriptor));
-      if (descriptor != nullptr)
-        result.bytes_down += descriptor->num_values() * int64_t{sizeof(float)};
-      dev.held[info.spec.name] = info.version;
-      dev.base[info.spec.name] = snapshot.values->flat_values();
-      result.bytes_down += snapshot.values->num_values() * int64_t{sizeof(float)};
-    }
     return true;
   };
 
   // Learn steps of one participant (thread-safe across devices).
   auto learn = [&](int d, int64_t round) {
     Device& dev = devices[d];
+    std::lock_guard<std::mutex> lock(dev.mu);
     const int task = TaskAtRound(c, num_tasks, dev.delay, round);
     if (task != dev.task) {
       dev.task = task;
@@ -216,79 +131,10 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
         dev.error = stats.status();
         return;
       }
-      dev.loss_sum += stats->loss;
-      ++dev.steps;
-      dev.samples += x.rows();
-      if (!stats->refused.ok()) ++result.growth_refusals;
+      if (!stats->refused.ok()) ++dev.refusals;
+      if (dev.session != nullptr) dev.session->AfterLearnLocked(x.rows(), stats->loss);
     }
-  };
-
-  // Proposals and the update of device d, in device order.
-  auto sync_up = [&](int d, int64_t round) -> absl::Status {
-    Device& dev = devices[d];
-    for (cl::ModuleProposal& p : dev.learner->TakeProposals()) {
-      fl::ModuleProposal proposal;
-      proposal.client = static_cast<fl::ClientId>(d);
-      proposal.round = round;
-      proposal.block = p.block;
-      proposal.spec.role = fl::ModuleRole::kExpert;
-      proposal.values = p.expert;
-      proposal.statistics = {p.mean, p.variance};
-      ++result.proposals;
-      absl::StatusOr<fl::ProposalResult> proposed = coordinator->ProposeModule(proposal);
-      if (absl::IsResourceExhausted(proposed.status())) continue;  // pool at capacity: local
-      FEDCL_RETURN_IF_ERROR(proposed.status());
-      dev.expert_slot[proposed->name] = {p.block, p.index};
-      dev.descriptor_pending.insert(proposed->name);
-      result.bytes_up += p.expert.num_values() * int64_t{sizeof(float)};
-      if (proposed->merged) {
-        // The group's module replaces the device's own: its members train that one module.
-        int64_t ignored = 0;
-        FEDCL_RETURN_IF_ERROR(sync_down(d, &ignored).status());
-      } else {
-        dev.held[proposed->name] = 0;
-        dev.base[proposed->name] = p.expert.flat_values();
-      }
-    }
-    // The descriptors of grown adapters whose growth has ended go to the pool.
-    for (auto it = dev.descriptor_pending.begin(); it != dev.descriptor_pending.end();) {
-      const auto& [block, index] = dev.expert_slot.at(*it);
-      std::optional<nn::ParameterSet> descriptor = dev.learner->ExpertDescriptor(block, index);
-      if (!descriptor.has_value()) {
-        ++it;
-        continue;
-      }
-      FEDCL_RETURN_IF_ERROR(
-          coordinator->AttachDescriptor(static_cast<fl::ClientId>(d), *it, *descriptor).status());
-      result.bytes_up += descriptor->num_values() * int64_t{sizeof(float)};
-      it = dev.descriptor_pending.erase(it);
-    }
-    fl::UpdateSubmission update;
-    update.client = static_cast<fl::ClientId>(d);
-    update.round = round;
-    update.num_samples = dev.samples;
-    update.local_steps = dev.steps;
-    update.loss = dev.steps > 0 ? dev.loss_sum / static_cast<double>(dev.steps) : 0.0;
-    std::vector<Eigen::VectorXf> deltas;
-    deltas.reserve(dev.held.size());
-    for (const auto& [name, version] : dev.held) {
-      nn::ParameterSet* local = LocalSet(dev, name);
-      if (local == nullptr) continue;
-      Eigen::VectorXf delta = local->flat_values() - dev.base[name];
-      if (delta.isZero(0.0f)) continue;  // frozen or untouched: nothing to send
-      fl::ModuleDelta m;
-      m.name = name;
-      m.base_version = version;
-      for (const nn::TensorInfo& t : local->tensors()) m.layout.push_back({t.name, t.shape});
-      deltas.push_back(std::move(delta));
-      m.values = absl::MakeSpan(deltas.back().data(), deltas.back().size());
-      result.bytes_up += deltas.back().size() * int64_t{sizeof(float)};
-      update.modules.push_back(std::move(m));
-    }
-    dev.loss_sum = 0;
-    dev.steps = dev.samples = 0;
-    if (update.modules.empty()) return absl::OkStatus();
-    return coordinator->Submit(update).status();
+    if (dev.session != nullptr && dev.error.ok()) dev.error = dev.session->CommitLocked();
   };
 
   auto evaluate = [&](int after_task) -> absl::Status {
@@ -299,7 +145,7 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
     if (coordinator != nullptr) {
       for (int d = 0; d < eval_devices; ++d) {  // the model as the device's next sync gives it
         int64_t ignored = 0;
-        FEDCL_RETURN_IF_ERROR(sync_down(d, &ignored).status());
+        FEDCL_RETURN_IF_ERROR(begin(d, &ignored).status());
       }
     }
     auto accuracy = [&](cl::Learner& learner, const data::Dataset& test) -> absl::StatusOr<double> {
@@ -308,6 +154,7 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
       for (size_t i = 0; i < p.size(); ++i) correct += p[i].label == test.labels[i];
       return static_cast<double>(correct) / static_cast<double>(p.size());
     };
+    const bool lae = method == "lae";
     arena.execute([&] {
       tbb::parallel_for(0, eval_devices, [&](int d) {
         cl::Learner& learner = *devices[d].learner;
@@ -315,10 +162,12 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
           absl::StatusOr<double> a = accuracy(learner, tasks[j].test);
           if (!a.ok()) errors[d] = a.status();
           acc[d][j] = a.value_or(0.0);
-          if (method != cl::ClMethod::kLae) continue;
-          learner.set_lae_inference(cl::Learner::LaeInference::kOnline);
-          absl::StatusOr<double> o = accuracy(learner, tasks[j].test);
-          learner.set_lae_inference(cl::Learner::LaeInference::kEnsemble);
+          if (!lae) continue;
+          // LAE's online module alone, beside its ensemble.
+          absl::StatusOr<double> o = learner.SetMethodOption("inference", "online").ok()
+                                         ? accuracy(learner, tasks[j].test)
+                                         : absl::InternalError("LAE refused inference: online");
+          errors[d].Update(learner.SetMethodOption("inference", "ensemble"));
           if (!o.ok()) errors[d] = o.status();
           online[d][j] = o.value_or(0.0);
         }
@@ -333,7 +182,7 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
       }
     }
     result.accuracy.push_back(row);
-    if (method == cl::ClMethod::kLae) result.online_accuracy.push_back(online_row);
+    if (lae) result.online_accuracy.push_back(online_row);
     if (options.progress) {
       std::fprintf(stderr, "  %s seed %llu after task %d (%s):", result.method.c_str(),
                    static_cast<unsigned long long>(seed), after_task,
@@ -353,9 +202,10 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
     std::vector<uint32_t> participants = participation->Participants(0, num_devices);
     int64_t round = r;
     if (coordinator != nullptr) {
+      // In device order, so that the pool's grouping of proposals does not depend on threads.
       std::vector<uint32_t> ready;
       for (uint32_t d : participants) {
-        FEDCL_ASSIGN_OR_RETURN(bool has_work, sync_down(static_cast<int>(d), &round));
+        FEDCL_ASSIGN_OR_RETURN(bool has_work, begin(static_cast<int>(d), &round));
         if (has_work) ready.push_back(d);
       }
       participants = std::move(ready);
@@ -366,7 +216,11 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
     });
     for (uint32_t d : participants) FEDCL_RETURN_IF_ERROR(devices[d].error);
     if (coordinator != nullptr) {
-      for (uint32_t d : participants) FEDCL_RETURN_IF_ERROR(sync_up(static_cast<int>(d), round));
+      for (uint32_t d : participants) {
+        FEDCL_ASSIGN_OR_RETURN(device::SubmitOutcome submitted,
+                               devices[d].session->Submit(round));
+        result.bytes_up += submitted.bytes_uploaded;
+      }
       FEDCL_ASSIGN_OR_RETURN(fl::Coordinator::ReportResult reported,
                              coordinator->Report(0, 1, coordinator->current_round()));
       FEDCL_RETURN_IF_ERROR(reported.close_status);
@@ -374,20 +228,28 @@ absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const Simulat
       PoolPoint point{.round = r + 1,
                       .modules = static_cast<int64_t>(status.pool.size()),
                       .merges = status.pool_merges};
-      for (Device& dev : devices) {
-        for (int a : dev.learner->AdaptersPerBlock()) point.adapters_per_device += a;
+      if (grows) {
+        for (Device& dev : devices) {
+          for (int a : dev.learner->expansion()->AdaptersPerBlock()) point.adapters_per_device += a;
+        }
+        point.adapters_per_device /= num_devices;
       }
-      point.adapters_per_device /= num_devices;
       result.pool.push_back(point);
     }
     if ((r + 1) % rounds_per_task == 0)
       FEDCL_RETURN_IF_ERROR(evaluate(static_cast<int>((r + 1) / rounds_per_task) - 1));
   }
 
+  for (Device& dev : devices) {
+    result.growth_refusals += dev.refusals;
+    if (dev.session == nullptr) continue;
+    std::lock_guard<std::mutex> lock(dev.mu);
+    result.proposals += dev.session->CountersLocked().proposals;
+  }
   std::vector<double> sizes;
   for (const ClTask& t : tasks) sizes.push_back(static_cast<double>(t.test.size()));
   FEDCL_ASSIGN_OR_RETURN(result.metrics, cl::ComputeContinualMetrics(result.accuracy, sizes));
-  if (method == cl::ClMethod::kLae) {
+  if (method == "lae") {
     FEDCL_ASSIGN_OR_RETURN(result.online_metrics,
                            cl::ComputeContinualMetrics(result.online_accuracy, sizes));
   }

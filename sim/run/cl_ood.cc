@@ -32,16 +32,16 @@ absl::StatusOr<std::vector<OodResult>> ScoreDetectors(cl::Learner& learner,
   FEDCL_ASSIGN_OR_RETURN(data::Dataset fit, Rows(first.train, 0, kFitSamples));
   FEDCL_ASSIGN_OR_RETURN(data::Dataset calibration, Rows(first.test, 0, half));
   FEDCL_ASSIGN_OR_RETURN(data::Dataset id, Rows(first.test, half, first.test.size()));
-  FEDCL_ASSIGN_OR_RETURN(cl::Learner::Inspection fit_hooks, learner.Inspect(fit.images));
-  FEDCL_ASSIGN_OR_RETURN(cl::Learner::Inspection cal_hooks, learner.Inspect(calibration.images));
-  FEDCL_ASSIGN_OR_RETURN(cl::Learner::Inspection id_hooks, learner.Inspect(id.images));
+  FEDCL_ASSIGN_OR_RETURN(cl::Inspection fit_hooks, learner.Inspect(fit.images));
+  FEDCL_ASSIGN_OR_RETURN(cl::Inspection cal_hooks, learner.Inspect(calibration.images));
+  FEDCL_ASSIGN_OR_RETURN(cl::Inspection id_hooks, learner.Inspect(id.images));
   // The OOD sets: each later domain's copy of the ID images, or all later classes together.
-  std::vector<std::pair<std::string, cl::Learner::Inspection>> ood_sets;
+  std::vector<std::pair<std::string, cl::Inspection>> ood_sets;
   if (config.kind() == "domains") {
     for (size_t t = 1; t < tasks.size(); ++t) {
       FEDCL_ASSIGN_OR_RETURN(data::Dataset shifted,
                              Rows(tasks[t].test, half, tasks[t].test.size()));
-      FEDCL_ASSIGN_OR_RETURN(cl::Learner::Inspection hooks, learner.Inspect(shifted.images));
+      FEDCL_ASSIGN_OR_RETURN(cl::Inspection hooks, learner.Inspect(shifted.images));
       ood_sets.emplace_back(tasks[t].name, std::move(hooks));
     }
   } else {
@@ -53,7 +53,7 @@ absl::StatusOr<std::vector<OodResult>> ScoreDetectors(cl::Learner& learner,
       unseen.labels.insert(unseen.labels.end(), tasks[t].test.labels.begin(),
                            tasks[t].test.labels.end());
     }
-    FEDCL_ASSIGN_OR_RETURN(cl::Learner::Inspection hooks, learner.Inspect(unseen.images));
+    FEDCL_ASSIGN_OR_RETURN(cl::Inspection hooks, learner.Inspect(unseen.images));
     ood_sets.emplace_back("unseen classes", std::move(hooks));
   }
   std::vector<OodResult> results;

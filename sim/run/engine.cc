@@ -11,7 +11,8 @@
 #include "core/base/random.h"
 #include "core/base/status_macros.h"
 #include "core/fl/coordinator.h"
-#include "core/fl/local_trainer.h"
+#include "core/device/in_process_port.h"
+#include "core/fl/client_model.h"
 #include "core/nn/training.h"
 #include "sim/run/process_memory.h"
 #include "sim/run/round_runner.h"
@@ -62,12 +63,14 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
                          fl::Coordinator::Create(CoordinatorOptionsFor(method, probabilities),
                                                  clock, nullptr, std::move(initial)));
   for (int n = 0; n < num_clients; ++n) FEDCL_RETURN_IF_ERROR(coordinator->Enroll(n).status());
-  InProcessEndpoint endpoint(*coordinator);
+  device::ServerInfo server;
+  server.protocol = std::string(device::kProtocol);
+  device::InProcessPort port(*coordinator, server);
 
   const AvailabilityTrace* trace = inputs_.trace ? &*inputs_.trace : nullptr;
   FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<ParticipationProcess> process,
                          ParticipationProcess::Create(pattern, probabilities, seed, trace));
-  RoundRunner runner(scenario_, inputs_, client_data, seed, config.threads());
+  RoundRunner runner(scenario_, inputs_, client_data, seed, config.threads(), server);
   // The global model, as the server would evaluate it.
   FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<nn::Model> eval_model,
                          MakeModel(scenario_, inputs_, seed));
@@ -119,7 +122,7 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
         map->participated[static_cast<size_t>(n) * map->rounds + t] = 1;
       }
     }
-    FEDCL_ASSIGN_OR_RETURN(RoundOutcome outcome, runner.Run(endpoint, participants, t, now_s));
+    FEDCL_ASSIGN_OR_RETURN(RoundOutcome outcome, runner.Run(port, participants, t, now_s));
     result.stragglers += outcome.stragglers;
     result.dropouts += outcome.dropouts;
     bytes_down += outcome.bytes_down;

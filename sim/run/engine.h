@@ -1,5 +1,6 @@
 // The in-process simulation engine: one fl::Coordinator (the server's code) and N virtual clients
-// training with fl::TrainLocally (the devices' code) on a virtual clock.
+// running the devices' code (device::DeviceSession with the "recipe" learner, round_runner.h)
+// through a device::InProcessPort, on a virtual clock.
 //
 //   FEDCL_ASSIGN_OR_RETURN(sim::SimulationInputs inputs, sim::LoadInputs(fs, scenario));  // world/
 //   sim::Engine engine(scenario, inputs);
@@ -9,7 +10,7 @@
 //
 // One round t:
 //   1. the participation process advances every client to t (draws keyed by (seed, client, t));
-//   2. participants ask the coordinator for work, exactly as a device's GetWork;
+//   2. participants ask the coordinator for work through their sessions, as devices do;
 //   3. each one's round time on the virtual clock comes from its device profile (download,
 //      I·B samples, upload); one that would miss the deadline is a straggler, one that drops out
 //      (dropout probability, or its trace window ends first) is lost; neither trains, since its

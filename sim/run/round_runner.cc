@@ -1,10 +1,13 @@
 #include "sim/run/round_runner.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/base/random.h"
 #include "core/base/status_macros.h"
+#include "core/device/device_session.h"
+#include "core/device/recipe_round.h"
 #include "tbb/parallel_for.h"
 
 namespace fedcl::sim {
@@ -14,35 +17,23 @@ constexpr uint64_t kDropoutStream = 0x53494d44524f504f;
 
 }  // namespace
 
-absl::StatusOr<fl::WorkAssignment> InProcessEndpoint::GetWork(fl::ClientId client) {
-  return coordinator_.GetWork(client, {});
-}
-
-absl::StatusOr<fl::ModuleSnapshot> InProcessEndpoint::GetModule(fl::ClientId,
-                                                                const fl::ModuleInfo& info) {
-  return coordinator_.GetModule(info.spec.name, info.version);
-}
-
-absl::Status InProcessEndpoint::Submit(fl::ClientId client, int64_t round,
-                                       fl::LocalUpdate& update) {
-  return coordinator_.Submit(fl::ToSubmission(update, client, round)).status();
-}
-
 RoundRunner::RoundRunner(const Scenario& scenario, const SimulationInputs& inputs,
-                         const ClientData& client_data, uint64_t seed, int threads)
+                         const ClientData& client_data, uint64_t seed, int threads,
+                         device::ServerInfo server)
     : scenario_(scenario),
       inputs_(inputs),
       client_data_(client_data),
       seed_(seed),
+      server_(std::move(server)),
       arena_(threads > 0 ? threads : tbb::info::default_concurrency()) {}
 
-absl::StatusOr<RoundOutcome> RoundRunner::Run(CoordinatorEndpoint& endpoint,
+absl::StatusOr<RoundOutcome> RoundRunner::Run(device::FederationPort& port,
                                               absl::Span<const uint32_t> participants,
                                               int64_t round, double now_s) {
   std::vector<Participant> results(participants.size());
   arena_.execute([&] {
     tbb::parallel_for(size_t{0}, participants.size(), [&](size_t i) {
-      results[i] = RunOne(endpoint, participants[i], round, now_s);
+      results[i] = RunOne(port, participants[i], round, now_s);
     });
   });
   RoundOutcome outcome;
@@ -74,48 +65,26 @@ absl::StatusOr<RoundOutcome> RoundRunner::Run(CoordinatorEndpoint& endpoint,
   return outcome;
 }
 
-RoundRunner::Participant RoundRunner::RunOne(CoordinatorEndpoint& endpoint, uint32_t client,
-                                             int64_t round, double now_s) {
-  Participant out;
-  auto fail = [&](const absl::Status& status) {
-    out.status = absl::Status(
-        status.code(), absl::StrCat("client ", client, " round ", round, ": ", status.message()));
-    return out;
-  };
-  absl::StatusOr<fl::WorkAssignment> work = endpoint.GetWork(client);
-  if (!work.ok()) return fail(work.status());
-  if (work->action == fl::WorkAssignment::Action::kWait && work->round == round) {
-    // The coordinator already holds this client's update for the round: a worker restarted
-    // mid-round (Kubernetes restarts a failed shard) finds the updates it sent before dying. The
-    // update counts once; nothing is trained or sent again.
-    out.fate = Fate::kAlreadyCounted;
-    out.bytes_down = 0;
-    return out;
-  }
-  if (work->round > round) {
-    // The round closed while a restarted worker caught up: nothing to do for it any more.
-    out.fate = Fate::kRoundClosed;
-    out.bytes_down = 0;
-    return out;
-  }
-  if (work->action != fl::WorkAssignment::Action::kTrain || work->round != round) {
-    return fail(absl::InternalError(
-        absl::StrCat("no work for this round (server is at round ", work->round, ")")));
+bool RoundRunner::TakesPart(const fl::WorkAssignment& work, uint32_t client, int64_t round,
+                            double now_s, absl::Span<const int> indices, Participant& out) const {
+  if (work.round != round) {
+    out.status = absl::InternalError(
+        absl::StrCat("no work for this round (server is at round ", work.round, ")"));
+    return false;
   }
   int64_t module_bytes = 0;
-  for (const fl::ModuleInfo& info : work->modules) module_bytes += info.num_values * 4;
+  for (const fl::ModuleInfo& info : work.modules) module_bytes += info.num_values * 4;
   out.bytes_down = module_bytes;
-  absl::Span<const int> indices = client_data_.Indices(client, scratch_.local());
   if (indices.empty()) {
     out.fate = Fate::kNoData;
-    return out;
+    return false;
   }
   const v1::DeviceConfig& devices = scenario_.config.devices();
-  const int64_t samples = static_cast<int64_t>(work->recipe.local_steps) * work->recipe.batch_size;
+  const int64_t samples = static_cast<int64_t>(work.recipe.local_steps) * work.recipe.batch_size;
   out.seconds = inputs_.profiles.For(client).RoundSeconds(samples, module_bytes, module_bytes);
   if (devices.round_deadline_s() > 0 && out.seconds > devices.round_deadline_s()) {
     out.fate = Fate::kStraggler;
-    return out;
+    return false;
   }
   bool drops = devices.dropout_probability() > 0 &&
                base::Rng::ForStream(seed_, {kDropoutStream, client, static_cast<uint64_t>(round)})
@@ -126,31 +95,75 @@ RoundRunner::Participant RoundRunner::RunOne(CoordinatorEndpoint& endpoint, uint
   }
   if (drops) {
     out.fate = Fate::kDropout;
-    return out;
+    return false;
   }
-  std::unique_ptr<fl::ClientModel>& replica = replicas_.local();
+  out.bytes_up = module_bytes;
+  return true;
+}
+
+RoundRunner::Participant RoundRunner::RunOne(device::FederationPort& port, uint32_t client,
+                                             int64_t round, double now_s) {
+  Participant out;
+  auto fail = [&](const absl::Status& status) {
+    out.status = absl::Status(
+        status.code(), absl::StrCat("client ", client, " round ", round, ": ", status.message()));
+    return out;
+  };
+  std::unique_ptr<Replica>& replica = replicas_.local();
   if (replica == nullptr) {
     absl::StatusOr<std::unique_ptr<nn::Model>> model = MakeModel(scenario_, inputs_, seed_);
     if (!model.ok()) return fail(model.status());
-    replica = std::make_unique<fl::ClientModel>(std::move(*model));
+    replica = std::make_unique<Replica>();
+    absl::StatusOr<std::unique_ptr<cl::Learner>> learner =
+        cl::Learner::Create(std::move(*model), {.method = "recipe", .seed = seed_});
+    if (!learner.ok()) return fail(learner.status());
+    replica->learner = std::move(*learner);
   }
-  std::vector<std::string> names;
-  for (const fl::ModuleInfo& info : work->modules) {
-    absl::StatusOr<fl::ModuleSnapshot> module = endpoint.GetModule(client, info);
-    if (!module.ok()) return fail(module.status());
-    if (absl::Status installed = replica->Install(module->spec, module->version, *module->values);
-        !installed.ok()) {
-      return fail(installed);
+  // A virtual client keeps nothing between rounds: a fresh session, whose Begin re-bases every
+  // module the round lists onto the server's values, and which drops what a closed round did not
+  // take (as FedAvg's clients start each round from the server's model).
+  device::DeviceSession session(
+      {.client_id = client, .software = "fedcl-sim", .unsent = device::SessionOptions::Unsent::kDrop},
+      *replica->learner, {.port = &port, .mu = &replica->mu});
+  if (absl::Status joined = session.Joined({.client_id = client, .server = server_});
+      !joined.ok()) {
+    return fail(joined);
+  }
+  absl::Span<const int> indices = client_data_.Indices(client, scratch_.local());
+  absl::StatusOr<device::RoundWork> work = session.Begin([&](const fl::WorkAssignment& offered) {
+    return TakesPart(offered, client, round, now_s, indices, out);
+  });
+  if (!work.ok()) return fail(work.status());
+  if (!out.status.ok()) return fail(out.status);
+  if (!work->train) {
+    if (work->server_round == round) {
+      // The coordinator already holds this client's update for the round: a worker restarted
+      // mid-round (Kubernetes restarts a failed shard) finds the updates it sent before dying.
+      // The update counts once; nothing is trained or sent again.
+      out.fate = Fate::kAlreadyCounted;
+      return out;
     }
-    names.push_back(info.spec.name);
+    if (work->server_round > round) {
+      out.fate = Fate::kRoundClosed;  // it closed while a restarted worker caught up
+      return out;
+    }
+    return fail(absl::InternalError(
+        absl::StrCat("no work for this round (server is at round ", work->server_round, ")")));
   }
-  absl::StatusOr<fl::LocalUpdate> update =
-      fl::TrainLocally(*replica, names, work->recipe, inputs_.train, indices,
-                       {.seed = seed_, .client = client, .round = round});
-  if (!update.ok()) return fail(update.status());
-  out.bytes_up = module_bytes;
-  if (absl::Status submitted = endpoint.Submit(client, round, *update); !submitted.ok()) {
-    return fail(submitted);
+  if (work->declined) return out;  // a straggler, a dropout or a client without data
+  if (absl::Status trained =
+          device::TrainRecipeRound(*replica->learner, session, replica->mu, work->recipe,
+                                   inputs_.train, indices, {seed_, client, round});
+      !trained.ok()) {
+    return fail(trained);
+  }
+  absl::StatusOr<device::SubmitOutcome> submitted = session.Submit(round);
+  if (!submitted.ok()) return fail(submitted.status());
+  if (submitted->kind != device::SubmitOutcome::Kind::kAccepted &&
+      submitted->kind != device::SubmitOutcome::Kind::kDuplicate) {
+    return fail(absl::InternalError(
+        absl::StrCat("the server did not take the update (outcome ",
+                     static_cast<int>(submitted->kind), ")")));
   }
   return out;
 }

@@ -1,23 +1,29 @@
 // One simulated round's participants, trained in parallel: the part of the engine that the
 // in-process simulation and the multi-process workers share. Only how a participant reaches the
-// coordinator differs: the Coordinator object itself, or a real fedcl-server over gRPC.
+// coordinator differs: a device::InProcessPort over the Coordinator object itself, or a
+// proto::GrpcPort to a real fedcl-server.
 //
-// For each participant, in this order: ask for work; work out its round time from its device
-// profile (download, I·B samples, upload); a straggler (over the deadline) or a dropout (its
-// keyed dropout draw, or its trace window closing first) stops there, since its update would not
-// count; otherwise install the modules on this thread's model replica, train with
-// fl::TrainLocally (minibatches keyed by (seed, client, round)) and submit.
+// Each participant runs the device code fedcl-client's recipe devices run: a
+// device::DeviceSession over a cl::Learner with the "recipe" method (one learner per thread,
+// a fresh session per participant, since a virtual client keeps nothing between rounds): Begin
+// asks for work, and before anything is downloaded the runner works out the participant's round
+// time from its device profile (download, I·B samples, upload); a straggler (over the deadline)
+// or a dropout (its keyed dropout draw, or its trace window closing first) declines the round,
+// since its update would not count. Otherwise the session downloads the round's modules,
+// device::TrainRecipeRound trains (minibatches keyed by (seed, client, round)) and the session
+// submits.
 #ifndef FEDCL_SIM_RUN_ROUND_RUNNER_H_
 #define FEDCL_SIM_RUN_ROUND_RUNNER_H_
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "core/fl/coordinator.h"
-#include "core/fl/local_trainer.h"
+#include "core/cl/learner.h"
+#include "core/device/federation_port.h"
 #include "sim/world/client_data.h"
 #include "sim/world/inputs.h"
 #include "sim/world/scenario.h"
@@ -26,30 +32,6 @@
 #include "tbb/task_arena.h"
 
 namespace fedcl::sim {
-
-// How a participant reaches the coordinator. Implementations are called from several threads.
-class CoordinatorEndpoint {
- public:
-  virtual ~CoordinatorEndpoint() = default;
-  virtual absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client) = 0;
-  // The module's values at `info.version` (shared; never modified by the caller).
-  virtual absl::StatusOr<fl::ModuleSnapshot> GetModule(fl::ClientId client,
-                                                       const fl::ModuleInfo& info) = 0;
-  virtual absl::Status Submit(fl::ClientId client, int64_t round, fl::LocalUpdate& update) = 0;
-};
-
-// The Coordinator in this process.
-class InProcessEndpoint final : public CoordinatorEndpoint {
- public:
-  explicit InProcessEndpoint(fl::Coordinator& coordinator) : coordinator_(coordinator) {}
-  absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client) override;
-  absl::StatusOr<fl::ModuleSnapshot> GetModule(fl::ClientId client,
-                                               const fl::ModuleInfo& info) override;
-  absl::Status Submit(fl::ClientId client, int64_t round, fl::LocalUpdate& update) override;
-
- private:
-  fl::Coordinator& coordinator_;
-};
 
 struct RoundOutcome {
   int64_t counted = 0;     // updates submitted
@@ -63,11 +45,14 @@ struct RoundOutcome {
 class RoundRunner {
  public:
   // `threads` workers (0 = all cores). Everything passed must outlive the runner.
+  // `server` is what the clients' Join reported (they have joined: the runner does not join).
   RoundRunner(const Scenario& scenario, const SimulationInputs& inputs,
-              const ClientData& client_data, uint64_t seed, int threads);
+              const ClientData& client_data, uint64_t seed, int threads,
+              device::ServerInfo server);
 
-  // Runs round `round` for `participants`, starting at virtual time `now_s`.
-  absl::StatusOr<RoundOutcome> Run(CoordinatorEndpoint& endpoint,
+  // Runs round `round` for `participants`, starting at virtual time `now_s`. `port` must be
+  // thread-safe.
+  absl::StatusOr<RoundOutcome> Run(device::FederationPort& port,
                                    absl::Span<const uint32_t> participants, int64_t round,
                                    double now_s);
 
@@ -79,14 +64,23 @@ class RoundRunner {
     int64_t bytes_down = 0, bytes_up = 0;
     absl::Status status;
   };
-  Participant RunOne(CoordinatorEndpoint& endpoint, uint32_t client, int64_t round, double now_s);
+  // A thread's device: the learner the participants it runs share, and their sessions' mutex.
+  struct Replica {
+    std::unique_ptr<cl::Learner> learner;
+    std::mutex mu;
+  };
+  Participant RunOne(device::FederationPort& port, uint32_t client, int64_t round, double now_s);
+  // Whether the participant takes part in the round `work` offers (sets its fate otherwise).
+  bool TakesPart(const fl::WorkAssignment& work, uint32_t client, int64_t round, double now_s,
+                 absl::Span<const int> indices, Participant& out) const;
 
   const Scenario& scenario_;
   const SimulationInputs& inputs_;
   const ClientData& client_data_;
   const uint64_t seed_;
+  const device::ServerInfo server_;
   tbb::task_arena arena_;
-  tbb::enumerable_thread_specific<std::unique_ptr<fl::ClientModel>> replicas_;
+  tbb::enumerable_thread_specific<std::unique_ptr<Replica>> replicas_;
   tbb::enumerable_thread_specific<std::vector<int>> scratch_;
 };
 

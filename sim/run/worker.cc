@@ -5,9 +5,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "client/federation_client.h"
 #include "core/base/status_macros.h"
-#include "core/fl/local_trainer.h"
+#include "proto/grpc_port.h"
 #include "sim/run/round_runner.h"
 #include "sim/world/client_data.h"
 #include "sim/world/participation.h"
@@ -15,44 +14,52 @@
 namespace fedcl::sim {
 namespace {
 
-// A fedcl-server over gRPC. Modules are downloaded once per version and shared by the shard's
-// participants.
-class GrpcEndpoint final : public CoordinatorEndpoint {
+// A fedcl-server over gRPC, with each module downloaded once per version and shared by the
+// shard's participants (a shard runs thousands of virtual devices on one connection).
+class SharedDownloadsPort final : public device::FederationPort {
  public:
-  GrpcEndpoint(client::FederationClient& transport, int64_t chunk_bytes)
-      : transport_(transport), chunk_bytes_(chunk_bytes) {}
+  explicit SharedDownloadsPort(proto::GrpcPort& port) : port_(port) {}
 
-  absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client) override {
-    return transport_.GetWork(client, {});
+  absl::StatusOr<device::JoinResult> Join(fl::ClientId client,
+                                          absl::string_view software) override {
+    return port_.Join(client, software);
   }
-
-  absl::StatusOr<fl::ModuleSnapshot> GetModule(fl::ClientId client,
-                                               const fl::ModuleInfo& info) override {
+  absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client,
+                                             absl::Span<const fl::ModuleVersion> held) override {
+    return port_.GetWork(client, held);
+  }
+  absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) override {
+    return port_.DownloadBackbone(client);
+  }
+  absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId client,
+                                                          const std::string& name,
+                                                          int64_t version,
+                                                          bool with_descriptor) override {
+    if (with_descriptor) return port_.DownloadModule(client, name, version, true);
     {
       absl::MutexLock lock(&mu_);
-      auto it = cache_.find(info.spec.name);
-      if (it != cache_.end() && it->second.version == info.version) return it->second;
+      auto it = cache_.find(name);
+      if (it != cache_.end() && it->second.version == version) return it->second;
     }
-    FEDCL_ASSIGN_OR_RETURN(client::DownloadedModule downloaded,
-                           transport_.DownloadModule(client, info.spec.name, info.version));
-    fl::ModuleSnapshot snapshot;
-    snapshot.spec = downloaded.spec;
-    snapshot.version = downloaded.version;
-    snapshot.values = std::make_shared<const nn::ParameterSet>(std::move(downloaded.values));
+    FEDCL_ASSIGN_OR_RETURN(device::DownloadedModule downloaded,
+                           port_.DownloadModule(client, name, version));
     absl::MutexLock lock(&mu_);
-    cache_[info.spec.name] = snapshot;
-    return snapshot;
+    cache_[name] = downloaded;
+    return downloaded;
   }
-
-  absl::Status Submit(fl::ClientId client, int64_t round, fl::LocalUpdate& update) override {
-    return transport_.SubmitUpdate(client, round, update, chunk_bytes_).status();
+  absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
+                                                const fl::LocalUpdate& update,
+                                                int64_t chunk_bytes) override {
+    return port_.SubmitUpdate(client, round, update, chunk_bytes);
+  }
+  absl::Status Leave(fl::ClientId client, bool permanent) override {
+    return port_.Leave(client, permanent);
   }
 
  private:
-  client::FederationClient& transport_;
-  const int64_t chunk_bytes_;
+  proto::GrpcPort& port_;
   absl::Mutex mu_;
-  absl::flat_hash_map<std::string, fl::ModuleSnapshot> cache_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, device::DownloadedModule> cache_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -83,18 +90,18 @@ absl::Status RunWorker(const Scenario& scenario, const SimulationInputs& inputs,
     return absl::FailedPreconditionError(
         "traces in seconds need one global virtual clock: run them in one process");
   }
-  client::FederationClientOptions transport_options;
+  proto::GrpcPortOptions transport_options;
   transport_options.target = options.server;
   transport_options.tls_ca_file = options.tls_ca_file;
   transport_options.tls_server_name = options.tls_server_name;
   transport_options.token = options.token;
-  FEDCL_ASSIGN_OR_RETURN(auto transport, client::FederationClient::Create(transport_options, fs));
+  FEDCL_ASSIGN_OR_RETURN(auto transport, proto::GrpcPort::Create(transport_options, fs));
 
   const auto [first, last] = ShardRange(scenario.num_clients(), options.shard, options.shards);
-  int64_t chunk_bytes = 1 << 20;
+  device::ServerInfo server;
   for (uint32_t n = first; n < last; ++n) {
-    FEDCL_ASSIGN_OR_RETURN(client::JoinResult joined, transport->Join(n, "fedcl-sim worker"));
-    chunk_bytes = joined.server.chunk_bytes;
+    FEDCL_ASSIGN_OR_RETURN(device::JoinResult joined, transport->Join(n, "fedcl-sim worker"));
+    server = joined.server;
   }
   FEDCL_ASSIGN_OR_RETURN(ClientData client_data,
                          ClientData::Create(scenario, inputs.train, options.seed));
@@ -109,12 +116,13 @@ absl::Status RunWorker(const Scenario& scenario, const SimulationInputs& inputs,
                          transport->ReportShard(-1, options.shard, options.shards));
   for (int64_t t = 0; t < open_round; ++t) process->Advance(t, 0.0, first, last);
 
-  GrpcEndpoint endpoint(*transport, chunk_bytes);
-  RoundRunner runner(scenario, inputs, client_data, options.seed, scenario.config.threads());
+  SharedDownloadsPort port(*transport);
+  RoundRunner runner(scenario, inputs, client_data, options.seed, scenario.config.threads(),
+                     server);
   for (int64_t t = open_round; t < scenario.rounds(); ++t) {
     process->Advance(t, 0.0, first, last);
     const std::vector<uint32_t> participants = process->Participants(first, last);
-    FEDCL_ASSIGN_OR_RETURN(RoundOutcome outcome, runner.Run(endpoint, participants, t, 0.0));
+    FEDCL_ASSIGN_OR_RETURN(RoundOutcome outcome, runner.Run(port, participants, t, 0.0));
     // Done with this round; wait until every shard is and the server has closed it.
     while (true) {
       FEDCL_ASSIGN_OR_RETURN(int64_t open,

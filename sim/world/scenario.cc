@@ -5,8 +5,10 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/base/status_macros.h"
 #include "core/cl/learner.h"
+#include "core/cl/methods/sema/sema_method.h"
 #include "core/ood/detector_registry.h"
 #include "proto/federation_convert.h"
 #include "proto/fl_config.h"
@@ -126,7 +128,11 @@ absl::Status ValidateContinual(Scenario& s, absl::string_view source) {
     return Invalid(source, tasks.message());
   absl::flat_hash_set<std::string> methods;
   for (const std::string& m : k.method()) {
-    absl::StatusOr<cl::ClMethod> method = cl::ParseClMethod(m);
+    if (m == "recipe")
+      return Invalid(source, "continual.method: recipe is the federated simulator's device method");
+    const cl::LearnerOptions options = LearnerOptionsFor(k, m, 1);
+    absl::StatusOr<std::unique_ptr<cl::Method>> method =
+        cl::CreateMethod({.name = m, .options = options.method_options});
     if (!method.ok())
       return Invalid(source, absl::StrCat("continual.method: ", method.status().message()));
     if (!methods.insert(m).second)
@@ -149,7 +155,7 @@ absl::Status ValidateContinual(Scenario& s, absl::string_view source) {
     return Invalid(source, absl::StrCat("rounds must be tasks × rounds_per_task = ",
                                         int64_t{tasks} * k.rounds_per_task(),
                                         " in a continual scenario (or left out)"));
-  cl::LearnerOptions options = LearnerOptionsFor(k, cl::ClMethod::kSema, 1);
+  cl::LearnerOptions options = LearnerOptionsFor(k, "sema", 1);
   if (absl::Status valid = options.Validate(); !valid.ok())
     return Invalid(source, absl::StrCat("continual.learner: ", valid.message()));
   return absl::OkStatus();
@@ -335,38 +341,52 @@ const PatternSpec* FindPattern(const Scenario& scenario, absl::string_view name)
   return nullptr;
 }
 
-cl::LearnerOptions LearnerOptionsFor(const v1::ContinualConfig& config, cl::ClMethod method,
+cl::LearnerOptions LearnerOptionsFor(const v1::ContinualConfig& config, const std::string& method,
                                      uint64_t seed) {
   const v1::ClLearnerConfig& l = config.learner();
   cl::LearnerOptions o;
   o.method = method;
   o.learning_rate = l.learning_rate();
-  o.expansion_tau = l.expansion_tau();
-  o.new_module_steps = l.new_module_steps();
-  o.adapter_bottleneck = l.adapter_bottleneck();
-  o.descriptor_bottleneck = l.descriptor_bottleneck();
-  o.growth.max_adapters_per_block = l.max_adapters_per_block();
-  o.confirm_batches = l.confirm_batches();
-  o.lae_fraction_per_task = l.lae_fraction_per_task();
-  // A task is R rounds of about p·R·steps steps; LAE's α spreads the fraction over that.
-  o.lae_steps_per_task =
-      std::max<int64_t>(1, int64_t{config.rounds_per_task()} * config.steps_per_round() / 2);
-  o.lae_warmup_steps = static_cast<int>(o.lae_steps_per_task / 10);
-  o.fedins_pool_size = l.fedins_pool_size();
-  o.fedins_top_k = l.fedins_top_k();
   o.seed = seed;
+  auto number = [](double v) { return absl::StrFormat("%.17g", v); };
+  std::vector<std::pair<std::string, std::string>> knobs;
+  if (method == "sema" || method == "sema_replay") {
+    knobs = {{"expansion_tau", number(l.expansion_tau())},
+             {"new_module_steps", absl::StrCat(l.new_module_steps())},
+             {"adapter_bottleneck", absl::StrCat(l.adapter_bottleneck())},
+             {"descriptor_bottleneck", absl::StrCat(l.descriptor_bottleneck())},
+             {"max_adapters_per_block", absl::StrCat(l.max_adapters_per_block())},
+             {"confirm_batches", absl::StrCat(l.confirm_batches())}};
+  } else if (method == "lae") {
+    // A task is R rounds of about p·R·steps steps; LAE's α spreads the fraction over that.
+    const int64_t steps_per_task =
+        std::max<int64_t>(1, int64_t{config.rounds_per_task()} * config.steps_per_round() / 2);
+    knobs = {{"adapter_bottleneck", absl::StrCat(l.adapter_bottleneck())},
+             {"fraction_per_task", number(l.lae_fraction_per_task())},
+             {"steps_per_task", absl::StrCat(steps_per_task)},
+             {"warmup_steps", absl::StrCat(steps_per_task / 10)}};
+  } else if (method == "sequential_adapter") {
+    knobs = {{"adapter_bottleneck", absl::StrCat(l.adapter_bottleneck())}};
+  } else if (method == "fedins") {
+    knobs = {{"pool_size", absl::StrCat(l.fedins_pool_size())},
+             {"top_k", absl::StrCat(l.fedins_top_k())}};
+  }
+  for (const auto& [key, value] : knobs) absl::StrAppend(&o.method_options, key, ": ", value, " ");
   return o;
 }
 
-fl::ModulePoolOptions ContinualPoolOptions(const v1::ContinualConfig& config,
-                                           const cl::LearnerOptions& learner, int statistics_dim) {
+absl::StatusOr<fl::ModulePoolOptions> ContinualPoolOptions(const v1::ContinualConfig& config,
+                                                           const cl::LearnerOptions& learner,
+                                                           int statistics_dim) {
+  FEDCL_ASSIGN_OR_RETURN(cl::SemaOptions sema,
+                         cl::SemaOptions::Parse(learner.method_options, false));
   v1::PoolConfig pool;
-  pool.mutable_expandable_blocks()->Assign(learner.expandable_blocks.begin(),
-                                           learner.expandable_blocks.end());
+  pool.mutable_expandable_blocks()->Assign(sema.expandable_blocks.begin(),
+                                           sema.expandable_blocks.end());
   pool.set_capacity(config.pool().capacity());
   pool.set_round_window(config.pool().round_window());
   pool.set_divergence_threshold(config.pool().divergence_threshold());
-  pool.set_expert_bottleneck(learner.adapter_bottleneck);
+  pool.set_expert_bottleneck(sema.adapter_bottleneck);
   return proto::PoolOptionsFromProto(pool, statistics_dim);
 }
 

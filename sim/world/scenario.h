@@ -54,15 +54,19 @@ absl::StatusOr<Scenario> LoadScenario(const base::FileSystem& fs, absl::string_v
 const MethodSpec* FindMethod(const Scenario& scenario, absl::string_view label);
 const PatternSpec* FindPattern(const Scenario& scenario, absl::string_view name);
 
-// The learner options a continual scenario sets for `method` (its learner section, LAE's step
-// counts from rounds_per_task × steps_per_round, the seed).
-cl::LearnerOptions LearnerOptionsFor(const v1::ContinualConfig& config, cl::ClMethod method,
+// The learner options a continual scenario sets for `method` (a registered cl method): the
+// learner section's rate, and its method knobs as the method's options text (SEMA's growth
+// knobs, the adapters' bottleneck, LAE's step counts from rounds_per_task × steps_per_round,
+// FedIns' pool), and the seed.
+cl::LearnerOptions LearnerOptionsFor(const v1::ContinualConfig& config, const std::string& method,
                                      uint64_t seed);
-// The server's pool for SEMA in a continual scenario: the learner's expandable blocks and
-// adapter bottleneck, the pool section's capacity, round window and divergence threshold, for
-// block inputs of `statistics_dim` features; mapped as fedcl-server maps its pool section.
-fl::ModulePoolOptions ContinualPoolOptions(const v1::ContinualConfig& config,
-                                           const cl::LearnerOptions& learner, int statistics_dim);
+// The server's pool for a growing method (SEMA) in a continual scenario: the method's expandable
+// blocks and adapter bottleneck (from its options text), the pool section's capacity, round
+// window and divergence threshold, for block inputs of `statistics_dim` features; mapped as
+// fedcl-server maps its pool section. InvalidArgument if the options do not parse.
+absl::StatusOr<fl::ModulePoolOptions> ContinualPoolOptions(const v1::ContinualConfig& config,
+                                                           const cl::LearnerOptions& learner,
+                                                           int statistics_dim);
 
 }  // namespace fedcl::sim
 

@@ -363,9 +363,7 @@ TEST_F(ModulePoolServerTest, FedInsSectionServesTheInstancePoolALearnerRuns) {
                                 "fedins/head0#", "fedins/head1#", "fedins/head2#"}));
   auto loaded = proto::LoadCheckpoint(fs_, Path("vit.ckpt"), proto::kDefaultMaxCheckpointBytes);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  cl::LearnerOptions options{.method = cl::ClMethod::kFedIns};
-  options.fedins_pool_size = 3;
-  options.expandable_blocks = {1};
+  cl::LearnerOptions options{.method = "fedins", .method_options = "pool_size: 3"};
   auto learner = cl::Learner::Create(std::move(loaded->model), options);
   ASSERT_TRUE(learner.ok()) << learner.status();
   for (nn::ParameterSet* local : (*learner)->SharedModules()) {

@@ -2,7 +2,8 @@
 
 #include "core/base/clock.h"
 #include "core/base/filesystem.h"
-#include "core/fl/local_trainer.h"
+#include "core/device/in_process_port.h"
+#include "core/fl/client_model.h"
 #include "gtest/gtest.h"
 #include "sim/run/engine.h"
 #include "sim/world/client_data.h"
@@ -33,16 +34,18 @@ TEST(RoundRunnerTest, UpdatesSentBeforeARestartCountOnce) {
         *fl::Coordinator::Create(CoordinatorOptionsFor(s.methods[0], p), clock, nullptr,
                                  *fl::CreateInitialModules(*model, s.modules, 1));
     for (int n = 0; n < 4; ++n) EXPECT_TRUE(coordinator->Enroll(n).ok());
-    InProcessEndpoint endpoint(*coordinator);
+    device::ServerInfo server;
+    server.protocol = std::string(device::kProtocol);
+    device::InProcessPort port(*coordinator, server);
     if (restart) {
       // Before "dying", the worker had sent clients 1 and 3.
-      RoundRunner before(s, inputs, data, 1, 1);
+      RoundRunner before(s, inputs, data, 1, 1, server);
       const std::vector<uint32_t> sent = {1, 3};
-      EXPECT_EQ(before.Run(endpoint, sent, 0, 0.0)->counted, 2);
+      EXPECT_EQ(before.Run(port, sent, 0, 0.0)->counted, 2);
     }
-    RoundRunner runner(s, inputs, data, 1, 1);
+    RoundRunner runner(s, inputs, data, 1, 1, server);
     const std::vector<uint32_t> all = {0, 1, 2, 3};
-    absl::StatusOr<RoundOutcome> outcome = runner.Run(endpoint, all, 0, 0.0);
+    absl::StatusOr<RoundOutcome> outcome = runner.Run(port, all, 0, 0.0);
     EXPECT_TRUE(outcome.ok()) << outcome.status();
     EXPECT_EQ(outcome->counted, 4);
     EXPECT_EQ(outcome->bytes_up, outcome->bytes_down);  // only those that trained sent anything
