@@ -9,7 +9,7 @@
 #include "core/cl/adapter_mixture.h"
 #include "core/cl/instance_pool.h"
 #include "core/data/fashion_mnist.h"
-#include "core/fl/local_trainer.h"
+#include "core/fl/client_model.h"
 #include "core/nn/training.h"
 #include "core/peft/pet_module.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"

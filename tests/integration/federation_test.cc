@@ -11,7 +11,7 @@
 #include "core/base/filesystem.h"
 #include "core/data/fashion_mnist.h"
 #include "core/fl/fedau_estimator.h"
-#include "core/fl/local_trainer.h"
+#include "core/fl/client_model.h"
 #include "core/nn/training.h"
 #include "gtest/gtest.h"
 #include "proto/checkpoint.h"
