@@ -8,7 +8,6 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "proto/wire_format.h"
 #include "core/base/status_macros.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
@@ -16,8 +15,11 @@
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "proto/fedcl/v1/federation.grpc.pb.h"
+#include "proto/chunks.h"
 #include "proto/federation_convert.h"
 #include "proto/tensor_convert.h"
+#include "proto/update_codec.h"
+#include "proto/wire_format.h"
 
 namespace fedcl::proto {
 namespace {

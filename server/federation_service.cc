@@ -8,6 +8,7 @@
 #include "core/base/crc32.h"
 #include "core/base/status_macros.h"
 #include "core/fl/update_validation.h"
+#include "proto/chunks.h"
 #include "proto/federation_convert.h"
 #include "proto/tensor_convert.h"
 #include "server/grpc_status.h"
@@ -24,11 +25,12 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl
   return reactor;
 }
 
-// Streams a payload in chunks; the first chunk carries the total size and CRC.
+// Streams a payload in chunks (proto/chunks.h).
 class ChunkWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
  public:
   ChunkWriter(std::shared_ptr<const Payload> payload, int64_t chunk_bytes)
-      : payload_(std::move(payload)), chunk_bytes_(chunk_bytes) {
+      : payload_(std::move(payload)),
+        splitter_(payload_->bytes, payload_->crc32, chunk_bytes) {
     WriteNext();
   }
   void OnWriteDone(bool ok) override {
@@ -42,27 +44,14 @@ class ChunkWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
 
  private:
   void WriteNext() {
-    const int64_t total = static_cast<int64_t>(payload_->bytes.size());
-    if (started_ && offset_ >= total) {
+    if (!splitter_.Next(&chunk_)) {
       Finish(grpc::Status::OK);
       return;
     }
-    started_ = true;  // even an empty payload is sent as one (empty) chunk
-    chunk_.Clear();
-    chunk_.set_offset(offset_);
-    const int64_t size = std::min(chunk_bytes_, total - offset_);
-    chunk_.set_data(payload_->bytes.data() + offset_, size);
-    if (offset_ == 0) {
-      chunk_.set_total_bytes(total);
-      chunk_.set_crc32(payload_->crc32);
-    }
-    offset_ += size;
     StartWrite(&chunk_);
   }
   std::shared_ptr<const Payload> payload_;
-  int64_t chunk_bytes_;
-  int64_t offset_ = 0;
-  bool started_ = false;
+  proto::ChunkSplitter splitter_;
   v1::Chunk chunk_;
 };
 

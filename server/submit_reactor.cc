@@ -9,7 +9,7 @@
 #include "core/base/crc32.h"
 #include "core/base/status_macros.h"
 #include "core/fl/update_validation.h"
-#include "proto/federation_convert.h"
+#include "proto/update_codec.h"
 #include "server/federation_service.h"
 #include "server/grpc_status.h"
 
@@ -18,12 +18,6 @@ namespace {
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "update bytes are little-endian float32 and are copied as is");
-
-// `status` with "modules[i]: " in front of its message.
-absl::Status InModule(int index, const absl::Status& status) {
-  if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat("modules[", index, "]: ", status.message()));
-}
 
 }  // namespace
 
@@ -54,43 +48,9 @@ absl::Status SubmitReactor::AcceptHeader() {
   }
   header_ = std::move(*message.mutable_header());
   FEDCL_RETURN_IF_ERROR(service_.Authorize(context_, header_.client_id()));
-  FEDCL_RETURN_IF_ERROR(
-      fl::ValidateTrainingReport(header_.num_samples(), header_.local_steps(), header_.loss()));
-  if (header_.modules_size() == 0) return absl::InvalidArgumentError("the update has no modules");
   const std::vector<fl::ModuleSnapshot> pool = service_.coordinator().Modules();
-  // The largest update that could be valid: every pooled module once.
-  int64_t largest = 0;
-  for (const fl::ModuleSnapshot& m : pool) largest += m.values->num_values();
-  int64_t floats = 0;
-  for (int i = 0; i < header_.modules_size(); ++i) {
-    const v1::ModuleDelta& delta = header_.modules(i);
-    absl::StatusOr<std::vector<fl::TensorSpec>> layout = proto::LayoutFromProto(delta.layout());
-    if (!layout.ok()) return InModule(i, layout.status());
-    absl::StatusOr<int64_t> size = fl::LayoutNumValues(*layout);
-    if (!size.ok()) return InModule(i, size.status());
-    if (*size > largest - floats) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("the update declares more values than the pool's ", largest, " in all"));
-    }
-    auto module = std::find_if(pool.begin(), pool.end(), [&](const fl::ModuleSnapshot& m) {
-      return m.spec.name == delta.name();
-    });
-    if (module == pool.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("modules[", i, "]: no module named '", fl::EchoInput(delta.name()), "'"));
-    }
-    FEDCL_RETURN_IF_ERROR(
-        InModule(i, fl::ValidateDeltaLayout(delta.name(), *layout, *module->values)));
-    layouts_.push_back(*std::move(layout));
-    sizes_.push_back(*size);
-    floats += *size;
-  }
-  expected_bytes_ = floats * static_cast<int64_t>(sizeof(float));
-  if (header_.total_bytes() != expected_bytes_) {
-    return absl::InvalidArgumentError(absl::StrCat("total_bytes is ", header_.total_bytes(),
-                                                   "; the modules' layouts hold ", expected_bytes_,
-                                                   " bytes"));
-  }
+  FEDCL_ASSIGN_OR_RETURN(layout_, proto::DecodeUpdateHeader(header_, pool));
+  expected_bytes_ = layout_.total_bytes;
   return absl::OkStatus();
 }
 
@@ -246,19 +206,9 @@ void SubmitReactor::Submit() {
     absl::MutexLock lock(&mu_);
     buffer = std::move(buffer_);
   }
-  fl::UpdateSubmission update;
-  update.client = header_.client_id();
-  update.round = header_.round();
-  update.num_samples = header_.num_samples();
-  update.local_steps = header_.local_steps();
-  update.loss = header_.loss();
-  size_t offset = 0;
-  for (int i = 0; i < header_.modules_size(); ++i) {
-    const v1::ModuleDelta& delta = header_.modules(i);
-    update.modules.push_back({delta.name(), delta.base_version(), layouts_[i],
-                              absl::MakeSpan(buffer.data.get() + offset, sizes_[i])});
-    offset += static_cast<size_t>(sizes_[i]);
-  }
+  fl::UpdateSubmission update = proto::SubmissionFromHeader(
+      header_, layout_,
+      absl::MakeSpan(buffer.data.get(), static_cast<size_t>(expected_bytes_ / sizeof(float))));
   absl::StatusOr<fl::SubmitResult> result = service_.coordinator().Submit(update);
   if (result.ok()) {
     v1::SubmitUpdateResponse response;

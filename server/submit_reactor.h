@@ -27,6 +27,7 @@
 #include "core/fl/round_types.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "proto/fedcl/v1/federation.grpc.pb.h"
+#include "proto/update_codec.h"
 #include "server/upload_slots.h"
 #include "server/work_queue.h"
 
@@ -77,8 +78,7 @@ class SubmitReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>,
   std::shared_ptr<SubmitReactor> self_;  // gRPC's reference, dropped in OnDone
   grpc::ByteBuffer chunk_;
   v1::UpdateHeader header_;
-  std::vector<std::vector<fl::TensorSpec>> layouts_;
-  std::vector<int64_t> sizes_;  // floats per module
+  proto::UpdateLayout layout_;  // what the header says the bytes hold
   int64_t expected_bytes_ = 0;
   int64_t received_bytes_ = 0;
   uint32_t crc_ = 0;

@@ -1,13 +1,17 @@
 #include "proto/wire_format.h"
 
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/base/crc32.h"
 #include "gtest/gtest.h"
 #include "proto/federation_convert.h"
+#include "proto/chunks.h"
 #include "proto/tensor_convert.h"
+#include "proto/update_codec.h"
 
 namespace fedcl::proto {
 namespace {
@@ -18,22 +22,12 @@ std::string Payload(size_t size) {
   return bytes;
 }
 
-// The chunks a server would send for `payload`, `chunk_bytes` each.
+// The chunks the server sends for `payload`, `chunk_bytes` each.
 std::vector<v1::Chunk> Chunks(const std::string& payload, size_t chunk_bytes) {
   std::vector<v1::Chunk> chunks;
-  size_t offset = 0;
-  do {
-    v1::Chunk chunk;
-    chunk.set_offset(static_cast<int64_t>(offset));
-    const size_t size = std::min(chunk_bytes, payload.size() - offset);
-    chunk.set_data(payload.substr(offset, size));
-    if (offset == 0) {
-      chunk.set_total_bytes(static_cast<int64_t>(payload.size()));
-      chunk.set_crc32(base::Crc32(payload));
-    }
-    chunks.push_back(chunk);
-    offset += size;
-  } while (offset < payload.size());
+  ChunkSplitter splitter(payload, base::Crc32(payload), static_cast<int64_t>(chunk_bytes));
+  v1::Chunk chunk;
+  while (splitter.Next(&chunk)) chunks.push_back(chunk);
   return chunks;
 }
 
@@ -51,6 +45,21 @@ TEST(ChunkAssemblerTest, ChunksInOrderReassembleThePayload) {
   absl::StatusOr<std::string> bytes = Assemble(Chunks(payload, 1024));
   ASSERT_TRUE(bytes.ok()) << bytes.status();
   EXPECT_EQ(*bytes, payload);
+}
+
+// Only the first chunk announces the size and CRC; the others continue where the last ended.
+TEST(ChunkSplitterTest, FirstChunkAnnouncesTheWholeAndTheRestFollowOn) {
+  const std::string payload = Payload(2500);
+  const std::vector<v1::Chunk> chunks = Chunks(payload, 1000);
+  ASSERT_EQ(chunks.size(), 3u);
+  EXPECT_EQ(chunks[0].total_bytes(), 2500);
+  EXPECT_EQ(chunks[0].crc32(), base::Crc32(payload));
+  EXPECT_EQ(chunks[1].offset(), 1000);
+  EXPECT_EQ(chunks[1].total_bytes(), 0);
+  EXPECT_EQ(chunks[2].offset(), 2000);
+  EXPECT_EQ(chunks[2].data().size(), 500u);
+  EXPECT_EQ(Chunks("", 1000).size(), 1u);
+  EXPECT_EQ(Chunks(Payload(3000), 1000).size(), 3u) << "no empty chunk after an exact fit";
 }
 
 TEST(ChunkAssemblerTest, EmptyPayloadIsOneEmptyChunk) {
@@ -160,6 +169,86 @@ TEST(EncodeUpdateTest, ValuesThatDoNotFitTheLayoutAreRefused) {
   std::string data;
   EXPECT_TRUE(absl::IsInvalidArgument(EncodeUpdate(7, 12, update, &header, &data)));
   EXPECT_TRUE(absl::IsInvalidArgument(EncodeUpdate(7, 12, fl::LocalUpdate{}, &header, &data)));
+}
+
+// The modules a server pools that TwoModuleUpdate fits.
+std::vector<fl::ModuleSnapshot> Pool() {
+  std::vector<fl::ModuleSnapshot> pool(2);
+  auto head = std::make_shared<nn::ParameterSet>("head");
+  head->Add("w", {2, 3}, true);
+  head->Add("b", {2}, true);
+  auto ssf = std::make_shared<nn::ParameterSet>("ssf");
+  ssf->Add("g", {3}, true);
+  pool[0].spec.name = "head";
+  pool[0].values = head;
+  pool[1].spec.name = "ssf";
+  pool[1].values = ssf;
+  return pool;
+}
+
+// What the device encodes, the server decodes into the same submission.
+TEST(UpdateCodecTest, TheServerDecodesWhatTheDeviceEncodes) {
+  const fl::LocalUpdate sent = TwoModuleUpdate();
+  v1::UpdateHeader header;
+  std::string data;
+  ASSERT_TRUE(EncodeUpdate(7, 12, sent, &header, &data).ok());
+  absl::StatusOr<UpdateLayout> layout = DecodeUpdateHeader(header, Pool());
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(layout->total_bytes, static_cast<int64_t>(data.size()));
+  std::vector<float> values(data.size() / 4);
+  std::memcpy(values.data(), data.data(), data.size());
+  const fl::UpdateSubmission got = SubmissionFromHeader(header, *layout, absl::MakeSpan(values));
+  EXPECT_EQ(got.client, 7u);
+  EXPECT_EQ(got.round, 12);
+  EXPECT_EQ(got.num_samples, sent.num_samples);
+  EXPECT_EQ(got.local_steps, sent.local_steps);
+  EXPECT_EQ(got.loss, sent.loss);
+  ASSERT_EQ(got.modules.size(), 2u);
+  for (size_t m = 0; m < 2; ++m) {
+    EXPECT_EQ(got.modules[m].name, sent.modules[m].name);
+    EXPECT_EQ(got.modules[m].base_version, sent.modules[m].base_version);
+    EXPECT_EQ(std::vector<float>(got.modules[m].values.begin(), got.modules[m].values.end()),
+              sent.modules[m].values);
+  }
+}
+
+// A header the pool cannot take is refused before any byte, naming what is wrong.
+TEST(UpdateCodecTest, HeadersThePoolCannotTakeAreRefusedNamingTheModule) {
+  v1::UpdateHeader good;
+  std::string data;
+  ASSERT_TRUE(EncodeUpdate(7, 12, TwoModuleUpdate(), &good, &data).ok());
+  auto refused = [&](const std::function<void(v1::UpdateHeader&)>& change) {
+    v1::UpdateHeader header = good;
+    change(header);
+    return DecodeUpdateHeader(header, Pool()).status();
+  };
+  absl::Status status = refused([](v1::UpdateHeader& h) { h.set_total_bytes(h.total_bytes() - 4); });
+  EXPECT_TRUE(absl::IsInvalidArgument(status));
+  EXPECT_NE(status.message().find("total_bytes"), absl::string_view::npos) << status;
+  status = refused([](v1::UpdateHeader& h) { h.mutable_modules(1)->set_name("lora"); });
+  EXPECT_TRUE(absl::IsInvalidArgument(status));
+  EXPECT_NE(status.message().find("modules[1]: no module named 'lora'"), absl::string_view::npos)
+      << status;
+  status = refused([](v1::UpdateHeader& h) { h.clear_modules(); });
+  EXPECT_TRUE(absl::IsInvalidArgument(status));
+  status = refused([](v1::UpdateHeader& h) { h.set_num_samples(-1); });
+  EXPECT_TRUE(absl::IsInvalidArgument(status));
+  // A shape whose element count overflows, with a total that wraps with it.
+  status = refused([](v1::UpdateHeader& h) {
+    auto* shape = h.mutable_modules(1)->mutable_layout()->mutable_tensors(0)->mutable_shape();
+    shape->Clear();
+    shape->Add(int64_t{1} << 32);
+    shape->Add((int64_t{1} << 32) - 1);
+    h.set_total_bytes(-4);
+  });
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("modules[1]"), absl::string_view::npos) << status;
+  // More values than the pool holds in all.
+  status = refused([](v1::UpdateHeader& h) {
+    auto* shape = h.mutable_modules(0)->mutable_layout()->mutable_tensors(0)->mutable_shape();
+    shape->Set(0, 1000);
+  });
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
 }
 
 TEST(WorkFromProtoTest, DecodesWhatTheServerEncodes) {

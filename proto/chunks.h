@@ -1,0 +1,80 @@
+// Chunked payloads of the fedcl.v1 wire format (DownloadBackbone, DownloadModule): a stream of
+// Chunk messages, the first carrying the payload's total size and CRC-32. The server splits
+// (ChunkSplitter), the device reassembles and checks (ChunkAssembler):
+//
+//   ChunkSplitter splitter(payload, base::Crc32(payload), chunk_bytes);   // server
+//   while (splitter.Next(&chunk)) Write(chunk);
+//
+//   ChunkAssembler assembler("backbone", options.max_download_bytes);      // device
+//   while (reader->Read(&chunk)) FEDCL_RETURN_IF_ERROR(assembler.Add(chunk));
+//   FEDCL_ASSIGN_OR_RETURN(std::string bytes, assembler.Finish());
+//
+// The assembler treats everything as untrusted: it checks whatever a damaged, truncated or
+// lying transfer could get wrong before it grows anything.
+#ifndef FEDCL_PROTO_CHUNKS_H_
+#define FEDCL_PROTO_CHUNKS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "proto/fedcl/v1/federation.pb.h"
+
+namespace fedcl::proto {
+
+// Splits one payload into chunks of at most `chunk_bytes` (> 0). Not thread-safe.
+class ChunkSplitter {
+ public:
+  // `payload` must outlive the splitter; `crc32` is its CRC-32 (base::Crc32).
+  ChunkSplitter(absl::string_view payload, uint32_t crc32, int64_t chunk_bytes);
+  // Fills `chunk` with the next piece and returns true, or returns false once every byte was
+  // given. An empty payload is one empty chunk (announcing 0 bytes).
+  bool Next(v1::Chunk* chunk);
+
+ private:
+  const absl::string_view payload_;
+  const uint32_t crc32_;
+  const int64_t chunk_bytes_;
+  int64_t offset_ = 0;
+  bool started_ = false;
+};
+
+// Reassembles one chunked download. Not thread-safe.
+class ChunkAssembler {
+ public:
+  // `what` names the payload in error messages ("backbone", "module 'head' version 3"); a
+  // payload announcing more than `max_bytes` is refused.
+  ChunkAssembler(std::string what, int64_t max_bytes);
+
+  // Accepts the next chunk. The first must start at offset 0 and announce the total size; each
+  // later one must start where the previous ended. Errors, after which every call fails:
+  //   DataLoss            a first chunk not at offset 0, a negative total, a gap or overlap
+  //                       (offset other than the bytes received so far), more bytes than
+  //                       announced, or a later chunk announcing a different total.
+  //   FailedPrecondition  a total above `max_bytes` (raise the client's limit; retrying is
+  //                       pointless).
+  absl::Status Add(const v1::Chunk& chunk);
+
+  // The payload, once the stream has ended. DataLoss if no chunk arrived, fewer bytes than
+  // announced arrived, or the CRC-32 does not match; or the first error Add reported.
+  absl::StatusOr<std::string> Finish();
+
+  int64_t received_bytes() const { return static_cast<int64_t>(bytes_.size()); }
+
+ private:
+  absl::Status Fail(absl::Status status);
+
+  const std::string what_;
+  const int64_t max_bytes_;
+  bool started_ = false;
+  int64_t total_bytes_ = 0;
+  uint32_t expected_crc_ = 0;
+  std::string bytes_;
+  absl::Status error_;
+};
+
+}  // namespace fedcl::proto
+
+#endif  // FEDCL_PROTO_CHUNKS_H_

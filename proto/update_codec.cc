@@ -1,0 +1,128 @@
+#include "proto/update_codec.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/crc32.h"
+#include "core/fl/update_validation.h"
+#include "core/nn/tensor.h"
+#include "proto/federation_convert.h"
+#include "proto/little_endian.h"
+
+namespace fedcl::proto {
+namespace {
+
+// `status` with "modules[i]: " in front of its message.
+absl::Status InModule(int index, const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat("modules[", index, "]: ", status.message()));
+}
+
+}  // namespace
+
+absl::Status EncodeUpdate(fl::ClientId client, int64_t round, const fl::LocalUpdate& update,
+                          v1::UpdateHeader* header, std::string* data) {
+  if (update.modules.empty()) return absl::InvalidArgumentError("the update has no modules");
+  header->Clear();
+  header->set_client_id(client);
+  header->set_round(round);
+  header->set_num_samples(update.num_samples);
+  header->set_local_steps(update.local_steps);
+  header->set_loss(update.loss);
+  size_t floats = 0;
+  for (const fl::ModuleUpdate& module : update.modules) {
+    int64_t expected = 0;
+    for (const fl::TensorSpec& spec : module.layout) expected += nn::NumElements(spec.shape);
+    if (expected != static_cast<int64_t>(module.values.size())) {
+      return absl::InvalidArgumentError(absl::StrCat("module '", module.name, "' has ",
+                                                     module.values.size(),
+                                                     " values; its layout holds ", expected));
+    }
+    v1::ModuleDelta* delta = header->add_modules();
+    delta->set_name(module.name);
+    delta->set_base_version(module.base_version);
+    proto::LayoutToProto(module.layout, delta->mutable_layout());
+    floats += module.values.size();
+  }
+  data->resize(floats * sizeof(float));
+  char* out = data->data();
+  for (const fl::ModuleUpdate& module : update.modules) {
+    for (float value : module.values) {
+      uint32_t bits;
+      std::memcpy(&bits, &value, sizeof(bits));
+      proto::StoreLittleEndian32(bits, out);
+      out += sizeof(bits);
+    }
+  }
+  header->set_total_bytes(static_cast<int64_t>(data->size()));
+  header->set_crc32(base::Crc32(*data));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UpdateLayout> DecodeUpdateHeader(const v1::UpdateHeader& header,
+                                                absl::Span<const fl::ModuleSnapshot> pool) {
+  if (absl::Status report = fl::ValidateTrainingReport(header.num_samples(), header.local_steps(),
+                                                       header.loss());
+      !report.ok()) {
+    return report;
+  }
+  if (header.modules_size() == 0) return absl::InvalidArgumentError("the update has no modules");
+  // The largest update that could be valid: every pooled module once.
+  int64_t largest = 0;
+  for (const fl::ModuleSnapshot& m : pool) largest += m.values->num_values();
+  UpdateLayout out;
+  int64_t floats = 0;
+  for (int i = 0; i < header.modules_size(); ++i) {
+    const v1::ModuleDelta& delta = header.modules(i);
+    absl::StatusOr<std::vector<fl::TensorSpec>> layout = LayoutFromProto(delta.layout());
+    if (!layout.ok()) return InModule(i, layout.status());
+    absl::StatusOr<int64_t> size = fl::LayoutNumValues(*layout);
+    if (!size.ok()) return InModule(i, size.status());
+    if (*size > largest - floats) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the update declares more values than the pool's ", largest, " in all"));
+    }
+    auto module = std::find_if(pool.begin(), pool.end(), [&](const fl::ModuleSnapshot& m) {
+      return m.spec.name == delta.name();
+    });
+    if (module == pool.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("modules[", i, "]: no module named '", fl::EchoInput(delta.name()), "'"));
+    }
+    if (absl::Status fits = fl::ValidateDeltaLayout(delta.name(), *layout, *module->values);
+        !fits.ok()) {
+      return InModule(i, fits);
+    }
+    out.layouts.push_back(*std::move(layout));
+    out.num_values.push_back(*size);
+    floats += *size;
+  }
+  out.total_bytes = floats * static_cast<int64_t>(sizeof(float));
+  if (header.total_bytes() != out.total_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("total_bytes is ", header.total_bytes(),
+                                                   "; the modules' layouts hold ", out.total_bytes,
+                                                   " bytes"));
+  }
+  return out;
+}
+
+fl::UpdateSubmission SubmissionFromHeader(const v1::UpdateHeader& header,
+                                          const UpdateLayout& layout, absl::Span<float> values) {
+  fl::UpdateSubmission update;
+  update.client = header.client_id();
+  update.round = header.round();
+  update.num_samples = header.num_samples();
+  update.local_steps = header.local_steps();
+  update.loss = header.loss();
+  size_t offset = 0;
+  for (int i = 0; i < header.modules_size(); ++i) {
+    const v1::ModuleDelta& delta = header.modules(i);
+    update.modules.push_back({delta.name(), delta.base_version(), layout.layouts[i],
+                              values.subspan(offset, static_cast<size_t>(layout.num_values[i]))});
+    offset += static_cast<size_t>(layout.num_values[i]);
+  }
+  return update;
+}
+
+}  // namespace fedcl::proto
