@@ -4,7 +4,7 @@
 # use, so this decides the speed of every layer:
 #   x86-64-v3 (default): AVX2 + FMA, any x86 CPU since ~2015 (Haswell, Zen 1).
 #   portable:            baseline x86-64 (SSE2), for old or unknown hardware; 1.7-2.4x slower on
-#                        the training-step benchmark (README, "Building").
+#                        the training-step benchmark (docs/development.md, "Instruction sets").
 #   native:              whatever the build machine has (e.g. AVX-512); not for shipping binaries.
 set(FEDCL_ISA "x86-64-v3" CACHE STRING "Instruction set: x86-64-v3, portable or native")
 set_property(CACHE FEDCL_ISA PROPERTY STRINGS x86-64-v3 portable native)
@@ -42,8 +42,8 @@ target_compile_definitions(fedcl_compile_options INTERFACE
   # Eigen checks every index in debug builds; keep that, but never in Release.
   $<$<CONFIG:Release>:EIGEN_NO_DEBUG>)
 
-# Sanitizers for a separate build tree, e.g. the SDK's ThreadSanitizer target (README, "The edge
-# SDK"): -DFEDCL_SANITIZE=thread (or address, undefined). Debian's Abseil, gRPC and oneTBB are not
+# Sanitizers for a separate build tree, e.g. the SDK's ThreadSanitizer target (docs/sdk.md,
+# "ThreadSanitizer"): -DFEDCL_SANITIZE=thread (or address, undefined). Debian's Abseil, gRPC and oneTBB are not
 # instrumented, so code under test uses std::mutex / std::thread where TSan must see the sync.
 set(FEDCL_SANITIZE "" CACHE STRING "Sanitizer for every fedcl target: thread, address, undefined")
 if(FEDCL_SANITIZE)

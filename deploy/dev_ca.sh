@@ -1,6 +1,6 @@
 #!/bin/sh
 # Creates a development certificate authority and a server certificate signed by it, for TLS
-# between fedcl-server and its clients on a test network. NOT for production: see the README's
+# between fedcl-server and its clients on a test network. NOT for production: see docs/deploy.md's
 # runbook for supplying real certificates.
 #
 #   deploy/dev_ca.sh OUT_DIR [SERVER_NAME ...]

@@ -12,7 +12,9 @@
  *
  * --method picks the SDK's learner (e.g. sema, which grows an adapter when the data shifts);
  * --invert_after=N inverts the contrast of every image (x -> 1 - x) after N batches, a domain
- * shift; --max_batches=N stops after N learned batches.
+ * shift; --max_batches=N stops after N learned batches; --deliver_at_end=1 then syncs until the
+ * learning queued since the last acknowledged submission (and any adapter grown since) has
+ * reached the server, within --max_seconds.
  *
  * Without --backbone the first sync downloads the server's backbone. The slice is streamed once,
  * or round and round while --rounds or --max_seconds is given. The last line on stdout is a
@@ -59,6 +61,7 @@ typedef struct {
   const char* method;         /* NULL: the SDK's default */
   long long invert_after;     /* -1: never */
   long long max_batches;      /* 0: no limit */
+  long long deliver_at_end;   /* 1: sync until the queue is delivered before exiting */
 } Args;
 
 static const char* const kUsage =
@@ -66,7 +69,7 @@ static const char* const kUsage =
     "  [--client_id=N] [--token_file=FILE] [--tls_ca=PEM] [--tls_server_name=NAME]\n"
     "  [--backbone=CKPT] [--offset=N] [--samples=N] [--batch=32] [--sync_every=10]\n"
     "  [--rounds=N] [--max_seconds=S] [--memory_budget_mb=48] [--autosave_batches=N]\n"
-    "  [--method=NAME] [--invert_after=BATCHES] [--max_batches=N]\n";
+    "  [--method=NAME] [--invert_after=BATCHES] [--max_batches=N] [--deliver_at_end=1]\n";
 
 static int ParseInt(const char* text, long long* out) {
   char* end = NULL;
@@ -139,6 +142,9 @@ static int ParseArgs(int argc, char** argv, Args* args) {
       ok = ParseInt(value, &args->invert_after) && args->invert_after >= 0;
     } else if (FLAG_IS("max_batches")) {
       ok = ParseInt(value, &args->max_batches) && args->max_batches > 0;
+    } else if (FLAG_IS("deliver_at_end")) {
+      ok = ParseInt(value, &args->deliver_at_end) &&
+           (args->deliver_at_end == 0 || args->deliver_at_end == 1);
     } else {
       fprintf(stderr, "device_loop: unknown flag '%s'\n", arg);
       return 0;
@@ -306,6 +312,25 @@ static int WaitForBackbone(fedcl_client* client, Totals* totals, double deadline
   return 1;
 }
 
+/* --deliver_at_end: syncs until the learning queued since the last acknowledged submission
+ * (and any adapter grown since, which the sync proposes first) has reached the server, or the
+ * deadline passes. A device that stops early keeps its learning for a later run either way. */
+static int DeliverQueued(fedcl_client* client, Totals* totals, double deadline) {
+  fedcl_stats stats;
+  fedcl_client_stats(client, &stats);
+  while (stats.queue_records > 0) {
+    if (Now() > deadline) {
+      fprintf(stderr, "device_loop: %lld queued updates not delivered before the deadline\n",
+              (long long)stats.queue_records);
+      return 1;
+    }
+    if (!SyncOnce(client, totals)) return 0;
+    fedcl_client_stats(client, &stats);
+    if (stats.queue_records > 0) SleepMs(200);
+  }
+  return 1;
+}
+
 static fedcl_client* CreateClient(const Args* args, const char* token, const char* log_prefix) {
   fedcl_options* options = fedcl_options_create();
   fedcl_client* client = NULL;
@@ -463,6 +488,10 @@ int main(int argc, char** argv) {
     goto done;
   }
   code = Run(&args, client, &images, &labels, &totals, deadline);
+  if (code == 0 && args.deliver_at_end && args.server[0] != '\0' &&
+      !DeliverQueued(client, &totals, deadline)) {
+    code = 2;
+  }
   {
     fedcl_error* error = NULL;
     if (Report("save", fedcl_client_save(client, &error), error) != FEDCL_OK) code = 2;

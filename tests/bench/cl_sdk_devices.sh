@@ -1,5 +1,5 @@
 #!/bin/sh
-# SEMA self-expansion with real processes (README, "Continual learning on devices"): a local
+# SEMA self-expansion with real processes (docs/simulator.md, "Continual learning on devices"): a local
 # fedcl-server whose pool serves base experts at blocks 2 and 3, and DEVICES C example devices
 # (fedcl-device-loop over libfedcl_client.so, method sema, plaintext on 127.0.0.1), each
 # streaming its own slice of Fashion-MNIST. The even-numbered devices see their data's contrast

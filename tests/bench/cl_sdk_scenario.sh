@@ -1,5 +1,5 @@
 #!/bin/sh
-# A continual scenario with real processes (README, "Continual learning on devices"): a local
+# A continual scenario with real processes (docs/simulator.md, "Continual learning on devices"): a local
 # fedcl-server and one process per device of sim/scenarios/cl_domains.textproto (fedcl-sim
 # --device: the edge SDK on the stream the in-process run gives that device), then the
 # scenario's table from the devices' reports and the server's pool.
@@ -8,7 +8,7 @@
 #
 # METHOD: sema (default), sema_replay, sequential_adapter, linear_head, lae, fedins or
 # simple_cil (the scenario's learner { fedins_pool_size } must stay at its default 8). The scenario's
-# model.checkpoint is the backbone the server serves (fedcl-pretrain, see the README).
+# model.checkpoint is the backbone the server serves (fedcl-pretrain, see docs/pretraining.md).
 set -eu
 build=${1:-build}
 method=${2:-sema}

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The edge SDK's figures (README, "The edge SDK"):
+# The edge SDK's figures (docs/sdk.md, "Figures"):
 #   1. stripped sizes of libfedcl_client.so, libfedcl_client.a and the C example;
 #   2. peak RSS of C example devices (fedcl-device-loop, linked with the shared library) running
 #      the pretrained small ViT with its adapter and head through a predict/learn/sync loop

@@ -1,4 +1,4 @@
-// Training-step and inference throughput of each backbone, the figures the README's performance
+// Training-step and inference throughput of each backbone, the figures docs/performance.md's
 // table and tests/bench/torch_compare.py report.
 //
 // Cases are named <backbone>/<mode>/<batch>:

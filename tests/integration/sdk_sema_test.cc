@@ -4,6 +4,12 @@
 // whose contrast inverts after 170 batches (after their first adapters trained); device 2's
 // never does. The two that see the shift grow an adapter each and propose it; the server groups
 // the two proposals into one module, which both then train. Device 2 grows nothing.
+//
+// Nothing here depends on how fast the machine is: rounds close by time, so a loaded machine
+// runs more rounds per batch, but the pool groups proposals over a window of rounds no run can
+// pass (100,000 one-second rounds), and each device delivers what it learned, proposals first,
+// before it exits (--deliver_at_end). Before, a device slowed down on a busy machine could stop
+// with its grown adapter never proposed, or propose it outside the window (pool of 2, 0 merges).
 #include <fstream>
 #include <memory>
 #include <string>
@@ -43,7 +49,7 @@ TEST(SdkSemaTest, DevicesThatSeeOneShiftShareOnePoolModule) {
   ASSERT_TRUE(pretrained.ok() && *pretrained == 0) << ReadText(f.dir() + "/pretrain.log");
   f.WriteRawConfig(absl::StrCat(
       f.TlsConfigHead(backbone), "module { name: \"head\" role: \"head\" }\n",
-      "pool { expandable_blocks: 2 expandable_blocks: 3 base_experts: true round_window: 50 }\n",
+      "pool { expandable_blocks: 2 expandable_blocks: 3 base_experts: true round_window: 100000 }\n",
       "recipe { local_steps: 10 batch_size: 32 learning_rate: 0.05 }\n",
       "round { duration_ms: 1000 min_participants: 1 }\n", "journal { sync: \"normal\" }\n"));
   f.StartServer();
@@ -53,7 +59,8 @@ TEST(SdkSemaTest, DevicesThatSeeOneShiftShareOnePoolModule) {
     std::vector<std::string> argv = f.DeviceLoopArgs(d, kFashionMnist);
     argv.insert(argv.end(), {absl::StrCat("--offset=", d * 8000), "--samples=8000", "--batch=32",
                              "--sync_every=10", "--method=sema",
-                             absl::StrCat("--max_batches=", kBatches), "--max_seconds=100"});
+                             absl::StrCat("--max_batches=", kBatches), "--max_seconds=100",
+                             "--deliver_at_end=1"});
     if (d < 2) argv.push_back(absl::StrCat("--invert_after=", kShiftAfter));
     auto device = ChildProcess::Start(argv, absl::StrCat(f.dir(), "/device-", d, ".log"));
     ASSERT_TRUE(device.ok()) << device.status();

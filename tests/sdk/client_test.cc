@@ -690,7 +690,7 @@ TEST_F(ClientTest, LearningProceedsWhileABackgroundSyncWaitsOnTheServer) {
   EXPECT_TRUE(absl::IsFailedPrecondition(client.WaitSync().status()));
 }
 
-// Run under ThreadSanitizer by the documented target (README, "The edge SDK").
+// Run under ThreadSanitizer by the documented target (docs/sdk.md, "ThreadSanitizer").
 TEST_F(ClientTest, ConcurrentCallsFromSeveralThreadsAreSafe) {
   options_.threads = 2;  // predictions split across the worker pool as well
   CoordinatorTransport* transport = nullptr;

@@ -126,7 +126,7 @@ struct ClientOptions {
   // e.g. "expansion_tau: 1.5 new_module_steps: 120" for sema, "adapter_bottleneck: 16" for
   // sequential_adapter; every method's knobs are listed in its file under core/cl/methods/.
   // Keys given here win over the method-specific fields below (kept for existing devices); an
-  // unknown key or a bad value fails Init.
+  // unknown key or a bad value fails Client::Create with InvalidArgument naming it.
   std::string method_options;
   // SEMA's knobs (algorithms.md §4): training steps of a new adapter, the expansion threshold τ
   // on the batch-mean z-score, and the cap on adapters per block (a growth past it is refused
@@ -148,7 +148,7 @@ struct ClientOptions {
   // (reads labels) and "rd_zscore"; any detector fedcl registers.
   std::string ood_detector = "energy";
   // Its options as `key: value` pairs, e.g. "k: 20, max_samples: 5000" for knn (empty = its
-  // defaults); an unknown key or a bad value fails Init.
+  // defaults); an unknown key or a bad value fails Client::Create with InvalidArgument.
   std::string ood_options;
   // Bound of the on-disk queue of learning not yet submitted, in bytes (>= 0; 0 keeps only the
   // latest commit).
