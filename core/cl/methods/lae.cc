@@ -24,24 +24,11 @@ void SwapValues(nn::ParameterSet& a, nn::ParameterSet& b) { a.flat_values().swap
 
 enum class Inference { kEnsemble, kOnline, kOffline };
 
-class LaeMethod final : public Method {
+class LaeMethod final : public HeadAndAdapterMethod {
  public:
+  LaeMethod() : HeadAndAdapterMethod({0, 1}, 8) {}
   static absl::StatusOr<std::unique_ptr<Method>> Create(const MethodConfig& config);
   absl::string_view name() const override { return "lae"; }
-  absl::Status Init(LearnerCore& core) override {
-    FEDCL_RETURN_IF_ERROR(CheckVitBlocks(core.model(), blocks_, "lae blocks"));
-    FEDCL_ASSIGN_OR_RETURN(adapter_, AttachAdapter(core, blocks_, bottleneck_));
-    return absl::OkStatus();
-  }
-  std::vector<nn::ParameterSet*> SharedModules(LearnerCore& core) override {
-    return {&core.model().head().parameters(), &adapter_->parameters()};
-  }
-  std::vector<peft::ModuleSpec> SharedModuleSpecs(LearnerCore& core) override {
-    return {{.name = "head", .role = peft::ModuleRole::kHead},
-            {.name = "adapter",
-             .role = peft::ModuleRole::kPet,
-             .pet = AdapterConfig(blocks_, bottleneck_)}};
-  }
   absl::StatusOr<LearnStats> Learn(LearnerCore& core, nn::ConstMatrixRef images,
                                    absl::Span<const int32_t> labels) override;
   absl::Status OnBeginTask(LearnerCore& core) override {
@@ -80,14 +67,11 @@ class LaeMethod final : public Method {
     return offline;
   }
 
-  int bottleneck_ = 8;
-  std::vector<int> blocks_ = {0, 1};
   double fraction_per_task_ = 0.1;
   int64_t steps_per_task_ = 300;
   int warmup_steps_ = 30;
   int64_t untasked_task_steps_ = 0;
   Inference inference_ = Inference::kEnsemble;
-  std::unique_ptr<peft::PetModule> adapter_;
   std::optional<EmaAccumulator> offline_;
 };
 

@@ -9,12 +9,6 @@ namespace {
 
 class LinearHeadMethod final : public Method {
  public:
-  static absl::StatusOr<std::unique_ptr<Method>> Create(const MethodConfig& config) {
-    FEDCL_ASSIGN_OR_RETURN(base::OptionText options,
-                           base::OptionText::Parse(config.options, "method linear_head"));
-    FEDCL_RETURN_IF_ERROR(options.CheckAllRead());
-    return std::make_unique<LinearHeadMethod>();
-  }
   absl::string_view name() const override { return "linear_head"; }
   absl::Status Init(LearnerCore& core) override { return absl::OkStatus(); }
   std::vector<nn::ParameterSet*> SharedModules(LearnerCore& core) override {
@@ -34,7 +28,7 @@ class LinearHeadMethod final : public Method {
 }  // namespace
 
 void RegisterLinearHeadMethod(MethodRegistry& registry) {
-  RegisterMethod<LinearHeadMethod>(registry, "linear_head",
+  RegisterMethodWithoutOptions<LinearHeadMethod>(registry, "linear_head",
                                    "a linear head on the frozen backbone, trained on everything");
 }
 

@@ -1,6 +1,7 @@
 #include "core/cl/methods/method_util.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/base/option_text.h"
 #include "core/base/status_macros.h"
 #include "core/nn/vit_backbone.h"
 
@@ -34,6 +35,19 @@ absl::StatusOr<std::unique_ptr<peft::PetModule>> AttachAdapter(LearnerCore& core
                                                  core.model().backbone(), core.rng()));
   FEDCL_RETURN_IF_ERROR(adapter->Attach(core.model()));
   return adapter;
+}
+
+absl::Status HeadAndAdapterMethod::Init(LearnerCore& core) {
+  FEDCL_RETURN_IF_ERROR(
+      CheckVitBlocks(core.model(), blocks_, absl::StrCat("method ", name(), " blocks")));
+  FEDCL_ASSIGN_OR_RETURN(adapter_, AttachAdapter(core, blocks_, bottleneck_));
+  return absl::OkStatus();
+}
+
+absl::Status RefuseOptions(const MethodConfig& config) {
+  FEDCL_ASSIGN_OR_RETURN(base::OptionText options,
+                         base::OptionText::Parse(config.options, absl::StrCat("method ", config.name)));
+  return options.CheckAllRead();
 }
 
 }  // namespace fedcl::cl

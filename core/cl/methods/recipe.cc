@@ -16,12 +16,6 @@ namespace {
 
 class RecipeMethod final : public Method {
  public:
-  static absl::StatusOr<std::unique_ptr<Method>> Create(const MethodConfig& config) {
-    FEDCL_ASSIGN_OR_RETURN(base::OptionText options,
-                           base::OptionText::Parse(config.options, "method recipe"));
-    FEDCL_RETURN_IF_ERROR(options.CheckAllRead());
-    return std::make_unique<RecipeMethod>();
-  }
   absl::string_view name() const override { return "recipe"; }
   absl::Status Init(LearnerCore& core) override { return absl::OkStatus(); }
   std::vector<nn::ParameterSet*> SharedModules(LearnerCore& core) override {
@@ -121,7 +115,7 @@ absl::Status RecipeMethod::BeginRound(LearnerCore& core, const nn::Recipe& recip
 }  // namespace
 
 void RegisterRecipeMethod(MethodRegistry& registry) {
-  RegisterMethod<RecipeMethod>(
+  RegisterMethodWithoutOptions<RecipeMethod>(
       registry, "recipe",
       "the federated recipe (§1.4): trains the server's modules with the round's recipe");
 }

@@ -9,8 +9,9 @@
 namespace fedcl::cl {
 namespace {
 
-class SequentialAdapterMethod final : public Method {
+class SequentialAdapterMethod final : public HeadAndAdapterMethod {
  public:
+  SequentialAdapterMethod() : HeadAndAdapterMethod({2, 3}, 8) {}
   static absl::StatusOr<std::unique_ptr<Method>> Create(const MethodConfig& config) {
     auto method = std::make_unique<SequentialAdapterMethod>();
     FEDCL_ASSIGN_OR_RETURN(base::OptionText options,
@@ -23,20 +24,6 @@ class SequentialAdapterMethod final : public Method {
     return method;
   }
   absl::string_view name() const override { return "sequential_adapter"; }
-  absl::Status Init(LearnerCore& core) override {
-    FEDCL_RETURN_IF_ERROR(CheckVitBlocks(core.model(), blocks_, "sequential_adapter blocks"));
-    FEDCL_ASSIGN_OR_RETURN(adapter_, AttachAdapter(core, blocks_, bottleneck_));
-    return absl::OkStatus();
-  }
-  std::vector<nn::ParameterSet*> SharedModules(LearnerCore& core) override {
-    return {&core.model().head().parameters(), &adapter_->parameters()};
-  }
-  std::vector<peft::ModuleSpec> SharedModuleSpecs(LearnerCore& core) override {
-    return {{.name = "head", .role = peft::ModuleRole::kHead},
-            {.name = "adapter",
-             .role = peft::ModuleRole::kPet,
-             .pet = AdapterConfig(blocks_, bottleneck_)}};
-  }
   absl::StatusOr<LearnStats> Learn(LearnerCore& core, nn::ConstMatrixRef images,
                                    absl::Span<const int32_t> labels) override {
     LearnStats stats;
@@ -45,11 +32,6 @@ class SequentialAdapterMethod final : public Method {
     return stats;
   }
   int64_t ModuleValues() const override { return adapter_->parameters().num_values(); }
-
- private:
-  int bottleneck_ = 8;
-  std::vector<int> blocks_ = {2, 3};
-  std::unique_ptr<peft::PetModule> adapter_;
 };
 
 }  // namespace

@@ -30,12 +30,6 @@ absl::StatusOr<PrototypeClassifier> PrototypesOf(const nn::Matrix& sums,
 
 class SimpleCilMethod final : public Method {
  public:
-  static absl::StatusOr<std::unique_ptr<Method>> Create(const MethodConfig& config) {
-    FEDCL_ASSIGN_OR_RETURN(base::OptionText options,
-                           base::OptionText::Parse(config.options, "method simple_cil"));
-    FEDCL_RETURN_IF_ERROR(options.CheckAllRead());
-    return std::make_unique<SimpleCilMethod>();
-  }
   absl::string_view name() const override { return "simple_cil"; }
   absl::Status Init(LearnerCore& core) override {
     prototypes_.emplace(core.model().backbone().feature_dim());
@@ -132,7 +126,7 @@ absl::Status SimpleCilMethod::RestoreState(LearnerCore& core, const MethodState&
 }  // namespace
 
 void RegisterSimpleCilMethod(MethodRegistry& registry) {
-  RegisterMethod<SimpleCilMethod>(registry, "simple_cil",
+  RegisterMethodWithoutOptions<SimpleCilMethod>(registry, "simple_cil",
                                   "SimpleCIL: class means of the frozen features, no training");
 }
 
