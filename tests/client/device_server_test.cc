@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/device.h"
+#include "core/device/in_process_port.h"
 #include "proto/grpc_port.h"
 #include "core/base/log.h"
 #include "gtest/gtest.h"
@@ -55,8 +56,10 @@ class DeviceServerTest : public ::testing::Test {
 
   std::string Path(absl::string_view name) const { return base::JoinPath(dir_, name); }
 
-  // Starts the server on `address` (port 0 picks one).
-  void StartServer(const std::string& address = "127.0.0.1:0") {
+  // Starts the server on `address` (port 0 picks one). With `close_at_first_update`, a round
+  // closes as soon as it has one update (no timing involved).
+  void StartServer(const std::string& address = "127.0.0.1:0",
+                   bool close_at_first_update = false) {
     const std::string text = absl::StrFormat(
         R"pb(
           state_dir: "%s"
@@ -68,13 +71,13 @@ class DeviceServerTest : public ::testing::Test {
             pet { kind: "ssf" }
           }
           recipe { local_steps: 3 batch_size: 8 learning_rate: 0.1 }
-          round { duration_ms: 400 min_participants: 1 max_participants: 3 }
+          round { duration_ms: 400 min_participants: 1 max_participants: %d }
           limits { max_message_bytes: 65536 chunk_bytes: 1024 }
           tokens_file: "%s"
           journal { sync: "normal" }
           seed: 1
         )pb",
-        Path("server"), Path("backbone.ckpt"), Path("tokens"));
+        Path("server"), Path("backbone.ckpt"), close_at_first_update ? 1 : 3, Path("tokens"));
     absl::StatusOr<v1::ServerConfig> config = server::ParseServerConfig(text, "test config");
     ASSERT_TRUE(config.ok()) << config.status();
     absl::StatusOr<std::unique_ptr<server::FederationServer>> started =
@@ -259,6 +262,75 @@ TEST_F(DeviceServerTest, LostRepliesOfTheRealServerAreCountedOnce) {
   const fl::ClientRecord* record = Record(server_->coordinator().Status(), 3);
   ASSERT_NE(record, nullptr);
   EXPECT_EQ(record->participations, 3) << "three updates, each counted once";
+}
+
+// The port carries the conversation and changes nothing in it: the same device over the real
+// server's gRPC port and over an in-process port to a server started the same way submits the
+// same updates, and the server's modules end bit-for-bit the same.
+TEST_F(DeviceServerTest, TheSameDeviceOverEitherPortLearnsBitForBitTheSame) {
+  struct Run {
+    std::vector<fl::ModuleSnapshot> modules;
+    std::vector<fl::LocalUpdate> updates;
+  };
+  device::JoinResult joined;
+  std::string backbone;  // as the server serves it
+  auto run = [&](bool in_process) -> Run {
+    StartServer("127.0.0.1:0", /*close_at_first_update=*/true);
+    DeviceOptions options = Options(2);
+    options.max_rounds = 3;
+    absl::StatusOr<std::unique_ptr<proto::GrpcPort>> grpc =
+        proto::GrpcPort::Create(options.server, fs_);
+    EXPECT_TRUE(grpc.ok()) << grpc.status();
+    if (!in_process) {
+      absl::StatusOr<device::JoinResult> j = (*grpc)->Join(2, "test");
+      EXPECT_TRUE(j.ok()) << j.status();
+      joined = *j;
+      absl::StatusOr<std::string> served = (*grpc)->DownloadBackbone(2);
+      EXPECT_TRUE(served.ok()) << served.status();
+      backbone = *served;
+    }
+    std::unique_ptr<device::FederationPort> inner =
+        in_process ? std::unique_ptr<device::FederationPort>(new device::InProcessPort(
+                         server_->coordinator(), joined.server, backbone))
+                   : std::unique_ptr<device::FederationPort>(std::move(*grpc));
+    auto recording = std::make_unique<fedcl::testing::FaultyPort>(*inner);
+    fedcl::testing::FaultyPort* recorder = recording.get();
+    DeviceEnvironment environment;
+    environment.log = &log_;
+    environment.port = std::move(recording);
+    absl::StatusOr<std::unique_ptr<Device>> device =
+        Device::Create(options, std::move(environment));
+    EXPECT_TRUE(device.ok()) << device.status();
+    EXPECT_TRUE((*device)->Run().ok());
+    EXPECT_EQ((*device)->stats().participations, 3);
+    Run out{server_->coordinator().Modules(), recorder->submitted_updates};
+    device->reset();
+    StopServer();
+    std::filesystem::remove_all(Path("server"));
+    std::filesystem::remove_all(Path("client2"));
+    return out;
+  };
+  const Run over_grpc = run(false);
+  const Run in_process = run(true);
+  ASSERT_EQ(over_grpc.updates.size(), 3u);
+  ASSERT_EQ(in_process.updates.size(), 3u);
+  for (size_t u = 0; u < 3; ++u) {
+    const fl::LocalUpdate& a = over_grpc.updates[u];
+    const fl::LocalUpdate& b = in_process.updates[u];
+    EXPECT_EQ(a.num_samples, b.num_samples);
+    EXPECT_EQ(a.loss, b.loss) << "update " << u;
+    ASSERT_EQ(a.modules.size(), b.modules.size());
+    for (size_t m = 0; m < a.modules.size(); ++m) {
+      EXPECT_EQ(a.modules[m].name, b.modules[m].name);
+      EXPECT_EQ(a.modules[m].values, b.modules[m].values) << "update " << u << " module " << m;
+    }
+  }
+  ASSERT_EQ(over_grpc.modules.size(), in_process.modules.size());
+  for (size_t m = 0; m < over_grpc.modules.size(); ++m) {
+    EXPECT_EQ(over_grpc.modules[m].version, in_process.modules[m].version);
+    EXPECT_EQ(over_grpc.modules[m].values->flat_values(), in_process.modules[m].values->flat_values())
+        << over_grpc.modules[m].spec.name;
+  }
 }
 
 TEST_F(DeviceServerTest, AContinualDeviceSharesItsLearningThroughTheServer) {
