@@ -39,7 +39,7 @@
 #include "core/base/filesystem.h"
 #include "core/base/log.h"
 #include "core/base/status_macros.h"
-#include "tools/command_line.h"
+#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "Server address (gRPC target), host:port.");
 ABSL_FLAG(std::string, tls_ca, "",
@@ -222,7 +222,7 @@ void PrintSummary(const DeviceOptions& options, const DeviceStats& s, absl::Dura
 }
 
 int Run(int argc, char** argv) {
-  if (!tools::ParseCommandLine(
+  if (!base::ParseCommandLine(
           argc, argv, "fedcl-client",
           "A federated device: joins a fedcl-server and trains its modules on local data.\n"
           "  fedcl-client --server=HOST:PORT --client_id=N --token_file=FILE --state_dir=DIR",

@@ -28,7 +28,7 @@
 #include "server/federation_server.h"
 #include "server/health.h"
 #include "server/server_config.h"
-#include "tools/command_line.h"
+#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, config, "",
           "Server configuration file (text-format fedcl.v1.ServerConfig).");
@@ -74,7 +74,7 @@ void KeepLargeBuffersOnTheHeap() {
 
 int main(int argc, char** argv) {
   KeepLargeBuffersOnTheHeap();
-  if (!fedcl::tools::ParseCommandLine(
+  if (!fedcl::base::ParseCommandLine(
           argc, argv, "fedcl-server",
           "Federated aggregation server.\n  fedcl-server --config=FILE [--listen=HOST:PORT] "
           "[--health_listen=HOST:PORT]\n  fedcl-server --probe=HOST:PORT",

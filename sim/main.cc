@@ -13,7 +13,7 @@
 #include "sim/modes/modes.h"
 #include "sim/world/inputs.h"
 #include "sim/world/scenario.h"
-#include "tools/command_line.h"
+#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, scenario, "sim/scenarios/quick.textproto", "Scenario file (text proto).");
 ABSL_FLAG(std::string, out, "out/sim", "Directory for metrics.jsonl, summary.json, report.html.");
@@ -153,7 +153,7 @@ absl::Status Run() {
 }  // namespace fedcl::sim
 
 int main(int argc, char** argv) {
-  if (!fedcl::tools::ParseCommandLine(
+  if (!fedcl::base::ParseCommandLine(
           argc, argv, "fedcl-sim",
           "fedcl-sim --scenario=FILE --out=DIR: simulate federated learning over many virtual "
           "clients with heterogeneous participation, and write metrics.jsonl, summary.json and "

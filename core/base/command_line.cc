@@ -1,4 +1,4 @@
-#include "tools/command_line.h"
+#include "core/base/command_line.h"
 
 #include <cstdio>
 #include <string>
@@ -9,7 +9,7 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 
-namespace fedcl::tools {
+namespace fedcl::base {
 
 bool ParseCommandLine(int argc, char** argv, absl::string_view program, absl::string_view usage,
                       absl::string_view flags_source) {
@@ -29,4 +29,4 @@ bool ParseCommandLine(int argc, char** argv, absl::string_view program, absl::st
   return true;
 }
 
-}  // namespace fedcl::tools
+}  // namespace fedcl::base

@@ -30,7 +30,7 @@
 #include "core/ood/detector_registry.h"
 #include "core/ood/ood_metrics.h"
 #include "proto/checkpoint.h"
-#include "tools/command_line.h"
+#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, backbone, "out/vit.ckpt", "A ViT checkpoint pretrained on clean data.");
 ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory.");
@@ -183,7 +183,7 @@ absl::Status Run() {
 }  // namespace fedcl
 
 int main(int argc, char** argv) {
-  if (!fedcl::tools::ParseCommandLine(argc, argv, "fedcl_ood_shifts",
+  if (!fedcl::base::ParseCommandLine(argc, argv, "fedcl_ood_shifts",
                                       "OOD detection of the continual-learning shifts.",
                                       "tests/bench/ood_shift")) {
     return 2;

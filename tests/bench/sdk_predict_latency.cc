@@ -23,7 +23,7 @@
 #include "core/nn/model_config.h"
 #include "fedcl/client.h"
 #include "fedcl/fedcl_c.h"
-#include "tools/command_line.h"
+#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, backbone, "out/vit.ckpt", "Backbone checkpoint (fedcl-pretrain).");
 ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory.");
@@ -208,7 +208,7 @@ int Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!fedcl::tools::ParseCommandLine(argc, argv, "fedcl_sdk_latency",
+  if (!fedcl::base::ParseCommandLine(argc, argv, "fedcl_sdk_latency",
                                       "Edge SDK per-call latency and allocations.",
                                       "sdk_predict_latency")) {
     return 2;

@@ -31,7 +31,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "tests/bench/load_client.h"
-#include "tools/command_line.h"
+#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, target, "", "Server address, e.g. 127.0.0.1:50051.");
 ABSL_FLAG(std::string, token_file, "", "File of 'client_id token' lines.");
@@ -58,7 +58,7 @@ absl::StatusOr<absl::flat_hash_map<uint64_t, std::string>> ReadTokens(const std:
 }
 
 int Run(int argc, char** argv) {
-  if (!tools::ParseCommandLine(argc, argv, "fedcl_slowloris",
+  if (!base::ParseCommandLine(argc, argv, "fedcl_slowloris",
                                "Time for an honest upload while stalled clients hold every slot.\n"
                                "  fedcl_slowloris --target=HOST:PORT --token_file=F --stalled=4",
                                "slowloris_benchmark")) {

@@ -67,7 +67,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "tests/bench/load_client.h"
-#include "tools/command_line.h"
+#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, target, "", "Server address, e.g. 127.0.0.1:50051.");
 ABSL_FLAG(int, clients, 8, "K: concurrent clients, with ids first_client_id .. +K-1.");
@@ -571,7 +571,7 @@ absl::StatusOr<LoadOptions> OptionsFromFlags() {
 }
 
 int Run(int argc, char** argv) {
-  if (!tools::ParseCommandLine(
+  if (!base::ParseCommandLine(
           argc, argv, "fedcl_submit_load",
           "K concurrent clients submitting D-value updates to a fedcl.v1.Federation server.\n"
           "  fedcl_submit_load --target=127.0.0.1:50051 --clients=32 --rounds=5 --token=T",

@@ -21,7 +21,7 @@
 #include "core/base/filesystem.h"
 #include "core/base/log.h"
 #include "core/base/status_macros.h"
-#include "tools/command_line.h"
+#include "core/base/command_line.h"
 #include "tools/pretrain/pretrainer.h"
 
 ABSL_FLAG(std::string, model, "vit", "Backbone: vit, cnn or mlp.");
@@ -144,7 +144,7 @@ absl::StatusOr<PretrainOptions> OptionsFromFlags() {
 }
 
 int Run(int argc, char** argv) {
-  if (!tools::ParseCommandLine(
+  if (!base::ParseCommandLine(
           argc, argv, "fedcl-pretrain",
           "Pretrains a backbone on Fashion-MNIST and writes a model checkpoint.\n"
           "  fedcl-pretrain --model=vit --epochs=5 --output=vit.ckpt",
