@@ -368,7 +368,8 @@ static int Run(const Args* args, fedcl_client* client, IdxFile* images, IdxFile*
   const int cyclic = args->rounds > 0 || args->max_seconds > 0;
   unsigned char* raw = malloc((size_t)(args->batch * input_size));
   unsigned char* raw_labels = malloc((size_t)args->batch);
-  float* pixels = malloc(sizeof(float) * (size_t)(args->batch * input_size));
+  const size_t pixels_len = (size_t)(args->batch * input_size);
+  float* pixels = malloc(sizeof(float) * pixels_len);
   int32_t* batch_labels = malloc(sizeof(int32_t) * (size_t)args->batch);
   fedcl_prediction* predictions = malloc(sizeof(fedcl_prediction) * (size_t)args->batch);
   long long next = args->offset;
@@ -407,7 +408,9 @@ static int Run(const Args* args, fedcl_client* client, IdxFile* images, IdxFile*
       for (i = 0; i < n * input_size; ++i) pixels[i] = 1.0f - pixels[i];
     for (i = 0; i < n; ++i) batch_labels[i] = raw_labels[i];
 
-    status = fedcl_client_predict(client, pixels, (size_t)n, predictions, &error);
+    /* The _n calls are told the buffers' lengths and refuse a count beyond them. */
+    status = fedcl_client_predict_n(client, pixels, pixels_len, (size_t)n, predictions,
+                                    (size_t)args->batch, &error);
     if (Report("predict", status, error) != FEDCL_OK) {
       code = 2;
       break;
@@ -416,7 +419,8 @@ static int Run(const Args* args, fedcl_client* client, IdxFile* images, IdxFile*
     totals->predicted += n;
 
     error = NULL;
-    status = fedcl_client_learn(client, pixels, batch_labels, (size_t)n, &loss, &error);
+    status = fedcl_client_learn_n(client, pixels, pixels_len, batch_labels, (size_t)args->batch,
+                                  (size_t)n, &loss, &error);
     if (Report("learn", status, error) != FEDCL_OK) {
       code = 2;
       break;

@@ -98,7 +98,13 @@ class Client::Impl {
   absl::StatusOr<bool> SameBackboneAsCacheLocked(const v1::ModelCheckpoint& checkpoint);
   absl::Status SaveLocked();
   absl::Status CheckReadyLocked(absl::string_view what) const;
-  absl::Status CheckImages(absl::Span<const float> pixels, int64_t count) const;
+  // The checks of a batch are in two steps so that nothing reads the caller's buffer before
+  // every check on the count has passed (the C API builds the spans from a count it cannot
+  // verify, so a count beyond the buffer must be refused, by the budget, before a read):
+  // CheckBatchShape reads no value (count > 0, pixels.size() == count · input_size);
+  // CheckPixelsFinite reads them all.
+  absl::Status CheckBatchShape(absl::Span<const float> pixels, int64_t count) const;
+  absl::Status CheckPixelsFinite(absl::Span<const float> pixels) const;
   // Standardises `count` images into input_ (or `into`).
   void StageInput(absl::Span<const float> pixels, int64_t count);
   void StageInto(absl::Span<const float> pixels, int64_t count, nn::Matrix& into) const;
@@ -114,8 +120,15 @@ class Client::Impl {
   int64_t HeldBytesLocked() const;
   // Working bytes of a batch of `count` images (its buffers and the staged input).
   int64_t BatchBytes(int64_t count, bool training) const;
-  // ResourceExhausted if a batch of `count` needs more than the budget leaves.
+  // Images per batch that fit beside what is held (0 if not one does).
+  int64_t FittingImagesLocked(bool training) const;
+  // ResourceExhausted if a batch of `count` needs more than the budget leaves (counted in
+  // memory_refusals). Reads no pixel, and bounds `count` before multiplying it: any count, even
+  // one near INT64_MAX, is refused without overflow.
   absl::Status CheckBudgetLocked(int64_t count, bool training, absl::string_view what);
+  // Records that the layers now keep the working buffers of a batch of `count`: called once
+  // every check of the batch has passed, so a refused batch leaves the estimate unchanged.
+  void RetainWorkingLocked(int64_t count, bool training);
   void Log(LogLevel level, const std::string& message) const;
 
   // ---- Sync (client_sync.cc) ----

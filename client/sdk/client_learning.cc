@@ -2,6 +2,7 @@
 // Predict (split across the replicas when threads > 1), Adapt and FitDetector.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -24,14 +25,19 @@ absl::Status Client::Impl::CheckReadyLocked(absl::string_view what) const {
   return absl::OkStatus();
 }
 
-absl::Status Client::Impl::CheckImages(absl::Span<const float> pixels, int64_t count) const {
+absl::Status Client::Impl::CheckBatchShape(absl::Span<const float> pixels, int64_t count) const {
   const int64_t per_image = config_.input_size();
   if (count <= 0) return absl::InvalidArgumentError("the batch has no images");
-  if (static_cast<int64_t>(pixels.size()) != count * per_image) {
+  if (count > std::numeric_limits<int64_t>::max() / per_image ||
+      static_cast<int64_t>(pixels.size()) != count * per_image) {
     return absl::InvalidArgumentError(absl::StrCat("the batch has ", pixels.size(),
                                                    " pixel values for ", count, " images of ",
                                                    per_image, " values each"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Client::Impl::CheckPixelsFinite(absl::Span<const float> pixels) const {
   for (float v : pixels) {
     if (!std::isfinite(v))
       return absl::InvalidArgumentError("the batch has a pixel value that is not finite");
@@ -69,17 +75,25 @@ int64_t Client::Impl::BatchBytes(int64_t count, bool training) const {
          count * config_.input_size() * int64_t{sizeof(float)};
 }
 
+int64_t Client::Impl::FittingImagesLocked(bool training) const {
+  return std::max<int64_t>(
+      0, (options_.memory_budget_bytes - HeldBytesLocked()) / BatchBytes(1, training));
+}
+
 absl::Status Client::Impl::CheckBudgetLocked(int64_t count, bool training, absl::string_view what) {
   const int64_t held = HeldBytesLocked();
-  const int64_t needed = BatchBytes(count, training);
+  const int64_t fits = FittingImagesLocked(training);
+  // Comparing counts first: `count` may come from a C caller and be anything, and
+  // BatchBytes(count) of a count beyond `fits` could overflow (and then pass).
   // The layers keep their buffers after a call: what the largest call so far left stays held.
-  const int64_t working = std::max(retained_working_bytes_, needed);
-  if (held + working <= options_.memory_budget_bytes) {
-    retained_working_bytes_ = working;
+  if (count <= fits && held + std::max(retained_working_bytes_, BatchBytes(count, training)) <=
+                           options_.memory_budget_bytes) {
     return absl::OkStatus();
   }
-  const int64_t fits =
-      std::max<int64_t>(0, (options_.memory_budget_bytes - held) / BatchBytes(1, training));
+  const int64_t per_image = BatchBytes(1, training);
+  const int64_t needed = count <= std::numeric_limits<int64_t>::max() / per_image
+                             ? count * per_image
+                             : std::numeric_limits<int64_t>::max();
   {
     std::lock_guard<std::mutex> stats(stats_mu_);
     ++run_.memory_refusals;
@@ -90,19 +104,26 @@ absl::Status Client::Impl::CheckBudgetLocked(int64_t count, bool training, absl:
                    Mib(options_.memory_budget_bytes), "; batches of up to ", fits, " images fit"));
 }
 
+void Client::Impl::RetainWorkingLocked(int64_t count, bool training) {
+  retained_working_bytes_ = std::max(retained_working_bytes_, BatchBytes(count, training));
+}
+
 absl::StatusOr<LearnResult> Client::Impl::Learn(absl::Span<const float> pixels,
                                                 absl::Span<const int32_t> labels) {
   std::lock_guard<std::mutex> lock(model_mu_);
   FEDCL_RETURN_IF_ERROR(CheckReadyLocked("learn"));
   const int64_t count = static_cast<int64_t>(labels.size());
-  FEDCL_RETURN_IF_ERROR(CheckImages(pixels, count));
+  // Every check on the count before any value is read (see CheckBatchShape).
+  FEDCL_RETURN_IF_ERROR(CheckBatchShape(pixels, count));
+  FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(count, /*training=*/true, "learning"));
+  FEDCL_RETURN_IF_ERROR(CheckPixelsFinite(pixels));
   for (int32_t label : labels) {
     if (label < 0 || label >= config_.num_classes) {
       return absl::InvalidArgumentError(
           absl::StrCat("label ", label, " is not a class in [0, ", config_.num_classes, ")"));
     }
   }
-  FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(count, /*training=*/true, "learning"));
+  RetainWorkingLocked(count, /*training=*/true);
   StageInput(pixels, count);
   FEDCL_ASSIGN_OR_RETURN(cl::LearnStats stats, learner_->Learn(input_, labels));
   // A grown adapter becomes a module first, so that a diverged step is undone on it too.
@@ -128,14 +149,19 @@ absl::Status Client::Impl::Predict(absl::Span<const float> pixels, absl::Span<Pr
   std::lock_guard<std::mutex> lock(model_mu_);
   FEDCL_RETURN_IF_ERROR(CheckReadyLocked("predict"));
   const int64_t count = static_cast<int64_t>(out.size());
-  FEDCL_RETURN_IF_ERROR(CheckImages(pixels, count));
-  // The largest chunk that fits the budget; one image that does not fit is refused.
+  FEDCL_RETURN_IF_ERROR(CheckBatchShape(pixels, count));
+  // The largest chunk that fits the budget; one image that does not fit is refused. A chunk
+  // beyond `fits` is halved before BatchBytes could overflow on it.
   int64_t chunk = count;
   const int64_t held = HeldBytesLocked();
-  while (chunk > 1 && held + std::max(retained_working_bytes_, BatchBytes(chunk, false)) >
-                          options_.memory_budget_bytes)
+  const int64_t fits = FittingImagesLocked(/*training=*/false);
+  while (chunk > 1 &&
+         (chunk > fits || held + std::max(retained_working_bytes_, BatchBytes(chunk, false)) >
+                              options_.memory_budget_bytes))
     chunk = (chunk + 1) / 2;
   FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(chunk, false, "predicting"));
+  FEDCL_RETURN_IF_ERROR(CheckPixelsFinite(pixels));
+  RetainWorkingLocked(chunk, /*training=*/false);
   for (int64_t start = 0; start < count; start += chunk) {
     const int64_t n = std::min(chunk, count - start);
     FEDCL_RETURN_IF_ERROR(PredictSplitLocked(pixels, start, n, out));
@@ -203,8 +229,10 @@ absl::StatusOr<AdaptResult> Client::Impl::Adapt(absl::Span<const float> pixels) 
   FEDCL_RETURN_IF_ERROR(CheckReadyLocked("adapt"));
   const int64_t per_image = std::max<int64_t>(1, config_.input_size());
   const int64_t count = static_cast<int64_t>(pixels.size()) / per_image;
-  FEDCL_RETURN_IF_ERROR(CheckImages(pixels, count));
+  FEDCL_RETURN_IF_ERROR(CheckBatchShape(pixels, count));
   FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(count, /*training=*/true, "adapting on"));
+  FEDCL_RETURN_IF_ERROR(CheckPixelsFinite(pixels));
+  RetainWorkingLocked(count, /*training=*/true);
   StageInput(pixels, count);
   FEDCL_ASSIGN_OR_RETURN(cl::AdaptStep step, learner_->Adapt(input_));
   if (step.used > 0) {
@@ -232,12 +260,14 @@ absl::Status Client::Impl::FitDetector(absl::Span<const float> pixels,
   std::lock_guard<std::mutex> lock(model_mu_);
   FEDCL_RETURN_IF_ERROR(CheckReadyLocked("fit the detector"));
   const int64_t count = static_cast<int64_t>(labels.size());
-  FEDCL_RETURN_IF_ERROR(CheckImages(pixels, count));
+  FEDCL_RETURN_IF_ERROR(CheckBatchShape(pixels, count));
   if (count < 10) {
     return absl::InvalidArgumentError(
         absl::StrCat("fitting the detector needs at least 10 images, not ", count));
   }
   FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(count, /*training=*/false, "fitting the detector on"));
+  FEDCL_RETURN_IF_ERROR(CheckPixelsFinite(pixels));
+  RetainWorkingLocked(count, /*training=*/false);
   StageInput(pixels, count);
   // Fit on the first 80%, calibrate the 95%-TPR threshold on the rest.
   const int64_t fit = count * 4 / 5;

@@ -3,6 +3,7 @@
 // Guard(), so no C++ exception reaches a C caller.
 #include "fedcl/fedcl_c.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -99,19 +100,50 @@ fedcl_status NullArgument(fedcl_error** error, const char* function, const char*
   return Fail(error, FEDCL_INVALID_ARGUMENT, absl::StrCat(function, ": ", argument, " is NULL"));
 }
 
-// `count` images as a span of pixels, or InvalidArgument when the pointer is NULL or the size
-// overflows. Without a backbone input_size() is 0 and the span is empty: the C++ call then
-// reports the missing backbone.
-fedcl_status PixelSpan(const fedcl_client* client, const float* pixels, size_t count,
-                       const char* function, fedcl_error** error, absl::Span<const float>* out) {
+// The buffer length the old calls (fedcl_client_learn, ...) pass on: they trust the caller's
+// count, as they are documented to.
+constexpr size_t kUnstated = std::numeric_limits<size_t>::max();
+
+// The checks of a caller's buffers that read nothing from them. Each API function makes them all
+// before the C++ call, which makes every other check on the count (the memory budget among them)
+// before it reads a value; so a count beyond a buffer is refused without a read past its end
+// (when the buffer's length is stated, or the count is beyond what the budget allows).
+
+// `count` images as a span of pixels, or InvalidArgument when the pointer is NULL, when
+// count × input_size overflows (size_t or int64), or when it exceeds `pixels_len` floats.
+// Without a backbone input_size() is 0 and the span is empty: the C++ call then reports the
+// missing backbone.
+fedcl_status PixelSpan(const fedcl_client* client, const float* pixels, size_t pixels_len,
+                       size_t count, const char* function, fedcl_error** error,
+                       absl::Span<const float>* out) {
   if (pixels == nullptr && count > 0) return NullArgument(error, function, "pixels");
   const int64_t input_size = client->client->input_size();
-  if (input_size > 0 &&
-      count > static_cast<size_t>(std::numeric_limits<int64_t>::max() / input_size)) {
+  const size_t max_values =
+      std::min<uint64_t>(std::numeric_limits<size_t>::max(), std::numeric_limits<int64_t>::max());
+  if (input_size > 0 && count > max_values / static_cast<size_t>(input_size)) {
     return Fail(error, FEDCL_INVALID_ARGUMENT,
                 absl::StrCat(function, ": count ", count, " images is too many"));
   }
-  *out = absl::Span<const float>(pixels, pixels == nullptr ? 0 : count * input_size);
+  const size_t values = count * static_cast<size_t>(input_size);
+  if (pixels_len != kUnstated && values > pixels_len) {
+    return Fail(error, FEDCL_INVALID_ARGUMENT,
+                absl::StrCat(function, ": count ", count, " needs ", values,
+                             " pixels; pixels_len is ", pixels_len));
+  }
+  *out = absl::Span<const float>(pixels, pixels == nullptr ? 0 : values);
+  return FEDCL_OK;
+}
+
+// InvalidArgument naming `argument` when `count` elements are needed from a NULL pointer or
+// from a buffer of `len` (kUnstated: trusted).
+fedcl_status CheckElements(const void* pointer, size_t len, size_t count, const char* function,
+                           const char* argument, const char* elements, fedcl_error** error) {
+  if (pointer == nullptr && count > 0) return NullArgument(error, function, argument);
+  if (len != kUnstated && count > len) {
+    return Fail(error, FEDCL_INVALID_ARGUMENT,
+                absl::StrCat(function, ": count ", count, " needs ", count, " ", elements, "; ",
+                             argument, "_len is ", len));
+  }
   return FEDCL_OK;
 }
 
@@ -184,6 +216,86 @@ fedcl_status SetIntField(int* field, int64_t value) {
   }
   *field = static_cast<int>(value);
   return FEDCL_OK;
+}
+
+// The bodies of the batch calls, shared by the old calls (lengths kUnstated) and their _n
+// variants. `fn` is the API function's name, for messages. Every check on a pointer or a count
+// comes before the C++ call, which reads the buffers only after its own checks on the count.
+
+fedcl_status DoLearn(fedcl_client* client, const float* pixels, size_t pixels_len,
+                     const int32_t* labels, size_t labels_len, size_t count, float* loss,
+                     fedcl_error** error, const char* fn) {
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    fedcl_status checked = CheckElements(labels, labels_len, count, fn, "labels", "labels", error);
+    if (checked != FEDCL_OK) return checked;
+    absl::Span<const float> pixel_span;
+    checked = PixelSpan(client, pixels, pixels_len, count, fn, error, &pixel_span);
+    if (checked != FEDCL_OK) return checked;
+    absl::StatusOr<fedcl::LearnResult> learned = client->client->Learn(
+        pixel_span, absl::Span<const int32_t>(labels, labels == nullptr ? 0 : count));
+    if (!learned.ok()) return FromStatus(learned.status(), error);
+    if (loss != nullptr) *loss = learned->loss;
+    return FEDCL_OK;
+  });
+}
+
+fedcl_status DoPredict(fedcl_client* client, const float* pixels, size_t pixels_len, size_t count,
+                       fedcl_prediction* out, size_t out_len, fedcl_error** error, const char* fn) {
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    fedcl_status checked = CheckElements(out, out_len, count, fn, "out", "predictions", error);
+    if (checked != FEDCL_OK) return checked;
+    absl::Span<const float> pixel_span;
+    checked = PixelSpan(client, pixels, pixels_len, count, fn, error, &pixel_span);
+    if (checked != FEDCL_OK) return checked;
+    // fedcl::Prediction and fedcl_prediction differ in layout (bool vs int32): predict into the
+    // client's C++ buffer and convert.
+    std::lock_guard<std::mutex> lock(client->predict_mu);
+    std::vector<fedcl::Prediction>& predictions = client->predictions;
+    if (predictions.size() < count) predictions.resize(count);
+    const absl::Status status =
+        client->client->Predict(pixel_span, absl::MakeSpan(predictions.data(), count));
+    if (!status.ok()) return FromStatus(status, error);
+    for (size_t i = 0; i < count; ++i) {
+      out[i].label = predictions[i].label;
+      out[i].confidence = predictions[i].confidence;
+      out[i].ood_score = predictions[i].ood_score;
+      out[i].ood = predictions[i].ood ? 1 : 0;
+    }
+    return FEDCL_OK;
+  });
+}
+
+fedcl_status DoAdapt(fedcl_client* client, const float* pixels, size_t pixels_len, size_t count,
+                     int64_t* samples_used, fedcl_error** error, const char* fn) {
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    absl::Span<const float> pixel_span;
+    const fedcl_status checked =
+        PixelSpan(client, pixels, pixels_len, count, fn, error, &pixel_span);
+    if (checked != FEDCL_OK) return checked;
+    absl::StatusOr<fedcl::AdaptResult> adapted = client->client->Adapt(pixel_span);
+    if (!adapted.ok()) return FromStatus(adapted.status(), error);
+    if (samples_used != nullptr) *samples_used = adapted->samples_used;
+    return FEDCL_OK;
+  });
+}
+
+fedcl_status DoFitDetector(fedcl_client* client, const float* pixels, size_t pixels_len,
+                           const int32_t* labels, size_t labels_len, size_t count,
+                           fedcl_error** error, const char* fn) {
+  return Guard(error, [&]() -> fedcl_status {
+    if (client == nullptr) return NullArgument(error, fn, "client");
+    fedcl_status checked = CheckElements(labels, labels_len, count, fn, "labels", "labels", error);
+    if (checked != FEDCL_OK) return checked;
+    absl::Span<const float> pixel_span;
+    checked = PixelSpan(client, pixels, pixels_len, count, fn, error, &pixel_span);
+    if (checked != FEDCL_OK) return checked;
+    return FromStatus(client->client->FitDetector(
+                          pixel_span, absl::Span<const int32_t>(labels, labels ? count : 0)),
+                      error);
+  });
 }
 
 }  // namespace
@@ -406,78 +518,49 @@ fedcl_status fedcl_client_load_backbone(fedcl_client* client, const char* checkp
   });
 }
 
+// The old calls and their _n variants share one body each; the old ones pass kUnstated lengths.
+
 fedcl_status fedcl_client_learn(fedcl_client* client, const float* pixels, const int32_t* labels,
                                 size_t count, float* loss, fedcl_error** error) {
-  const char* fn = __func__;
-  return Guard(error, [&]() -> fedcl_status {
-    if (client == nullptr) return NullArgument(error, fn, "client");
-    if (labels == nullptr && count > 0) return NullArgument(error, fn, "labels");
-    absl::Span<const float> pixel_span;
-    const fedcl_status checked = PixelSpan(client, pixels, count, fn, error, &pixel_span);
-    if (checked != FEDCL_OK) return checked;
-    absl::StatusOr<fedcl::LearnResult> learned = client->client->Learn(
-        pixel_span, absl::Span<const int32_t>(labels, labels == nullptr ? 0 : count));
-    if (!learned.ok()) return FromStatus(learned.status(), error);
-    if (loss != nullptr) *loss = learned->loss;
-    return FEDCL_OK;
-  });
+  return DoLearn(client, pixels, kUnstated, labels, kUnstated, count, loss, error, __func__);
+}
+
+fedcl_status fedcl_client_learn_n(fedcl_client* client, const float* pixels, size_t pixels_len,
+                                  const int32_t* labels, size_t labels_len, size_t count,
+                                  float* loss, fedcl_error** error) {
+  return DoLearn(client, pixels, pixels_len, labels, labels_len, count, loss, error, __func__);
 }
 
 fedcl_status fedcl_client_predict(fedcl_client* client, const float* pixels, size_t count,
                                   fedcl_prediction* out, fedcl_error** error) {
-  const char* fn = __func__;
-  return Guard(error, [&]() -> fedcl_status {
-    if (client == nullptr) return NullArgument(error, fn, "client");
-    if (out == nullptr && count > 0) return NullArgument(error, fn, "out");
-    absl::Span<const float> pixel_span;
-    const fedcl_status checked = PixelSpan(client, pixels, count, fn, error, &pixel_span);
-    if (checked != FEDCL_OK) return checked;
-    // fedcl::Prediction and fedcl_prediction differ in layout (bool vs int32): predict into the
-    // client's C++ buffer and convert.
-    std::lock_guard<std::mutex> lock(client->predict_mu);
-    std::vector<fedcl::Prediction>& predictions = client->predictions;
-    if (predictions.size() < count) predictions.resize(count);
-    const absl::Status status =
-        client->client->Predict(pixel_span, absl::MakeSpan(predictions.data(), count));
-    if (!status.ok()) return FromStatus(status, error);
-    for (size_t i = 0; i < count; ++i) {
-      out[i].label = predictions[i].label;
-      out[i].confidence = predictions[i].confidence;
-      out[i].ood_score = predictions[i].ood_score;
-      out[i].ood = predictions[i].ood ? 1 : 0;
-    }
-    return FEDCL_OK;
-  });
+  return DoPredict(client, pixels, kUnstated, count, out, kUnstated, error, __func__);
+}
+
+fedcl_status fedcl_client_predict_n(fedcl_client* client, const float* pixels, size_t pixels_len,
+                                    size_t count, fedcl_prediction* out, size_t out_len,
+                                    fedcl_error** error) {
+  return DoPredict(client, pixels, pixels_len, count, out, out_len, error, __func__);
 }
 
 fedcl_status fedcl_client_adapt(fedcl_client* client, const float* pixels, size_t count,
                                 int64_t* samples_used, fedcl_error** error) {
-  const char* fn = __func__;
-  return Guard(error, [&]() -> fedcl_status {
-    if (client == nullptr) return NullArgument(error, fn, "client");
-    absl::Span<const float> pixel_span;
-    const fedcl_status checked = PixelSpan(client, pixels, count, fn, error, &pixel_span);
-    if (checked != FEDCL_OK) return checked;
-    absl::StatusOr<fedcl::AdaptResult> adapted = client->client->Adapt(pixel_span);
-    if (!adapted.ok()) return FromStatus(adapted.status(), error);
-    if (samples_used != nullptr) *samples_used = adapted->samples_used;
-    return FEDCL_OK;
-  });
+  return DoAdapt(client, pixels, kUnstated, count, samples_used, error, __func__);
+}
+
+fedcl_status fedcl_client_adapt_n(fedcl_client* client, const float* pixels, size_t pixels_len,
+                                  size_t count, int64_t* samples_used, fedcl_error** error) {
+  return DoAdapt(client, pixels, pixels_len, count, samples_used, error, __func__);
 }
 
 fedcl_status fedcl_client_fit_detector(fedcl_client* client, const float* pixels,
                                        const int32_t* labels, size_t count, fedcl_error** error) {
-  const char* fn = __func__;
-  return Guard(error, [&]() -> fedcl_status {
-    if (client == nullptr) return NullArgument(error, fn, "client");
-    if (labels == nullptr && count > 0) return NullArgument(error, fn, "labels");
-    absl::Span<const float> pixel_span;
-    const fedcl_status checked = PixelSpan(client, pixels, count, fn, error, &pixel_span);
-    if (checked != FEDCL_OK) return checked;
-    return FromStatus(client->client->FitDetector(
-                          pixel_span, absl::Span<const int32_t>(labels, labels ? count : 0)),
-                      error);
-  });
+  return DoFitDetector(client, pixels, kUnstated, labels, kUnstated, count, error, __func__);
+}
+
+fedcl_status fedcl_client_fit_detector_n(fedcl_client* client, const float* pixels,
+                                         size_t pixels_len, const int32_t* labels,
+                                         size_t labels_len, size_t count, fedcl_error** error) {
+  return DoFitDetector(client, pixels, pixels_len, labels, labels_len, count, error, __func__);
 }
 
 fedcl_status fedcl_client_begin_task(fedcl_client* client, const int32_t* classes, size_t count,

@@ -38,7 +38,9 @@
 // the layers keep the buffers of the largest batch so far between calls, and they stay counted).
 // Learn and Adapt refuse a batch that would exceed it with ResourceExhausted, changing nothing;
 // Predict works through a large batch in chunks that fit, and refuses only when one image does
-// not fit.
+// not fit. Every check on a batch's size (empty, pixels.size() against the count, the budget)
+// comes before any pixel or label is read, so a span longer than its memory (the C API builds
+// them from a caller's count) is refused by the budget before it is read.
 //
 // Errors are absl::Status values with a message naming what was wrong: InvalidArgument for bad
 // options or input, FailedPrecondition for calls made in the wrong state (no backbone yet),

@@ -13,7 +13,7 @@
  *   fedcl_options_destroy(options);          (the client keeps a copy)
  *   ...
  *   fedcl_prediction out[32];
- *   fedcl_client_predict(client, pixels, 32, out, &error);
+ *   fedcl_client_predict_n(client, pixels, pixels_len, 32, out, 32, &error);
  *   fedcl_client_destroy(client);
  *
  * Conventions:
@@ -29,6 +29,14 @@
  *   - Buffers are the caller's: images are `count` × fedcl_client_input_size() floats, pixels in
  *     [0, 1], row-major; labels are `count` int32 class indices; predictions are written into a
  *     caller array of `count` elements. The SDK keeps no pointer past the call.
+ *   - Buffer lengths: each batch call has an `_n` variant that also takes the length of every
+ *     buffer, in elements (`pixels_len` floats, `labels_len` int32s, `out_len` predictions), and
+ *     refuses a `count` they cannot hold with FEDCL_INVALID_ARGUMENT before reading anything
+ *     ("count 64 needs 50176 pixels; pixels_len is 7840"). The calls without `_n` cannot see a
+ *     buffer's end and trust `count`: a count beyond the buffers there reads (and for predict,
+ *     writes) past them. Both make every check that needs no data first (NULL pointers, count
+ *     × input size overflowing, an empty batch, the memory budget), so a count the budget
+ *     refuses is refused before any pixel or label is read, with or without `_n`. Prefer `_n`.
  *   - No C++ exception ever crosses this API: every function catches and returns
  *     FEDCL_INTERNAL (or FEDCL_RESOURCE_EXHAUSTED for out-of-memory).
  *   - The SDK never prints; give a log callback in the options to receive its messages.
@@ -219,21 +227,49 @@ FEDCL_C_EXPORT void fedcl_client_destroy(fedcl_client* client);
 FEDCL_C_EXPORT fedcl_status fedcl_client_load_backbone(fedcl_client* client,
                                                        const char* checkpoint_path,
                                                        fedcl_error** error);
-/* `loss` may be NULL. */
+/* One learning step on a labelled batch of `count` images. `loss` may be NULL.
+ * FEDCL_INVALID_ARGUMENT for an empty batch, a label outside [0, classes) or a pixel that is not
+ * finite; FEDCL_RESOURCE_EXHAUSTED for a batch over the memory budget (nothing learned);
+ * FEDCL_FAILED_PRECONDITION before a backbone is loaded. */
 FEDCL_C_EXPORT fedcl_status fedcl_client_learn(fedcl_client* client, const float* pixels,
                                                const int32_t* labels, size_t count, float* loss,
                                                fedcl_error** error);
+/* Predicts `count` images into out[0 .. count). Works through a batch over the memory budget in
+ * chunks; FEDCL_RESOURCE_EXHAUSTED only when one image does not fit. */
 FEDCL_C_EXPORT fedcl_status fedcl_client_predict(fedcl_client* client, const float* pixels,
                                                  size_t count, fedcl_prediction* out,
                                                  fedcl_error** error);
-/* `samples_used` may be NULL. */
+/* Label-free adaptation on `count` images. `samples_used` may be NULL. */
 FEDCL_C_EXPORT fedcl_status fedcl_client_adapt(fedcl_client* client, const float* pixels,
                                                size_t count, int64_t* samples_used,
                                                fedcl_error** error);
+/* Fits the OOD detector on `count` >= 10 in-distribution images and their labels. */
 FEDCL_C_EXPORT fedcl_status fedcl_client_fit_detector(fedcl_client* client, const float* pixels,
                                                       const int32_t* labels, size_t count,
                                                       fedcl_error** error);
-/* Class-incremental learning: the batches from now on hold these `count` classes (0: any). */
+
+/* The same four calls given the buffers' lengths in elements (see "Buffer lengths" above):
+ * FEDCL_INVALID_ARGUMENT, naming the argument, when count × fedcl_client_input_size() >
+ * pixels_len, count > labels_len or count > out_len; nothing is read from or written to a buffer
+ * then. A buffer longer than needed is fine (only the first `count` images are used). Otherwise
+ * exactly the call without `_n`. */
+FEDCL_C_EXPORT fedcl_status fedcl_client_learn_n(fedcl_client* client, const float* pixels,
+                                                 size_t pixels_len, const int32_t* labels,
+                                                 size_t labels_len, size_t count, float* loss,
+                                                 fedcl_error** error);
+FEDCL_C_EXPORT fedcl_status fedcl_client_predict_n(fedcl_client* client, const float* pixels,
+                                                   size_t pixels_len, size_t count,
+                                                   fedcl_prediction* out, size_t out_len,
+                                                   fedcl_error** error);
+FEDCL_C_EXPORT fedcl_status fedcl_client_adapt_n(fedcl_client* client, const float* pixels,
+                                                 size_t pixels_len, size_t count,
+                                                 int64_t* samples_used, fedcl_error** error);
+FEDCL_C_EXPORT fedcl_status fedcl_client_fit_detector_n(fedcl_client* client, const float* pixels,
+                                                        size_t pixels_len, const int32_t* labels,
+                                                        size_t labels_len, size_t count,
+                                                        fedcl_error** error);
+/* Class-incremental learning: the batches from now on hold these `count` classes (0: any).
+ * `count` is the length of `classes` itself, so this call has no `_n` variant. */
 FEDCL_C_EXPORT fedcl_status fedcl_client_begin_task(fedcl_client* client, const int32_t* classes,
                                                     size_t count, fedcl_error** error);
 
