@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "client/sdk/client_impl.h"
 #include "client/sdk/memory_estimate.h"
-#include "core/base/status_macros.h"
 #include "client/sdk/method_options.h"
+#include "core/base/status_macros.h"
 #include "core/ood/detector_registry.h"
 #include "proto/checkpoint.h"
 #include "proto/digest.h"
@@ -226,8 +226,7 @@ absl::StatusOr<std::unique_ptr<cl::Learner>> Client::Impl::MakeLearnerLocked(
   learner_options.method = options_.method;
   const int vit_dim =
       model->config().backbone == nn::BackboneKind::kVit ? model->config().vit.dim : 0;
-  FEDCL_ASSIGN_OR_RETURN(learner_options.method_options,
-                         sdk::MethodOptionsText(options_, vit_dim));
+  FEDCL_ASSIGN_OR_RETURN(learner_options.method_options, sdk::MethodOptionsText(options_, vit_dim));
   learner_options.learning_rate = options_.learning_rate;
   learner_options.ood_detector = options_.ood_detector;
   learner_options.ood_options = options_.ood_options;
@@ -271,9 +270,11 @@ absl::Status Client::Impl::BuildLearnerLocked(const v1::ModelCheckpoint& checkpo
   environment.cancelled = [this] { return Cancelled(); };
   environment.progress = [this](device::SessionEnvironment::Stage stage, int64_t done,
                                 int64_t total) {
-    SetStage(stage == device::SessionEnvironment::Stage::kConnecting    ? SyncProgress::Stage::kConnecting
-             : stage == device::SessionEnvironment::Stage::kDownloading ? SyncProgress::Stage::kDownloading
-                                                                       : SyncProgress::Stage::kSubmitting,
+    SetStage(stage == device::SessionEnvironment::Stage::kConnecting
+                 ? SyncProgress::Stage::kConnecting
+             : stage == device::SessionEnvironment::Stage::kDownloading
+                 ? SyncProgress::Stage::kDownloading
+                 : SyncProgress::Stage::kSubmitting,
              done, total);
   };
   environment.on_join = [this](const device::JoinResult& joined) { return CheckServer(joined); };

@@ -76,8 +76,7 @@ absl::Status Client::Impl::EnsureBackboneFromServer(const device::JoinResult& jo
   {
     std::lock_guard<std::mutex> lock(model_mu_);
     have_backbone = learner_ != nullptr;
-    if (have_backbone && backbone_digest_ == joined.server.backbone_digest)
-      return absl::OkStatus();
+    if (have_backbone && backbone_digest_ == joined.server.backbone_digest) return absl::OkStatus();
   }
   SetStage(SyncProgress::Stage::kDownloading, 0, 0);
   FEDCL_ASSIGN_OR_RETURN(std::string bytes, transport_->DownloadBackbone(options_.client_id));

@@ -23,7 +23,8 @@ absl::StatusOr<std::string> MethodOptionsText(const ClientOptions& options, int 
               {"max_adapters_per_block", absl::StrCat(options.sema_max_adapters_per_block)}};
     // The descriptor must compress the block width (16 of the small ViT's 64).
     if (vit_dim > 0) {
-      mapped.push_back({"descriptor_bottleneck", absl::StrCat(std::max(1, std::min(16, vit_dim / 4)))});
+      mapped.push_back(
+          {"descriptor_bottleneck", absl::StrCat(std::max(1, std::min(16, vit_dim / 4)))});
     }
   } else if (method == "lae") {
     // Without BeginTask, the first "task" ends (and the offline module starts) after a task's
