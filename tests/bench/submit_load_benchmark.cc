@@ -66,8 +66,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "tests/bench/load_client.h"
 #include "core/base/command_line.h"
+#include "tests/bench/load_client.h"
+#include "tests/bench/round_barrier.h"
 
 ABSL_FLAG(std::string, target, "", "Server address, e.g. 127.0.0.1:50051.");
 ABSL_FLAG(int, clients, 8, "K: concurrent clients, with ids first_client_id .. +K-1.");
@@ -165,53 +166,6 @@ double CpuSeconds() {
   auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec * 1e-6; };
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
-
-// A reusable barrier for K threads whose waits are bounded and can be abandoned. The last thread
-// to arrive releases the others and decides, for all of them, whether the run stops there.
-class RoundBarrier {
- public:
-  struct Release {
-    absl::Time at;
-    bool stop = false;
-  };
-  RoundBarrier(int parties, std::function<bool()> stop_now)
-      : parties_(parties), stop_now_(std::move(stop_now)) {}
-
-  // The release, or nullopt once `deadline` passed or Abort() was called; a party that gives up
-  // aborts the barrier, since the others could never be released.
-  std::optional<Release> Wait(absl::Time deadline) {
-    absl::MutexLock lock(&mu_);
-    if (aborted_) return std::nullopt;
-    int64_t generation = generation_;
-    if (++waiting_ == parties_) {
-      waiting_ = 0;
-      ++generation_;
-      last_ = Release{absl::Now(), stop_now_()};
-      return last_;
-    }
-    auto released = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      return aborted_ || generation_ != generation;
-    };
-    mu_.AwaitWithDeadline(absl::Condition(&released), deadline);
-    if (generation_ != generation) return last_;
-    aborted_ = true;
-    return std::nullopt;
-  }
-
-  void Abort() {
-    absl::MutexLock lock(&mu_);
-    aborted_ = true;
-  }
-
- private:
-  const int parties_;
-  const std::function<bool()> stop_now_;
-  absl::Mutex mu_;
-  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
-  bool aborted_ ABSL_GUARDED_BY(mu_) = false;
-  Release last_ ABSL_GUARDED_BY(mu_);
-};
 
 // The measurements of the run. Thread-safe.
 class Results {

@@ -22,7 +22,6 @@ StoredModule MakeModule(float value = 0.0f) {
 }
 
 std::vector<TensorSpec> Layout() { return {{"w", {2, 3}}, {"b", {3}}}; }
-
 // An update whose delta is `fill` everywhere; owns its values.
 struct TestUpdate {
   std::vector<float> values = std::vector<float>(9, 0.0f);
@@ -82,8 +81,7 @@ TEST_F(CoordinatorTest, RoundClosesAtDeadlineWithTheFedAuAggregate) {
   EXPECT_EQ(reports[0].samples, 20);
 }
 
-// algorithms.md §1.3's test vector, through a live coordinator: the client takes part in rounds
-// 2, 4, 5 and 9 and gets weights 1, 3, 2.5 and 2.
+// algorithms.md §1.3's test vector, live: rounds 2, 4, 5, 9 give weights 1, 3, 2.5 and 2.
 TEST_F(CoordinatorTest, FedAuWeightsFollowTheReferenceTestVector) {
   auto c = Make();
   ASSERT_TRUE(c->Enroll(1).ok());
@@ -326,8 +324,7 @@ TEST_F(CoordinatorTest, ARecoveredBarrierRoundDoesNotCloseAtItsDeadline) {
 
 TEST_F(CoordinatorTest, ADeadlinePolicyTakesNoReports) {
   auto c = Make();
-  EXPECT_TRUE(absl::IsFailedPrecondition(c->Report(0, 1, 0).status()));
-  EXPECT_EQ(c->current_round(), 0);
+  EXPECT_TRUE(absl::IsFailedPrecondition(c->Report(0, 1, 0).status()) && c->current_round() == 0);
 }
 
 TEST_F(CoordinatorTest, NormAboveTheBoundIsClippedWhenConfigured) {
@@ -575,8 +572,8 @@ TEST_F(CoordinatorTest, FedVarpHoldsAVectorPerClientAndFedAuDoesNot) {
 namespace fedcl::fl {
 namespace {
 
-// MIFA keeps each client's last update. A client that leaves permanently and whose server then
-// restarts before the round closes must still be dropped from that memory: N no longer counts it.
+// MIFA keeps each client's last update; one that leaves for good is dropped from it, restart or
+// not.
 TEST_F(CoordinatorTest, RecoveryForgetsTheStoredVectorOfAClientThatLeft) {
   CoordinatorOptions options;
   options.aggregator.name = "mifa";
