@@ -31,21 +31,39 @@ TEST_F(LocalDataTest, WithOnePartitionTheDeviceHasEverything) {
   EXPECT_EQ(local->num_classes, 4);
 }
 
+// Every sample is in exactly one device's partition: the partitions are disjoint and together
+// they are the dataset (samples told apart by their pixels, which the fixture makes distinct).
 TEST_F(LocalDataTest, PartitionsOfAllDevicesCoverTheDatasetOnce) {
+  auto rows_of = [](const data::Dataset& d) {
+    std::vector<std::vector<float>> rows;
+    for (int i = 0; i < d.size(); ++i) {
+      const auto row = d.images.row(i);
+      rows.emplace_back(row.data(), row.data() + row.size());
+    }
+    return rows;
+  };
+  absl::StatusOr<data::Dataset> all = LoadLocalData(fs_, options_, 0);
+  ASSERT_TRUE(all.ok()) << all.status();
+  std::vector<std::vector<float>> everything = rows_of(*all);
+  std::sort(everything.begin(), everything.end());
+  ASSERT_EQ(std::adjacent_find(everything.begin(), everything.end()), everything.end())
+      << "the fixture's samples must be distinct";
   for (PartitionKind kind :
        {PartitionKind::kIid, PartitionKind::kDirichlet, PartitionKind::kShards}) {
     options_.partition = kind;
     options_.num_partitions = 4;
     options_.partition_seed = 3;
     options_.dirichlet_alpha = 100.0;  // near-uniform, so no device is left empty
-    int total = 0;
+    std::vector<std::vector<float>> union_of_partitions;
     for (int i = 0; i < 4; ++i) {
       options_.partition_index = i;
       absl::StatusOr<data::Dataset> local = LoadLocalData(fs_, options_, 0);
       ASSERT_TRUE(local.ok()) << PartitionKindName(kind) << ": " << local.status();
-      total += local->size();
+      EXPECT_GT(local->size(), 0) << PartitionKindName(kind) << " partition " << i;
+      for (auto& row : rows_of(*local)) union_of_partitions.push_back(std::move(row));
     }
-    EXPECT_EQ(total, 103) << PartitionKindName(kind);
+    std::sort(union_of_partitions.begin(), union_of_partitions.end());
+    EXPECT_EQ(union_of_partitions, everything) << PartitionKindName(kind);
   }
 }
 
