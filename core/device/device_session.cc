@@ -316,8 +316,8 @@ absl::StatusOr<SubmitOutcome> DeviceSession::AnswerLocked(
 absl::Status DeviceSession::ResolveInFlightLocked(std::unique_lock<std::mutex>& lock) {
   if (!in_flight_.has_value()) return absl::OkStatus();
   const InFlightSubmission in_flight = *in_flight_;
-  Log(base::LogLevel::kInfo, absl::StrCat("round ", in_flight.round,
-                                          ": resubmitting the update whose answer was lost"));
+  Log(base::LogLevel::kInfo,
+      absl::StrCat("round ", in_flight.round, ": resubmitting the update whose answer was lost"));
   fl::LocalUpdate update = BuildUpdateLocked(in_flight);
   for (int attempt = 0; attempt < 2; ++attempt) {
     absl::StatusOr<fl::SubmitResult> answer = SendLocked(lock, in_flight, update);

@@ -123,8 +123,8 @@ struct SubmitOutcome;
 
 // What Begin found.
 struct RoundWork {
-  bool train = false;                // the server offers a round to take part in now
-  int64_t round = -1;                // with train: the round
+  bool train = false;  // the server offers a round to take part in now
+  int64_t round = -1;  // with train: the round
   // The round the server is at, also without train (a host that knows which round it expects
   // tells "already submitted" from "moved on").
   int64_t server_round = -1;
@@ -222,6 +222,8 @@ class DeviceSession {
     int64_t records_dropped = 0;  // queue records dropped for lack of room
     int64_t rejoins = 0;
     int64_t proposals = 0;  // grown adapters the server took
+    // Float32 bytes of the proposals and descriptors sent (beside the submissions' own bytes).
+    int64_t growth_bytes_uploaded = 0;
     int64_t last_submitted_round = -1;
   };
   const Counters& CountersLocked() const { return counters_; }

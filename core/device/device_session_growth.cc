@@ -114,6 +114,7 @@ absl::Status DeviceSession::ProposeGrownLocked(std::unique_lock<std::mutex>& loc
                          absl::IsInvalidArgument(result.status()) ||
                          absl::IsFailedPrecondition(result.status());
     if (!result.ok() && !refused) return result.status();
+    if (result.ok()) counters_.growth_bytes_uploaded += proposal.values.num_values() * 4;
     pending_.erase(pending_.begin());
     if (m == nullptr) continue;
     if (!result.ok()) {
@@ -167,6 +168,7 @@ absl::Status DeviceSession::AttachDescriptorsLocked(std::unique_lock<std::mutex>
           absl::StrCat("the descriptor of '", name, "' waits: ", attached.status().message()));
       continue;
     }
+    if (attached.ok()) counters_.growth_bytes_uploaded += descriptor->num_values() * 4;
     Module* m = FindLocked(name);  // the modules may have changed while unlocked
     if (m == nullptr) continue;
     m->descriptor_pending = false;

@@ -304,6 +304,7 @@ absl::Status ContinualRun::Finish() {
     if (dev.session == nullptr) continue;
     std::lock_guard<std::mutex> lock(dev.mu);
     result_.proposals += dev.session->CountersLocked().proposals;
+    result_.bytes_up += dev.session->CountersLocked().growth_bytes_uploaded;
   }
   std::vector<double> sizes;
   for (const ClTask& t : tasks_) sizes.push_back(static_cast<double>(t.test.size()));
