@@ -12,8 +12,7 @@
 namespace fedcl::client {
 namespace {
 
-constexpr uint64_t kBackoffStreamKey = 0x6261636b;       // "back": the backoff's jitter
-
+constexpr uint64_t kBackoffStreamKey = 0x6261636b;  // "back": the backoff's jitter
 
 }  // namespace
 
@@ -64,7 +63,8 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(const DeviceOptions& opti
     return absl::InvalidArgumentError("device: the environment needs fs, clock and log");
   }
   if (environment.port == nullptr) {
-    FEDCL_ASSIGN_OR_RETURN(environment.port, proto::GrpcPort::Create(options.server, *environment.fs));
+    FEDCL_ASSIGN_OR_RETURN(environment.port,
+                           proto::GrpcPort::Create(options.server, *environment.fs));
   }
   std::unique_ptr<Device> device(new Device(options, std::move(environment)));
   // Recipe devices train on the standardised dataset; continual ones standardise each batch as

@@ -60,8 +60,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/backoff.h"
 #include "client/local_data.h"
@@ -132,13 +132,13 @@ struct DeviceStats {
   int64_t rejoins = 0;            // joins after the server did not know the client
   int64_t backbone_downloads = 0;
   int64_t modules_downloaded = 0;
-  int64_t batches = 0;            // continual: batches learned
-  int64_t scored = 0, correct = 0;  // continual: images scored before learning, and right
-  int64_t last_round = -1;        // the last round acknowledged, -1 if none
-  double last_loss = 0.0;         // its training loss
-  bool resumed = false;           // a state file was read at Create
-  bool state_set_aside = false;   // a corrupt state file was set aside at Create
-  int64_t enrolled_round = -1;    // as the server reported at the last Join
+  int64_t batches = 0;               // continual: batches learned
+  int64_t scored = 0, correct = 0;   // continual: images scored before learning, and right
+  int64_t last_round = -1;           // the last round acknowledged, -1 if none
+  double last_loss = 0.0;            // its training loss
+  bool resumed = false;              // a state file was read at Create
+  bool state_set_aside = false;      // a corrupt state file was set aside at Create
+  int64_t enrolled_round = -1;       // as the server reported at the last Join
   int64_t total_participations = 0;  // over the device's life (from the state)
   // Growing methods, now: adapters in the mixtures, growths refused, grown adapters not proposed.
   int64_t adapters = 0, growth_refusals = 0, proposals_pending = 0;
@@ -272,7 +272,8 @@ std::invoke_result_t<Call> Device::Retry(absl::string_view what, Call&& call) {
     if (ShouldHalt()) return absl::CancelledError("the device was stopped");
     const int limit = options_.backoff.max_consecutive_failures;
     if (limit > 0 && backoff_.failures() + 1 >= limit) {
-      return internal::WithContext(status, absl::StrCat(what, " failed ", limit, " times in a row"));
+      return internal::WithContext(status,
+                                   absl::StrCat(what, " failed ", limit, " times in a row"));
     }
     const absl::Duration delay = backoff_.Next();
     Count([](DeviceStats& s) { ++s.retries; });

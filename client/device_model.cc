@@ -81,7 +81,8 @@ absl::StatusOr<std::string> Device::BackboneBytes(const std::string& digest) {
   }
   const std::string cache = base::JoinPath(options_.state_dir, kBackboneCacheName);
   if (fs_.Exists(cache)) {
-    absl::StatusOr<std::pair<std::string, std::string>> file = ReadCheckpoint(fs_, cache, max_bytes);
+    absl::StatusOr<std::pair<std::string, std::string>> file =
+        ReadCheckpoint(fs_, cache, max_bytes);
     if (file.ok() && file->second == digest) return std::move(file->first);
     Log(base::LogLevel::kInfo,
         file.ok() ? std::string("the cached backbone is not the server's current one")
@@ -151,8 +152,8 @@ absl::Status Device::BuildLearner(const std::string& backbone_bytes, const std::
   session_ = std::make_unique<device::DeviceSession>(session_options, *learner_, environment);
   if (stored_.has_value() && stored_->backbone_digest() == digest) {
     if (absl::Status s = proto::RestoreDeviceState(*stored_, *learner_, *session_); !s.ok()) {
-      Log(base::LogLevel::kWarning,
-          absl::StrCat("the stored device state does not fit (", s.message(), "); starting afresh"));
+      Log(base::LogLevel::kWarning, absl::StrCat("the stored device state does not fit (",
+                                                 s.message(), "); starting afresh"));
     }
   } else if (stored_.has_value() && !stored_->backbone_digest().empty()) {
     Log(base::LogLevel::kWarning,

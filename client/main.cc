@@ -36,10 +36,10 @@
 #include "absl/time/time.h"
 #include "client/device.h"
 #include "core/base/clock.h"
+#include "core/base/command_line.h"
 #include "core/base/filesystem.h"
 #include "core/base/log.h"
 #include "core/base/status_macros.h"
-#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "Server address (gRPC target), host:port.");
 ABSL_FLAG(std::string, tls_ca, "",
@@ -211,12 +211,12 @@ void PrintSummary(const DeviceOptions& options, const DeviceStats& s, absl::Dura
         "client %llu %s (%s): %lld batches, prequential accuracy %.4f, %lld rounds, %lld updates "
         "acknowledged (%lld in all), %lld retries; %lld adapters, %lld growths refused, %lld "
         "proposals pending; %.1f s\n",
-        id, std::string(outcome).c_str(), options.method.c_str(),
-        static_cast<long long>(s.batches), s.prequential_accuracy(),
-        static_cast<long long>(s.rounds), static_cast<long long>(s.participations),
-        static_cast<long long>(s.total_participations), static_cast<long long>(s.retries),
-        static_cast<long long>(s.adapters), static_cast<long long>(s.growth_refusals),
-        static_cast<long long>(s.proposals_pending), absl::ToDoubleSeconds(elapsed));
+        id, std::string(outcome).c_str(), options.method.c_str(), static_cast<long long>(s.batches),
+        s.prequential_accuracy(), static_cast<long long>(s.rounds),
+        static_cast<long long>(s.participations), static_cast<long long>(s.total_participations),
+        static_cast<long long>(s.retries), static_cast<long long>(s.adapters),
+        static_cast<long long>(s.growth_refusals), static_cast<long long>(s.proposals_pending),
+        absl::ToDoubleSeconds(elapsed));
   }
   std::fflush(stdout);
 }

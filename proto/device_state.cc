@@ -13,8 +13,7 @@ namespace fedcl::proto {
 namespace {
 
 // A flat vector as one tensor "values", named `name`.
-void FlatToProto(const std::string& name, const std::vector<float>& values,
-                 v1::ParameterSet* out) {
+void FlatToProto(const std::string& name, const std::vector<float>& values, v1::ParameterSet* out) {
   nn::ParameterSet set(name);
   set.Add("values", {static_cast<int64_t>(values.size())}, false);
   if (!values.empty()) {
@@ -259,7 +258,8 @@ absl::StatusOr<device::SessionState> SessionStateFromProto(const v1::DeviceState
     device::InFlightSubmission f;
     f.round = in.in_flight().round();
     f.last_sequence = in.in_flight().last_sequence();
-    for (const auto& base : in.in_flight().modules()) f.modules.push_back({base.name(), base.version()});
+    for (const auto& base : in.in_flight().modules())
+      f.modules.push_back({base.name(), base.version()});
     out.in_flight = std::move(f);
   }
   out.not_installed.insert(in.not_installed().begin(), in.not_installed().end());

@@ -19,8 +19,7 @@ absl::StatusOr<v1::DeviceState> DeviceStateStore::ReadOne(const std::string& pat
                                                           uint64_t client_id,
                                                           const std::string& method) const {
   v1::DeviceState state;
-  FEDCL_RETURN_IF_ERROR(
-      ReadEnvelope(fs_, path, PayloadKind::kDeviceState, &state, kMaxStateBytes));
+  FEDCL_RETURN_IF_ERROR(ReadEnvelope(fs_, path, PayloadKind::kDeviceState, &state, kMaxStateBytes));
   if (state.format_version() > kDeviceStateFormatVersion) {
     return absl::FailedPreconditionError(
         absl::StrCat("'", path, "' has device state format version ", state.format_version(),

@@ -14,8 +14,8 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
-#include "proto/fedcl/v1/federation.grpc.pb.h"
 #include "proto/chunks.h"
+#include "proto/fedcl/v1/federation.grpc.pb.h"
 #include "proto/federation_convert.h"
 #include "proto/tensor_convert.h"
 #include "proto/update_codec.h"
@@ -121,8 +121,8 @@ absl::StatusOr<std::string> ReadChunks(grpc::ClientContext* context,
 GrpcPort::GrpcPort(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GrpcPort::~GrpcPort() = default;
 
-absl::StatusOr<std::unique_ptr<GrpcPort>> GrpcPort::Create(
-    const GrpcPortOptions& options, const base::FileSystem& fs) {
+absl::StatusOr<std::unique_ptr<GrpcPort>> GrpcPort::Create(const GrpcPortOptions& options,
+                                                           const base::FileSystem& fs) {
   FEDCL_RETURN_IF_ERROR(options.Validate());
   auto impl = std::make_unique<Impl>();
   impl->options = options;
@@ -165,8 +165,8 @@ absl::StatusOr<device::JoinResult> GrpcPort::Join(fl::ClientId client, absl::str
   return result;
 }
 
-absl::StatusOr<fl::WorkAssignment> GrpcPort::GetWork(
-    fl::ClientId client, absl::Span<const fl::ModuleVersion> held) {
+absl::StatusOr<fl::WorkAssignment> GrpcPort::GetWork(fl::ClientId client,
+                                                     absl::Span<const fl::ModuleVersion> held) {
   v1::GetWorkRequest request;
   request.set_client_id(client);
   for (const fl::ModuleVersion& h : held) {
@@ -212,8 +212,8 @@ absl::StatusOr<device::DownloadedModule> GrpcPort::DownloadModule(fl::ClientId c
 }
 
 absl::StatusOr<fl::SubmitResult> GrpcPort::SubmitUpdate(fl::ClientId client, int64_t round,
-                                                                const fl::LocalUpdate& update,
-                                                                int64_t chunk_bytes) {
+                                                        const fl::LocalUpdate& update,
+                                                        int64_t chunk_bytes) {
   if (chunk_bytes <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("chunk size ", chunk_bytes, " must be > 0"));
   }
@@ -251,8 +251,7 @@ absl::Status GrpcPort::Leave(fl::ClientId client, bool permanent) {
   return FromGrpc(impl_->stub->Leave(call.context(), request, &response));
 }
 
-absl::StatusOr<fl::ProposalResult> GrpcPort::ProposeModule(
-    const fl::ModuleProposal& proposal) {
+absl::StatusOr<fl::ProposalResult> GrpcPort::ProposeModule(const fl::ModuleProposal& proposal) {
   v1::ProposeModuleRequest request;
   proto::ToProto(proposal, &request);
   v1::ProposeModuleResponse response;
@@ -264,9 +263,8 @@ absl::StatusOr<fl::ProposalResult> GrpcPort::ProposeModule(
                             .divergence = response.divergence()};
 }
 
-absl::StatusOr<bool> GrpcPort::AttachDescriptor(fl::ClientId client,
-                                                        const std::string& name,
-                                                        const nn::ParameterSet& descriptor) {
+absl::StatusOr<bool> GrpcPort::AttachDescriptor(fl::ClientId client, const std::string& name,
+                                                const nn::ParameterSet& descriptor) {
   v1::AttachDescriptorRequest request;
   request.set_client_id(client);
   request.set_name(name);

@@ -31,8 +31,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "core/device/federation_port.h"
 #include "core/base/filesystem.h"
+#include "core/device/federation_port.h"
 #include "proto/fedcl/v1/federation.pb.h"
 
 namespace fedcl::proto {
@@ -68,8 +68,8 @@ class GrpcPort final : public device::FederationPort {
  public:
   // Builds the channel (it connects lazily, on the first call). Reads `tls_ca_file` through `fs`:
   // its errors pass through (NotFound, ...). InvalidArgument for invalid options.
-  static absl::StatusOr<std::unique_ptr<GrpcPort>> Create(
-      const GrpcPortOptions& options, const base::FileSystem& fs);
+  static absl::StatusOr<std::unique_ptr<GrpcPort>> Create(const GrpcPortOptions& options,
+                                                          const base::FileSystem& fs);
   ~GrpcPort() override;
 
   // Join, GetWork, downloads, SubmitUpdate and Leave as FederationTransport describes. Besides
@@ -81,9 +81,9 @@ class GrpcPort final : public device::FederationPort {
   absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client,
                                              absl::Span<const fl::ModuleVersion> held) override;
   absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) override;
-  absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId client, const std::string& name,
-                                                  int64_t version,
-                                                  bool with_descriptor = false) override;
+  absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId client,
+                                                          const std::string& name, int64_t version,
+                                                          bool with_descriptor = false) override;
   absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
                                                 const fl::LocalUpdate& update,
                                                 int64_t chunk_bytes) override;

@@ -62,8 +62,8 @@ absl::Status EncodeUpdate(fl::ClientId client, int64_t round, const fl::LocalUpd
 
 absl::StatusOr<UpdateLayout> DecodeUpdateHeader(const v1::UpdateHeader& header,
                                                 absl::Span<const fl::ModuleSnapshot> pool) {
-  if (absl::Status report = fl::ValidateTrainingReport(header.num_samples(), header.local_steps(),
-                                                       header.loss());
+  if (absl::Status report =
+          fl::ValidateTrainingReport(header.num_samples(), header.local_steps(), header.loss());
       !report.ok()) {
     return report;
   }

@@ -13,9 +13,7 @@
 #include "proto/tensor_convert.h"
 
 namespace fedcl::proto {
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 absl::StatusOr<device::ServerInfo> ServerInfoFromProto(const v1::ServerInfo& message) {
   device::ServerInfo info;
@@ -63,8 +61,9 @@ absl::StatusOr<fl::WorkAssignment> WorkFromProto(const v1::GetWorkResponse& mess
   return work;
 }
 
-absl::StatusOr<device::DownloadedModule> ParseModulePayload(absl::string_view bytes, absl::string_view name,
-                                                    int64_t version) {
+absl::StatusOr<device::DownloadedModule> ParseModulePayload(absl::string_view bytes,
+                                                            absl::string_view name,
+                                                            int64_t version) {
   v1::ModulePayload payload;
   if (!payload.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return absl::DataLossError(

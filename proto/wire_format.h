@@ -14,8 +14,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/device/federation_port.h"
-#include "core/fl/coordinator.h"
 #include "core/fl/client_model.h"
+#include "core/fl/coordinator.h"
 #include "proto/fedcl/v1/federation.pb.h"
 
 namespace fedcl::proto {
@@ -32,8 +32,9 @@ absl::StatusOr<fl::WorkAssignment> WorkFromProto(const v1::GetWorkResponse& mess
 // Parses a downloaded ModulePayload, which must be module `name` at `version`. DataLoss if the
 // bytes do not parse; InvalidArgument for a descriptor or values that do not decode (values must
 // be finite) or a module other than the one asked for.
-absl::StatusOr<device::DownloadedModule> ParseModulePayload(absl::string_view bytes, absl::string_view name,
-                                                    int64_t version);
+absl::StatusOr<device::DownloadedModule> ParseModulePayload(absl::string_view bytes,
+                                                            absl::string_view name,
+                                                            int64_t version);
 
 }  // namespace fedcl::proto
 

@@ -29,8 +29,7 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl
 class ChunkWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
  public:
   ChunkWriter(std::shared_ptr<const Payload> payload, int64_t chunk_bytes)
-      : payload_(std::move(payload)),
-        splitter_(payload_->bytes, payload_->crc32, chunk_bytes) {
+      : payload_(std::move(payload)), splitter_(payload_->bytes, payload_->crc32, chunk_bytes) {
     WriteNext();
   }
   void OnWriteDone(bool ok) override {

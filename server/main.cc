@@ -21,6 +21,7 @@
 #include "absl/flags/flag.h"
 #include "absl/synchronization/mutex.h"
 #include "core/base/clock.h"
+#include "core/base/command_line.h"
 #include "core/base/filesystem.h"
 #include "core/base/log.h"
 #include "grpcpp/create_channel.h"
@@ -28,7 +29,6 @@
 #include "server/federation_server.h"
 #include "server/health.h"
 #include "server/server_config.h"
-#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, config, "",
           "Server configuration file (text-format fedcl.v1.ServerConfig).");

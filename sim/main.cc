@@ -8,12 +8,12 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "core/base/command_line.h"
 #include "core/base/filesystem.h"
 #include "core/base/status_macros.h"
 #include "sim/modes/modes.h"
 #include "sim/world/inputs.h"
 #include "sim/world/scenario.h"
-#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, scenario, "sim/scenarios/quick.textproto", "Scenario file (text proto).");
 ABSL_FLAG(std::string, out, "out/sim", "Directory for metrics.jsonl, summary.json, report.html.");

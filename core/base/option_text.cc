@@ -9,11 +9,11 @@
 #include "absl/strings/str_join.h"
 
 // The single field of `key` into `f`, or return OK (absent) or the error (given twice).
-#define FEDCL_OPTION_FIND_(f, key)                                  \
-  absl::StatusOr<Field*> f##_found = FindScalar(key);               \
-  if (!f##_found.ok()) return f##_found.status();                   \
-  Field* f = *f##_found;                                            \
-  if (f == nullptr) return absl::OkStatus();                        \
+#define FEDCL_OPTION_FIND_(f, key)                    \
+  absl::StatusOr<Field*> f##_found = FindScalar(key); \
+  if (!f##_found.ok()) return f##_found.status();     \
+  Field* f = *f##_found;                              \
+  if (f == nullptr) return absl::OkStatus();          \
   f->read = true
 
 namespace fedcl::base {
@@ -102,9 +102,9 @@ absl::StatusOr<OptionText> OptionText::Parse(absl::string_view text, absl::strin
   options.owner_ = std::string(owner);
   Scanner s(text);
   auto error = [&](absl::string_view what) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(owner, " options, ", s.where(), ": ", what, " (the options are `key: value` "
-                     "pairs in text format, e.g. `k: 50 seed: 3`)"));
+    return absl::InvalidArgumentError(absl::StrCat(owner, " options, ", s.where(), ": ", what,
+                                                   " (the options are `key: value` "
+                                                   "pairs in text format, e.g. `k: 50 seed: 3`)"));
   };
   s.SkipBlanks();
   while (!s.done()) {
@@ -114,7 +114,8 @@ absl::StatusOr<OptionText> OptionText::Parse(absl::string_view text, absl::strin
     Field field;
     field.key = std::string(s.slice(key_start));
     while (!s.done() && (s.peek() == ' ' || s.peek() == '\t')) s.advance();
-    if (s.done() || s.peek() != ':') return error(absl::StrCat("expected ':' after '", field.key, "'"));
+    if (s.done() || s.peek() != ':')
+      return error(absl::StrCat("expected ':' after '", field.key, "'"));
     s.advance();
     while (!s.done() && (s.peek() == ' ' || s.peek() == '\t')) s.advance();
     if (s.done()) return error(absl::StrCat("'", field.key, "' has no value"));
@@ -135,7 +136,8 @@ absl::StatusOr<OptionText> OptionText::Parse(absl::string_view text, absl::strin
         }
         const size_t value_start = s.pos();
         while (!s.done() && IsNumberChar(s.peek())) s.advance();
-        options.fields_.push_back({field.key, std::string(s.slice(value_start)), false, false, false});
+        options.fields_.push_back(
+            {field.key, std::string(s.slice(value_start)), false, false, false});
       }
       s.SkipBlanks();
       continue;
@@ -293,10 +295,9 @@ absl::Status OptionText::CheckAllRead() const {
     }
   }
   if (unknown == nullptr) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(owner_, " options: unknown key '", unknown->key,
-                                                 "'", known.empty() ? "" : " (read: ",
-                                                 absl::StrJoin(known, ", "),
-                                                 known.empty() ? "" : ")"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      owner_, " options: unknown key '", unknown->key, "'",
+      known.empty() ? "" : " (read: ", absl::StrJoin(known, ", "), known.empty() ? "" : ")"));
 }
 
 }  // namespace fedcl::base

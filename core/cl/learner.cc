@@ -13,7 +13,8 @@ std::vector<std::string> RegisteredMethodNames() { return Methods().Names(); }
 absl::Status LearnerOptions::Validate() const {
   if (!(learning_rate > 0) || !std::isfinite(learning_rate))
     return absl::InvalidArgumentError("learning_rate must be a positive number");
-  if (!(momentum >= 0 && momentum < 1)) return absl::InvalidArgumentError("momentum must be in [0, 1)");
+  if (!(momentum >= 0 && momentum < 1))
+    return absl::InvalidArgumentError("momentum must be in [0, 1)");
   if (!(weight_decay >= 0) || !std::isfinite(weight_decay))
     return absl::InvalidArgumentError("weight_decay must be >= 0");
   if (module_memory_budget_bytes < 0)
@@ -27,13 +28,13 @@ absl::Status LearnerOptions::Validate() const {
 Learner::Learner(std::unique_ptr<nn::Model> model, const LearnerOptions& options,
                  std::unique_ptr<Method> method)
     : options_(options),
-      core_(std::move(model), CoreOptions{.learning_rate = options.learning_rate,
-                                          .momentum = options.momentum,
-                                          .weight_decay = options.weight_decay,
-                                          .module_memory_budget_bytes =
-                                              options.module_memory_budget_bytes,
-                                          .task_at_shift = options.task_at_shift,
-                                          .seed = options.seed}),
+      core_(std::move(model),
+            CoreOptions{.learning_rate = options.learning_rate,
+                        .momentum = options.momentum,
+                        .weight_decay = options.weight_decay,
+                        .module_memory_budget_bytes = options.module_memory_budget_bytes,
+                        .task_at_shift = options.task_at_shift,
+                        .seed = options.seed}),
       method_(std::move(method)) {}
 
 Learner::~Learner() = default;
@@ -106,8 +107,7 @@ absl::Status Learner::RestoreProgress(const LearnerProgress& p) {
 }
 
 int64_t Learner::ModuleBytes() const {
-  const int64_t values =
-      core_.model().head().parameters().num_values() + method_->ModuleValues();
+  const int64_t values = core_.model().head().parameters().num_values() + method_->ModuleValues();
   return values * static_cast<int64_t>(sizeof(float));
 }
 

@@ -137,9 +137,7 @@ class Learner final : public SessionTrainer {
   absl::StatusOr<Inspection> Inspect(nn::ConstMatrixRef images);
 
   // ---- SessionTrainer ----
-  std::vector<nn::ParameterSet*> SharedModules() override {
-    return method_->SharedModules(core_);
-  }
+  std::vector<nn::ParameterSet*> SharedModules() override { return method_->SharedModules(core_); }
   bool CanAdopt(const peft::ModuleSpec& spec) const override { return method_->CanAdopt(spec); }
   absl::StatusOr<nn::ParameterSet*> AdoptModule(const peft::ModuleSpec& spec,
                                                 const nn::ParameterSet& values) override {

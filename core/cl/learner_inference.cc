@@ -32,8 +32,9 @@ absl::StatusOr<Inspection> Learner::Inspect(nn::ConstMatrixRef images) {
   }
   for (int64_t start = 0; start < n; start += kChunk) {
     const int64_t rows = std::min(kChunk, n - start);
-    FEDCL_ASSIGN_OR_RETURN(nn::Matrix logits,
-                           method_->ChunkLogits(core_, images.middleRows(start, rows), &out, start));
+    FEDCL_ASSIGN_OR_RETURN(
+        nn::Matrix logits,
+        method_->ChunkLogits(core_, images.middleRows(start, rows), &out, start));
     out.logits.middleRows(start, rows) = logits;
   }
   return out;

@@ -60,9 +60,9 @@ const MethodRegistry& Methods() {
 absl::StatusOr<std::unique_ptr<Method>> CreateMethod(const MethodConfig& config) {
   const MethodFactory* factory = Methods().Find(config.name);
   if (factory == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown continual-learning method '",
-                                                   config.name, "'; registered: ",
-                                                   absl::StrJoin(Methods().Names(), ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown continual-learning method '", config.name,
+                     "'; registered: ", absl::StrJoin(Methods().Names(), ", ")));
   }
   return (*factory)(config);
 }

@@ -39,8 +39,7 @@ struct ClEngineOptions {
 absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const SimulationInputs& inputs,
                                          const std::vector<ClTask>& tasks,
                                          const std::string& method, const PatternSpec& pattern,
-                                         uint64_t seed,
-                                         const ClEngineOptions& options);
+                                         uint64_t seed, const ClEngineOptions& options);
 
 }  // namespace fedcl::sim
 

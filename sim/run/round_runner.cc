@@ -32,9 +32,8 @@ absl::StatusOr<RoundOutcome> RoundRunner::Run(device::FederationPort& port,
                                               int64_t round, double now_s) {
   std::vector<Participant> results(participants.size());
   arena_.execute([&] {
-    tbb::parallel_for(size_t{0}, participants.size(), [&](size_t i) {
-      results[i] = RunOne(port, participants[i], round, now_s);
-    });
+    tbb::parallel_for(size_t{0}, participants.size(),
+                      [&](size_t i) { results[i] = RunOne(port, participants[i], round, now_s); });
   });
   RoundOutcome outcome;
   const double deadline = scenario_.config.devices().round_deadline_s();
@@ -122,9 +121,10 @@ RoundRunner::Participant RoundRunner::RunOne(device::FederationPort& port, uint3
   // A virtual client keeps nothing between rounds: a fresh session, whose Begin re-bases every
   // module the round lists onto the server's values, and which drops what a closed round did not
   // take (as FedAvg's clients start each round from the server's model).
-  device::DeviceSession session(
-      {.client_id = client, .software = "fedcl-sim", .unsent = device::SessionOptions::Unsent::kDrop},
-      *replica->learner, {.port = &port, .mu = &replica->mu});
+  device::DeviceSession session({.client_id = client,
+                                 .software = "fedcl-sim",
+                                 .unsent = device::SessionOptions::Unsent::kDrop},
+                                *replica->learner, {.port = &port, .mu = &replica->mu});
   if (absl::Status joined = session.Joined({.client_id = client, .server = server_});
       !joined.ok()) {
     return fail(joined);
@@ -161,9 +161,8 @@ RoundRunner::Participant RoundRunner::RunOne(device::FederationPort& port, uint3
   if (!submitted.ok()) return fail(submitted.status());
   if (submitted->kind != device::SubmitOutcome::Kind::kAccepted &&
       submitted->kind != device::SubmitOutcome::Kind::kDuplicate) {
-    return fail(absl::InternalError(
-        absl::StrCat("the server did not take the update (outcome ",
-                     static_cast<int>(submitted->kind), ")")));
+    return fail(absl::InternalError(absl::StrCat("the server did not take the update (outcome ",
+                                                 static_cast<int>(submitted->kind), ")")));
   }
   return out;
 }

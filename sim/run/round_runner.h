@@ -47,8 +47,7 @@ class RoundRunner {
   // `threads` workers (0 = all cores). Everything passed must outlive the runner.
   // `server` is what the clients' Join reported (they have joined: the runner does not join).
   RoundRunner(const Scenario& scenario, const SimulationInputs& inputs,
-              const ClientData& client_data, uint64_t seed, int threads,
-              device::ServerInfo server);
+              const ClientData& client_data, uint64_t seed, int threads, device::ServerInfo server);
 
   // Runs round `round` for `participants`, starting at virtual time `now_s`. `port` must be
   // thread-safe.

@@ -32,8 +32,7 @@ class SharedDownloadsPort final : public device::FederationPort {
     return port_.DownloadBackbone(client);
   }
   absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId client,
-                                                          const std::string& name,
-                                                          int64_t version,
+                                                          const std::string& name, int64_t version,
                                                           bool with_descriptor) override {
     if (with_descriptor) return port_.DownloadModule(client, name, version, true);
     {

@@ -19,6 +19,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
+#include "core/base/command_line.h"
 #include "core/base/filesystem.h"
 #include "core/base/status_macros.h"
 #include "core/cl/label_free.h"
@@ -30,7 +31,6 @@
 #include "core/ood/detector_registry.h"
 #include "core/ood/ood_metrics.h"
 #include "proto/checkpoint.h"
-#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, backbone, "out/vit.ckpt", "A ViT checkpoint pretrained on clean data.");
 ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory.");
@@ -184,8 +184,8 @@ absl::Status Run() {
 
 int main(int argc, char** argv) {
   if (!fedcl::base::ParseCommandLine(argc, argv, "fedcl_ood_shifts",
-                                      "OOD detection of the continual-learning shifts.",
-                                      "tests/bench/ood_shift")) {
+                                     "OOD detection of the continual-learning shifts.",
+                                     "tests/bench/ood_shift")) {
     return 2;
   }
   absl::Status status = fedcl::Run();

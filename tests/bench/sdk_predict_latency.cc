@@ -18,12 +18,12 @@
 
 #include "absl/flags/flag.h"
 #include "client/sdk/memory_estimate.h"
+#include "core/base/command_line.h"
 #include "core/base/filesystem.h"
 #include "core/data/fashion_mnist.h"
 #include "core/nn/model_config.h"
 #include "fedcl/client.h"
 #include "fedcl/fedcl_c.h"
-#include "core/base/command_line.h"
 
 ABSL_FLAG(std::string, backbone, "out/vit.ckpt", "Backbone checkpoint (fedcl-pretrain).");
 ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist", "Fashion-MNIST directory.");
@@ -209,8 +209,8 @@ int Run() {
 
 int main(int argc, char** argv) {
   if (!fedcl::base::ParseCommandLine(argc, argv, "fedcl_sdk_latency",
-                                      "Edge SDK per-call latency and allocations.",
-                                      "sdk_predict_latency")) {
+                                     "Edge SDK per-call latency and allocations.",
+                                     "sdk_predict_latency")) {
     return 2;
   }
   return Run();

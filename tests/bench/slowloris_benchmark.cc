@@ -30,8 +30,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "tests/bench/load_client.h"
 #include "core/base/command_line.h"
+#include "tests/bench/load_client.h"
 
 ABSL_FLAG(std::string, target, "", "Server address, e.g. 127.0.0.1:50051.");
 ABSL_FLAG(std::string, token_file, "", "File of 'client_id token' lines.");
@@ -59,9 +59,9 @@ absl::StatusOr<absl::flat_hash_map<uint64_t, std::string>> ReadTokens(const std:
 
 int Run(int argc, char** argv) {
   if (!base::ParseCommandLine(argc, argv, "fedcl_slowloris",
-                               "Time for an honest upload while stalled clients hold every slot.\n"
-                               "  fedcl_slowloris --target=HOST:PORT --token_file=F --stalled=4",
-                               "slowloris_benchmark")) {
+                              "Time for an honest upload while stalled clients hold every slot.\n"
+                              "  fedcl_slowloris --target=HOST:PORT --token_file=F --stalled=4",
+                              "slowloris_benchmark")) {
     return 2;
   }
   LoadClientOptions options;
@@ -128,8 +128,8 @@ int Run(int argc, char** argv) {
   absl::PrintF(
       "{\"stalled\": %d, \"stall_chunks\": %d, \"values\": %d, \"honest_status\": \"%s\", "
       "\"honest_seconds\": %.3f, \"stalled_ended_with\": [%s]}\n",
-      stalled, chunks, workload->values, absl::StatusCodeToString(answer.status().code()),
-      seconds, ends);
+      stalled, chunks, workload->values, absl::StatusCodeToString(answer.status().code()), seconds,
+      ends);
   return answer.ok() ? 0 : 1;
 }
 

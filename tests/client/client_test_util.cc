@@ -84,7 +84,7 @@ CoordinatorTransport::CoordinatorTransport(fl::Coordinator& coordinator, std::st
 }
 
 absl::StatusOr<device::JoinResult> CoordinatorTransport::Join(fl::ClientId client,
-                                                      absl::string_view software) {
+                                                              absl::string_view software) {
   if (!join_failures.empty()) {
     absl::Status status = join_failures.front();
     join_failures.pop_front();
@@ -114,10 +114,8 @@ absl::StatusOr<std::string> CoordinatorTransport::DownloadBackbone(fl::ClientId 
   return backbone_;
 }
 
-absl::StatusOr<device::DownloadedModule> CoordinatorTransport::DownloadModule(fl::ClientId client,
-                                                                      const std::string& name,
-                                                                      int64_t version,
-                                                                      bool with_descriptor) {
+absl::StatusOr<device::DownloadedModule> CoordinatorTransport::DownloadModule(
+    fl::ClientId client, const std::string& name, int64_t version, bool with_descriptor) {
   FEDCL_ASSIGN_OR_RETURN(fl::ModuleSnapshot snapshot, coordinator_.GetModule(name, version));
   ++module_downloads;
   device::DownloadedModule module{snapshot.spec, snapshot.version, *snapshot.values, std::nullopt};

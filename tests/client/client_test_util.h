@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "core/device/federation_port.h"
 #include "core/base/filesystem.h"
+#include "core/device/federation_port.h"
 #include "core/fl/coordinator.h"
 #include "core/nn/model.h"
 #include "core/nn/model_config.h"
@@ -48,9 +48,9 @@ class CoordinatorTransport final : public device::FederationPort {
   absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client,
                                              absl::Span<const fl::ModuleVersion> held) override;
   absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) override;
-  absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId client, const std::string& name,
-                                                  int64_t version,
-                                                  bool with_descriptor = false) override;
+  absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId client,
+                                                          const std::string& name, int64_t version,
+                                                          bool with_descriptor = false) override;
   absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
                                                 const fl::LocalUpdate& update,
                                                 int64_t chunk_bytes) override;

@@ -14,12 +14,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/device.h"
-#include "core/device/in_process_port.h"
-#include "proto/grpc_port.h"
 #include "core/base/log.h"
+#include "core/device/in_process_port.h"
 #include "gtest/gtest.h"
 #include "proto/checkpoint.h"
 #include "proto/digest.h"
+#include "proto/grpc_port.h"
 #include "server/federation_server.h"
 #include "server/server_config.h"
 #include "tests/client/client_test_util.h"
@@ -58,8 +58,7 @@ class DeviceServerTest : public ::testing::Test {
 
   // Starts the server on `address` (port 0 picks one). With `close_at_first_update`, a round
   // closes as soon as it has one update (no timing involved).
-  void StartServer(const std::string& address = "127.0.0.1:0",
-                   bool close_at_first_update = false) {
+  void StartServer(const std::string& address = "127.0.0.1:0", bool close_at_first_update = false) {
     const std::string text = absl::StrFormat(
         R"pb(
           state_dir: "%s"
@@ -290,8 +289,8 @@ TEST_F(DeviceServerTest, TheSameDeviceOverEitherPortLearnsBitForBitTheSame) {
       backbone = *served;
     }
     std::unique_ptr<device::FederationPort> inner =
-        in_process ? std::unique_ptr<device::FederationPort>(new device::InProcessPort(
-                         server_->coordinator(), joined.server, backbone))
+        in_process ? std::unique_ptr<device::FederationPort>(
+                         new device::InProcessPort(server_->coordinator(), joined.server, backbone))
                    : std::unique_ptr<device::FederationPort>(std::move(*grpc));
     auto recording = std::make_unique<fedcl::testing::FaultyPort>(*inner);
     fedcl::testing::FaultyPort* recorder = recording.get();
@@ -328,7 +327,8 @@ TEST_F(DeviceServerTest, TheSameDeviceOverEitherPortLearnsBitForBitTheSame) {
   ASSERT_EQ(over_grpc.modules.size(), in_process.modules.size());
   for (size_t m = 0; m < over_grpc.modules.size(); ++m) {
     EXPECT_EQ(over_grpc.modules[m].version, in_process.modules[m].version);
-    EXPECT_EQ(over_grpc.modules[m].values->flat_values(), in_process.modules[m].values->flat_values())
+    EXPECT_EQ(over_grpc.modules[m].values->flat_values(),
+              in_process.modules[m].values->flat_values())
         << over_grpc.modules[m].spec.name;
   }
 }

@@ -1,5 +1,6 @@
-// client::Device (fedcl-client) against an in-process coordinator on a virtual clock: every sleep advances the
-// clock, so rounds pass in microseconds and each failure is injected exactly where wanted.
+// client::Device (fedcl-client) against an in-process coordinator on a virtual clock: every sleep
+// advances the clock, so rounds pass in microseconds and each failure is injected exactly where
+// wanted.
 #include "client/device.h"
 
 #include <algorithm>
@@ -495,9 +496,9 @@ TEST_F(DeviceTest, AnUpgradedDeviceCountsTheOldPendingUpdateOnce) {
   ASSERT_EQ(legacy.pending().modules_size(), 2);
   ASSERT_TRUE(fs_.DeleteFile("/state/7/device_state").ok());
   ASSERT_TRUE(fs_.DeleteFile("/state/7/device_state.prev").ok());
-  ASSERT_TRUE(proto::WriteEnvelope(fs_, "/state/7/client_state", proto::PayloadKind::kClientState,
-                                   legacy)
-                  .ok());
+  ASSERT_TRUE(
+      proto::WriteEnvelope(fs_, "/state/7/client_state", proto::PayloadKind::kClientState, legacy)
+          .ok());
 
   CoordinatorTransport* second;
   device = MakeDevice(&second);

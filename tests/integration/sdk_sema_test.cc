@@ -49,7 +49,8 @@ TEST(SdkSemaTest, DevicesThatSeeOneShiftShareOnePoolModule) {
   ASSERT_TRUE(pretrained.ok() && *pretrained == 0) << ReadText(f.dir() + "/pretrain.log");
   f.WriteRawConfig(absl::StrCat(
       f.TlsConfigHead(backbone), "module { name: \"head\" role: \"head\" }\n",
-      "pool { expandable_blocks: 2 expandable_blocks: 3 base_experts: true round_window: 100000 }\n",
+      "pool { expandable_blocks: 2 expandable_blocks: 3 base_experts: true round_window: 100000 "
+      "}\n",
       "recipe { local_steps: 10 batch_size: 32 learning_rate: 0.05 }\n",
       "round { duration_ms: 1000 min_participants: 1 }\n", "journal { sync: \"normal\" }\n"));
   f.StartServer();
@@ -57,10 +58,10 @@ TEST(SdkSemaTest, DevicesThatSeeOneShiftShareOnePoolModule) {
   std::vector<std::unique_ptr<ChildProcess>> devices;
   for (int d = 0; d < kDevices; ++d) {
     std::vector<std::string> argv = f.DeviceLoopArgs(d, kFashionMnist);
-    argv.insert(argv.end(), {absl::StrCat("--offset=", d * 8000), "--samples=8000", "--batch=32",
-                             "--sync_every=10", "--method=sema",
-                             absl::StrCat("--max_batches=", kBatches), "--max_seconds=100",
-                             "--deliver_at_end=1"});
+    argv.insert(argv.end(),
+                {absl::StrCat("--offset=", d * 8000), "--samples=8000", "--batch=32",
+                 "--sync_every=10", "--method=sema", absl::StrCat("--max_batches=", kBatches),
+                 "--max_seconds=100", "--deliver_at_end=1"});
     if (d < 2) argv.push_back(absl::StrCat("--invert_after=", kShiftAfter));
     auto device = ChildProcess::Start(argv, absl::StrCat(f.dir(), "/device-", d, ".log"));
     ASSERT_TRUE(device.ok()) << device.status();

@@ -21,10 +21,9 @@ namespace {
 // The layer of a repository path ("core/fl/coordinator.cc" → "core/fl"), or "" for files no
 // rule covers (tests, tools, third-party).
 std::string LayerOf(const std::string& path) {
-  static const char* kLayers[] = {"core/base", "core/nn",  "core/peft",  "core/data",
-                                  "core/fl",   "core/ood", "core/cl",    "core/device",
-                                  "proto",     "server",   "client/sdk", "client/include",
-                                  "client",    "sim"};
+  static const char* kLayers[] = {
+      "core/base",   "core/nn", "core/peft", "core/data",  "core/fl",        "core/ood", "core/cl",
+      "core/device", "proto",   "server",    "client/sdk", "client/include", "client",   "sim"};
   for (const char* layer : kLayers) {
     if (absl::StartsWith(path, absl::StrCat(layer, "/"))) return layer;
   }
@@ -89,8 +88,8 @@ std::vector<std::string> CheckFile(const std::string& path, const std::string& t
     if (!std::regex_search(line, match, kInclude)) continue;
     const std::string why = Violation(layer, match[1].str());
     if (!why.empty()) {
-      found.push_back(absl::StrCat(path, ":", number, ": #include \"", match[1].str(), "\" — ",
-                                   why));
+      found.push_back(
+          absl::StrCat(path, ":", number, ": #include \"", match[1].str(), "\" — ", why));
     }
   }
   return found;
@@ -119,14 +118,14 @@ TEST(LayeringTest, EverySourceFileKeepsTheDependencyRules) {
 // Each rule catches the include it is for (planted violations).
 TEST(LayeringTest, PlantedIncludesAreCaught) {
   auto one = [](const std::string& path, const std::string& include) {
-    const std::vector<std::string> v = CheckFile(path, absl::StrCat("#include \"", include, "\"\n"));
+    const std::vector<std::string> v =
+        CheckFile(path, absl::StrCat("#include \"", include, "\"\n"));
     return v.size() == 1 ? v[0] : absl::StrCat(v.size(), " violations");
   };
   EXPECT_THAT(one("core/fl/coordinator.cc", "grpcpp/grpcpp.h"), ::testing::HasSubstr("gRPC"));
   EXPECT_THAT(one("core/cl/learner.h", "proto/fedcl/v1/device_state.pb.h"),
               ::testing::HasSubstr("protobuf"));
-  EXPECT_THAT(one("core/nn/model.cc", "core/fl/coordinator.h"),
-              ::testing::HasSubstr("point down"));
+  EXPECT_THAT(one("core/nn/model.cc", "core/fl/coordinator.h"), ::testing::HasSubstr("point down"));
   EXPECT_THAT(one("core/cl/learner.cc", "core/device/device_session.h"),
               ::testing::HasSubstr("point down"));
   EXPECT_THAT(one("core/device/x.cc", "server/server_config.h"),

@@ -267,9 +267,8 @@ TEST(DeviceStateStoreTest, AnOlderClientStateBecomesARecipeDeviceWithItsUpdateIn
   base::MemoryFileSystem fs;
   base::Rng rng(5);
   const v1::ClientState old = OldClientState(rng);
-  ASSERT_TRUE(WriteEnvelope(fs, std::string(kDir) + "/client_state", PayloadKind::kClientState,
-                            old)
-                  .ok());
+  ASSERT_TRUE(
+      WriteEnvelope(fs, std::string(kDir) + "/client_state", PayloadKind::kClientState, old).ok());
   DeviceStateStore store(fs, kDir);
   absl::StatusOr<DeviceStateStore::Loaded> other = store.Load(7, "sema");
   ASSERT_TRUE(other.ok());
@@ -344,8 +343,7 @@ TEST(DeviceStateCodecTest, FormatOneProgressBecomesTheMethodsState) {
   absl::StatusOr<cl::LearnerProgress> read = ProgressFromProto(in2, 0);
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_EQ(read->method, written.method);
-  *in2.mutable_progress()->mutable_method()->add_floats() =
-      in2.progress().method().floats(0);
+  *in2.mutable_progress()->mutable_method()->add_floats() = in2.progress().method().floats(0);
   EXPECT_TRUE(absl::IsInvalidArgument(ProgressFromProto(in2, 0).status()));
 }
 

@@ -8,8 +8,8 @@
 
 #include "core/base/crc32.h"
 #include "gtest/gtest.h"
-#include "proto/federation_convert.h"
 #include "proto/chunks.h"
+#include "proto/federation_convert.h"
 #include "proto/tensor_convert.h"
 #include "proto/update_codec.h"
 
@@ -222,7 +222,8 @@ TEST(UpdateCodecTest, HeadersThePoolCannotTakeAreRefusedNamingTheModule) {
     change(header);
     return DecodeUpdateHeader(header, Pool()).status();
   };
-  absl::Status status = refused([](v1::UpdateHeader& h) { h.set_total_bytes(h.total_bytes() - 4); });
+  absl::Status status =
+      refused([](v1::UpdateHeader& h) { h.set_total_bytes(h.total_bytes() - 4); });
   EXPECT_TRUE(absl::IsInvalidArgument(status));
   EXPECT_NE(status.message().find("total_bytes"), absl::string_view::npos) << status;
   status = refused([](v1::UpdateHeader& h) { h.mutable_modules(1)->set_name("lora"); });

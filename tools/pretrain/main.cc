@@ -18,10 +18,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/base/clock.h"
+#include "core/base/command_line.h"
 #include "core/base/filesystem.h"
 #include "core/base/log.h"
 #include "core/base/status_macros.h"
-#include "core/base/command_line.h"
 #include "tools/pretrain/pretrainer.h"
 
 ABSL_FLAG(std::string, model, "vit", "Backbone: vit, cnn or mlp.");

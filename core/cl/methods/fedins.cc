@@ -84,9 +84,9 @@ absl::StatusOr<std::unique_ptr<Method>> FedInsMethod::Create(const MethodConfig&
 absl::Status FedInsMethod::Init(LearnerCore& core) {
   // Every head starts as the pretrained one (the backbone's own classifier).
   nn::Model& model = core.model();
-  FEDCL_ASSIGN_OR_RETURN(InstancePoolModules pool,
-                         NewInstancePoolModules(model.backbone(), model.head().parameters(),
-                                                pool_size_, core.rng()));
+  FEDCL_ASSIGN_OR_RETURN(
+      InstancePoolModules pool,
+      NewInstancePoolModules(model.backbone(), model.head().parameters(), pool_size_, core.rng()));
   ssf_pool_ = std::move(pool.ssf);
   head_pool_ = std::move(pool.heads);
   keys_ = std::move(pool.keys);

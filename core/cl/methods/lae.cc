@@ -86,7 +86,8 @@ absl::StatusOr<std::unique_ptr<Method>> LaeMethod::Create(const MethodConfig& co
   FEDCL_RETURN_IF_ERROR(options.Read("warmup_steps", &m->warmup_steps_));
   FEDCL_RETURN_IF_ERROR(options.Read("untasked_task_steps", &m->untasked_task_steps_));
   FEDCL_RETURN_IF_ERROR(options.CheckAllRead());
-  if (m->bottleneck_ < 1) return absl::InvalidArgumentError("method lae: adapter_bottleneck must be >= 1");
+  if (m->bottleneck_ < 1)
+    return absl::InvalidArgumentError("method lae: adapter_bottleneck must be >= 1");
   if (!(m->fraction_per_task_ > 0 && m->fraction_per_task_ < 1) || m->steps_per_task_ < 1) {
     return absl::InvalidArgumentError(
         "method lae: fraction_per_task must be in (0, 1) and steps_per_task >= 1");

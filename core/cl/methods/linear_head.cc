@@ -28,8 +28,8 @@ class LinearHeadMethod final : public Method {
 }  // namespace
 
 void RegisterLinearHeadMethod(MethodRegistry& registry) {
-  RegisterMethodWithoutOptions<LinearHeadMethod>(registry, "linear_head",
-                                   "a linear head on the frozen backbone, trained on everything");
+  RegisterMethodWithoutOptions<LinearHeadMethod>(
+      registry, "linear_head", "a linear head on the frozen backbone, trained on everything");
 }
 
 }  // namespace fedcl::cl

@@ -45,8 +45,9 @@ absl::Status HeadAndAdapterMethod::Init(LearnerCore& core) {
 }
 
 absl::Status RefuseOptions(const MethodConfig& config) {
-  FEDCL_ASSIGN_OR_RETURN(base::OptionText options,
-                         base::OptionText::Parse(config.options, absl::StrCat("method ", config.name)));
+  FEDCL_ASSIGN_OR_RETURN(
+      base::OptionText options,
+      base::OptionText::Parse(config.options, absl::StrCat("method ", config.name)));
   return options.CheckAllRead();
 }
 

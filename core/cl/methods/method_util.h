@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/cl/learner_core.h"
 #include "core/base/status_macros.h"
+#include "core/cl/learner_core.h"
 #include "core/cl/method.h"
 #include "core/peft/pet_module.h"
 

@@ -72,7 +72,8 @@ absl::StatusOr<nn::ParameterSet*> RecipeMethod::AdoptModule(LearnerCore& core,
   if (!CanAdopt(spec)) return nullptr;
   for (const Adopted& a : adopted_) {
     if (a.spec.name == spec.name) {
-      return absl::InvalidArgumentError(absl::StrCat("module '", spec.name, "' is taken on already"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("module '", spec.name, "' is taken on already"));
     }
   }
   nn::Model& model = core.model();
@@ -82,8 +83,8 @@ absl::StatusOr<nn::ParameterSet*> RecipeMethod::AdoptModule(LearnerCore& core,
       FEDCL_ASSIGN_OR_RETURN(adopted.pet,
                              peft::PetModule::FromParameters(spec.name, spec.pet, values));
     } else {
-      FEDCL_ASSIGN_OR_RETURN(adopted.pet, peft::PetModule::Create(spec.name, spec.pet,
-                                                                  model.backbone(), core.rng()));
+      FEDCL_ASSIGN_OR_RETURN(
+          adopted.pet, peft::PetModule::Create(spec.name, spec.pet, model.backbone(), core.rng()));
     }
     FEDCL_RETURN_IF_ERROR(adopted.pet->Attach(model));
     adopted.set = &adopted.pet->parameters();

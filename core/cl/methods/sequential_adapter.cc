@@ -20,7 +20,8 @@ class SequentialAdapterMethod final : public HeadAndAdapterMethod {
     FEDCL_RETURN_IF_ERROR(options.ReadList("blocks", &method->blocks_));
     FEDCL_RETURN_IF_ERROR(options.CheckAllRead());
     if (method->bottleneck_ < 1)
-      return absl::InvalidArgumentError("method sequential_adapter: adapter_bottleneck must be >= 1");
+      return absl::InvalidArgumentError(
+          "method sequential_adapter: adapter_bottleneck must be >= 1");
     return method;
   }
   absl::string_view name() const override { return "sequential_adapter"; }

@@ -126,8 +126,8 @@ absl::Status SimpleCilMethod::RestoreState(LearnerCore& core, const MethodState&
 }  // namespace
 
 void RegisterSimpleCilMethod(MethodRegistry& registry) {
-  RegisterMethodWithoutOptions<SimpleCilMethod>(registry, "simple_cil",
-                                  "SimpleCIL: class means of the frozen features, no training");
+  RegisterMethodWithoutOptions<SimpleCilMethod>(
+      registry, "simple_cil", "SimpleCIL: class means of the frozen features, no training");
 }
 
 }  // namespace fedcl::cl

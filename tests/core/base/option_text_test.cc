@@ -96,8 +96,8 @@ TEST(OptionTextTest, ValuesOfTheWrongTypeAreRefusedAndLeaveTheTargetUnchanged) {
 }
 
 TEST(OptionTextTest, SyntaxErrorsNameTheirPosition) {
-  for (const char* bad : {"k 3", "k:", ": 3", "k: \"open", "k: \"\\q\"", "k: 3x:", "k: {",
-                          "3: 1", "k: [1, 2", "k: [1, \"a\"]"}) {
+  for (const char* bad : {"k 3", "k:", ": 3", "k: \"open", "k: \"\\q\"", "k: 3x:", "k: {", "3: 1",
+                          "k: [1, 2", "k: [1, \"a\"]"}) {
     absl::StatusOr<OptionText> text = OptionText::Parse(bad, "rule fedadam");
     ASSERT_FALSE(text.ok()) << bad;
     EXPECT_TRUE(absl::IsInvalidArgument(text.status())) << bad;

@@ -56,8 +56,12 @@ data::Dataset RandomData(int n) {
 class RecipeRoundTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    recipe_ = {.local_steps = 7, .batch_size = 5, .learning_rate = 0.05f, .momentum = 0.9f,
-               .weight_decay = 1e-3f, .clip_grad_norm = 2.0f};
+    recipe_ = {.local_steps = 7,
+               .batch_size = 5,
+               .learning_rate = 0.05f,
+               .momentum = 0.9f,
+               .weight_decay = 1e-3f,
+               .clip_grad_norm = 2.0f};
     std::vector<fl::ModuleSpec> specs(2);
     specs[0] = {"head", fl::ModuleRole::kHead, {}};
     specs[1] = {"ssf", fl::ModuleRole::kPet, {.kind = peft::PetKind::kSsf}};

@@ -30,9 +30,9 @@ std::pair<Eigen::RowVectorXf, Eigen::RowVectorXf> DiagonalGaussian(const nn::Mat
 absl::StatusOr<SemaOptions> SemaOptions::Parse(const std::string& text, bool router_replay) {
   SemaOptions o;
   o.router_replay = router_replay;
-  FEDCL_ASSIGN_OR_RETURN(base::OptionText t, base::OptionText::Parse(
-                                                 text, router_replay ? "method sema_replay"
-                                                                     : "method sema"));
+  FEDCL_ASSIGN_OR_RETURN(
+      base::OptionText t,
+      base::OptionText::Parse(text, router_replay ? "method sema_replay" : "method sema"));
   FEDCL_RETURN_IF_ERROR(t.Read("adapter_bottleneck", &o.adapter_bottleneck));
   FEDCL_RETURN_IF_ERROR(t.ReadList("expandable_blocks", &o.expandable_blocks));
   FEDCL_RETURN_IF_ERROR(t.Read("descriptor_bottleneck", &o.descriptor_bottleneck));
@@ -75,9 +75,9 @@ absl::Status SemaMethod::Init(LearnerCore& core) {
   auto& backbone = static_cast<nn::VitBackbone&>(core.model().backbone());
   const int dim = backbone.feature_dim();
   if (options_.descriptor_bottleneck >= dim) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("method sema: descriptor_bottleneck ", options_.descriptor_bottleneck,
-                     " does not compress the block width ", dim));
+    return absl::InvalidArgumentError(absl::StrCat("method sema: descriptor_bottleneck ",
+                                                   options_.descriptor_bottleneck,
+                                                   " does not compress the block width ", dim));
   }
   for (int b : options_.expandable_blocks) {
     blocks_.push_back(std::make_unique<Block>(b, dim, options_.adapter_bottleneck));
@@ -156,7 +156,8 @@ absl::Status SemaMethod::Detect(LearnerCore& core, nn::ConstMatrixRef images, Le
     const nn::Matrix& z = b.mixture.router_input();
     std::vector<std::vector<double>> z_scores(b.descriptors.size());
     for (size_t a = 0; a < b.descriptors.size(); ++a) {
-      for (float loss : b.descriptors[a].Losses(z)) z_scores[a].push_back(b.records[a].ZScore(loss));
+      for (float loss : b.descriptors[a].Losses(z))
+        z_scores[a].push_back(b.records[a].ZScore(loss));
     }
     b.consecutive = ShouldExpand(z_scores, options_.expansion_tau) ? b.consecutive + 1 : 0;
     b.window.push_back(z);

@@ -96,8 +96,7 @@ absl::StatusOr<SemaState> SemaStateFromMethodState(const MethodState& state, int
 class SemaMethod final : public Method, public ExpansionHooks {
  public:
   explicit SemaMethod(const SemaOptions& options)
-      : options_(options),
-        budget_({.max_adapters_per_block = options.max_adapters_per_block}) {}
+      : options_(options), budget_({.max_adapters_per_block = options.max_adapters_per_block}) {}
   ~SemaMethod() override;
 
   absl::string_view name() const override {

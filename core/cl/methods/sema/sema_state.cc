@@ -21,7 +21,9 @@ bool AllFinite(const std::vector<float>& v) {
   return true;
 }
 
-std::string Key(size_t block, absl::string_view what) { return absl::StrCat("b", block, "/", what); }
+std::string Key(size_t block, absl::string_view what) {
+  return absl::StrCat("b", block, "/", what);
+}
 std::string Key(size_t block, size_t adapter, absl::string_view what) {
   return absl::StrCat("b", block, "/a", adapter, "/", what);
 }
@@ -40,8 +42,8 @@ class Reader {
     auto it = state_.ints.find(key);
     if (it == state_.ints.end()) return Missing(key);
     if (it->second.size() != size && size != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("SEMA state: '", key, "' has ",
-                                                     it->second.size(), " values, not ", size));
+      return absl::InvalidArgumentError(
+          absl::StrCat("SEMA state: '", key, "' has ", it->second.size(), " values, not ", size));
     }
     return it->second;
   }
@@ -158,9 +160,9 @@ absl::StatusOr<SemaState> SemaStateFromMethodState(const MethodState& state, int
           absl::StrCat("SEMA state: block ", b.block, " has ", count[0], " adapters"));
     }
     FEDCL_ASSIGN_OR_RETURN(std::vector<float> buffer, in.Floats(Key(i, "growth_buffer"), false));
-    FEDCL_ASSIGN_OR_RETURN(b.growth_buffer,
-                           MatrixFrom(buffer, static_cast<int64_t>(buffer.size()) / dim, dim,
-                                      "a growth buffer"));
+    FEDCL_ASSIGN_OR_RETURN(
+        b.growth_buffer,
+        MatrixFrom(buffer, static_cast<int64_t>(buffer.size()) / dim, dim, "a growth buffer"));
     for (int64_t e = 0; e < count[0]; ++e) {
       FEDCL_ASSIGN_OR_RETURN(SemaAdapterState a,
                              DecodeAdapter(in, i, e, dim, adapter_bottleneck, bottleneck));
