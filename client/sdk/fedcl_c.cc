@@ -141,6 +141,16 @@ fedcl_stats ToC(const fedcl::ClientStats& s) {
   return c;
 }
 
+// A labelled batch's checks (Learn, FitDetector): the labels, then the pixels as a span.
+fedcl_status LabelledBatch(const fedcl_client* client, const float* pixels, size_t pixels_len,
+                           const int32_t* labels, size_t labels_len, size_t count, const char* fn,
+                           fedcl_error** error, absl::Span<const float>* pixel_span) {
+  const fedcl_status checked =
+      CheckElements(labels, labels_len, count, fn, "labels", "labels", error);
+  if (checked != FEDCL_OK) return checked;
+  return PixelSpan(client, pixels, pixels_len, count, fn, error, pixel_span);
+}
+
 // The bodies of the batch calls, shared by the old calls (lengths kUnstated) and their _n
 // variants. `fn` is the API function's name, for messages. Every check on a pointer or a count
 // comes before the C++ call, which reads the buffers only after its own checks on the count.
@@ -150,10 +160,9 @@ fedcl_status DoLearn(fedcl_client* client, const float* pixels, size_t pixels_le
                      fedcl_error** error, const char* fn) {
   return Guard(error, [&]() -> fedcl_status {
     if (client == nullptr) return NullArgument(error, fn, "client");
-    fedcl_status checked = CheckElements(labels, labels_len, count, fn, "labels", "labels", error);
-    if (checked != FEDCL_OK) return checked;
     absl::Span<const float> pixel_span;
-    checked = PixelSpan(client, pixels, pixels_len, count, fn, error, &pixel_span);
+    const fedcl_status checked = LabelledBatch(client, pixels, pixels_len, labels, labels_len,
+                                               count, fn, error, &pixel_span);
     if (checked != FEDCL_OK) return checked;
     absl::StatusOr<fedcl::LearnResult> learned = client->client->Learn(
         pixel_span, absl::Span<const int32_t>(labels, labels == nullptr ? 0 : count));
@@ -210,10 +219,9 @@ fedcl_status DoFitDetector(fedcl_client* client, const float* pixels, size_t pix
                            fedcl_error** error, const char* fn) {
   return Guard(error, [&]() -> fedcl_status {
     if (client == nullptr) return NullArgument(error, fn, "client");
-    fedcl_status checked = CheckElements(labels, labels_len, count, fn, "labels", "labels", error);
-    if (checked != FEDCL_OK) return checked;
     absl::Span<const float> pixel_span;
-    checked = PixelSpan(client, pixels, pixels_len, count, fn, error, &pixel_span);
+    const fedcl_status checked = LabelledBatch(client, pixels, pixels_len, labels, labels_len,
+                                               count, fn, error, &pixel_span);
     if (checked != FEDCL_OK) return checked;
     return FromStatus(client->client->FitDetector(
                           pixel_span, absl::Span<const int32_t>(labels, labels ? count : 0)),
