@@ -180,6 +180,69 @@ TEST(FixedPointAccumulatorTest, OverflowIsRefusedAndLeavesTheSumUnchanged) {
   EXPECT_EQ(filling.Subtract(ones, 1e6).code(), absl::StatusCode::kOutOfRange);
 }
 
+// A refused Add must take back every chunk it already added with the kernel that added it. Here
+// most chunks take the scalar path (|w·v| >= 2^15, past the magic-number range), so undoing them
+// with the vectorised kernel would leave garbage in the large elements. The reference is an
+// accumulator fed the same earlier terms that never saw the refused call.
+TEST(FixedPointAccumulatorTest, RefusedAddOfLargeValuesLeavesTheSumBitIdentical) {
+  constexpr int64_t kChunks = (kSize + Acc::kChunkSize - 1) / Acc::kChunkSize;
+  base::Rng rng(11);
+  tbb::task_arena arena(2);
+  for (int trial = 0; trial < 8; ++trial) {
+    SCOPED_TRACE(::testing::Message() << "trial " << trial);
+    tbb::task_arena* const maybe_arena = trial % 2 == 0 ? &arena : nullptr;
+    Acc acc(kSize, maybe_arena), reference(kSize);
+    for (const Term& t : RandomTerms(3, kSize, 100 + trial)) {
+      ASSERT_TRUE(acc.Add(t.values, t.weight).ok());
+      ASSERT_TRUE(reference.Add(t.values, t.weight).ok());
+    }
+    // One chunk refuses (overflow or NaN); of the others, at least one is large (scalar path).
+    const double weight = rng.Uniform(200, 2000) * (rng.Bernoulli(0.5) ? -1 : 1);
+    const int64_t refused = static_cast<int64_t>(rng.UniformInt(kChunks));
+    const int64_t forced_large = (refused + 1 + rng.UniformInt(kChunks - 1)) % kChunks;
+    std::vector<float> plus(kSize), minus(kSize);
+    int large_chunks = 0;
+    for (int64_t c = 0; c < kChunks; ++c) {
+      const bool large = c == forced_large || rng.Bernoulli(0.6);
+      const double scale = large ? rng.Uniform(20, 200) : rng.Uniform(1e-4, 1e-2);
+      const int64_t begin = c * Acc::kChunkSize, end = std::min(begin + Acc::kChunkSize, kSize);
+      float max_abs = 0;
+      for (int64_t i = begin; i < end; ++i) {
+        plus[i] = static_cast<float>(rng.Normal(0, scale));
+        minus[i] = static_cast<float>(rng.Normal(0, scale));
+        max_abs = std::max(max_abs, std::fabs(plus[i]));
+      }
+      if (large && c != refused) {
+        ASSERT_GE(std::fabs(weight) * max_abs, 0x1p15) << "chunk " << c << " is not large";
+        ++large_chunks;
+      }
+    }
+    ASSERT_GE(large_chunks, 1);
+    const bool nan = trial % 4 >= 2;
+    const int64_t bad =
+        refused * Acc::kChunkSize + static_cast<int64_t>(rng.UniformInt(std::min(
+                                        Acc::kChunkSize, kSize - refused * Acc::kChunkSize)));
+    plus[bad] = nan ? std::numeric_limits<float>::quiet_NaN() : 1e6f;
+    const bool difference = trial % 3 == 0;
+    const absl::Status status =
+        difference ? acc.AddDifference(plus, minus, weight) : acc.Add(plus, weight);
+    EXPECT_EQ(status.code(),
+              nan ? absl::StatusCode::kInvalidArgument : absl::StatusCode::kOutOfRange)
+        << status;
+    ASSERT_TRUE(std::equal(acc.units().begin(), acc.units().end(), reference.units().begin()))
+        << "refused chunk " << refused << ", " << large_chunks << " large chunks"
+        << (difference ? ", AddDifference" : ", Add");
+    for (int64_t i = 0; i < kSize; i += Acc::kChunkSize) {
+      EXPECT_EQ(acc.bound_at(i), reference.bound_at(i)) << "chunk " << i / Acc::kChunkSize;
+    }
+    // With the offending element made harmless, the same add is accepted by both alike.
+    plus[bad] = 0.0f;
+    ASSERT_TRUE(acc.AddDifference(plus, minus, weight).ok());
+    ASSERT_TRUE(reference.AddDifference(plus, minus, weight).ok());
+    EXPECT_TRUE(std::equal(acc.units().begin(), acc.units().end(), reference.units().begin()));
+  }
+}
+
 TEST(FixedPointAccumulatorTest, TightenResetsBoundsToTheActualMagnitude) {
   Acc acc(16);
   std::vector<float> ones(16, 1.0f);
