@@ -1,8 +1,11 @@
 #include "core/peft/pet_module.h"
 
 #include <cmath>
+#include <string>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
 #include "core/nn/training.h"
 #include "gtest/gtest.h"
 #include "tests/core/nn/gradient_check.h"
@@ -137,13 +140,37 @@ TEST(PetModuleTest, SitePrefixesSelectBlocks) {
   EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Gives every tensor of `set` whose name ends in `suffix` (and contains `infix`) values drawn
+// uniformly from [lo, hi]; returns how many tensors it changed.
+int RandomizeTensors(nn::ParameterSet& set, absl::string_view infix, absl::string_view suffix,
+                     base::Rng& rng, float lo, float hi) {
+  int changed = 0;
+  for (int t = 0; t < set.num_tensors(); ++t) {
+    const std::string& name = set.info(t).name;
+    if (!absl::EndsWith(name, suffix) || !absl::StrContains(name, infix)) continue;
+    auto v = set.vector(t);
+    for (Eigen::Index i = 0; i < v.size(); ++i) v[i] = static_cast<float>(rng.Uniform(lo, hi));
+    ++changed;
+  }
+  return changed;
+}
+
+// A fresh backbone has zero biases and unit LayerNorm weights, under which a fold that forgets to
+// scale the old bias (b ← b + β instead of b ← γ·b + β) or the old weight computes the same
+// function. Every bias, every LayerNorm weight and the SSF shifts are therefore random here, and
+// the scales are far from 1.
 TEST(PetModuleMergeTest, MergedSsfComputesTheSameFunction) {
   for (BackboneKind backbone : AllBackbones()) {
     SCOPED_TRACE(KindName(backbone));
     auto model = MakeModel(backbone);
     auto ssf = MakeModule(PetKind::kSsf, *model);
     base::Rng rng(3);
-    nn::testing::Randomize(ssf->parameters(), rng, 0.5f, 1.5f);
+    nn::ParameterSet& weights = model->backbone().parameters();
+    ASSERT_GT(RandomizeTensors(weights, "", ".bias", rng, -0.5f, 0.5f), 0);
+    const int norms = RandomizeTensors(weights, "norm", ".weight", rng, 0.5f, 1.5f);
+    if (backbone == BackboneKind::kVit) ASSERT_EQ(norms, 2 * 2 + 1);  // norm1, norm2 ×2, norm
+    ASSERT_GT(RandomizeTensors(ssf->parameters(), "", "ssf_scale", rng, 0.5f, 1.5f), 0);
+    ASSERT_GT(RandomizeTensors(ssf->parameters(), "", "ssf_shift", rng, -0.5f, 0.5f), 0);
     ASSERT_TRUE(ssf->Attach(*model).ok());
     Matrix before = Outputs(*model);
     ASSERT_TRUE(ssf->MergeInto(*model).ok());
