@@ -125,4 +125,24 @@ fl::UpdateSubmission SubmissionFromHeader(const v1::UpdateHeader& header,
   return update;
 }
 
+absl::StatusOr<size_t> DataChunkOffset(absl::string_view first_bytes, uint64_t chunk_length) {
+  if (first_bytes.empty() || static_cast<uint8_t>(first_bytes[0]) != 0x12) {
+    return absl::InvalidArgumentError("only data may follow the header");
+  }
+  // A varint of at most 10 bytes; a last byte with its continuation bit set never ends it.
+  uint64_t length = 0;
+  size_t at = 1;
+  bool ended = false;
+  for (int shift = 0; at < first_bytes.size() && shift < 64 && !ended; shift += 7) {
+    const uint8_t byte = static_cast<uint8_t>(first_bytes[at++]);
+    length |= uint64_t{byte & 0x7fu} << shift;
+    ended = (byte & 0x80) == 0;
+  }
+  if (!ended) return absl::InvalidArgumentError("a data chunk's length is not a valid varint");
+  if (at > chunk_length || length != chunk_length - at) {
+    return absl::InvalidArgumentError("a data chunk must hold exactly one data field");
+  }
+  return at;
+}
+
 }  // namespace fedcl::proto

@@ -19,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/fl/coordinator.h"
 #include "core/fl/round_types.h"
@@ -56,6 +57,15 @@ absl::StatusOr<UpdateLayout> DecodeUpdateHeader(const v1::UpdateHeader& header,
 // header's module order; the submission's module values point into `values`).
 fl::UpdateSubmission SubmissionFromHeader(const v1::UpdateHeader& header,
                                           const UpdateLayout& layout, absl::Span<float> values);
+
+// The server reads each data chunk after the header raw, as the wire form of
+// UpdateChunk{data: ...}: tag 0x12 (field 2, length-delimited), the length as a varint, then the
+// bytes. Given the chunk's first bytes (at least kDataChunkPrefixBytes of them, or the whole
+// chunk if shorter) and its length, returns where the data starts. InvalidArgument unless the
+// chunk is exactly one data field: another tag, an unterminated or over-long varint, or a length
+// other than what follows it.
+inline constexpr size_t kDataChunkPrefixBytes = 11;
+absl::StatusOr<size_t> DataChunkOffset(absl::string_view first_bytes, uint64_t chunk_length);
 
 }  // namespace fedcl::proto
 

@@ -111,27 +111,15 @@ void SubmitReactor::OnAdmitted() {
 absl::Status SubmitReactor::AcceptData() {
   std::vector<grpc::Slice> slices;
   if (!chunk_.Dump(&slices).ok()) return absl::InternalError("cannot read the chunk's bytes");
-  // The wire form of UpdateChunk{data: ...}: tag 0x12 (field 2, length-delimited), the length
-  // as a varint, then the bytes. The prefix is at most 11 bytes; gather it across slices.
+  // The chunk's first bytes, gathered across slices: its tag and length (proto/update_codec.h).
   std::string prefix;
   for (const grpc::Slice& s : slices) {
     prefix.append(reinterpret_cast<const char*>(s.begin()),
-                  std::min<size_t>(s.size(), 11 - prefix.size()));
-    if (prefix.size() == 11) break;
+                  std::min<size_t>(s.size(), proto::kDataChunkPrefixBytes - prefix.size()));
+    if (prefix.size() == proto::kDataChunkPrefixBytes) break;
   }
-  if (prefix.empty() || static_cast<uint8_t>(prefix[0]) != 0x12) {
-    return absl::InvalidArgumentError("only data may follow the header");
-  }
-  uint64_t length = 0;
-  size_t at = 1;
-  for (int shift = 0; at < prefix.size() && shift < 64; shift += 7) {
-    const uint8_t byte = static_cast<uint8_t>(prefix[at++]);
-    length |= uint64_t{byte & 0x7fu} << shift;
-    if ((byte & 0x80) == 0) break;
-  }
-  if (length != chunk_.Length() - at) {
-    return absl::InvalidArgumentError("a data chunk must hold exactly one data field");
-  }
+  FEDCL_ASSIGN_OR_RETURN(const size_t at, proto::DataChunkOffset(prefix, chunk_.Length()));
+  const uint64_t length = chunk_.Length() - at;
   if (length > static_cast<uint64_t>(service_.options().chunk_bytes)) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "a chunk of ", length, " bytes exceeds the limit of ", service_.options().chunk_bytes));

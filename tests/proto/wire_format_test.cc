@@ -252,6 +252,33 @@ TEST(UpdateCodecTest, HeadersThePoolCannotTakeAreRefusedNamingTheModule) {
   EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
 }
 
+// The server's raw reading of a data chunk finds the data where protobuf put it, and refuses
+// anything but exactly one data field. An unterminated length ("\x12\x80" alone) was once read
+// as an empty data field.
+TEST(DataChunkOffsetTest, FindsTheDataProtobufWroteAndRefusesEverythingElse) {
+  for (size_t size : {size_t{0}, size_t{1}, size_t{127}, size_t{128}, size_t{16383},
+                      size_t{16384}, size_t{1} << 20}) {
+    v1::UpdateChunk chunk;
+    chunk.set_data(std::string(size, 'x'));
+    const std::string wire = chunk.SerializeAsString();
+    absl::StatusOr<size_t> offset =
+        DataChunkOffset(absl::string_view(wire).substr(0, kDataChunkPrefixBytes), wire.size());
+    ASSERT_TRUE(offset.ok()) << size << ": " << offset.status();
+    EXPECT_EQ(*offset, wire.size() - size) << size;
+  }
+  auto refused = [](absl::string_view bytes) {
+    return absl::IsInvalidArgument(DataChunkOffset(bytes, bytes.size()).status());
+  };
+  EXPECT_TRUE(refused(""));
+  EXPECT_TRUE(refused(absl::string_view("\x12\x80", 2))) << "an unterminated length";
+  EXPECT_TRUE(refused(absl::string_view("\x12\x81\x80\x80", 4)));
+  EXPECT_TRUE(refused(std::string("\x12") + std::string(10, '\xff') + "\x01"))
+      << "a varint longer than 10 bytes";
+  EXPECT_TRUE(refused(absl::string_view("\x0a\x01x", 3))) << "the header's field, not data";
+  EXPECT_TRUE(refused(absl::string_view("\x12\x02x", 3))) << "a length beyond the chunk";
+  EXPECT_TRUE(refused(absl::string_view("\x12\x01xy", 4))) << "bytes after the field";
+}
+
 TEST(WorkFromProtoTest, DecodesWhatTheServerEncodes) {
   fl::WorkAssignment work;
   work.action = fl::WorkAssignment::Action::kTrain;
