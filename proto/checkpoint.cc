@@ -123,6 +123,44 @@ absl::Status RestorePart(const v1::ParameterSet& message, absl::string_view part
   return absl::OkStatus();
 }
 
+// A lower bound on the floats in the backbone and head a model of `config` builds: their
+// largest weight matrices alone (no biases, norms, embeddings or convolutions). A checkpoint
+// that stores fewer cannot match its config and is refused before the model is built, so a few
+// bytes of config (a ViT of width 65536 and depth 256 is valid) cannot allocate terabytes.
+// Counted in double: the product of valid sizes can pass int64.
+double MinimumModelValues(const nn::ModelConfig& config) {
+  const double pixels = double{config.image_channels} * config.image_height * config.image_width;
+  double values = 0.0;
+  double features = 0.0;
+  switch (config.backbone) {
+    case nn::BackboneKind::kMlp:
+      features = pixels;
+      for (int width : config.mlp.hidden) {
+        values += features * width;
+        features = width;
+      }
+      break;
+    case nn::BackboneKind::kCnn:
+      values = double{config.image_height / 4} * (config.image_width / 4) *
+               config.cnn.conv2_channels * config.cnn.hidden;
+      features = config.cnn.hidden;
+      break;
+    case nn::BackboneKind::kVit: {
+      const double dim = config.vit.dim;
+      values = config.vit.depth * (4.0 + 2.0 * config.vit.mlp_ratio) * dim * dim;
+      features = dim;
+      break;
+    }
+  }
+  return values + features * config.num_classes;
+}
+
+double StoredValues(const v1::ParameterSet& set) {
+  double values = 0.0;
+  for (const v1::Tensor& tensor : set.tensors()) values += tensor.data().size() / 4.0;
+  return values;
+}
+
 // Rebuilds module `index` and attaches it to `model`.
 absl::StatusOr<std::unique_ptr<peft::PetModule>> RestoreModule(const v1::PetModule& message,
                                                                int index, absl::string_view what,
@@ -290,6 +328,13 @@ absl::StatusOr<LoadedCheckpoint> FromCheckpointProto(const v1::ModelCheckpoint& 
   absl::StatusOr<CheckpointMetadata> metadata = FromProto(message.metadata());
   if (!metadata.ok()) return Invalid(what, metadata.status());
 
+  const double stored = StoredValues(message.backbone()) + StoredValues(message.head());
+  if (stored < MinimumModelValues(*config)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": its backbone does not match its config (", nn::BackboneKindName(config->backbone),
+        "): the config needs at least ", MinimumModelValues(*config),
+        " backbone and head values, the checkpoint stores ", stored));
+  }
   // Any seed: every value is overwritten below.
   LoadedCheckpoint loaded;
   FEDCL_ASSIGN_OR_RETURN(loaded.model, nn::Model::Create(*config, /*seed=*/0));

@@ -337,6 +337,27 @@ TEST_F(StoredCheckpointTest, ConfigThatDoesNotMatchTheTensorsIsRefused) {
   ExpectLoadFails(absl::StatusCode::kInvalidArgument, "head does not match its config");
 }
 
+// A valid config is a few bytes however large the model it describes: one that needs far more
+// values than the checkpoint stores is refused before the model is built (a fuzzed checkpoint
+// declaring a ViT of width 65536 and depth 256 once made the loader allocate terabytes).
+TEST_F(StoredCheckpointTest, AConfigFarLargerThanTheStoredValuesIsRefusedBeforeBuilding) {
+  for (nn::BackboneKind kind : AllBackbones()) {
+    ASSERT_TRUE(SaveCheckpoint(fs_, kPath, *MakeModel(TinyConfig(kind)), {}, {}).ok());
+    EditStoredMessage(fs_, [](v1::ModelCheckpoint& m) {
+      m.mutable_config()->mutable_vit()->set_dim(65536);
+      m.mutable_config()->mutable_vit()->set_depth(256);
+      m.mutable_config()->mutable_vit()->set_heads(256);
+      m.mutable_config()->mutable_mlp()->clear_hidden();
+      m.mutable_config()->mutable_mlp()->add_hidden(65536);
+      m.mutable_config()->mutable_mlp()->add_hidden(65536);
+      m.mutable_config()->mutable_cnn()->set_hidden(65536);
+      m.mutable_config()->set_image_height(4096);
+      m.mutable_config()->set_image_width(4096);
+    });
+    ExpectLoadFails(absl::StatusCode::kInvalidArgument, "needs at least");
+  }
+}
+
 TEST_F(StoredCheckpointTest, UnknownBackboneStringIsRefused) {
   EditStoredMessage(fs_,
                     [](v1::ModelCheckpoint& m) { m.mutable_config()->set_backbone("resnet"); });
