@@ -54,3 +54,22 @@ if(FEDCL_SANITIZE)
                                                          -fno-omit-frame-pointer)
   target_link_options(fedcl_compile_options INTERFACE -fsanitize=${FEDCL_SANITIZE})
 endif()
+
+# libFuzzer builds of the fuzz targets (tests/fuzz/), in a separate build tree with clang:
+#   cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+#         -DFEDCL_FUZZ=ON -DFEDCL_BUILD_TESTS=OFF -DFEDCL_BUILD_BENCHMARKS=OFF
+# Every fedcl target gets coverage instrumentation and AddressSanitizer + UndefinedBehavior-
+# Sanitizer; the fuzz binaries link libFuzzer's driver.
+option(FEDCL_FUZZ "Build the fuzz targets as libFuzzer binaries (clang only)" OFF)
+if(FEDCL_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "FEDCL_FUZZ needs clang (-DCMAKE_CXX_COMPILER=clang++)")
+  endif()
+  if(FEDCL_SANITIZE)
+    message(FATAL_ERROR "FEDCL_FUZZ brings its own sanitizers; leave FEDCL_SANITIZE empty")
+  endif()
+  target_compile_options(fedcl_compile_options INTERFACE
+    -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -g1
+    -fno-omit-frame-pointer)
+  target_link_options(fedcl_compile_options INTERFACE -fsanitize=address,undefined)
+endif()

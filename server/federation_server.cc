@@ -329,6 +329,13 @@ absl::Status FederationServer::Wait() {
   return fatal_;
 }
 
+std::shared_ptr<grpc::Channel> FederationServer::InProcessChannel() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(config_.limits().max_message_bytes()));
+  args.SetMaxSendMessageSize(static_cast<int>(config_.limits().max_message_bytes()));
+  return grpc_server_->InProcessChannel(args);
+}
+
 void FederationServer::Shutdown() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;

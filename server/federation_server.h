@@ -28,6 +28,7 @@
 #include "core/data/dataset.h"
 #include "core/fl/coordinator.h"
 #include "core/nn/model.h"
+#include "grpcpp/channel.h"
 #include "grpcpp/server.h"
 #include "proto/fedcl/v1/server_config.pb.h"
 #include "server/federation_service.h"
@@ -56,6 +57,9 @@ class FederationServer {
   void Shutdown();
 
   fl::Coordinator& coordinator() { return *coordinator_; }
+  // A channel into this server that bypasses the network: the same service, the same handlers
+  // (the service fuzz target and in-process tests).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
   // The upload slots, for tests that watch uploads wait, stall and expire.
   const UploadSlots& upload_slots() const { return service_->upload_slots(); }
 
