@@ -145,7 +145,10 @@ absl::StatusOr<fl::SubmitResult> CoordinatorTransport::SubmitUpdate(fl::ClientId
   FEDCL_ASSIGN_OR_RETURN(fl::SubmitResult result,
                          coordinator_.Submit(fl::ToSubmission(copy, client, round)));
   ++submissions;
-  if (!result.duplicate) submitted_rounds.push_back(round);
+  if (!result.duplicate) {
+    submitted_rounds.push_back(round);
+    submitted_updates.push_back(update);
+  }
   if (lose_next_acknowledgement) {
     lose_next_acknowledgement = false;
     return absl::UnavailableError("connection lost before the answer");

@@ -80,6 +80,7 @@ class CoordinatorTransport final : public device::FederationPort {
   std::vector<std::vector<fl::ModuleVersion>> held;  // per GetWork call
   std::vector<int64_t> train_rounds;                 // rounds offered with ACTION_TRAIN
   std::vector<int64_t> submitted_rounds;             // rounds of accepted submissions
+  std::vector<fl::LocalUpdate> submitted_updates;    // their updates, as the device sent them
 
  private:
   fl::Coordinator& coordinator_;

@@ -1,5 +1,5 @@
 // fedcl::Client against an in-process coordinator: offline learning, the bounded queue,
-// re-basing, closed rounds, persistence with a corrupt file and the memory budget.
+// closed rounds, persistence with a corrupt file and the memory budget.
 #include "tests/sdk/client_fixture.h"
 
 namespace fedcl::sdk_test {
@@ -183,63 +183,6 @@ TEST_F(ClientTest, OfflineQueueIsBoundedOldestDroppedFirst) {
   const std::vector<Prediction> restored = PredictAll(*client, x);
   for (size_t i = 0; i < live.size(); ++i)
     EXPECT_FLOAT_EQ(restored[i].confidence, live[i].confidence);
-}
-
-TEST_F(ClientTest, SyncDownloadsTheBackboneRebasesAndSubmits) {
-  CoordinatorTransport* transport = nullptr;
-  auto client = Make(/*with_server=*/true, &transport);
-  // No backbone yet: the first sync downloads it, takes the server's modules, has nothing to send.
-  absl::StatusOr<SyncResult> first = client->Sync();
-  ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_EQ(transport->backbone_downloads, 1);
-  EXPECT_EQ(first->modules_downloaded, 2);
-  EXPECT_FALSE(first->submitted);
-  EXPECT_TRUE(fs_.Exists("/device/backbone.ckpt"));
-
-  // Learn offline while another device moves the server's modules on (round 0 closes with its
-  // update, publishing version 1).
-  LearnBatches(*client, 8, 1);
-  const double learned = Accuracy(*client, 1000);
-  {
-    ClientOptions other_options = options_;
-    other_options.client_id = 6;
-    other_options.storage_dir = "/other";
-    ClientEnvironment env{
-        &fs_, std::make_unique<CoordinatorTransport>(coordinator(), backbone_, TinyVit())};
-    auto other = CreateClientForTesting(other_options, std::move(env));
-    ASSERT_TRUE(other.ok());
-    ASSERT_TRUE((*other)->Sync().ok());
-    LearnBatches(**other, 8, 500);
-    absl::StatusOr<SyncResult> submitted = (*other)->Sync();
-    ASSERT_TRUE(submitted.ok() && submitted->submitted && submitted->round == 0);
-  }
-  ASSERT_TRUE(coordinator().CloseRound().ok());
-  ASSERT_EQ(coordinator().GetModule("adapter", 1).status(), absl::OkStatus());
-
-  // The device re-bases its queued learning on version 1 and submits it: the coordinator refuses
-  // an update whose base version is not the current one, so acceptance shows the re-base.
-  absl::StatusOr<SyncResult> second = client->Sync();
-  ASSERT_TRUE(second.ok()) << second.status();
-  EXPECT_EQ(second->round, 1);
-  EXPECT_EQ(second->modules_downloaded, 2);
-  EXPECT_TRUE(second->submitted);
-  EXPECT_GT(second->bytes_uploaded, 0);
-  EXPECT_EQ(transport->submitted_rounds, (std::vector<int64_t>{1}));
-  EXPECT_EQ(client->Stats().queue_records, 0);
-  EXPECT_EQ(client->Stats().submissions, 1);
-  EXPECT_EQ(client->Stats().last_round, 1);
-  // Its own learning survived the re-base.
-  EXPECT_GT(Accuracy(*client, 1000), learned - 0.1);
-  EXPECT_GT(Accuracy(*client, 1000), 0.8);
-
-  // Nothing learned since: the next sync (round 2, version 2) submits nothing.
-  ASSERT_TRUE(coordinator().CloseRound().ok());
-  absl::StatusOr<SyncResult> third = client->Sync();
-  ASSERT_TRUE(third.ok()) << third.status();
-  EXPECT_EQ(third->round, 2);
-  EXPECT_EQ(third->modules_downloaded, 2);
-  EXPECT_FALSE(third->submitted);
-  EXPECT_GT(Accuracy(*client, 1000), 0.8);
 }
 
 // A server re-saves the pretrained checkpoint (its own head, metadata): a device that loaded the
