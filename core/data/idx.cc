@@ -94,6 +94,11 @@ absl::StatusOr<uint64_t> ReadDims(absl::string_view bytes, absl::string_view sou
 }  // namespace
 
 int64_t IdxArray::num_elements() const {
+  // A zero dimension first: the decoder bounds the product, not the partial products before a
+  // zero (dimensions 2^31 x 2^32 x 0 decode to an empty array).
+  for (int64_t d : dims) {
+    if (d == 0) return 0;
+  }
   int64_t product = 1;
   for (int64_t d : dims) product *= d;
   return product;

@@ -48,6 +48,16 @@ TEST(IdxTest, EmptyDimensionDecodesToNoValues) {
   EXPECT_TRUE(decoded->values.empty());
 }
 
+// Found by fuzzing (tests/fuzz/corpus/idx/crash-num-elements-overflow): the decoder bounds the
+// product of the dimensions, which a zero makes 0, not the partial products before the zero;
+// num_elements() multiplied them and overflowed (UndefinedBehaviorSanitizer: signed overflow).
+TEST(IdxTest, HugeDimensionsBeforeAZeroAreAnEmptyArray) {
+  auto decoded = DecodeIdx(EncodeIdx({0x80ffffff, 0xfffffff5, 0, 0x004c0303}, ""), "zero.idx");
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->num_elements(), 0);
+  EXPECT_TRUE(decoded->values.empty());
+}
+
 TEST(IdxTest, InputShorterThanTheMagicNumberIsRejected) {
   ExpectRejected(DecodeIdx(std::string("\0\0\x08", 3), "short.idx"), "short.idx", "too short");
 }
