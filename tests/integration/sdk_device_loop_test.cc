@@ -32,12 +32,18 @@ std::string ReadText(const std::string& path) {
 TEST(SdkDeviceLoopTest, TwoCDevicesMakeTwoAcknowledgedSubmissionsEach) {
   if (!base::FileSystem::Default().Exists(kFashionMnist)) GTEST_SKIP() << "no Fashion-MNIST";
   ServerFixture f;
-  // The learner's default backbone (ViT: patch 7, width 64, 4 blocks, 4 heads), untrained: the
-  // test is about the protocol, not accuracy.
+  // The learner's default backbone (ViT: patch 7, width 64, 4 blocks, 4 heads), pretrained for
+  // one epoch on 3,000 images no device streams (about 3 s; about 45% test accuracy with its
+  // head, which the server serves). Untrained, the devices' accuracy stays at chance (0.09-0.12
+  // in 8 runs), and a broken prediction path could not be told from a working one.
   const std::string backbone = f.dir() + "/vit.ckpt";
-  auto model = nn::Model::Create(nn::ModelConfig(), 1);
-  ASSERT_TRUE(model.ok()) << model.status();
-  ASSERT_TRUE(proto::SaveCheckpoint(base::FileSystem::Default(), backbone, **model, {}, {}).ok());
+  auto pretrain = ChildProcess::Start(
+      {BinaryPath("fedcl-pretrain"), "--model=vit", "--epochs=1", "--train_begin=40000",
+       "--train_end=43000", absl::StrCat("--data_dir=", kFashionMnist), "--output=" + backbone},
+      f.dir() + "/pretrain.log");
+  ASSERT_TRUE(pretrain.ok()) << pretrain.status();
+  absl::StatusOr<int> pretrained = (*pretrain)->Wait(absl::Seconds(120));
+  ASSERT_TRUE(pretrained.ok() && *pretrained == 0) << ReadText(f.dir() + "/pretrain.log");
 
   f.WriteRawConfig(absl::StrCat(
       f.TlsConfigHead(backbone),
@@ -79,8 +85,8 @@ TEST(SdkDeviceLoopTest, TwoCDevicesMakeTwoAcknowledgedSubmissionsEach) {
     EXPECT_EQ(std::stoi(m[1]), kRounds) << *line;
     EXPECT_GE(std::stoi(m[2]), 4) << *line;
     const double accuracy = std::stod(m[3]);
-    EXPECT_GE(accuracy, 0.0);
-    EXPECT_LE(accuracy, 1.0);
+    // Chance is 0.1; 0.38-0.42 in 4 runs, over at least 4 batches of 32 (sd <= 0.05 at 0.4).
+    EXPECT_GT(accuracy, 0.25) << *line;
     EXPECT_EQ(m[4], "0") << *line;
     // The backbone is cached in the device's storage whether it was given or downloaded.
     EXPECT_TRUE(
