@@ -319,12 +319,14 @@ TEST_F(DeviceServerTest, TheSameDeviceOverEitherPortLearnsBitForBitTheSame) {
     EXPECT_EQ(a.num_samples, b.num_samples);
     EXPECT_EQ(a.loss, b.loss) << "update " << u;
     ASSERT_EQ(a.modules.size(), b.modules.size());
+    ASSERT_FALSE(a.modules.empty()) << "update " << u << " compares nothing";
     for (size_t m = 0; m < a.modules.size(); ++m) {
       EXPECT_EQ(a.modules[m].name, b.modules[m].name);
       EXPECT_EQ(a.modules[m].values, b.modules[m].values) << "update " << u << " module " << m;
     }
   }
   ASSERT_EQ(over_grpc.modules.size(), in_process.modules.size());
+  ASSERT_FALSE(over_grpc.modules.empty());
   for (size_t m = 0; m < over_grpc.modules.size(); ++m) {
     EXPECT_EQ(over_grpc.modules[m].version, in_process.modules[m].version);
     EXPECT_EQ(over_grpc.modules[m].values->flat_values(),
@@ -351,9 +353,14 @@ TEST_F(DeviceServerTest, AContinualDeviceSharesItsLearningThroughTheServer) {
   const fl::ClientRecord* record = Record(server_->coordinator().Status(), 1);
   ASSERT_NE(record, nullptr);
   EXPECT_EQ(record->participations, stats.participations);
-  for (const fl::ModuleSnapshot& m : server_->coordinator().Modules()) {
+  const std::vector<fl::ModuleSnapshot> modules = server_->coordinator().Modules();
+  ASSERT_EQ(modules.size(), initial.size());
+  int compared = 0, heads = 0;
+  for (const fl::ModuleSnapshot& m : modules) {
     for (const fl::ModuleSnapshot& before : initial) {
       if (before.spec.name != m.spec.name) continue;
+      ++compared;
+      heads += m.spec.name == "head";
       if (m.spec.name == "head") {
         EXPECT_NE(m.values->flat_values(), before.values->flat_values()) << "learned";
       } else {
@@ -361,6 +368,8 @@ TEST_F(DeviceServerTest, AContinualDeviceSharesItsLearningThroughTheServer) {
       }
     }
   }
+  EXPECT_EQ(compared, static_cast<int>(modules.size())) << "every module compared";
+  EXPECT_EQ(heads, 1);
 }
 
 TEST_F(DeviceServerTest, BadTokensStopTheDeviceAtOnce) {

@@ -4,6 +4,7 @@
 #include "client/device.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -126,6 +127,7 @@ TEST_F(DeviceTest, TrainsAndSubmitsUntilMaxRounds) {
   ASSERT_TRUE(coordinator().CloseRound().ok());
   const fl::CoordinatorStatus status = coordinator().Status();
   EXPECT_EQ(Record(status, 7).participations, 3);
+  ASSERT_EQ(status.modules.size(), 2u);  // the loop below checks each
   for (const fl::ModuleVersion& m : status.modules) EXPECT_EQ(m.version, 3) << m.name;
 
   const v1::DeviceState state = Saved();
@@ -533,10 +535,11 @@ TEST_F(DeviceTest, AContinualDeviceSubmitsWhatItsMethodLearns) {
   ASSERT_TRUE(coordinator().CloseRound().ok());
   const fl::CoordinatorStatus status = coordinator().Status();
   EXPECT_EQ(Record(status, 7).participations, stats.participations);
-  for (const fl::ModuleVersion& m : status.modules) {
-    if (m.name == "head") EXPECT_GT(m.version, 0);
-    if (m.name == "ssf") EXPECT_EQ(m.version, 0) << "never trained, never moved";
-  }
+  std::map<std::string, int64_t> versions;
+  for (const fl::ModuleVersion& m : status.modules) versions[m.name] = m.version;
+  ASSERT_TRUE(versions.contains("head") && versions.contains("ssf")) << versions.size();
+  EXPECT_GT(versions["head"], 0);
+  EXPECT_EQ(versions["ssf"], 0) << "never trained, never moved";
   EXPECT_EQ(Saved().method(), "linear_head");
 }
 
