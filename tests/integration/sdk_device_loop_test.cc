@@ -15,6 +15,8 @@
 #include "core/nn/model.h"
 #include "gtest/gtest.h"
 #include "proto/checkpoint.h"
+#include "proto/envelope.h"
+#include "proto/fedcl/v1/device_state.pb.h"
 #include "tests/integration/server_fixture.h"
 
 namespace fedcl::testing {
@@ -103,7 +105,8 @@ TEST(SdkDeviceLoopTest, TwoCDevicesMakeTwoAcknowledgedSubmissionsEach) {
 }
 
 // kill -9 while the device learns and commits to storage after every batch: each restart finds
-// an intact state (never set aside), with at least the batches of the previous restart.
+// an intact state (never set aside) holding every batch seen saved before the kill. The kills
+// wait for the saved state to reach a batch count (polled, bounded), never for a fixed time.
 TEST(SdkDeviceLoopTest, StateSurvivesKillNineWhileLearning) {
   if (!base::FileSystem::Default().Exists(kFashionMnist)) GTEST_SKIP() << "no Fashion-MNIST";
   ServerFixture f;  // for its directory; no server: the device is offline
@@ -127,15 +130,31 @@ TEST(SdkDeviceLoopTest, StateSurvivesKillNineWhileLearning) {
     return argv;
   };
   const std::regex summary_re(R"(state_restored=(\d) state_set_aside=(\d) life_batches=(\d+))");
+  // The batches the device's saved state records (it saves after every batch), or -1 while there
+  // is no readable state (between the rotation to .prev and the new file, say).
+  const std::string state_path = storage + "/device_state";
+  auto saved_batches = [&]() -> int64_t {
+    v1::DeviceState state;
+    const absl::Status read =
+        proto::ReadEnvelope(base::FileSystem::Default(), state_path,
+                            proto::PayloadKind::kDeviceState, &state, int64_t{1} << 30);
+    return read.ok() ? state.learn_batches() : -1;
+  };
   int64_t life_batches = 0;
   for (int kill = 0; kill < 3; ++kill) {
     auto learning = ChildProcess::Start(device_argv(true), absl::StrCat(f.dir(), "/run-", kill));
     ASSERT_TRUE(learning.ok()) << learning.status();
-    // Let it commit a few times, then kill it at a moment unrelated to its saves.
-    const std::string state = storage + "/device_state";
-    for (int wait = 0; wait < 200 && !base::FileSystem::Default().Exists(state); ++wait)
-      absl::SleepFor(absl::Milliseconds(50));
-    absl::SleepFor(absl::Milliseconds(700 + 370 * kill));
+    // Kill it once this run has saved 2, 5, then 8 batches beyond what the last check left (the
+    // state file is there from the start after the first round, so its presence says nothing),
+    // at whatever point of its next batch or save it has reached. Polled, bounded.
+    const int64_t target = life_batches + 2 + 3 * kill;
+    const absl::Time deadline = absl::Now() + absl::Seconds(50);
+    int64_t saved = saved_batches();
+    while (saved < target && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+      saved = saved_batches();
+    }
+    ASSERT_GE(saved, target) << "the device saved " << saved << " batches in 50 s";
     (*learning)->Signal(SIGKILL);
     ASSERT_TRUE((*learning)->Wait(absl::Seconds(10)).ok());
 
@@ -151,7 +170,8 @@ TEST(SdkDeviceLoopTest, StateSurvivesKillNineWhileLearning) {
     EXPECT_EQ(m[1], "1") << *line;  // a state was there
     EXPECT_EQ(m[2], "0") << *line;  // and it was intact
     const int64_t now = std::stoll(m[3]);
-    EXPECT_GT(now, life_batches + 1) << "the killed run's committed batches were kept: " << *line;
+    // Every batch seen saved before the kill was kept, plus the check's own.
+    EXPECT_GE(now, saved + 1) << "the killed run's committed batches were kept: " << *line;
     life_batches = now;
   }
 }
