@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "core/base/status_macros.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
@@ -61,6 +62,11 @@ absl::Status GrpcPortOptions::Validate() const {
   return absl::OkStatus();
 }
 
+namespace {
+// How long a call on a channel that is not connected waits for it to connect (see Call).
+constexpr absl::Duration kConnectWait = absl::Seconds(1);
+}  // namespace
+
 struct GrpcPort::Impl {
   GrpcPortOptions options;
   std::shared_ptr<grpc::Channel> channel;
@@ -76,8 +82,17 @@ struct GrpcPort::Impl {
       if (!impl.options.token.empty()) {
         context_.AddMetadata("authorization", absl::StrCat("Bearer ", impl.options.token));
       }
-      context_.set_deadline(std::chrono::system_clock::now() +
-                            absl::ToChronoMilliseconds(impl.options.call_timeout));
+      const absl::Time deadline = absl::Now() + impl.options.call_timeout;
+      context_.set_deadline(absl::ToChronoTime(deadline));
+      // A channel that lost its server reports TRANSIENT_FAILURE until a new connection is up,
+      // and calls made then fail at once without polling: its connection attempts, made in the
+      // background, would progress only at the backup poller's pace (every 5 s, one handshake
+      // step at a time). Waiting here polls the attempt, so a restarted server is found at the
+      // next call; a server still down costs this call kConnectWait before it fails.
+      if (impl.channel->GetState(/*try_to_connect=*/true) != GRPC_CHANNEL_READY) {
+        const absl::Time wait_until = std::min(deadline, absl::Now() + kConnectWait);
+        impl.channel->WaitForConnected(absl::ToChronoTime(wait_until));
+      }
       absl::MutexLock lock(&impl_.mu);
       impl_.active.insert(&context_);
     }
@@ -130,7 +145,10 @@ absl::StatusOr<std::unique_ptr<GrpcPort>> GrpcPort::Create(const GrpcPortOptions
   args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, ClampToInt(options.reconnect_backoff_initial));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, ClampToInt(options.reconnect_backoff_initial));
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is left at gRPC's 20 s: despite its name it is the least
+  // time a connection attempt is given (TCP, TLS, HTTP/2 settings). Cut to the backoff, attempts
+  // made while calls fail fast expired before anything polled them (the synchronous API polls
+  // only inside a call, the backup poller every 5 s), and a device never found a restarted server.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, ClampToInt(options.reconnect_backoff_max));
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options.tls_ca_file.empty()) {

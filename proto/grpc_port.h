@@ -17,8 +17,11 @@
 // damaged); updates are streamed as an UpdateHeader followed by the float32 delta bytes in chunks.
 //
 // The channel reconnects on its own after the server goes away; its reconnect backoff is bounded
-// by the options so a restarted server is found again quickly. Calls fail fast (UNAVAILABLE) while
-// the server is unreachable: retrying is the caller's decision (core/device/device_session.h).
+// by the options so a restarted server is found again quickly. A call made while the channel is
+// not connected first waits up to a second for it to connect (that wait is what drives the
+// connection attempt forward; CancelPendingCalls does not shorten it), then fails UNAVAILABLE if
+// the server is still unreachable: retrying is the caller's decision
+// (core/device/device_session.h).
 //
 // Thread-safe: calls may be made concurrently; CancelPendingCalls may be called from any thread.
 #ifndef FEDCL_PROTO_GRPC_PORT_H_

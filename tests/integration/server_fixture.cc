@@ -95,11 +95,10 @@ std::vector<std::string> ServerFixture::DeviceLoopArgs(int client, const std::st
           absl::StrCat("--labels=", data_dir, "/train-labels-idx1-ubyte.gz")};
 }
 
-void ServerFixture::StartServer() {
-  auto server =
-      ChildProcess::Start({BinaryPath("fedcl-server"), "--config=" + dir_ + "/server.textproto",
-                           "--listen=127.0.0.1:0"},
-                          dir_ + "/server.log");
+void ServerFixture::StartServer(const std::string& listen) {
+  auto server = ChildProcess::Start(
+      {BinaryPath("fedcl-server"), "--config=" + dir_ + "/server.textproto", "--listen=" + listen},
+      dir_ + "/server.log");
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = *std::move(server);
   auto line = server_->WaitForLine("listening on", absl::Seconds(20));

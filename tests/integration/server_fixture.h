@@ -39,8 +39,9 @@ class ServerFixture {
   // from `data_dir`; callers add the slice, batching and the rest.
   std::vector<std::string> DeviceLoopArgs(int client, const std::string& data_dir);
   const std::string& address() const { return address_; }
-  // Starts fedcl-server on 127.0.0.1:0 and connects; fails the test on error.
-  void StartServer();
+  // Starts fedcl-server on `listen` (by default a free port) and connects; fails the test on
+  // error. A restart may pass address() to keep the port the devices know.
+  void StartServer(const std::string& listen = "127.0.0.1:0");
   // SIGKILL, reap.
   void KillServer();
   // Sends `signal` and returns the exit status (DeadlineExceeded if it does not exit).

@@ -6,7 +6,10 @@
 #include <fstream>
 #include <string>
 
+#include "absl/time/clock.h"
+#include "core/base/filesystem.h"
 #include "gtest/gtest.h"
+#include "proto/grpc_port.h"
 #include "tests/integration/server_fixture.h"
 
 namespace fedcl::testing {
@@ -186,6 +189,44 @@ TEST(ServerProcessTest, ARoundWhoseDeadlinePassedWhileDownClosesAtRestart) {
   auto values = f.DownloadModule(0, "head", 1);
   ASSERT_TRUE(values.ok()) << values.status();
   for (size_t i = 0; i < values->size(); ++i) EXPECT_NEAR((*values)[i], (*initial)[i] + 0.2f, 1e-6);
+}
+
+// A device whose channel lost the server keeps calling (failing fast) every few milliseconds, as
+// DeviceSession hosts do; once the server is back on its port, the port must find it again. With
+// gRPC's minimum connect timeout cut to the reconnect backoff (a few hundred milliseconds), every
+// connection attempt made between calls expired before anything polled it, and the device never
+// reconnected.
+TEST(ServerProcessTest, APortWhoseCallsFailFastFindsARestartedServer) {
+  ServerFixture f;
+  f.WriteConfig("");
+  f.StartServer();
+  const std::string address = f.address();
+  proto::GrpcPortOptions options;
+  options.target = address;
+  options.tls_ca_file = f.dir() + "/tls/ca.pem";
+  options.tls_server_name = "localhost";
+  options.token = f.token(1);
+  options.call_timeout = absl::Seconds(5);
+  options.reconnect_backoff_initial = absl::Milliseconds(20);
+  options.reconnect_backoff_max = absl::Milliseconds(200);
+  auto port = proto::GrpcPort::Create(options, base::FileSystem::Default());
+  ASSERT_TRUE(port.ok()) << port.status();
+  ASSERT_TRUE((*port)->Join(1, "test").ok());
+  f.KillServer();
+  for (int i = 0; i < 3; ++i) {  // failed calls: the channel backs off
+    EXPECT_FALSE((*port)->GetWork(1, {}).ok());
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  f.StartServer(address);
+  const absl::Time restarted = absl::Now();
+  absl::Status status = absl::UnknownError("not called");
+  const absl::Time give_up = absl::Now() + absl::Seconds(15);
+  while (!status.ok() && absl::Now() < give_up) {
+    status = (*port)->GetWork(1, {}).status();
+    if (!status.ok()) absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(status.ok()) << "15 s after the restart: " << status;
+  EXPECT_LT(absl::Now() - restarted, absl::Seconds(3)) << "the restarted server was found late";
 }
 
 TEST(ServerProcessTest, HealthAnswersWithoutATokenAndStatusNeedsOne) {
