@@ -26,6 +26,17 @@ void WriteText(const std::string& path, const std::string& text) { std::ofstream
 
 }  // namespace
 
+void SaveMlpBackbone(const std::string& path, int hidden, int classes) {
+  nn::ModelConfig config;
+  config.backbone = nn::BackboneKind::kMlp;
+  config.image_height = config.image_width = 8;
+  config.mlp.hidden = {hidden};
+  config.num_classes = classes;
+  auto model = nn::Model::Create(config, 3);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_TRUE(proto::SaveCheckpoint(base::FileSystem::Default(), path, **model, {}, {}).ok());
+}
+
 ServerFixture::ServerFixture() {
   char pattern[] = "/tmp/fedcl_it_XXXXXX";
   dir_ = mkdtemp(pattern);

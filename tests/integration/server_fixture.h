@@ -19,6 +19,10 @@
 
 namespace fedcl::testing {
 
+// Writes a checkpoint of an MLP backbone over 8×8 images with one hidden layer of `hidden` units
+// and `classes` classes: its head, the module tests share, has (hidden + 1) × classes values.
+void SaveMlpBackbone(const std::string& path, int hidden, int classes);
+
 class ServerFixture {
  public:
   // Creates the directory, checkpoint (a tiny MLP: 8×8 images, 4 classes), tokens and TLS files.
