@@ -129,7 +129,8 @@ absl::Status RestorePart(const v1::ParameterSet& message, absl::string_view part
 // bytes of config (a ViT of width 65536 and depth 256 is valid) cannot allocate terabytes.
 // Counted in double: the product of valid sizes can pass int64.
 double MinimumModelValues(const nn::ModelConfig& config) {
-  const double pixels = double{config.image_channels} * config.image_height * config.image_width;
+  const double pixels =
+      static_cast<double>(config.image_channels) * config.image_height * config.image_width;
   double values = 0.0;
   double features = 0.0;
   switch (config.backbone) {
@@ -141,7 +142,7 @@ double MinimumModelValues(const nn::ModelConfig& config) {
       }
       break;
     case nn::BackboneKind::kCnn:
-      values = double{config.image_height / 4} * (config.image_width / 4) *
+      values = static_cast<double>(config.image_height / 4) * (config.image_width / 4) *
                config.cnn.conv2_channels * config.cnn.hidden;
       features = config.cnn.hidden;
       break;
