@@ -54,7 +54,11 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
                          fl::CreateInitialModules(*base_model, scenario_.modules, seed));
   FEDCL_ASSIGN_OR_RETURN(ClientData client_data,
                          ClientData::Create(scenario_, inputs_.train, seed));
-  const std::vector<float> probabilities = client_data.Probabilities(scenario_, seed);
+  const std::vector<float> base_probabilities = client_data.Probabilities(scenario_, seed);
+  // What each client's participation averages to under the pattern (p_n unless it drifts): the
+  // rate known_prob is told and FedAU's weights are measured against.
+  std::vector<float> probabilities = base_probabilities;
+  for (float& p : probabilities) p = static_cast<float>(LongRunProbability(pattern, p));
 
   FEDCL_ASSIGN_OR_RETURN(std::shared_ptr<const fl::AggregationRule> rule,
                          fl::CreateAggregationRule(method.aggregator));
@@ -69,7 +73,7 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
 
   const AvailabilityTrace* trace = inputs_.trace ? &*inputs_.trace : nullptr;
   FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<ParticipationProcess> process,
-                         ParticipationProcess::Create(pattern, probabilities, seed, trace));
+                         ParticipationProcess::Create(pattern, base_probabilities, seed, trace));
   RoundRunner runner(scenario_, inputs_, client_data, seed, config.threads(), server);
   // The global model, as the server would evaluate it.
   FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<nn::Model> eval_model,
@@ -148,8 +152,8 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
   result.rss_bytes = CurrentRssBytes();
   if (rule->estimates_inverse_participation()) {
     for (const fl::ClientStatus& client : coordinator->Clients(0, kMaxWeightPairs)) {
-      result.inverse_probability_vs_weight.emplace_back(1.0 / probabilities[client.record.id],
-                                                        client.current_weight);
+      const float p = probabilities[client.record.id];
+      if (p > 0) result.inverse_probability_vs_weight.emplace_back(1.0 / p, client.current_weight);
     }
   }
   result.wall_seconds = SecondsSince(started);
@@ -166,21 +170,25 @@ fl::CoordinatorOptions CoordinatorOptionsFor(const MethodSpec& method,
   absl::StatusOr<std::shared_ptr<const fl::AggregationRule>> rule =
       fl::CreateAggregationRule(method.aggregator);
   if (rule.ok() && (*rule)->needs_participation_probability()) {
-    for (size_t n = 0; n < probabilities.size(); ++n)
-      options.participation_probability[n] = probabilities[n];
+    for (size_t n = 0; n < probabilities.size(); ++n) {
+      // A rate of 0 (sine-cutoff's clients with small p_n) is a client that never takes part.
+      if (probabilities[n] > 0) options.participation_probability[n] = probabilities[n];
+    }
   }
   return options;
 }
 
 double WeightError(absl::Span<const fl::ClientStatus> clients,
                    absl::Span<const float> probabilities) {
-  if (clients.empty()) return 0.0;
   double error = 0.0;
+  int64_t counted = 0;
   for (const fl::ClientStatus& client : clients) {
     const double p = probabilities[client.record.id];
+    if (!(p > 0)) continue;  // never takes part under the pattern: no weight to approach
     error += std::abs(client.current_weight - 1.0 / p) * p;
+    ++counted;
   }
-  return error / static_cast<double>(clients.size());
+  return counted == 0 ? 0.0 : error / static_cast<double>(counted);
 }
 
 }  // namespace fedcl::sim

@@ -40,6 +40,23 @@ absl::StatusOr<PatternSpec> ParsePattern(absl::string_view text) {
     }
     return spec;
   }
+  if (text == "sine-cutoff") {
+    spec.kind = PatternKind::kSineCutoff;
+    return spec;
+  }
+  if (text == "square") {
+    spec.kind = PatternKind::kSquare;
+    return spec;
+  }
+  if (absl::ConsumePrefix(&rest, "sine-")) {
+    spec.kind = PatternKind::kSine;
+    if (!absl::SimpleAtod(rest, &spec.sine_amplitude) ||
+        !(spec.sine_amplitude > 0 && spec.sine_amplitude <= 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("pattern '", text, "': the sine's amplitude must be in (0, 1]"));
+    }
+    return spec;
+  }
   if (absl::ConsumePrefix(&rest, "cyclic-")) {
     spec.kind = PatternKind::kCyclic;
     if (!absl::SimpleAtoi(rest, &spec.cyclic_length) || spec.cyclic_length < 2 ||
@@ -52,7 +69,41 @@ absl::StatusOr<PatternSpec> ParsePattern(absl::string_view text) {
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown participation pattern '", text,
       "' (expected bernoulli, markov-<a> such as markov-0.05, cyclic-<L> such as cyclic-100, "
-      "or trace)"));
+      "trace, sine-<a> such as sine-0.3, sine-cutoff or square)"));
+}
+
+double RoundProbability(const PatternSpec& pattern, double p, int64_t round) {
+  constexpr double kPi = 3.14159265358979323846;
+  const double phase = std::sin(2.0 * kPi * static_cast<double>(round) / 20.0);
+  double p_t = p;
+  switch (pattern.kind) {
+    case PatternKind::kSine:
+      p_t = (pattern.sine_amplitude * phase + 1.0 - pattern.sine_amplitude) * p;
+      break;
+    case PatternKind::kSineCutoff:
+      p_t = (0.3 * phase + 0.7) * p;
+      if (p_t < 0.1) p_t = 0.0;
+      break;
+    case PatternKind::kSquare:
+      if ((round / 10) % 2 == 1) p_t = 0.4 * p;
+      break;
+    case PatternKind::kBernoulli:
+    case PatternKind::kMarkov:
+    case PatternKind::kCyclic:
+    case PatternKind::kTrace:
+      break;
+  }
+  return std::clamp(p_t, 0.0, 1.0);
+}
+
+double LongRunProbability(const PatternSpec& pattern, double p) {
+  const bool drifts = pattern.kind == PatternKind::kSine ||
+                      pattern.kind == PatternKind::kSineCutoff ||
+                      pattern.kind == PatternKind::kSquare;
+  if (!drifts) return p;
+  double sum = 0.0;
+  for (int64_t t = 0; t < 20; ++t) sum += RoundProbability(pattern, p, t);
+  return sum / 20.0;
 }
 
 std::vector<double> ParticipationPreference(int num_classes, double alpha, uint64_t seed) {
@@ -132,6 +183,9 @@ void ParticipationProcess::Initialise() {
       }
       case PatternKind::kBernoulli:
       case PatternKind::kTrace:
+      case PatternKind::kSine:
+      case PatternKind::kSineCutoff:
+      case PatternKind::kSquare:
         break;
     }
   }
@@ -166,6 +220,13 @@ void ParticipationProcess::Advance(int64_t round, double round_start_s, uint32_t
         s = (active ? kActiveBit : 0) | left;
         break;
       }
+      case PatternKind::kSine:
+      case PatternKind::kSineCutoff:
+      case PatternKind::kSquare:
+        s = RoundDraw(seed_, n, round) < RoundProbability(pattern_, probability_[n], round)
+                ? kActiveBit
+                : 0;
+        break;
       case PatternKind::kTrace: {
         const double time =
             trace_->unit() == TraceUnit::kRounds ? static_cast<double>(round) : round_start_s;

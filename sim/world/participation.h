@@ -1,5 +1,7 @@
 // Who takes part in each simulated round: participation probabilities p_n and the patterns of
-// algorithms.md §1.6 (Bernoulli, Markovian, cyclic), plus availability traces.
+// algorithms.md §1.6 (Bernoulli, Markovian, cyclic), availability traces, and the non-stationary
+// patterns FedAWE is evaluated on (algorithms-next.md §2.4), whose probability drifts with the
+// round: a sine of amplitude a, the sine that forces low probabilities to zero, and a square wave.
 //
 //   FEDCL_ASSIGN_OR_RETURN(sim::PatternSpec pattern, sim::ParsePattern("markov-0.05"));
 //   FEDCL_ASSIGN_OR_RETURN(auto process,
@@ -30,17 +32,33 @@
 
 namespace fedcl::sim {
 
-enum class PatternKind { kBernoulli, kMarkov, kCyclic, kTrace };
+enum class PatternKind { kBernoulli, kMarkov, kCyclic, kTrace, kSine, kSineCutoff, kSquare };
 
 struct PatternSpec {
   PatternKind kind = PatternKind::kBernoulli;
-  double markov_a = 0.0;  // kMarkov: inactive→active transition probability, in (0, 1]
-  int cyclic_length = 0;  // kCyclic: cycle length L in rounds, in [2, 1000000]
-  std::string name;       // as written: "bernoulli", "markov-0.05", "cyclic-100", "trace"
+  double markov_a = 0.0;        // kMarkov: inactive→active transition probability, in (0, 1]
+  int cyclic_length = 0;        // kCyclic: cycle length L in rounds, in [2, 1000000]
+  double sine_amplitude = 0.0;  // kSine: a in (0, 1]
+  std::string name;  // as written: "bernoulli", "markov-0.05", "cyclic-100", "trace", "sine-0.3"
 };
 
-// "bernoulli", "markov-<a>", "cyclic-<L>" or "trace"; InvalidArgument naming the problem.
+// "bernoulli", "markov-<a>", "cyclic-<L>", "trace", "sine-<a>", "sine-cutoff" or "square";
+// InvalidArgument naming the problem.
 absl::StatusOr<PatternSpec> ParsePattern(absl::string_view text);
+
+// Non-stationary patterns (FedAWE's generators, read from its code; algorithms-next.md §2.4):
+// each round is a Bernoulli draw with probability p_n^t, clipped to [0, 1]:
+//   sine-<a>     (a·sin(2πt/20) + 1 − a)·p_n; the reference runs a = 0.3, 0.2, 0.1
+//   sine-cutoff  v = (0.3·sin(2πt/20) + 0.7)·p_n, and 0 where v < 0.1 (an absolute threshold:
+//                clients with small p_n never take part)
+//   square       0.4·p_n in rounds t with ⌊t/10⌋ odd, p_n otherwise
+// For the stationary patterns it is p_n. The period (20 rounds) and the square wave's half
+// period (10) are the reference's.
+double RoundProbability(const PatternSpec& pattern, double p, int64_t round);
+// A client's long-run participation rate under `pattern`: p_n^t averaged over a period (the
+// 20-round one of the non-stationary patterns), p_n for the others. What FedAU's weight should
+// approach (1 / rate) and what known_prob is given.
+double LongRunProbability(const PatternSpec& pattern, double p);
 
 // §1.6: m ~ Dirichlet(alpha · 1_C), the participation preference drawn once per seed and shared
 // by all clients.
