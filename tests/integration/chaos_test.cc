@@ -1,12 +1,13 @@
 // Chaos (issue 16), labelled `long`: four devices (fedcl_chaos_device: the shipped DeviceSession
 // over GrpcPort, state in a DeviceStateStore) federate through a real fedcl-server over TLS with
 // tokens while the test kill -9s the server or a device at random moments (a seeded RNG picks the
-// victim and the delay) and restarts it at once, at least kMinKills times. Then the devices are
-// told to stop, each once it has nothing in flight, and the judge (chaos_check.h) compares what
-// the devices recorded as acknowledged with what the server counted: no acknowledged update may be
-// lost or counted twice, and the final module must equal an independent recomputation from the
-// acknowledged updates. A device killed after the server acknowledged but before it recorded the
-// answer resends its update after the restart and must be counted once (a duplicate ack).
+// victim and the delay) and restarts it at once, at least 150 times (more on request, see
+// ChaosSize). Then the devices are told to stop, each once it has nothing in flight, and the judge
+// (chaos_check.h) compares what the devices recorded as acknowledged with what the server counted:
+// no acknowledged update may be lost or counted twice, and the final module must equal an
+// independent recomputation from the acknowledged updates. A device killed after the server
+// acknowledged but before it recorded the answer resends its update after the restart and must be
+// counted once (a duplicate ack).
 //
 // Rounds close by quota (3 of the 4 devices), never by a timer: the only wall-clock decisions are
 // the kill moments. Every wait is bounded.
@@ -18,6 +19,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -37,18 +39,35 @@ namespace fedcl::testing {
 namespace {
 
 constexpr int kDevices = 4;
-constexpr int kMinKills = 150;
-constexpr uint32_t kSeed = 20261207;
-// The head of an MLP with 511 hidden units and 16 classes: 16 × 512 = 8192 values, 2048
-// coordinates (steps) per device.
-constexpr int kHidden = 511, kClasses = 16;
-constexpr int64_t kStepsPerDevice = (kHidden + 1) * kClasses / kDevices;
+// A run's size and seed. Longer runs by hand: FEDCL_CHAOS_KILLS=1000 FEDCL_CHAOS_SEED=7
+// build/bin/fedcl_chaos_test (the module grows with the kills so that no device runs out of
+// coordinates; about 0.3 s a kill).
+struct ChaosSize {
+  int kills = 150;
+  uint32_t seed = 20261207;
+  // The module is the head of an MLP with `hidden` units and 16 classes, (hidden + 1) × 16
+  // values: a quarter of them per device, one per learning step (a device learns about 6 steps
+  // per kill at the pace below, so 512 hidden units serve 150 kills with room to spare).
+  int hidden = 511;
+  static constexpr int kClasses = 16;
+  int64_t values() const { return int64_t{hidden + 1} * kClasses; }
+  int64_t steps_per_device() const { return values() / kDevices; }
+};
 
-std::string ChaosConfig(const ServerFixture& f) {
+ChaosSize SizeFromEnvironment() {
+  ChaosSize size;
+  if (const char* kills = std::getenv("FEDCL_CHAOS_KILLS")) size.kills = std::atoi(kills);
+  if (const char* seed = std::getenv("FEDCL_CHAOS_SEED"))
+    size.seed = std::strtoul(seed, nullptr, 10);
+  size.hidden = 512 * ((size.kills + 149) / 150) - 1;
+  return size;
+}
+
+std::string ChaosConfig(const ServerFixture& f, const ChaosSize& size) {
   const std::string& d = f.dir();
   return absl::StrCat(
       "state_dir: \"", d, "/state\"\n", "backbone_checkpoint: \"", d, "/chaos_backbone.ckpt\"\n",
-      "num_classes: ", kClasses, "\n", "tokens_file: \"", d, "/tokens.txt\"\n",
+      "num_classes: ", ChaosSize::kClasses, "\n", "tokens_file: \"", d, "/tokens.txt\"\n",
       "tls { cert_file: \"", d, "/tls/server.pem\" key_file: \"", d, "/tls/server.key\" }\n",
       "module { name: \"head\" role: \"head\" }\n",
       "aggregator { kind: \"average_participating\" }\n",
@@ -62,12 +81,12 @@ std::string ChaosConfig(const ServerFixture& f) {
 
 class ChaosRun {
  public:
-  explicit ChaosRun(ServerFixture& f) : f_(f) {}
+  ChaosRun(ServerFixture& f, const ChaosSize& size) : f_(f), size_(size) {}
 
   std::string DeviceDir(int c) const { return absl::StrCat(f_.dir(), "/device-", c); }
   std::string StopFile() const { return f_.dir() + "/stop"; }
   static uint64_t Client(int c) { return static_cast<uint64_t>(c + 1); }
-  static int64_t FirstIndex(int c) { return c * kStepsPerDevice; }
+  int64_t FirstIndex(int c) const { return c * size_.steps_per_device(); }
 
   void StartDevice(int c) {
     auto device = ChildProcess::Start(
@@ -76,7 +95,8 @@ class ChaosRun {
          absl::StrCat("--client_id=", Client(c)), "--token_file=" + f_.TokenFile(Client(c)),
          "--storage_dir=" + DeviceDir(c), "--stop_file=" + StopFile(),
          absl::StrCat("--first_index=", FirstIndex(c)),
-         absl::StrCat("--max_steps=", kStepsPerDevice), "--think_ms=20", "--max_seconds=900"},
+         absl::StrCat("--max_steps=", size_.steps_per_device()), "--think_ms=20",
+         absl::StrCat("--max_seconds=", 900 + size_.kills)},
         DeviceDir(c) + ".log");
     ASSERT_TRUE(device.ok()) << device.status();
     devices_[c] = *std::move(device);
@@ -93,6 +113,7 @@ class ChaosRun {
 
   std::unique_ptr<ChildProcess> devices_[kDevices];
   ServerFixture& f_;
+  const ChaosSize size_;
 };
 
 std::vector<float> Download(ServerFixture& f, int64_t version) {
@@ -150,26 +171,27 @@ ServerRecord ReadServer(ServerFixture& f, std::vector<float> initial) {
 
 TEST(ChaosTest, RandomKillNinesOfServerAndDevicesLoseAndDoubleCountNothing) {
   const absl::Time start = absl::Now();
-  const absl::Time give_up = start + absl::Minutes(10);
+  const ChaosSize size = SizeFromEnvironment();
+  const absl::Time give_up = start + absl::Minutes(10) + absl::Seconds(size.kills);
   ServerFixture f;
-  SaveMlpBackbone(f.dir() + "/chaos_backbone.ckpt", kHidden, kClasses);
+  SaveMlpBackbone(f.dir() + "/chaos_backbone.ckpt", size.hidden, ChaosSize::kClasses);
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  f.WriteRawConfig(ChaosConfig(f));
+  f.WriteRawConfig(ChaosConfig(f, size));
   f.StartServer();
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
   const std::string address = f.address();
   ASSERT_TRUE(f.Join(1).ok());
   const std::vector<float> initial = Download(f, 0);
-  ASSERT_EQ(initial.size(), static_cast<size_t>((kHidden + 1) * kClasses));
+  ASSERT_EQ(initial.size(), static_cast<size_t>(size.values()));
 
-  ChaosRun run(f);
+  ChaosRun run(f, size);
   for (int c = 0; c < kDevices; ++c) {
     ::mkdir(run.DeviceDir(c).c_str(), 0755);
     run.StartDevice(c);
   }
-  std::mt19937 rng(kSeed);
+  std::mt19937 rng(size.seed);
   int server_kills = 0, device_kills = 0;
-  while (server_kills + device_kills < kMinKills && absl::Now() < give_up) {
+  while (server_kills + device_kills < size.kills && absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(std::uniform_int_distribution<int>(20, 400)(rng)));
     run.ExpectDevicesRunning();
     if (::testing::Test::HasFailure()) break;
@@ -186,7 +208,7 @@ TEST(ChaosTest, RandomKillNinesOfServerAndDevicesLoseAndDoubleCountNothing) {
       run.StartDevice(c);
     }
   }
-  ASSERT_GE(server_kills + device_kills, kMinKills) << "out of time";
+  ASSERT_GE(server_kills + device_kills, size.kills) << "out of time";
 
   // The end: every device stops once nothing of its is in flight.
   std::ofstream(run.StopFile()) << "stop\n";
@@ -204,11 +226,11 @@ TEST(ChaosTest, RandomKillNinesOfServerAndDevicesLoseAndDoubleCountNothing) {
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     EXPECT_TRUE(ledger->done) << "device " << c << " did not finish cleanly";
     ledgers[ChaosRun::Client(c)] = *std::move(ledger);
-    first_index[ChaosRun::Client(c)] = ChaosRun::FirstIndex(c);
+    first_index[ChaosRun::Client(c)] = run.FirstIndex(c);
   }
   const ChaosVerdict verdict = Judge(ledgers, first_index, server);
   const std::string summary = absl::StrCat(
-      "chaos: seed ", kSeed, ", kills ", server_kills + device_kills, " (server ", server_kills,
+      "chaos: seed ", size.seed, ", kills ", server_kills + device_kills, " (server ", server_kills,
       ", devices ", device_kills, "), rounds closed ", server.closed.size(), ", acknowledged ",
       verdict.acknowledged, " (", verdict.duplicate_acks, " acknowledged again after a lost reply)",
       ", lost ", verdict.lost, ", double-counted ", verdict.double_counted,
