@@ -4,10 +4,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/random.h"
 #include "core/base/status_macros.h"
 #include "core/data/fashion_mnist.h"
+#include "core/data/npy.h"
 #include "core/data/partition.h"
 
 namespace fedcl::client {
@@ -66,6 +68,17 @@ absl::StatusOr<data::Dataset> LoadLocalData(const base::FileSystem& fs,
     fashion.normalize = options.normalize;
     fashion.max_samples = options.max_samples;
     FEDCL_ASSIGN_OR_RETURN(all, data::LoadFashionMnist(fs, fashion, data::Split::kTrain));
+  } else if (absl::EndsWith(options.images_path, ".npy") ||
+             absl::EndsWith(options.images_path, ".npy.gz")) {
+    data::NpyImageOptions npy;
+    npy.num_classes = options.num_classes;
+    npy.channels_last = options.npy_channels_last;
+    npy.normalize = options.normalize;
+    npy.mean = data::kFashionMnistMean;
+    npy.stddev = data::kFashionMnistStddev;
+    npy.max_samples = options.max_samples;
+    FEDCL_ASSIGN_OR_RETURN(
+        all, data::LoadNpyImageDataset(fs, options.images_path, options.labels_path, npy));
   } else {
     data::IdxImageOptions idx;
     idx.num_classes = options.num_classes;

@@ -45,11 +45,14 @@ struct LocalDataOptions {
   // Directory with Fashion-MNIST's gzip IDX files; its training split is used. Ignored when
   // images_path is set.
   std::string fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
-  // A pair of IDX files (images N×H×W and labels N, unsigned bytes, optionally gzip), used instead
-  // of Fashion-MNIST when set. Both or neither.
+  // A pair of files used instead of Fashion-MNIST when set, both or neither, optionally gzip:
+  // IDX (images N×H×W and labels N, unsigned bytes), or NumPy .npy when the images' name ends in
+  // .npy or .npy.gz (images uint8 or float32, [N, H, W], [N, H, W, C] or with
+  // npy_channels_last false [N, C, H, W]; labels of any integer dtype; core/data/npy.h).
   std::string images_path;
   std::string labels_path;
-  // Labels of the IDX files must lie in [0, num_classes) (> 0).
+  bool npy_channels_last = true;
+  // Labels of the files must lie in [0, num_classes) (> 0).
   int num_classes = 10;
   // Standardise pixels with Fashion-MNIST's mean and standard deviation (what fedcl-pretrain
   // trains with); otherwise they are v / 255.

@@ -60,8 +60,12 @@ ABSL_FLAG(std::string, backbone, "",
           "--state_dir). It must be the server's backbone (checked by SHA-256).");
 ABSL_FLAG(std::string, data_dir, "/usr/share/datasets/fashion-mnist",
           "Fashion-MNIST directory (its training split is the local data).");
-ABSL_FLAG(std::string, images, "", "IDX images file to use instead of Fashion-MNIST.");
-ABSL_FLAG(std::string, labels, "", "IDX labels file to go with --images.");
+ABSL_FLAG(std::string, images, "",
+          "Images to use instead of Fashion-MNIST: an IDX file, or a NumPy .npy (.npy.gz) array "
+          "of uint8 or float32, [N, H, W] or 4-D (see --npy_channels_last).");
+ABSL_FLAG(std::string, labels, "", "Labels to go with --images (IDX, or .npy of integers).");
+ABSL_FLAG(bool, npy_channels_last, true,
+          "A 4-D .npy image array is [N, H, W, C] (NumPy, PIL); false: [N, C, H, W] (PyTorch).");
 ABSL_FLAG(int, num_classes, 10, "Classes of the --images/--labels data.");
 ABSL_FLAG(int, max_samples, 0, "Use only the first N samples of the dataset (0 = all).");
 ABSL_FLAG(std::string, partition, "iid", "How the dataset is split: iid, dirichlet or shards.");
@@ -161,6 +165,7 @@ absl::StatusOr<DeviceOptions> OptionsFromFlags(const base::FileSystem& fs) {
   data.fashion_mnist_dir = absl::GetFlag(FLAGS_data_dir);
   data.images_path = absl::GetFlag(FLAGS_images);
   data.labels_path = absl::GetFlag(FLAGS_labels);
+  data.npy_channels_last = absl::GetFlag(FLAGS_npy_channels_last);
   data.num_classes = absl::GetFlag(FLAGS_num_classes);
   data.max_samples = absl::GetFlag(FLAGS_max_samples);
   FEDCL_ASSIGN_OR_RETURN(data.partition, ParsePartitionKind(absl::GetFlag(FLAGS_partition)));

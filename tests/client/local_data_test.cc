@@ -6,6 +6,7 @@
 #include "core/base/memory_filesystem.h"
 #include "gtest/gtest.h"
 #include "tests/client/client_test_util.h"
+#include "tests/core/data/npy_test_util.h"
 
 namespace fedcl::client {
 namespace {
@@ -89,6 +90,36 @@ TEST_F(LocalDataTest, SameSeedSameSplitOtherSeedOtherSplit) {
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   EXPECT_EQ(a->images, b->images);
   EXPECT_NE(a->images, c->images);
+}
+
+// The same images and labels as .npy files (what a NumPy or PyTorch user saves) give the same
+// local dataset as the IDX files, pixel for pixel; labels may be any integer dtype.
+TEST_F(LocalDataTest, NpyFilesGiveTheSameDatasetAsTheSameDataInIdx) {
+  const std::string idx_images = *fs_.ReadFile(options_.images_path);
+  const std::string idx_labels = *fs_.ReadFile(options_.labels_path);
+  // IDX headers: 4 + 4·3 bytes for the images, 4 + 4 for the labels (WriteSyntheticIdx: 8×8).
+  fs_.SetFile("/data/x.npy", data::testutil::EncodeNpy("|u1", "(103, 8, 8)", idx_images.substr(16)));
+  std::string labels64;
+  for (char label : idx_labels.substr(8)) {
+    const int64_t value = static_cast<uint8_t>(label);
+    labels64.append(reinterpret_cast<const char*>(&value), 8);
+  }
+  fs_.SetFile("/data/y.npy", data::testutil::EncodeNpy("<i8", "(103,)", labels64));
+  LocalDataOptions npy = options_;
+  npy.images_path = "/data/x.npy";
+  npy.labels_path = "/data/y.npy";
+  npy.num_partitions = 3;
+  options_.num_partitions = 3;
+  for (bool normalize : {false, true}) {
+    npy.normalize = options_.normalize = normalize;
+    absl::StatusOr<data::Dataset> from_idx = LoadLocalData(fs_, options_, 5);
+    absl::StatusOr<data::Dataset> from_npy = LoadLocalData(fs_, npy, 5);
+    ASSERT_TRUE(from_idx.ok()) << from_idx.status();
+    ASSERT_TRUE(from_npy.ok()) << from_npy.status();
+    EXPECT_EQ(from_npy->labels, from_idx->labels);
+    EXPECT_EQ(from_npy->images, from_idx->images) << "normalize " << normalize;
+    EXPECT_EQ(from_npy->height, 8);
+  }
 }
 
 TEST_F(LocalDataTest, InvalidOptionsAreRefused) {
