@@ -199,6 +199,14 @@ absl::Status ValidateData(Scenario& s, absl::string_view source) {
   if (d.samples_per_client() < 1) return Invalid(source, "data.samples_per_client must be >= 1");
   if (d.max_train_samples() < 0 || d.max_test_samples() < 0)
     return Invalid(source, "data.max_train_samples and data.max_test_samples must be >= 0");
+  const int npy_files = !d.train_images().empty() + !d.train_labels().empty() +
+                        !d.test_images().empty() + !d.test_labels().empty();
+  if (npy_files != 0 && npy_files != 4) {
+    return Invalid(source,
+                   "data.train_images, train_labels, test_images and test_labels go together");
+  }
+  if (d.num_classes() < 0 || d.num_classes() > 65536)
+    return Invalid(source, "data.num_classes must be in [1, 65536] (0 = 10)");
   return absl::OkStatus();
 }
 
