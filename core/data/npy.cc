@@ -179,15 +179,24 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 
 absl::string_view NpyDtypeName(NpyDtype dtype) {
   switch (dtype) {
-    case NpyDtype::kUint8: return "uint8";
-    case NpyDtype::kInt8: return "int8";
-    case NpyDtype::kInt16: return "int16";
-    case NpyDtype::kUint16: return "uint16";
-    case NpyDtype::kInt32: return "int32";
-    case NpyDtype::kUint32: return "uint32";
-    case NpyDtype::kInt64: return "int64";
-    case NpyDtype::kUint64: return "uint64";
-    case NpyDtype::kFloat32: return "float32";
+    case NpyDtype::kUint8:
+      return "uint8";
+    case NpyDtype::kInt8:
+      return "int8";
+    case NpyDtype::kInt16:
+      return "int16";
+    case NpyDtype::kUint16:
+      return "uint16";
+    case NpyDtype::kInt32:
+      return "int32";
+    case NpyDtype::kUint32:
+      return "uint32";
+    case NpyDtype::kInt64:
+      return "int64";
+    case NpyDtype::kUint64:
+      return "uint64";
+    case NpyDtype::kFloat32:
+      return "float32";
   }
   return "unknown";
 }
@@ -205,15 +214,20 @@ int64_t NpyArray::IntegerAt(int64_t i) const {
   const int size = DtypeSize(dtype);
   const uint64_t raw = ReadLittleEndian(bytes.data() + i * size, size);
   switch (dtype) {
-    case NpyDtype::kInt8: return static_cast<int8_t>(raw);
-    case NpyDtype::kInt16: return static_cast<int16_t>(raw);
-    case NpyDtype::kInt32: return static_cast<int32_t>(raw);
-    case NpyDtype::kInt64: return static_cast<int64_t>(raw);
+    case NpyDtype::kInt8:
+      return static_cast<int8_t>(raw);
+    case NpyDtype::kInt16:
+      return static_cast<int16_t>(raw);
+    case NpyDtype::kInt32:
+      return static_cast<int32_t>(raw);
+    case NpyDtype::kInt64:
+      return static_cast<int64_t>(raw);
     case NpyDtype::kUint64:  // beyond int64 reads as -1: no label is that large
       return raw > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
                  ? -1
                  : static_cast<int64_t>(raw);
-    default: return static_cast<int64_t>(raw);
+    default:
+      return static_cast<int64_t>(raw);
   }
 }
 
@@ -248,8 +262,9 @@ absl::StatusOr<NpyArray> DecodeNpy(absl::string_view bytes, absl::string_view so
                      ": fedcl reads uint8, int8 to int64, uint16 to uint64 and float32");
   }
   if (fortran_order) {
-    return Malformed(source_name,
-                     "the array is in Fortran order; save it C-contiguous (numpy.ascontiguousarray)");
+    return Malformed(
+        source_name,
+        "the array is in Fortran order; save it C-contiguous (numpy.ascontiguousarray)");
   }
   array.dtype = info->dtype;
   uint64_t values = 1;

@@ -23,12 +23,13 @@ absl::StatusOr<ImageGeometry> GeometryOf(const NpyArray& images, absl::string_vi
                                          bool channels_last) {
   const std::vector<int64_t>& s = images.shape;
   if (images.dtype != NpyDtype::kUint8 && images.dtype != NpyDtype::kFloat32) {
-    return absl::InvalidArgumentError(absl::StrCat("'", path, "': images must be uint8 or float32, got ",
-                                                   NpyDtypeName(images.dtype)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", path, "': images must be uint8 or float32, got ", NpyDtypeName(images.dtype)));
   }
   ImageGeometry g;
   if (s.size() == 3) {
-    g = {s[0], 1, static_cast<int>(std::min(s[1], kMaxInt)), static_cast<int>(std::min(s[2], kMaxInt))};
+    g = {s[0], 1, static_cast<int>(std::min(s[1], kMaxInt)),
+         static_cast<int>(std::min(s[2], kMaxInt))};
   } else if (s.size() == 4 && channels_last) {
     g = {s[0], static_cast<int>(std::min(s[3], kMaxInt)), static_cast<int>(std::min(s[1], kMaxInt)),
          static_cast<int>(std::min(s[2], kMaxInt))};
@@ -110,7 +111,8 @@ absl::StatusOr<Dataset> LoadNpyImageDataset(const base::FileSystem& fs,
   FEDCL_ASSIGN_OR_RETURN(const ImageGeometry g,
                          GeometryOf(images, images_path, options.channels_last));
   FEDCL_ASSIGN_OR_RETURN(NpyArray labels, ReadNpyFile(fs, labels_path, options.max_file_bytes));
-  FEDCL_RETURN_IF_ERROR(CheckLabels(labels, g.count, labels_path, images_path, options.num_classes));
+  FEDCL_RETURN_IF_ERROR(
+      CheckLabels(labels, g.count, labels_path, images_path, options.num_classes));
 
   const int64_t plane = int64_t{g.height} * g.width;
   const int64_t sample = plane * g.channels;
@@ -131,12 +133,12 @@ absl::StatusOr<Dataset> LoadNpyImageDataset(const base::FileSystem& fs,
     float* out = data.images.data() + r * sample;
     for (int64_t j = 0; j < sample; ++j) {
       // Row j of the output is (channel c, pixel p); the file holds pixel-major when transposing.
-      const int64_t in = transpose ? r * sample + (j % plane) * g.channels + j / plane
-                                   : r * sample + j;
+      const int64_t in =
+          transpose ? r * sample + (j % plane) * g.channels + j / plane : r * sample + j;
       float v = PixelAt(images, in);
       if (!std::isfinite(v)) {
-        return absl::InvalidArgumentError(absl::StrCat("'", images_path, "': value ", in,
-                                                       " is not finite (", v, ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("'", images_path, "': value ", in, " is not finite (", v, ")"));
       }
       if (options.normalize) v = (v - options.mean) / options.stddev;
       out[j] = v;

@@ -58,8 +58,8 @@ absl::Status LoadNpyData(const base::FileSystem& fs, const v1::SimDataConfig& d,
   options.num_classes = d.num_classes() > 0 ? d.num_classes() : 10;
   options.channels_last = !d.channels_first();
   options.max_samples = d.max_train_samples();
-  FEDCL_ASSIGN_OR_RETURN(inputs.train,
-                         data::LoadNpyImageDataset(fs, d.train_images(), d.train_labels(), options));
+  FEDCL_ASSIGN_OR_RETURN(
+      inputs.train, data::LoadNpyImageDataset(fs, d.train_images(), d.train_labels(), options));
   options.max_samples = d.max_test_samples();
   FEDCL_ASSIGN_OR_RETURN(inputs.test,
                          data::LoadNpyImageDataset(fs, d.test_images(), d.test_labels(), options));

@@ -98,7 +98,8 @@ TEST_F(LocalDataTest, NpyFilesGiveTheSameDatasetAsTheSameDataInIdx) {
   const std::string idx_images = *fs_.ReadFile(options_.images_path);
   const std::string idx_labels = *fs_.ReadFile(options_.labels_path);
   // IDX headers: 4 + 4·3 bytes for the images, 4 + 4 for the labels (WriteSyntheticIdx: 8×8).
-  fs_.SetFile("/data/x.npy", data::testutil::EncodeNpy("|u1", "(103, 8, 8)", idx_images.substr(16)));
+  fs_.SetFile("/data/x.npy",
+              data::testutil::EncodeNpy("|u1", "(103, 8, 8)", idx_images.substr(16)));
   std::string labels64;
   for (char label : idx_labels.substr(8)) {
     const int64_t value = static_cast<uint8_t>(label);

@@ -42,9 +42,10 @@ std::vector<std::pair<std::string, std::string>> Seeds() {
     if (!proto::ToCheckpointProto(**model, pointers, {}, &message).ok()) abort();
     const std::string name = nn::testing::KindName(kind);
     seeds.emplace_back(name + "-bare", "\x01" + message.SerializeAsString());
-    seeds.emplace_back(name + "-envelope",
-                       std::string(1, 0) + proto::EncodeEnvelope(proto::PayloadKind::kModelCheckpoint, message)
-                                    .value());
+    seeds.emplace_back(
+        name + "-envelope",
+        std::string(1, 0) +
+            proto::EncodeEnvelope(proto::PayloadKind::kModelCheckpoint, message).value());
   }
   return seeds;
 }

@@ -37,7 +37,8 @@ struct Device {
     options.method = method;
     // The tiny ViT's width is 8: SEMA's descriptor must compress it. A small model keeps an
     // execution cheap (building the model is most of it).
-    if (method == "sema") options.method_options = "expandable_blocks: [1] descriptor_bottleneck: 4";
+    if (method == "sema")
+      options.method_options = "expandable_blocks: [1] descriptor_bottleneck: 4";
     options.seed = 3;
     absl::StatusOr<std::unique_ptr<cl::Learner>> created =
         cl::Learner::Create(std::move(model), options);
@@ -83,10 +84,9 @@ std::vector<std::pair<std::string, std::string>> Seeds() {
     const v1::DeviceState state = device.Encode(kMethods[m]);
     seeds.emplace_back(std::string(kMethods[m]) + "-bare",
                        std::string(1, static_cast<char>(m)) + state.SerializeAsString());
-    seeds.emplace_back(
-        std::string(kMethods[m]) + "-stored",
-        std::string(1, static_cast<char>(0x80 | m)) +
-            proto::EncodeEnvelope(proto::PayloadKind::kDeviceState, state).value());
+    seeds.emplace_back(std::string(kMethods[m]) + "-stored",
+                       std::string(1, static_cast<char>(0x80 | m)) +
+                           proto::EncodeEnvelope(proto::PayloadKind::kDeviceState, state).value());
   }
   return seeds;
 }
@@ -112,7 +112,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // RestoreDeviceState decodes both parts before it touches the learner, so a state that does
   // not decode needs no device (building one is most of an execution's cost).
-  if (!proto::SessionStateFromProto(state).ok() || !proto::ProgressFromProto(state, fuzz::kModelDim).ok()) {
+  if (!proto::SessionStateFromProto(state).ok() ||
+      !proto::ProgressFromProto(state, fuzz::kModelDim).ok()) {
     return 0;
   }
   fuzz::Device device(method);

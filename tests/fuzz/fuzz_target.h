@@ -28,8 +28,7 @@ std::vector<std::pair<std::string, std::string>> Seeds();
 // Reads a fuzz input front to back; past the end every read gives zero or empty.
 class FuzzInput {
  public:
-  FuzzInput(const uint8_t* data, size_t size)
-      : rest_(reinterpret_cast<const char*>(data), size) {}
+  FuzzInput(const uint8_t* data, size_t size) : rest_(reinterpret_cast<const char*>(data), size) {}
 
   bool empty() const { return rest_.empty(); }
   uint8_t Byte() {

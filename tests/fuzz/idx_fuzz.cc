@@ -62,7 +62,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fs.SetFile("/labels", input.Rest());
   data::IdxImageOptions options;
   options.max_file_bytes = 1 << 20;
-  absl::StatusOr<data::Dataset> dataset = data::LoadIdxImageDataset(fs, "/images", "/labels", options);
+  absl::StatusOr<data::Dataset> dataset =
+      data::LoadIdxImageDataset(fs, "/images", "/labels", options);
   if (dataset.ok() && !dataset->Validate().ok()) abort();
   return 0;
 }

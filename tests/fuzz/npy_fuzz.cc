@@ -23,12 +23,14 @@ std::vector<std::pair<std::string, std::string>> Seeds() {
     const float v = i / 8.0f - 0.25f;
     floats.append(reinterpret_cast<const char*>(&v), 4);
   }
-  const std::string labels = EncodeNpy("<i8", "(2,)", std::string("\x03\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0", 16));
-  return {{"nhwc-uint8", "\x01" + MakeFrame(EncodeNpy("|u1", "(2, 3, 2, 3)", pixels)) + labels},
-          {"nchw-uint8", std::string(1, '\0') + MakeFrame(EncodeNpy("|u1", "(2, 3, 2, 3)", pixels)) +
-                             EncodeNpy("|u1", "(2,)", "\x01\x02")},
-          {"float32", "\x01" + MakeFrame(EncodeNpy("<f4", "(2, 2, 2)", floats)) +
-                          EncodeNpy("<u2", "(2,)", std::string("\x01\0\0\0", 4))}};
+  const std::string labels =
+      EncodeNpy("<i8", "(2,)", std::string("\x03\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0", 16));
+  return {
+      {"nhwc-uint8", "\x01" + MakeFrame(EncodeNpy("|u1", "(2, 3, 2, 3)", pixels)) + labels},
+      {"nchw-uint8", std::string(1, '\0') + MakeFrame(EncodeNpy("|u1", "(2, 3, 2, 3)", pixels)) +
+                         EncodeNpy("|u1", "(2,)", "\x01\x02")},
+      {"float32", "\x01" + MakeFrame(EncodeNpy("<f4", "(2, 2, 2)", floats)) +
+                      EncodeNpy("<u2", "(2,)", std::string("\x01\0\0\0", 4))}};
 }
 
 }  // namespace fedcl::fuzz

@@ -33,8 +33,17 @@ namespace {
 
 constexpr int kInputsPerServer = 5000;
 enum Method : uint8_t {
-  kJoin, kGetWork, kDownloadBackbone, kDownloadModule, kSubmitUpdate,
-  kLeave, kGetStatus, kReportShard, kProposeModule, kAttachDescriptor, kNumMethods
+  kJoin,
+  kGetWork,
+  kDownloadBackbone,
+  kDownloadModule,
+  kSubmitUpdate,
+  kLeave,
+  kGetStatus,
+  kReportShard,
+  kProposeModule,
+  kAttachDescriptor,
+  kNumMethods
 };
 
 nn::ModelConfig TinyVit() {
@@ -89,7 +98,9 @@ class InProcessServer {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     switch (method) {
-      case kJoin: Unary(&v1::Federation::Stub::Join, context, frame, v1::JoinResponse()); break;
+      case kJoin:
+        Unary(&v1::Federation::Stub::Join, context, frame, v1::JoinResponse());
+        break;
       case kGetWork:
         Unary(&v1::Federation::Stub::GetWork, context, frame, v1::GetWorkResponse());
         break;
@@ -116,7 +127,9 @@ class InProcessServer {
         (void)writer->Finish();
         break;
       }
-      case kLeave: Unary(&v1::Federation::Stub::Leave, context, frame, v1::LeaveResponse()); break;
+      case kLeave:
+        Unary(&v1::Federation::Stub::Leave, context, frame, v1::LeaveResponse());
+        break;
       case kGetStatus:
         Unary(&v1::Federation::Stub::GetStatus, context, frame, v1::GetStatusResponse());
         break;
@@ -137,7 +150,7 @@ class InProcessServer {
   // Request type from the stub method's signature.
   template <typename Request, typename Response>
   void Unary(grpc::Status (v1::Federation::Stub::*call)(grpc::ClientContext*, const Request&,
-                                                         Response*),
+                                                        Response*),
              grpc::ClientContext& context, const std::string& frame, Response response) {
     Request request;
     if (request.ParseFromString(frame)) (void)((*stub_).*call)(&context, request, &response);

@@ -89,8 +89,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint32_t crc = 0;
   while (!input.empty()) {
     const absl::string_view chunk = input.Frame();
-    absl::StatusOr<size_t> offset = proto::DataChunkOffset(
-        chunk.substr(0, proto::kDataChunkPrefixBytes), chunk.size());
+    absl::StatusOr<size_t> offset =
+        proto::DataChunkOffset(chunk.substr(0, proto::kDataChunkPrefixBytes), chunk.size());
     if (!offset.ok()) return 0;
     const absl::string_view bytes = chunk.substr(*offset);
     if (static_cast<int64_t>(bytes.size()) > layout->total_bytes - received) return 0;

@@ -256,8 +256,8 @@ TEST(UpdateCodecTest, HeadersThePoolCannotTakeAreRefusedNamingTheModule) {
 // anything but exactly one data field. An unterminated length ("\x12\x80" alone) was once read
 // as an empty data field.
 TEST(DataChunkOffsetTest, FindsTheDataProtobufWroteAndRefusesEverythingElse) {
-  for (size_t size : {size_t{0}, size_t{1}, size_t{127}, size_t{128}, size_t{16383},
-                      size_t{16384}, size_t{1} << 20}) {
+  for (size_t size : {size_t{0}, size_t{1}, size_t{127}, size_t{128}, size_t{16383}, size_t{16384},
+                      size_t{1} << 20}) {
     v1::UpdateChunk chunk;
     chunk.set_data(std::string(size, 'x'));
     const std::string wire = chunk.SerializeAsString();

@@ -26,7 +26,6 @@ std::string Fixture(const std::string& name) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-
 void ExpectRefused(absl::string_view bytes, absl::string_view problem) {
   absl::StatusOr<NpyArray> decoded = DecodeNpy(bytes, "bad.npy");
   ASSERT_FALSE(decoded.ok()) << problem;
@@ -121,7 +120,8 @@ TEST(NpyImageDatasetTest, ChannelsLastImagesAreTransposedToChannelMajorRows) {
   EXPECT_EQ(data->channels, 3);
   EXPECT_EQ(data->height, 2);
   EXPECT_EQ(data->width, 3);
-  for (int j = 0; j < 18; ++j) EXPECT_FLOAT_EQ(data->images(1, j), ((7 * (18 + j)) & 0xff) / 255.0f);
+  for (int j = 0; j < 18; ++j)
+    EXPECT_FLOAT_EQ(data->images(1, j), ((7 * (18 + j)) & 0xff) / 255.0f);
 }
 
 TEST(NpyImageDatasetTest, FloatImagesAreTakenAsStoredThenNormalized) {
@@ -150,7 +150,8 @@ TEST(NpyImageDatasetTest, RefusesWhatIsNotAnImageOrLabelArrayNamingTheFile) {
   fs.SetFile("/flat.npy", EncodeNpy("|u1", "(2, 4)", "abcdefgh"));
   fs.SetFile("/int_images.npy", EncodeNpy("<i4", "(1, 1, 1)", std::string(4, '\0')));
   const float nan = std::nanf("");
-  fs.SetFile("/nan.npy", EncodeNpy("<f4", "(1, 1, 1)", std::string(reinterpret_cast<const char*>(&nan), 4)));
+  fs.SetFile("/nan.npy",
+             EncodeNpy("<f4", "(1, 1, 1)", std::string(reinterpret_cast<const char*>(&nan), 4)));
   fs.SetFile("/one.npy", EncodeNpy("|u1", "(1,)", std::string(1, '\0')));
   const NpyImageOptions options;
   auto refused = [&](const char* images, const char* labels, const char* problem) {

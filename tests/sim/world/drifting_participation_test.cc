@@ -54,9 +54,8 @@ TEST(DriftingPatternTest, EachRoundsParticipationFollowsItsProbability) {
   const double p = 0.6;
   for (const char* name : {"sine-0.3", "sine-cutoff", "square"}) {
     const PatternSpec spec = Pattern(name);
-    auto process =
-        ParticipationProcess::Create(spec, std::vector<float>(clients, static_cast<float>(p)), 11,
-                                     nullptr);
+    auto process = ParticipationProcess::Create(
+        spec, std::vector<float>(clients, static_cast<float>(p)), 11, nullptr);
     ASSERT_TRUE(process.ok()) << process.status();
     for (int t = 0; t < 40; ++t) {
       (*process)->Advance(t);
