@@ -34,7 +34,8 @@ ABSL_FLAG(std::string, tls_server_name, "",
           "Worker: name on the server's certificate, if not the host.");
 ABSL_FLAG(std::string, token_file, "", "Worker: file holding the worker's bearer token.");
 ABSL_FLAG(std::string, pattern, "",
-          "Worker: the participation pattern to run (default: the first).");
+          "Worker, --emit_server_config, --device, --report_from: the participation pattern "
+          "(default: the scenario's first).");
 ABSL_FLAG(uint64_t, seed, 0, "Worker / --emit_server_config: the seed (default: the first).");
 ABSL_FLAG(std::string, emit_server_config, "",
           "Write DIR/server.textproto and DIR/initial.ckpt for a multi-process run of --method "
@@ -73,7 +74,8 @@ ServerConfigRequest EmitFlags(const Scenario& scenario) {
           .shards = absl::GetFlag(FLAGS_shards),
           .tokens_file = absl::GetFlag(FLAGS_tokens_file),
           .tls_cert_file = absl::GetFlag(FLAGS_tls_cert),
-          .tls_key_file = absl::GetFlag(FLAGS_tls_key)};
+          .tls_key_file = absl::GetFlag(FLAGS_tls_key),
+          .pattern = absl::GetFlag(FLAGS_pattern)};
 }
 
 ReportFromOptions ReportFromFlags(const Scenario& scenario) {

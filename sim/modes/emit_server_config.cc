@@ -9,7 +9,9 @@
 #include "proto/federation_convert.h"
 #include "proto/fl_config.h"
 #include "sim/modes/modes.h"
+#include "sim/modes/progress.h"
 #include "sim/world/client_data.h"
+#include "sim/world/participation.h"
 
 namespace fedcl::sim {
 namespace {
@@ -55,12 +57,18 @@ v1::ServerConfig ServerConfigFor(const Scenario& scenario, const SimulationInput
   return config;
 }
 
-// known_prob's p_n: the true participation probabilities of the run's clients.
+// known_prob's p_n: the run's clients' true participation rates under its pattern (their
+// long-run rate where availability drifts; a client that never takes part gets none).
 absl::Status AddParticipationProbabilities(const Scenario& scenario, const SimulationInputs& inputs,
-                                           uint64_t seed, v1::ServerConfig& config) {
-  FEDCL_ASSIGN_OR_RETURN(ClientData data, ClientData::Create(scenario, inputs.train, seed));
-  const std::vector<float> p = data.Probabilities(scenario, seed);
-  for (size_t n = 0; n < p.size(); ++n) (*config.mutable_participation_probability())[n] = p[n];
+                                           const ServerConfigRequest& request,
+                                           v1::ServerConfig& config) {
+  FEDCL_ASSIGN_OR_RETURN(const PatternSpec pattern, SelectPattern(scenario, request.pattern));
+  FEDCL_ASSIGN_OR_RETURN(ClientData data, ClientData::Create(scenario, inputs.train, request.seed));
+  const std::vector<float> p = data.Probabilities(scenario, request.seed);
+  for (size_t n = 0; n < p.size(); ++n) {
+    const double rate = LongRunProbability(pattern, p[n]);
+    if (rate > 0) (*config.mutable_participation_probability())[n] = static_cast<float>(rate);
+  }
   return absl::OkStatus();
 }
 
@@ -81,7 +89,7 @@ absl::Status EmitServerConfig(const Scenario& scenario, const SimulationInputs& 
   FEDCL_ASSIGN_OR_RETURN(std::shared_ptr<const fl::AggregationRule> rule,
                          fl::CreateAggregationRule(method->aggregator));
   if (rule->needs_participation_probability())
-    FEDCL_RETURN_IF_ERROR(AddParticipationProbabilities(scenario, inputs, request.seed, config));
+    FEDCL_RETURN_IF_ERROR(AddParticipationProbabilities(scenario, inputs, request, config));
   std::string text;
   google::protobuf::TextFormat::PrintToString(config, &text);
   FEDCL_RETURN_IF_ERROR(fs.WriteFileAtomically(

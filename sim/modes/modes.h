@@ -71,6 +71,7 @@ struct ServerConfigRequest {
   int shards = 1;                           // worker shards (round.shards)
   std::string tokens_file;                  // the server's tokens file; empty = none
   std::string tls_cert_file, tls_key_file;  // the server's certificate and key; empty = none
+  std::string pattern;  // the run's participation pattern (known_prob's rates); empty = the first
 };
 absl::Status EmitServerConfig(const Scenario& scenario, const SimulationInputs& inputs,
                               const ServerConfigRequest& request, base::FileSystem& fs);

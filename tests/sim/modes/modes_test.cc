@@ -90,6 +90,19 @@ TEST_F(ModesTest, TheEmittedServerConfigRunsTheNamedMethod) {
   absl::Status unknown =
       EmitServerConfig(scenario_, inputs_, {.dir = dir_, .method = "fedavg"}, fs_);
   EXPECT_EQ(unknown.message(), "method 'fedavg' is not one of the scenario's");
+
+  // Under a drifting pattern known_prob is told each client's long-run rate: (1 - a)·p_n.
+  std::string drifting = kScenario;
+  const std::string cyclic = "pattern: \"cyclic-4\"";
+  drifting.replace(drifting.find(cyclic), cyclic.size(), "pattern: \"sine-0.3\"");
+  absl::StatusOr<Scenario> sine = ParseScenario(drifting, "sine.textproto");
+  ASSERT_TRUE(sine.ok()) << sine.status();
+  ASSERT_TRUE(
+      EmitServerConfig(*sine, inputs_,
+                       {.dir = dir_, .method = "known_prob", .seed = 3, .pattern = "sine-0.3"}, fs_)
+          .ok());
+  ASSERT_TRUE(proto::ParseTextFormat(Read("server.textproto"), &config).ok());
+  EXPECT_NEAR(config.participation_probability().at(5), 0.35f, 1e-6);
 }
 
 TEST_F(ModesTest, AReportFromTheServerCoversTheRunThatHappened) {
