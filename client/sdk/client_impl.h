@@ -70,6 +70,11 @@ class Client::Impl {
   int num_classes() const;
 
  private:
+  // What the app's device conditions gate (client_conditions.cc): OK, or FailedPrecondition
+  // naming the missing condition (and counted) when the options' requirements are not met.
+  enum class Activity { kLearn, kSync };
+  absl::Status CheckConditions(Activity activity);
+
   // A copy of the learner that computes part of a Predict batch (ClientOptions::threads). Its
   // shared modules are copied from the learner before every split prediction, its backbone when
   // adaptation changed the learner's; it has its own detector, fitted on the same data.

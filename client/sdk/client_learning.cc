@@ -110,6 +110,8 @@ void Client::Impl::RetainWorkingLocked(int64_t count, bool training) {
 
 absl::StatusOr<LearnResult> Client::Impl::Learn(absl::Span<const float> pixels,
                                                 absl::Span<const int32_t> labels) {
+  // Before the lock: the app's callback may call into the client.
+  FEDCL_RETURN_IF_ERROR(CheckConditions(Activity::kLearn));
   std::lock_guard<std::mutex> lock(model_mu_);
   FEDCL_RETURN_IF_ERROR(CheckReadyLocked("learn"));
   const int64_t count = static_cast<int64_t>(labels.size());
@@ -225,6 +227,7 @@ absl::Status Client::Impl::PredictSplitLocked(absl::Span<const float> pixels, in
 }
 
 absl::StatusOr<AdaptResult> Client::Impl::Adapt(absl::Span<const float> pixels) {
+  FEDCL_RETURN_IF_ERROR(CheckConditions(Activity::kLearn));
   std::lock_guard<std::mutex> lock(model_mu_);
   FEDCL_RETURN_IF_ERROR(CheckReadyLocked("adapt"));
   const int64_t per_image = std::max<int64_t>(1, config_.input_size());

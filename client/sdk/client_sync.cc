@@ -156,6 +156,7 @@ absl::StatusOr<SyncResult> Client::Impl::RunSync() {
 }
 
 absl::StatusOr<SyncResult> Client::Impl::Sync() {
+  FEDCL_RETURN_IF_ERROR(CheckConditions(Activity::kSync));
   {
     std::lock_guard<std::mutex> lock(sync_mu_);
     if (sync_running_) return absl::FailedPreconditionError("a sync is already running");
@@ -172,6 +173,7 @@ absl::StatusOr<SyncResult> Client::Impl::Sync() {
 }
 
 absl::Status Client::Impl::StartSync(std::function<void(const SyncProgress&)> on_progress) {
+  FEDCL_RETURN_IF_ERROR(CheckConditions(Activity::kSync));
   std::lock_guard<std::mutex> lock(sync_mu_);
   if (sync_running_) return absl::FailedPreconditionError("a sync is already running");
   if (sync_thread_.joinable()) sync_thread_.join();  // finished; its result is replaced

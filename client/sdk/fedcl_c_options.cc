@@ -211,4 +211,27 @@ void fedcl_options_set_log_callback(fedcl_options* options, fedcl_log_callback c
   });
 }
 
+void fedcl_options_set_conditions(fedcl_options* options, fedcl_conditions_callback callback,
+                                  void* user_data, unsigned learn_requires,
+                                  unsigned sync_requires) {
+  GuardVoid([&] {
+    if (options == nullptr) return;
+    auto conditions = [](unsigned bits) {
+      return fedcl::ClientOptions::Conditions{
+          .charging = (bits & FEDCL_CONDITION_CHARGING) != 0,
+          .unmetered_network = (bits & FEDCL_CONDITION_UNMETERED_NETWORK) != 0,
+          .idle = (bits & FEDCL_CONDITION_IDLE) != 0};
+    };
+    options->options.learn_requires = conditions(learn_requires);
+    options->options.sync_requires = conditions(sync_requires);
+    if (callback == nullptr) {
+      options->options.conditions = nullptr;
+      return;
+    }
+    options->options.conditions = [callback, user_data, conditions] {
+      return conditions(callback(user_data));
+    };
+  });
+}
+
 }  // extern "C"

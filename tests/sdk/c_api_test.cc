@@ -162,6 +162,42 @@ TEST_F(CApiTest, NullArgumentsAreInvalidArgumentNamingTheArgument) {
   EXPECT_THAT(TakeMessage(), HasSubstr("out is NULL"));
 }
 
+// The app's device conditions through the C API: the callback's bits against what learning and
+// syncing require; a refused call names the missing condition and changes nothing.
+TEST_F(CApiTest, DeviceConditionsGateLearningAndSyncing) {
+  unsigned conditions = FEDCL_CONDITION_IDLE;  // in a user's pocket: not charging, metered
+  Options options;
+  ASSERT_EQ(
+      fedcl_options_set_string(options.handle, FEDCL_OPTION_STORAGE_DIR, Path("device").c_str()),
+      FEDCL_OK);
+  fedcl_options_set_conditions(
+      options.handle, [](void* user) { return *static_cast<unsigned*>(user); }, &conditions,
+      FEDCL_CONDITION_CHARGING | FEDCL_CONDITION_IDLE, FEDCL_CONDITION_UNMETERED_NETWORK);
+  ASSERT_EQ(fedcl_client_create(options.handle, &client_, &error_), FEDCL_OK) << TakeMessage();
+  ASSERT_EQ(fedcl_client_load_backbone(client_, WriteBackbone().c_str(), &error_), FEDCL_OK)
+      << TakeMessage();
+  std::vector<float> pixels;
+  std::vector<int32_t> labels;
+  MakeBatch(8, 0, &pixels, &labels);
+  float loss = -1.0f;
+  EXPECT_EQ(fedcl_client_learn(client_, pixels.data(), labels.data(), 8, &loss, &error_),
+            FEDCL_FAILED_PRECONDITION);
+  EXPECT_THAT(TakeMessage(), HasSubstr("not eligible to learn: the device is not charging"));
+  EXPECT_EQ(loss, -1.0f) << "outputs are written only on success";
+  fedcl_sync_result result;
+  EXPECT_EQ(fedcl_client_sync(client_, &result, &error_), FEDCL_FAILED_PRECONDITION);
+  EXPECT_THAT(TakeMessage(), HasSubstr("on a metered network"));
+  fedcl_stats stats;
+  fedcl_client_stats(client_, &stats);
+  EXPECT_EQ(stats.learn_batches, 0);
+
+  conditions |= FEDCL_CONDITION_CHARGING;
+  EXPECT_EQ(fedcl_client_learn(client_, pixels.data(), labels.data(), 8, &loss, &error_), FEDCL_OK)
+      << TakeMessage();
+  fedcl_client_stats(client_, &stats);
+  EXPECT_EQ(stats.learn_batches, 1);
+}
+
 TEST_F(CApiTest, OfflineDeviceWithoutBackboneRefusesLearningAndSync) {
   ASSERT_EQ(Create("device"), FEDCL_OK);
   EXPECT_EQ(fedcl_client_input_size(client_), 0);

@@ -163,6 +163,22 @@ struct ClientOptions {
   uint64_t seed = 1;
   // Messages; null discards them.
   LogCallback log;
+
+  // Device conditions: the app's report of what the device is doing now, asked at the start of
+  // every Learn, Adapt and Sync (StartSync included). Null: every condition holds. A call whose
+  // requirements below are not met returns FailedPrecondition naming the missing condition
+  // ("not eligible to learn: the device is not charging"), changes nothing and is counted in
+  // ClientStats::ineligible_calls; learning already queued stays queued.
+  struct Conditions {
+    bool charging = true;
+    bool unmetered_network = true;  // Wi-Fi or wired, not a metered mobile link
+    bool idle = true;               // the user is not using the device
+  };
+  std::function<Conditions()> conditions;
+  // What Learn and Adapt, and what Sync and StartSync, need: each condition set true here must
+  // hold (by default none is needed).
+  Conditions learn_requires{.charging = false, .unmetered_network = false, .idle = false};
+  Conditions sync_requires{.charging = false, .unmetered_network = false, .idle = false};
 };
 
 struct Prediction {
@@ -230,6 +246,9 @@ struct ClientStats {
   int64_t adapters = 0;
   int64_t growth_refusals = 0;
   int64_t proposals_pending = 0;
+  // Learn, Adapt and Sync calls refused since Create because the device's conditions did not
+  // allow them (ClientOptions::conditions).
+  int64_t ineligible_calls = 0;
 };
 
 class Client {

@@ -161,6 +161,23 @@ FEDCL_C_EXPORT fedcl_status fedcl_options_set_double(fedcl_options* options, fed
 FEDCL_C_EXPORT void fedcl_options_set_log_callback(fedcl_options* options,
                                                    fedcl_log_callback callback, void* user_data);
 
+/* Device conditions: the app reports which hold now, as FEDCL_CONDITION_* bits; the SDK asks at
+ * the start of every learn, adapt and sync call (the _n calls and fedcl_client_start_sync
+ * included). A call whose requirements are not all met returns FEDCL_FAILED_PRECONDITION, names
+ * the missing condition in the error's message, and changes nothing; queued learning stays queued.
+ * `learn_requires` gates learn and adapt, `sync_requires` the syncs, each a set of the bits.
+ * A NULL callback removes the gate. The callback must not call into the same client. */
+enum {
+  FEDCL_CONDITION_CHARGING = 1,
+  FEDCL_CONDITION_UNMETERED_NETWORK = 2, /* Wi-Fi or wired, not a metered mobile link */
+  FEDCL_CONDITION_IDLE = 4               /* the user is not using the device */
+};
+typedef unsigned (*fedcl_conditions_callback)(void* user_data);
+FEDCL_C_EXPORT void fedcl_options_set_conditions(fedcl_options* options,
+                                                 fedcl_conditions_callback callback,
+                                                 void* user_data, unsigned learn_requires,
+                                                 unsigned sync_requires);
+
 /* ---- The client --------------------------------------------------------------------------- */
 typedef struct fedcl_client fedcl_client;
 
