@@ -1,5 +1,6 @@
 #include "core/data/dataset.h"
 
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -112,6 +113,17 @@ absl::Status GatherBatch(const Dataset& data, absl::Span<const int> indices, nn:
   for (size_t i = 0; i < indices.size(); ++i) {
     images->row(i) = data.images.row(indices[i]);
     (*labels)[i] = data.labels[indices[i]];
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateImageScaling(bool normalize, float mean, float stddev, int max_samples) {
+  if (normalize && !(std::isfinite(mean) && std::isfinite(stddev) && stddev > 0.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "normalisation needs a finite mean and a positive stddev, got ", mean, " and ", stddev));
+  }
+  if (max_samples < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_samples is negative: ", max_samples));
   }
   return absl::OkStatus();
 }

@@ -46,6 +46,11 @@ struct Dataset {
   absl::Status Validate() const;
 };
 
+// The pixel scaling and sample limit an image loader takes (IdxImageOptions, NpyImageOptions):
+// InvalidArgument for normalisation without a finite mean and a positive stddev, or a negative
+// max_samples.
+absl::Status ValidateImageScaling(bool normalize, float mean, float stddev, int max_samples);
+
 // The samples at `indices`, in that order (repeats allowed), with the same shape and classes.
 // InvalidArgument if an index is outside [0, data.size()).
 absl::StatusOr<Dataset> Subset(const Dataset& data, const std::vector<int>& indices);

@@ -84,14 +84,7 @@ absl::Status IdxImageOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("expected image size ", expected_height, "x", expected_width, " is negative"));
   }
-  if (normalize && !(std::isfinite(mean) && std::isfinite(stddev) && stddev > 0.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "normalisation needs a finite mean and a positive stddev, got ", mean, " and ", stddev));
-  }
-  if (max_samples < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("max_samples is negative: ", max_samples));
-  }
-  return absl::OkStatus();
+  return ValidateImageScaling(normalize, mean, stddev, max_samples);
 }
 
 absl::StatusOr<Dataset> LoadIdxImageDataset(const base::FileSystem& fs,

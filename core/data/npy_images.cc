@@ -92,14 +92,7 @@ absl::Status NpyImageOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("num_classes must be in [1, 65536], got ", num_classes));
   }
-  if (normalize && !(std::isfinite(mean) && std::isfinite(stddev) && stddev > 0.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "normalisation needs a finite mean and a positive stddev, got ", mean, " and ", stddev));
-  }
-  if (max_samples < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("max_samples is negative: ", max_samples));
-  }
-  return absl::OkStatus();
+  return ValidateImageScaling(normalize, mean, stddev, max_samples);
 }
 
 absl::StatusOr<Dataset> LoadNpyImageDataset(const base::FileSystem& fs,

@@ -5,34 +5,19 @@
 #include <string>
 
 #include "core/data/gzip.h"
+#include "tests/core/data/idx_test_util.h"
 #include "tests/fuzz/fuzz_target.h"
-#include "zlib.h"
 
 namespace fedcl::fuzz {
-namespace {
-
-std::string Compress(const std::string& raw, int window_bits) {
-  z_stream z{};
-  deflateInit2(&z, 9, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&z, raw.size()) + 32, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
-  z.avail_in = raw.size();
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = out.size();
-  deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
-
-}  // namespace
+using data::testutil::Gzip;
+using data::testutil::ZlibCompress;
 
 std::vector<std::pair<std::string, std::string>> Seeds() {
   const std::string text = "fedcl fuzz seed: some text, some repeats, repeats, repeats.";
-  return {{"gzip", Compress(text, 15 + 16)},
-          {"zlib", Compress(text, 15)},
-          {"two-members", Compress(text, 15 + 16) + Compress("more", 15 + 16)},
-          {"bomb", Compress(std::string(2 << 20, 'z'), 15 + 16)}};
+  return {{"gzip", Gzip(text, 9)},
+          {"zlib", ZlibCompress(text)},
+          {"two-members", Gzip(text, 9) + Gzip("more", 9)},
+          {"bomb", Gzip(std::string(2 << 20, 'z'), 9)}};
 }
 
 }  // namespace fedcl::fuzz

@@ -8,44 +8,21 @@
 #include "core/base/memory_filesystem.h"
 #include "core/data/fashion_mnist.h"
 #include "core/data/idx.h"
+#include "tests/core/data/idx_test_util.h"
 #include "tests/fuzz/fuzz_target.h"
-#include "zlib.h"
 
 namespace fedcl::fuzz {
-namespace {
-
-std::string Idx(uint8_t dims_count, const std::vector<uint32_t>& dims, const std::string& values) {
-  std::string bytes = {0, 0, 0x08, static_cast<char>(dims_count)};
-  for (uint32_t d : dims) {
-    for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<char>(d >> shift));
-  }
-  return bytes + values;
-}
-
-std::string Gzip(const std::string& raw) {
-  z_stream z{};
-  deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-  std::string out(deflateBound(&z, raw.size()) + 32, '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
-  z.avail_in = raw.size();
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = out.size();
-  deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
-
-}  // namespace
+using data::testutil::EncodeIdx;
+using data::testutil::Gzip;
 
 std::vector<std::pair<std::string, std::string>> Seeds() {
   std::string pixels;
   for (int i = 0; i < 3 * 4 * 5; ++i) pixels.push_back(static_cast<char>(i * 37));
-  const std::string images = Idx(3, {3, 4, 5}, pixels);
-  const std::string labels = Idx(1, {3}, std::string("\x01\x09\x00", 3));
+  const std::string images = EncodeIdx({3, 4, 5}, pixels);
+  const std::string labels = EncodeIdx({3}, std::string("\x01\x09\x00", 3));
   return {{"plain", MakeFrame(images) + labels},
           {"gzip", MakeFrame(Gzip(images)) + Gzip(labels)},
-          {"one-array", Idx(2, {2, 3}, "abcdef")}};
+          {"one-array", EncodeIdx({2, 3}, "abcdef")}};
 }
 
 }  // namespace fedcl::fuzz
