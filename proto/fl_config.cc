@@ -32,6 +32,14 @@ absl::StatusOr<fl::RoundPolicyConfig> RoundPolicyConfigFromProto(const v1::Round
     round.name = "barrier";
     round.reporters = config.shards();
   }
+  if (!config.policy().empty()) {
+    if (config.shards() > 0 && config.policy() != "barrier") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "round.policy '", config.policy(), "' cannot take simulator shards (round.shards)"));
+    }
+    round.name = config.policy();
+  }
+  round.options = config.options();
   FEDCL_RETURN_IF_ERROR(fl::CreateRoundPolicy(round).status());
   return round;
 }

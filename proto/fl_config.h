@@ -21,9 +21,9 @@ absl::StatusOr<fl::RuleConfig> RuleConfigFromProto(const v1::AggregatorConfig& c
 // are not part of it: ServerConfig.participation_probability carries them).
 void RuleConfigToProto(const fl::RuleConfig& rule, v1::AggregatorConfig* config);
 
-// The round policy a RoundConfig describes: "barrier" with `shards` reporters when shards > 0,
-// else "deadline_quota" (duration default 30 s, min_participants default 1). InvalidArgument
-// naming the field otherwise.
+// The round policy a RoundConfig describes: `policy` with its `options` when named, else
+// "barrier" with `shards` reporters when shards > 0, else "deadline_quota" (duration default
+// 30 s, min_participants default 1). InvalidArgument naming the field otherwise.
 absl::StatusOr<fl::RoundPolicyConfig> RoundPolicyConfigFromProto(const v1::RoundConfig& config);
 
 // Fills the fields an AggregatorConfig leaves unset with their defaults: kind "adaptive" (FedAU),

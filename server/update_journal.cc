@@ -26,6 +26,9 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 constexpr char kMagic[4] = {'F', 'J', 'R', '1'};
 constexpr size_t kHeaderBytes = 16;  // magic, CRC, length
 constexpr size_t kBlock = 4096;      // records start and end on these boundaries (O_DIRECT)
+// The flags byte of a record's metadata.
+constexpr uint8_t kClipped = 1;
+constexpr uint8_t kHasBaseRound = 2;
 
 size_t RoundUp(size_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
 
@@ -81,7 +84,11 @@ std::string EncodeMeta(const fl::JournalEntry& e, uint64_t values) {
   Put<int64_t>(meta, e.round);
   Put<uint64_t>(meta, e.client);
   Put<double>(meta, e.weight);
-  Put<uint8_t>(meta, e.clipped ? 1 : 0);
+  // Bit 1 and the base round were added with asynchronous rounds; records without them read
+  // as before.
+  const bool has_base = e.base_round >= 0;
+  Put<uint8_t>(meta, (e.clipped ? kClipped : 0) | (has_base ? kHasBaseRound : 0));
+  if (has_base) Put<int64_t>(meta, e.base_round);
   Put<int64_t>(meta, e.num_samples);
   Put<int64_t>(meta, e.local_steps);
   Put<double>(meta, e.loss);
@@ -100,9 +107,11 @@ std::optional<fl::JournalEntry> DecodeRecord(const char* header, absl::string_vi
                                              bool keep_values) {
   fl::JournalEntry e;
   PayloadReader in(body);
-  uint8_t clipped = 0;
+  uint8_t flags = 0;
   uint32_t modules = 0;
-  bool ok = in.Get(&e.round) && in.Get(&e.client) && in.Get(&e.weight) && in.Get(&clipped) &&
+  bool ok = in.Get(&e.round) && in.Get(&e.client) && in.Get(&e.weight) && in.Get(&flags) &&
+            (flags & ~(kClipped | kHasBaseRound)) == 0 &&
+            ((flags & kHasBaseRound) == 0 || (in.Get(&e.base_round) && e.base_round >= 0)) &&
             in.Get(&e.num_samples) && in.Get(&e.local_steps) && in.Get(&e.loss) &&
             in.Get(&modules) && modules <= in.rest().size();
   for (uint32_t i = 0; ok && i < modules; ++i) {
@@ -124,7 +133,7 @@ std::optional<fl::JournalEntry> DecodeRecord(const char* header, absl::string_vi
   uint32_t stored = 0;
   std::memcpy(&stored, header + 4, 4);
   if (crc != stored) return std::nullopt;
-  e.clipped = clipped != 0;
+  e.clipped = (flags & kClipped) != 0;
   if (keep_values) {
     e.values.resize(count);
     std::memcpy(e.values.data(), values.data(), bytes);

@@ -14,9 +14,10 @@
 //        0     4  magic "FJR1"
 //        4     4  CRC-32 (zlib/IEEE) of the length, the metadata and the values (not the padding)
 //        8     8  length L of the rest of the record (16 + L is a multiple of 4096)
-//       16     M  metadata: round (i64), client (u64), weight (f64), clipped (u8), num_samples
-//                 (i64), local_steps (i64), loss (f64), module count (u32), each module name
-//                 (u32 length + bytes), value count N (u64)
+//       16     M  metadata: round (i64), client (u64), weight (f64), flags (u8: bit 0 clipped,
+//                 bit 1 a base round follows), [base round (i64), asynchronous rounds only],
+//                 num_samples (i64), local_steps (i64), loss (f64), module count (u32), each
+//                 module name (u32 length + bytes), value count N (u64)
 //        -     -  zeros up to the next 4 KiB boundary
 //        -    4N  the values (float32), the modules' deltas concatenated in order
 //        -     -  zeros up to the next 4 KiB boundary

@@ -155,7 +155,7 @@ absl::Status Coordinator::ReplayJournalLocked(std::vector<JournalEntry>& journal
     if (entry.round != round_ || accepted_.contains(entry.client)) continue;
     UpdateSubmission replay;
     replay.client = entry.client;
-    replay.round = entry.round;
+    replay.round = entry.base_round >= 0 ? entry.base_round : entry.round;
     replay.num_samples = entry.num_samples;
     replay.loss = entry.loss;
     size_t offset = 0;
@@ -177,9 +177,10 @@ absl::Status Coordinator::ReplayJournalLocked(std::vector<JournalEntry>& journal
       offset += size;
     }
     FEDCL_ASSIGN_OR_RETURN(std::vector<double> weights, DeltaWeightsLocked(replay, entry.weight));
+    // The journaled values are already scaled by the staleness factor, as they were folded.
     FEDCL_RETURN_IF_ERROR(FoldAll(replay, weights, AggregatorsForLocked(replay)));
     CountContributionLocked(replay);
-    accepted_[entry.client] = entry.weight;
+    accepted_[entry.client] = entry.weight * policy_->StalenessWeight(round_ - replay.round);
     round_samples_ += entry.num_samples;
     round_loss_sum_ += entry.loss * entry.num_samples;
     state_ = RoundState::kCollecting;

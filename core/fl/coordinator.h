@@ -59,6 +59,14 @@
 // has since closed is acknowledged again as a duplicate (its client's last participation is that
 // round) and counted once; one that was never accepted gets Aborted.
 //
+// Asynchronous rounds (a policy with max_staleness > 0, fedbuff): a round is a model version.
+// An update names the round it was trained for and is accepted into the round open when it
+// arrives, up to max_staleness rounds later, its deltas trained from any earlier module version;
+// its values are scaled by the policy's staleness factor. FedAU's round is the buffer: a client
+// participates in round t when an update of its is accepted into buffer t (algorithms-next.md
+// §1.7), and GetWork gives a client already accepted in the open buffer nothing to do, so a
+// buffer holds at most one update per client. The journal records both rounds.
+//
 // Errors (the host maps them to transport codes): NotFound for an unknown client or module
 // version no longer kept; FailedPrecondition for a revoked client, a module trained from a stale
 // version, or a coordinator whose store failed; Aborted for an update to a round that has closed
@@ -260,8 +268,9 @@ class Coordinator {
   absl::StatusOr<ModuleSnapshot> GetModule(absl::string_view name, int64_t version) const;
   std::vector<ModuleSnapshot> Modules() const;
 
-  // Validates, journals and folds an update. Clipping (NormPolicy::kClip) scales the values of
-  // `update` in place. Idempotent on (client, round).
+  // Validates, journals and folds an update. Clipping (NormPolicy::kClip) and an asynchronous
+  // policy's staleness factor scale the values of `update` in place. Idempotent on (client,
+  // round).
   absl::StatusOr<SubmitResult> Submit(const UpdateSubmission& update);
 
   // Asks the round policy at the current time: closes the round and opens the next if it is due
@@ -321,8 +330,10 @@ class Coordinator {
   // What Submit needs once admitted: the client's weight, and each delta's fold weight and
   // aggregator.
   struct Admission {
-    double weight = 0.0;
-    std::vector<double> weights;                 // parallel to update.modules
+    int64_t round = 0;              // the round it is accepted into
+    double weight = 0.0;            // the rule's client weight (journaled)
+    double staleness_weight = 1.0;  // the policy's factor for how late it is (scales values)
+    std::vector<double> weights;    // parallel to update.modules
     std::vector<ModuleAggregator*> aggregators;  // parallel to update.modules
   };
   absl::StatusOr<Admission> AdmitLocked(const UpdateSubmission& update)

@@ -26,7 +26,11 @@ absl::Status Coordinator::ValidateAgainstPool(const UpdateSubmission& update) co
     if (module == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("no module named '", delta.name, "'"));
     }
-    if (delta.base_version != module->version) {
+    // A synchronous round takes deltas of the current version only; an asynchronous one any
+    // earlier version too (how late is the policy's Admit, on the update's round).
+    const bool stale_allowed = policy_->max_staleness() > 0 && delta.base_version >= 0 &&
+                               delta.base_version < module->version;
+    if (delta.base_version != module->version && !stale_allowed) {
       return absl::FailedPreconditionError(absl::StrCat(
           "module '", delta.name, "' is at version ", module->version,
           "; the update was trained from version ", delta.base_version, ": download it again"));
@@ -61,8 +65,13 @@ absl::StatusOr<Coordinator::Admission> Coordinator::AdmitLocked(const UpdateSubm
         absl::StrCat("no participation probability is configured for client ", update.client));
   }
   FEDCL_ASSIGN_OR_RETURN(std::vector<double> weights, DeltaWeightsLocked(update, weight));
+  // An asynchronous policy discounts late updates (1 for synchronous ones). Submit scales the
+  // values by it, as it does to clip: every rule then folds it, the unweighted ones and those
+  // that store each client's last delta included, and the journal holds what was folded.
+  const double staleness_weight = policy_->StalenessWeight(round_ - update.round);
   in_flight_.insert(update.client);
-  return Admission{weight, std::move(weights), AggregatorsForLocked(update)};
+  return Admission{round_, weight, staleness_weight, std::move(weights),
+                   AggregatorsForLocked(update)};
 }
 
 std::vector<ModuleAggregator*> Coordinator::AggregatorsForLocked(const UpdateSubmission& update) {
@@ -99,6 +108,7 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
   // pass over the values gives the norm and, through it, whether every value is finite.
   const double squared_norm = SquaredNorm(update);
   absl::Status status = std::isfinite(squared_norm) ? absl::OkStatus() : FindNonFinite(update);
+  double scale = admission.staleness_weight;  // and the clipping factor, if any
   if (status.ok() && options_.max_update_norm > 0.0) {
     const double norm = std::sqrt(squared_norm);
     if (norm > options_.max_update_norm) {
@@ -106,17 +116,21 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
         status = absl::InvalidArgumentError(
             absl::StrCat("update norm ", norm, " exceeds the bound ", options_.max_update_norm));
       } else {
-        const float scale = static_cast<float>(options_.max_update_norm / norm);
-        for (const ModuleDelta& delta : update.modules) {
-          for (float& v : delta.values) v *= scale;
-        }
+        scale *= options_.max_update_norm / norm;
         result.clipped = true;
       }
     }
   }
+  if (status.ok() && scale != 1.0) {
+    const float factor = static_cast<float>(scale);
+    for (const ModuleDelta& delta : update.modules) {
+      for (float& v : delta.values) v *= factor;
+    }
+  }
   if (status.ok() && store_ != nullptr && store_->journals()) {
     JournalEntry entry;
-    entry.round = update.round;
+    entry.round = admission.round;
+    if (update.round != admission.round) entry.base_round = update.round;
     entry.client = update.client;
     entry.weight = weight;
     entry.clipped = result.clipped;
@@ -135,12 +149,12 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
   absl::MutexLock lock(&mu_);
   in_flight_.erase(update.client);
   if (!status.ok()) return status;
-  accepted_[update.client] = weight;
+  accepted_[update.client] = weight * admission.staleness_weight;
   CountContributionLocked(update);
   round_samples_ += update.num_samples;
   round_loss_sum_ += update.loss * update.num_samples;
   if (state_ == RoundState::kOpen) state_ = RoundState::kCollecting;
-  result.weight = weight;
+  result.weight = weight * admission.staleness_weight;
   if (state_ != RoundState::kClosing && policy_->CloseAfterAccept(ProgressLocked())) {
     FEDCL_RETURN_IF_ERROR(CloseRoundLocked());
   }
@@ -150,20 +164,31 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
 // An update this coordinator has already counted: acknowledged again, whether its round is
 // still open (it is among the accepted) or has closed since (the client's last participation is
 // that round: the device lost the acknowledgement and replays the same update).
+//
+// Asynchronous rounds (max_staleness S > 0): an update trained for round r is accepted into the
+// round open when it arrives, one of r .. r + S. So a replay of it is a duplicate when its client
+// is among the open round's accepted, or when its last participation lies in [r, r + S]. Neither
+// can be mistaken for a new update of a device that submits one update at a time: GetWork
+// gives no work to a client already accepted in the open round, so a device's next update is
+// trained for a round after every round its earlier updates were accepted into.
 std::optional<SubmitResult> Coordinator::DuplicateLocked(const UpdateSubmission& update) const {
   SubmitResult result;
   result.round = update.round;
   result.duplicate = true;
-  if (update.round == round_) {
+  if (update.round > round_ || update.round < 0) return std::nullopt;
+  const int64_t max_staleness = policy_->max_staleness();
+  if (round_ - update.round <= max_staleness) {
     auto accepted = accepted_.find(update.client);
-    if (accepted == accepted_.end()) return std::nullopt;
-    result.weight = accepted->second;
-    return result;
+    if (accepted != accepted_.end()) {
+      result.weight = accepted->second;
+      return result;
+    }
+    if (update.round == round_) return std::nullopt;
   }
-  if (update.round > round_) return std::nullopt;
   const std::optional<ClientRecord> record = clients_.Find(update.client);
-  if (!record.has_value() || record->revoked || record->participations == 0 || update.round < 0 ||
-      record->last_participation_round != update.round) {
+  if (!record.has_value() || record->revoked || record->participations == 0 ||
+      record->last_participation_round < update.round ||
+      record->last_participation_round - update.round > max_staleness) {
     return std::nullopt;
   }
   return result;  // the weight is not kept past the close: 0

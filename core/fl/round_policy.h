@@ -22,8 +22,15 @@
 //                   Ticks never close it; its deadline (now + round_duration) only paces the
 //                   clients that wait. Reports are per round and not persisted: a reporter of a
 //                   restarted coordinator reports again.
-// A buffered asynchronous policy (FedBuff) plugs into the same seam: Admit takes stale updates up
-// to a bound, and CloseAfterAccept closes the buffer every K accepted updates.
+//   fedbuff         buffered asynchronous aggregation (FedBuff, algorithms-next.md §1): a round is
+//                   a model version; devices train on the version they downloaded and an update
+//                   names it, so it may arrive `staleness` = current − base versions late. Admit
+//                   takes staleness up to max_staleness (Aborted beyond, naming it: the device
+//                   re-bases and submits again); each accepted update is scaled by
+//                   StalenessWeight(staleness) and folded by the rule; the buffer closes (the model
+//                   steps by the rule's server learning rate) every buffer_size accepted updates,
+//                   and at its deadline (round_duration after it opened) once it holds any, so a
+//                   stalled population cannot stall the model. Options, in policies/fedbuff.cc.
 //
 // A new policy is one file under core/fl/policies/ (the class and a `Register<Name>Policy`
 // function) plus one line in core/fl/policies/builtin_policies.cc; knobs beyond the common ones
@@ -48,7 +55,7 @@
 namespace fedcl::fl {
 
 struct RoundPolicyConfig {
-  // A registered policy: "deadline_quota" (default) or "barrier".
+  // A registered policy: "deadline_quota" (default), "barrier" or "fedbuff".
   std::string name = "deadline_quota";
   // deadline_quota: time from a round's opening to its deadline. barrier: the pace suggested to
   // waiting clients. > 0.
@@ -59,7 +66,8 @@ struct RoundPolicyConfig {
   int max_participants = 0;
   // barrier: the number of reporters whose reports close a round, in [1, 100000].
   int reporters = 1;
-  // Knobs of policies beyond these (base::OptionText); the built-in ones take none.
+  // Knobs of policies beyond these (base::OptionText): fedbuff's (policies/fedbuff.cc); the
+  // synchronous ones take none.
   std::string options;
 };
 
@@ -110,6 +118,14 @@ class RoundPolicy {
                                       int64_t round);
   // Reporters that have reported the open round (0 for policies without reports).
   virtual int reported() const { return 0; }
+
+  // Asynchronous policies: how many rounds late an admitted update may be (0: synchronous, an
+  // update counts only in the round it was trained for), and the factor its fold weight is
+  // multiplied by at a given staleness (1 at staleness 0).
+  virtual int64_t max_staleness() const { return 0; }
+  virtual double StalenessWeight(int64_t staleness) const { return 1.0; }
+  // Asynchronous policies: the accepted updates that close a buffer (0 for synchronous ones).
+  virtual int64_t buffer_size() const { return 0; }
 };
 
 // Builds a policy. InvalidArgument naming the field for an unknown name (listing the registered

@@ -58,9 +58,12 @@ struct RoundRecord {
 
 // An accepted update, as needed to fold it again after a restart.
 struct JournalEntry {
-  int64_t round = 0;
+  int64_t round = 0;        // the round it was accepted into
+  int64_t base_round = -1;  // the round it was trained for, if earlier (asynchronous); else -1
   ClientId client = 0;
-  double weight = 0.0;  // aggregation weight used (including any clipping factor)
+  // The rule's client weight it was folded with. Its values are as folded: scaled by any
+  // clipping factor and any staleness factor (asynchronous rounds).
+  double weight = 0.0;
   bool clipped = false;
   int64_t num_samples = 0;
   int64_t local_steps = 0;

@@ -81,6 +81,30 @@ TEST(FlConfigTest, RuleConfigRoundTripsThroughItsMessage) {
   EXPECT_EQ(back->options, rule.options);
 }
 
+TEST(FlConfigTest, RoundConfigNamesItsPolicyAndItsOptions) {
+  absl::StatusOr<fl::RoundPolicyConfig> fedbuff = RoundPolicyConfigFromProto(Parse<v1::RoundConfig>(
+      R"pb(duration_ms: 5000 policy: "fedbuff" options: "buffer_size: 4 max_staleness: 2")pb"));
+  ASSERT_TRUE(fedbuff.ok()) << fedbuff.status();
+  EXPECT_EQ(fedbuff->name, "fedbuff");
+  EXPECT_EQ(fedbuff->options, "buffer_size: 4 max_staleness: 2");
+  EXPECT_EQ(fedbuff->round_duration, absl::Seconds(5));
+  EXPECT_EQ(RoundPolicyConfigFromProto(Parse<v1::RoundConfig>("shards: 3"))->name, "barrier");
+  EXPECT_EQ(RoundPolicyConfigFromProto(v1::RoundConfig())->name, "deadline_quota");
+
+  absl::StatusOr<fl::RoundPolicyConfig> bad =
+      RoundPolicyConfigFromProto(Parse<v1::RoundConfig>(R"pb(policy: "fedbuff"
+                                                             options: "buffer_size: 0")pb"));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("buffer_size"));
+  absl::StatusOr<fl::RoundPolicyConfig> sharded =
+      RoundPolicyConfigFromProto(Parse<v1::RoundConfig>(R"pb(policy: "fedbuff" shards: 2)pb"));
+  EXPECT_EQ(sharded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(sharded.status().message(), HasSubstr("round.shards"));
+  absl::StatusOr<fl::RoundPolicyConfig> options =
+      RoundPolicyConfigFromProto(Parse<v1::RoundConfig>(R"pb(options: "buffer_size: 2")pb"));
+  EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(FlConfigTest, PoolOptionsCarryEveryField) {
   const fl::ModulePoolOptions o = PoolOptionsFromProto(
       Parse<v1::PoolConfig>("expandable_blocks: 3 expandable_blocks: 1 capacity: 29 "

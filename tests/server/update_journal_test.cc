@@ -40,6 +40,7 @@ class UpdateJournalTest : public ::testing::Test {
     e.client = client;
     e.weight = 0.5 + rng.Uniform();
     e.clipped = client % 2 == 1;
+    if (client % 4 >= 2) e.base_round = 7 - static_cast<int64_t>(client % 5);  // late (fedbuff)
     e.num_samples = 16 + static_cast<int64_t>(client);
     e.local_steps = 3;
     e.loss = rng.Uniform() - 0.25;
@@ -50,6 +51,7 @@ class UpdateJournalTest : public ::testing::Test {
   }
   static void ExpectSame(const fl::JournalEntry& got, const fl::JournalEntry& want) {
     EXPECT_EQ(got.round, want.round);
+    EXPECT_EQ(got.base_round, want.base_round);
     EXPECT_EQ(got.client, want.client);
     EXPECT_EQ(got.weight, want.weight);
     EXPECT_EQ(got.clipped, want.clipped);

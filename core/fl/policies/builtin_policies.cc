@@ -5,10 +5,12 @@ namespace fedcl::fl {
 
 void RegisterDeadlineQuotaPolicy(RoundPolicyRegistry& registry);
 void RegisterBarrierPolicy(RoundPolicyRegistry& registry);
+void RegisterFedBuffPolicy(RoundPolicyRegistry& registry);
 
 void RegisterBuiltinPolicies(RoundPolicyRegistry& registry) {
   RegisterDeadlineQuotaPolicy(registry);
   RegisterBarrierPolicy(registry);
+  RegisterFedBuffPolicy(registry);
 }
 
 }  // namespace fedcl::fl
