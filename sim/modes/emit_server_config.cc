@@ -82,6 +82,13 @@ absl::Status EmitServerConfig(const Scenario& scenario, const SimulationInputs& 
     return absl::InvalidArgumentError(
         absl::StrCat("method '", label, "' is not one of the scenario's"));
   }
+  if (method->asynchronous()) {
+    // The workers run synchronous rounds (each shard reports each round); a buffered run needs
+    // one virtual clock for every device's arrivals.
+    return absl::InvalidArgumentError(
+        absl::StrCat("method '", label, "' is asynchronous (round_policy ", method->round->name,
+                     "): multi-process simulations run synchronous rounds; run it in one process"));
+  }
   FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(request.dir));
   const std::string checkpoint = base::JoinPath(request.dir, "initial.ckpt");
   FEDCL_RETURN_IF_ERROR(WriteInitialModel(scenario, inputs, request, checkpoint, fs));

@@ -26,6 +26,7 @@ absl::StatusOr<std::string> MetricsLine(const RunResult& run, const EvalPoint& p
   *line.mutable_fedau_weight_error() = proto::JsonNumber(p.weight_error < 0 ? NAN : p.weight_error);
   line.set_wall_seconds(p.wall_seconds);
   line.set_virtual_seconds(p.virtual_seconds);
+  line.set_updates(static_cast<double>(p.updates));
   return proto::PrintJson(line);
 }
 

@@ -37,6 +37,7 @@ absl::StatusOr<RunResult> RunFromServerMetrics(absl::string_view metrics_jsonl,
     point.loss = std::nan("");
     point.train_loss = line.has_mean_loss() ? line.mean_loss() : std::nan("");
     point.participants = line.participants();
+    point.updates = run.updates;
     run.evals.push_back(point);
   }
   if (run.evals.empty()) {

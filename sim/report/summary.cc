@@ -25,12 +25,45 @@ void Add(const RunResult& run, MethodSummary& s) {
   s.aggregator_bytes = std::max(s.aggregator_bytes, run.aggregator_bytes);
   s.stragglers += run.stragglers;
   s.dropouts += run.dropouts;
+  if (!run.evals.empty()) {
+    s.virtual_seconds += run.evals.back().virtual_seconds;
+    s.bytes_up += run.evals.back().bytes_up;
+  }
+  if (s.staleness_histogram.size() < run.staleness_histogram.size()) {
+    s.staleness_histogram.resize(run.staleness_histogram.size(), 0);
+  }
+  for (size_t i = 0; i < run.staleness_histogram.size(); ++i) {
+    s.staleness_histogram[i] += run.staleness_histogram[i];
+  }
+  s.refused_stale += run.refused_stale;
+}
+
+// The first evaluation of `run` whose trailing mean reaches `target`, into s's time-to-accuracy
+// sums. The trailing mean is over as many evaluations as FinalAccuracy averages (10% of the
+// run's), so a run reaches its own final accuracy by its end at the latest, and one noisy
+// evaluation does not count as arriving.
+void AddTimeToTarget(const RunResult& run, double target, MethodSummary& s) {
+  const size_t window = std::max<size_t>(1, (run.evals.size() + 9) / 10);
+  double sum = 0.0;
+  for (size_t i = 0; i < run.evals.size(); ++i) {
+    sum += run.evals[i].accuracy;
+    if (i >= window) sum -= run.evals[i - window].accuracy;
+    const double mean = sum / static_cast<double>(std::min(i + 1, window));
+    // FinalAccuracy sums the same values in the same order; the tolerance covers the running
+    // sum's different rounding.
+    if (mean < target - 1e-12) continue;
+    ++s.reached_seeds;
+    s.seconds_to_target += run.evals[i].virtual_seconds;
+    s.updates_to_target += static_cast<double>(run.evals[i].updates);
+    return;
+  }
 }
 
 // Mean and sample standard deviation of the final accuracies.
 void Finish(MethodSummary& s) {
   for (double a : s.final_accuracy) s.mean += a;
   s.mean /= static_cast<double>(s.final_accuracy.size());
+  s.virtual_seconds /= static_cast<double>(s.final_accuracy.size());
   if (s.final_accuracy.size() < 2) return;
   double squares = 0.0;
   for (double a : s.final_accuracy) squares += (a - s.mean) * (a - s.mean);
@@ -52,6 +85,17 @@ v1::SimMethodSummary MethodRecord(const MethodSummary& s) {
   out.set_aggregator_bytes(static_cast<double>(s.aggregator_bytes));
   out.set_stragglers(static_cast<double>(s.stragglers));
   out.set_dropouts(static_cast<double>(s.dropouts));
+  out.set_asynchronous(s.asynchronous);
+  out.set_virtual_seconds(s.virtual_seconds);
+  out.set_bytes_up(static_cast<double>(s.bytes_up));
+  for (int64_t count : s.staleness_histogram) {
+    out.add_staleness_histogram(static_cast<double>(count));
+  }
+  out.set_refused_stale(static_cast<double>(s.refused_stale));
+  out.set_target_accuracy(s.target_accuracy);
+  out.set_reached_seeds(s.reached_seeds);
+  out.set_seconds_to_target(s.seconds_to_target);
+  out.set_updates_to_target(s.updates_to_target);
   return out;
 }
 
@@ -82,8 +126,27 @@ std::vector<MethodSummary> Summarize(const Scenario& scenario, const std::vector
         if (run.method == s.method && run.pattern == s.pattern) Add(run, s);
       }
       if (s.final_accuracy.empty()) continue;
+      s.asynchronous = method.asynchronous();
       Finish(s);
       summaries.push_back(std::move(s));
+    }
+  }
+  // Time to accuracy, against the first synchronous method's final accuracy per pattern.
+  for (MethodSummary& s : summaries) {
+    for (const MethodSummary& reference : summaries) {
+      if (reference.asynchronous || reference.pattern != s.pattern) continue;
+      s.target_accuracy = reference.mean;
+      break;
+    }
+    if (s.target_accuracy < 0) continue;
+    for (const RunResult& run : runs) {
+      if (run.method == s.method && run.pattern == s.pattern) {
+        AddTimeToTarget(run, s.target_accuracy, s);
+      }
+    }
+    if (s.reached_seeds > 0) {
+      s.seconds_to_target /= s.reached_seeds;
+      s.updates_to_target /= s.reached_seeds;
     }
   }
   return summaries;
@@ -118,8 +181,30 @@ absl::StatusOr<std::string> ClSummaryJson(const Scenario& scenario,
 std::string SummaryText(const std::vector<MethodSummary>& summaries) {
   std::string out;
   for (const MethodSummary& s : summaries) {
-    absl::StrAppendFormat(&out, "%-28s %-14s final accuracy %.4f ± %.4f (%d seed(s))\n", s.method,
+    absl::StrAppendFormat(&out, "%-28s %-14s final accuracy %.4f ± %.4f (%d seed(s))", s.method,
                           s.pattern, s.mean, s.stddev, static_cast<int>(s.final_accuracy.size()));
+    // Virtual time only where devices take time (a profile or a slowdown).
+    if (s.virtual_seconds > 0) {
+      absl::StrAppendFormat(&out, ", %.0f virtual s", s.virtual_seconds);
+      if (s.reached_seeds > 0) {
+        absl::StrAppendFormat(&out, "; reached %.4f at %.0f s, %.0f updates (%d seed(s))",
+                              s.target_accuracy, s.seconds_to_target, s.updates_to_target,
+                              s.reached_seeds);
+      } else if (s.target_accuracy >= 0) {
+        absl::StrAppendFormat(&out, "; never reached %.4f", s.target_accuracy);
+      }
+    }
+    if (!s.staleness_histogram.empty()) {
+      int64_t accepted = 0, late = 0;
+      for (size_t i = 0; i < s.staleness_histogram.size(); ++i) {
+        accepted += s.staleness_histogram[i];
+        late += static_cast<int64_t>(i) * s.staleness_histogram[i];
+      }
+      absl::StrAppendFormat(&out, "; mean staleness %.2f, %d refused",
+                            accepted > 0 ? static_cast<double>(late) / accepted : 0.0,
+                            s.refused_stale);
+    }
+    out += "\n";
   }
   return out;
 }

@@ -33,12 +33,26 @@ struct MethodSummary {
   int64_t aggregator_bytes = 0;
   int64_t stragglers = 0;
   int64_t dropouts = 0;
+  bool asynchronous = false;     // buffered (round_policy): rounds count buffers
+  double virtual_seconds = 0.0;  // at the last evaluation, mean over seeds
+  int64_t bytes_up = 0;          // summed over seeds
+  // Asynchronous runs, summed over seeds: accepted updates by staleness, and refused ones.
+  std::vector<int64_t> staleness_histogram;
+  int64_t refused_stale = 0;
+  // Time to accuracy against the final accuracy (mean over seeds) of the scenario's first
+  // synchronous method under the same pattern (-1 without one): the first evaluation where the
+  // mean of the last 10% of evaluations reaches it, in virtual seconds and updates, averaged
+  // over the seeds that reach it.
+  double target_accuracy = -1.0;
+  int reached_seeds = 0;
+  double seconds_to_target = 0.0;
+  double updates_to_target = 0.0;
 };
 
 // A run's final accuracy: the mean over its last ceil(10%) evaluations.
 double FinalAccuracy(const std::vector<EvalPoint>& evals);
 // Summaries in the scenario's method order, then pattern order; a (method, pattern) without
-// runs is left out.
+// runs is left out. Time to accuracy is filled in when the scenario has a synchronous method.
 std::vector<MethodSummary> Summarize(const Scenario& scenario, const std::vector<RunResult>& runs);
 
 // summary.json, indented. InvalidArgument if a name is not UTF-8.

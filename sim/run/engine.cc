@@ -16,6 +16,7 @@
 #include "core/nn/training.h"
 #include "sim/run/process_memory.h"
 #include "sim/run/round_runner.h"
+#include "sim/run/run_world.h"
 #include "sim/world/client_data.h"
 #include "sim/world/participation.h"
 
@@ -36,127 +37,145 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 Engine::Engine(const Scenario& scenario, const SimulationInputs& inputs)
     : scenario_(scenario), inputs_(inputs) {}
 
-absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpec& pattern,
-                                      uint64_t seed, RunObserver* observer,
-                                      ParticipationMap* map) const {
-  const auto started = std::chrono::steady_clock::now();
-  const v1::SimScenario& config = scenario_.config;
-  const int num_clients = scenario_.num_clients();
-  RunResult result;
-  result.method = method.label;
-  result.pattern = pattern.name;
-  result.seed = seed;
-
-  // Every method of a seed starts from the same model, data partition and participation draws.
-  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<nn::Model> base_model,
-                         MakeModel(scenario_, inputs_, seed));
+absl::StatusOr<std::unique_ptr<RunWorld>> MakeRunWorld(const Scenario& scenario,
+                                                       const SimulationInputs& inputs,
+                                                       const MethodSpec& method,
+                                                       const PatternSpec& pattern, uint64_t seed) {
+  auto world = std::make_unique<RunWorld>();
+  world->started = std::chrono::steady_clock::now();
+  const int num_clients = scenario.num_clients();
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<nn::Model> base_model, MakeModel(scenario, inputs, seed));
   FEDCL_ASSIGN_OR_RETURN(std::vector<fl::StoredModule> initial,
-                         fl::CreateInitialModules(*base_model, scenario_.modules, seed));
-  FEDCL_ASSIGN_OR_RETURN(ClientData client_data,
-                         ClientData::Create(scenario_, inputs_.train, seed));
-  const std::vector<float> base_probabilities = client_data.Probabilities(scenario_, seed);
-  // What each client's participation averages to under the pattern (p_n unless it drifts): the
-  // rate known_prob is told and FedAU's weights are measured against.
-  std::vector<float> probabilities = base_probabilities;
-  for (float& p : probabilities) p = static_cast<float>(LongRunProbability(pattern, p));
+                         fl::CreateInitialModules(*base_model, scenario.modules, seed));
+  FEDCL_ASSIGN_OR_RETURN(ClientData client_data, ClientData::Create(scenario, inputs.train, seed));
+  world->client_data = std::make_unique<ClientData>(std::move(client_data));
+  world->base_probabilities = world->client_data->Probabilities(scenario, seed);
+  world->probabilities = world->base_probabilities;
+  for (float& p : world->probabilities) p = static_cast<float>(LongRunProbability(pattern, p));
 
-  FEDCL_ASSIGN_OR_RETURN(std::shared_ptr<const fl::AggregationRule> rule,
-                         fl::CreateAggregationRule(method.aggregator));
-  base::ManualClock clock(absl::UnixEpoch());
-  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<fl::Coordinator> coordinator,
-                         fl::Coordinator::Create(CoordinatorOptionsFor(method, probabilities),
-                                                 clock, nullptr, std::move(initial)));
-  for (int n = 0; n < num_clients; ++n) FEDCL_RETURN_IF_ERROR(coordinator->Enroll(n).status());
-  device::ServerInfo server;
-  server.protocol = std::string(device::kProtocol);
-  device::InProcessPort port(*coordinator, server);
-
-  const AvailabilityTrace* trace = inputs_.trace ? &*inputs_.trace : nullptr;
-  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<ParticipationProcess> process,
-                         ParticipationProcess::Create(pattern, base_probabilities, seed, trace));
-  RoundRunner runner(scenario_, inputs_, client_data, seed, config.threads(), server);
+  FEDCL_ASSIGN_OR_RETURN(world->rule, fl::CreateAggregationRule(method.aggregator));
+  FEDCL_ASSIGN_OR_RETURN(
+      world->coordinator,
+      fl::Coordinator::Create(CoordinatorOptionsFor(method, world->probabilities), world->clock,
+                              nullptr, std::move(initial)));
+  for (int n = 0; n < num_clients; ++n) {
+    FEDCL_RETURN_IF_ERROR(world->coordinator->Enroll(n).status());
+  }
+  world->server.protocol = std::string(device::kProtocol);
+  world->port = std::make_unique<device::InProcessPort>(*world->coordinator, world->server);
+  const AvailabilityTrace* trace = inputs.trace ? &*inputs.trace : nullptr;
+  FEDCL_ASSIGN_OR_RETURN(world->process, ParticipationProcess::Create(
+                                             pattern, world->base_probabilities, seed, trace));
+  world->runner = std::make_unique<RoundRunner>(scenario, inputs, *world->client_data, seed,
+                                                scenario.config.threads(), world->server);
   // The global model, as the server would evaluate it.
-  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<nn::Model> eval_model,
-                         MakeModel(scenario_, inputs_, seed));
-  fl::ClientModel evaluator(std::move(eval_model));
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<nn::Model> eval_model, MakeModel(scenario, inputs, seed));
+  world->evaluator = std::make_unique<fl::ClientModel>(std::move(eval_model));
+  return world;
+}
 
-  if (map != nullptr) {
-    map->clients = std::min(num_clients, config.heatmap_clients());
-    map->rounds = config.rounds();
-    map->participated.assign(static_cast<size_t>(map->clients) * map->rounds, 0);
+absl::Status RunWorld::Evaluate(const SimulationInputs& inputs, int64_t rounds_done,
+                                RunResult& result, RunObserver* observer) {
+  EvalPoint point;
+  point.round = rounds_done;
+  for (const fl::ModuleSnapshot& module : coordinator->Modules()) {
+    FEDCL_RETURN_IF_ERROR(evaluator->Install(module.spec, module.version, *module.values));
   }
-
-  double now_s = 0.0;
-  int64_t bytes_up = 0, bytes_down = 0;
-  double last_train_loss = 0.0;
-  int64_t last_participants = 0;
-  auto evaluate = [&](int64_t rounds_done) -> absl::Status {
-    EvalPoint point;
-    point.round = rounds_done;
-    for (const fl::ModuleSnapshot& module : coordinator->Modules()) {
-      FEDCL_RETURN_IF_ERROR(evaluator.Install(module.spec, module.version, *module.values));
-    }
-    const nn::EvalResult eval =
-        nn::Evaluate(evaluator.model(), inputs_.test.images, inputs_.test.labels, 256);
-    point.accuracy = eval.accuracy;
-    point.loss = eval.loss;
-    point.train_loss = last_train_loss;
-    point.participants = last_participants;
-    point.bytes_up = bytes_up;
-    point.bytes_down = bytes_down;
-    point.wall_seconds = SecondsSince(started);
-    point.virtual_seconds = now_s;
-    if (rule->estimates_inverse_participation()) {
-      point.weight_error =
-          WeightError(coordinator->Clients(0, kMaxWeightErrorClients), probabilities);
-    }
-    result.evals.push_back(point);
-    if (observer != nullptr) observer->OnEval(point);
-    return absl::OkStatus();
-  };
-
-  result.setup_seconds = SecondsSince(started);
-  for (int64_t t = 0; t < config.rounds(); ++t) {
-    clock.Set(absl::UnixEpoch() + absl::Seconds(now_s));
-    process->Advance(t, now_s);
-    const std::vector<uint32_t> participants = process->Participants(0, process->num_clients());
-    if (map != nullptr) {
-      for (uint32_t n : participants) {
-        if (static_cast<int>(n) >= map->clients) break;
-        map->participated[static_cast<size_t>(n) * map->rounds + t] = 1;
-      }
-    }
-    FEDCL_ASSIGN_OR_RETURN(RoundOutcome outcome, runner.Run(port, participants, t, now_s));
-    result.stragglers += outcome.stragglers;
-    result.dropouts += outcome.dropouts;
-    bytes_down += outcome.bytes_down;
-    bytes_up += outcome.bytes_up;
-    now_s += outcome.seconds;
-    clock.Set(absl::UnixEpoch() + absl::Seconds(now_s));
-    // Every participant has reported: this process is the barrier's one reporter, as each worker
-    // of a sharded run is one of its K.
-    FEDCL_ASSIGN_OR_RETURN(fl::Coordinator::ReportResult reported, coordinator->Report(0, 1, t));
-    FEDCL_RETURN_IF_ERROR(reported.close_status);
-    for (const fl::RoundReport& report : coordinator->TakeRoundReports()) {
-      last_participants = report.participants;
-      last_train_loss = report.mean_loss;
-      result.updates += report.participants;
-    }
-    if (observer != nullptr) observer->OnRound(t + 1, last_participants);
-    if ((t + 1) % config.eval_every() == 0 || t + 1 == config.rounds()) {
-      FEDCL_RETURN_IF_ERROR(evaluate(t + 1));
-    }
+  const nn::EvalResult eval =
+      nn::Evaluate(evaluator->model(), inputs.test.images, inputs.test.labels, 256);
+  point.accuracy = eval.accuracy;
+  point.loss = eval.loss;
+  point.train_loss = last_train_loss;
+  point.participants = last_participants;
+  point.updates = updates;
+  point.bytes_up = bytes_up;
+  point.bytes_down = bytes_down;
+  point.wall_seconds = SecondsSince(started);
+  point.virtual_seconds = now_s;
+  if (weights_against_pattern && rule->estimates_inverse_participation()) {
+    point.weight_error =
+        WeightError(coordinator->Clients(0, kMaxWeightErrorClients), probabilities);
   }
+  result.evals.push_back(point);
+  if (observer != nullptr) observer->OnEval(point);
+  return absl::OkStatus();
+}
 
+void RunWorld::TakeRoundReports(RunResult& result) {
+  for (const fl::RoundReport& report : coordinator->TakeRoundReports()) {
+    last_participants = report.participants;
+    last_train_loss = report.mean_loss;
+    updates += report.participants;
+    result.updates += report.participants;
+  }
+}
+
+void RunWorld::Finish(RunResult& result) {
   result.aggregator_bytes = coordinator->aggregator_memory_bytes();
   result.rss_bytes = CurrentRssBytes();
-  if (rule->estimates_inverse_participation()) {
+  if (weights_against_pattern && rule->estimates_inverse_participation()) {
     for (const fl::ClientStatus& client : coordinator->Clients(0, kMaxWeightPairs)) {
       const float p = probabilities[client.record.id];
       if (p > 0) result.inverse_probability_vs_weight.emplace_back(1.0 / p, client.current_weight);
     }
   }
   result.wall_seconds = SecondsSince(started);
+}
+
+absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpec& pattern,
+                                      uint64_t seed, RunObserver* observer,
+                                      ParticipationMap* map) const {
+  const v1::SimScenario& config = scenario_.config;
+  RunResult result;
+  result.method = method.label;
+  result.pattern = pattern.name;
+  result.seed = seed;
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<RunWorld> world,
+                         MakeRunWorld(scenario_, inputs_, method, pattern, seed));
+  result.setup_seconds = SecondsSince(world->started);
+  if (method.asynchronous()) {
+    FEDCL_RETURN_IF_ERROR(
+        RunAsynchronous(scenario_, inputs_, method, seed, *world, result, observer));
+    world->Finish(result);
+    return result;
+  }
+
+  if (map != nullptr) {
+    map->clients = std::min(scenario_.num_clients(), config.heatmap_clients());
+    map->rounds = config.rounds();
+    map->participated.assign(static_cast<size_t>(map->clients) * map->rounds, 0);
+  }
+  for (int64_t t = 0; t < config.rounds(); ++t) {
+    world->clock.Set(absl::UnixEpoch() + absl::Seconds(world->now_s));
+    world->process->Advance(t, world->now_s);
+    const std::vector<uint32_t> participants =
+        world->process->Participants(0, world->process->num_clients());
+    if (map != nullptr) {
+      for (uint32_t n : participants) {
+        if (static_cast<int>(n) >= map->clients) break;
+        map->participated[static_cast<size_t>(n) * map->rounds + t] = 1;
+      }
+    }
+    FEDCL_ASSIGN_OR_RETURN(RoundOutcome outcome,
+                           world->runner->Run(*world->port, participants, t, world->now_s));
+    result.stragglers += outcome.stragglers;
+    result.dropouts += outcome.dropouts;
+    world->bytes_down += outcome.bytes_down;
+    world->bytes_up += outcome.bytes_up;
+    world->now_s += outcome.seconds;
+    world->clock.Set(absl::UnixEpoch() + absl::Seconds(world->now_s));
+    // Every participant has reported: this process is the barrier's one reporter, as each worker
+    // of a sharded run is one of its K.
+    FEDCL_ASSIGN_OR_RETURN(fl::Coordinator::ReportResult reported,
+                           world->coordinator->Report(0, 1, t));
+    FEDCL_RETURN_IF_ERROR(reported.close_status);
+    world->TakeRoundReports(result);
+    if (observer != nullptr) observer->OnRound(t + 1, world->last_participants);
+    if ((t + 1) % config.eval_every() == 0 || t + 1 == config.rounds()) {
+      FEDCL_RETURN_IF_ERROR(world->Evaluate(inputs_, t + 1, result, observer));
+    }
+  }
+  world->Finish(result);
   return result;
 }
 
@@ -167,6 +186,11 @@ fl::CoordinatorOptions CoordinatorOptionsFor(const MethodSpec& method,
   options.recipe = method.recipe;
   // Rounds close when every participant has reported: the engine is the barrier's one reporter.
   options.round = {.name = "barrier", .round_duration = absl::Hours(24 * 365), .reporters = 1};
+  if (method.asynchronous()) {
+    // Buffers close on their count; a virtual year stands for "never on time".
+    options.round = *method.round;
+    options.round.round_duration = absl::Hours(24 * 365);
+  }
   absl::StatusOr<std::shared_ptr<const fl::AggregationRule>> rule =
       fl::CreateAggregationRule(method.aggregator);
   if (rule.ok() && (*rule)->needs_participation_probability()) {

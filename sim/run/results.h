@@ -22,6 +22,7 @@ struct EvalPoint {
   double loss = 0.0;             // test loss
   double train_loss = 0.0;       // mean local training loss of this round's participants
   int64_t participants = 0;      // updates counted in the last round
+  int64_t updates = 0;           // cumulative, updates counted
   int64_t bytes_up = 0;          // cumulative, updates sent
   int64_t bytes_down = 0;        // cumulative, modules sent to participants
   double weight_error = -1.0;    // FedAU: mean |ω_n − 1/p_n|·p_n over the first 10,000
@@ -43,6 +44,10 @@ struct RunResult {
   int64_t dropouts = 0;        // left mid-round
   int64_t aggregator_bytes = 0;
   int64_t rss_bytes = 0;  // resident set at the end, with every client still held
+  // Asynchronous runs: accepted updates by staleness (index: versions late), and updates refused
+  // as too late (beyond max_staleness; their devices start again from the current version).
+  std::vector<int64_t> staleness_histogram;
+  int64_t refused_stale = 0;
   // FedAU runs: (1/p_n, ω_n) at the end for the first clients (up to 2,000), for the report.
   std::vector<std::pair<double, double>> inverse_probability_vs_weight;
 };

@@ -32,8 +32,10 @@ absl::StatusOr<RoundOutcome> RoundRunner::Run(device::FederationPort& port,
                                               int64_t round, double now_s) {
   std::vector<Participant> results(participants.size());
   arena_.execute([&] {
-    tbb::parallel_for(size_t{0}, participants.size(),
-                      [&](size_t i) { results[i] = RunOne(port, participants[i], round, now_s); });
+    tbb::parallel_for(size_t{0}, participants.size(), [&](size_t i) {
+      results[i] = RunOne(port, participants[i], round, now_s, static_cast<uint64_t>(round),
+                          /*asynchronous=*/false);
+    });
   });
   RoundOutcome outcome;
   const double deadline = scenario_.config.devices().round_deadline_s();
@@ -64,8 +66,30 @@ absl::StatusOr<RoundOutcome> RoundRunner::Run(device::FederationPort& port,
   return outcome;
 }
 
+absl::StatusOr<RoundRunner::StartOutcome> RoundRunner::Start(
+    device::FederationPort& port, absl::Span<const uint32_t> participants, int64_t round,
+    double now_s, uint64_t draw) {
+  std::vector<Participant> results(participants.size());
+  arena_.execute([&] {
+    tbb::parallel_for(size_t{0}, participants.size(), [&](size_t i) {
+      results[i] = RunOne(port, participants[i], round, now_s, draw, /*asynchronous=*/true);
+    });
+  });
+  StartOutcome outcome;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const Participant& p = results[i];
+    FEDCL_RETURN_IF_ERROR(p.status);
+    outcome.bytes_down += p.bytes_down;
+    if (p.fate == Fate::kDropout) ++outcome.dropouts;
+    if (p.fate != Fate::kCounted) continue;
+    outcome.started.push_back({participants[i], p.seconds, p.bytes_down, p.bytes_up});
+  }
+  return outcome;
+}
+
 bool RoundRunner::TakesPart(const fl::WorkAssignment& work, uint32_t client, int64_t round,
-                            double now_s, absl::Span<const int> indices, Participant& out) const {
+                            double now_s, uint64_t draw, bool asynchronous,
+                            absl::Span<const int> indices, Participant& out) const {
   if (work.round != round) {
     out.status = absl::InternalError(
         absl::StrCat("no work for this round (server is at round ", work.round, ")"));
@@ -80,13 +104,14 @@ bool RoundRunner::TakesPart(const fl::WorkAssignment& work, uint32_t client, int
   }
   const v1::DeviceConfig& devices = scenario_.config.devices();
   const int64_t samples = static_cast<int64_t>(work.recipe.local_steps) * work.recipe.batch_size;
-  out.seconds = inputs_.profiles.For(client).RoundSeconds(samples, module_bytes, module_bytes);
-  if (devices.round_deadline_s() > 0 && out.seconds > devices.round_deadline_s()) {
+  out.seconds = inputs_.profiles.For(client).RoundSeconds(samples, module_bytes, module_bytes) *
+                DeviceSlowdown(scenario_, seed_, client);
+  if (!asynchronous && devices.round_deadline_s() > 0 && out.seconds > devices.round_deadline_s()) {
     out.fate = Fate::kStraggler;
     return false;
   }
   bool drops = devices.dropout_probability() > 0 &&
-               base::Rng::ForStream(seed_, {kDropoutStream, client, static_cast<uint64_t>(round)})
+               base::Rng::ForStream(seed_, {kDropoutStream, client, draw})
                    .Bernoulli(devices.dropout_probability());
   if (inputs_.trace && inputs_.trace->unit() == TraceUnit::kSeconds) {
     const AvailabilityTrace::Window* window = inputs_.trace->WindowAt(client, now_s);
@@ -101,7 +126,8 @@ bool RoundRunner::TakesPart(const fl::WorkAssignment& work, uint32_t client, int
 }
 
 RoundRunner::Participant RoundRunner::RunOne(device::FederationPort& port, uint32_t client,
-                                             int64_t round, double now_s) {
+                                             int64_t round, double now_s, uint64_t draw,
+                                             bool asynchronous) {
   Participant out;
   auto fail = [&](const absl::Status& status) {
     out.status = absl::Status(
@@ -131,11 +157,15 @@ RoundRunner::Participant RoundRunner::RunOne(device::FederationPort& port, uint3
   }
   absl::Span<const int> indices = client_data_.Indices(client, scratch_.local());
   absl::StatusOr<device::RoundWork> work = session.Begin([&](const fl::WorkAssignment& offered) {
-    return TakesPart(offered, client, round, now_s, indices, out);
+    return TakesPart(offered, client, round, now_s, draw, asynchronous, indices, out);
   });
   if (!work.ok()) return fail(work.status());
   if (!out.status.ok()) return fail(out.status);
   if (!work->train) {
+    if (asynchronous && work->server_round == round) {
+      out.fate = Fate::kAlreadyCounted;  // its update is in the open buffer: it waits for the next
+      return out;
+    }
     if (work->server_round == round) {
       // The coordinator already holds this client's update for the round: a worker restarted
       // mid-round (Kubernetes restarts a failed shard) finds the updates it sent before dying.
@@ -151,9 +181,9 @@ RoundRunner::Participant RoundRunner::RunOne(device::FederationPort& port, uint3
         absl::StrCat("no work for this round (server is at round ", work->server_round, ")")));
   }
   if (work->declined) return out;  // a straggler, a dropout or a client without data
-  if (absl::Status trained =
-          device::TrainRecipeRound(*replica->learner, session, replica->mu, work->recipe,
-                                   inputs_.train, indices, {seed_, client, round});
+  if (absl::Status trained = device::TrainRecipeRound(*replica->learner, session, replica->mu,
+                                                      work->recipe, inputs_.train, indices,
+                                                      {seed_, client, static_cast<int64_t>(draw)});
       !trained.ok()) {
     return fail(trained);
   }

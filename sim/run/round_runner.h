@@ -55,6 +55,25 @@ class RoundRunner {
                                    absl::Span<const uint32_t> participants, int64_t round,
                                    double now_s);
 
+  // Asynchronous rounds: `participants` take work at virtual time `now_s` for `round` (the
+  // server's current version), train, and submit through `port`, which the engine makes hold
+  // the updates until they arrive. There is no deadline; a dropout or a client whose update the
+  // server already holds for `round` does not start. `draw` keys the dropout draw and the
+  // minibatches (a device may start more than once per version).
+  struct Started {
+    uint32_t client = 0;
+    double seconds = 0.0;  // download, training and upload on the device's profile
+    int64_t bytes_down = 0, bytes_up = 0;
+  };
+  struct StartOutcome {
+    std::vector<Started> started;
+    int64_t dropouts = 0;
+    int64_t bytes_down = 0;  // dropouts included
+  };
+  absl::StatusOr<StartOutcome> Start(device::FederationPort& port,
+                                     absl::Span<const uint32_t> participants, int64_t round,
+                                     double now_s, uint64_t draw);
+
  private:
   enum class Fate { kCounted, kAlreadyCounted, kRoundClosed, kStraggler, kDropout, kNoData };
   struct Participant {
@@ -68,10 +87,13 @@ class RoundRunner {
     std::unique_ptr<cl::Learner> learner;
     std::mutex mu;
   };
-  Participant RunOne(device::FederationPort& port, uint32_t client, int64_t round, double now_s);
+  // `draw` keys the dropout draw and the minibatches: the round when synchronous.
+  Participant RunOne(device::FederationPort& port, uint32_t client, int64_t round, double now_s,
+                     uint64_t draw, bool asynchronous);
   // Whether the participant takes part in the round `work` offers (sets its fate otherwise).
   bool TakesPart(const fl::WorkAssignment& work, uint32_t client, int64_t round, double now_s,
-                 absl::Span<const int> indices, Participant& out) const;
+                 uint64_t draw, bool asynchronous, absl::Span<const int> indices,
+                 Participant& out) const;
 
   const Scenario& scenario_;
   const SimulationInputs& inputs_;

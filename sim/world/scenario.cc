@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/base/random.h"
 #include "core/base/status_macros.h"
 #include "core/cl/learner.h"
 #include "core/cl/methods/sema/sema_method.h"
@@ -265,8 +266,36 @@ absl::Status ValidateDevices(Scenario& s, absl::string_view source) {
   }
   if (!(dev.dropout_probability() >= 0 && dev.dropout_probability() < 1))
     return Invalid(source, "devices.dropout_probability must be in [0, 1)");
+  if (!(dev.slowdown_max() == 0 || (dev.slowdown_max() >= 1 && dev.slowdown_max() <= 1e6)))
+    return Invalid(source, "devices.slowdown_max must be 0 (none) or in [1, 10^6]");
+  if (!(dev.async_tick_s() >= 0 && dev.async_tick_s() <= 1e9))
+    return Invalid(source, "devices.async_tick_s must be in [0, 10^9] (0 = the median round time)");
   s.profile_path = Resolve(source, dev.profile_file());
   return absl::OkStatus();
+}
+
+// A method's asynchronous round policy; InvalidArgument naming the field for a synchronous or
+// unknown policy, bad options, or a buffer that could never fill: each device has at most one
+// update in a buffer, so buffer_size must not exceed the population.
+absl::StatusOr<fl::RoundPolicyConfig> AsynchronousPolicy(const v1::SimMethod& m, int num_clients,
+                                                         absl::string_view where) {
+  fl::RoundPolicyConfig round;
+  round.name = m.round_policy();
+  round.options = m.round_options();
+  absl::StatusOr<std::unique_ptr<fl::RoundPolicy>> policy = fl::CreateRoundPolicy(round);
+  if (!policy.ok())
+    return absl::InvalidArgumentError(absl::StrCat(where, policy.status().message()));
+  if ((*policy)->buffer_size() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, "round_policy '", round.name,
+                     "' is synchronous; the simulator runs synchronous methods without one"));
+  }
+  if ((*policy)->buffer_size() > num_clients) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, "round_options buffer_size ", (*policy)->buffer_size(), " exceeds the ", num_clients,
+        " clients: a device has at most one update in a buffer, so it could never fill"));
+  }
+  return round;
 }
 
 absl::Status ValidateMethods(Scenario& s, absl::string_view source) {
@@ -287,6 +316,13 @@ absl::Status ValidateMethods(Scenario& s, absl::string_view source) {
       return Invalid(source, absl::StrCat(where, valid.message()));
     method.recipe = *recipe;
     method.note = m.note();
+    if (!m.round_policy().empty()) {
+      absl::StatusOr<fl::RoundPolicyConfig> round = AsynchronousPolicy(m, s.num_clients(), where);
+      if (!round.ok()) return Invalid(source, round.status().message());
+      method.round = *std::move(round);
+    } else if (!m.round_options().empty()) {
+      return Invalid(source, absl::StrCat(where, "round_options without a round_policy"));
+    }
     s.methods.push_back(std::move(method));
   }
   return absl::OkStatus();
@@ -319,6 +355,14 @@ absl::Status Validate(Scenario& s, absl::string_view source) {
 }
 
 }  // namespace
+
+double DeviceSlowdown(const Scenario& scenario, uint64_t seed, uint32_t client) {
+  const double max = scenario.config.devices().slowdown_max();
+  if (max <= 1.0) return 1.0;
+  constexpr uint64_t kSlowdownStream = 0x534c4f57444f574e;
+  const double u = base::Rng::ForStream(seed, {kSlowdownStream, client}).Uniform();
+  return std::exp(u * std::log(max));
+}
 
 absl::StatusOr<Scenario> ParseScenario(absl::string_view text, absl::string_view source) {
   Scenario scenario;

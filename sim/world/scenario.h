@@ -7,6 +7,7 @@
 #ifndef FEDCL_SIM_WORLD_SCENARIO_H_
 #define FEDCL_SIM_WORLD_SCENARIO_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "core/cl/learner.h"
 #include "core/fl/aggregator.h"
 #include "core/fl/module_registry.h"
+#include "core/fl/round_policy.h"
 #include "core/fl/round_types.h"
 #include "core/nn/model_config.h"
 #include "proto/fedcl/v1/scenario.pb.h"
@@ -28,6 +30,10 @@ struct MethodSpec {
   fl::RuleConfig aggregator;
   fl::Recipe recipe;
   std::string note;
+  // Buffered asynchronous aggregation (SimMethod.round_policy, "fedbuff"): the coordinator's
+  // policy; unset for synchronous rounds (the barrier).
+  std::optional<fl::RoundPolicyConfig> round;
+  bool asynchronous() const { return round.has_value(); }
 };
 
 enum class PartitionKind { kDirichlet, kIid, kOnDemand };
@@ -49,6 +55,10 @@ struct Scenario {
 // `source` names the text in messages and is the base for relative paths in it.
 absl::StatusOr<Scenario> ParseScenario(absl::string_view text, absl::string_view source);
 absl::StatusOr<Scenario> LoadScenario(const base::FileSystem& fs, absl::string_view path);
+
+// How much slower than its profile device `client` is under `seed`: devices.slowdown_max's
+// log-uniform factor in [1, slowdown_max], 1 without one.
+double DeviceSlowdown(const Scenario& scenario, uint64_t seed, uint32_t client);
 
 // The scenario's method labelled `label` and pattern named `name`, or null if it has none.
 const MethodSpec* FindMethod(const Scenario& scenario, absl::string_view label);

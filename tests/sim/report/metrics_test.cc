@@ -26,7 +26,7 @@ TEST(MetricsTest, MetricsLineIsOneJsonObjectWithEveryKey) {
             "{\"method\":\"fed\\\"au\",\"pattern\":\"cyclic-100\",\"seed\":3,\"round\":10,"
             "\"accuracy\":0.5,\"loss\":0,\"train_loss\":0,\"participants\":0,\"bytes_up\":123,"
             "\"bytes_down\":0,\"fedau_weight_error\":null,\"wall_seconds\":0,"
-            "\"virtual_seconds\":0}");
+            "\"virtual_seconds\":0,\"updates\":0}");
 }
 
 TEST(MetricsTest, UndefinedValuesAreNullAndLargeCountsStayNumbers) {
@@ -36,6 +36,7 @@ TEST(MetricsTest, UndefinedValuesAreNullAndLargeCountsStayNumbers) {
               .loss = std::nan(""),
               .train_loss = INFINITY,
               .participants = 17,
+              .updates = 5'000'000'001,
               .bytes_up = 5'000'000'123,
               .bytes_down = 6'000'000'000,
               .weight_error = 0.375,
@@ -45,7 +46,8 @@ TEST(MetricsTest, UndefinedValuesAreNullAndLargeCountsStayNumbers) {
             "{\"method\":\"fedau\",\"pattern\":\"bernoulli\",\"seed\":9007199254740992,"
             "\"round\":20,\"accuracy\":0.8125,\"loss\":null,\"train_loss\":null,"
             "\"participants\":17,\"bytes_up\":5000000123,\"bytes_down\":6000000000,"
-            "\"fedau_weight_error\":0.375,\"wall_seconds\":1.5,\"virtual_seconds\":3600.25}");
+            "\"fedau_weight_error\":0.375,\"wall_seconds\":1.5,\"virtual_seconds\":3600.25,"
+            "\"updates\":5000000001}");
 }
 
 // Doubles print so that they read back exactly (more digits than %.10g when needed).

@@ -38,6 +38,53 @@ TEST(SummaryTest, FinalAccuracyIsTheMeanOfTheLastTenPercent) {
                    1.0);  // ceil(1.1) = 2
 }
 
+// The time an asynchronous method takes to reach the synchronous one's final accuracy: the first
+// evaluation whose trailing mean over 10% of the run reaches it, averaged over seeds that do.
+TEST(SummaryTest, TimeToAccuracyIsWhenTheTrailingMeanReachesTheSynchronousFinal) {
+  absl::StatusOr<Scenario> s = ParseScenario(
+      "name: 't' population { num_clients: 4 } rounds: 1 method { label: 'sync' } "
+      "method { label: 'async' round_policy: 'fedbuff' round_options: 'buffer_size: 2' } "
+      "seed: 1 seed: 2",
+      "t");
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto run = [](const std::string& method, std::vector<double> accuracies,
+                double seconds_per_eval) {
+    RunResult r;
+    r.method = method;
+    r.pattern = "bernoulli";
+    r.evals = Evals(accuracies);
+    for (size_t i = 0; i < r.evals.size(); ++i) {
+      r.evals[i].virtual_seconds = seconds_per_eval * static_cast<double>(i + 1);
+      r.evals[i].updates = static_cast<int64_t>(10 * (i + 1));
+    }
+    return r;
+  };
+  // 11 evaluations: windows of 2. The synchronous final accuracy is (0.80 + 0.82)/2 = 0.81 and
+  // (0.78 + 0.80)/2 = 0.79 for its seeds: target 0.80.
+  std::vector<double> sync1(9, 0.5), sync2(9, 0.5);
+  sync1.insert(sync1.end(), {0.80, 0.82});
+  sync2.insert(sync2.end(), {0.78, 0.80});
+  // Seed 1 of the asynchronous method has a lucky evaluation (0.9 at the 3rd) whose window mean
+  // (0.7) does not count; its window reaches 0.80 at the 6th. Seed 2 never does.
+  const std::vector<double> async1 = {0.5, 0.5, 0.9, 0.6, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9};
+  const std::vector<double> async2(11, 0.6);
+  std::vector<MethodSummary> summary =
+      Summarize(*s, {run("sync", sync1, 100), run("sync", sync2, 100), run("async", async1, 40),
+                     run("async", async2, 40)});
+  ASSERT_EQ(summary.size(), 2u);
+  EXPECT_NEAR(summary[0].target_accuracy, 0.80, 1e-12);
+  EXPECT_NEAR(summary[1].target_accuracy, 0.80, 1e-12);
+  EXPECT_FALSE(summary[0].asynchronous);
+  // The synchronous seeds: 0.81 reached at the last evaluation, 0.79 never.
+  EXPECT_EQ(summary[0].reached_seeds, 1);
+  EXPECT_DOUBLE_EQ(summary[0].seconds_to_target, 1100.0);
+  EXPECT_TRUE(summary[1].asynchronous);
+  EXPECT_EQ(summary[1].reached_seeds, 1);
+  EXPECT_DOUBLE_EQ(summary[1].seconds_to_target, 6 * 40.0);
+  EXPECT_DOUBLE_EQ(summary[1].updates_to_target, 60.0);
+  EXPECT_THAT(SummaryText(summary), HasSubstr("reached 0.8000 at 240 s, 60 updates (1 seed(s))"));
+}
+
 TEST(SummaryTest, SummaryIsMeanAndSampleStdOverSeeds) {
   absl::StatusOr<Scenario> s = ParseScenario(
       "name: 't' population { num_clients: 2 } rounds: 1 method { label: 'a' } seed: 1 seed: 2",
