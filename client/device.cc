@@ -24,6 +24,9 @@ absl::Status DeviceOptions::Validate() const {
   if (!(participation_probability > 0.0 && participation_probability <= 1.0)) {
     return bad("participation_probability must be in (0, 1]");
   }
+  if (throttle_per_sample < absl::ZeroDuration() || throttle_per_sample > absl::Seconds(10)) {
+    return bad("throttle_per_sample must be in [0, 10 s]");
+  }
   if (!(learning_rate > 0)) return bad("learning_rate must be > 0");
   if (module_memory_budget_bytes < 0) return bad("module_memory_budget_bytes must be >= 0");
   if (batch_size < 1) return bad("batch_size must be >= 1");

@@ -96,6 +96,9 @@ struct DeviceOptions {
   // Recipe devices: the probability p in (0, 1] of taking part in a round, and its seed.
   double participation_probability = 1.0;
   uint64_t participation_seed = 2;
+  // Recipe devices: after a round's training, wait this long per trained sample (the injected
+  // sleep), to stand in for a slower device in tests and demos of asynchronous rounds (>= 0).
+  absl::Duration throttle_per_sample = absl::ZeroDuration();
   // Continual devices: images per Learn batch (>= 1), batches per cycle (>= 1), and the batch
   // from which the stream is contrast-inverted (-1: never).
   int batch_size = 32;

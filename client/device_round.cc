@@ -106,6 +106,10 @@ absl::Status Device::RecipeRound(const device::RoundWork& work) {
   }
   FEDCL_RETURN_IF_ERROR(trained);
   Count([](DeviceStats& s) { ++s.rounds_trained; });
+  if (options_.throttle_per_sample > absl::ZeroDuration()) {
+    Sleep(options_.throttle_per_sample *
+          (static_cast<int64_t>(work.recipe.local_steps) * work.recipe.batch_size));
+  }
   return SubmitRound(round, nullptr);
 }
 

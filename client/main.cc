@@ -78,6 +78,9 @@ ABSL_FLAG(int, shards_per_client, 2, "Shards per device for --partition=shards."
 ABSL_FLAG(double, participation, 1.0,
           "Probability of taking part in each round offered, in (0, 1].");
 ABSL_FLAG(uint64_t, participation_seed, 2, "Seeds the participation draws.");
+ABSL_FLAG(double, throttle_ms_per_sample, 0.0,
+          "Recipe mode: after training, wait this many milliseconds per trained sample, to stand "
+          "in for a slower device (asynchronous rounds: its updates arrive late).");
 ABSL_FLAG(int, rounds, 0,
           "Exit after this many acknowledged updates (continual mode: open rounds synced in; "
           "0 = no limit).");
@@ -175,6 +178,7 @@ absl::StatusOr<DeviceOptions> OptionsFromFlags(const base::FileSystem& fs) {
   data.dirichlet_alpha = absl::GetFlag(FLAGS_dirichlet_alpha);
   data.shards_per_client = absl::GetFlag(FLAGS_shards_per_client);
   options.participation_probability = absl::GetFlag(FLAGS_participation);
+  options.throttle_per_sample = absl::Milliseconds(absl::GetFlag(FLAGS_throttle_ms_per_sample));
   options.participation_seed = absl::GetFlag(FLAGS_participation_seed);
   options.max_rounds = absl::GetFlag(FLAGS_rounds);
   options.max_duration = absl::GetFlag(FLAGS_duration);

@@ -79,12 +79,14 @@ std::string MetricsLine(const fl::RoundReport& r, std::optional<double> accuracy
   return absl::StrFormat(
       "{\"round\":%d,\"opened_ms\":%d,\"closed_ms\":%d,\"participants\":%d,\"enrolled\":%d,"
       "\"samples\":%d,\"mean_loss\":%s,\"weight_min\":%s,\"weight_mean\":%s,\"weight_max\":%s,"
-      "\"modules\":{%s},\"pool\":{%s},\"pool_merges\":%d,\"accuracy\":%s}",
+      "\"modules\":{%s},\"pool\":{%s},\"pool_merges\":%d,\"accuracy\":%s,"
+      "\"staleness_mean\":%s,\"staleness_max\":%d}",
       r.round, absl::ToUnixMillis(r.opened), absl::ToUnixMillis(r.closed), r.participants,
       r.enrolled, r.samples, JsonNumber(r.mean_loss), JsonNumber(r.weight_min),
       JsonNumber(r.weight_mean), JsonNumber(r.weight_max), absl::StrJoin(modules, ","),
       absl::StrJoin(pool, ","), r.pool_merges,
-      accuracy.has_value() ? JsonNumber(*accuracy, 4) : "null");
+      accuracy.has_value() ? JsonNumber(*accuracy, 4) : "null", JsonNumber(r.staleness_mean),
+      r.staleness_max);
 }
 
 }  // namespace fedcl::server

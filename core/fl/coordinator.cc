@@ -183,6 +183,8 @@ absl::Status Coordinator::ReplayJournalLocked(std::vector<JournalEntry>& journal
     accepted_[entry.client] = entry.weight * policy_->StalenessWeight(round_ - replay.round);
     round_samples_ += entry.num_samples;
     round_loss_sum_ += entry.loss * entry.num_samples;
+    round_staleness_sum_ += round_ - replay.round;
+    round_staleness_max_ = std::max(round_staleness_max_, round_ - replay.round);
     state_ = RoundState::kCollecting;
   }
   return absl::OkStatus();

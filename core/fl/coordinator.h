@@ -205,8 +205,11 @@ struct RoundReport {
   int64_t samples = 0;
   double mean_loss = 0.0;  // sample-weighted over participants; 0 if none
   double weight_min = 0, weight_mean = 0, weight_max = 0;  // over participants' fold weights
-  std::vector<ModuleVersion> modules;                      // versions after the close
-  std::vector<PoolModuleStatus> pool;                      // experts, after the close
+  // Asynchronous rounds: how many rounds late the accepted updates were (0 when synchronous).
+  double staleness_mean = 0.0;
+  int64_t staleness_max = 0;
+  std::vector<ModuleVersion> modules;  // versions after the close
+  std::vector<PoolModuleStatus> pool;  // experts, after the close
   int64_t pool_merges = 0;
 };
 
@@ -405,6 +408,8 @@ class Coordinator {
   absl::flat_hash_set<ClientId> in_flight_ ABSL_GUARDED_BY(mu_);
   int64_t round_samples_ ABSL_GUARDED_BY(mu_) = 0;
   double round_loss_sum_ ABSL_GUARDED_BY(mu_) = 0.0;
+  int64_t round_staleness_sum_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t round_staleness_max_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<RoundReport> reports_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -26,6 +26,8 @@ absl::Status Coordinator::OpenRoundLocked(int64_t round, absl::Time opened) {
   accepted_.clear();
   round_samples_ = 0;
   round_loss_sum_ = 0.0;
+  round_staleness_sum_ = 0;
+  round_staleness_max_ = 0;
   for (PooledModule& module : modules_) {
     module.participants = 0;
     module.contributors.clear();
@@ -173,6 +175,11 @@ absl::Status Coordinator::CloseRoundLocked() {
   report.samples = round_samples_;
   report.mean_loss = round_samples_ > 0 ? round_loss_sum_ / round_samples_ : 0.0;
   SummarizeWeights(weights, report.weight_min, report.weight_mean, report.weight_max);
+  if (close.participants > 0) {
+    report.staleness_mean =
+        static_cast<double>(round_staleness_sum_) / static_cast<double>(close.participants);
+  }
+  report.staleness_max = round_staleness_max_;
   for (size_t i = 0; i < modules_.size(); ++i) {
     // The store is done with the record: its values become the published module.
     modules_[i].values =

@@ -1,5 +1,6 @@
 // Coordinator: admission, validation, journal and fold of an update (the contract is in
 // coordinator.h).
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -153,6 +154,8 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
   CountContributionLocked(update);
   round_samples_ += update.num_samples;
   round_loss_sum_ += update.loss * update.num_samples;
+  round_staleness_sum_ += admission.round - update.round;
+  round_staleness_max_ = std::max(round_staleness_max_, admission.round - update.round);
   if (state_ == RoundState::kOpen) state_ = RoundState::kCollecting;
   result.weight = weight * admission.staleness_weight;
   if (state_ != RoundState::kClosing && policy_->CloseAfterAccept(ProgressLocked())) {

@@ -34,6 +34,8 @@ fl::RoundReport Report() {
   r.modules = {{"head", 4}, {"ssf", 2}};
   r.pool = {{"block1/m1", 1, 3, 2, 4}};
   r.pool_merges = 1;
+  r.staleness_mean = 1.25;
+  r.staleness_max = 3;
   return r;
 }
 
@@ -47,6 +49,8 @@ TEST(MetricsLineTest, AnOrdinaryRoundKeepsItsFieldsAndValues) {
   const auto& pool = f.at("pool").struct_value().fields().at("block1/m1").struct_value().fields();
   EXPECT_EQ(pool.at("holders").number_value(), 4);
   EXPECT_NEAR(f.at("accuracy").number_value(), 0.8123, 1e-12);
+  EXPECT_NEAR(f.at("staleness_mean").number_value(), 1.25, 1e-12);
+  EXPECT_EQ(f.at("staleness_max").number_value(), 3);
   EXPECT_EQ(Parse(MetricsLine(Report(), std::nullopt)).fields().at("accuracy").kind_case(),
             google::protobuf::Value::kNullValue);
 }

@@ -185,6 +185,11 @@ TEST_F(FedBuffTest, LateUpdatesAreDiscountedAndTooLateOnesRefusedChangingNothing
   RandomUpdate fresh(1, 1, Version(*c), 31);
   ASSERT_TRUE(c->Submit(fresh.submission).ok());
   ASSERT_EQ(c->current_round(), 2);
+  const std::vector<RoundReport> reports = c->TakeRoundReports();
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[0].staleness_max, 0);
+  EXPECT_DOUBLE_EQ(reports[1].staleness_mean, 0.5);  // one update 1 late, one fresh
+  EXPECT_EQ(reports[1].staleness_max, 1);
   const std::vector<float> x2 = Values(*c);
   for (int i = 0; i < kValues; ++i) {
     EXPECT_NEAR(x2[i], x1[i] + (slow_values[i] / std::sqrt(2.0) + fresh.values[i]) / 2.0, 1e-5);
