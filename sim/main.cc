@@ -19,6 +19,10 @@ ABSL_FLAG(std::string, scenario, "sim/scenarios/quick.textproto", "Scenario file
 ABSL_FLAG(std::string, out, "out/sim", "Directory for metrics.jsonl, summary.json, report.html.");
 ABSL_FLAG(int, threads, -1, "Worker threads (overrides the scenario; 0 = all cores).");
 ABSL_FLAG(int64_t, rounds, 0, "Run this many rounds instead of the scenario's (0 = scenario's).");
+ABSL_FLAG(bool, tune, false,
+          "Federated scenarios: tune every method on a validation split first (the scenario's "
+          "tuning block), then run the selected settings; writes tuning.json and "
+          "tuned_methods.textproto too.");
 ABSL_FLAG(bool, validate_only, false, "Check the scenario and its input files, then exit.");
 ABSL_FLAG(bool, progress, true, "Show progress on stderr (a live line on a terminal).");
 // Multi-process mode (sim/run/worker.h).
@@ -146,9 +150,15 @@ absl::Status Run() {
                                  .pattern = absl::GetFlag(FLAGS_pattern)},
                                 fs);
   }
-  return RunFederatedScenario(
-      scenario, inputs,
-      {.out = absl::GetFlag(FLAGS_out), .progress = absl::GetFlag(FLAGS_progress)}, fs);
+  if (absl::GetFlag(FLAGS_tune) && !scenario.config.has_tuning()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tune: ", absl::GetFlag(FLAGS_scenario), " has no tuning block"));
+  }
+  return RunFederatedScenario(scenario, inputs,
+                              {.out = absl::GetFlag(FLAGS_out),
+                               .progress = absl::GetFlag(FLAGS_progress),
+                               .tune = absl::GetFlag(FLAGS_tune)},
+                              fs);
 }
 
 }  // namespace

@@ -71,9 +71,14 @@ absl::Status RunOne(const Engine& engine, const MethodSpec& method, const Patter
 
 }  // namespace
 
-absl::Status RunFederatedScenario(const Scenario& scenario, const SimulationInputs& inputs,
+absl::Status RunFederatedScenario(const Scenario& declared, const SimulationInputs& inputs,
                                   const FederatedRunOptions& options, base::FileSystem& fs) {
   FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(options.out));
+  TunedScenario tuned;
+  if (options.tune) {
+    FEDCL_ASSIGN_OR_RETURN(tuned, TuneMethods(declared, inputs, options, fs));
+  }
+  const Scenario& scenario = options.tune ? tuned.scenario : declared;
   FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<MetricsLog> log,
                          MetricsLog::Create(base::JoinPath(options.out, "metrics.jsonl")));
   const auto started = std::chrono::steady_clock::now();
@@ -97,11 +102,13 @@ absl::Status RunFederatedScenario(const Scenario& scenario, const SimulationInpu
   }
   const double wall = SecondsSince(started);
   const std::vector<MethodSummary> summaries = Summarize(scenario, runs.results);
-  FEDCL_RETURN_IF_ERROR(
-      WriteFederatedReport(fs, options.out, scenario, runs.results, runs.maps, summaries, wall));
-  std::printf("%swrote %s/{metrics.jsonl,summary.json,report.html} in %s, peak RSS %.1f MiB\n",
-              SummaryText(summaries).c_str(), options.out.c_str(), ClockText(wall).c_str(),
-              PeakRssBytes() / 1048576.0);
+  FEDCL_RETURN_IF_ERROR(WriteFederatedReport(fs, options.out, scenario, runs.results, runs.maps,
+                                             summaries, wall,
+                                             options.tune ? &tuned.record : nullptr));
+  std::printf(
+      "%s\n%s\nwrote %s/{metrics.jsonl,summary.json,report.html} in %s, peak RSS %.1f MiB\n",
+      SummaryText(summaries).c_str(), Findings(summaries).c_str(), options.out.c_str(),
+      ClockText(wall).c_str(), PeakRssBytes() / 1048576.0);
   return absl::OkStatus();
 }
 

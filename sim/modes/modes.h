@@ -9,7 +9,7 @@
 //   --worker                   RunWorkerShard         worker.cc
 //   --validate_only            ValidateOnly           validate.cc
 //   (a continual scenario)     RunContinualScenario   continual.cc
-//   (otherwise)                RunFederatedScenario   federated.cc
+//   (otherwise)                RunFederatedScenario   federated.cc (tune.cc first with --tune)
 //
 // Each mode prints what it did on stdout (progress goes to stderr) and returns the first error,
 // prefixed with the run it happened in.
@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "core/base/filesystem.h"
+#include "proto/fedcl/v1/sim_report.pb.h"
 #include "sim/run/worker.h"
 #include "sim/world/inputs.h"
 #include "sim/world/scenario.h"
@@ -33,9 +34,21 @@ namespace fedcl::sim {
 struct FederatedRunOptions {
   std::string out = "out/sim";  // the output directory, created if missing
   bool progress = true;         // progress lines on stderr
+  bool tune = false;            // tune the methods first (the scenario's tuning block)
 };
 absl::Status RunFederatedScenario(const Scenario& scenario, const SimulationInputs& inputs,
                                   const FederatedRunOptions& options, base::FileSystem& fs);
+
+// A scenario with a tuning block: runs every method's grid on a validation split of the
+// training set and returns the scenario with each method at its selected setting (and no tuning
+// block); writes tuning.json and tuned_methods.textproto to options.out (tune.cc has the rules).
+// RunFederatedScenario calls it first with options.tune (fedcl-sim --tune).
+struct TunedScenario {
+  Scenario scenario;     // each method at its selected setting, without the tuning block
+  v1::SimTuning record;  // every grid point's score and the selection (tuning.json)
+};
+absl::StatusOr<TunedScenario> TuneMethods(const Scenario& scenario, const SimulationInputs& inputs,
+                                          const FederatedRunOptions& options, base::FileSystem& fs);
 
 // Every continual method on every seed of a continual scenario, side by side on the same streams:
 // metrics.jsonl after each run, then summary.json, report.html and the table on stdout.

@@ -53,6 +53,26 @@ constexpr absl::string_view kChartHarnessEnd = R"JS(
 
 // The federated page's charts, drawn from SimReportData.
 constexpr absl::string_view kFederatedCharts = R"JS(
+  if (data.tuning && data.tuning.methods) {
+    // Sensitivity: for each η, the method's best validation accuracy over its γ grid.
+    chart('Tuning: validation accuracy against the local learning rate η (best γ for each η)', {
+      tooltip: { trigger: 'item' },
+      legend: { top: 24, type: 'scroll' },
+      grid: { top: 64, left: 56, right: 24, bottom: 48 },
+      xAxis: { type: 'log', name: 'η', nameLocation: 'middle', nameGap: 28 },
+      yAxis: { type: 'value', name: 'validation accuracy', scale: true },
+      series: data.tuning.methods.map(function (m) {
+        var best = {};
+        (m.grid || []).forEach(function (p) {
+          var a = p.validation_accuracy || 0;
+          if (!(p.learning_rate in best) || a > best[p.learning_rate]) best[p.learning_rate] = a;
+        });
+        var points = Object.keys(best).map(Number).sort(function (a, b) { return a - b; })
+            .map(function (eta) { return [eta, best[eta]]; });
+        return { name: m.method, type: 'line', data: points };
+      })
+    });
+  }
   data.patterns.forEach(function (pattern) {
     chart('Test accuracy — ' + pattern.name + ' (mean over seeds)', {
       tooltip: { trigger: 'axis' },
@@ -303,17 +323,19 @@ std::string HtmlEscape(absl::string_view text) {
 absl::StatusOr<std::string> ReportHtml(const Scenario& scenario, const std::vector<RunResult>& runs,
                                        const std::map<std::string, ParticipationMap>& maps,
                                        const std::vector<MethodSummary>& summaries,
-                                       absl::string_view chart_library) {
+                                       absl::string_view chart_library,
+                                       const v1::SimTuning* tuning) {
   v1::SimReportData data;
   for (const PatternSpec& pattern : scenario.patterns)
     *data.add_patterns() = PatternRecord(scenario, runs, maps, pattern.name);
+  if (tuning != nullptr) *data.mutable_tuning() = *tuning;
   Page page{.title = scenario.config.name(), .style = kFederatedStyle, .charts = kFederatedCharts};
   FEDCL_ASSIGN_OR_RETURN(page.data, proto::PrintJson(data));
   page.body = absl::StrCat(
       "<p>", scenario.num_clients(), " clients, ", scenario.rounds(), " rounds, ",
       scenario.config.seed_size(),
       " seed(s). Final accuracy: per seed, the mean over the last 10% of evaluations.</p>\n",
-      SummaryTable(scenario, summaries));
+      SummaryTable(scenario, summaries), "<p>", HtmlEscape(Findings(summaries)), "</p>\n");
   return PageHtml(page, chart_library);
 }
 

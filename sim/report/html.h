@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "proto/fedcl/v1/sim_report.pb.h"
 #include "sim/report/summary.h"
 #include "sim/run/results.h"
 #include "sim/world/scenario.h"
@@ -24,11 +25,13 @@
 namespace fedcl::sim {
 
 // `maps` holds one participation map per pattern (the first seed's). `chart_library` is the
-// charting library's JavaScript. InvalidArgument if a name is not UTF-8.
+// charting library's JavaScript. `tuning`, if given, adds the sensitivity chart (validation
+// accuracy against η per method). InvalidArgument if a name is not UTF-8.
 absl::StatusOr<std::string> ReportHtml(const Scenario& scenario, const std::vector<RunResult>& runs,
                                        const std::map<std::string, ParticipationMap>& maps,
                                        const std::vector<MethodSummary>& summaries,
-                                       absl::string_view chart_library);
+                                       absl::string_view chart_library,
+                                       const v1::SimTuning* tuning = nullptr);
 absl::StatusOr<std::string> ClReportHtml(const Scenario& scenario,
                                          const std::vector<ClRunResult>& runs,
                                          absl::string_view chart_library);

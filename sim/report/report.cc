@@ -30,10 +30,10 @@ absl::string_view ChartLibrary() {
 absl::Status WriteFederatedReport(base::FileSystem& fs, const std::string& dir,
                                   const Scenario& scenario, const std::vector<RunResult>& runs,
                                   const std::map<std::string, ParticipationMap>& maps,
-                                  const std::vector<MethodSummary>& summaries,
-                                  double wall_seconds) {
+                                  const std::vector<MethodSummary>& summaries, double wall_seconds,
+                                  const v1::SimTuning* tuning) {
   return WriteFiles(fs, dir, SummaryJson(scenario, summaries, wall_seconds, PeakRssBytes()),
-                    ReportHtml(scenario, runs, maps, summaries, ChartLibrary()));
+                    ReportHtml(scenario, runs, maps, summaries, ChartLibrary(), tuning));
 }
 
 absl::Status WriteContinualReport(base::FileSystem& fs, const std::string& dir,

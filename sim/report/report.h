@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "core/base/filesystem.h"
+#include "proto/fedcl/v1/sim_report.pb.h"
 #include "sim/report/summary.h"
 #include "sim/run/results.h"
 #include "sim/world/scenario.h"
@@ -33,7 +34,8 @@ absl::string_view ChartLibrary();
 absl::Status WriteFederatedReport(base::FileSystem& fs, const std::string& dir,
                                   const Scenario& scenario, const std::vector<RunResult>& runs,
                                   const std::map<std::string, ParticipationMap>& maps,
-                                  const std::vector<MethodSummary>& summaries, double wall_seconds);
+                                  const std::vector<MethodSummary>& summaries, double wall_seconds,
+                                  const v1::SimTuning* tuning = nullptr);
 // The same for continual runs.
 absl::Status WriteContinualReport(base::FileSystem& fs, const std::string& dir,
                                   const Scenario& scenario, const std::vector<ClRunResult>& runs,

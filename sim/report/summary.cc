@@ -209,6 +209,61 @@ std::string SummaryText(const std::vector<MethodSummary>& summaries) {
   return out;
 }
 
+std::string Findings(const std::vector<MethodSummary>& summaries) {
+  std::vector<std::string> patterns;
+  for (const MethodSummary& s : summaries) {
+    if (std::find(patterns.begin(), patterns.end(), s.pattern) == patterns.end()) {
+      patterns.push_back(s.pattern);
+    }
+  }
+  std::string out;
+  for (const std::string& pattern : patterns) {
+    std::vector<const MethodSummary*> synchronous, asynchronous;
+    for (const MethodSummary& s : summaries) {
+      if (s.pattern != pattern) continue;
+      (s.asynchronous ? asynchronous : synchronous).push_back(&s);
+    }
+    if (synchronous.empty()) continue;
+    const MethodSummary& subject = *synchronous.front();
+    std::vector<const MethodSummary*> ranked = synchronous;
+    std::stable_sort(
+        ranked.begin(), ranked.end(),
+        [](const MethodSummary* a, const MethodSummary* b) { return a->mean > b->mean; });
+    const size_t rank = std::find(ranked.begin(), ranked.end(), &subject) - ranked.begin() + 1;
+    absl::StrAppendFormat(&out, "%s: %s ranks %d of %d synchronous methods (%.4f)", pattern,
+                          subject.method, rank, ranked.size(), subject.mean);
+    const auto in_stds = [&](double gap) {
+      return subject.stddev > 0 ? absl::StrFormat(", %.1f of its std", gap / subject.stddev)
+                                : std::string();
+    };
+    if (rank == 1 && ranked.size() > 1) {
+      const double gap = 100 * (subject.mean - ranked[1]->mean);
+      absl::StrAppendFormat(&out, ", %.1f points ahead of %s%s", gap, ranked[1]->method,
+                            in_stds(gap / 100));
+    } else if (rank > 1) {
+      const double gap = 100 * (ranked[0]->mean - subject.mean);
+      absl::StrAppendFormat(&out, ", %.1f points behind %s (%.4f)%s", gap, ranked[0]->method,
+                            ranked[0]->mean, in_stds(gap / 100));
+    }
+    for (const MethodSummary* a : asynchronous) {
+      if (a->reached_seeds == 0) {
+        absl::StrAppendFormat(&out, "; %s never reaches %.4f (it ends at %.4f)", a->method,
+                              a->target_accuracy, a->mean);
+      } else if (subject.reached_seeds > 0 && subject.seconds_to_target > 0) {
+        absl::StrAppendFormat(&out,
+                              "; %s reaches %s's %.4f in %.2fx its virtual time (%.0f s against "
+                              "%.0f s; %d of %d seeds) and ends at %.4f",
+                              a->method, subject.method, a->target_accuracy,
+                              a->seconds_to_target / subject.seconds_to_target,
+                              a->seconds_to_target, subject.seconds_to_target, a->reached_seeds,
+                              static_cast<int>(a->final_accuracy.size()), a->mean);
+      }
+    }
+    out += ".\n";
+  }
+  return out;
+}
+
 std::string ClTextTable(const std::vector<ClRunResult>& runs) {
   std::string out = absl::StrFormat("%-20s %4s %7s %7s %7s %7s %6s %9s %9s %7s\n", "method", "seed",
                                     "Ā", "A_T", "F", "BWT", "pool", "up MiB", "down MiB", "time s");

@@ -67,6 +67,11 @@ absl::StatusOr<std::string> ClSummaryJson(const Scenario& scenario,
 // pattern) with its final accuracy; one line per continual run (and the OOD results of the
 // first), "-" in the pool column for a run without a pool series.
 std::string SummaryText(const std::vector<MethodSummary>& summaries);
+// What the figures show, a sentence per pattern, whichever way they come out: where the first
+// synchronous method (the scenario's subject) ranks among the synchronous ones and how far it is
+// from the best, in points and in its standard deviations; and how long each asynchronous method
+// took to reach its final accuracy against the time it took itself. Empty without summaries.
+std::string Findings(const std::vector<MethodSummary>& summaries);
 std::string ClTextTable(const std::vector<ClRunResult>& runs);
 
 }  // namespace fedcl::sim

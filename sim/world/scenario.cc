@@ -106,6 +106,12 @@ void ApplyDefaults(v1::SimScenario& c) {
   if (c.seed_size() == 0) c.add_seed(1);
   if (c.eval_every() == 0) c.set_eval_every(10);
   if (c.heatmap_clients() == 0) c.set_heatmap_clients(100);
+  if (c.has_tuning()) {
+    v1::TuningConfig* t = c.mutable_tuning();
+    if (t->validation_fraction() == 0) t->set_validation_fraction(0.1);
+    if (t->seed_size() == 0) t->add_seed(c.seed(0));
+    if (t->rounds() == 0) t->set_rounds(c.rounds());
+  }
 }
 
 // The scenario's recipe with a method's non-zero fields laid over it.
@@ -328,6 +334,52 @@ absl::Status ValidateMethods(Scenario& s, absl::string_view source) {
   return absl::OkStatus();
 }
 
+// A learning-rate grid: finite, positive, no value twice.
+absl::Status ValidateGrid(const google::protobuf::RepeatedField<double>& grid,
+                          absl::string_view field, absl::string_view source) {
+  absl::flat_hash_set<double> values;
+  for (double v : grid) {
+    if (!(std::isfinite(v) && v > 0 && v <= 1e6)) {
+      return Invalid(source, absl::StrCat(field, " values must be in (0, 10^6], got ", v));
+    }
+    if (!values.insert(v).second)
+      return Invalid(source, absl::StrCat(field, " lists ", v, " twice"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTuning(const v1::SimScenario& c, absl::string_view source) {
+  for (const v1::SimMethod& m : c.method()) {
+    if (m.tune_global_learning_rate_size() > 0 && !c.has_tuning()) {
+      return Invalid(source, absl::StrCat("method '", m.label(),
+                                          "': tune_global_learning_rate without a tuning block"));
+    }
+    FEDCL_RETURN_IF_ERROR(
+        ValidateGrid(m.tune_global_learning_rate(),
+                     absl::StrCat("method '", m.label(), "': tune_global_learning_rate"), source));
+  }
+  if (!c.has_tuning()) return absl::OkStatus();
+  const v1::TuningConfig& t = c.tuning();
+  if (c.has_continual()) return Invalid(source, "tuning applies to federated scenarios only");
+  FEDCL_RETURN_IF_ERROR(ValidateGrid(t.learning_rate(), "tuning.learning_rate", source));
+  FEDCL_RETURN_IF_ERROR(
+      ValidateGrid(t.global_learning_rate(), "tuning.global_learning_rate", source));
+  if (!(t.validation_fraction() > 0 && t.validation_fraction() <= 0.5)) {
+    return Invalid(source, absl::StrCat("tuning.validation_fraction must be in (0, 0.5], got ",
+                                        t.validation_fraction()));
+  }
+  if (t.rounds() < 1 || t.rounds() > 100'000'000) {
+    return Invalid(source, "tuning.rounds must be in [1, 10^8]");
+  }
+  absl::flat_hash_set<uint64_t> seeds;
+  for (uint64_t seed : t.seed()) {
+    if (!seeds.insert(seed).second) {
+      return Invalid(source, absl::StrCat("tuning.seed ", seed, " appears twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateSchedule(const v1::SimScenario& c, absl::string_view source) {
   if (c.rounds() < 1 || c.rounds() > 100'000'000)
     return Invalid(source, "rounds must be in [1, 10^8]");
@@ -339,7 +391,7 @@ absl::Status ValidateSchedule(const v1::SimScenario& c, absl::string_view source
     if (!seeds.insert(seed).second)
       return Invalid(source, absl::StrCat("seed ", seed, " appears twice"));
   }
-  return absl::OkStatus();
+  return ValidateTuning(c, source);
 }
 
 // Every section in the order a reader meets them, each naming the field it rejects.

@@ -7,6 +7,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/fedcl/v1/server_config.pb.h"
+#include "proto/fedcl/v1/sim_report.pb.h"
+#include "proto/json.h"
 #include "proto/text_format.h"
 #include "sim/modes/progress.h"
 
@@ -149,6 +151,63 @@ TEST(ModeSupportTest, ClockPatternAndToken) {
   EXPECT_EQ(*ReadToken(base::FileSystem::Default(), token), "s3cret");
   EXPECT_EQ(*ReadToken(base::FileSystem::Default(), ""), "");
   EXPECT_FALSE(ReadToken(base::FileSystem::Default(), token + ".missing").ok());
+}
+
+// Tuning selects each method's best grid point on a validation split of the training set: a
+// learning rate that cannot learn loses, every point is recorded, and the scores do not depend on
+// the test set, which tuning must never read.
+TEST_F(ModesTest, TuningSelectsOnValidationDataAndNeverReadsTheTestSet) {
+  absl::StatusOr<Scenario> scenario = ParseScenario(std::string(kScenario) +
+                                                        R"pb(tuning {
+                                                               learning_rate: [ 0.000001, 0.1 ]
+                                                               global_learning_rate: [ 1, 2 ]
+                                                               validation_fraction: 0.25
+                                                               rounds: 6
+                                                             })pb",
+                                                    "tune.textproto");
+  ASSERT_TRUE(scenario.ok()) << scenario.status();
+  // known_prob brings its own γ grid.
+  scenario->config.mutable_method(1)->add_tune_global_learning_rate(0.5);
+  absl::StatusOr<TunedScenario> tuned =
+      TuneMethods(*scenario, inputs_, {.out = dir_, .progress = false}, fs_);
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  EXPECT_FALSE(tuned->scenario.config.has_tuning());
+  const std::string json = Read("tuning.json");
+  v1::SimTuning record;
+  ASSERT_TRUE(proto::ParseJson(json, &record).ok()) << json;
+  ASSERT_EQ(record.methods_size(), 2);
+  EXPECT_EQ(record.validation_samples(), 150);  // a quarter of the 600 training samples
+  EXPECT_EQ(record.methods(0).grid_size(), 4);
+  EXPECT_EQ(record.methods(1).grid_size(), 2);
+  for (int m = 0; m < 2; ++m) {
+    const v1::SimTuning::Method& method = record.methods(m);
+    double best = 0;
+    for (const v1::SimTuning::Point& p : method.grid()) {
+      EXPECT_EQ(p.validation_accuracy_per_pattern_size(), 2);
+      best = std::max(best, p.validation_accuracy());
+    }
+    EXPECT_EQ(method.selected_validation_accuracy(), best);
+    EXPECT_FLOAT_EQ(method.selected_learning_rate(), 0.1f) << method.method();
+    EXPECT_FLOAT_EQ(tuned->scenario.methods[m].recipe.learning_rate, 0.1f);
+    EXPECT_EQ(tuned->scenario.methods[m].aggregator.global_learning_rate,
+              method.selected_global_learning_rate());
+  }
+  EXPECT_THAT(Read("tuned_methods.textproto"), HasSubstr("learning_rate: 0.1"));
+  EXPECT_EQ(tuned->record.methods_size(), 2);
+
+  // The same tuning with another test set scores the same.
+  absl::StatusOr<data::Dataset> other_test = data::Subset(inputs_.train, {0, 1, 2, 3, 4});
+  ASSERT_TRUE(other_test.ok());
+  inputs_.test = *std::move(other_test);
+  ASSERT_TRUE(TuneMethods(*scenario, inputs_, {.out = dir_, .progress = false}, fs_).ok());
+  v1::SimTuning again;
+  ASSERT_TRUE(proto::ParseJson(Read("tuning.json"), &again).ok());
+  for (int m = 0; m < 2; ++m) {
+    for (int i = 0; i < record.methods(m).grid_size(); ++i) {
+      EXPECT_EQ(again.methods(m).grid(i).validation_accuracy(),
+                record.methods(m).grid(i).validation_accuracy());
+    }
+  }
 }
 
 }  // namespace

@@ -85,6 +85,42 @@ TEST(SummaryTest, TimeToAccuracyIsWhenTheTrailingMeanReachesTheSynchronousFinal)
   EXPECT_THAT(SummaryText(summary), HasSubstr("reached 0.8000 at 240 s, 60 updates (1 seed(s))"));
 }
 
+TEST(SummaryTest, FindingsSayWhereTheSubjectRanksAndHowFastAsynchronyGetsThere) {
+  const MethodSummary fedau{.method = "fedau",
+                            .pattern = "bernoulli",
+                            .final_accuracy = {0.8, 0.8},
+                            .mean = 0.80,
+                            .stddev = 0.01,
+                            .target_accuracy = 0.80,
+                            .reached_seeds = 2,
+                            .seconds_to_target = 2000};
+  const MethodSummary mifa{.method = "mifa",
+                           .pattern = "bernoulli",
+                           .final_accuracy = {0.82},
+                           .mean = 0.82,
+                           .stddev = 0.005};
+  const MethodSummary fedbuff{.method = "fedbuff",
+                              .pattern = "bernoulli",
+                              .final_accuracy = {0.81, 0.81},
+                              .mean = 0.81,
+                              .asynchronous = true,
+                              .target_accuracy = 0.80,
+                              .reached_seeds = 2,
+                              .seconds_to_target = 500};
+  MethodSummary slow = fedbuff;
+  slow.method = "slow";
+  slow.reached_seeds = 0;
+  slow.mean = 0.7;
+  MethodSummary cyclic = fedau;
+  cyclic.pattern = "cyclic-100";
+  EXPECT_EQ(Findings({fedau, mifa, fedbuff, slow, cyclic}),
+            "bernoulli: fedau ranks 2 of 2 synchronous methods (0.8000), 2.0 points behind mifa "
+            "(0.8200), 2.0 of its std; fedbuff reaches fedau's 0.8000 in 0.25x its virtual time "
+            "(500 s against 2000 s; 2 of 2 seeds) and ends at 0.8100; slow never reaches 0.8000 "
+            "(it ends at 0.7000).\n"
+            "cyclic-100: fedau ranks 1 of 1 synchronous methods (0.8000).\n");
+}
+
 TEST(SummaryTest, SummaryIsMeanAndSampleStdOverSeeds) {
   absl::StatusOr<Scenario> s = ParseScenario(
       "name: 't' population { num_clients: 2 } rounds: 1 method { label: 'a' } seed: 1 seed: 2",

@@ -89,6 +89,17 @@ TEST(ScenarioTest, BadInputIsNamed) {
       {"name: 't' population { num_clients: 10 } rounds: 5 method { label: 'a' recipe { "
        "batch_size: -3 } }",
        "method 'a'"},
+      {"name: 't' population { num_clients: 10 } rounds: 5 tuning { validation_fraction: 0.9 }",
+       "tuning.validation_fraction"},
+      {"name: 't' population { num_clients: 10 } rounds: 5 tuning { learning_rate: [0.1, 0.1] }",
+       "tuning.learning_rate lists 0.1 twice"},
+      {"name: 't' population { num_clients: 10 } rounds: 5 tuning { global_learning_rate: -1 }",
+       "tuning.global_learning_rate"},
+      {"name: 't' population { num_clients: 10 } rounds: 5 tuning { seed: [3, 3] }",
+       "tuning.seed 3"},
+      {"name: 't' population { num_clients: 10 } rounds: 5 method { label: 'a' "
+       "tune_global_learning_rate: 2 }",
+       "without a tuning block"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<Scenario> s = ParseScenario(c.text, "bad.textproto");
