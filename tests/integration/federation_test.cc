@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/filesystem.h"
+#include "core/base/random.h"
 #include "core/data/fashion_mnist.h"
 #include "core/fl/client_model.h"
 #include "core/fl/fedau_estimator.h"
@@ -25,6 +26,7 @@ namespace {
 constexpr int kClients = 8;
 constexpr int kRounds = 20;
 constexpr double kParticipation[kClients] = {1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3};
+constexpr uint64_t kParticipationSeed = 2;  // fedcl-client's --participation_seed default
 constexpr const char* kFashionMnist = "/usr/share/datasets/fashion-mnist";
 
 std::string ReadText(const std::string& path) {
@@ -81,8 +83,10 @@ TEST(FederationTest, EightDevicesTwentyRoundsBeatTheFrozenBackboneWithMatchingFe
       "module { name: \"ssf\" role: \"pet\" pet { kind: \"ssf\" } }\n",
       "module { name: \"head\" role: \"head\" }\n",
       "recipe { local_steps: 10 batch_size: 32 learning_rate: 0.1 }\n",
-      "round { duration_ms: 700 min_participants: 1 }\n", "evaluation { data_dir: \"",
-      kFashionMnist, "\" max_samples: 2000 }\n"));
+      // The test closes every round itself once the devices drawn for it have submitted (the
+      // barrier policy with the test as its one reporter), so no round depends on a timer.
+      "round { duration_ms: 600000 shards: 1 }\n", "evaluation { data_dir: \"", kFashionMnist,
+      "\" max_samples: 2000 }\n"));
   f.StartServer();
   const std::map<std::string, fl::ModuleSpec> specs = {
       {"ssf", {"ssf", fl::ModuleRole::kPet, {}}}, {"head", {"head", fl::ModuleRole::kHead, {}}}};
@@ -97,6 +101,7 @@ TEST(FederationTest, EightDevicesTwentyRoundsBeatTheFrozenBackboneWithMatchingFe
                              absl::StrCat("--data_dir=", kFashionMnist), "--partition=dirichlet",
                              "--dirichlet_alpha=0.5", absl::StrCat("--num_partitions=", kClients),
                              absl::StrCat("--participation=", kParticipation[c]),
+                             absl::StrCat("--participation_seed=", kParticipationSeed),
                              "--max_poll=200ms", "--max_samples=20000", "--duration=3m"},
                             absl::StrCat(f.dir(), "/client-", c, ".log"));
     ASSERT_TRUE(client.ok());
@@ -113,12 +118,28 @@ TEST(FederationTest, EightDevicesTwentyRoundsBeatTheFrozenBackboneWithMatchingFe
   const double baseline = Accuracy(served, specs, initial);
 
   fedcl::v1::GetStatusResponse status;
-  const absl::Time deadline = absl::Now() + absl::Seconds(120);
-  do {
-    absl::SleepFor(absl::Milliseconds(250));
-    ASSERT_TRUE(f.Status(&status).ok());
-  } while (status.round() < kRounds && absl::Now() < deadline);
-  ASSERT_GE(status.round(), kRounds) << "rounds did not advance";
+  for (int64_t round = 0; round < kRounds; ++round) {
+    // Who takes part in `round` is each device's keyed draw (client/device.h), so the test knows
+    // how many updates close it.
+    int64_t expected = 0;
+    for (int c = 0; c < kClients; ++c) {
+      expected += kParticipation[c] >= 1.0 ||
+                  base::Rng::ForStream(kParticipationSeed,
+                                       {static_cast<uint64_t>(c), static_cast<uint64_t>(round)})
+                      .Bernoulli(kParticipation[c]);
+    }
+    const absl::Time deadline = absl::Now() + absl::Seconds(120);
+    do {
+      ASSERT_TRUE(f.Status(&status).ok());
+      ASSERT_EQ(status.round(), round);
+      if (status.accepted_this_round() >= expected) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    } while (absl::Now() < deadline);
+    ASSERT_EQ(status.accepted_this_round(), expected) << "round " << round;
+    fedcl::v1::ReportShardResponse reported;
+    ASSERT_TRUE(f.ReportShard(round, &reported).ok());
+    ASSERT_EQ(reported.round(), round + 1);
+  }
   for (auto& client : clients) client->Signal(SIGTERM);
   for (auto& client : clients) EXPECT_EQ(*client->Wait(absl::Seconds(20)), 0);
   ASSERT_TRUE(f.Status(&status).ok());  // final: no client is mid-round any more

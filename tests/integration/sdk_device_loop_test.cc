@@ -1,7 +1,8 @@
 // The C example device (client/examples/device_loop.c, linked with libfedcl_client.so) against a
 // real fedcl-server on 127.0.0.1 over TLS with tokens: a ViT backbone with the SDK's modules
-// ("adapter" on blocks 2 and 3, "head"), short rounds, two devices streaming their own slices of
-// Fashion-MNIST until each has two acknowledged submissions.
+// ("adapter" on blocks 2 and 3, "head"), rounds that close when both devices have submitted, two
+// devices streaming their own slices of Fashion-MNIST until each has two acknowledged
+// submissions.
 #include <csignal>
 #include <fstream>
 #include <memory>
@@ -53,7 +54,9 @@ TEST(SdkDeviceLoopTest, TwoCDevicesMakeTwoAcknowledgedSubmissionsEach) {
       "site_prefixes: \"blocks.2\" site_prefixes: \"blocks.3\" } }\n",
       "module { name: \"head\" role: \"head\" }\n",
       "recipe { local_steps: 5 batch_size: 32 learning_rate: 0.05 }\n",
-      "round { duration_ms: 800 min_participants: 1 }\n", "journal { sync: \"normal\" }\n"));
+      // A round closes when both devices have submitted to it, never on a timer: a device that
+      // submitted waits for the other, however slow the machine.
+      "round { duration_ms: 86400000 max_participants: 2 }\n", "journal { sync: \"normal\" }\n"));
   f.StartServer();
 
   // Device 0 downloads the backbone at its first sync; device 1 is given the server's copy (the

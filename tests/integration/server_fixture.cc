@@ -57,6 +57,10 @@ ServerFixture::ServerFixture() {
     tokens_file +=
         absl::StrCat("client ", client, " sha256:", proto::Sha256Hex(tokens_[client]), "\n");
   }
+  // A worker token outside the clients' ids, for tests that close barrier rounds themselves.
+  worker_token_ = "token-of-the-round-driver-0123456789abcdef0123456789";
+  tokens_file +=
+      absl::StrCat("worker 1000000-1000000 sha256:", proto::Sha256Hex(worker_token_), "\n");
   WriteText(dir_ + "/tokens.txt", tokens_file);
   const std::string ca =
       absl::StrCat(FEDCL_SOURCE_DIR, "/deploy/dev_ca.sh ", dir_, "/tls > /dev/null");
@@ -170,6 +174,16 @@ grpc::Status ServerFixture::Status(fedcl::v1::GetStatusResponse* response) {
   grpc::ClientContext context;
   Authorize(context, tokens_[0]);
   return stub_->GetStatus(&context, fedcl::v1::GetStatusRequest(), response);
+}
+
+grpc::Status ServerFixture::ReportShard(int64_t round, fedcl::v1::ReportShardResponse* response) {
+  grpc::ClientContext context;
+  Authorize(context, worker_token_);
+  fedcl::v1::ReportShardRequest request;
+  request.set_shard(0);
+  request.set_num_shards(1);
+  request.set_round(round);
+  return stub_->ReportShard(&context, request, response);
 }
 
 absl::StatusOr<int> ServerFixture::HealthCheck() {

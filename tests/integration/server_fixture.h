@@ -59,6 +59,9 @@ class ServerFixture {
   grpc::Status Join(int client, fedcl::v1::JoinResponse* response = nullptr);
   grpc::Status GetWork(int client, fedcl::v1::GetWorkResponse* response);
   grpc::Status Status(fedcl::v1::GetStatusResponse* response);
+  // With `round { shards: 1 }` (the barrier policy): the test, as the one reporter, closes
+  // `round` (tokens.txt holds a worker token for this).
+  grpc::Status ReportShard(int64_t round, fedcl::v1::ReportShardResponse* response);
   // The standard health service's answer for the whole server, without a token
   // (1 = SERVING, 2 = NOT_SERVING).
   absl::StatusOr<int> HealthCheck();
@@ -110,6 +113,7 @@ class ServerFixture {
   static std::string Data(const Update& update);
   std::string dir_;
   std::map<int, std::string> tokens_;
+  std::string worker_token_;
   std::unique_ptr<ChildProcess> server_;
   std::string address_;
   std::shared_ptr<grpc::Channel> channel_;
