@@ -75,6 +75,9 @@ class DeviceSessionTest : public ::testing::Test {
   void SetUp() override {
     fl::CoordinatorOptions options;
     options.round = {.name = "barrier", .reporters = 1};
+    SetUpWith(options);
+  }
+  void SetUpWith(const fl::CoordinatorOptions& options) {
     std::vector<fl::StoredModule> modules(1);
     modules[0].spec = {"m", fl::ModuleRole::kHead, {}};
     modules[0].values = RandomSet("m", 2);
@@ -240,6 +243,73 @@ TEST_F(DeviceSessionTest, ARoundThatClosedWithoutTheUpdateKeepsOrDropsItsLearnin
     EXPECT_EQ(out->kind, keep ? Kind::kAccepted : Kind::kNothingToSubmit);
     CloseRound();
     EXPECT_TRUE(ServerValues().isApprox(keep ? Eigen::VectorXf(initial_ + d1) : initial_, 1e-5f));
+  }
+}
+
+// Buffered asynchronous rounds (fedbuff, K = 1: every accepted update is a model step): an
+// update one version late is taken as it is; one beyond max_staleness is refused, and the device
+// keeps its learning, re-bases it onto the current version and submits it again: counted once,
+// nothing lost.
+TEST_F(DeviceSessionTest, UnderBufferedRoundsATooLateUpdateIsRebasedAndCountedOnce) {
+  fl::CoordinatorOptions options;
+  options.aggregator.name = "average_participating";
+  options.round = {.name = "fedbuff", .round_duration = absl::Hours(1)};
+  options.round.options = "buffer_size: 1 max_staleness: 1 staleness: constant";
+  SetUpWith(options);
+  ASSERT_TRUE(coordinator_->Enroll(8).ok());
+  // Client 8 moves the model on by one version with a random delta.
+  std::vector<Eigen::VectorXf> others;
+  auto other_steps = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      others.push_back(RandomDelta(20, 100 + others.size()));
+      fl::UpdateSubmission update;
+      update.client = 8;
+      update.round = coordinator_->current_round();
+      update.num_samples = 16;
+      update.modules.push_back({"m", coordinator_->Modules()[0].version,
+                                {{"w", {3, 5}}, {"b", {5}}},
+                                absl::MakeSpan(others.back().data(), 20)});
+      ASSERT_TRUE(coordinator_->Submit(update).ok());
+    }
+  };
+  TestTrainer trainer({RandomSet("m", 1)});
+  auto session = Make(trainer, {.unsent = SessionOptions::Unsent::kKeep});
+  absl::StatusOr<RoundWork> work = session->Begin();
+  ASSERT_TRUE(work.ok() && work->train);
+  const Eigen::VectorXf d1 = RandomDelta(20, 51);
+  Learn(*session, trainer, d1);
+  other_steps(1);  // version 1: the session's update will be one version late
+  absl::StatusOr<SubmitOutcome> out = session->Submit(work->round);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->kind, Kind::kAccepted);
+  Eigen::VectorXf expected = initial_ + others[0] + d1;
+  EXPECT_TRUE(ServerValues().isApprox(expected, 1e-5f));
+
+  work = session->Begin();
+  ASSERT_TRUE(work.ok() && work->train);
+  const int64_t base = work->round;
+  const Eigen::VectorXf d2 = RandomDelta(20, 52);
+  Learn(*session, trainer, d2);
+  other_steps(2);  // two versions on: beyond max_staleness 1
+  out = session->Submit(base);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->kind, Kind::kRoundClosed);
+  expected += others[1] + others[2];
+  EXPECT_TRUE(ServerValues().isApprox(expected, 1e-5f)) << "the refused update changed nothing";
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_EQ(session->QueuedBatchesLocked(), 1) << "the learning is kept";
+  }
+  work = session->Begin();  // re-bases d2 onto the current version
+  ASSERT_TRUE(work.ok() && work->train);
+  EXPECT_TRUE(trainer.set(0).flat_values().isApprox(expected + d2, 1e-5f));
+  out = session->Submit(work->round);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->kind, Kind::kAccepted);
+  EXPECT_TRUE(ServerValues().isApprox(expected + d2, 1e-5f));
+  // Both updates counted once each.
+  for (const fl::ClientStatus& client : coordinator_->Status().clients) {
+    if (client.record.id == 7) EXPECT_EQ(client.record.participations, 2);
   }
 }
 
