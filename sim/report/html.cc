@@ -300,14 +300,16 @@ std::string ClSummaryTable(const std::vector<ClRunResult>& runs) {
 std::string OodTable(const std::vector<ClRunResult>& runs) {
   std::string table =
       "<h2>OOD detection after the first task</h2><table><tr><th>method</th>"
-      "<th>seed</th><th>detector</th><th>shift</th><th>AUROC</th><th>FPR@95</th></tr>";
+      "<th>seed</th><th>detector</th><th>shift</th><th>AUROC</th><th>FPR@95</th>"
+      "<th>CUSUM delay (median / p90)</th><th>false alarms / 10k</th></tr>";
   for (const ClRunResult& r : runs) {
     for (const OodResult& o : r.ood) {
       absl::StrAppendFormat(&table,
                             "<tr><td>%s</td><td>%d</td><td>%s</td><td>%s</td><td>%.4f</td>"
-                            "<td>%.4f</td></tr>",
+                            "<td>%.4f</td><td>%.0f / %.0f</td><td>%.1f</td></tr>",
                             HtmlEscape(r.method), r.seed, HtmlEscape(o.detector),
-                            HtmlEscape(o.shift), o.auroc, o.fpr95);
+                            HtmlEscape(o.shift), o.auroc, o.fpr95, o.cusum_delay_median,
+                            o.cusum_delay_p90, o.cusum_false_alarms_per_10k);
     }
   }
   return table + "</table>";

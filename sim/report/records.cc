@@ -51,6 +51,9 @@ v1::ClRunSummary ClRunRecord(const ClRunResult& r, bool pool) {
     record->set_shift(o.shift);
     record->set_auroc(o.auroc);
     record->set_fpr95(o.fpr95);
+    record->set_cusum_delay_median(o.cusum_delay_median);
+    record->set_cusum_delay_p90(o.cusum_delay_p90);
+    record->set_cusum_false_alarms_per_10k(o.cusum_false_alarms_per_10k);
   }
   out.set_pool_modules(static_cast<int32_t>(r.pool.empty() ? 0 : r.pool.back().modules));
   out.set_pool_merges(static_cast<double>(r.pool.empty() ? 0 : r.pool.back().merges));

@@ -283,10 +283,12 @@ std::string ClTextTable(const std::vector<ClRunResult>& runs) {
   }
   if (!runs.empty() && !runs[0].ood.empty()) {
     absl::StrAppend(&out, "\nOOD after task 0 (", runs[0].method, ", seed ", runs[0].seed,
-                    "): detector / shift: AUROC, FPR@95\n");
+                    "): detector / shift: AUROC, FPR@95; CUSUM delay median / p90 in "
+                    "samples, false alarms per 10k clean\n");
     for (const OodResult& o : runs[0].ood) {
-      absl::StrAppendFormat(&out, "  %-12s %-16s %.4f  %.4f\n", o.detector, o.shift, o.auroc,
-                            o.fpr95);
+      absl::StrAppendFormat(&out, "  %-12s %-16s %.4f  %.4f  %6.0f %6.0f  %.1f\n", o.detector,
+                            o.shift, o.auroc, o.fpr95, o.cusum_delay_median, o.cusum_delay_p90,
+                            o.cusum_false_alarms_per_10k);
     }
   }
   return out;

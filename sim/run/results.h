@@ -73,6 +73,12 @@ class RunObserver {
 struct OodResult {
   std::string detector, shift;  // shift: a domain's name, or "unseen classes"
   double auroc = 0, fpr95 = 0;
+  // The detector's scores as a stream, decided by a CUSUM test (core/ood/shift_tests.h)
+  // calibrated on held-out clean scores to 1 false alarm per 10,000 clean samples: delays in
+  // samples from the shift to the alarm over shuffled shifted streams (median, 90th percentile;
+  // -1 when a stream ran out first), and the alarms per 10,000 samples of shuffled clean
+  // streams.
+  double cusum_delay_median = -1, cusum_delay_p90 = -1, cusum_false_alarms_per_10k = 0;
 };
 
 // The server's pool after one round of a continual run.

@@ -223,10 +223,13 @@ TEST(SummaryTest, ContinualSummaryHoldsTheMatricesAndLaesOnlineModule) {
                               "\"forgetting\":0.375,\"backward_transfer\":-0.375,"
                               "\"incremental\":[0.5,0.4375]},"
                               "\"online_accuracy\":[[0.5,0.125],[0.25,0.5]],"));
-  EXPECT_THAT(json, HasSubstr("\"ood\":[{\"detector\":\"energy\",\"shift\":\"inversion\","
-                              "\"auroc\":0.625,\"fpr95\":0.875}],\"pool_modules\":3,"
-                              "\"pool_merges\":1,\"proposals\":4,\"growth_refusals\":0,"
-                              "\"bytes_up\":6000000000,\"bytes_down\":0,\"seconds\":1.25}"));
+  EXPECT_THAT(
+      json,
+      HasSubstr("\"ood\":[{\"detector\":\"energy\",\"shift\":\"inversion\","
+                "\"auroc\":0.625,\"fpr95\":0.875,\"cusum_delay_median\":-1,"
+                "\"cusum_delay_p90\":-1,\"cusum_false_alarms_per_10k\":0}],\"pool_modules\":3,"
+                "\"pool_merges\":1,\"proposals\":4,\"growth_refusals\":0,"
+                "\"bytes_up\":6000000000,\"bytes_down\":0,\"seconds\":1.25}"));
   EXPECT_THAT(json, Not(HasSubstr("\"pool\":")));  // the series is the report's, not here
   const size_t sema = json.find("\"method\":\"sema\"");
   ASSERT_NE(sema, std::string::npos);
@@ -245,7 +248,8 @@ TEST(SummaryTest, TextTablesQuoteTheFiguresToFourPlaces) {
   const std::string table = ClTextTable({LaeRun()});
   EXPECT_THAT(table, HasSubstr("lae                     2  0.5000  0.4375  0.3750 -0.3750      3"));
   EXPECT_THAT(table, HasSubstr("  lae online only"));
-  EXPECT_THAT(table, HasSubstr("  energy       inversion        0.6250  0.8750\n"));
+  EXPECT_THAT(table,
+              HasSubstr("  energy       inversion        0.6250  0.8750      -1     -1  0.0\n"));
 }
 
 }  // namespace
