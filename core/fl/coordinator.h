@@ -102,6 +102,7 @@
 #include "core/fl/aggregation_rule.h"
 #include "core/fl/aggregator.h"
 #include "core/fl/client_table.h"
+#include "core/fl/fixed_point_accumulator.h"
 #include "core/fl/module_registry.h"
 #include "core/fl/round_policy.h"
 #include "core/fl/round_types.h"
@@ -305,6 +306,11 @@ class Coordinator {
   // Bytes held by the aggregators (O(d) for FedAU, O(N·d) for FedVARP/MIFA).
   int64_t aggregator_memory_bytes() const;
 
+  // The most a round's updates may add to a module's exact sum, as Σ weight · max|value| (half
+  // the fixed-point capacity): Submit refuses an update that would pass it (InvalidArgument),
+  // before it is journaled, so that no journaled update can overflow its fold.
+  static constexpr double kRoundMagnitudeBudget = FixedPointAccumulator::kCapacity / 2;
+
  private:
   struct PooledModule {
     ModuleSpec spec;
@@ -341,6 +347,12 @@ class Coordinator {
   };
   absl::StatusOr<Admission> AdmitLocked(const UpdateSubmission& update)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reserves room in the round's exact sums for an admitted update (values as they will be
+  // folded), before it is journaled: the fold of a journaled update must not overflow, so an
+  // update that could make the round's sum pass half the fixed-point capacity is refused
+  // (InvalidArgument: values that large are no learning) instead. Takes the lock.
+  absl::Status ReserveMagnitude(const UpdateSubmission& update, const std::vector<double>& weights)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The acknowledgement of an update already counted, or nullopt.
   std::optional<SubmitResult> DuplicateLocked(const UpdateSubmission& update) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -408,6 +420,8 @@ class Coordinator {
   absl::flat_hash_set<ClientId> in_flight_ ABSL_GUARDED_BY(mu_);
   int64_t round_samples_ ABSL_GUARDED_BY(mu_) = 0;
   double round_loss_sum_ ABSL_GUARDED_BY(mu_) = 0.0;
+  // Per module, Σ weight · max|value| over this round's admitted updates (ReserveMagnitude).
+  absl::flat_hash_map<std::string, double> round_magnitude_ ABSL_GUARDED_BY(mu_);
   int64_t round_staleness_sum_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t round_staleness_max_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<RoundReport> reports_ ABSL_GUARDED_BY(mu_);

@@ -28,6 +28,7 @@ absl::Status Coordinator::OpenRoundLocked(int64_t round, absl::Time opened) {
   round_loss_sum_ = 0.0;
   round_staleness_sum_ = 0;
   round_staleness_max_ = 0;
+  round_magnitude_.clear();
   for (PooledModule& module : modules_) {
     module.participants = 0;
     module.contributors.clear();

@@ -41,6 +41,30 @@ absl::Status Coordinator::ValidateAgainstPool(const UpdateSubmission& update) co
   return absl::OkStatus();
 }
 
+absl::Status Coordinator::ReserveMagnitude(const UpdateSubmission& update,
+                                           const std::vector<double>& weights) {
+  std::vector<double> needs;
+  for (size_t i = 0; i < update.modules.size(); ++i) {
+    float largest = 0.0f;
+    for (float v : update.modules[i].values) largest = std::max(largest, std::abs(v));
+    needs.push_back(weights[i] * largest);
+  }
+  absl::MutexLock lock(&mu_);
+  for (size_t i = 0; i < update.modules.size(); ++i) {
+    const double held = round_magnitude_[update.modules[i].name];
+    if (held + needs[i] > kRoundMagnitudeBudget) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "module '", update.modules[i].name, "': the round's exact sum cannot take this update (",
+          "weight x largest |value| = ", needs[i], " on top of ", held, " of ",
+          kRoundMagnitudeBudget, "); a norm bound (max_update_norm) keeps updates in range"));
+    }
+  }
+  for (size_t i = 0; i < update.modules.size(); ++i) {
+    round_magnitude_[update.modules[i].name] += needs[i];
+  }
+  return absl::OkStatus();
+}
+
 // Under the lock: who may submit what, and with which weight. Marks the client in flight.
 absl::StatusOr<Coordinator::Admission> Coordinator::AdmitLocked(const UpdateSubmission& update) {
   if (failed_) return absl::FailedPreconditionError("coordinator stopped after a storage failure");
@@ -128,6 +152,7 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
       for (float& v : delta.values) v *= factor;
     }
   }
+  if (status.ok()) status = ReserveMagnitude(update, admission.weights);
   if (status.ok() && store_ != nullptr && store_->journals()) {
     JournalEntry entry;
     entry.round = admission.round;

@@ -36,6 +36,8 @@ void Add(const RunResult& run, MethodSummary& s) {
     s.staleness_histogram[i] += run.staleness_histogram[i];
   }
   s.refused_stale += run.refused_stale;
+  s.failed_trainings += run.failed_trainings;
+  s.stalled_runs += run.stalled ? 1 : 0;
 }
 
 // The first evaluation of `run` whose trailing mean reaches `target`, into s's time-to-accuracy
@@ -203,6 +205,12 @@ std::string SummaryText(const std::vector<MethodSummary>& summaries) {
       absl::StrAppendFormat(&out, "; mean staleness %.2f, %d refused",
                             accepted > 0 ? static_cast<double>(late) / accepted : 0.0,
                             s.refused_stale);
+    }
+    if (s.failed_trainings > 0) {
+      absl::StrAppendFormat(&out, "; %d trainings diverged or moved nothing", s.failed_trainings);
+    }
+    if (s.stalled_runs > 0) {
+      absl::StrAppendFormat(&out, "; %d run(s) stalled, every update refused", s.stalled_runs);
     }
     out += "\n";
   }

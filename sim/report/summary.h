@@ -34,6 +34,8 @@ struct MethodSummary {
   int64_t stragglers = 0;
   int64_t dropouts = 0;
   bool asynchronous = false;     // buffered (round_policy): rounds count buffers
+  int64_t failed_trainings = 0;  // participants whose training diverged or moved nothing
+  int stalled_runs = 0;          // asynchronous runs stopped early (RunResult::stalled)
   double virtual_seconds = 0.0;  // at the last evaluation, mean over seeds
   int64_t bytes_up = 0;          // summed over seeds
   // Asynchronous runs, summed over seeds: accepted updates by staleness, and refused ones.

@@ -135,8 +135,12 @@ absl::Status RunAsynchronous(const Scenario& scenario, const SimulationInputs& i
   world.weights_against_pattern = false;
   const double tick = TickSeconds(scenario, inputs, method, seed, coordinator);
   // A run whose devices are never available would tick forever: after this many ticks without
-  // an update in flight or a buffer closed, it stops with an error.
+  // an update in flight or a buffer closed, it stops with an error. One whose updates are all
+  // refused (training diverged: RunResult::failed_trainings) stops after kMaxStalledTicks
+  // without a buffer closing, evaluated where it stalled and marked so.
   constexpr int64_t kMaxIdleTicks = 1'000'000;
+  constexpr int64_t kMaxStalledTicks = 10'000;
+  int64_t stalled_ticks = 0;
   std::priority_queue<Arrival, std::vector<Arrival>, ArrivesLater> arrivals;
   std::vector<double> busy_until(static_cast<size_t>(scenario.num_clients()), -1.0);
   int64_t sequence = 0, idle_ticks = 0;
@@ -157,6 +161,8 @@ absl::Status RunAsynchronous(const Scenario& scenario, const SimulationInputs& i
       ++result.staleness_histogram[staleness];
     } else if (submitted.status().code() == absl::StatusCode::kAborted) {
       ++result.refused_stale;  // beyond max_staleness
+    } else if (absl::IsInvalidArgument(submitted.status())) {
+      ++result.failed_trainings;  // values too large for the round's exact sum
     } else {
       return absl::Status(submitted.status().code(),
                           absl::StrCat("client ", arrival.client, " update of version ",
@@ -194,6 +200,7 @@ absl::Status RunAsynchronous(const Scenario& scenario, const SimulationInputs& i
         RoundRunner::StartOutcome started,
         world.runner->Start(holding, idle, version, now, static_cast<uint64_t>(step)));
     result.dropouts += started.dropouts;
+    result.failed_trainings += started.failed_trainings;
     world.bytes_down += started.bytes_down;
     for (const RoundRunner::Started& device : started.started) {
       std::optional<HoldingPort::Held> held = holding.Take(device.client);
@@ -207,6 +214,11 @@ absl::Status RunAsynchronous(const Scenario& scenario, const SimulationInputs& i
     }
     idle_ticks =
         (arrivals.empty() && coordinator.current_round() == closed_before) ? idle_ticks + 1 : 0;
+    stalled_ticks = coordinator.current_round() == closed_before ? stalled_ticks + 1 : 0;
+    if (stalled_ticks > kMaxStalledTicks && result.failed_trainings > 0) {
+      result.stalled = true;
+      return world.Evaluate(inputs, coordinator.current_round(), result, observer);
+    }
     if (idle_ticks > kMaxIdleTicks) {
       return absl::FailedPreconditionError(absl::StrCat(
           "method '", method.label, "': no device became available in ", kMaxIdleTicks,

@@ -160,6 +160,7 @@ absl::StatusOr<RunResult> Engine::Run(const MethodSpec& method, const PatternSpe
                            world->runner->Run(*world->port, participants, t, world->now_s));
     result.stragglers += outcome.stragglers;
     result.dropouts += outcome.dropouts;
+    result.failed_trainings += outcome.failed_trainings;
     world->bytes_down += outcome.bytes_down;
     world->bytes_up += outcome.bytes_up;
     world->now_s += outcome.seconds;

@@ -42,6 +42,11 @@ struct RunResult {
   int64_t updates = 0;         // counted client updates
   int64_t stragglers = 0;      // missed the deadline
   int64_t dropouts = 0;        // left mid-round
+  // Participants whose local training diverged or moved nothing (round_runner.h).
+  int64_t failed_trainings = 0;
+  // An asynchronous run that stopped early: no buffer closed for 10,000 ticks while updates
+  // were refused (async_engine.cc).
+  bool stalled = false;
   int64_t aggregator_bytes = 0;
   int64_t rss_bytes = 0;  // resident set at the end, with every client still held
   // Asynchronous runs: accepted updates by staleness (index: versions late), and updates refused

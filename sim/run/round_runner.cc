@@ -58,6 +58,9 @@ absl::StatusOr<RoundOutcome> RoundRunner::Run(device::FederationPort& port,
       case Fate::kAlreadyCounted:
         ++outcome.counted;
         break;
+      case Fate::kTrainingFailed:
+        ++outcome.failed_trainings;
+        break;
       case Fate::kNoData:
       case Fate::kRoundClosed:
         break;
@@ -81,6 +84,7 @@ absl::StatusOr<RoundRunner::StartOutcome> RoundRunner::Start(
     FEDCL_RETURN_IF_ERROR(p.status);
     outcome.bytes_down += p.bytes_down;
     if (p.fate == Fate::kDropout) ++outcome.dropouts;
+    if (p.fate == Fate::kTrainingFailed) ++outcome.failed_trainings;
     if (p.fate != Fate::kCounted) continue;
     outcome.started.push_back({participants[i], p.seconds, p.bytes_down, p.bytes_up});
   }
@@ -185,10 +189,23 @@ RoundRunner::Participant RoundRunner::RunOne(device::FederationPort& port, uint3
                                                       work->recipe, inputs_.train, indices,
                                                       {seed_, client, static_cast<int64_t>(draw)});
       !trained.ok()) {
-    return fail(trained);
+    if (!absl::IsFailedPrecondition(trained)) return fail(trained);
+    out.fate = Fate::kTrainingFailed;  // diverged: the session discarded the learning
+    out.bytes_up = 0;
+    return out;
   }
   absl::StatusOr<device::SubmitOutcome> submitted = session.Submit(round);
+  if (absl::IsInvalidArgument(submitted.status())) {
+    out.fate = Fate::kTrainingFailed;  // values the server cannot sum: diverged in all but name
+    out.bytes_up = 0;
+    return out;
+  }
   if (!submitted.ok()) return fail(submitted.status());
+  if (submitted->kind == device::SubmitOutcome::Kind::kNothingToSubmit) {
+    out.fate = Fate::kTrainingFailed;  // the training moved nothing
+    out.bytes_up = 0;
+    return out;
+  }
   if (submitted->kind != device::SubmitOutcome::Kind::kAccepted &&
       submitted->kind != device::SubmitOutcome::Kind::kDuplicate) {
     return fail(absl::InternalError(absl::StrCat("the server did not take the update (outcome ",

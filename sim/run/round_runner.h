@@ -37,6 +37,10 @@ struct RoundOutcome {
   int64_t counted = 0;     // updates submitted
   int64_t stragglers = 0;  // missed the deadline
   int64_t dropouts = 0;    // left mid-round
+  // Trained but had nothing to send: local training diverged (a non-finite loss, whose learning
+  // the session discards) or moved nothing. A learning rate too large for the model does this;
+  // tuning grids meet it, and the run goes on without those updates.
+  int64_t failed_trainings = 0;
   int64_t bytes_down = 0;  // modules sent to participants (stragglers and dropouts included)
   int64_t bytes_up = 0;    // updates sent
   double seconds = 0.0;    // round length on the virtual clock
@@ -68,14 +72,23 @@ class RoundRunner {
   struct StartOutcome {
     std::vector<Started> started;
     int64_t dropouts = 0;
-    int64_t bytes_down = 0;  // dropouts included
+    int64_t failed_trainings = 0;  // as RoundOutcome's
+    int64_t bytes_down = 0;        // dropouts included
   };
   absl::StatusOr<StartOutcome> Start(device::FederationPort& port,
                                      absl::Span<const uint32_t> participants, int64_t round,
                                      double now_s, uint64_t draw);
 
  private:
-  enum class Fate { kCounted, kAlreadyCounted, kRoundClosed, kStraggler, kDropout, kNoData };
+  enum class Fate {
+    kCounted,
+    kAlreadyCounted,
+    kRoundClosed,
+    kStraggler,
+    kDropout,
+    kNoData,
+    kTrainingFailed,
+  };
   struct Participant {
     Fate fate = Fate::kCounted;
     double seconds = 0.0;

@@ -217,6 +217,27 @@ TEST_F(CoordinatorTest, BadInputGetsASpecificErrorAndChangesNothing) {
   for (float v : Values(*c)) EXPECT_FLOAT_EQ(v, 0.5f);  // N = 1 (client 2 revoked)
 }
 
+// Finite values too large for the round's exact sum are refused before they are journaled: the
+// fold of a journaled update could otherwise overflow (and stop the server). Updates that fit
+// are counted, whatever came before.
+TEST_F(CoordinatorTest, ValuesTooLargeForTheRoundsExactSumAreRefusedBeforeTheJournal) {
+  auto c = Make();
+  for (ClientId id : {1, 2, 3}) ASSERT_TRUE(c->Enroll(id).ok());
+  TestUpdate huge(1, 0, 6e14f);  // finite, and far past the fixed-point capacity
+  auto refused = c->Submit(huge.submission);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("exact sum"), std::string::npos) << refused.status();
+  EXPECT_EQ(store_.journal_writes(), 0);
+  // Two updates that fit alone but not together: the second is refused, the first counts.
+  const float half = static_cast<float>(Coordinator::kRoundMagnitudeBudget * 0.6);
+  TestUpdate a(2, 0, half), b(3, 0, half);
+  ASSERT_TRUE(c->Submit(a.submission).ok());
+  EXPECT_EQ(c->Submit(b.submission).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(c->Status().accepted, 1);
+  PassDeadline(*c);
+  for (float v : Values(*c)) EXPECT_FLOAT_EQ(v, half / 3.0f);  // FedAU, N = 3, ω = 1
+}
+
 TEST_F(CoordinatorTest, AClientLeavingAfterItsUpdateStillCountsInThatRoundsN) {
   auto c = Make();
   ASSERT_TRUE(c->Enroll(1).ok());

@@ -216,5 +216,30 @@ TEST(EngineTest, ParticipationMapRecordsTheDraws) {
   EXPECT_NEAR(ones, 0.3 * 200, 4 * std::sqrt(200 * 0.21));
 }
 
+// A learning rate far too large makes local training diverge: the run goes on without those
+// updates and counts them, as a tuning grid needs (it would otherwise stop at its worst point).
+TEST(EngineTest, DivergingLocalTrainingIsCountedNotFatal) {
+  for (const char* policy : {"", "round_policy: 'fedbuff' round_options: 'buffer_size: 2'"}) {
+    SCOPED_TRACE(policy);
+    Scenario s =
+        Parse(std::string(R"pb(
+                name: "diverging"
+                model { backbone: "mlp" mlp_hidden: 8 }
+                data { partition: "iid" max_train_samples: 400 max_test_samples: 100 }
+                population { num_clients: 4 }
+                participation { probabilities: "uniform" p_mean: 1.0 }
+                devices { default_ms_per_sample: 1 }
+                rounds: 6
+                method { label: "m"
+                         aggregator { kind: "average_participating" global_learning_rate: 4 }
+                         recipe { learning_rate: 1000 })pb") +
+              policy + " }");
+    SimulationInputs inputs = LoadTestInputs(s);
+    absl::StatusOr<RunResult> r = Engine(s, inputs).Run(s.methods[0], s.patterns[0], 1, nullptr);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_GT(r->failed_trainings, 0);
+  }
+}
+
 }  // namespace
 }  // namespace fedcl::sim
