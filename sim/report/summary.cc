@@ -258,13 +258,15 @@ std::string Findings(const std::vector<MethodSummary>& summaries) {
         absl::StrAppendFormat(&out, "; %s never reaches %.4f (it ends at %.4f)", a->method,
                               a->target_accuracy, a->mean);
       } else if (subject.reached_seeds > 0 && subject.seconds_to_target > 0) {
-        absl::StrAppendFormat(&out,
-                              "; %s reaches %s's %.4f in %.2fx its virtual time (%.0f s against "
-                              "%.0f s; %d of %d seeds) and ends at %.4f",
-                              a->method, subject.method, a->target_accuracy,
-                              a->seconds_to_target / subject.seconds_to_target,
-                              a->seconds_to_target, subject.seconds_to_target, a->reached_seeds,
-                              static_cast<int>(a->final_accuracy.size()), a->mean);
+        absl::StrAppendFormat(
+            &out,
+            "; %s reaches %s's %.4f in %.2fx its virtual time (%.0f s in %d of %d seeds against "
+            "%.0f s in %d of %d) and ends at %.4f",
+            a->method, subject.method, a->target_accuracy,
+            a->seconds_to_target / subject.seconds_to_target, a->seconds_to_target,
+            a->reached_seeds, static_cast<int>(a->final_accuracy.size()),
+            subject.seconds_to_target, subject.reached_seeds,
+            static_cast<int>(subject.final_accuracy.size()), a->mean);
       }
     }
     out += ".\n";

@@ -116,8 +116,8 @@ TEST(SummaryTest, FindingsSayWhereTheSubjectRanksAndHowFastAsynchronyGetsThere) 
   EXPECT_EQ(Findings({fedau, mifa, fedbuff, slow, cyclic}),
             "bernoulli: fedau ranks 2 of 2 synchronous methods (0.8000), 2.0 points behind mifa "
             "(0.8200), 2.0 of its std; fedbuff reaches fedau's 0.8000 in 0.25x its virtual time "
-            "(500 s against 2000 s; 2 of 2 seeds) and ends at 0.8100; slow never reaches 0.8000 "
-            "(it ends at 0.7000).\n"
+            "(500 s in 2 of 2 seeds against 2000 s in 2 of 2) and ends at 0.8100; slow never "
+            "reaches 0.8000 (it ends at 0.7000).\n"
             "cyclic-100: fedau ranks 1 of 1 synchronous methods (0.8000).\n");
 }
 
