@@ -21,7 +21,8 @@
 //   5. the round closes (every participant has reported) and the clock moves on by the round's
 //      length: the slowest counted participant, or the deadline if someone missed it.
 // Because every draw is keyed and the fold is order-independent, a seed gives bit-identical
-// results whatever the thread count.
+// results whatever the thread count. A method with a round policy (fedbuff) runs asynchronously
+// instead, on ticks of the virtual clock (async_engine.cc has its contract).
 #ifndef FEDCL_SIM_RUN_ENGINE_H_
 #define FEDCL_SIM_RUN_ENGINE_H_
 
