@@ -112,6 +112,52 @@ class FederationPort {
   virtual void CancelPendingCalls() {}
 };
 
+// A port that passes every call to another one: the base of decorators (a cache, a ledger, a
+// port that holds submissions), which override only the calls they change. `inner` must
+// outlive it; thread-safe as `inner` is.
+class ForwardingPort : public FederationPort {
+ public:
+  explicit ForwardingPort(FederationPort& inner) : inner_(inner) {}
+
+  absl::StatusOr<JoinResult> Join(fl::ClientId client, absl::string_view software) override {
+    return inner_.Join(client, software);
+  }
+  absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client,
+                                             absl::Span<const fl::ModuleVersion> held) override {
+    return inner_.GetWork(client, held);
+  }
+  absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) override {
+    return inner_.DownloadBackbone(client);
+  }
+  absl::StatusOr<DownloadedModule> DownloadModule(fl::ClientId client, const std::string& name,
+                                                  int64_t version,
+                                                  bool with_descriptor = false) override {
+    return inner_.DownloadModule(client, name, version, with_descriptor);
+  }
+  absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
+                                                const fl::LocalUpdate& update,
+                                                int64_t chunk_bytes) override {
+    return inner_.SubmitUpdate(client, round, update, chunk_bytes);
+  }
+  absl::Status Leave(fl::ClientId client, bool permanent) override {
+    return inner_.Leave(client, permanent);
+  }
+  absl::StatusOr<fl::ProposalResult> ProposeModule(const fl::ModuleProposal& proposal) override {
+    return inner_.ProposeModule(proposal);
+  }
+  absl::StatusOr<bool> AttachDescriptor(fl::ClientId client, const std::string& name,
+                                        const nn::ParameterSet& descriptor) override {
+    return inner_.AttachDescriptor(client, name, descriptor);
+  }
+  void CancelPendingCalls() override { inner_.CancelPendingCalls(); }
+
+ protected:
+  FederationPort& inner() { return inner_; }
+
+ private:
+  FederationPort& inner_;
+};
+
 // Codes after which the same call may succeed later (the device keeps what it was sending).
 bool IsTransient(const absl::Status& status);
 

@@ -177,10 +177,10 @@ absl::Status Coordinator::ReplayJournalLocked(std::vector<JournalEntry>& journal
       offset += size;
     }
     FEDCL_ASSIGN_OR_RETURN(std::vector<double> weights, DeltaWeightsLocked(replay, entry.weight));
-    for (size_t i = 0; i < replay.modules.size(); ++i) {  // as ReserveMagnitude did
-      float largest = 0.0f;
-      for (float v : replay.modules[i].values) largest = std::max(largest, std::abs(v));
-      round_magnitude_[replay.modules[i].name] += weights[i] * largest;
+    std::vector<float> largest;  // as ReserveMagnitude did (journaled values are as folded)
+    SquaredNorm(replay, &largest);
+    for (size_t i = 0; i < replay.modules.size(); ++i) {
+      round_magnitude_[replay.modules[i].name] += weights[i] * largest[i];
     }
     // The journaled values are already scaled by the staleness factor, as they were folded.
     FEDCL_RETURN_IF_ERROR(FoldAll(replay, weights, AggregatorsForLocked(replay)));

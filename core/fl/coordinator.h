@@ -351,7 +351,9 @@ class Coordinator {
   // folded), before it is journaled: the fold of a journaled update must not overflow, so an
   // update that could make the round's sum pass half the fixed-point capacity is refused
   // (InvalidArgument: values that large are no learning) instead. Takes the lock.
-  absl::Status ReserveMagnitude(const UpdateSubmission& update, const std::vector<double>& weights)
+  // `largest`: each delta's largest |value| before the values were scaled by `scale`.
+  absl::Status ReserveMagnitude(const UpdateSubmission& update, const std::vector<double>& weights,
+                                const std::vector<float>& largest, double scale)
       ABSL_LOCKS_EXCLUDED(mu_);
   // The acknowledgement of an update already counted, or nullopt.
   std::optional<SubmitResult> DuplicateLocked(const UpdateSubmission& update) const

@@ -42,12 +42,11 @@ absl::Status Coordinator::ValidateAgainstPool(const UpdateSubmission& update) co
 }
 
 absl::Status Coordinator::ReserveMagnitude(const UpdateSubmission& update,
-                                           const std::vector<double>& weights) {
+                                           const std::vector<double>& weights,
+                                           const std::vector<float>& largest, double scale) {
   std::vector<double> needs;
   for (size_t i = 0; i < update.modules.size(); ++i) {
-    float largest = 0.0f;
-    for (float v : update.modules[i].values) largest = std::max(largest, std::abs(v));
-    needs.push_back(weights[i] * largest);
+    needs.push_back(weights[i] * largest[i] * scale);
   }
   absl::MutexLock lock(&mu_);
   for (size_t i = 0; i < update.modules.size(); ++i) {
@@ -130,8 +129,10 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
   }
   const double weight = admission.weight;
   // Outside the lock: values, the norm bound, the journal and the fold, which may be slow. One
-  // pass over the values gives the norm and, through it, whether every value is finite.
-  const double squared_norm = SquaredNorm(update);
+  // pass over the values gives the norm, through it whether every value is finite, and each
+  // delta's largest |value| (for ReserveMagnitude).
+  std::vector<float> largest;
+  const double squared_norm = SquaredNorm(update, &largest);
   absl::Status status = std::isfinite(squared_norm) ? absl::OkStatus() : FindNonFinite(update);
   double scale = admission.staleness_weight;  // and the clipping factor, if any
   if (status.ok() && options_.max_update_norm > 0.0) {
@@ -152,7 +153,7 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
       for (float& v : delta.values) v *= factor;
     }
   }
-  if (status.ok()) status = ReserveMagnitude(update, admission.weights);
+  if (status.ok()) status = ReserveMagnitude(update, admission.weights, largest, scale);
   if (status.ok() && store_ != nullptr && store_->journals()) {
     JournalEntry entry;
     entry.round = admission.round;

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -55,7 +56,9 @@ absl::Status ValidateModuleDelta(const ModuleDelta& delta, const nn::ParameterSe
 
 // Sum of squares over all the update's deltas, in double. Not finite if and only if some value
 // is not (squares of finite floats cannot overflow a double), so one pass serves both checks.
-double SquaredNorm(const UpdateSubmission& update);
+// With `largest`, the same pass also gives each delta's largest |value| (parallel to
+// update.modules; meaningful when the sum is finite).
+double SquaredNorm(const UpdateSubmission& update, std::vector<float>* largest = nullptr);
 
 // InvalidArgument naming the module and index of the first non-finite value (OK if none).
 absl::Status FindNonFinite(const UpdateSubmission& update);

@@ -264,9 +264,8 @@ std::string Findings(const std::vector<MethodSummary>& summaries) {
             "%.0f s in %d of %d) and ends at %.4f",
             a->method, subject.method, a->target_accuracy,
             a->seconds_to_target / subject.seconds_to_target, a->seconds_to_target,
-            a->reached_seeds, static_cast<int>(a->final_accuracy.size()),
-            subject.seconds_to_target, subject.reached_seeds,
-            static_cast<int>(subject.final_accuracy.size()), a->mean);
+            a->reached_seeds, static_cast<int>(a->final_accuracy.size()), subject.seconds_to_target,
+            subject.reached_seeds, static_cast<int>(subject.final_accuracy.size()), a->mean);
       }
     }
     out += ".\n";

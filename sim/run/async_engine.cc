@@ -38,30 +38,14 @@ namespace {
 
 // A port whose submissions are held (acknowledged as accepted at once) for the engine to deliver
 // when the update arrives; everything else goes to the server.
-class HoldingPort final : public device::FederationPort {
+class HoldingPort final : public device::ForwardingPort {
  public:
   struct Held {
     int64_t round = 0;
     fl::LocalUpdate update;
   };
-  explicit HoldingPort(device::FederationPort& server) : server_(server) {}
+  explicit HoldingPort(device::FederationPort& server) : ForwardingPort(server) {}
 
-  absl::StatusOr<device::JoinResult> Join(fl::ClientId client,
-                                          absl::string_view software) override {
-    return server_.Join(client, software);
-  }
-  absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client,
-                                             absl::Span<const fl::ModuleVersion> held) override {
-    return server_.GetWork(client, held);
-  }
-  absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) override {
-    return server_.DownloadBackbone(client);
-  }
-  absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId client,
-                                                          const std::string& name, int64_t version,
-                                                          bool with_descriptor) override {
-    return server_.DownloadModule(client, name, version, with_descriptor);
-  }
   absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
                                                 const fl::LocalUpdate& update,
                                                 int64_t chunk_bytes) override {
@@ -72,10 +56,6 @@ class HoldingPort final : public device::FederationPort {
     result.weight = 1.0;
     return result;
   }
-  absl::Status Leave(fl::ClientId client, bool permanent) override {
-    return server_.Leave(client, permanent);
-  }
-
   std::optional<Held> Take(fl::ClientId client) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = held_.find(client);
@@ -86,7 +66,6 @@ class HoldingPort final : public device::FederationPort {
   }
 
  private:
-  device::FederationPort& server_;
   std::mutex mu_;
   std::map<fl::ClientId, Held> held_;
 };

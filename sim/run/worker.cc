@@ -16,47 +16,27 @@ namespace {
 
 // A fedcl-server over gRPC, with each module downloaded once per version and shared by the
 // shard's participants (a shard runs thousands of virtual devices on one connection).
-class SharedDownloadsPort final : public device::FederationPort {
+class SharedDownloadsPort final : public device::ForwardingPort {
  public:
-  explicit SharedDownloadsPort(proto::GrpcPort& port) : port_(port) {}
+  explicit SharedDownloadsPort(proto::GrpcPort& port) : ForwardingPort(port) {}
 
-  absl::StatusOr<device::JoinResult> Join(fl::ClientId client,
-                                          absl::string_view software) override {
-    return port_.Join(client, software);
-  }
-  absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client,
-                                             absl::Span<const fl::ModuleVersion> held) override {
-    return port_.GetWork(client, held);
-  }
-  absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) override {
-    return port_.DownloadBackbone(client);
-  }
   absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId client,
                                                           const std::string& name, int64_t version,
                                                           bool with_descriptor) override {
-    if (with_descriptor) return port_.DownloadModule(client, name, version, true);
+    if (with_descriptor) return inner().DownloadModule(client, name, version, true);
     {
       absl::MutexLock lock(&mu_);
       auto it = cache_.find(name);
       if (it != cache_.end() && it->second.version == version) return it->second;
     }
     FEDCL_ASSIGN_OR_RETURN(device::DownloadedModule downloaded,
-                           port_.DownloadModule(client, name, version));
+                           inner().DownloadModule(client, name, version));
     absl::MutexLock lock(&mu_);
     cache_[name] = downloaded;
     return downloaded;
   }
-  absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
-                                                const fl::LocalUpdate& update,
-                                                int64_t chunk_bytes) override {
-    return port_.SubmitUpdate(client, round, update, chunk_bytes);
-  }
-  absl::Status Leave(fl::ClientId client, bool permanent) override {
-    return port_.Leave(client, permanent);
-  }
 
  private:
-  proto::GrpcPort& port_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, device::DownloadedModule> cache_ ABSL_GUARDED_BY(mu_);
 };

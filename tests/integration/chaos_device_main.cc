@@ -56,29 +56,10 @@ constexpr char kMethod[] = "chaos";
 
 // Records each submission in the ledger before it leaves and each answer when it arrives; every
 // other call passes through.
-class LedgerPort final : public device::FederationPort {
+class LedgerPort final : public device::ForwardingPort {
  public:
   LedgerPort(device::FederationPort& inner, LedgerWriter& ledger)
-      : inner_(inner), ledger_(ledger) {}
-
-  absl::StatusOr<device::JoinResult> Join(fl::ClientId client, absl::string_view sw) override {
-    return inner_.Join(client, sw);
-  }
-  absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client,
-                                             absl::Span<const fl::ModuleVersion> held) override {
-    return inner_.GetWork(client, held);
-  }
-  absl::StatusOr<std::string> DownloadBackbone(fl::ClientId client) override {
-    return inner_.DownloadBackbone(client);
-  }
-  absl::StatusOr<device::DownloadedModule> DownloadModule(fl::ClientId client,
-                                                          const std::string& name, int64_t version,
-                                                          bool with_descriptor) override {
-    return inner_.DownloadModule(client, name, version, with_descriptor);
-  }
-  absl::Status Leave(fl::ClientId client, bool permanent) override {
-    return inner_.Leave(client, permanent);
-  }
+      : ForwardingPort(inner), ledger_(ledger) {}
 
   absl::StatusOr<fl::SubmitResult> SubmitUpdate(fl::ClientId client, int64_t round,
                                                 const fl::LocalUpdate& update,
@@ -93,7 +74,7 @@ class LedgerPort final : public device::FederationPort {
     // The ledger must know of an update before the server can: a failure to record stops here.
     if (absl::Status s = ledger_.Send(send); !s.ok()) return absl::InternalError(s.message());
     absl::StatusOr<fl::SubmitResult> answer =
-        inner_.SubmitUpdate(client, round, update, chunk_bytes);
+        inner().SubmitUpdate(client, round, update, chunk_bytes);
     LedgerAnswer a;
     a.round = round;
     if (answer.ok()) {
@@ -109,7 +90,6 @@ class LedgerPort final : public device::FederationPort {
   }
 
  private:
-  device::FederationPort& inner_;
   LedgerWriter& ledger_;
 };
 

@@ -64,23 +64,25 @@ double Accuracy(const std::string& backbone, const std::map<std::string, fl::Mod
   return nn::Evaluate(replica.model(), test->images, test->labels).accuracy;
 }
 
+// fedcl-pretrain's MLP on classes 0-4 (one epoch on 10,000 images) into `path`.
+void PretrainHalfTheClasses(ServerFixture& f, const std::string& path) {
+  auto pretrain = ChildProcess::Start(
+      {BinaryPath("fedcl-pretrain"), "--model=mlp", "--classes=0-4", "--epochs=1",
+       "--train_end=10000", "--progress_interval=0", "--output=" + path},
+      f.dir() + "/pretrain.log");
+  ASSERT_TRUE(pretrain.ok());
+  ASSERT_EQ(*(*pretrain)->Wait(absl::Seconds(60)), 0) << ReadText(f.dir() + "/pretrain.log");
+}
+
 TEST(FederationTest, EightDevicesTwentyRoundsBeatTheFrozenBackboneWithMatchingFedAuWeights) {
   if (!base::FileSystem::Default().Exists(kFashionMnist)) GTEST_SKIP() << "no Fashion-MNIST";
   ServerFixture f;
   // A backbone pretrained on half the classes; the federation learns all ten.
   const std::string backbone = f.dir() + "/pretrained.ckpt";
-  auto pretrain = ChildProcess::Start(
-      {BinaryPath("fedcl-pretrain"), "--model=mlp", "--classes=0-4", "--epochs=1",
-       "--train_end=10000", "--progress_interval=0", "--output=" + backbone},
-      f.dir() + "/pretrain.log");
-  ASSERT_TRUE(pretrain.ok());
-  ASSERT_EQ(*(*pretrain)->Wait(absl::Seconds(60)), 0) << ReadText(f.dir() + "/pretrain.log");
+  ASSERT_NO_FATAL_FAILURE(PretrainHalfTheClasses(f, backbone));
 
   f.WriteRawConfig(absl::StrCat(
-      "state_dir: \"", f.dir(), "/state\"\n", "backbone_checkpoint: \"", backbone, "\"\n",
-      "num_classes: 10\n", "tokens_file: \"", f.dir(), "/tokens.txt\"\n", "tls { cert_file: \"",
-      f.dir(), "/tls/server.pem\" key_file: \"", f.dir(), "/tls/server.key\" }\n",
-      "module { name: \"ssf\" role: \"pet\" pet { kind: \"ssf\" } }\n",
+      f.TlsConfigHead(backbone), "module { name: \"ssf\" role: \"pet\" pet { kind: \"ssf\" } }\n",
       "module { name: \"head\" role: \"head\" }\n",
       "recipe { local_steps: 10 batch_size: 32 learning_rate: 0.1 }\n",
       // The test closes every round itself once the devices drawn for it have submitted (the
@@ -207,17 +209,9 @@ TEST(FederationTest, EightDevicesOfOneToEightTimesTheSpeedFillBuffersAsynchronou
   constexpr int kUpdatesPerDevice = 4;
   ServerFixture f;
   const std::string backbone = f.dir() + "/pretrained.ckpt";
-  auto pretrain = ChildProcess::Start(
-      {BinaryPath("fedcl-pretrain"), "--model=mlp", "--classes=0-4", "--epochs=1",
-       "--train_end=10000", "--progress_interval=0", "--output=" + backbone},
-      f.dir() + "/pretrain.log");
-  ASSERT_TRUE(pretrain.ok());
-  ASSERT_EQ(*(*pretrain)->Wait(absl::Seconds(60)), 0) << ReadText(f.dir() + "/pretrain.log");
+  ASSERT_NO_FATAL_FAILURE(PretrainHalfTheClasses(f, backbone));
   // The deadline only flushes the last, partial buffer once the fast devices have finished.
-  f.WriteRawConfig(absl::StrCat("state_dir: \"", f.dir(), "/state\"\n", "backbone_checkpoint: \"",
-                                backbone, "\"\n", "num_classes: 10\n", "tokens_file: \"", f.dir(),
-                                "/tokens.txt\"\n", "tls { cert_file: \"", f.dir(),
-                                "/tls/server.pem\" key_file: \"", f.dir(), "/tls/server.key\" }\n",
+  f.WriteRawConfig(absl::StrCat(f.TlsConfigHead(backbone),
                                 "module { name: \"head\" role: \"head\" }\n",
                                 "recipe { local_steps: 10 batch_size: 32 learning_rate: 0.1 }\n",
                                 "round { duration_ms: 1500 policy: \"fedbuff\" ",

@@ -266,7 +266,8 @@ TEST_F(DeviceSessionTest, UnderBufferedRoundsATooLateUpdateIsRebasedAndCountedOn
       update.client = 8;
       update.round = coordinator_->current_round();
       update.num_samples = 16;
-      update.modules.push_back({"m", coordinator_->Modules()[0].version,
+      update.modules.push_back({"m",
+                                coordinator_->Modules()[0].version,
                                 {{"w", {3, 5}}, {"b", {5}}},
                                 absl::MakeSpan(others.back().data(), 20)});
       ASSERT_TRUE(coordinator_->Submit(update).ok());
