@@ -15,8 +15,8 @@
 //
 // The learner is options.method: "recipe" (the default) trains what the server lists with the
 // round's recipe (algorithms.md §1.4), a FedAU / FedAvg device; a continual method
-// (sequential_adapter, linear_head, simple_cil, lae, fedins, sema, sema_replay) learns the local
-// data as a stream and may grow and share modules. Each cycle:
+// (sequential_adapter, linear_head, simple_cil, fed_simple_cil, lae, fedins, sema, sema_replay)
+// learns the local data as a stream and may grow and share modules. Each cycle:
 //   continual  learn `batches_per_sync` minibatches of the partition (reshuffled every pass,
 //              scored before they are learned: prequential accuracy; contrast-inverted from batch
 //              `shift_after` on), then Begin (work, downloads, re-base) and Submit. A server that

@@ -6,10 +6,10 @@
 //                --state_dir=/var/lib/fedcl-client/3 --num_partitions=10 --partition=dirichlet
 //                --dirichlet_alpha=0.5 --partition_seed=1 --rounds=20
 //
-// With --method (a continual learner: sequential_adapter, linear_head, simple_cil, lae, fedins,
-// sema, sema_replay) the device instead learns its partition as a stream, --batches_per_sync
-// minibatches between syncs, and may grow and share modules. Both are one loop over the same
-// device session the edge SDK and the simulators run (client/device.h):
+// With --method (a continual learner: sequential_adapter, linear_head, simple_cil,
+// fed_simple_cil, lae, fedins, sema, sema_replay) the device instead learns its partition as a
+// stream, --batches_per_sync minibatches between syncs, and may grow and share modules. Both are
+// one loop over the same device session the edge SDK and the simulators run (client/device.h):
 //
 //   fedcl-client --server=localhost:50051 --client_id=3 --token_file=client3.token
 //                --state_dir=/var/lib/fedcl-client/3 --method=sema --shift_after=300 --rounds=40
@@ -97,8 +97,9 @@ ABSL_FLAG(absl::Duration, call_timeout, absl::Seconds(60), "Deadline of each cal
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{4} << 20, "Largest gRPC message, in bytes.");
 ABSL_FLAG(absl::Duration, max_poll, absl::Seconds(10), "Longest wait between asks for work.");
 ABSL_FLAG(std::string, method, "",
-          "Continual mode: the learner (sequential_adapter, linear_head, simple_cil, lae, fedins, "
-          "sema, sema_replay) learns the partition as a stream; empty = run the server's recipe "
+          "Continual mode: the learner (sequential_adapter, linear_head, simple_cil, "
+          "fed_simple_cil, lae, fedins, sema, sema_replay) learns the partition as a stream; empty "
+          "= run the server's recipe "
           "(method recipe).");
 ABSL_FLAG(std::string, method_options, "",
           "The method's knobs as `key: value` pairs, e.g. \"expansion_tau: 1.5\" for sema.");

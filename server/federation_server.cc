@@ -288,6 +288,8 @@ absl::StatusOr<double> FederationServer::Evaluate() {
         break;  // the replica has no mixture at its blocks: experts are evaluated on devices
       case fl::ModuleRole::kInstancePool:
         break;  // per-instance selection runs on devices only
+      case fl::ModuleRole::kClassStatistics:
+        break;  // prototypes classify on devices (fed_simple_cil), not through the head
     }
   }
   nn::EvalResult result = nn::Evaluate(*model_, evaluation_->images, evaluation_->labels);

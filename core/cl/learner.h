@@ -14,6 +14,7 @@
 // Methods (RegisteredMethodNames(), compared side by side on the same streams):
 //   linear_head         frozen backbone, a linear head trained on everything;
 //   simple_cil          SimpleCIL prototypes (§8.1), no training at all;
+//   fed_simple_cil      the same prototypes from class sums and counts summed across devices;
 //   sequential_adapter  one adapter per expandable block, fine-tuned on every task in turn;
 //   lae                 LAE (§5): an online adapter and its offline EMA, max-of-softmax ensemble;
 //   sema, sema_replay   SEMA (§4): mixtures of adapters that grow on a shift; sema_replay adds our

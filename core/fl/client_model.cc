@@ -9,6 +9,7 @@
 #include "core/base/status_macros.h"
 #include "core/nn/optimizer.h"
 #include "core/nn/training.h"
+#include "core/peft/class_statistics.h"
 
 namespace fedcl::fl {
 
@@ -25,6 +26,7 @@ nn::ParameterSet* ClientModel::SetFor(const Installed& installed) {
     case ModuleRole::kExpert:
     case ModuleRole::kBaseExpert:
     case ModuleRole::kInstancePool:
+    case ModuleRole::kClassStatistics:
       return nullptr;  // never installed here (Install refuses them)
   }
   return nullptr;
@@ -49,6 +51,12 @@ absl::Status ClientModel::Install(const ModuleSpec& spec, int64_t version,
     return absl::InvalidArgumentError(absl::StrCat(
         "module '", spec.name,
         "' belongs to a FedIns instance pool: the continual learner runs those, not ClientModel"));
+  }
+  if (spec.role == ModuleRole::kClassStatistics) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "module '", spec.name,
+        "' holds class statistics: the continual learner (fed_simple_cil) runs those, not "
+        "ClientModel"));
   }
   Installed installed;
   installed.spec = spec;
@@ -120,6 +128,10 @@ absl::StatusOr<std::vector<StoredModule>> CreateInitialModules(nn::Model& model,
             absl::StrCat("module '", module.spec.name,
                          "': expert modules join the pool through ProposeModule, not as initial "
                          "modules"));
+      case ModuleRole::kClassStatistics:  // zero sums and counts, one row per head class
+        module.values = peft::NewClassStatistics(module.spec.name, model.config().num_classes,
+                                                 model.backbone().feature_dim());
+        break;
     }
     module.values.SetAllTrainable(true);
     modules.push_back(std::move(module));

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "core/fl/update_validation.h"
+#include "core/peft/class_statistics.h"
 
 namespace fedcl::fl {
 // Weight summary over a list of weights: min, mean, max (zeros when empty).
@@ -71,6 +72,8 @@ Coordinator::Coordinator(const CoordinatorOptions& options, base::Clock& clock, 
   config.name = "adaptive";
   config.options.clear();
   expert_rule_ = *CreateAggregationRule(config);
+  // Statistics are summed exactly whatever the base rule (rules/sum.cc).
+  statistics_rule_ = *CreateAggregationRule({.name = "sum"});
   absl::MutexLock lock(&mu_);
   policy_ = *CreateRoundPolicy(options_.round);
 }
@@ -205,6 +208,17 @@ absl::Status Coordinator::InitModules(std::vector<StoredModule> modules) {
     if (stored.values.num_values() == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("coordinator: module '", stored.spec.name, "' is empty"));
+    }
+    if (stored.spec.role == ModuleRole::kClassStatistics) {
+      const nn::Shape sums =
+          stored.values.num_tensors() > 0 ? stored.values.info(0).shape : nn::Shape{};
+      absl::Status s = sums.size() == 2
+                           ? peft::CheckClassStatistics(stored.values, sums[0], sums[1])
+                           : absl::InvalidArgumentError("class_sums must be 2-D");
+      if (!s.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("coordinator: module '", stored.spec.name, "': ", s.message()));
+      }
     }
     PooledModule module;
     module.spec = std::move(stored.spec);

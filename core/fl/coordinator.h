@@ -344,6 +344,9 @@ class Coordinator {
     double staleness_weight = 1.0;  // the policy's factor for how late it is (scales values)
     std::vector<double> weights;    // parallel to update.modules
     std::vector<ModuleAggregator*> aggregators;  // parallel to update.modules
+    // Parallel to update.modules: class statistics, summed as sent (never clipped, discounted
+    // for staleness or counted in the update's norm).
+    std::vector<bool> exact;
   };
   absl::StatusOr<Admission> AdmitLocked(const UpdateSubmission& update)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -351,10 +354,11 @@ class Coordinator {
   // folded), before it is journaled: the fold of a journaled update must not overflow, so an
   // update that could make the round's sum pass half the fixed-point capacity is refused
   // (InvalidArgument: values that large are no learning) instead. Takes the lock.
-  // `largest`: each delta's largest |value| before the values were scaled by `scale`.
+  // `largest`: each delta's largest |value| before the values were scaled by `scales` (parallel
+  // to update.modules).
   absl::Status ReserveMagnitude(const UpdateSubmission& update, const std::vector<double>& weights,
-                                const std::vector<float>& largest, double scale)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                                const std::vector<float>& largest,
+                                const std::vector<double>& scales) ABSL_LOCKS_EXCLUDED(mu_);
   // The acknowledgement of an update already counted, or nullopt.
   std::optional<SubmitResult> DuplicateLocked(const UpdateSubmission& update) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -397,8 +401,9 @@ class Coordinator {
   std::vector<PoolModuleStatus> PoolStatusLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
-  std::shared_ptr<const AggregationRule> rule_;         // options_.aggregator
-  std::shared_ptr<const AggregationRule> expert_rule_;  // FedAU with the base rule's γ and K
+  std::shared_ptr<const AggregationRule> rule_;             // options_.aggregator
+  std::shared_ptr<const AggregationRule> expert_rule_;      // FedAU with the base rule's γ and K
+  std::shared_ptr<const AggregationRule> statistics_rule_;  // "sum", for class statistics
   base::Clock& clock_;
   StateStore* const store_;
   std::unique_ptr<tbb::task_arena> arena_;

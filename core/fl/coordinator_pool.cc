@@ -30,7 +30,8 @@ ModuleRegistryOptions RegistryOptions(const ModulePoolOptions& pool) {
 }  // namespace
 
 const std::shared_ptr<const AggregationRule>& Coordinator::RuleFor(ModuleRole role) const {
-  return role == ModuleRole::kExpert ? expert_rule_ : rule_;
+  if (role == ModuleRole::kExpert) return expert_rule_;
+  return role == ModuleRole::kClassStatistics ? statistics_rule_ : rule_;
 }
 
 absl::Status Coordinator::RestorePoolLocked(ModuleRegistryState state) {
@@ -189,6 +190,10 @@ absl::StatusOr<std::vector<double>> Coordinator::DeltaWeightsLocked(const Update
   std::vector<double> weights;
   for (const ModuleDelta& delta : update.modules) {
     const PooledModule* module = FindModuleLocked(delta.name);
+    if (module != nullptr && module->spec.role == ModuleRole::kClassStatistics) {
+      weights.push_back(1.0);  // summed as sent (rules/sum.cc)
+      continue;
+    }
     if (module == nullptr || module->pool_id == 0) {
       weights.push_back(client_weight);
       continue;

@@ -7,6 +7,7 @@
 #include "core/base/status_macros.h"
 #include "core/fl/coordinator.h"
 #include "core/fl/update_validation.h"
+#include "core/peft/class_statistics.h"
 
 namespace fedcl::fl {
 
@@ -37,16 +38,24 @@ absl::Status Coordinator::ValidateAgainstPool(const UpdateSubmission& update) co
           "; the update was trained from version ", delta.base_version, ": download it again"));
     }
     FEDCL_RETURN_IF_ERROR(ValidateModuleDelta(delta, *module->values));
+    if (module->spec.role == ModuleRole::kClassStatistics) {
+      const nn::Shape& sums = module->values->info(0).shape;  // [classes, dim], checked at Init
+      if (absl::Status s = peft::CheckClassStatisticsDelta(delta.values, sums[0], sums[1]);
+          !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("module '", delta.name, "': ", s.message()));
+      }
+    }
   }
   return absl::OkStatus();
 }
 
 absl::Status Coordinator::ReserveMagnitude(const UpdateSubmission& update,
                                            const std::vector<double>& weights,
-                                           const std::vector<float>& largest, double scale) {
+                                           const std::vector<float>& largest,
+                                           const std::vector<double>& scales) {
   std::vector<double> needs;
   for (size_t i = 0; i < update.modules.size(); ++i) {
-    needs.push_back(weights[i] * largest[i] * scale);
+    needs.push_back(weights[i] * largest[i] * scales[i]);
   }
   absl::MutexLock lock(&mu_);
   for (size_t i = 0; i < update.modules.size(); ++i) {
@@ -93,9 +102,13 @@ absl::StatusOr<Coordinator::Admission> Coordinator::AdmitLocked(const UpdateSubm
   // values by it, as it does to clip: every rule then folds it, the unweighted ones and those
   // that store each client's last delta included, and the journal holds what was folded.
   const double staleness_weight = policy_->StalenessWeight(round_ - update.round);
+  std::vector<bool> exact;
+  for (const ModuleDelta& delta : update.modules)
+    exact.push_back(FindModuleLocked(delta.name)->spec.role == ModuleRole::kClassStatistics);
   in_flight_.insert(update.client);
-  return Admission{round_, weight, staleness_weight, std::move(weights),
-                   AggregatorsForLocked(update)};
+  return Admission{
+      round_,          weight, staleness_weight, std::move(weights), AggregatorsForLocked(update),
+      std::move(exact)};
 }
 
 std::vector<ModuleAggregator*> Coordinator::AggregatorsForLocked(const UpdateSubmission& update) {
@@ -130,9 +143,10 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
   const double weight = admission.weight;
   // Outside the lock: values, the norm bound, the journal and the fold, which may be slow. One
   // pass over the values gives the norm, through it whether every value is finite, and each
-  // delta's largest |value| (for ReserveMagnitude).
+  // delta's largest |value| (for ReserveMagnitude). Class statistics are not learning: they stay
+  // out of the norm and are never scaled.
   std::vector<float> largest;
-  const double squared_norm = SquaredNorm(update, &largest);
+  const double squared_norm = SquaredNorm(update, &largest, &admission.exact);
   absl::Status status = std::isfinite(squared_norm) ? absl::OkStatus() : FindNonFinite(update);
   double scale = admission.staleness_weight;  // and the clipping factor, if any
   if (status.ok() && options_.max_update_norm > 0.0) {
@@ -147,13 +161,17 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
       }
     }
   }
+  std::vector<double> scales(update.modules.size(), scale);
+  for (size_t i = 0; i < scales.size(); ++i)
+    if (admission.exact[i]) scales[i] = 1.0;
   if (status.ok() && scale != 1.0) {
     const float factor = static_cast<float>(scale);
-    for (const ModuleDelta& delta : update.modules) {
-      for (float& v : delta.values) v *= factor;
+    for (size_t i = 0; i < update.modules.size(); ++i) {
+      if (admission.exact[i]) continue;
+      for (float& v : update.modules[i].values) v *= factor;
     }
   }
-  if (status.ok()) status = ReserveMagnitude(update, admission.weights, largest, scale);
+  if (status.ok()) status = ReserveMagnitude(update, admission.weights, largest, scales);
   if (status.ok() && store_ != nullptr && store_->journals()) {
     JournalEntry entry;
     entry.round = admission.round;

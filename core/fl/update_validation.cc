@@ -105,29 +105,36 @@ absl::Status FindNonFinite(const UpdateSubmission& update) {
   return absl::OkStatus();
 }
 
-double SquaredNorm(const UpdateSubmission& update, std::vector<float>* largest) {
+double SquaredNorm(const UpdateSubmission& update, std::vector<float>* largest,
+                   const std::vector<bool>* skip) {
   // The norm decides the clipping factor, which is part of the fold weight, so its bits must not
   // depend on where the host's buffer happens to sit: eight lanes by index, summed in a fixed
   // order, rather than an address-aligned vector reduction.
   double lanes[8] = {};
+  double skipped_lanes[8] = {};  // only to see whether a skipped module's values are finite
   if (largest != nullptr) largest->clear();
-  for (const ModuleDelta& delta : update.modules) {
+  for (size_t m = 0; m < update.modules.size(); ++m) {
+    const ModuleDelta& delta = update.modules[m];
+    double* sum = skip != nullptr && (*skip)[m] ? skipped_lanes : lanes;
     const float* v = delta.values.data();
     const size_t n = delta.values.size();
     float peaks[8] = {};
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
       for (int k = 0; k < 8; ++k) {
-        lanes[k] += static_cast<double>(v[i + k]) * v[i + k];
+        sum[k] += static_cast<double>(v[i + k]) * v[i + k];
         peaks[k] = std::max(peaks[k], std::abs(v[i + k]));
       }
     }
     for (; i < n; ++i) {
-      lanes[i % 8] += static_cast<double>(v[i]) * v[i];
+      sum[i % 8] += static_cast<double>(v[i]) * v[i];
       peaks[i % 8] = std::max(peaks[i % 8], std::abs(v[i]));
     }
     if (largest != nullptr) largest->push_back(*std::max_element(peaks, peaks + 8));
   }
+  double skipped = 0.0;
+  for (double lane : skipped_lanes) skipped += lane;
+  if (!std::isfinite(skipped)) return skipped;
   return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
          ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
 }

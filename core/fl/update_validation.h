@@ -57,8 +57,10 @@ absl::Status ValidateModuleDelta(const ModuleDelta& delta, const nn::ParameterSe
 // Sum of squares over all the update's deltas, in double. Not finite if and only if some value
 // is not (squares of finite floats cannot overflow a double), so one pass serves both checks.
 // With `largest`, the same pass also gives each delta's largest |value| (parallel to
-// update.modules; meaningful when the sum is finite).
-double SquaredNorm(const UpdateSubmission& update, std::vector<float>* largest = nullptr);
+// update.modules; meaningful when the sum is finite). Modules marked in `skip` (parallel to
+// update.modules) stay out of the sum unless they hold a non-finite value.
+double SquaredNorm(const UpdateSubmission& update, std::vector<float>* largest = nullptr,
+                   const std::vector<bool>* skip = nullptr);
 
 // InvalidArgument naming the module and index of the first non-finite value (OK if none).
 absl::Status FindNonFinite(const UpdateSubmission& update);

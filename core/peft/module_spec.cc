@@ -18,6 +18,8 @@ absl::string_view ModuleRoleName(ModuleRole role) {
       return "base_expert";
     case ModuleRole::kInstancePool:
       return "instance_pool";
+    case ModuleRole::kClassStatistics:
+      return "class_statistics";
   }
   return "unknown";
 }
@@ -29,9 +31,11 @@ absl::StatusOr<ModuleRole> ParseModuleRole(absl::string_view name) {
   if (name == "expert") return ModuleRole::kExpert;
   if (name == "base_expert") return ModuleRole::kBaseExpert;
   if (name == "instance_pool") return ModuleRole::kInstancePool;
+  if (name == "class_statistics") return ModuleRole::kClassStatistics;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown module role '", name,
-                   "' (expected head, backbone, pet, expert, base_expert or instance_pool)"));
+                   "' (expected head, backbone, pet, expert, base_expert, instance_pool or "
+                   "class_statistics)"));
 }
 
 }  // namespace fedcl::peft

@@ -28,9 +28,15 @@ enum class ModuleRole {
   // the instance pool. Aggregated like any module; only the continual learner can run them, each
   // instance with the mean of the sets its query selects. The server creates them (FedInsConfig).
   kInstancePool,
+  // Exact statistics summed across devices, not averaged models: the class feature sums and
+  // counts of federated SimpleCIL (cl::NewClassStatistics: "class_sums" [classes, dim] and
+  // "class_counts" [classes]). Folded by the "sum" rule whatever the server's aggregator, never
+  // clipped or discounted for staleness, and refused unless every count a delta adds is a
+  // non-negative whole number that comes with its sums.
+  kClassStatistics,
 };
 
-// "head", "backbone", "pet", "expert", "base_expert", "instance_pool"
+// "head", "backbone", "pet", "expert", "base_expert", "instance_pool", "class_statistics"
 absl::string_view ModuleRoleName(ModuleRole role);
 absl::StatusOr<ModuleRole> ParseModuleRole(absl::string_view name);
 

@@ -6,8 +6,8 @@
 #
 #   tests/bench/cl_sdk_scenario.sh [BUILD_DIR] [METHOD] [SCENARIO] [SEED]
 #
-# METHOD: sema (default), sema_replay, sequential_adapter, linear_head, lae, fedins or
-# simple_cil (the scenario's learner { fedins_pool_size } must stay at its default 8). The scenario's
+# METHOD: sema (default), sema_replay, sequential_adapter, linear_head, lae, fedins, simple_cil
+# or fed_simple_cil (the scenario's learner { fedins_pool_size } must stay at its default 8). The scenario's
 # model.checkpoint is the backbone the server serves (fedcl-pretrain, see docs/pretraining.md).
 set -eu
 build=${1:-build}
@@ -32,6 +32,7 @@ module { name: "head" role: "head" }' ;;
 module { name: "head" role: "head" }' ;;
   fedins) modules='fedins { pool_size: 8 }' ;;
   linear_head|simple_cil) modules='module { name: "head" role: "head" }' ;;
+  fed_simple_cil) modules='module { name: "class_statistics" role: "class_statistics" }' ;;
   *) echo "unknown method $method" >&2; exit 2 ;;
 esac
 cat > "$out/server.textproto" <<CONFIG

@@ -107,6 +107,9 @@ struct ClientOptions {
   //   "simple_cil"                     SimpleCIL class prototypes of the frozen features, no
   //                                    training; they stay on the device (the server's "head"
   //                                    is only held);
+  //   "fed_simple_cil"                 SimpleCIL whose class feature sums and counts the server
+  //                                    sums exactly across devices; server: "class_statistics"
+  //                                    (role class_statistics);
   //   "lae"                            LAE: an online adapter on the first two blocks, shared,
   //                                    and its offline EMA on the device; predictions are the
   //                                    max-of-softmax ensemble of both; server: "adapter" (sites

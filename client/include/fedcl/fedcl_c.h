@@ -116,8 +116,8 @@ typedef enum fedcl_option {
   FEDCL_OPTION_TLS_SERVER_NAME = 3,
   FEDCL_OPTION_TOKEN = 4,
   FEDCL_OPTION_STORAGE_DIR = 5,  /* required */
-  FEDCL_OPTION_METHOD = 6,       /* "sequential_adapter", "linear_head", "simple_cil", "lae",
-                                    "fedins", "sema", "sema_replay" */
+  FEDCL_OPTION_METHOD = 6,       /* "sequential_adapter", "linear_head", "simple_cil",
+                                    "fed_simple_cil", "lae", "fedins", "sema", "sema_replay" */
   FEDCL_OPTION_OOD_DETECTOR = 7, /* "energy", "max_softmax", "mahalanobis", "knn", ... */
   /* The method's own knobs as a scalar text proto, e.g. "expansion_tau: 1.5 confirm_batches: 3"
      (the knobs below are shorthands for some of them; keys given here win). New methods' knobs

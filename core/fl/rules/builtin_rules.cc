@@ -11,6 +11,7 @@ void RegisterAverageAllRule(RuleRegistry& registry);
 void RegisterFedVarpRule(RuleRegistry& registry);
 void RegisterMifaRule(RuleRegistry& registry);
 void RegisterFedAdamRule(RuleRegistry& registry);
+void RegisterSumRule(RuleRegistry& registry);
 
 void RegisterBuiltinRules(RuleRegistry& registry) {
   RegisterFedAuRule(registry);
@@ -20,6 +21,7 @@ void RegisterBuiltinRules(RuleRegistry& registry) {
   RegisterFedVarpRule(registry);
   RegisterMifaRule(registry);
   RegisterFedAdamRule(registry);
+  RegisterSumRule(registry);
 }
 
 }  // namespace fedcl::fl

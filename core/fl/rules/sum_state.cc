@@ -18,7 +18,9 @@ absl::Status SumState::CheckFinish(const RoundTotals& totals) const {
 
 absl::Status SumState::Finish(const RoundTotals& totals, absl::Span<float> params) {
   if (totals.folded == 0) return absl::OkStatus();
-  const int64_t divisor = divisor_ == Divisor::kEnrolled ? totals.enrolled : totals.participants;
+  const int64_t divisor = divisor_ == Divisor::kEnrolled       ? totals.enrolled
+                          : divisor_ == Divisor::kParticipants ? totals.participants
+                                                               : 1;
   return sum_.DrainInto(params, gamma_ / static_cast<double>(divisor));
 }
 

@@ -24,9 +24,10 @@ namespace {
 constexpr int64_t kSize = 2 * FixedPointAccumulator::kChunkSize + 77;
 constexpr int kClients = 10;
 
-// The rules of algorithms.md §1.7 (fedadam has its own test, rules/fedadam_test.cc).
-const std::vector<std::string> kAllKinds = {"adaptive",    "known_prob", "average_participating",
-                                            "average_all", "fedvarp",    "mifa"};
+// The rules of algorithms.md §1.7 (fedadam has its own test, rules/fedadam_test.cc), and the
+// exact sum the coordinator folds class statistics with.
+const std::vector<std::string> kAllKinds = {
+    "adaptive", "known_prob", "average_participating", "average_all", "fedvarp", "mifa", "sum"};
 
 struct Update {
   ClientId client;
@@ -101,9 +102,9 @@ class Reference {
     std::vector<double> step(kSize, 0.0);
     const std::string& kind = options_.name;
     if (kind == "adaptive" || kind == "known_prob" || kind == "average_all" ||
-        kind == "average_participating") {
+        kind == "average_participating" || kind == "sum") {
       if (plan.updates.empty()) return;
-      const double divisor = kind == "average_participating" ? s : n;
+      const double divisor = kind == "average_participating" ? s : kind == "sum" ? 1.0 : n;
       for (const Update& u : plan.updates) {
         for (int64_t i = 0; i < kSize; ++i) step[i] += u.weight * u.delta[i] / divisor;
       }
@@ -193,6 +194,11 @@ TEST(RuleRegistryTest, EveryBuiltInRuleIsRegisteredAndConfigsAreChecked) {
   EXPECT_FALSE(CreateAggregationRule({.fedau_cutoff = -1}).ok());
   EXPECT_TRUE(
       absl::IsInvalidArgument(CreateAggregationRule({.name = "mifa", .options = "k: 1"}).status()));
+  // The sum adds statistics as they are: a server learning rate would scale counts.
+  absl::Status scaled_sum =
+      CreateAggregationRule({.name = "sum", .global_learning_rate = 0.5}).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(scaled_sum));
+  EXPECT_THAT(scaled_sum.message(), ::testing::HasSubstr("global_learning_rate must be 1"));
 }
 
 TEST(ModuleAggregatorTest, EachKindMatchesNaiveDoubleLoop) {
