@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -11,16 +12,21 @@
 
 namespace fedcl::cl {
 
-bool ShouldExpand(const std::vector<std::vector<double>>& z_scores, double tau) {
-  if (z_scores.empty()) return false;
+double SmallestMeanZScore(const std::vector<std::vector<double>>& z_scores) {
+  constexpr double kNone = -std::numeric_limits<double>::infinity();
+  if (z_scores.empty()) return kNone;
   double smallest = std::numeric_limits<double>::infinity();
   for (const std::vector<double>& adapter : z_scores) {
-    if (adapter.empty()) return false;
+    if (adapter.empty()) return kNone;
     double mean = 0;
     for (double z : adapter) mean += z / static_cast<double>(adapter.size());
     smallest = std::min(smallest, mean);
   }
-  return smallest > tau;
+  return smallest;
+}
+
+bool ShouldExpand(const std::vector<std::vector<double>>& z_scores, double tau) {
+  return SmallestMeanZScore(z_scores) > tau;
 }
 
 nn::ParameterSet DescriptorToParameters(const RepresentationDescriptor& rd,

@@ -23,8 +23,12 @@ using ood::InitLinearWeight;
 using ood::LossRecords;
 using ood::RepresentationDescriptor;
 
-// §4.3: expand iff min over the block's adapters of the batch-mean z-score > τ.
-// `z_scores[i]` holds adapter i's z-scores for the batch. False with no adapters or no samples.
+// The smallest over the block's adapters of the batch-mean z-score: how unusual the batch is to
+// the adapter it suits best. `z_scores[i]` holds adapter i's z-scores for the batch. −∞ with no
+// adapters, or with one that scored no sample.
+double SmallestMeanZScore(const std::vector<std::vector<double>>& z_scores);
+
+// §4.3: expand iff SmallestMeanZScore(z_scores) > τ (default 2).
 bool ShouldExpand(const std::vector<std::vector<double>>& z_scores, double tau = 2.0);
 
 // A descriptor with its frozen loss records as one parameter set, the form the server's pool

@@ -90,11 +90,12 @@ absl::StatusOr<CusumTest> CusumTest::Calibrate(absl::Span<const float> clean,
       high = mid;
     }
   }
-  return CusumTest(mean, stddev, options.allowance, high);
+  return CusumTest(mean, stddev, options.allowance, high, *std::max_element(z.begin(), z.end()));
 }
 
 bool CusumTest::Observe(float score) {
-  statistic_ = std::max(0.0, statistic_ + (score - mean_) / stddev_ - allowance_);
+  const double z = std::min((score - mean_) / stddev_, clip_);
+  statistic_ = std::max(0.0, statistic_ + z - allowance_);
   if (!(statistic_ > threshold_)) return false;
   statistic_ = 0.0;
   return true;

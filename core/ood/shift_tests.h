@@ -8,7 +8,11 @@
 //     g_t = max(0, g_{t−1} + (s_t − μ0)/σ0 − k),  alarm when g_t > h, then g restarts at 0;
 //     μ0, σ0 from the clean scores; k (allowance, in σ0) is the smallest standardised mean shift
 //     worth detecting halved, as usual; h is the smallest threshold whose alarm rate on streams
-//     resampled from the clean scores is at most the target.
+//     resampled from the clean scores is at most the target. Each standardised score is clipped
+//     at the largest clean one: the resampled streams never go beyond it, so a clean tail the
+//     calibration sample missed cannot raise alarms it did not count (a few hundred clean
+//     scores say little about a 1-in-10,000 event); a shift moves the bulk, which the clip
+//     leaves alone.
 //
 //   MMD window test (Gretton et al., 2012) on features (penultimate features, token means):
 //     every `stride` samples, the unbiased MMD² between the last `window` samples and a clean
@@ -58,9 +62,10 @@ class CusumTest {
   double statistic() const { return statistic_; }
 
  private:
-  CusumTest(double mean, double stddev, double allowance, double threshold)
-      : mean_(mean), stddev_(stddev), allowance_(allowance), threshold_(threshold) {}
+  CusumTest(double mean, double stddev, double allowance, double threshold, double clip)
+      : mean_(mean), stddev_(stddev), allowance_(allowance), threshold_(threshold), clip_(clip) {}
   double mean_, stddev_, allowance_, threshold_;
+  double clip_;  // the largest standardised clean score
   double statistic_ = 0.0;
 };
 

@@ -10,6 +10,7 @@
 #include "sim/report/metrics.h"
 #include "sim/report/report.h"
 #include "sim/run/cl_engine.h"
+#include "sim/run/cl_joint.h"
 #include "sim/run/process_memory.h"
 #include "sim/world/cl_tasks.h"
 
@@ -36,6 +37,15 @@ absl::Status RunSeed(const Scenario& scenario, const SimulationInputs& inputs,
     FEDCL_RETURN_IF_ERROR(log.Append(lines));
     results.push_back(std::move(*run));
   }
+  // The bound every method's row reads against.
+  absl::StatusOr<ClRunResult> bound = RunJointBound(scenario, inputs, tasks, seed, options);
+  if (!bound.ok()) {
+    return absl::Status(bound.status().code(), absl::StrCat(kJointBoundMethod, " / seed ", seed,
+                                                            ": ", bound.status().message()));
+  }
+  FEDCL_ASSIGN_OR_RETURN(std::string lines, ClMetricsLines(*bound));
+  FEDCL_RETURN_IF_ERROR(log.Append(lines));
+  results.push_back(std::move(*bound));
   return absl::OkStatus();
 }
 

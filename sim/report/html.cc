@@ -315,6 +315,29 @@ std::string OodTable(const std::vector<ClRunResult>& runs) {
   return table + "</table>";
 }
 
+// Growing methods: each shifted task's detection by growth on the devices.
+std::string ExpansionTable(const std::vector<ClRunResult>& runs) {
+  std::string table =
+      "<h2>Growth on shifts (devices)</h2><table><tr><th>method</th><th>seed</th><th>task</th>"
+      "<th>devices grown / entered</th><th>delay in samples (median / p90)</th>"
+      "<th>false alarms / 10k clean</th></tr>";
+  bool any = false;
+  for (const ClRunResult& r : runs) {
+    if (r.expansion.empty()) continue;
+    any = true;
+    const v1::ClRunSummary record = ClRunRecord(r);
+    for (const v1::ClRunSummary::Expansion& e : record.expansion()) {
+      absl::StrAppendFormat(&table,
+                            "<tr><td>%s</td><td>%d</td><td>%s</td><td>%d / %d</td>"
+                            "<td>%.0f / %.0f</td><td>%.1f</td></tr>",
+                            HtmlEscape(r.method), r.seed, HtmlEscape(e.task()), e.detected(),
+                            e.devices(), e.delay_median(), e.delay_p90(),
+                            record.expansion_false_alarms_per_10k());
+    }
+  }
+  return any ? table + "</table>" : "";
+}
+
 }  // namespace
 
 std::string HtmlEscape(absl::string_view text) {
@@ -354,7 +377,7 @@ absl::StatusOr<std::string> ClReportHtml(const Scenario& scenario,
       c.rounds_per_task(),
       " rounds per task. Ā: mean over tasks of the accuracy on every task seen so far; "
       "forgetting and BWT as algorithms.md §9.3.</p>\n",
-      ClSummaryTable(runs), OodTable(runs));
+      ClSummaryTable(runs), ExpansionTable(runs), OodTable(runs));
   return PageHtml(page, chart_library);
 }
 

@@ -1,5 +1,9 @@
 #include "sim/report/records.h"
 
+#include <algorithm>
+#include <limits>
+#include <vector>
+
 #include "proto/json.h"
 
 namespace fedcl::sim {
@@ -63,6 +67,23 @@ v1::ClRunSummary ClRunRecord(const ClRunResult& r, bool pool) {
   out.set_bytes_down(static_cast<double>(r.bytes_down));
   out.set_seconds(r.seconds);
   if (pool) *out.mutable_pool() = PoolSeries(r.pool);
+  for (const ExpansionDetection& e : r.expansion) {
+    v1::ClRunSummary::Expansion* record = out.add_expansion();
+    record->set_task(e.task);
+    record->set_devices(e.devices);
+    record->set_detected(static_cast<int32_t>(e.delays.size()));
+    std::vector<double> delays(e.delays.begin(), e.delays.end());
+    delays.resize(e.devices, std::numeric_limits<double>::infinity());  // the devices that missed
+    std::sort(delays.begin(), delays.end());
+    record->set_delay_median(DelayQuantile(delays, 0.5));
+    record->set_delay_p90(DelayQuantile(delays, 0.9));
+  }
+  if (!r.expansion.empty()) {
+    out.set_expansion_false_alarms_per_10k(
+        r.expansion_clean_samples > 0
+            ? 1e4 * static_cast<double>(r.expansion_false_alarms) / r.expansion_clean_samples
+            : 0.0);
+  }
   return out;
 }
 

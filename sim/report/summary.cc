@@ -289,6 +289,16 @@ std::string ClTextTable(const std::vector<ClRunResult>& runs) {
                             r.seed, m.average_incremental, m.last, m.forgetting,
                             m.backward_transfer);
     }
+    if (r.expansion.empty()) continue;
+    // Growth as shift detection: devices that grew / entered, delay median / p90 in samples.
+    const v1::ClRunSummary record = ClRunRecord(r);
+    absl::StrAppend(&out, "  grew on:");
+    for (const v1::ClRunSummary::Expansion& e : record.expansion()) {
+      absl::StrAppendFormat(&out, " %s %d/%d (%.0f/%.0f);", e.task(), e.detected(), e.devices(),
+                            e.delay_median(), e.delay_p90());
+    }
+    absl::StrAppendFormat(&out, " false alarms %.1f per 10k clean\n",
+                          record.expansion_false_alarms_per_10k());
   }
   if (!runs.empty() && !runs[0].ood.empty()) {
     absl::StrAppend(&out, "\nOOD after task 0 (", runs[0].method, ", seed ", runs[0].seed,

@@ -24,7 +24,11 @@ struct Device {
   std::mutex mu;  // the session's; uncontended (one thread per device at a time)
   int delay = 0;
   int task = -1;
-  int64_t refusals = 0;  // growths the budget refused
+  int64_t samples_in_task = 0;    // learned since it entered `task`
+  bool grew_in_task = false;      // it grew on `task`'s data already
+  std::vector<int64_t> delay_of;  // per task: samples to its first growth (a detection), or -1
+  int64_t refusals = 0;           // growths the budget refused
+  int64_t false_alarms = 0, clean_samples = 0;  // CountDetection's
   absl::Status error;
 };
 
@@ -59,6 +63,8 @@ class ContinualRun {
   absl::StatusOr<bool> Begin(int d, int64_t* round);
   // Learn steps of one participant (thread-safe across devices).
   void Learn(int d, int64_t round);
+  // Detection bookkeeping after a batch of `samples` (`grew`: the batch made it grow, or try to).
+  static void CountDetection(Device& dev, int64_t samples, bool grew);
   void RecordPool(int64_t rounds_done);
   absl::Status Evaluate(int after_task);
   absl::Status Finish();
@@ -197,6 +203,9 @@ void ContinualRun::Learn(int d, int64_t round) {
   const int task = TaskAtRound(config_, num_tasks_, dev.delay, round);
   if (task != dev.task) {
     dev.task = task;
+    dev.samples_in_task = 0;
+    dev.grew_in_task = false;
+    dev.delay_of.resize(num_tasks_, -1);
     if (absl::Status s = dev.learner->BeginTask(tasks_[task].classes); !s.ok()) dev.error = s;
   }
   const data::Dataset& pool = tasks_[task].train;
@@ -215,9 +224,23 @@ void ContinualRun::Learn(int d, int64_t round) {
       return;
     }
     if (!stats->refused.ok()) ++dev.refusals;
+    CountDetection(dev, x.rows(), stats->grown_block >= 0 || !stats->refused.ok());
     if (dev.session != nullptr) dev.session->AfterLearnLocked(x.rows(), stats->loss);
   }
   if (dev.session != nullptr && dev.error.ok()) dev.error = dev.session->CommitLocked();
+}
+
+void ContinualRun::CountDetection(Device& dev, int64_t samples, bool grew) {
+  dev.samples_in_task += samples;
+  const bool shift_pending = dev.task > 0 && !dev.grew_in_task;
+  if (!shift_pending) dev.clean_samples += samples;
+  if (!grew) return;
+  if (shift_pending) {
+    dev.delay_of[dev.task] = dev.samples_in_task;
+    dev.grew_in_task = true;
+  } else {
+    ++dev.false_alarms;
+  }
 }
 
 void ContinualRun::RecordPool(int64_t rounds_done) {
@@ -234,17 +257,10 @@ void ContinualRun::RecordPool(int64_t rounds_done) {
   result_.pool.push_back(point);
 }
 
-absl::StatusOr<double> Accuracy(cl::Learner& learner, const data::Dataset& test) {
-  FEDCL_ASSIGN_OR_RETURN(std::vector<cl::Prediction> p, learner.Predict(test.images));
-  int64_t correct = 0;
-  for (size_t i = 0; i < p.size(); ++i) correct += p[i].label == test.labels[i];
-  return static_cast<double>(correct) / static_cast<double>(p.size());
-}
-
 // LAE's online module alone, beside its ensemble.
 absl::StatusOr<double> OnlineAccuracy(cl::Learner& learner, const data::Dataset& test) {
   FEDCL_RETURN_IF_ERROR(learner.SetMethodOption("inference", "online"));
-  absl::StatusOr<double> accuracy = Accuracy(learner, test);
+  absl::StatusOr<double> accuracy = TaskAccuracy(learner, test);
   FEDCL_RETURN_IF_ERROR(learner.SetMethodOption("inference", "ensemble"));
   return accuracy;
 }
@@ -265,7 +281,7 @@ absl::Status ContinualRun::Evaluate(int after_task) {
     tbb::parallel_for(0, eval_devices, [&](int d) {
       cl::Learner& learner = *devices_[d].learner;
       for (int j = 0; j < num_tasks_ && errors[d].ok(); ++j) {
-        absl::StatusOr<double> a = Accuracy(learner, tasks_[j].test);
+        absl::StatusOr<double> a = TaskAccuracy(learner, tasks_[j].test);
         if (!a.ok()) errors[d] = a.status();
         acc[d][j] = a.value_or(0.0);
         if (!lae) continue;
@@ -299,6 +315,21 @@ absl::Status ContinualRun::Evaluate(int after_task) {
 }
 
 absl::Status ContinualRun::Finish() {
+  if (grows_) {
+    for (int t = 1; t < num_tasks_; ++t) {
+      ExpansionDetection& detection = result_.expansion.emplace_back();
+      detection.task = tasks_[t].name;
+      for (const Device& dev : devices_) {
+        if (dev.task < t) continue;  // never reached task t (tasks come in order)
+        ++detection.devices;
+        if (dev.delay_of[t] >= 0) detection.delays.push_back(dev.delay_of[t]);
+      }
+    }
+    for (const Device& dev : devices_) {
+      result_.expansion_false_alarms += dev.false_alarms;
+      result_.expansion_clean_samples += dev.clean_samples;
+    }
+  }
   for (Device& dev : devices_) {
     result_.growth_refusals += dev.refusals;
     if (dev.session == nullptr) continue;
@@ -317,6 +348,13 @@ absl::Status ContinualRun::Finish() {
 }
 
 }  // namespace
+
+absl::StatusOr<double> TaskAccuracy(cl::Learner& learner, const data::Dataset& test) {
+  FEDCL_ASSIGN_OR_RETURN(std::vector<cl::Prediction> p, learner.Predict(test.images));
+  int64_t correct = 0;
+  for (size_t i = 0; i < p.size(); ++i) correct += p[i].label == test.labels[i];
+  return static_cast<double>(correct) / static_cast<double>(p.size());
+}
 
 absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const SimulationInputs& inputs,
                                          const std::vector<ClTask>& tasks,

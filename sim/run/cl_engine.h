@@ -13,6 +13,9 @@
 // take stays queued on the device (Unsent::kKeep), as on real devices.
 // Devices that do not take part neither learn nor sync. After each task's last round the
 // evaluation devices predict every task's test images: row t of the accuracy matrix.
+// A growing method's growths are read as shift detections (ClRunResult::expansion): a device's
+// first growth in a shifted task gives that task's delay in samples, any other growth is a false
+// alarm.
 #ifndef FEDCL_SIM_RUN_CL_ENGINE_H_
 #define FEDCL_SIM_RUN_CL_ENGINE_H_
 
@@ -34,6 +37,9 @@ struct ClEngineOptions {
   int threads = 0;  // 0 = all cores
   bool progress = false;
 };
+
+// The fraction of `test` the learner predicts right.
+absl::StatusOr<double> TaskAccuracy(cl::Learner& learner, const data::Dataset& test);
 
 // Runs one method on one seed. `pattern` is the participation pattern to replay.
 absl::StatusOr<ClRunResult> RunContinual(const Scenario& scenario, const SimulationInputs& inputs,

@@ -48,12 +48,8 @@ absl::Status MeasureCusum(absl::Span<const float> calibration, absl::Span<const 
     delays.push_back(delay < 0 ? std::numeric_limits<double>::infinity() : delay);
   }
   std::sort(delays.begin(), delays.end());
-  auto at = [&](double q) {
-    const double d = delays[static_cast<size_t>(q * (delays.size() - 1))];
-    return std::isfinite(d) ? d : -1.0;
-  };
-  r.cusum_delay_median = at(0.5);
-  r.cusum_delay_p90 = at(0.9);
+  r.cusum_delay_median = DelayQuantile(delays, 0.5);
+  r.cusum_delay_p90 = DelayQuantile(delays, 0.9);
   return absl::OkStatus();
 }
 

@@ -5,6 +5,7 @@
 #ifndef FEDCL_SIM_RUN_RESULTS_H_
 #define FEDCL_SIM_RUN_RESULTS_H_
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -94,6 +95,23 @@ struct PoolPoint {
   double adapters_per_device = 0;  // mean over devices of the adapters they run (SEMA)
 };
 
+// The q-quantile (nearest rank below) of ascending `delays` in which a shift never found counts as
+// +∞, or -1 when that quantile is one never found (or there are no delays).
+inline double DelayQuantile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return -1.0;
+  const double d = sorted[static_cast<size_t>(q * static_cast<double>(sorted.size() - 1))];
+  return std::isfinite(d) ? d : -1.0;
+}
+
+// How a growing method's devices detected one task's shift: for each device that entered the
+// task, the samples it learned in the task up to and including the batch on which it grew (the
+// detection delay), or none if it did not grow in the task.
+struct ExpansionDetection {
+  std::string task;
+  int devices = 0;              // devices that entered the task
+  std::vector<int64_t> delays;  // one per device that grew in it
+};
+
 // One continual run: one method on one seed.
 struct ClRunResult {
   std::string method;
@@ -107,6 +125,12 @@ struct ClRunResult {
   std::vector<OodResult> ood;
   std::vector<PoolPoint> pool;
   int64_t proposals = 0, growth_refusals = 0;
+  // Growing methods: detection per shifted task (tasks 1..T−1), and the growths that were not a
+  // first detection of a task's shift (in task 0, or again in a task after its first), over the
+  // samples learned while no shift was pending (task 0, and a task's samples after its first
+  // growth): false alarms per 10,000 clean samples = 10,000 · false / clean.
+  std::vector<ExpansionDetection> expansion;
+  int64_t expansion_false_alarms = 0, expansion_clean_samples = 0;
   int64_t bytes_up = 0, bytes_down = 0;
   double seconds = 0;
 };

@@ -39,12 +39,17 @@ std::string Resolve(absl::string_view source, const std::string& path) {
 void ApplyContinualDefaults(v1::SimScenario& c) {
   v1::ContinualConfig* k = c.mutable_continual();
   if (k->method_size() == 0) {
-    for (const char* m : {"linear_head", "simple_cil", "sequential_adapter", "lae", "sema",
-                          "sema_replay", "fedins"})
+    for (const char* m : {"linear_head", "simple_cil", "fed_simple_cil", "sequential_adapter",
+                          "lae", "sema", "sema_replay", "fedins"})
       k->add_method(m);
   }
+  if (k->joint_method().empty()) k->set_joint_method("sequential_adapter");
   if (k->rounds_per_task() == 0) k->set_rounds_per_task(30);
   if (k->steps_per_round() == 0) k->set_steps_per_round(4);
+  if (k->joint_steps() == 0) {
+    const int tasks = k->kind() == "domains" ? k->shift_size() + 1 : k->task_size();
+    k->set_joint_steps(tasks * k->rounds_per_task() * k->steps_per_round());
+  }
   if (k->batch_size() == 0) k->set_batch_size(32);
   if (k->max_delay_rounds() == 0) k->set_max_delay_rounds(k->rounds_per_task() / 3);
   if (k->samples_per_task() == 0) k->set_samples_per_task(1000);
@@ -58,6 +63,10 @@ void ApplyContinualDefaults(v1::SimScenario& c) {
   if (l->descriptor_bottleneck() == 0) l->set_descriptor_bottleneck(16);
   if (l->max_adapters_per_block() == 0) l->set_max_adapters_per_block(4);
   if (l->confirm_batches() == 0) l->set_confirm_batches(2);
+  if (l->sema_trigger().empty()) l->set_sema_trigger("cusum");
+  if (l->sema_trigger_score().empty()) l->set_sema_trigger_score("energy");
+  if (l->sema_calibration_samples() == 0) l->set_sema_calibration_samples(512);
+  if (l->sema_false_alarms_per_10k() == 0) l->set_sema_false_alarms_per_10k(1.0);
   if (l->lae_fraction_per_task() == 0) l->set_lae_fraction_per_task(0.1);
   if (l->fedins_pool_size() == 0) l->set_fedins_pool_size(8);
   if (l->fedins_top_k() == 0) l->set_fedins_top_k(2);
@@ -144,6 +153,14 @@ absl::Status ValidateContinual(Scenario& s, absl::string_view source) {
       return Invalid(source, absl::StrCat("continual.method: ", method.status().message()));
     if (!methods.insert(m).second)
       return Invalid(source, absl::StrCat("continual.method '", m, "' appears twice"));
+  }
+  {
+    const cl::LearnerOptions options = LearnerOptionsFor(k, k.joint_method(), 1);
+    absl::StatusOr<std::unique_ptr<cl::Method>> method =
+        cl::CreateMethod({.name = k.joint_method(), .options = options.method_options});
+    if (!method.ok())
+      return Invalid(source, absl::StrCat("continual.joint_method: ", method.status().message()));
+    if (k.joint_steps() < 1) return Invalid(source, "continual.joint_steps must be >= 1");
   }
   for (const std::string& d : k.detector()) {
     absl::StatusOr<const ood::DetectorInfo*> info = ood::FindDetector(d);
@@ -460,7 +477,11 @@ cl::LearnerOptions LearnerOptionsFor(const v1::ContinualConfig& config, const st
              {"adapter_bottleneck", absl::StrCat(l.adapter_bottleneck())},
              {"descriptor_bottleneck", absl::StrCat(l.descriptor_bottleneck())},
              {"max_adapters_per_block", absl::StrCat(l.max_adapters_per_block())},
-             {"confirm_batches", absl::StrCat(l.confirm_batches())}};
+             {"confirm_batches", absl::StrCat(l.confirm_batches())},
+             {"trigger", absl::StrCat("\"", l.sema_trigger(), "\"")},
+             {"trigger_score", absl::StrCat("\"", l.sema_trigger_score(), "\"")},
+             {"calibration_samples", absl::StrCat(l.sema_calibration_samples())},
+             {"false_alarms_per_10k", number(l.sema_false_alarms_per_10k())}};
   } else if (method == "lae") {
     // A task is R rounds of about p·R·steps steps; LAE's α spreads the fraction over that.
     const int64_t steps_per_task =

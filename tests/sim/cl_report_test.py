@@ -27,8 +27,9 @@ continual {{
 }}
 """
 
-METHODS = ["linear_head", "simple_cil", "sequential_adapter", "lae", "sema", "sema_replay",
-           "fedins"]
+METHODS = ["linear_head", "simple_cil", "fed_simple_cil", "sequential_adapter", "lae", "sema",
+           "sema_replay", "fedins"]
+BOUND = "joint_bound"  # after the methods: one learner on every task's data at once
 
 
 def main(pretrain, sim, work):
@@ -46,8 +47,11 @@ def main(pretrain, sim, work):
     assert "Ā" in run.stdout, run.stdout
 
     summary = json.load(open(os.path.join(out, "summary.json")))
-    assert [r["method"] for r in summary["runs"]] == METHODS, summary
-    for r in summary["runs"]:
+    assert [r["method"] for r in summary["runs"]] == METHODS + [BOUND], summary
+    bound = summary["runs"][-1]
+    assert bound["accuracy"][0] == bound["accuracy"][1] and bound["metrics"]["forgetting"] == 0, bound
+    assert "ood" not in bound, bound
+    for r in summary["runs"][:-1]:
         assert len(r["accuracy"]) == 2 and all(len(row) == 2 for row in r["accuracy"]), r
         m = r["metrics"]
         assert 0 <= m["average_incremental"] <= 1 and 0 <= m["last"] <= 1, r
@@ -63,10 +67,10 @@ def main(pretrain, sim, work):
         assert all(o["shift"] == "unseen classes" for o in r["ood"]), r
     assert "online_metrics" in summary["runs"][METHODS.index("lae")]
     lines = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
-    assert len(lines) == len(METHODS) * 3, len(lines)  # two tasks and the pool, per method
+    assert len(lines) == (len(METHODS) + 1) * 3, len(lines)  # two tasks and the pool, per run
 
     grown = any(r["pool_modules"] > 0 for r in summary["runs"])
-    charts = len(METHODS) + (1 if grown else 0)
+    charts = len(METHODS) + 1 + (1 if grown else 0)
     check_report(os.path.join(out, "report.html"), work, expected_charts=charts)
 
 

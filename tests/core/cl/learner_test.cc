@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "core/cl/accumulation.h"
 #include "core/cl/instance_pool.h"
 #include "core/nn/model.h"
@@ -110,6 +111,68 @@ TEST(LearnerTest, SemaGrowsOnAShiftNotOnItsOwnDataAndRefusesAtTheCap) {
   }
   for (int a : sema.AdaptersPerBlock()) EXPECT_LE(a, 2);
   EXPECT_EQ(sema.growth_refusals(), refused);
+}
+
+// The cusum trigger: calibrated on the clean stream after the first adapters trained, it stays
+// quiet on that stream, announces the inverted one within a few batches by growing one block,
+// and, calibrated again on the inverted stream once the new adapter trained, stays quiet there.
+// Fed the descriptors' per-sample z-scores: the tiny random ViT's logits are too flat for its
+// energy to say anything (the scenarios' pretrained ViT is where energy is measured).
+class SemaCusumTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SemaCusumTest, GrowsOncePerShift) {
+  LearnerOptions options{.method = "sema", .learning_rate = 0.05f};
+  constexpr int kNewModuleSteps = 40, kCalibrationBatches = 16;
+  options.method_options =
+      absl::StrCat("new_module_steps: 40 trigger: cusum trigger_score: ", GetParam(),
+                   " calibration_samples: 512 false_alarms_per_10k: 1");
+  auto learner = MakeLearner(options);
+  ExpansionHooks& sema = *learner->expansion();
+  Stream stream(5);
+  nn::Matrix x;
+  std::vector<int32_t> y;
+  auto run = [&](int batches, bool inverted) {
+    std::vector<int> grown_at;
+    for (int step = 0; step < batches; ++step) {
+      stream.Batch(32, inverted, &x, &y);
+      absl::StatusOr<LearnStats> s = learner->Learn(x, y);
+      EXPECT_TRUE(s.ok()) << s.status();
+      if (s.ok() && s->grown_block >= 0) grown_at.push_back(step);
+    }
+    return grown_at;
+  };
+  // 6,400 clean samples at 1 false alarm per 10,000: at most one (without calibration, or
+  // without the CUSUM's reset, it would grow to the cap).
+  const std::vector<int> clean = run(kNewModuleSteps + kCalibrationBatches + 200, false);
+  EXPECT_LE(clean.size(), 1u) << ::testing::PrintToString(clean);
+  // The shift: found within 128 samples, and not announced again once the stream after it is
+  // the new normal (3,200 samples: at most one false alarm there too).
+  const std::vector<int> grown = run(kNewModuleSteps + kCalibrationBatches + 100, true);
+  ASSERT_GE(grown.size(), 1u);
+  EXPECT_LE(grown[0], 3);
+  EXPECT_LE(grown.size(), 2u) << ::testing::PrintToString(grown);
+  if (grown.size() == 2) EXPECT_GT(grown[1], grown[0] + kNewModuleSteps + kCalibrationBatches);
+  EXPECT_EQ(sema.AdaptersPerBlock()[0] + sema.AdaptersPerBlock()[1],
+            2 + static_cast<int>(clean.size() + grown.size()));
+  EXPECT_EQ(sema.TakeProposals().size(), clean.size() + grown.size());
+}
+
+INSTANTIATE_TEST_SUITE_P(Scores, SemaCusumTest, ::testing::Values("descriptor"));
+
+// The cusum trigger's settings that cannot work are refused, naming the field.
+TEST(LearnerTest, SemaCusumSettingsAreChecked) {
+  for (const auto& [text, field] : std::vector<std::pair<std::string, std::string>>{
+           {"trigger: window", "trigger"},
+           {"trigger: cusum trigger_score: hdc", "trigger_score"},
+           {"trigger: cusum calibration_samples: 4", "calibration_samples"},
+           {"trigger: cusum false_alarms_per_10k: 0", "false_alarms_per_10k"}}) {
+    absl::Status refused =
+        Learner::Create(*nn::Model::Create(nn::testing::TinyConfig(nn::BackboneKind::kVit), 5),
+                        {.method = "sema", .method_options = text})
+            .status();
+    EXPECT_TRUE(absl::IsInvalidArgument(refused)) << text;
+    EXPECT_NE(refused.message().find(field), std::string::npos) << refused;
+  }
 }
 
 // SEMA's pool shares descriptors: a device that runs a pooled adapter with the descriptor its
@@ -573,12 +636,12 @@ TEST(LearnerTest, OptionsAndBlocksAreValidated) {
   options = {.method = "fedavg"};
   absl::Status method = Learner::Create(*nn::Model::Create(config, 1), options).status();
   EXPECT_TRUE(absl::IsInvalidArgument(method));
-  EXPECT_NE(method.message().find("registered: fedins, lae, linear_head, recipe"),
+  EXPECT_NE(method.message().find("registered: fed_simple_cil, fedins, lae, linear_head, recipe"),
             std::string::npos)
       << method;
   EXPECT_EQ(RegisteredMethodNames(),
-            (std::vector<std::string>{"fedins", "lae", "linear_head", "recipe", "sema",
-                                      "sema_replay", "sequential_adapter", "simple_cil"}));
+            (std::vector<std::string>{"fed_simple_cil", "fedins", "lae", "linear_head", "recipe",
+                                      "sema", "sema_replay", "sequential_adapter", "simple_cil"}));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -44,6 +45,11 @@ absl::StatusOr<SemaOptions> SemaOptions::Parse(const std::string& text, bool rou
   FEDCL_RETURN_IF_ERROR(t.Read("descriptor_epochs", &o.descriptor_epochs));
   FEDCL_RETURN_IF_ERROR(t.Read("descriptor_learning_rate", &o.descriptor_learning_rate));
   FEDCL_RETURN_IF_ERROR(t.Read("max_adapters_per_block", &o.max_adapters_per_block));
+  FEDCL_RETURN_IF_ERROR(t.Read("trigger", &o.trigger));
+  FEDCL_RETURN_IF_ERROR(t.Read("trigger_score", &o.trigger_score));
+  FEDCL_RETURN_IF_ERROR(t.Read("calibration_samples", &o.calibration_samples));
+  FEDCL_RETURN_IF_ERROR(t.Read("false_alarms_per_10k", &o.false_alarms_per_10k));
+  FEDCL_RETURN_IF_ERROR(t.Read("cusum_allowance", &o.cusum_allowance));
   FEDCL_RETURN_IF_ERROR(t.CheckAllRead());
   auto bad = [](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat("method sema: ", what));
@@ -58,6 +64,18 @@ absl::StatusOr<SemaOptions> SemaOptions::Parse(const std::string& text, bool rou
   if (!(o.descriptor_learning_rate > 0)) return bad("descriptor_learning_rate must be positive");
   if (o.max_adapters_per_block < 1) return bad("max_adapters_per_block must be >= 1");
   if (o.expandable_blocks.empty()) return bad("expandable_blocks is empty");
+  if (o.trigger != "descriptor" && o.trigger != "cusum")
+    return bad(absl::StrCat("trigger '", o.trigger, "' is neither descriptor nor cusum"));
+  if (o.trigger_score != "energy" && o.trigger_score != "max_softmax" &&
+      o.trigger_score != "descriptor") {
+    return bad(absl::StrCat("trigger_score '", o.trigger_score,
+                            "' is none of energy, max_softmax and descriptor"));
+  }
+  if (o.calibration_samples < 16) return bad("calibration_samples must be >= 16");
+  if (!(o.false_alarms_per_10k > 0 && o.false_alarms_per_10k <= 1000))
+    return bad("false_alarms_per_10k must be in (0, 1000]");
+  if (!(o.cusum_allowance > 0 && std::isfinite(o.cusum_allowance)))
+    return bad("cusum_allowance must be positive");
   return o;
 }
 
@@ -150,7 +168,10 @@ absl::StatusOr<LearnStats> SemaMethod::Learn(LearnerCore& core, nn::ConstMatrixR
 absl::Status SemaMethod::Detect(LearnerCore& core, nn::ConstMatrixRef images, LearnStats& stats) {
   // Detection on this batch: an eval forward, then every adapter's batch-mean z-score.
   stats.detected = true;
-  core.model().Forward(images, false);
+  const nn::Matrix& logits = core.model().Forward(images, false);
+  std::vector<double> unusual(blocks_.size());
+  // Per sample, the largest over blocks of its z-score under the block's most familiar adapter.
+  std::vector<float> descriptor_scores(images.rows(), -std::numeric_limits<float>::infinity());
   for (size_t i = 0; i < blocks_.size(); ++i) {
     Block& b = *blocks_[i];
     const nn::Matrix& z = b.mixture.router_input();
@@ -159,27 +180,86 @@ absl::Status SemaMethod::Detect(LearnerCore& core, nn::ConstMatrixRef images, Le
       for (float loss : b.descriptors[a].Losses(z))
         z_scores[a].push_back(b.records[a].ZScore(loss));
     }
-    b.consecutive = ShouldExpand(z_scores, options_.expansion_tau) ? b.consecutive + 1 : 0;
+    for (int64_t n = 0; n < images.rows() && !z_scores.empty(); ++n) {
+      double familiar = std::numeric_limits<double>::infinity();
+      for (const std::vector<double>& adapter : z_scores) familiar = std::min(familiar, adapter[n]);
+      descriptor_scores[n] = std::max(descriptor_scores[n], static_cast<float>(familiar));
+    }
+    unusual[i] = SmallestMeanZScore(z_scores);
+    b.consecutive = unusual[i] > options_.expansion_tau ? b.consecutive + 1 : 0;
     b.window.push_back(z);
     if (static_cast<int>(b.window.size()) > options_.confirm_batches)
       b.window.erase(b.window.begin());
   }
+  if (options_.trigger == "cusum") {
+    if (options_.trigger_score == "descriptor") {
+      // No descriptor yet (a block of pooled adapters only): nothing to score.
+      for (float& s : descriptor_scores)
+        if (!std::isfinite(s)) s = 0.0f;
+      return DetectByCusum(core, descriptor_scores, unusual, stats);
+    }
+    return DetectByCusum(core, TriggerScores(logits), unusual, stats);
+  }
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (blocks_[i]->consecutive < options_.confirm_batches) continue;
     blocks_[i]->consecutive = 0;
-    absl::Status grown = Grow(static_cast<int>(i), /*propose=*/true);
-    if (grown.ok()) {
-      stats.grown_block = blocks_[i]->index;
-      if (core.options().task_at_shift) FEDCL_RETURN_IF_ERROR(core.StartTask({}));
-    } else if (absl::IsResourceExhausted(grown)) {
-      stats.refused = grown;  // served by the existing mixture; nothing added or evicted
-      continue;
-    } else {
-      return grown;
-    }
-    break;  // at most one growth per detection
+    FEDCL_RETURN_IF_ERROR(GrowOnDetection(core, static_cast<int>(i), stats));
+    if (stats.grown_block >= 0) break;  // at most one growth per detection
   }
   return absl::OkStatus();
+}
+
+absl::Status SemaMethod::GrowOnDetection(LearnerCore& core, int i, LearnStats& stats) {
+  absl::Status grown = Grow(i, /*propose=*/true);
+  if (absl::IsResourceExhausted(grown)) {
+    stats.refused = grown;  // served by the existing mixture; nothing added or evicted
+    return absl::OkStatus();
+  }
+  FEDCL_RETURN_IF_ERROR(grown);
+  stats.grown_block = blocks_[i]->index;
+  if (core.options().task_at_shift) FEDCL_RETURN_IF_ERROR(core.StartTask({}));
+  return absl::OkStatus();
+}
+
+std::vector<float> SemaMethod::TriggerScores(const nn::Matrix& logits) const {
+  std::vector<float> scores(logits.rows());
+  for (int64_t r = 0; r < logits.rows(); ++r) {
+    const float top = logits.row(r).maxCoeff();
+    const float log_sum = top + std::log((logits.row(r).array() - top).exp().sum());
+    scores[r] = options_.trigger_score == "energy" ? -log_sum : -std::exp(top - log_sum);
+  }
+  return scores;
+}
+
+absl::Status SemaMethod::DetectByCusum(LearnerCore& core, const std::vector<float>& scores,
+                                       const std::vector<double>& unusual, LearnStats& stats) {
+  if (!cusum_.has_value()) {
+    calibration_.insert(calibration_.end(), scores.begin(), scores.end());
+    if (static_cast<int>(calibration_.size()) < options_.calibration_samples)
+      return absl::OkStatus();
+    absl::StatusOr<ood::CusumTest> calibrated = ood::CusumTest::Calibrate(
+        calibration_, {.allowance = options_.cusum_allowance,
+                       .false_alarms_per_10k = options_.false_alarms_per_10k,
+                       .seed = core.rng().NextU64()});
+    calibration_.clear();
+    // Scores that do not vary (a model that is certain of everything): collect afresh.
+    if (calibrated.ok()) cusum_ = *std::move(calibrated);
+    return absl::OkStatus();
+  }
+  bool alarm = false;
+  for (float s : scores) {
+    if (cusum_->Observe(s)) {
+      alarm = true;
+      break;
+    }
+  }
+  if (!alarm) return absl::OkStatus();
+  // Calibrated again on the stream after the shift, whatever happens below.
+  cusum_.reset();
+  int chosen = static_cast<int>(blocks_.size()) - 1;
+  for (int i = chosen - 1; i >= 0; --i)
+    if (unusual[i] > unusual[chosen]) chosen = i;
+  return GrowOnDetection(core, chosen, stats);
 }
 
 void SemaMethod::AddRouterReplayGradients() {

@@ -3,10 +3,24 @@
 // "sema_replay", with router replay (our extension, below).
 //
 // On a stream (§4.4 adapted): the first adapter of each expandable block trains for
-// `new_module_steps` steps. Then every labelled batch is first a detection batch: at each
-// expandable block, from the first on, every adapter's batch-mean z-score (sema.h) above τ on
-// `confirm_batches` consecutive batches grows that block by one adapter (at most one growth per
-// detection), unless the growth budget refuses. A growing block trains its new adapter, its
+// `new_module_steps` steps. Then every labelled batch is first a detection batch, and one of two
+// triggers decides whether a block grows (at most one growth per detection, unless the growth
+// budget refuses):
+// - trigger "descriptor" (§4.3, the paper's): at each expandable block, from the first on, every
+//   adapter's batch-mean z-score (sema.h) above τ on `confirm_batches` consecutive batches grows
+//   that block.
+// - trigger "cusum" (our departure, for streams the descriptor cannot tell apart: its per-sample
+//   AUROC is near 0.5 on rotation, noise and blur): a CUSUM (core/ood/shift_tests.h) on every
+//   sample's `trigger_score` ("energy", −log Σ exp logits; "max_softmax", −max softmax; or
+//   "descriptor", the largest over blocks of the sample's z-score under the block's most
+//   familiar adapter),
+//   calibrated to `false_alarms_per_10k` on the first `calibration_samples` detection samples
+//   after each training phase (the stream the model now fits), decides when; the block whose
+//   adapters find the batch most unusual (SmallestMeanZScore, the deepest on a tie or without
+//   descriptors) grows. After an alarm the CUSUM calibrates again on what follows, grown or
+//   refused, so a shift is announced once and the shifted stream becomes the new normal. The
+//   CUSUM restarts uncalibrated when a device's state is restored (as the detection window
+//   does). A growing block trains its new adapter, its
 // router row and the head for `new_module_steps` steps with every other adapter frozen (queuing
 // a proposal for the server when it grows), then trains the new adapter's descriptor on the
 // token means it buffered and freezes both, the descriptor with its loss records. Between
@@ -30,7 +44,9 @@
 // Options: adapter_bottleneck (8), expandable_blocks ([2, 3]), descriptor_bottleneck (16, must
 // compress the block width), expansion_tau (2), confirm_batches (2), new_module_steps (150),
 // router_replay (false; true for sema_replay), router_replay_samples (32), descriptor_epochs (20),
-// descriptor_learning_rate (0.01), max_adapters_per_block (4).
+// descriptor_learning_rate (0.01), max_adapters_per_block (4), trigger ("descriptor"),
+// trigger_score ("energy"), calibration_samples (512), false_alarms_per_10k (1),
+// cusum_allowance (0.5).
 #ifndef FEDCL_CORE_CL_METHODS_SEMA_SEMA_METHOD_H_
 #define FEDCL_CORE_CL_METHODS_SEMA_SEMA_METHOD_H_
 
@@ -44,6 +60,7 @@
 #include "core/cl/learner_core.h"
 #include "core/cl/method.h"
 #include "core/cl/sema.h"
+#include "core/ood/shift_tests.h"
 
 namespace fedcl::cl {
 
@@ -59,6 +76,11 @@ struct SemaOptions {
   int descriptor_epochs = 20;
   float descriptor_learning_rate = 0.01f;
   int max_adapters_per_block = 4;
+  std::string trigger = "descriptor";    // or "cusum"
+  std::string trigger_score = "energy";  // cusum: "energy", "max_softmax" or "descriptor"
+  int calibration_samples = 512;         // cusum: clean scores it calibrates on, >= 16
+  double false_alarms_per_10k = 1.0;     // cusum: target on the clean stream, in (0, 1000]
+  double cusum_allowance = 0.5;          // cusum: k, in clean standard deviations, > 0
   // Parses `text` over these defaults; InvalidArgument naming the bad field.
   static absl::StatusOr<SemaOptions> Parse(const std::string& text, bool router_replay);
 };
@@ -164,6 +186,14 @@ class SemaMethod final : public Method, public ExpansionHooks {
   };
 
   absl::Status Detect(LearnerCore& core, nn::ConstMatrixRef images, LearnStats& stats);
+  // The cusum trigger on a detection batch's per-sample scores (higher = less familiar);
+  // `unusual[i]`: block i's smallest mean z-score on the batch.
+  absl::Status DetectByCusum(LearnerCore& core, const std::vector<float>& scores,
+                             const std::vector<double>& unusual, LearnStats& stats);
+  // trigger_score "energy" or "max_softmax" of each row of `logits`.
+  std::vector<float> TriggerScores(const nn::Matrix& logits) const;
+  // Grows block i on a detection: reports it in `stats` (a budget refusal too).
+  absl::Status GrowOnDetection(LearnerCore& core, int i, LearnStats& stats);
   absl::Status Grow(int block, bool propose);
   absl::Status FinishGrowth();
   // sema_replay: adds the router-replay gradient of every growing block to its new row.
@@ -178,6 +208,9 @@ class SemaMethod final : public Method, public ExpansionHooks {
   int growth_steps_left_ = 0;
   std::vector<ModuleProposal> proposals_;
   GrowthBudget budget_;
+  // The cusum trigger: the test once calibrated, and the scores it will be calibrated on.
+  std::optional<ood::CusumTest> cusum_;
+  std::vector<float> calibration_;
 };
 
 }  // namespace fedcl::cl

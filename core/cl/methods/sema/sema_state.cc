@@ -321,6 +321,8 @@ absl::Status SemaMethod::RestoreSemaState(const SemaState& state) {
     if (blocks_[i]->growing) growing_ = static_cast<int>(i);
   growth_steps_left_ = state.growth_steps_left;
   proposals_.clear();  // proposals belong to the session that syncs this learner
+  cusum_.reset();      // like the detection window, the trigger calibrates afresh
+  calibration_.clear();
   return absl::OkStatus();
 }
 
