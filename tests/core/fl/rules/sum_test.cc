@@ -113,12 +113,13 @@ TEST_F(SumRuleTest, AStaleUpdatesStatisticsAreNotDiscounted) {
   ASSERT_TRUE(c->Submit(first.submission).ok());  // closes buffer 0
   const std::vector<float> before = ValuesOf(*c, "stats");
   Update late(2, 0, 8, 0);  // trained on version 0, one version late: weight 1/sqrt(2)
+  const std::vector<float> sent = late.stats;  // Submit scales the learning it folds in place
   absl::StatusOr<SubmitResult> r = c->Submit(late.submission);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_NEAR(r->weight, 1.0 / std::sqrt(2.0), 1e-12);
   const std::vector<float> after = ValuesOf(*c, "stats");
   for (int64_t i = 0; i < kStats; ++i)
-    EXPECT_EQ(after[i], static_cast<float>(double{before[i]} + late.stats[i])) << i;
+    EXPECT_EQ(after[i], static_cast<float>(double{before[i]} + sent[i])) << i;
 }
 
 TEST_F(SumRuleTest, CountsThatAreNotCountsAreRefusedAndChangeNothing) {
