@@ -116,16 +116,17 @@ TEST(LearnerTest, SemaGrowsOnAShiftNotOnItsOwnDataAndRefusesAtTheCap) {
 // The cusum trigger: calibrated on the clean stream after the first adapters trained, it stays
 // quiet on that stream, announces the inverted one within a few batches by growing one block,
 // and, calibrated again on the inverted stream once the new adapter trained, stays quiet there.
-// Fed the descriptors' per-sample z-scores: the tiny random ViT's logits are too flat for its
-// energy to say anything (the scenarios' pretrained ViT is where energy is measured).
+// Fed the descriptors' per-sample z-scores and the head features' distance from their class's
+// mean: the tiny random ViT's logits are too flat for its energy to say anything (the
+// scenarios' pretrained ViT is where energy is measured).
 class SemaCusumTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SemaCusumTest, GrowsOncePerShift) {
   LearnerOptions options{.method = "sema", .learning_rate = 0.05f};
   constexpr int kNewModuleSteps = 40, kCalibrationBatches = 16;
   options.method_options =
-      absl::StrCat("new_module_steps: 40 trigger: cusum trigger_score: ", GetParam(),
-                   " calibration_samples: 512 false_alarms_per_10k: 1");
+      absl::StrCat("new_module_steps: 40 trigger: cusum trigger_score: \"", GetParam(),
+                   "\" calibration_samples: 512 false_alarms_per_10k: 1");
   auto learner = MakeLearner(options);
   ExpansionHooks& sema = *learner->expansion();
   Stream stream(5);
@@ -157,7 +158,7 @@ TEST_P(SemaCusumTest, GrowsOncePerShift) {
   EXPECT_EQ(sema.TakeProposals().size(), clean.size() + grown.size());
 }
 
-INSTANTIATE_TEST_SUITE_P(Scores, SemaCusumTest, ::testing::Values("descriptor"));
+INSTANTIATE_TEST_SUITE_P(Scores, SemaCusumTest, ::testing::Values("descriptor", "class_features"));
 
 // The cusum trigger's settings that cannot work are refused, naming the field.
 TEST(LearnerTest, SemaCusumSettingsAreChecked) {

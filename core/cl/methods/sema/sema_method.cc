@@ -67,9 +67,9 @@ absl::StatusOr<SemaOptions> SemaOptions::Parse(const std::string& text, bool rou
   if (o.trigger != "descriptor" && o.trigger != "cusum")
     return bad(absl::StrCat("trigger '", o.trigger, "' is neither descriptor nor cusum"));
   if (o.trigger_score != "energy" && o.trigger_score != "max_softmax" &&
-      o.trigger_score != "descriptor") {
+      o.trigger_score != "descriptor" && o.trigger_score != "class_features") {
     return bad(absl::StrCat("trigger_score '", o.trigger_score,
-                            "' is none of energy, max_softmax and descriptor"));
+                            "' is none of energy, max_softmax, descriptor and class_features"));
   }
   if (o.calibration_samples < 16) return bad("calibration_samples must be >= 16");
   if (!(o.false_alarms_per_10k > 0 && o.false_alarms_per_10k <= 1000))
@@ -144,7 +144,7 @@ int64_t SemaMethod::UsedBytes() const {
 absl::StatusOr<LearnStats> SemaMethod::Learn(LearnerCore& core, nn::ConstMatrixRef images,
                                              absl::Span<const int32_t> labels) {
   LearnStats stats;
-  if (growing_ < 0) FEDCL_RETURN_IF_ERROR(Detect(core, images, stats));
+  if (growing_ < 0) FEDCL_RETURN_IF_ERROR(Detect(core, images, labels, stats));
   std::vector<nn::ParameterSet*> sets = {&core.model().head().parameters()};
   for (auto& b : blocks_)
     if (b->growing) sets.push_back(&b->mixture.expert(b->growing_index));
@@ -165,7 +165,8 @@ absl::StatusOr<LearnStats> SemaMethod::Learn(LearnerCore& core, nn::ConstMatrixR
   return stats;
 }
 
-absl::Status SemaMethod::Detect(LearnerCore& core, nn::ConstMatrixRef images, LearnStats& stats) {
+absl::Status SemaMethod::Detect(LearnerCore& core, nn::ConstMatrixRef images,
+                                absl::Span<const int32_t> labels, LearnStats& stats) {
   // Detection on this batch: an eval forward, then every adapter's batch-mean z-score.
   stats.detected = true;
   const nn::Matrix& logits = core.model().Forward(images, false);
@@ -196,9 +197,11 @@ absl::Status SemaMethod::Detect(LearnerCore& core, nn::ConstMatrixRef images, Le
       // No descriptor yet (a block of pooled adapters only): nothing to score.
       for (float& s : descriptor_scores)
         if (!std::isfinite(s)) s = 0.0f;
-      return DetectByCusum(core, descriptor_scores, unusual, stats);
+      return DetectByCusum(core, descriptor_scores, options_.calibration_samples, unusual, stats);
     }
-    return DetectByCusum(core, TriggerScores(logits), unusual, stats);
+    if (options_.trigger_score == "class_features")
+      return DetectOnClassFeatures(core, labels, unusual, stats);
+    return DetectByCusum(core, TriggerScores(logits), options_.calibration_samples, unusual, stats);
   }
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (blocks_[i]->consecutive < options_.confirm_batches) continue;
@@ -231,12 +234,79 @@ std::vector<float> SemaMethod::TriggerScores(const nn::Matrix& logits) const {
   return scores;
 }
 
+void SemaMethod::FitClassReference() {
+  const int64_t n = reference_features_.rows(), dim = reference_features_.cols();
+  ClassReference ref;
+  int classes = 0;
+  for (int32_t y : reference_labels_) classes = std::max(classes, y + 1);
+  ref.mean = nn::Matrix::Zero(classes, dim);
+  std::vector<int64_t> count(classes, 0);
+  for (int64_t r = 0; r < n; ++r) {
+    ref.mean.row(reference_labels_[r]) += reference_features_.row(r);
+    ++count[reference_labels_[r]];
+  }
+  ref.seen.assign(classes, false);
+  for (int c = 0; c < classes; ++c) {
+    if (count[c] == 0) continue;
+    ref.mean.row(c) /= static_cast<float>(count[c]);
+    ref.seen[c] = true;
+  }
+  // The variance within classes, pooled, per feature.
+  Eigen::RowVectorXf var = Eigen::RowVectorXf::Zero(dim);
+  for (int64_t r = 0; r < n; ++r)
+    var +=
+        (reference_features_.row(r) - ref.mean.row(reference_labels_[r])).array().square().matrix();
+  const int used = static_cast<int>(std::count(ref.seen.begin(), ref.seen.end(), true));
+  var /= static_cast<float>(std::max<int64_t>(1, n - used));
+  // A floor keeps a feature that did not vary from dominating every later distance.
+  const float floor = 1e-6f * std::max(1e-12f, var.mean());
+  ref.inv_std = var.cwiseMax(floor).cwiseSqrt().cwiseInverse();
+  class_reference_ = std::move(ref);
+  reference_features_.resize(0, 0);
+  reference_labels_.clear();
+}
+
+float SemaMethod::ClassDistance(const Eigen::Ref<const Eigen::RowVectorXf>& f,
+                                int32_t label) const {
+  const ClassReference& ref = *class_reference_;
+  auto distance = [&](int c) {
+    return (f - ref.mean.row(c)).cwiseProduct(ref.inv_std).squaredNorm() /
+           static_cast<float>(f.size());
+  };
+  if (label >= 0 && label < static_cast<int32_t>(ref.seen.size()) && ref.seen[label])
+    return distance(label);
+  // A class the reference never saw: its distance to the nearest class it did.
+  float nearest = std::numeric_limits<float>::infinity();
+  for (size_t c = 0; c < ref.seen.size(); ++c)
+    if (ref.seen[c]) nearest = std::min(nearest, distance(static_cast<int>(c)));
+  return nearest;
+}
+
+absl::Status SemaMethod::DetectOnClassFeatures(LearnerCore& core, absl::Span<const int32_t> labels,
+                                               const std::vector<double>& unusual,
+                                               LearnStats& stats) {
+  const nn::Matrix& features = core.model().features();
+  const int half = options_.calibration_samples / 2;
+  if (!class_reference_.has_value()) {  // the reference half of the calibration
+    const int64_t at = reference_features_.rows();
+    reference_features_.conservativeResize(at + features.rows(), features.cols());
+    reference_features_.bottomRows(features.rows()) = features;
+    reference_labels_.insert(reference_labels_.end(), labels.begin(), labels.end());
+    if (reference_features_.rows() >= half) FitClassReference();
+    return absl::OkStatus();
+  }
+  std::vector<float> scores(features.rows());
+  for (int64_t r = 0; r < features.rows(); ++r)
+    scores[r] = ClassDistance(features.row(r), labels[r]);
+  return DetectByCusum(core, scores, options_.calibration_samples - half, unusual, stats);
+}
+
 absl::Status SemaMethod::DetectByCusum(LearnerCore& core, const std::vector<float>& scores,
-                                       const std::vector<double>& unusual, LearnStats& stats) {
+                                       int calibration_samples, const std::vector<double>& unusual,
+                                       LearnStats& stats) {
   if (!cusum_.has_value()) {
     calibration_.insert(calibration_.end(), scores.begin(), scores.end());
-    if (static_cast<int>(calibration_.size()) < options_.calibration_samples)
-      return absl::OkStatus();
+    if (static_cast<int>(calibration_.size()) < calibration_samples) return absl::OkStatus();
     absl::StatusOr<ood::CusumTest> calibrated = ood::CusumTest::Calibrate(
         calibration_, {.allowance = options_.cusum_allowance,
                        .false_alarms_per_10k = options_.false_alarms_per_10k,
@@ -256,6 +326,7 @@ absl::Status SemaMethod::DetectByCusum(LearnerCore& core, const std::vector<floa
   if (!alarm) return absl::OkStatus();
   // Calibrated again on the stream after the shift, whatever happens below.
   cusum_.reset();
+  class_reference_.reset();
   int chosen = static_cast<int>(blocks_.size()) - 1;
   for (int i = chosen - 1; i >= 0; --i)
     if (unusual[i] > unusual[chosen]) chosen = i;

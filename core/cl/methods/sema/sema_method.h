@@ -13,7 +13,10 @@
 //   AUROC is near 0.5 on rotation, noise and blur): a CUSUM (core/ood/shift_tests.h) on every
 //   sample's `trigger_score` ("energy", −log Σ exp logits; "max_softmax", −max softmax; or
 //   "descriptor", the largest over blocks of the sample's z-score under the block's most
-//   familiar adapter),
+//   familiar adapter; or "class_features", the mean squared standardised distance of the
+//   sample's head features from its own class's mean, both fitted on the first half of the
+//   calibration samples, the CUSUM calibrated on the second half: labelled batches make the
+//   class known, and the score does not depend on how well the head fits, as energy does),
 //   calibrated to `false_alarms_per_10k` on the first `calibration_samples` detection samples
 //   after each training phase (the stream the model now fits), decides when; the block whose
 //   adapters find the batch most unusual (SmallestMeanZScore, the deepest on a tie or without
@@ -76,11 +79,12 @@ struct SemaOptions {
   int descriptor_epochs = 20;
   float descriptor_learning_rate = 0.01f;
   int max_adapters_per_block = 4;
-  std::string trigger = "descriptor";    // or "cusum"
-  std::string trigger_score = "energy";  // cusum: "energy", "max_softmax" or "descriptor"
-  int calibration_samples = 512;         // cusum: clean scores it calibrates on, >= 16
-  double false_alarms_per_10k = 1.0;     // cusum: target on the clean stream, in (0, 1000]
-  double cusum_allowance = 0.5;          // cusum: k, in clean standard deviations, > 0
+  std::string trigger = "descriptor";  // or "cusum"
+  // cusum: "energy", "max_softmax", "descriptor" or "class_features"
+  std::string trigger_score = "energy";
+  int calibration_samples = 512;      // cusum: clean scores it calibrates on, >= 16
+  double false_alarms_per_10k = 1.0;  // cusum: target on the clean stream, in (0, 1000]
+  double cusum_allowance = 0.5;       // cusum: k, in clean standard deviations, > 0
   // Parses `text` over these defaults; InvalidArgument naming the bad field.
   static absl::StatusOr<SemaOptions> Parse(const std::string& text, bool router_replay);
 };
@@ -185,11 +189,19 @@ class SemaMethod final : public Method, public ExpansionHooks {
     std::vector<Eigen::RowVectorXf> buffer;  // token means seen while the newest adapter trained
   };
 
-  absl::Status Detect(LearnerCore& core, nn::ConstMatrixRef images, LearnStats& stats);
+  absl::Status Detect(LearnerCore& core, nn::ConstMatrixRef images,
+                      absl::Span<const int32_t> labels, LearnStats& stats);
   // The cusum trigger on a detection batch's per-sample scores (higher = less familiar);
   // `unusual[i]`: block i's smallest mean z-score on the batch.
+  // Calibrates the CUSUM on the first `calibration_samples` scores after a reset.
   absl::Status DetectByCusum(LearnerCore& core, const std::vector<float>& scores,
-                             const std::vector<double>& unusual, LearnStats& stats);
+                             int calibration_samples, const std::vector<double>& unusual,
+                             LearnStats& stats);
+  // trigger_score "class_features": fits the reference first, then scores against it.
+  absl::Status DetectOnClassFeatures(LearnerCore& core, absl::Span<const int32_t> labels,
+                                     const std::vector<double>& unusual, LearnStats& stats);
+  void FitClassReference();
+  float ClassDistance(const Eigen::Ref<const Eigen::RowVectorXf>& features, int32_t label) const;
   // trigger_score "energy" or "max_softmax" of each row of `logits`.
   std::vector<float> TriggerScores(const nn::Matrix& logits) const;
   // Grows block i on a detection: reports it in `stats` (a budget refusal too).
@@ -211,6 +223,17 @@ class SemaMethod final : public Method, public ExpansionHooks {
   // The cusum trigger: the test once calibrated, and the scores it will be calibrated on.
   std::optional<ood::CusumTest> cusum_;
   std::vector<float> calibration_;
+  // trigger_score "class_features": per class, the mean head feature of the reference (the
+  // first half of the calibration samples), which classes it saw, and 1/σ of the features'
+  // pooled within-class spread; and the samples buffered to fit it.
+  struct ClassReference {
+    nn::Matrix mean;
+    std::vector<bool> seen;
+    Eigen::RowVectorXf inv_std;
+  };
+  std::optional<ClassReference> class_reference_;
+  nn::Matrix reference_features_;
+  std::vector<int32_t> reference_labels_;
 };
 
 }  // namespace fedcl::cl

@@ -323,6 +323,9 @@ absl::Status SemaMethod::RestoreSemaState(const SemaState& state) {
   proposals_.clear();  // proposals belong to the session that syncs this learner
   cusum_.reset();      // like the detection window, the trigger calibrates afresh
   calibration_.clear();
+  class_reference_.reset();
+  reference_features_.resize(0, 0);
+  reference_labels_.clear();
   return absl::OkStatus();
 }
 
