@@ -14,11 +14,14 @@ namespace {
 
 // Every task's training images in one set (the images keep their task's shift).
 data::Dataset UnionOfTasks(const std::vector<ClTask>& tasks) {
-  data::Dataset all = tasks[0].train;
+  const data::Dataset& first = tasks[0].train;
+  data::Dataset all{.num_classes = first.num_classes,
+                    .channels = first.channels,
+                    .height = first.height,
+                    .width = first.width};
   int64_t rows = 0;
   for (const ClTask& t : tasks) rows += t.train.size();
-  all.images.resize(rows, tasks[0].train.images.cols());
-  all.labels.clear();
+  all.images.resize(rows, first.images.cols());
   int64_t at = 0;
   for (const ClTask& t : tasks) {
     all.images.middleRows(at, t.train.size()) = t.train.images;

@@ -171,8 +171,12 @@ absl::Status SemaMethod::Detect(LearnerCore& core, nn::ConstMatrixRef images,
   stats.detected = true;
   const nn::Matrix& logits = core.model().Forward(images, false);
   std::vector<double> unusual(blocks_.size());
-  // Per sample, the largest over blocks of its z-score under the block's most familiar adapter.
-  std::vector<float> descriptor_scores(images.rows(), -std::numeric_limits<float>::infinity());
+  // trigger_score "descriptor" only: per sample, the largest over blocks of its z-score under
+  // the block's most familiar adapter.
+  const bool score_descriptors =
+      options_.trigger == "cusum" && options_.trigger_score == "descriptor";
+  std::vector<float> descriptor_scores(score_descriptors ? images.rows() : 0,
+                                       -std::numeric_limits<float>::infinity());
   for (size_t i = 0; i < blocks_.size(); ++i) {
     Block& b = *blocks_[i];
     const nn::Matrix& z = b.mixture.router_input();
@@ -181,7 +185,7 @@ absl::Status SemaMethod::Detect(LearnerCore& core, nn::ConstMatrixRef images,
       for (float loss : b.descriptors[a].Losses(z))
         z_scores[a].push_back(b.records[a].ZScore(loss));
     }
-    for (int64_t n = 0; n < images.rows() && !z_scores.empty(); ++n) {
+    for (int64_t n = 0; score_descriptors && n < images.rows() && !z_scores.empty(); ++n) {
       double familiar = std::numeric_limits<double>::infinity();
       for (const std::vector<double>& adapter : z_scores) familiar = std::min(familiar, adapter[n]);
       descriptor_scores[n] = std::max(descriptor_scores[n], static_cast<float>(familiar));
@@ -193,7 +197,7 @@ absl::Status SemaMethod::Detect(LearnerCore& core, nn::ConstMatrixRef images,
       b.window.erase(b.window.begin());
   }
   if (options_.trigger == "cusum") {
-    if (options_.trigger_score == "descriptor") {
+    if (score_descriptors) {
       // No descriptor yet (a block of pooled adapters only): nothing to score.
       for (float& s : descriptor_scores)
         if (!std::isfinite(s)) s = 0.0f;
