@@ -116,20 +116,28 @@ std::string PayloadKindName(PayloadKind kind) {
   return absl::StrCat("unknown payload kind ", static_cast<uint32_t>(kind));
 }
 
-absl::StatusOr<std::string> EncodeEnvelope(PayloadKind kind,
-                                           const google::protobuf::MessageLite& message) {
+absl::Status EncodeEnvelopeInto(PayloadKind kind, const google::protobuf::MessageLite& message,
+                                std::string* bytes) {
   size_t size = message.ByteSizeLong();
   if (size > static_cast<size_t>(INT_MAX)) {
     return absl::ResourceExhaustedError(
         absl::StrCat(message.GetTypeName(), " of ", size, " bytes is over protobuf's 2 GiB limit"));
   }
-  std::string bytes(kEnvelopeHeaderSize, '\0');
-  bytes.reserve(kEnvelopeHeaderSize + size);
-  if (!message.AppendToString(&bytes)) {
+  if (!message.IsInitialized()) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot serialize ", message.GetTypeName(), ": required fields are missing"));
   }
-  WriteHeader(kind, absl::string_view(bytes).substr(kEnvelopeHeaderSize), bytes.data());
+  bytes->resize(kEnvelopeHeaderSize + size);
+  uint8_t* payload = reinterpret_cast<uint8_t*>(bytes->data()) + kEnvelopeHeaderSize;
+  message.SerializeWithCachedSizesToArray(payload);  // the sizes ByteSizeLong just cached
+  WriteHeader(kind, absl::string_view(*bytes).substr(kEnvelopeHeaderSize), bytes->data());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> EncodeEnvelope(PayloadKind kind,
+                                           const google::protobuf::MessageLite& message) {
+  std::string bytes;
+  FEDCL_RETURN_IF_ERROR(EncodeEnvelopeInto(kind, message, &bytes));
   return bytes;
 }
 
@@ -154,6 +162,13 @@ absl::Status WriteEnvelope(base::FileSystem& fs, absl::string_view path, Payload
                            base::FileSystem::Sync sync) {
   FEDCL_ASSIGN_OR_RETURN(std::string bytes, EncodeEnvelope(kind, message));
   return fs.WriteFileAtomically(path, bytes, sync);
+}
+
+absl::Status WriteEnvelope(base::FileSystem& fs, absl::string_view path, PayloadKind kind,
+                           const google::protobuf::MessageLite& message,
+                           base::FileSystem::Sync sync, std::string* scratch) {
+  FEDCL_RETURN_IF_ERROR(EncodeEnvelopeInto(kind, message, scratch));
+  return fs.WriteFileAtomically(path, *scratch, sync);
 }
 
 absl::Status ReadEnvelope(const base::FileSystem& fs, absl::string_view path,

@@ -83,6 +83,12 @@ inline constexpr uint32_t kEnvelopeFormatVersion = 1;
 absl::StatusOr<std::string> EncodeEnvelope(PayloadKind kind,
                                            const google::protobuf::MessageLite& message);
 
+// The same into `*bytes`, whose capacity is reused: a caller that writes a large message
+// repeatedly (the server's pool file, every round) keeps one buffer instead of mapping and
+// faulting in a fresh one each time. `*bytes` is replaced; on error its contents are unspecified.
+absl::Status EncodeEnvelopeInto(PayloadKind kind, const google::protobuf::MessageLite& message,
+                                std::string* bytes);
+
 // Parses `bytes`, an envelope that must hold `expected_kind`, into `*message` (cleared first).
 // `source_name` (a path, or e.g. "upload from client 17") only appears in error messages. Error
 // codes are listed at the top of this file. `message` must not be null.
@@ -96,6 +102,10 @@ absl::Status DecodeEnvelope(absl::string_view bytes, absl::string_view source_na
 absl::Status WriteEnvelope(base::FileSystem& fs, absl::string_view path, PayloadKind kind,
                            const google::protobuf::MessageLite& message,
                            base::FileSystem::Sync sync = base::FileSystem::Sync::kDurable);
+// The same, encoding through `*scratch` (EncodeEnvelopeInto).
+absl::Status WriteEnvelope(base::FileSystem& fs, absl::string_view path, PayloadKind kind,
+                           const google::protobuf::MessageLite& message,
+                           base::FileSystem::Sync sync, std::string* scratch);
 
 // Reads the envelope at `path` into `*message`, as DecodeEnvelope does. Refuses, before reading,
 // a file larger than `max_bytes` (header included) with ResourceExhausted. File system errors

@@ -326,11 +326,15 @@ absl::Status SqliteStateStore::RoundOpened(const fl::RoundRecord& round) {
 
 absl::Status SqliteStateStore::RoundClosed(const fl::RoundClose& close) {
   // 1. The new pool file, atomically. Until the database points at it, it is ignored.
-  v1::ModulePoolState pool;
-  ToPoolProto(close, &pool);
-  FEDCL_RETURN_IF_ERROR(proto::WriteEnvelope(
-      fs_, PoolPath(close.closed_round), proto::PayloadKind::kModulePool, pool,
-      options_.full_sync ? base::FileSystem::Sync::kDurable : base::FileSystem::Sync::kCrashSafe));
+  {
+    absl::MutexLock pool_lock(&pool_file_mu_);
+    pool_message_.Clear();  // keeps its modules' tensors and their byte strings for reuse
+    ToPoolProto(close, &pool_message_);
+    FEDCL_RETURN_IF_ERROR(proto::WriteEnvelope(
+        fs_, PoolPath(close.closed_round), proto::PayloadKind::kModulePool, pool_message_,
+        options_.full_sync ? base::FileSystem::Sync::kDurable : base::FileSystem::Sync::kCrashSafe,
+        &pool_bytes_));
+  }
   // 2. Everything else in one transaction.
   absl::MutexLock lock(&db_mu_);
   FEDCL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));

@@ -33,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/base/filesystem.h"
 #include "core/fl/state_store.h"
+#include "proto/fedcl/v1/server_state.pb.h"
 #include "server/update_journal.h"
 
 struct sqlite3;
@@ -92,6 +93,12 @@ class SqliteStateStore final : public fl::StateStore {
   sqlite3* db_ ABSL_GUARDED_BY(db_mu_);
 
   std::unique_ptr<UpdateJournal> journal_;  // null when the journal is disabled
+
+  // The pool file is written every round, as large as the pool: its message and its encoding
+  // keep their buffers from one round to the next, so a close copies into memory already mapped.
+  absl::Mutex pool_file_mu_;
+  v1::ModulePoolState pool_message_ ABSL_GUARDED_BY(pool_file_mu_);
+  std::string pool_bytes_ ABSL_GUARDED_BY(pool_file_mu_);
 };
 
 }  // namespace fedcl::server

@@ -69,6 +69,25 @@ void ExpectDecodeFails(const std::string& bytes, absl::StatusCode code, const st
   EXPECT_EQ(message.ByteSizeLong(), 0u);
 }
 
+TEST(EnvelopeTest, EncodingIntoAReusedBufferGivesTheSameBytes) {
+  const v1::ParameterSet message = MakeMessage();
+  // A buffer left over from a longer message, and from a shorter one.
+  for (const std::string& leftover : {std::string(4096, 'x'), std::string(3, 'y')}) {
+    std::string bytes = leftover;
+    ASSERT_TRUE(EncodeEnvelopeInto(PayloadKind::kParameterSet, message, &bytes).ok());
+    EXPECT_EQ(bytes, HandMadeEnvelope(1, static_cast<uint32_t>(PayloadKind::kParameterSet),
+                                      message.SerializeAsString()));
+  }
+  base::MemoryFileSystem fs;
+  std::string scratch(100, 'z');
+  ASSERT_TRUE(WriteEnvelope(fs, kPath, PayloadKind::kParameterSet, message,
+                            base::FileSystem::Sync::kDurable, &scratch)
+                  .ok());
+  v1::ParameterSet read;
+  ASSERT_TRUE(ReadEnvelope(fs, kPath, PayloadKind::kParameterSet, &read, kNoLimit).ok());
+  EXPECT_EQ(read.SerializeAsString(), message.SerializeAsString());
+}
+
 TEST(EnvelopeTest, EncodingFollowsTheDocumentedLayout) {
   v1::ParameterSet message = MakeMessage();
   std::string expected = HandMadeEnvelope(1, 1, message.SerializeAsString());

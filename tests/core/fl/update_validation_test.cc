@@ -1,9 +1,12 @@
 #include "core/fl/update_validation.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
+#include "core/base/random.h"
 #include "gtest/gtest.h"
 
 namespace fedcl::fl {
@@ -11,6 +14,85 @@ namespace {
 
 bool Contains(const absl::Status& status, absl::string_view needle) {
   return status.message().find(needle) != absl::string_view::npos;
+}
+
+// The definition, written independently of the vector kernel: lanes by index within each delta,
+// products and sums in double, the lanes added in a fixed tree.
+double ReferenceSquaredNorm(const std::vector<std::vector<float>>& deltas,
+                            std::vector<float>* largest) {
+  double lanes[8] = {};
+  for (const std::vector<float>& delta : deltas) {
+    float peak = 0.0f;
+    for (size_t i = 0; i < delta.size(); ++i) {
+      lanes[i % 8] += static_cast<double>(delta[i]) * static_cast<double>(delta[i]);
+      peak = std::max(peak, std::fabs(delta[i]));
+    }
+    largest->push_back(peak);
+  }
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+         ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+TEST(SquaredNormTest, EqualsTheLaneDefinitionBitForBitAtAnyAddressAndLength) {
+  base::Rng rng(17);
+  for (int trial = 0; trial < 40; ++trial) {
+    const int num_modules = 1 + static_cast<int>(rng.UniformInt(3));
+    std::vector<std::vector<float>> deltas;
+    for (int m = 0; m < num_modules; ++m) {
+      std::vector<float> delta(rng.UniformInt(70));
+      const double spread = std::exp(rng.Uniform(-8.0, 8.0));
+      for (float& v : delta) v = static_cast<float>(rng.Normal(0.3, spread));
+      deltas.push_back(std::move(delta));
+    }
+    std::vector<float> want_largest;
+    const double want = ReferenceSquaredNorm(deltas, &want_largest);
+    // The same values at every offset from a 32-byte boundary.
+    for (size_t offset = 0; offset < 8; ++offset) {
+      std::vector<std::vector<float>> shifted(deltas.size());
+      UpdateSubmission update;
+      for (size_t m = 0; m < deltas.size(); ++m) {
+        shifted[m].assign(offset, 0.0f);
+        shifted[m].insert(shifted[m].end(), deltas[m].begin(), deltas[m].end());
+        update.modules.push_back(
+            ModuleDelta{"m", 0, {}, absl::MakeSpan(shifted[m]).subspan(offset)});
+      }
+      std::vector<float> largest;
+      const double got = SquaredNorm(update, &largest);
+      ASSERT_EQ(got, want) << "trial " << trial << ", offset " << offset;
+      ASSERT_EQ(largest, want_largest) << "trial " << trial << ", offset " << offset;
+    }
+  }
+}
+
+TEST(SquaredNormTest, SkippedModulesStayOutUnlessNotFiniteAndNonFiniteValuesShow) {
+  base::Rng rng(23);
+  std::vector<float> kept(37), skipped(29);
+  for (float& v : kept) v = static_cast<float>(rng.Normal());
+  for (float& v : skipped) v = static_cast<float>(rng.Normal(5.0, 2.0));
+  UpdateSubmission update;
+  update.modules.push_back(ModuleDelta{"kept", 0, {}, absl::MakeSpan(kept)});
+  update.modules.push_back(ModuleDelta{"skipped", 0, {}, absl::MakeSpan(skipped)});
+  const std::vector<bool> skip = {false, true};
+  std::vector<float> want_largest;
+  const double want = ReferenceSquaredNorm({kept}, &want_largest);
+  std::vector<float> largest;
+  EXPECT_EQ(SquaredNorm(update, &largest, &skip), want);
+  ASSERT_EQ(largest.size(), 2u);
+  EXPECT_EQ(largest[0], want_largest[0]);
+  float skipped_peak = 0.0f;
+  for (float v : skipped) skipped_peak = std::max(skipped_peak, std::fabs(v));
+  EXPECT_EQ(largest[1], skipped_peak);
+  // A non-finite value anywhere, in a vector block or in a tail, skipped or not.
+  for (size_t at : {size_t{3}, size_t{36}}) {
+    const float saved = kept[at];
+    kept[at] = std::numeric_limits<float>::infinity();
+    EXPECT_FALSE(std::isfinite(SquaredNorm(update, nullptr, &skip))) << at;
+    kept[at] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_FALSE(std::isfinite(SquaredNorm(update, nullptr, &skip))) << at;
+    kept[at] = saved;
+  }
+  skipped[11] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(std::isfinite(SquaredNorm(update, nullptr, &skip)));
 }
 
 TEST(EchoInputTest, ShortTextIsKeptAndLongTextIsCutWithItsSize) {
