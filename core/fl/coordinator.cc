@@ -132,6 +132,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Recover(const Coordina
         module.aggregator->ForgetClient(client.id).IgnoreError();
     }
   }
+  c->RecountMemoryPeaksLocked();
   const absl::Time now = clock.Now();
   if (!state.open_round.has_value()) {
     FEDCL_RETURN_IF_ERROR(c->OpenRoundLocked(state.last_closed_round + 1, now));
@@ -187,6 +188,7 @@ absl::Status Coordinator::ReplayJournalLocked(std::vector<JournalEntry>& journal
     }
     // The journaled values are already scaled by the staleness factor, as they were folded.
     FEDCL_RETURN_IF_ERROR(FoldAll(replay, weights, AggregatorsForLocked(replay)));
+    StoreMemoryPeaksLocked(replay, largest);
     CountContributionLocked(replay);
     accepted_[entry.client] = entry.weight * policy_->StalenessWeight(round_ - replay.round);
     round_samples_ += entry.num_samples;
@@ -196,6 +198,26 @@ absl::Status Coordinator::ReplayJournalLocked(std::vector<JournalEntry>& journal
     state_ = RoundState::kCollecting;
   }
   return absl::OkStatus();
+}
+
+void Coordinator::RecountMemoryPeaksLocked() {
+  memory_peaks_.clear();
+  for (const PooledModule& module : modules_) {
+    if (!module.aggregator->rule().keeps_client_memory()) continue;
+    MemoryPeaks& peaks = memory_peaks_[module.spec.name];
+    for (const auto& [client, y] : module.aggregator->ExportMemory()) {
+      float peak = 0.0f;
+      for (float v : y) peak = std::max(peak, std::abs(v));
+      peaks.Set(client, peak);
+    }
+  }
+}
+
+void Coordinator::ForgetMemoryPeakLocked(ClientId client) {
+  for (auto& [name, peaks] : memory_peaks_) {
+    peaks.Set(client, 0.0);
+    peaks.by_client.erase(client);
+  }
 }
 
 absl::Status Coordinator::InitModules(std::vector<StoredModule> modules) {

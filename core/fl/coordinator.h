@@ -310,6 +310,12 @@ class Coordinator {
   // the fixed-point capacity): Submit refuses an update that would pass it (InvalidArgument),
   // before it is journaled, so that no journaled update can overflow its fold.
   static constexpr double kRoundMagnitudeBudget = FixedPointAccumulator::kCapacity / 2;
+  // Rules that keep each client's last delta (FedVARP, MIFA) also keep Σ_j y_j across rounds, and
+  // a round's fold adds Δ_n − y_n to it. Submit bounds Σ_j max|y_j| by this budget: with the
+  // round's Σ max|Δ_n| within kRoundMagnitudeBudget, no sum they keep can pass the capacity
+  // (Σ y_j + Σ_S|Δ_n| + Σ_S|y_n| <= C/8 + C/2 + C/8). An update that would pass it is refused
+  // (InvalidArgument, naming the module) before it is journaled.
+  static constexpr double kClientMemoryMagnitudeBudget = FixedPointAccumulator::kCapacity / 8;
 
  private:
   struct PooledModule {
@@ -356,9 +362,18 @@ class Coordinator {
   // (InvalidArgument: values that large are no learning) instead. Takes the lock.
   // `largest`: each delta's largest |value| before the values were scaled by `scales` (parallel
   // to update.modules).
+  // Rules with client memory: also reserves, for each delta, max|value| as folded against
+  // kClientMemoryMagnitudeBudget (StoreMemoryPeaksLocked settles it once the update is folded).
   absl::Status ReserveMagnitude(const UpdateSubmission& update, const std::vector<double>& weights,
                                 const std::vector<float>& largest,
                                 const std::vector<double>& scales) ABSL_LOCKS_EXCLUDED(mu_);
+  // Rules with client memory: records max|y_n| = `peaks[i]` (parallel to update.modules) for the
+  // update's client, now that its deltas are stored.
+  void StoreMemoryPeaksLocked(const UpdateSubmission& update, const std::vector<float>& peaks)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rebuilds every module's Σ_j max|y_j| from its aggregator's memory (after a restart).
+  void RecountMemoryPeaksLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ForgetMemoryPeakLocked(ClientId client) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The acknowledgement of an update already counted, or nullopt.
   std::optional<SubmitResult> DuplicateLocked(const UpdateSubmission& update) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -429,6 +444,18 @@ class Coordinator {
   double round_loss_sum_ ABSL_GUARDED_BY(mu_) = 0.0;
   // Per module, Σ weight · max|value| over this round's admitted updates (ReserveMagnitude).
   absl::flat_hash_map<std::string, double> round_magnitude_ ABSL_GUARDED_BY(mu_);
+  // Per module of a rule with client memory: max|y_n| per client, as stored or (while an update
+  // is in flight) the larger of that and what it will store; and their sum.
+  struct MemoryPeaks {
+    absl::flat_hash_map<ClientId, double> by_client;
+    double total = 0.0;
+    void Set(ClientId client, double peak) {
+      double& held = by_client[client];
+      total += peak - held;
+      held = peak;
+    }
+  };
+  absl::flat_hash_map<std::string, MemoryPeaks> memory_peaks_ ABSL_GUARDED_BY(mu_);
   int64_t round_staleness_sum_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t round_staleness_max_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<RoundReport> reports_ ABSL_GUARDED_BY(mu_);

@@ -118,6 +118,7 @@ absl::Status Coordinator::CloseRoundLocked() {
     for (ClientId id : revoked_since_close_) {
       if (clients_.IsRevoked(id)) {
         module.aggregator->ForgetClient(id).IgnoreError();
+        ForgetMemoryPeakLocked(id);
       }
     }
     versions.push_back(SameValues(*next, *module.values) ? module.version : round_ + 1);

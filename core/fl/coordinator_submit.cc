@@ -58,19 +58,49 @@ absl::Status Coordinator::ReserveMagnitude(const UpdateSubmission& update,
     needs.push_back(weights[i] * largest[i] * scales[i]);
   }
   absl::MutexLock lock(&mu_);
+  std::vector<MemoryPeaks*> memories(update.modules.size(), nullptr);
   for (size_t i = 0; i < update.modules.size(); ++i) {
-    const double held = round_magnitude_[update.modules[i].name];
+    const std::string& name = update.modules[i].name;
+    const double held = round_magnitude_[name];
     if (held + needs[i] > kRoundMagnitudeBudget) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "module '", update.modules[i].name, "': the round's exact sum cannot take this update (",
+          "module '", name, "': the round's exact sum cannot take this update (",
           "weight x largest |value| = ", needs[i], " on top of ", held, " of ",
           kRoundMagnitudeBudget, "); a norm bound (max_update_norm) keeps updates in range"));
+    }
+    if (!FindModuleLocked(name)->aggregator->rule().keeps_client_memory()) continue;
+    memories[i] = &memory_peaks_[name];
+    const double stored = largest[i] * scales[i];  // the delta as it will be kept
+    auto old = memories[i]->by_client.find(update.client);
+    const double replaced = old == memories[i]->by_client.end() ? 0.0 : old->second;
+    const double total = memories[i]->total - replaced + std::max(replaced, stored);
+    if (total > kClientMemoryMagnitudeBudget) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "module '", name, "': the clients' stored deltas (",
+          FindModuleLocked(name)->aggregator->rule().name(), ") cannot take this update (largest ",
+          "|value| ", stored, "; the stored deltas' largest |value|s would sum to ", total,
+          ", over ", kClientMemoryMagnitudeBudget,
+          "); a norm bound (max_update_norm) keeps updates in range"));
     }
   }
   for (size_t i = 0; i < update.modules.size(); ++i) {
     round_magnitude_[update.modules[i].name] += needs[i];
+    if (memories[i] == nullptr) continue;
+    // Until the update is folded its client's vector is the old one: hold the larger of the two.
+    auto old = memories[i]->by_client.find(update.client);
+    const double replaced = old == memories[i]->by_client.end() ? 0.0 : old->second;
+    memories[i]->Set(update.client, std::max(replaced, largest[i] * scales[i]));
   }
   return absl::OkStatus();
+}
+
+void Coordinator::StoreMemoryPeaksLocked(const UpdateSubmission& update,
+                                         const std::vector<float>& peaks) {
+  for (size_t i = 0; i < update.modules.size(); ++i) {
+    const std::string& name = update.modules[i].name;
+    if (!FindModuleLocked(name)->aggregator->rule().keeps_client_memory()) continue;
+    memory_peaks_[name].Set(update.client, peaks[i]);
+  }
 }
 
 // Under the lock: who may submit what, and with which weight. Marks the client in flight.
@@ -194,6 +224,10 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(const UpdateSubmission& update)
   absl::MutexLock lock(&mu_);
   in_flight_.erase(update.client);
   if (!status.ok()) return status;
+  std::vector<float> stored_peaks(largest.size());
+  for (size_t i = 0; i < largest.size(); ++i)
+    stored_peaks[i] = static_cast<float>(largest[i] * scales[i]);
+  StoreMemoryPeaksLocked(update, stored_peaks);
   accepted_[update.client] = weight * admission.staleness_weight;
   CountContributionLocked(update);
   round_samples_ += update.num_samples;

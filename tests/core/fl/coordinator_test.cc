@@ -618,5 +618,63 @@ TEST_F(CoordinatorTest, RecoveryForgetsTheStoredVectorOfAClientThatLeft) {
   for (float v : Values(**recovered)) EXPECT_FLOAT_EQ(v, 3.0f);
 }
 
+// FedVARP and MIFA keep every client's last delta and their exact sum across rounds, beyond the
+// round's budget. Updates that each fit a round would, round after round, push Σ y_j past the
+// fixed-point capacity, and the fold of a journaled update cannot fail: each is refused before
+// the journal instead, and replacing a client's stored delta by a smaller one makes room again,
+// also after a restart. Without the bound, the 20th update aborts the fold (FEDCL_CHECK).
+class StoredDeltaBoundTest : public CoordinatorTest,
+                             public ::testing::WithParamInterface<const char*> {
+ protected:
+  static int64_t Version(const Coordinator& c) { return c.Modules()[0].version; }
+};
+
+TEST_P(StoredDeltaBoundTest, StoredDeltasTooLargeForTheirExactSumAreRefusedBeforeTheJournal) {
+  {
+    CoordinatorOptions options;
+    options.aggregator.name = GetParam();
+    auto c = Make(options);
+    constexpr int kClients = 25;
+    for (ClientId id = 1; id <= kClients; ++id) ASSERT_TRUE(c->Enroll(id).ok());
+    const double budget = Coordinator::kClientMemoryMagnitudeBudget;
+    const float step = static_cast<float>(budget * 0.4);  // each fits the round's budget alone
+    int accepted = 0;
+    for (ClientId id = 1; id <= kClients; ++id) {  // one new client per round
+      TestUpdate u(id, c->current_round(), step, Version(*c));
+      const int64_t writes = store_.journal_writes();
+      absl::StatusOr<SubmitResult> result = c->Submit(u.submission);
+      if (result.ok()) {
+        ++accepted;
+      } else {
+        EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument) << result.status();
+        EXPECT_NE(result.status().message().find("stored deltas"), std::string::npos)
+            << result.status();
+        EXPECT_EQ(store_.journal_writes(), writes);
+      }
+      PassDeadline(*c);
+    }
+    EXPECT_EQ(accepted, 2);  // 2 x 0.4 of the budget; a third would pass it
+    // Client 2 replaces its stored delta by a smaller one: there is room for one more again.
+    TestUpdate smaller(2, c->current_round(), 0.05f, Version(*c));
+    ASSERT_TRUE(c->Submit(smaller.submission).ok());
+    PassDeadline(*c);
+    // The stored peaks are rebuilt from the stored deltas after a restart.
+    c.reset();
+    auto recovered = Coordinator::Recover(options, clock_, &store_, *store_.Load());
+    ASSERT_TRUE(recovered.ok()) << recovered.status();
+    const int64_t round = (*recovered)->current_round();
+    TestUpdate too_big(5, round, static_cast<float>(budget * 0.6), Version(**recovered));
+    EXPECT_EQ((*recovered)->Submit(too_big.submission).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    TestUpdate fits(4, round, step, Version(**recovered));
+    EXPECT_TRUE((*recovered)->Submit(fits.submission).ok());
+    PassDeadline(**recovered);
+    for (float v : Values(**recovered)) EXPECT_TRUE(std::isfinite(v));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(ClientMemoryRules, StoredDeltaBoundTest,
+                         ::testing::Values("mifa", "fedvarp"));
+
 }  // namespace
 }  // namespace fedcl::fl
