@@ -47,6 +47,7 @@ absl::Status ModulesFromProto(const v1::DeviceState& in, device::SessionState& o
     m.version = stored.version();
     FEDCL_ASSIGN_OR_RETURN(m.base, FlatFromProto(stored.base()));
     m.descriptor_pending = stored.descriptor_pending();
+    m.residual = Floats(stored.residual());
     m.adopted = stored.adopted();
     if (m.adopted) {
       m.spec.name = m.server_name;
@@ -194,6 +195,7 @@ void SessionStateToProto(const device::SessionState& state, v1::DeviceState* out
     FlatToProto(m.name, m.base, stored->mutable_base());
     stored->set_server_name(m.server_name);
     stored->set_descriptor_pending(m.descriptor_pending);
+    stored->mutable_residual()->Add(m.residual.begin(), m.residual.end());
     stored->set_adopted(m.adopted);
     if (m.adopted) {
       stored->set_role(std::string(peft::ModuleRoleName(m.spec.role)));
@@ -222,6 +224,8 @@ void SessionStateToProto(const device::SessionState& state, v1::DeviceState* out
       base->set_name(v.name);
       base->set_version(v.version);
     }
+    for (const fl::CompressionSpec& spec : state.in_flight->compression)
+      f->add_compression(fl::CompressionSpecText(spec));
   }
   out->clear_pending_proposals();
   for (const cl::ModuleProposal& p : state.pending_proposals) {
@@ -260,6 +264,19 @@ absl::StatusOr<device::SessionState> SessionStateFromProto(const v1::DeviceState
     f.last_sequence = in.in_flight().last_sequence();
     for (const auto& base : in.in_flight().modules())
       f.modules.push_back({base.name(), base.version()});
+    for (const std::string& text : in.in_flight().compression()) {
+      absl::StatusOr<fl::CompressionSpec> spec = fl::ParseCompressionSpec(text);
+      if (!spec.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the submission in flight: ", spec.status().message()));
+      }
+      f.compression.push_back(*spec);
+    }
+    if (!f.compression.empty() && f.compression.size() != f.modules.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("the submission in flight has ",
+                                                     f.compression.size(), " compressions for ",
+                                                     f.modules.size(), " modules"));
+    }
     out.in_flight = std::move(f);
   }
   out.not_installed.insert(in.not_installed().begin(), in.not_installed().end());

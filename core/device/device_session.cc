@@ -145,6 +145,10 @@ absl::Status DeviceSession::DownloadAll(std::unique_lock<std::mutex>& lock,
     out.bytes_downloaded += module->values.num_values() * int64_t{sizeof(float)};
     FEDCL_RETURN_IF_ERROR(ApplyDownloadLocked(*module, out));
   }
+  // How the server wants each module's next delta (modules installed just now included).
+  for (const fl::ModuleInfo& info : work.modules) {
+    if (Module* m = FindLocked(info.spec.name); m != nullptr) m->upload = info.upload;
+  }
   Progress(SessionEnvironment::Stage::kDownloading, out.bytes_downloaded, total);
   return absl::OkStatus();
 }
@@ -231,8 +235,16 @@ absl::StatusOr<SubmitOutcome> DeviceSession::SubmitLocked(std::unique_lock<std::
     if (!m.on_server || m.version < 0 || not_installed_.contains(m.server_name)) continue;
     bool learned = false;
     for (const Record& r : queue_) learned = learned || !r.deltas[i].isZero(0.0f);
-    if (learned) in_flight.modules.push_back({m.server_name, m.version});
+    if (learned) {
+      in_flight.modules.push_back({m.server_name, m.version});
+      in_flight.compression.push_back(m.upload);
+    }
   }
+  // Only a compressed submission records its codecs (and a restart then resends it as it was).
+  bool compresses = false;
+  for (const fl::CompressionSpec& spec : in_flight.compression)
+    compresses = compresses || spec.compresses();
+  if (!compresses) in_flight.compression.clear();
   if (in_flight.modules.empty()) return outcome;  // nothing learned since the last submission
   fl::LocalUpdate update = BuildUpdateLocked(in_flight);
   in_flight_ = in_flight;
@@ -250,8 +262,7 @@ absl::StatusOr<fl::SubmitResult> DeviceSession::SendLocked(std::unique_lock<std:
                                                            const InFlightSubmission& in_flight,
                                                            fl::LocalUpdate& update) {
   int64_t upload = 0;
-  for (const fl::ModuleUpdate& mu : update.modules)
-    upload += static_cast<int64_t>(mu.values.size() * sizeof(float));
+  for (const fl::ModuleUpdate& mu : update.modules) upload += mu.upload_bytes();
   Progress(SessionEnvironment::Stage::kSubmitting, 0, upload);
   const int64_t chunk = joined_.has_value() && joined_->server.chunk_bytes > 0
                             ? joined_->server.chunk_bytes
@@ -267,8 +278,7 @@ absl::StatusOr<fl::SubmitResult> DeviceSession::SendLocked(std::unique_lock<std:
 absl::StatusOr<SubmitOutcome> DeviceSession::AnswerLocked(
     const absl::StatusOr<fl::SubmitResult>& answer, const InFlightSubmission& in_flight,
     const fl::LocalUpdate& sent, SubmitOutcome outcome) {
-  for (const fl::ModuleUpdate& mu : sent.modules)
-    outcome.bytes_uploaded += static_cast<int64_t>(mu.values.size() * sizeof(float));
+  for (const fl::ModuleUpdate& mu : sent.modules) outcome.bytes_uploaded += mu.upload_bytes();
   outcome.samples = sent.num_samples;
   outcome.batches = sent.local_steps;
   outcome.loss = sent.loss;

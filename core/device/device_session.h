@@ -71,6 +71,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -240,6 +241,13 @@ class DeviceSession {
   // Grown adapters not yet proposed.
   int64_t ProposalsPendingLocked() const { return static_cast<int64_t>(pending_.size()); }
 
+  // Error feedback owed, by the module's server name (modules that owe nothing are left out):
+  // for a host that keeps only this part of a device between sessions (the simulator's virtual
+  // clients, whose sessions are fresh each round). Set ignores names the session does not hold
+  // and residuals of another size.
+  std::map<std::string, std::vector<float>> ResidualsLocked() const;
+  void SetResidualsLocked(const std::map<std::string, std::vector<float>>& residuals);
+
  private:
   struct Module {
     nn::ParameterSet* live = nullptr;
@@ -250,6 +258,10 @@ class DeviceSession {
     peft::ModuleSpec spec;  // as the server described it (adopted modules)
     bool adopted = false;   // taken on through SessionTrainer::AdoptModule
     bool descriptor_pending = false;
+    fl::CompressionSpec upload;  // as the server's last work asked
+    // Error feedback: what compression has not yet delivered of the submitted deltas (empty:
+    // nothing), added to the next delta of this module before it is compressed.
+    Eigen::VectorXf residual;
   };
   struct Record {
     uint64_t sequence = 0;
@@ -285,8 +297,12 @@ class DeviceSession {
                        const Eigen::VectorXf& base, bool on_server);
   void RebaseLocked(Module& m, const nn::ParameterSet& values, int64_t version);
   void EnforceQueueBoundLocked();
-  // The update of the records up to in_flight.last_sequence for in_flight's modules.
-  fl::LocalUpdate BuildUpdateLocked(const InFlightSubmission& in_flight) const;
+  // The update of the records up to in_flight.last_sequence for in_flight's modules, each delta
+  // compressed as in_flight says with its module's residual added. With `residuals`, also each
+  // delta's residual after this update (parallel to in_flight.modules; empty: unchanged). The
+  // same state always builds the same update, so a resend after a lost reply repeats it exactly.
+  fl::LocalUpdate BuildUpdateLocked(const InFlightSubmission& in_flight,
+                                    std::vector<Eigen::VectorXf>* residuals = nullptr) const;
   // Ends the in-flight submission: an acknowledged one's records are folded into base.
   void SettleLocked(const InFlightSubmission& in_flight, bool acknowledged);
   void DropLearningLocked(uint64_t last_sequence);

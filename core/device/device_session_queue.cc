@@ -107,8 +107,10 @@ void DeviceSession::EnforceQueueBoundLocked() {
   }
 }
 
-fl::LocalUpdate DeviceSession::BuildUpdateLocked(const InFlightSubmission& in_flight) const {
+fl::LocalUpdate DeviceSession::BuildUpdateLocked(const InFlightSubmission& in_flight,
+                                                 std::vector<Eigen::VectorXf>* residuals) const {
   fl::LocalUpdate update;
+  if (residuals != nullptr) residuals->assign(in_flight.modules.size(), Eigen::VectorXf());
   std::vector<Eigen::VectorXf> sums(in_flight.modules.size());
   std::vector<const Module*> modules(in_flight.modules.size(), nullptr);
   for (size_t k = 0; k < in_flight.modules.size(); ++k) {
@@ -139,6 +141,23 @@ fl::LocalUpdate DeviceSession::BuildUpdateLocked(const InFlightSubmission& in_fl
     for (const nn::TensorInfo& t : modules[k]->live->tensors())
       mu.layout.push_back({t.name, t.shape});
     mu.values.assign(sums[k].data(), sums[k].data() + sums[k].size());
+    const fl::CompressionSpec spec =
+        k < in_flight.compression.size() ? in_flight.compression[k] : fl::CompressionSpec{};
+    if (spec.compresses()) {
+      Eigen::VectorXf residual = modules[k]->residual.size() == sums[k].size()
+                                     ? modules[k]->residual
+                                     : Eigen::VectorXf::Zero(sums[k].size());
+      std::vector<float> decoded(mu.values.size());
+      absl::StatusOr<fl::CompressedValues> compressed =
+          fl::CompressWithFeedback(mu.values, absl::MakeSpan(residual.data(), residual.size()),
+                                   spec, absl::MakeSpan(decoded));
+      // Learning that is not finite goes as it is, for the server to refuse by name.
+      if (compressed.ok()) {
+        mu.values = std::move(decoded);
+        mu.compressed = *std::move(compressed);
+        if (residuals != nullptr) (*residuals)[k] = std::move(residual);
+      }
+    }
     update.modules.push_back(std::move(mu));
   }
   return update;
@@ -148,6 +167,16 @@ void DeviceSession::SettleLocked(const InFlightSubmission& in_flight, bool ackno
   if (!acknowledged) {
     in_flight_.reset();
     return;
+  }
+  // Error feedback: the server has the compressed deltas; what they lost waits for the next.
+  if (!in_flight.compression.empty()) {
+    std::vector<Eigen::VectorXf> residuals;
+    BuildUpdateLocked(in_flight, &residuals);
+    for (size_t k = 0; k < residuals.size(); ++k) {
+      if (residuals[k].size() == 0) continue;
+      for (Module& m : modules_)
+        if (m.on_server && m.server_name == in_flight.modules[k].name) m.residual = residuals[k];
+    }
   }
   // The submitted learning is the server's: fold it into base and drop its records. The learning
   // of a module to be submitted later (a grown adapter whose proposal is pending, or that awaits

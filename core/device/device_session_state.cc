@@ -24,6 +24,25 @@ absl::Status CheckValues(const std::vector<float>& values, int64_t expected,
 
 }  // namespace
 
+std::map<std::string, std::vector<float>> DeviceSession::ResidualsLocked() const {
+  std::map<std::string, std::vector<float>> out;
+  for (const Module& m : modules_)
+    if (m.on_server && m.residual.size() > 0) out[m.server_name] = ToVector(m.residual);
+  return out;
+}
+
+void DeviceSession::SetResidualsLocked(const std::map<std::string, std::vector<float>>& residuals) {
+  for (Module& m : modules_) {
+    auto it = residuals.find(m.server_name);
+    if (!m.on_server || it == residuals.end() ||
+        static_cast<int64_t>(it->second.size()) != m.live->num_values()) {
+      continue;
+    }
+    m.residual = Eigen::Map<const Eigen::VectorXf>(it->second.data(),
+                                                   static_cast<Eigen::Index>(it->second.size()));
+  }
+}
+
 SessionState DeviceSession::ExportStateLocked() const {
   SessionState state;
   for (const Module& m : modules_) {
@@ -35,6 +54,7 @@ SessionState DeviceSession::ExportStateLocked() const {
     out.spec = m.spec;
     out.adopted = m.adopted;
     out.descriptor_pending = m.descriptor_pending;
+    out.residual = ToVector(m.residual);
   }
   for (const Record& r : queue_) {
     SessionRecordState& out = state.queue.emplace_back();
@@ -98,6 +118,11 @@ absl::Status DeviceSession::RestoreStateLocked(const SessionState& state) {
     const size_t i = static_cast<size_t>(m - modules.data());
     FEDCL_RETURN_IF_ERROR(CheckValues(stored.base, m->live->num_values(),
                                       absl::StrCat("the base of module '", stored.name, "'")));
+    if (!stored.residual.empty()) {
+      FEDCL_RETURN_IF_ERROR(
+          CheckValues(stored.residual, m->live->num_values(),
+                      absl::StrCat("the residual of module '", stored.name, "'")));
+    }
     stored_for[i] = &stored;
     column.push_back(i);
   }
@@ -131,6 +156,8 @@ absl::Status DeviceSession::RestoreStateLocked(const SessionState& state) {
       m.spec = stored->spec;
       m.adopted = stored->adopted;
       m.descriptor_pending = stored->descriptor_pending;
+      m.residual = Eigen::Map<const Eigen::VectorXf>(
+          stored->residual.data(), static_cast<Eigen::Index>(stored->residual.size()));
     }
     m.committed = m.base;
     for (const Record& r : queue) m.committed += r.deltas[i];

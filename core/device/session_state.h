@@ -26,6 +26,8 @@ struct SessionModuleState {
   peft::ModuleSpec spec;
   bool adopted = false;
   bool descriptor_pending = false;  // a grown adapter whose descriptor the pool has not had
+  // Error feedback: what compressing its submitted deltas has not yet delivered (empty: none).
+  std::vector<float> residual;
 };
 
 struct SessionRecordState {
@@ -40,6 +42,8 @@ struct InFlightSubmission {
   int64_t round = 0;
   uint64_t last_sequence = 0;              // the last record it sums
   std::vector<fl::ModuleVersion> modules;  // server name and base version of each delta
+  // How each delta is compressed (parallel to `modules`; empty: none is).
+  std::vector<fl::CompressionSpec> compression;
 };
 
 struct SessionState {

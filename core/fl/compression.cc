@@ -23,6 +23,15 @@ constexpr float kMaxScale = FLT_MAX / kInt8Levels;
 
 int64_t NumBlocks(int64_t count, int32_t block) { return (count + block - 1) / block; }
 
+int64_t VarintBytes(uint64_t value) {
+  int64_t bytes = 1;
+  while (value >= 128) {
+    value >>= 7;
+    ++bytes;
+  }
+  return bytes;
+}
+
 // Symmetric int8 per block of `block` values (§6.2, deterministic rounding).
 void QuantizeBlocks(absl::Span<const float> x, int32_t block, std::vector<int8_t>& q,
                     std::vector<float>& scales) {
@@ -146,7 +155,7 @@ int64_t TopKCount(const CompressionSpec& spec, int64_t size) {
   return std::clamp<int64_t>(static_cast<int64_t>(kept), 1, size);
 }
 
-int64_t CompressedValues::bytes() const {
+int64_t CompressedBytes(const CompressionSpec& spec, int64_t size) {
   switch (spec.codec) {
     case CompressionSpec::Codec::kFloat32:
       return 4 * size;
@@ -155,11 +164,25 @@ int64_t CompressedValues::bytes() const {
     case CompressionSpec::Codec::kInt8:
       return size + 4 * NumBlocks(size, spec.block_size);
     case CompressionSpec::Codec::kTopK: {
-      const int64_t k = static_cast<int64_t>(indices.size());
-      return 5 * k + 4 * NumBlocks(k, spec.block_size);
+      const int64_t k = TopKCount(spec, size);
+      if (k == 0) return 0;
+      return k * (1 + VarintBytes(static_cast<uint64_t>(size / k))) +
+             4 * NumBlocks(k, spec.block_size);
     }
   }
   return 4 * size;
+}
+
+int64_t CompressedValues::bytes() const {
+  if (spec.codec != CompressionSpec::Codec::kTopK) return CompressedBytes(spec, size);
+  int64_t gap_bytes = 0;
+  uint32_t previous = 0;
+  for (size_t j = 0; j < indices.size(); ++j) {
+    gap_bytes += VarintBytes(j == 0 ? indices[0] : indices[j] - previous);
+    previous = indices[j];
+  }
+  const int64_t k = static_cast<int64_t>(indices.size());
+  return gap_bytes + k + 4 * NumBlocks(k, spec.block_size);
 }
 
 CompressedValues Compress(absl::Span<const float> values, const CompressionSpec& spec) {

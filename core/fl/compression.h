@@ -12,9 +12,11 @@
 //   float32  as is                                                4·d
 //   float16  clamped to ±65504, rounded to nearest even            2·d
 //   int8     per block of B values: s = max|x|/127, q = round(x/s)  d + 4·⌈d/B⌉
-//   topk     the k = ⌈keep_fraction·d⌉ largest |x| (ties: the lower index first), as increasing
-//            uint32 indices and int8 values with per-block scales over the kept values
-//                                                                  5·k + 4·⌈k/B⌉
+//   topk     the k = ⌈keep_fraction·d⌉ largest |x| (ties: the lower index first): increasing
+//            indices sent as the varint (LEB128) gaps between them, and int8 values with per-block
+//            scales over the kept values              Σ_j varint(gap_j) + k + 4·⌈k/B⌉
+// The gaps are a departure from §6.2's top-k payload (4 bytes per index and 4 per value): at a
+// keep fraction of a few percent most gaps fit one byte, 2·k bytes in all instead of 8·k.
 // Rounding is deterministic (half to even): the same u always gives the same c, so a device that
 // resends an update after a lost reply sends the same bytes.
 //
@@ -74,6 +76,9 @@ struct CompressedValues {
 
 // The number of values topk keeps of d.
 int64_t TopKCount(const CompressionSpec& spec, int64_t size);
+// Payload bytes of a delta of `size` values compressed with `spec` (the formulas above); for
+// topk an estimate before the indices are known, with every gap at the mean gap d/k.
+int64_t CompressedBytes(const CompressionSpec& spec, int64_t size);
 
 // Encodes `values` (finite) with `spec` (valid).
 CompressedValues Compress(absl::Span<const float> values, const CompressionSpec& spec);

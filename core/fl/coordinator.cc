@@ -39,6 +39,7 @@ absl::Status CoordinatorOptions::Validate() const {
   FEDCL_RETURN_IF_ERROR(CreateAggregationRule(aggregator).status());
   FEDCL_RETURN_IF_ERROR(CreateRoundPolicy(round).status());
   FEDCL_RETURN_IF_ERROR(recipe.Validate());
+  FEDCL_RETURN_IF_ERROR(ValidateCompressionSpec(upload_compression));
   if (!(max_update_norm >= 0.0) || !std::isfinite(max_update_norm)) {
     return absl::InvalidArgumentError("coordinator: max_update_norm must be >= 0");
   }
@@ -342,6 +343,7 @@ absl::StatusOr<WorkAssignment> Coordinator::GetWork(ClientId client,
     }
     ModuleInfo info{module.spec, module.version, module.values->num_values(), true,
                     module.descriptor != nullptr};
+    if (module.spec.role != ModuleRole::kClassStatistics) info.upload = options_.upload_compression;
     for (const ModuleVersion& h : held) {
       if (h.name == module.spec.name && h.version == module.version) info.download = false;
     }

@@ -136,6 +136,9 @@ struct CoordinatorOptions {
   absl::Duration max_retry_after = absl::Seconds(2);
   // Growth of the pool by expert modules; disabled (proposals refused) without expandable blocks.
   ModulePoolOptions pool;
+  // How devices compress their deltas (core/fl/compression.h), told in each module's work; class
+  // statistics always travel as float32, since their sums must stay exact.
+  CompressionSpec upload_compression;
   absl::Status Validate() const;
 };
 
@@ -154,6 +157,8 @@ struct ModuleInfo {
   int64_t num_values = 0;
   bool download = false;        // the asking client lacks it or holds another version
   bool has_descriptor = false;  // a pool expert with a descriptor (AttachDescriptor)
+  // How the server asks the device to compress its delta of this module (float32: not at all).
+  CompressionSpec upload;
 };
 
 struct WorkAssignment {

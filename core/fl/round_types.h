@@ -4,6 +4,7 @@
 #define FEDCL_CORE_FL_ROUND_TYPES_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "core/fl/compression.h"
 #include "core/nn/tensor.h"
 #include "core/nn/training.h"
 #include "core/peft/module_spec.h"
@@ -66,6 +68,15 @@ struct ModuleUpdate {
   int64_t base_version = 0;
   std::vector<TensorSpec> layout;
   std::vector<float> values;
+  // Set when the device compressed the delta (core/fl/compression.h): what travels, while
+  // `values` hold its decoding, which is what the server folds either way.
+  std::optional<CompressedValues> compressed;
+
+  // Bytes of the delta as uploaded: compressed, or 4 per value.
+  int64_t upload_bytes() const {
+    return compressed.has_value() ? compressed->bytes()
+                                  : static_cast<int64_t>(values.size() * sizeof(float));
+  }
 };
 
 struct LocalUpdate {

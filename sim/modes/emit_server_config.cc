@@ -89,6 +89,11 @@ absl::Status EmitServerConfig(const Scenario& scenario, const SimulationInputs& 
         absl::StrCat("method '", label, "' is asynchronous (round_policy ", method->round->name,
                      "): multi-process simulations run synchronous rounds; run it in one process"));
   }
+  if (method->upload.compresses()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "method '", label, "' compresses its uploads (", fl::CompressionSpecText(method->upload),
+        "), which fedcl-server does not negotiate yet: run it in one process"));
+  }
   FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(request.dir));
   const std::string checkpoint = base::JoinPath(request.dir, "initial.ckpt");
   FEDCL_RETURN_IF_ERROR(WriteInitialModel(scenario, inputs, request, checkpoint, fs));

@@ -134,6 +134,7 @@ absl::Status ContinualRun::CreateServer() {
   if (initial.empty()) return absl::OkStatus();
   fl::CoordinatorOptions options;
   options.aggregator = scenario_.methods[0].aggregator;
+  options.upload_compression = scenario_.methods[0].upload;
   // Every round closes once its participants have synced: this engine is the barrier's one
   // reporter.
   options.round = {.name = "barrier", .round_duration = absl::Hours(1), .reporters = 1};

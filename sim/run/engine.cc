@@ -185,6 +185,7 @@ fl::CoordinatorOptions CoordinatorOptionsFor(const MethodSpec& method,
   fl::CoordinatorOptions options;
   options.aggregator = method.aggregator;
   options.recipe = method.recipe;
+  options.upload_compression = method.upload;
   // Rounds close when every participant has reported: the engine is the barrier's one reporter.
   options.round = {.name = "barrier", .round_duration = absl::Hours(24 * 365), .reporters = 1};
   if (method.asynchronous()) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/random.h"
 #include "core/base/status_macros.h"
@@ -23,6 +24,7 @@ RoundRunner::RoundRunner(const Scenario& scenario, const SimulationInputs& input
     : scenario_(scenario),
       inputs_(inputs),
       client_data_(client_data),
+      residuals_(static_cast<size_t>(scenario.num_clients())),
       seed_(seed),
       server_(std::move(server)),
       arena_(threads > 0 ? threads : tbb::info::default_concurrency()) {}
@@ -99,8 +101,11 @@ bool RoundRunner::TakesPart(const fl::WorkAssignment& work, uint32_t client, int
         absl::StrCat("no work for this round (server is at round ", work.round, ")"));
     return false;
   }
-  int64_t module_bytes = 0;
-  for (const fl::ModuleInfo& info : work.modules) module_bytes += info.num_values * 4;
+  int64_t module_bytes = 0, upload_bytes = 0;
+  for (const fl::ModuleInfo& info : work.modules) {
+    module_bytes += info.num_values * 4;
+    upload_bytes += fl::CompressedBytes(info.upload, info.num_values);
+  }
   out.bytes_down = module_bytes;
   if (indices.empty()) {
     out.fate = Fate::kNoData;
@@ -108,7 +113,7 @@ bool RoundRunner::TakesPart(const fl::WorkAssignment& work, uint32_t client, int
   }
   const v1::DeviceConfig& devices = scenario_.config.devices();
   const int64_t samples = static_cast<int64_t>(work.recipe.local_steps) * work.recipe.batch_size;
-  out.seconds = inputs_.profiles.For(client).RoundSeconds(samples, module_bytes, module_bytes) *
+  out.seconds = inputs_.profiles.For(client).RoundSeconds(samples, module_bytes, upload_bytes) *
                 DeviceSlowdown(scenario_, seed_, client);
   if (!asynchronous && devices.round_deadline_s() > 0 && out.seconds > devices.round_deadline_s()) {
     out.fate = Fate::kStraggler;
@@ -125,7 +130,7 @@ bool RoundRunner::TakesPart(const fl::WorkAssignment& work, uint32_t client, int
     out.fate = Fate::kDropout;
     return false;
   }
-  out.bytes_up = module_bytes;
+  out.bytes_up = upload_bytes;
   return true;
 }
 
@@ -159,6 +164,17 @@ RoundRunner::Participant RoundRunner::RunOne(device::FederationPort& port, uint3
       !joined.ok()) {
     return fail(joined);
   }
+  // Error feedback outlives the session: the client's residuals wait here between its rounds.
+  // Each client runs on one thread at a time, so its entry needs no lock.
+  std::map<std::string, std::vector<float>>& residuals = residuals_[client];
+  {
+    std::lock_guard<std::mutex> lock(replica->mu);
+    session.SetResidualsLocked(residuals);
+  }
+  absl::Cleanup keep_residuals = [&] {
+    std::lock_guard<std::mutex> lock(replica->mu);
+    residuals = session.ResidualsLocked();
+  };
   absl::Span<const int> indices = client_data_.Indices(client, scratch_.local());
   absl::StatusOr<device::RoundWork> work = session.Begin([&](const fl::WorkAssignment& offered) {
     return TakesPart(offered, client, round, now_s, draw, asynchronous, indices, out);
@@ -211,6 +227,7 @@ RoundRunner::Participant RoundRunner::RunOne(device::FederationPort& port, uint3
     return fail(absl::InternalError(absl::StrCat("the server did not take the update (outcome ",
                                                  static_cast<int>(submitted->kind), ")")));
   }
+  out.bytes_up = submitted->bytes_uploaded;  // what was sent (a top-k payload's size is known now)
   return out;
 }
 

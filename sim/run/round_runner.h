@@ -16,8 +16,10 @@
 #define FEDCL_SIM_RUN_ROUND_RUNNER_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -111,6 +113,8 @@ class RoundRunner {
   const Scenario& scenario_;
   const SimulationInputs& inputs_;
   const ClientData& client_data_;
+  // Per client: the error feedback its compressed uploads owe, by module (empty: none).
+  std::vector<std::map<std::string, std::vector<float>>> residuals_;
   const uint64_t seed_;
   const device::ServerInfo server_;
   tbb::task_arena arena_;

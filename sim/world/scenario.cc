@@ -339,6 +339,11 @@ absl::Status ValidateMethods(Scenario& s, absl::string_view source) {
       return Invalid(source, absl::StrCat(where, valid.message()));
     method.recipe = *recipe;
     method.note = m.note();
+    if (!m.upload_compression().empty()) {
+      absl::StatusOr<fl::CompressionSpec> upload = fl::ParseCompressionSpec(m.upload_compression());
+      if (!upload.ok()) return Invalid(source, absl::StrCat(where, upload.status().message()));
+      method.upload = *upload;
+    }
     if (!m.round_policy().empty()) {
       absl::StatusOr<fl::RoundPolicyConfig> round = AsynchronousPolicy(m, s.num_clients(), where);
       if (!round.ok()) return Invalid(source, round.status().message());

@@ -34,6 +34,8 @@ struct MethodSpec {
   // policy; unset for synchronous rounds (the barrier).
   std::optional<fl::RoundPolicyConfig> round;
   bool asynchronous() const { return round.has_value(); }
+  // How devices compress their deltas (SimMethod.upload_compression).
+  fl::CompressionSpec upload;
 };
 
 enum class PartitionKind { kDirichlet, kIid, kOnDemand };

@@ -48,6 +48,7 @@ device::SessionState RandomSessionState(uint64_t seed) {
   ssf.spec = {"ssf", peft::ModuleRole::kPet, {}};
   ssf.spec.pet.kind = peft::PetKind::kLora;  // not the default, so the kind must travel
   ssf.spec.pet.site_prefixes = {"backbone.layers.0"};
+  ssf.residual = RandomValues(rng, 6);  // error feedback owed; the head owes none
   s.modules = {head, ssf};
   for (uint64_t seq : {5u, 6u}) {
     device::SessionRecordState r;
@@ -60,6 +61,8 @@ device::SessionState RandomSessionState(uint64_t seed) {
   }
   s.next_sequence = 7;
   s.in_flight = device::InFlightSubmission{11, 5, {{"head", head.version}, {"ssf", 3}}};
+  s.in_flight->compression = {*fl::ParseCompressionSpec("float32"),
+                              *fl::ParseCompressionSpec("topk:0.05:64")};
   s.enrolled_round = 2;
   s.submissions = 9;
   s.rounds_closed = 1;
@@ -87,6 +90,7 @@ void ExpectSameSession(const device::SessionState& a, const device::SessionState
     EXPECT_EQ(a.modules[i].server_name, b.modules[i].server_name);
     EXPECT_EQ(a.modules[i].version, b.modules[i].version);
     EXPECT_EQ(a.modules[i].base, b.modules[i].base);
+    EXPECT_EQ(a.modules[i].residual, b.modules[i].residual);
     EXPECT_EQ(a.modules[i].adopted, b.modules[i].adopted);
     EXPECT_EQ(a.modules[i].spec.role, b.modules[i].spec.role);
     EXPECT_EQ(a.modules[i].spec.pet.kind, b.modules[i].spec.pet.kind);
@@ -110,6 +114,7 @@ void ExpectSameSession(const device::SessionState& a, const device::SessionState
       EXPECT_EQ(a.in_flight->modules[i].name, b.in_flight->modules[i].name);
       EXPECT_EQ(a.in_flight->modules[i].version, b.in_flight->modules[i].version);
     }
+    EXPECT_EQ(a.in_flight->compression, b.in_flight->compression);
   }
   EXPECT_EQ(a.enrolled_round, b.enrolled_round);
   EXPECT_EQ(a.submissions, b.submissions);
@@ -315,6 +320,21 @@ TEST(DeviceStateStoreTest, ADamagedOlderClientStateIsNotConverted) {
   absl::StatusOr<DeviceStateStore::Loaded> loaded = store.Load(7, "recipe");
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_FALSE(loaded->state.has_value());
+}
+
+TEST(DeviceStateCodecTest, AnInFlightCompressionThatIsNotOneOrDoesNotMatchIsRefusedNamingIt) {
+  v1::DeviceState message = StateMessage(4);
+  message.mutable_in_flight()->set_compression(1, "topk:7");
+  absl::StatusOr<device::SessionState> decoded = SessionStateFromProto(message);
+  EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(decoded.status().message().find("fraction of 7"), std::string::npos)
+      << decoded.status();
+  message = StateMessage(4);
+  message.mutable_in_flight()->mutable_compression()->RemoveLast();
+  decoded = SessionStateFromProto(message);
+  EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(decoded.status().message().find("1 compressions for 2 modules"), std::string::npos)
+      << decoded.status();
 }
 
 TEST(DeviceStateCodecTest, FormatOneProgressBecomesTheMethodsState) {

@@ -1,5 +1,6 @@
 #include "core/device/device_session.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -213,6 +214,91 @@ TEST_F(DeviceSessionTest, ALostAcknowledgementIsResolvedAfterTheDeviceRestarts) 
   EXPECT_EQ(out->kind, Kind::kNothingToSubmit);  // d1 is the server's: not sent again
   CloseRound();
   EXPECT_TRUE(ServerValues().isApprox(initial_ + d1, 1e-5f));
+}
+
+// Compressed uploads (issue 18): the round's work asks for top-k; error feedback keeps what a
+// round's compression leaves out for the next, so after every round the server's move plus the
+// device's residual is exactly what it learned (§6.5), a lost reply included: the restarted
+// device resends the same compressed update and moves its residual once.
+TEST_F(DeviceSessionTest, CompressedUploadsDeliverAllLearningThroughErrorFeedbackOnce) {
+  fl::CoordinatorOptions options;
+  options.round = {.name = "barrier", .reporters = 1};
+  options.upload_compression = *fl::ParseCompressionSpec("topk:0.2:8");  // 4 of 20 values
+  SetUpWith(options);
+  auto residual_of = [&](DeviceSession& session) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::vector<float> r = session.ExportStateLocked().modules[0].residual;
+    return r.empty() ? Eigen::VectorXf(Eigen::VectorXf::Zero(20))
+                     : Eigen::VectorXf(Eigen::Map<const Eigen::VectorXf>(r.data(), 20));
+  };
+  Eigen::VectorXf learned = Eigen::VectorXf::Zero(20);
+  auto check_nothing_lost = [&](DeviceSession& session) {
+    const Eigen::VectorXf moved = ServerValues() - initial_;
+    EXPECT_TRUE((moved + residual_of(session)).isApprox(learned, 1e-5f))
+        << "moved " << moved.transpose() << "\nlearned " << learned.transpose();
+  };
+  SessionState saved;
+  {
+    TestTrainer trainer({RandomSet("m", 1)});
+    auto session = Make(trainer);
+    for (int round = 0; round < 3; ++round) {
+      absl::StatusOr<RoundWork> work = session->Begin();
+      ASSERT_TRUE(work.ok() && work->train) << work.status();
+      const Eigen::VectorXf d = RandomDelta(20, 60 + round);
+      Learn(*session, trainer, d);
+      learned += d;
+      absl::StatusOr<SubmitOutcome> out = session->Submit(work->round);
+      ASSERT_TRUE(out.ok()) << out.status();
+      // 4 one-byte index gaps and int8 values, one scale.
+      EXPECT_EQ(out->bytes_uploaded, 4 + 4 + 4);
+      const fl::ModuleUpdate& sent = faulty_->submitted_updates.back().modules[0];
+      ASSERT_TRUE(sent.compressed.has_value());
+      EXPECT_EQ(std::count(sent.values.begin(), sent.values.end(), 0.0f), 16);
+      CloseRound();
+      check_nothing_lost(*session);
+    }
+    EXPECT_GT(residual_of(*session).norm(), 0.0f);  // something was owed all along
+    // Round 3: the reply is lost and the device dies.
+    absl::StatusOr<RoundWork> work = session->Begin();
+    ASSERT_TRUE(work.ok() && work->train);
+    const Eigen::VectorXf d = RandomDelta(20, 70);
+    Learn(*session, trainer, d);
+    learned += d;
+    faulty_->lose_acknowledgements = 1;
+    EXPECT_TRUE(absl::IsUnavailable(session->Submit(work->round).status()));
+    std::lock_guard<std::mutex> lock(mu_);
+    saved = session->ExportStateLocked();
+  }
+  ASSERT_TRUE(saved.in_flight.has_value());
+  ASSERT_EQ(saved.in_flight->compression.size(), 1u);
+  CloseRound();  // the server had the update
+  TestTrainer restarted({RandomSet("m", 1)});
+  auto session = Make(restarted);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSERT_TRUE(session->RestoreStateLocked(saved).ok());
+  }
+  absl::StatusOr<RoundWork> work = session->Begin();  // resends: a duplicate, the same bytes
+  ASSERT_TRUE(work.ok()) << work.status();
+  EXPECT_TRUE(faulty_->duplicates.back());
+  const size_t n = faulty_->submitted_updates.size();
+  EXPECT_EQ(faulty_->submitted_updates[n - 1].modules[0].values,
+            faulty_->submitted_updates[n - 2].modules[0].values);
+  EXPECT_EQ(faulty_->submitted_updates[n - 1].modules[0].compressed->indices,
+            faulty_->submitted_updates[n - 2].modules[0].compressed->indices);
+  check_nothing_lost(*session);
+  // Later rounds keep paying the residual off.
+  for (int round = 0; round < 2; ++round) {
+    const Eigen::VectorXf d = RandomDelta(20, 80 + round);
+    Learn(*session, restarted, d);
+    learned += d;
+    absl::StatusOr<SubmitOutcome> out = session->Submit(work->round);
+    ASSERT_TRUE(out.ok() && out->kind == Kind::kAccepted) << out.status();
+    CloseRound();
+    check_nothing_lost(*session);
+    work = session->Begin();
+    ASSERT_TRUE(work.ok() && work->train);
+  }
 }
 
 TEST_F(DeviceSessionTest, ARoundThatClosedWithoutTheUpdateKeepsOrDropsItsLearning) {

@@ -79,6 +79,56 @@ TEST(EngineTest, FedAuWeightsConvergeToInverseParticipationProbability) {
   EXPECT_LT(r->evals.back().weight_error, 0.1);
 }
 
+// Compressed uploads (SimMethod.upload_compression): the devices send the codec's bytes, and
+// error feedback, kept for each virtual client between its rounds, keeps the learning close to
+// float32's even at a keep fraction of 1%.
+TEST(EngineTest, CompressedUploadsSendFewerBytesAndKeepLearning) {
+  Scenario s = Parse(std::string(kSmall) + R"pb(
+    method { label: "int8" upload_compression: "int8:64" }
+    method { label: "topk" upload_compression: "topk:0.01:64" }
+  )pb");
+  SimulationInputs inputs = LoadTestInputs(s);
+  std::vector<RunResult> runs;
+  for (const MethodSpec& method : s.methods) {
+    absl::StatusOr<RunResult> r = Engine(s, inputs).Run(method, s.patterns[0], 3, nullptr);
+    ASSERT_TRUE(r.ok()) << r.status();
+    runs.push_back(*std::move(r));
+  }
+  const RunResult &plain = runs[0], &int8 = runs[1], &topk = runs[2];
+  ASSERT_EQ(int8.updates, plain.updates);  // the same draws: the same participants
+  ASSERT_GT(plain.updates, 0);
+  // The MLP's two modules, backbone 784x16 + 16 and head 16x10 + 10, each in blocks of 64.
+  const int64_t backbone = 784 * 16 + 16, head = 16 * 10 + 10;
+  ASSERT_EQ(plain.evals.back().bytes_up, plain.updates * 4 * (backbone + head));
+  EXPECT_EQ(int8.evals.back().bytes_up,
+            int8.updates * (backbone + head + 4 * ((backbone + 63) / 64 + (head + 63) / 64)));
+  EXPECT_LT(topk.evals.back().bytes_up * 40, plain.evals.back().bytes_up);
+  EXPECT_NEAR(int8.evals.back().accuracy, plain.evals.back().accuracy, 0.02);
+  EXPECT_GT(topk.evals.back().accuracy, 0.5);
+}
+
+// Error feedback across a virtual client's rounds: each session is fresh, so the residual must
+// wait in the runner. With every client in every round, top-k at 1% reached 0.682 with it when
+// this test was written, 0.628 without, and float32 0.772 (the run is deterministic).
+TEST(EngineTest, ErrorFeedbackOutlivesEachRoundsFreshSession) {
+  Scenario s = Parse(R"pb(
+    name: "feedback"
+    model { backbone: "mlp" mlp_hidden: 16 }
+    data { max_train_samples: 3000 max_test_samples: 500 }
+    population { num_clients: 10 }
+    participation { probabilities: "uniform" p_mean: 1 pattern: "bernoulli" }
+    method { label: "fedau" }
+    method { label: "topk" upload_compression: "topk:0.01:64" }
+    rounds: 40
+    eval_every: 40
+  )pb");
+  SimulationInputs inputs = LoadTestInputs(s);
+  absl::StatusOr<RunResult> plain = Engine(s, inputs).Run(s.methods[0], s.patterns[0], 3, nullptr);
+  absl::StatusOr<RunResult> topk = Engine(s, inputs).Run(s.methods[1], s.patterns[0], 3, nullptr);
+  ASSERT_TRUE(plain.ok() && topk.ok());
+  EXPECT_GT(topk->evals.back().accuracy, plain->evals.back().accuracy - 0.12);
+}
+
 TEST(EngineTest, StragglersAndDropoutsDoNotCount) {
   Scenario s = Parse(R"pb(
     name: "devices"

@@ -86,6 +86,12 @@ TEST(ScenarioTest, BadInputIsNamed) {
        "dropout_probability"},
       {"name: 't' population { num_clients: 10 } rounds: 5 model { backbone: 'rnn' }", "rnn"},
       {"name: 't' population { num_clients: 10 } rounds: 5 seed: 1 seed: 1", "seed 1"},
+      {"name: 't' population { num_clients: 10 } rounds: 5 method { label: 'a' "
+       "upload_compression: 'int3' }",
+       "method 'a': compression 'int3'"},
+      {"name: 't' population { num_clients: 10 } rounds: 5 method { label: 'a' "
+       "upload_compression: 'topk:2' }",
+       "fraction of 2"},
       {"name: 't' population { num_clients: 10 } rounds: 5 method { label: 'a' recipe { "
        "batch_size: -3 } }",
        "method 'a'"},
