@@ -164,14 +164,14 @@ RoundRunner::Participant RoundRunner::RunOne(device::FederationPort& port, uint3
       !joined.ok()) {
     return fail(joined);
   }
-  // Error feedback outlives the session: the client's residuals wait here between its rounds.
-  // Each client runs on one thread at a time, so its entry needs no lock.
+  // Error feedback outlives the session: the client's residuals wait here between its rounds,
+  // handed to the session once Begin has installed the round's modules (the recipe learner
+  // adopts them at the download) and taken back when it ends. Each client runs on one thread at
+  // a time, so its entry needs no lock.
   std::map<std::string, std::vector<float>>& residuals = residuals_[client];
-  {
-    std::lock_guard<std::mutex> lock(replica->mu);
-    session.SetResidualsLocked(residuals);
-  }
+  bool residuals_handed = false;
   absl::Cleanup keep_residuals = [&] {
+    if (!residuals_handed) return;
     std::lock_guard<std::mutex> lock(replica->mu);
     residuals = session.ResidualsLocked();
   };
@@ -201,6 +201,11 @@ RoundRunner::Participant RoundRunner::RunOne(device::FederationPort& port, uint3
         absl::StrCat("no work for this round (server is at round ", work->server_round, ")")));
   }
   if (work->declined) return out;  // a straggler, a dropout or a client without data
+  {
+    std::lock_guard<std::mutex> lock(replica->mu);
+    session.SetResidualsLocked(residuals);
+    residuals_handed = true;
+  }
   if (absl::Status trained = device::TrainRecipeRound(*replica->learner, session, replica->mu,
                                                       work->recipe, inputs_.train, indices,
                                                       {seed_, client, static_cast<int64_t>(draw)});
