@@ -298,11 +298,10 @@ class DeviceSession {
   void RebaseLocked(Module& m, const nn::ParameterSet& values, int64_t version);
   void EnforceQueueBoundLocked();
   // The update of the records up to in_flight.last_sequence for in_flight's modules, each delta
-  // compressed as in_flight says with its module's residual added. With `residuals`, also each
-  // delta's residual after this update (parallel to in_flight.modules; empty: unchanged). The
-  // same state always builds the same update, so a resend after a lost reply repeats it exactly.
-  fl::LocalUpdate BuildUpdateLocked(const InFlightSubmission& in_flight,
-                                    std::vector<Eigen::VectorXf>* residuals = nullptr) const;
+  // compressed as in_flight says with its module's residual added; each delta's residual after
+  // this update waits in next_residuals_ for its acknowledgement (SettleLocked). The same state
+  // always builds the same update, so a resend after a lost reply repeats it exactly.
+  fl::LocalUpdate BuildUpdateLocked(const InFlightSubmission& in_flight);
   // Ends the in-flight submission: an acknowledged one's records are folded into base.
   void SettleLocked(const InFlightSubmission& in_flight, bool acknowledged);
   void DropLearningLocked(uint64_t last_sequence);
@@ -336,6 +335,9 @@ class DeviceSession {
   std::optional<JoinResult> joined_;          // this process's last Join
   std::optional<int64_t> enrolled_round_;     // as the server reported it (durable)
   Counters counters_;
+  // Residuals after the update BuildUpdateLocked built last (parallel to its in-flight modules;
+  // empty: unchanged), applied if the server acknowledges it.
+  std::vector<Eigen::VectorXf> next_residuals_;
 };
 
 }  // namespace fedcl::device

@@ -107,10 +107,9 @@ void DeviceSession::EnforceQueueBoundLocked() {
   }
 }
 
-fl::LocalUpdate DeviceSession::BuildUpdateLocked(const InFlightSubmission& in_flight,
-                                                 std::vector<Eigen::VectorXf>* residuals) const {
+fl::LocalUpdate DeviceSession::BuildUpdateLocked(const InFlightSubmission& in_flight) {
   fl::LocalUpdate update;
-  if (residuals != nullptr) residuals->assign(in_flight.modules.size(), Eigen::VectorXf());
+  next_residuals_.assign(in_flight.modules.size(), Eigen::VectorXf());
   std::vector<Eigen::VectorXf> sums(in_flight.modules.size());
   std::vector<const Module*> modules(in_flight.modules.size(), nullptr);
   for (size_t k = 0; k < in_flight.modules.size(); ++k) {
@@ -155,7 +154,7 @@ fl::LocalUpdate DeviceSession::BuildUpdateLocked(const InFlightSubmission& in_fl
       if (compressed.ok()) {
         mu.values = std::move(decoded);
         mu.compressed = *std::move(compressed);
-        if (residuals != nullptr) (*residuals)[k] = std::move(residual);
+        next_residuals_[k] = std::move(residual);
       }
     }
     update.modules.push_back(std::move(mu));
@@ -164,19 +163,18 @@ fl::LocalUpdate DeviceSession::BuildUpdateLocked(const InFlightSubmission& in_fl
 }
 
 void DeviceSession::SettleLocked(const InFlightSubmission& in_flight, bool acknowledged) {
+  std::vector<Eigen::VectorXf> residuals = std::move(next_residuals_);
+  next_residuals_.clear();
   if (!acknowledged) {
     in_flight_.reset();
     return;
   }
   // Error feedback: the server has the compressed deltas; what they lost waits for the next.
-  if (!in_flight.compression.empty()) {
-    std::vector<Eigen::VectorXf> residuals;
-    BuildUpdateLocked(in_flight, &residuals);
-    for (size_t k = 0; k < residuals.size(); ++k) {
-      if (residuals[k].size() == 0) continue;
-      for (Module& m : modules_)
-        if (m.on_server && m.server_name == in_flight.modules[k].name) m.residual = residuals[k];
-    }
+  // (Settling always follows the build of the update it answers.)
+  for (size_t k = 0; k < residuals.size() && k < in_flight.modules.size(); ++k) {
+    if (residuals[k].size() == 0) continue;
+    if (Module* m = FindLocked(in_flight.modules[k].name); m != nullptr)
+      m->residual = std::move(residuals[k]);
   }
   // The submitted learning is the server's: fold it into base and drop its records. The learning
   // of a module to be submitted later (a grown adapter whose proposal is pending, or that awaits

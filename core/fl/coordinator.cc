@@ -121,6 +121,14 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Recover(const Coordina
     auto memory = state.aggregator_memory.find(module.spec.name);
     if (memory != state.aggregator_memory.end()) {
       FEDCL_RETURN_IF_ERROR(module.aggregator->ImportMemory(memory->second));
+      if (module.aggregator->rule().keeps_client_memory()) {
+        MemoryPeaks& peaks = c->memory_peaks_[module.spec.name];
+        for (const auto& [client, y] : memory->second) {
+          float peak = 0.0f;
+          for (float v : y) peak = std::max(peak, std::abs(v));
+          peaks.Set(client, peak);
+        }
+      }
     }
   }
   for (const ClientRecord& client : state.clients) {
@@ -129,11 +137,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Recover(const Coordina
     // Revocations since the last close are not persisted as such: forget every revoked client's
     // stored vector (FedVARP, MIFA) now, which is idempotent for those forgotten before.
     if (client.revoked) {
-      for (PooledModule& module : c->modules_)
-        module.aggregator->ForgetClient(client.id).IgnoreError();
+      for (PooledModule& module : c->modules_) c->ForgetStoredDeltaLocked(module, client.id);
     }
   }
-  c->RecountMemoryPeaksLocked();
   const absl::Time now = clock.Now();
   if (!state.open_round.has_value()) {
     FEDCL_RETURN_IF_ERROR(c->OpenRoundLocked(state.last_closed_round + 1, now));
@@ -201,24 +207,10 @@ absl::Status Coordinator::ReplayJournalLocked(std::vector<JournalEntry>& journal
   return absl::OkStatus();
 }
 
-void Coordinator::RecountMemoryPeaksLocked() {
-  memory_peaks_.clear();
-  for (const PooledModule& module : modules_) {
-    if (!module.aggregator->rule().keeps_client_memory()) continue;
-    MemoryPeaks& peaks = memory_peaks_[module.spec.name];
-    for (const auto& [client, y] : module.aggregator->ExportMemory()) {
-      float peak = 0.0f;
-      for (float v : y) peak = std::max(peak, std::abs(v));
-      peaks.Set(client, peak);
-    }
-  }
-}
-
-void Coordinator::ForgetMemoryPeakLocked(ClientId client) {
-  for (auto& [name, peaks] : memory_peaks_) {
-    peaks.Set(client, 0.0);
-    peaks.by_client.erase(client);
-  }
+void Coordinator::ForgetStoredDeltaLocked(PooledModule& module, ClientId client) {
+  module.aggregator->ForgetClient(client).IgnoreError();
+  if (auto peaks = memory_peaks_.find(module.spec.name); peaks != memory_peaks_.end())
+    peaks->second.Forget(client);
 }
 
 absl::Status Coordinator::InitModules(std::vector<StoredModule> modules) {

@@ -376,9 +376,9 @@ class Coordinator {
   // update's client, now that its deltas are stored.
   void StoreMemoryPeaksLocked(const UpdateSubmission& update, const std::vector<float>& peaks)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Rebuilds every module's Σ_j max|y_j| from its aggregator's memory (after a restart).
-  void RecountMemoryPeaksLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ForgetMemoryPeakLocked(ClientId client) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A client revoked for good: its stored delta (FedVARP, MIFA) and its peak leave `module`.
+  void ForgetStoredDeltaLocked(PooledModule& module, ClientId client)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The acknowledgement of an update already counted, or nullopt.
   std::optional<SubmitResult> DuplicateLocked(const UpdateSubmission& update) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -454,10 +454,18 @@ class Coordinator {
   struct MemoryPeaks {
     absl::flat_hash_map<ClientId, double> by_client;
     double total = 0.0;
+    double Of(ClientId client) const {
+      auto it = by_client.find(client);
+      return it == by_client.end() ? 0.0 : it->second;
+    }
     void Set(ClientId client, double peak) {
       double& held = by_client[client];
       total += peak - held;
       held = peak;
+    }
+    void Forget(ClientId client) {
+      Set(client, 0.0);
+      by_client.erase(client);
     }
   };
   absl::flat_hash_map<std::string, MemoryPeaks> memory_peaks_ ABSL_GUARDED_BY(mu_);

@@ -116,10 +116,7 @@ absl::Status Coordinator::CloseRoundLocked() {
     // (N no longer counts it). A no-op for the FedAU family and for clients with nothing stored.
     // Clients revoked in earlier rounds were forgotten at those rounds' close.
     for (ClientId id : revoked_since_close_) {
-      if (clients_.IsRevoked(id)) {
-        module.aggregator->ForgetClient(id).IgnoreError();
-        ForgetMemoryPeakLocked(id);
-      }
+      if (clients_.IsRevoked(id)) ForgetStoredDeltaLocked(module, id);
     }
     versions.push_back(SameValues(*next, *module.values) ? module.version : round_ + 1);
     close.modules.back().version = versions.back();

@@ -58,7 +58,10 @@ absl::Status Coordinator::ReserveMagnitude(const UpdateSubmission& update,
     needs.push_back(weights[i] * largest[i] * scales[i]);
   }
   absl::MutexLock lock(&mu_);
+  // Rules with client memory: each delta's peak to hold until the fold (the larger of the stored
+  // one and the new one: until then the client's stored vector is the old one).
   std::vector<MemoryPeaks*> memories(update.modules.size(), nullptr);
+  std::vector<double> held_peaks(update.modules.size(), 0.0);
   for (size_t i = 0; i < update.modules.size(); ++i) {
     const std::string& name = update.modules[i].name;
     const double held = round_magnitude_[name];
@@ -71,9 +74,9 @@ absl::Status Coordinator::ReserveMagnitude(const UpdateSubmission& update,
     if (!FindModuleLocked(name)->aggregator->rule().keeps_client_memory()) continue;
     memories[i] = &memory_peaks_[name];
     const double stored = largest[i] * scales[i];  // the delta as it will be kept
-    auto old = memories[i]->by_client.find(update.client);
-    const double replaced = old == memories[i]->by_client.end() ? 0.0 : old->second;
-    const double total = memories[i]->total - replaced + std::max(replaced, stored);
+    const double replaced = memories[i]->Of(update.client);
+    held_peaks[i] = std::max(replaced, stored);
+    const double total = memories[i]->total - replaced + held_peaks[i];
     if (total > kClientMemoryMagnitudeBudget) {
       return absl::InvalidArgumentError(absl::StrCat(
           "module '", name, "': the clients' stored deltas (",
@@ -85,11 +88,7 @@ absl::Status Coordinator::ReserveMagnitude(const UpdateSubmission& update,
   }
   for (size_t i = 0; i < update.modules.size(); ++i) {
     round_magnitude_[update.modules[i].name] += needs[i];
-    if (memories[i] == nullptr) continue;
-    // Until the update is folded its client's vector is the old one: hold the larger of the two.
-    auto old = memories[i]->by_client.find(update.client);
-    const double replaced = old == memories[i]->by_client.end() ? 0.0 : old->second;
-    memories[i]->Set(update.client, std::max(replaced, largest[i] * scales[i]));
+    if (memories[i] != nullptr) memories[i]->Set(update.client, held_peaks[i]);
   }
   return absl::OkStatus();
 }
