@@ -65,6 +65,7 @@ void ToProto(const fl::WorkAssignment& work, v1::GetWorkResponse* message) {
     d->set_num_values(info.num_values);
     d->set_download(info.download);
     d->set_has_descriptor(info.has_descriptor);
+    if (info.upload.compresses()) d->set_upload_compression(fl::CompressionSpecText(info.upload));
   }
   message->set_retry_after_ms(absl::ToInt64Milliseconds(work.retry_after));
 }

@@ -7,11 +7,15 @@
 #include "core/base/crc32.h"
 #include "core/fl/update_validation.h"
 #include "core/nn/tensor.h"
+#include "proto/compressed_payload.h"
 #include "proto/federation_convert.h"
 #include "proto/little_endian.h"
 
 namespace fedcl::proto {
 namespace {
+
+// "topk:0.0123456789:1048576" and the like; a codec's text is never near this long.
+constexpr size_t kLongestCompressionText = 64;
 
 // `status` with "modules[i]: " in front of its message.
 absl::Status InModule(int index, const absl::Status& status) {
@@ -30,7 +34,6 @@ absl::Status EncodeUpdate(fl::ClientId client, int64_t round, const fl::LocalUpd
   header->set_num_samples(update.num_samples);
   header->set_local_steps(update.local_steps);
   header->set_loss(update.loss);
-  size_t floats = 0;
   for (const fl::ModuleUpdate& module : update.modules) {
     int64_t expected = 0;
     for (const fl::TensorSpec& spec : module.layout) expected += nn::NumElements(spec.shape);
@@ -43,11 +46,20 @@ absl::Status EncodeUpdate(fl::ClientId client, int64_t round, const fl::LocalUpd
     delta->set_name(module.name);
     delta->set_base_version(module.base_version);
     proto::LayoutToProto(module.layout, delta->mutable_layout());
-    floats += module.values.size();
+    if (module.compressed.has_value() && module.compressed->spec.compresses()) {
+      delta->set_compression(fl::CompressionSpecText(module.compressed->spec));
+      delta->set_payload_bytes(module.compressed->bytes());
+    }
   }
-  data->resize(floats * sizeof(float));
-  char* out = data->data();
+  data->clear();
   for (const fl::ModuleUpdate& module : update.modules) {
+    if (module.compressed.has_value() && module.compressed->spec.compresses()) {
+      AppendCompressedPayload(*module.compressed, data);
+      continue;
+    }
+    const size_t at = data->size();
+    data->resize(at + module.values.size() * sizeof(float));
+    char* out = data->data() + at;
     for (float value : module.values) {
       uint32_t bits;
       std::memcpy(&bits, &value, sizeof(bits));
@@ -94,17 +106,73 @@ absl::StatusOr<UpdateLayout> DecodeUpdateHeader(const v1::UpdateHeader& header,
         !fits.ok()) {
       return InModule(i, fits);
     }
+    fl::CompressionSpec codec;
+    if (!delta.compression().empty()) {
+      // ParseCompressionSpec echoes what it cannot read: keep that short (issue 16, item 6).
+      if (delta.compression().size() > kLongestCompressionText) {
+        return InModule(i, absl::InvalidArgumentError(absl::StrCat(
+                               "compression '", fl::EchoInput(delta.compression()),
+                               "' is not a codec (", delta.compression().size(), " bytes)")));
+      }
+      absl::StatusOr<fl::CompressionSpec> parsed = fl::ParseCompressionSpec(delta.compression());
+      if (!parsed.ok()) return InModule(i, parsed.status());
+      codec = *parsed;
+    }
+    int64_t payload = *size * static_cast<int64_t>(sizeof(float));
+    if (codec.compresses()) {
+      const PayloadBounds bounds = PayloadBytesBounds(codec, *size);
+      if (delta.payload_bytes() < bounds.min || delta.payload_bytes() > bounds.max) {
+        return InModule(
+            i, absl::InvalidArgumentError(absl::StrCat(
+                   "payload_bytes is ", delta.payload_bytes(), "; ", fl::CompressionSpecText(codec),
+                   " of ", *size, " values takes ",
+                   bounds.min == bounds.max ? absl::StrCat(bounds.min)
+                                            : absl::StrCat(bounds.min, " to ", bounds.max))));
+      }
+      payload = delta.payload_bytes();
+      out.compressed = true;
+    } else if (delta.payload_bytes() != 0 && delta.payload_bytes() != payload) {
+      return InModule(i, absl::InvalidArgumentError(
+                             absl::StrCat("payload_bytes is ", delta.payload_bytes(), "; ", *size,
+                                          " float32 values take ", payload)));
+    }
     out.layouts.push_back(*std::move(layout));
     out.num_values.push_back(*size);
+    out.compression.push_back(codec);
+    out.payload_bytes.push_back(payload);
     floats += *size;
+    out.total_bytes += payload;
   }
-  out.total_bytes = floats * static_cast<int64_t>(sizeof(float));
+  out.total_values = floats;
   if (header.total_bytes() != out.total_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("total_bytes is ", header.total_bytes(),
-                                                   "; the modules' layouts hold ", out.total_bytes,
+                                                   "; the modules' payloads take ", out.total_bytes,
                                                    " bytes"));
   }
   return out;
+}
+
+absl::Status DecodeUpdatePayload(const UpdateLayout& layout, absl::string_view bytes,
+                                 absl::Span<float> values) {
+  if (static_cast<int64_t>(bytes.size()) != layout.total_bytes ||
+      static_cast<int64_t>(values.size()) != layout.total_values) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("an update of ", layout.total_bytes, " bytes and ", layout.total_values,
+                     " values cannot decode ", bytes.size(), " bytes into ", values.size()));
+  }
+  size_t at = 0, offset = 0;
+  for (size_t i = 0; i < layout.num_values.size(); ++i) {
+    const absl::string_view payload =
+        bytes.substr(at, static_cast<size_t>(layout.payload_bytes[i]));
+    const absl::Span<float> out = values.subspan(offset, static_cast<size_t>(layout.num_values[i]));
+    absl::StatusOr<fl::CompressedValues> parsed =
+        ParseCompressedPayload(layout.compression[i], layout.num_values[i], payload);
+    absl::Status decoded = parsed.ok() ? fl::Decompress(*parsed, out) : parsed.status();
+    if (!decoded.ok()) return InModule(static_cast<int>(i), decoded);
+    at += payload.size();
+    offset += out.size();
+  }
+  return absl::OkStatus();
 }
 
 fl::UpdateSubmission SubmissionFromHeader(const v1::UpdateHeader& header,

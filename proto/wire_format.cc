@@ -57,6 +57,14 @@ absl::StatusOr<fl::WorkAssignment> WorkFromProto(const v1::GetWorkResponse& mess
     }
     work.modules.push_back(
         {*std::move(spec), d.version(), d.num_values(), d.download(), d.has_descriptor()});
+    if (!d.upload_compression().empty()) {
+      absl::StatusOr<fl::CompressionSpec> upload = fl::ParseCompressionSpec(d.upload_compression());
+      if (!upload.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("module '", d.name(), "' of the work: ", upload.status().message()));
+      }
+      work.modules.back().upload = *upload;
+    }
   }
   return work;
 }

@@ -121,6 +121,14 @@ absl::StatusOr<fl::CoordinatorOptions> CoordinatorOptionsFrom(const v1::ServerCo
   for (const auto& [client, p] : c.participation_probability())
     o.participation_probability[client] = p;
   o.fold_threads = c.fold_threads();
+  if (!c.upload_compression().empty()) {
+    absl::StatusOr<fl::CompressionSpec> upload = fl::ParseCompressionSpec(c.upload_compression());
+    if (!upload.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("upload_compression: ", upload.status().message()));
+    }
+    o.upload_compression = *upload;
+  }
   FEDCL_RETURN_IF_ERROR(o.Validate());
   return o;
 }

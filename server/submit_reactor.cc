@@ -17,7 +17,7 @@ namespace fedcl::server {
 namespace {
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "update bytes are little-endian float32 and are copied as is");
+              "float32 update bytes are little-endian and are copied as is");
 
 }  // namespace
 
@@ -33,6 +33,22 @@ SubmitReactor* SubmitReactor::Start(FederationService& service,
 SubmitReactor::SubmitReactor(FederationService& service, grpc::CallbackServerContext* context,
                              grpc::ByteBuffer* response)
     : service_(service), context_(context), response_(response) {}
+
+// A float32 update is staged as the floats it is. A compressed one is staged behind the floats it
+// decodes to, which the same buffer holds in front (whole floats, so the bytes start aligned).
+size_t SubmitReactor::DataOffset() const {
+  return layout_.compressed ? static_cast<size_t>(layout_.total_values) * sizeof(float) : 0;
+}
+
+size_t SubmitReactor::StagedFloats() const {
+  const size_t data_floats =
+      (static_cast<size_t>(expected_bytes_) + sizeof(float) - 1) / sizeof(float);
+  return DataOffset() / sizeof(float) + data_floats;
+}
+
+char* SubmitReactor::StagedBytes() {
+  return reinterpret_cast<char*>(buffer_.data.get()) + DataOffset();
+}
 
 void SubmitReactor::End(const absl::Status& status, StagingBuffers::Buffer buffer) {
   service_.staging().Return(std::move(buffer));  // first, for the upload the slot goes to next
@@ -87,7 +103,7 @@ void SubmitReactor::OnAdmitted() {
   StagingBuffers::Buffer buffer;
   absl::Status status;
   try {
-    buffer = service_.staging().Take(static_cast<size_t>(expected_bytes_ / sizeof(float)));
+    buffer = service_.staging().Take(StagedFloats());
   } catch (const std::bad_alloc&) {
     status = absl::ResourceExhaustedError(
         absl::StrCat("no memory to stage an update of ", expected_bytes_, " bytes; retry later"));
@@ -128,7 +144,7 @@ absl::Status SubmitReactor::AcceptData() {
     return absl::InvalidArgumentError("more data than the header declared");
   }
   // Each byte is read once: copied into the staging buffer and checksummed in the same pass.
-  char* out = reinterpret_cast<char*>(buffer_.data.get()) + received_bytes_;
+  char* out = StagedBytes() + received_bytes_;
   size_t skip = at;  // the prefix bytes, possibly spread over the first slices
   for (const grpc::Slice& s : slices) {
     absl::string_view bytes(reinterpret_cast<const char*>(s.begin()), s.size());
@@ -194,10 +210,22 @@ void SubmitReactor::Submit() {
     absl::MutexLock lock(&mu_);
     buffer = std::move(buffer_);
   }
-  fl::UpdateSubmission update = proto::SubmissionFromHeader(
-      header_, layout_,
-      absl::MakeSpan(buffer.data.get(), static_cast<size_t>(expected_bytes_ / sizeof(float))));
-  absl::StatusOr<fl::SubmitResult> result = service_.coordinator().Submit(update);
+  const absl::Span<float> values =
+      absl::MakeSpan(buffer.data.get(), static_cast<size_t>(layout_.total_values));
+  absl::Status decoded;
+  if (layout_.compressed) {
+    // Decoded into the head of the buffer, from the bytes staged behind it; the fold then reads
+    // the floats as it reads any float32 update (the rules clip and weight decoded deltas).
+    decoded = proto::DecodeUpdatePayload(
+        layout_,
+        absl::string_view(reinterpret_cast<const char*>(buffer.data.get()) + DataOffset(),
+                          static_cast<size_t>(expected_bytes_)),
+        values);
+  }
+  absl::StatusOr<fl::SubmitResult> result =
+      decoded.ok()
+          ? service_.coordinator().Submit(proto::SubmissionFromHeader(header_, layout_, values))
+          : absl::StatusOr<fl::SubmitResult>(decoded);
   if (result.ok()) {
     v1::SubmitUpdateResponse response;
     response.set_round(result->round);

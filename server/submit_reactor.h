@@ -4,7 +4,8 @@
 // declared size against the layouts and the pool. The upload then asks the service's UploadSlots
 // for a slot (its client's share permitting), and once admitted stages its data in one buffer,
 // copying each chunk from gRPC's slices exactly once with the CRC computed in the same pass. When
-// the client half-closes, the size and CRC are checked and the update goes to the coordinator.
+// the client half-closes, the size and CRC are checked, compressed deltas are decoded in the same
+// buffer (proto::DecodeUpdatePayload), and the update goes to the coordinator.
 // A stream that is cancelled, cut short, malformed, or that stalls past its idle or total deadline
 // is refused and nothing is folded; whatever ends it, its slot and staging buffer go back at once.
 //
@@ -71,6 +72,11 @@ class SubmitReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>,
   // Ends the call with `status` after the caller moved phase_ to kFinished: returns the staging
   // buffer, leaves the upload slots (freeing the slot) and finishes.
   void End(const absl::Status& status, StagingBuffers::Buffer buffer);
+  // Where the data go in the staging buffer (bytes from its start), its size in floats, and the
+  // address data are staged at.
+  size_t DataOffset() const;
+  size_t StagedFloats() const;
+  char* StagedBytes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   FederationService& service_;
   grpc::CallbackServerContext* const context_;

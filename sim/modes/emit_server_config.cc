@@ -51,6 +51,8 @@ v1::ServerConfig ServerConfigFor(const Scenario& scenario, const SimulationInput
   config.mutable_evaluation()->set_max_samples(scenario.config.data().max_test_samples());
   config.mutable_evaluation()->set_every_rounds(scenario.config.eval_every());
   config.set_seed(request.seed);
+  if (method.upload.compresses())
+    config.set_upload_compression(fl::CompressionSpecText(method.upload));
   // Journal accepted updates so a restarted server resumes the open round with them, but without
   // an fsync per update: a simulation survives a server crash, not a power cut.
   config.mutable_journal()->set_sync("normal");
@@ -88,11 +90,6 @@ absl::Status EmitServerConfig(const Scenario& scenario, const SimulationInputs& 
     return absl::InvalidArgumentError(
         absl::StrCat("method '", label, "' is asynchronous (round_policy ", method->round->name,
                      "): multi-process simulations run synchronous rounds; run it in one process"));
-  }
-  if (method->upload.compresses()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "method '", label, "' compresses its uploads (", fl::CompressionSpecText(method->upload),
-        "), which fedcl-server does not negotiate yet: run it in one process"));
   }
   FEDCL_RETURN_IF_ERROR(fs.CreateDirectories(request.dir));
   const std::string checkpoint = base::JoinPath(request.dir, "initial.ckpt");

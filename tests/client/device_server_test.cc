@@ -75,8 +75,10 @@ class DeviceServerTest : public ::testing::Test {
           tokens_file: "%s"
           journal { sync: "normal" }
           seed: 1
+          upload_compression: "%s"
         )pb",
-        Path("server"), Path("backbone.ckpt"), close_at_first_update ? 1 : 3, Path("tokens"));
+        Path("server"), Path("backbone.ckpt"), close_at_first_update ? 1 : 3, Path("tokens"),
+        upload_compression_);
     absl::StatusOr<v1::ServerConfig> config = server::ParseServerConfig(text, "test config");
     ASSERT_TRUE(config.ok()) << config.status();
     absl::StatusOr<std::unique_ptr<server::FederationServer>> started =
@@ -132,11 +134,17 @@ class DeviceServerTest : public ::testing::Test {
     return nullptr;
   }
 
+  // The bodies of LostRepliesOfTheRealServerAreCountedOnce and
+  // TheSameDeviceOverEitherPortLearnsBitForBitTheSame, for each codec.
+  void RunLostReplies();
+  void RunOverEitherPort();
+
   base::FileSystem& fs_ = base::FileSystem::Default();
   base::CapturingLogSink log_;
   std::string dir_;
   std::string images_, labels_;
   std::unique_ptr<server::FederationServer> server_;
+  std::string upload_compression_;  // the server's ServerConfig.upload_compression
 };
 
 TEST_F(DeviceServerTest, ThreeDevicesTrainFiveRoundsAndOneRestartsMidRun) {
@@ -235,6 +243,17 @@ TEST_F(DeviceServerTest, DeviceSurvivesAServerRestart) {
 TEST_F(DeviceServerTest, LostRepliesOfTheRealServerAreCountedOnce) {
   // The server receives and acknowledges each of the first two sends of client 3's first update,
   // but the device never sees the replies: it resends the same update until one reply arrives.
+  for (const char* codec : {"", "topk:0.2:16"}) {
+    SCOPED_TRACE(codec);
+    upload_compression_ = codec;
+    RunLostReplies();
+    StopServer();
+    std::filesystem::remove_all(Path("server"));
+    std::filesystem::remove_all(Path("client3"));
+  }
+}
+
+void DeviceServerTest::RunLostReplies() {
   StartServer();
   DeviceOptions options = Options(3);
   options.max_rounds = 3;
@@ -261,12 +280,39 @@ TEST_F(DeviceServerTest, LostRepliesOfTheRealServerAreCountedOnce) {
   const fl::ClientRecord* record = Record(server_->coordinator().Status(), 3);
   ASSERT_NE(record, nullptr);
   EXPECT_EQ(record->participations, 3) << "three updates, each counted once";
+  // Every send of an update is the same bytes: the resent update is the one acknowledged.
+  ASSERT_EQ(port->submitted_updates.size(), 5u);
+  for (size_t resend : {1u, 2u}) {
+    ASSERT_EQ(port->submitted_updates[resend].modules.size(),
+              port->submitted_updates[0].modules.size());
+    for (size_t m = 0; m < port->submitted_updates[0].modules.size(); ++m) {
+      const fl::ModuleUpdate& first = port->submitted_updates[0].modules[m];
+      const fl::ModuleUpdate& again = port->submitted_updates[resend].modules[m];
+      EXPECT_EQ(again.values, first.values) << "send " << resend << " of module " << m;
+      EXPECT_EQ(again.compressed.has_value(), !upload_compression_.empty());
+      if (first.compressed.has_value() && again.compressed.has_value()) {
+        EXPECT_EQ(again.compressed->indices, first.compressed->indices);
+        EXPECT_EQ(again.compressed->quantized, first.compressed->quantized);
+      }
+    }
+  }
 }
 
 // The port carries the conversation and changes nothing in it: the same device over the real
 // server's gRPC port and over an in-process port to a server started the same way submits the
 // same updates, and the server's modules end bit-for-bit the same.
+// With compressed uploads too: the server asks for the codec in its work, the device compresses
+// with error feedback, and the server decodes the bytes to exactly the values the in-process
+// server folds.
 TEST_F(DeviceServerTest, TheSameDeviceOverEitherPortLearnsBitForBitTheSame) {
+  for (const char* codec : {"", "float16", "int8:16", "topk:0.25:16"}) {
+    SCOPED_TRACE(codec);
+    upload_compression_ = codec;
+    RunOverEitherPort();
+  }
+}
+
+void DeviceServerTest::RunOverEitherPort() {
   struct Run {
     std::vector<fl::ModuleSnapshot> modules;
     std::vector<fl::LocalUpdate> updates;
@@ -323,6 +369,17 @@ TEST_F(DeviceServerTest, TheSameDeviceOverEitherPortLearnsBitForBitTheSame) {
     for (size_t m = 0; m < a.modules.size(); ++m) {
       EXPECT_EQ(a.modules[m].name, b.modules[m].name);
       EXPECT_EQ(a.modules[m].values, b.modules[m].values) << "update " << u << " module " << m;
+    }
+  }
+  for (const fl::LocalUpdate& update : over_grpc.updates) {
+    for (const fl::ModuleUpdate& m : update.modules) {
+      // The work asked for the codec over the wire, and the device used it.
+      ASSERT_EQ(m.compressed.has_value(), !upload_compression_.empty()) << m.name;
+      if (m.compressed.has_value()) {
+        EXPECT_EQ(fl::CompressionSpecText(m.compressed->spec),
+                  fl::CompressionSpecText(*fl::ParseCompressionSpec(upload_compression_)));
+        EXPECT_LT(m.upload_bytes(), static_cast<int64_t>(m.values.size() * sizeof(float)));
+      }
     }
   }
   ASSERT_EQ(over_grpc.modules.size(), in_process.modules.size());

@@ -1,7 +1,8 @@
 // Fuzz target: what the server decodes of an upload before folding it (proto/update_codec.h):
 // the UpdateHeader against a fixed pool, then each data chunk's raw framing, as SubmitReactor
-// does. Input: a framed UpdateHeader, then framed raw data chunks. Whatever passes yields a
-// submission whose values lie inside the staged buffer, and FindNonFinite can scan it.
+// does, then the decoding of compressed deltas (proto/compressed_payload.h). Input: a framed
+// UpdateHeader, then framed raw data chunks. Whatever passes yields a submission whose values lie
+// inside the staged buffer, and FindNonFinite can scan it.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -9,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "core/base/crc32.h"
 #include "core/fl/update_validation.h"
 #include "proto/update_codec.h"
 #include "tests/fuzz/fuzz_target.h"
@@ -35,14 +35,14 @@ const std::vector<fl::ModuleSnapshot>& Pool() {
   return *pool;
 }
 
-}  // namespace
-
-std::vector<std::pair<std::string, std::string>> Seeds() {
+// An upload of every pooled module, each delta encoded with its codec ("float32": as is).
+std::string Upload(const std::vector<std::string>& codecs, size_t chunk_bytes) {
   fl::LocalUpdate update;
   update.num_samples = 32;
   update.local_steps = 4;
   update.loss = 0.75;
-  for (const fl::ModuleSnapshot& module : Pool()) {
+  for (size_t m = 0; m < Pool().size(); ++m) {
+    const fl::ModuleSnapshot& module = Pool()[m];
     fl::ModuleUpdate delta;
     delta.name = module.spec.name;
     delta.base_version = 3;
@@ -51,21 +51,29 @@ std::vector<std::pair<std::string, std::string>> Seeds() {
     }
     const int64_t count = fl::LayoutNumValues(delta.layout).value();
     for (int64_t i = 0; i < count; ++i) delta.values.push_back(0.25f * static_cast<float>(i) - 1);
+    const fl::CompressionSpec spec = fl::ParseCompressionSpec(codecs[m]).value();
+    if (spec.compresses()) delta.compressed = fl::Compress(delta.values, spec);
     update.modules.push_back(std::move(delta));
   }
   v1::UpdateHeader header;
   std::string data;
   if (!proto::EncodeUpdate(17, 5, update, &header, &data).ok()) abort();
-  std::string whole = MakeFrame(header.SerializeAsString());
-  std::string split = whole;
+  std::string framed = MakeFrame(header.SerializeAsString());
   v1::UpdateChunk chunk;
-  chunk.set_data(data);
-  whole += MakeFrame(chunk.SerializeAsString());
-  for (size_t at = 0; at < data.size(); at += 24) {
-    chunk.set_data(data.substr(at, 24));
-    split += MakeFrame(chunk.SerializeAsString());
+  for (size_t at = 0; at < data.size(); at += chunk_bytes) {
+    chunk.set_data(data.substr(at, chunk_bytes));
+    framed += MakeFrame(chunk.SerializeAsString());
   }
-  return {{"one-chunk", whole}, {"many-chunks", split}};
+  return framed;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> Seeds() {
+  return {{"one-chunk", Upload({"float32", "float32"}, 1 << 20)},
+          {"many-chunks", Upload({"float32", "float32"}, 24)},
+          {"int8-and-float16", Upload({"int8:8", "float16"}, 1 << 20)},
+          {"topk-and-float32", Upload({"topk:0.5:8", "float32"}, 10)}};
 }
 
 }  // namespace fedcl::fuzz
@@ -79,14 +87,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!layout.ok()) return 0;
   int64_t pool_values = 0;
   for (const fl::ModuleSnapshot& m : fuzz::Pool()) pool_values += m.values->num_values();
-  if (layout->total_bytes < 0 || layout->total_bytes % 4 != 0 ||
-      layout->total_bytes > 4 * pool_values) {
-    abort();  // the header check must bound what is staged
+  // The header check must bound what is staged: the values of the pool at most, and at most the
+  // bytes the costliest codec takes for them (top-k of all values: 5 + 1 + 4/8 bytes a value).
+  if (layout->total_values < 0 || layout->total_values > pool_values || layout->total_bytes < 0 ||
+      layout->total_bytes > 7 * pool_values) {
+    abort();
   }
-  std::vector<float> staged(static_cast<size_t>(layout->total_bytes / 4));
-  char* out = reinterpret_cast<char*>(staged.data());
+  if (!layout->compressed && layout->total_bytes != 4 * layout->total_values) abort();
+  std::vector<float> staged(static_cast<size_t>(layout->total_values));
+  std::string bytes_in;
   int64_t received = 0;
-  uint32_t crc = 0;
   while (!input.empty()) {
     const absl::string_view chunk = input.Frame();
     absl::StatusOr<size_t> offset =
@@ -94,10 +104,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!offset.ok()) return 0;
     const absl::string_view bytes = chunk.substr(*offset);
     if (static_cast<int64_t>(bytes.size()) > layout->total_bytes - received) return 0;
-    crc = base::Crc32Copy(bytes, out + received, crc);
+    bytes_in.append(bytes.data(), bytes.size());
     received += static_cast<int64_t>(bytes.size());
   }
-  if (received != layout->total_bytes || crc != header.crc32()) return 0;
+  if (received != layout->total_bytes) return 0;
+  // The CRC (not checked here) guards against damage, not against a hostile client, which
+  // computes it: the decoding must hold whatever the bytes.
+  if (layout->compressed) {
+    if (!proto::DecodeUpdatePayload(*layout, bytes_in, absl::MakeSpan(staged)).ok()) return 0;
+  } else {
+    std::memcpy(staged.data(), bytes_in.data(), bytes_in.size());
+  }
   fl::UpdateSubmission submission =
       proto::SubmissionFromHeader(header, *layout, absl::MakeSpan(staged));
   (void)fl::FindNonFinite(submission);

@@ -3,7 +3,7 @@
 // whose rounds close when both shards have reported. The final test accuracy must equal the
 // in-process run's, up to the server metrics line's 4-decimal rounding: the participation draws,
 // minibatches and fixed-point fold do not depend on how clients are sharded, nor on a worker being
-// killed and restarted mid-run.
+// killed and restarted mid-run, nor on compressed deltas travelling over gRPC.
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
@@ -29,11 +29,14 @@ std::string ReadAll(const std::string& path) {
 
 int Shell(const std::string& command) { return std::system(command.c_str()); }
 
-TEST(SimMultiProcessTest, TwoWorkerShardsReproduceTheInProcessRunThroughAWorkerRestart) {
+// Runs `scenario_file` (in tests/sim/data) in process and with two workers and fedcl-server,
+// killing and restarting one worker mid-run if asked, and compares the server's accuracies.
+void ExpectWorkersReproduceTheInProcessRun(const std::string& scenario_file,
+                                           bool restart_a_worker) {
   char pattern[] = "/tmp/fedcl-sim-mp-XXXXXX";
   const std::string dir = mkdtemp(pattern);
   const std::string scenario_path =
-      absl::StrCat(FEDCL_SOURCE_DIR, "/tests/sim/data/multiprocess.textproto");
+      absl::StrCat(FEDCL_SOURCE_DIR, "/tests/sim/data/", scenario_file);
 
   // In process.
   absl::StatusOr<sim::Scenario> scenario =
@@ -86,22 +89,24 @@ TEST(SimMultiProcessTest, TwoWorkerShardsReproduceTheInProcessRunThroughAWorkerR
   // closed, and start it again, as Kubernetes restarts a failed pod of the Indexed Job: the run
   // must end exactly as the uninterrupted in-process one.
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while (true) {
+  while (restart_a_worker) {
     const std::string closed = ReadAll(dir + "/state/metrics.jsonl");
     if (std::count(closed.begin(), closed.end(), '\n') >= 5) break;
     ASSERT_LT(absl::Now(), deadline) << "no five rounds closed";
     absl::SleepFor(absl::Milliseconds(2));
   }
-  workers[0]->Signal(SIGKILL);
-  ASSERT_TRUE(workers[0]->Wait(absl::Seconds(10)).ok());
-  auto restarted =
-      ChildProcess::Start({BinaryPath("fedcl-sim"), "--scenario=" + scenario_path, "--worker",
-                           "--shard=0", "--shards=2", "--server=" + address,
-                           "--tls_ca=" + dir + "/tls/ca.pem", "--tls_server_name=localhost",
-                           "--token_file=" + dir + "/tokens/worker-0-9.token", "--progress=false"},
-                          dir + "/worker0-restarted.log");
-  ASSERT_TRUE(restarted.ok()) << restarted.status();
-  workers[0] = *std::move(restarted);
+  if (restart_a_worker) {
+    workers[0]->Signal(SIGKILL);
+    ASSERT_TRUE(workers[0]->Wait(absl::Seconds(10)).ok());
+    auto restarted = ChildProcess::Start(
+        {BinaryPath("fedcl-sim"), "--scenario=" + scenario_path, "--worker", "--shard=0",
+         "--shards=2", "--server=" + address, "--tls_ca=" + dir + "/tls/ca.pem",
+         "--tls_server_name=localhost", "--token_file=" + dir + "/tokens/worker-0-9.token",
+         "--progress=false"},
+        dir + "/worker0-restarted.log");
+    ASSERT_TRUE(restarted.ok()) << restarted.status();
+    workers[0] = *std::move(restarted);
+  }
   for (int shard = 0; shard < 2; ++shard) {
     absl::StatusOr<int> code = workers[shard]->Wait(absl::Seconds(180));
     ASSERT_TRUE(code.ok()) << code.status();
@@ -133,6 +138,18 @@ TEST(SimMultiProcessTest, TwoWorkerShardsReproduceTheInProcessRunThroughAWorkerR
   for (int64_t p : participants) total += p;
   EXPECT_EQ(total, local->updates);
   Shell("rm -rf " + dir);
+}
+
+TEST(SimMultiProcessTest, TwoWorkerShardsReproduceTheInProcessRunThroughAWorkerRestart) {
+  ExpectWorkersReproduceTheInProcessRun("multiprocess.textproto", /*restart_a_worker=*/true);
+}
+
+// Compressed uploads: fedcl-server asks the workers' virtual devices for top-k over gRPC and
+// decodes what they send to exactly the deltas the in-process run folds. Without a restart: a
+// virtual client's residual lives in its worker's memory (a real device keeps it in its state
+// file), so a restarted worker's clients start theirs again from zero.
+TEST(SimMultiProcessTest, TwoWorkerShardsReproduceACompressedInProcessRun) {
+  ExpectWorkersReproduceTheInProcessRun("multiprocess_topk.textproto", /*restart_a_worker=*/false);
 }
 
 }  // namespace

@@ -291,6 +291,7 @@ TEST(WorkFromProtoTest, DecodesWhatTheServerEncodes) {
   ssf.version = 2;
   ssf.num_values = 44;
   ssf.download = true;
+  ssf.upload = *fl::ParseCompressionSpec("topk:0.05:64");
   work.modules.push_back(ssf);
   work.modules.push_back({{"head", fl::ModuleRole::kHead, {}}, 3, 10, false});
   v1::GetWorkResponse message;
@@ -307,8 +308,16 @@ TEST(WorkFromProtoTest, DecodesWhatTheServerEncodes) {
   EXPECT_EQ(decoded->modules[0].spec.role, fl::ModuleRole::kPet);
   EXPECT_EQ(decoded->modules[0].version, 2);
   EXPECT_TRUE(decoded->modules[0].download);
+  EXPECT_EQ(decoded->modules[0].upload, ssf.upload) << "the codec the device is asked for";
   EXPECT_EQ(decoded->modules[1].spec.role, fl::ModuleRole::kHead);
   EXPECT_FALSE(decoded->modules[1].download);
+  EXPECT_FALSE(decoded->modules[1].upload.compresses());
+
+  message.mutable_modules(0)->set_upload_compression("int9");
+  absl::Status bad_codec = WorkFromProto(message).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(bad_codec));
+  EXPECT_NE(bad_codec.message().find("module 'ssf'"), absl::string_view::npos) << bad_codec;
+  message.mutable_modules(0)->set_upload_compression("float16");
 
   message.set_action(v1::GetWorkResponse::ACTION_UNSPECIFIED);
   EXPECT_TRUE(absl::IsInvalidArgument(WorkFromProto(message).status()));

@@ -106,13 +106,14 @@ TEST_F(ModesTest, TheEmittedServerConfigRunsTheNamedMethod) {
   ASSERT_TRUE(proto::ParseTextFormat(Read("server.textproto"), &config).ok());
   EXPECT_NEAR(config.participation_probability().at(5), 0.35f, 1e-6);
 
-  // fedcl-server does not negotiate compression yet: a method that compresses is refused.
+  // A method that compresses asks fedcl-server to ask its devices for the same codec.
   Scenario compressing = scenario_;
   compressing.methods[0].upload = *fl::ParseCompressionSpec("int8");
-  absl::Status refused = EmitServerConfig(
-      compressing, inputs_, {.dir = dir_, .method = compressing.methods[0].label}, fs_);
-  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(refused.message(), HasSubstr("compresses its uploads (int8:256)"));
+  ASSERT_TRUE(EmitServerConfig(compressing, inputs_,
+                               {.dir = dir_, .method = compressing.methods[0].label}, fs_)
+                  .ok());
+  ASSERT_TRUE(proto::ParseTextFormat(Read("server.textproto"), &config).ok());
+  EXPECT_EQ(config.upload_compression(), "int8:256");
 }
 
 TEST_F(ModesTest, AReportFromTheServerCoversTheRunThatHappened) {
