@@ -72,8 +72,9 @@
 // version, or a coordinator whose store failed; Aborted for an update to a round that has closed
 // or is closing and that was not accepted (ask for work again); OutOfRange for a round that has not
 // opened; InvalidArgument for a malformed update (unknown module, layout, non-finite value, norm
-// above the bound when rejecting); Unavailable when the journal could not be written or the same
-// update is still being processed (retry).
+// above the bound when rejecting); Unavailable when the journal could not be written, the same
+// update is still being processed, or a buffer (fedbuff) already holds K updates with some still
+// being folded (retry: it goes into the next buffer).
 //
 // Files: coordinator.cc (creation, recovery, clients, work, status), coordinator_submit.cc
 // (admission, validation, journal, fold), coordinator_rounds.cc (the policy's decisions and the

@@ -120,6 +120,14 @@ absl::StatusOr<Coordinator::Admission> Coordinator::AdmitLocked(const UpdateSubm
     return absl::UnavailableError(absl::StrCat("an update of client ", update.client, " for round ",
                                                round_, " is being processed"));
   }
+  // A buffer holds K updates (fedbuff), those still folding included: concurrent uploads must
+  // not fill it past K while the K-th folds. The next one waits for the next buffer, which opens
+  // when the updates in flight are folded; Unavailable, so that devices send it again.
+  if (const int64_t k = policy_->buffer_size();
+      k > 0 && static_cast<int64_t>(accepted_.size() + in_flight_.size()) >= k) {
+    return absl::UnavailableError(absl::StrCat("buffer ", round_, " is full (", k,
+                                               " updates, some still being folded); retry"));
+  }
   FEDCL_RETURN_IF_ERROR(ValidateAgainstPool(update));
   const double weight = WeightLocked(*record, round_);
   if (!(weight > 0.0)) {

@@ -2,10 +2,13 @@
 // (reduction to synchronous FedAvg, K = 1 as sequential steps, a scripted staleness trace,
 // FedAU intervals counted in flushes), exactly-once replays of late updates, and a restart inside
 // an open buffer. Deltas are random, so a weight applied to the wrong update shows.
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "core/base/random.h"
 #include "core/fl/coordinator.h"
 #include "gtest/gtest.h"
@@ -315,6 +318,58 @@ TEST_F(FedBuffTest, APartialBufferFlushesAtItsDeadline) {
   clock_.Advance(absl::Seconds(25));
   ASSERT_TRUE(c->Tick().ok());
   EXPECT_EQ(c->current_round(), 1);
+}
+
+// A store whose first journal write waits until the test opens its gate: that update stays in
+// flight (admitted, not yet folded) for as long as the test needs.
+class GatedJournalStore final : public StateStore {
+ public:
+  absl::Status PutClient(const ClientRecord&) override { return absl::OkStatus(); }
+  absl::Status JournalUpdate(const JournalEntry&) override {
+    if (writes_.fetch_add(1) == 0) {
+      entered_.Notify();
+      gate_.WaitForNotification();
+    }
+    return absl::OkStatus();
+  }
+  absl::Status RoundOpened(const RoundRecord&) override { return absl::OkStatus(); }
+  absl::Status RoundClosed(const RoundClose&) override { return absl::OkStatus(); }
+  absl::StatusOr<StoredState> Load() const override { return absl::NotFoundError("empty"); }
+
+  absl::Notification entered_, gate_;
+
+ private:
+  std::atomic<int> writes_{0};
+};
+
+// Updates in flight count towards the buffer: with K = 2, one update held in its journal write
+// and one accepted, a third is told to retry (it would have made the buffer close with three)
+// and lands in the next buffer. The FedBuff process test once saw a buffer of K + 1 this way.
+TEST_F(FedBuffTest, UpdatesStillFoldingCountTowardsTheBuffer) {
+  GatedJournalStore store;
+  auto c = Make(FedBuff("buffer_size: 2", "average_participating"), 3, &store);
+  RandomUpdate held(0, 0, 0, 81), second(1, 0, 0, 82), third(2, 0, 0, 83);
+  std::thread slow([&] { EXPECT_TRUE(c->Submit(held.submission).ok()); });
+  store.entered_.WaitForNotification();  // client 0 is admitted and held in its journal write
+  ASSERT_TRUE(c->Submit(second.submission).ok());
+  EXPECT_EQ(c->current_round(), 0) << "one accepted, one in flight: the buffer is not full yet";
+  // Before the fix the third was admitted and closed the buffer, waiting for client 0's fold:
+  // bound that wait, and open the gate if it comes to it.
+  absl::Notification third_done;
+  absl::Status third_status;
+  std::thread late([&] {
+    third_status = c->Submit(third.submission).status();
+    third_done.Notify();
+  });
+  const bool refused_at_once = third_done.WaitForNotificationWithTimeout(absl::Seconds(10));
+  store.gate_.Notify();
+  slow.join();
+  late.join();
+  EXPECT_TRUE(refused_at_once) << "the third update waited for the full buffer to close";
+  EXPECT_TRUE(absl::IsUnavailable(third_status)) << third_status;
+  EXPECT_EQ(c->current_round(), 1) << "clients 0 and 1 closed buffer 0";
+  ASSERT_TRUE(c->Submit(third.submission).ok()) << "sent again, it lands in buffer 1";
+  EXPECT_EQ(c->Status().accepted, 1);
 }
 
 }  // namespace
