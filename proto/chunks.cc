@@ -16,21 +16,26 @@ constexpr int64_t kMaxReserveBytes = int64_t{64} << 20;
 
 }  // namespace
 
-ChunkSplitter::ChunkSplitter(absl::string_view payload, uint32_t crc32, int64_t chunk_bytes)
-    : payload_(payload), crc32_(crc32), chunk_bytes_(std::max<int64_t>(1, chunk_bytes)) {}
+ChunkSplitter::ChunkSplitter(absl::string_view payload, uint32_t crc32, int64_t chunk_bytes,
+                             int64_t offset)
+    : payload_(payload),
+      crc32_(crc32),
+      chunk_bytes_(std::max<int64_t>(1, chunk_bytes)),
+      offset_(std::clamp<int64_t>(offset, 0, static_cast<int64_t>(payload.size()))) {}
 
 bool ChunkSplitter::Next(v1::Chunk* chunk) {
   const int64_t total = static_cast<int64_t>(payload_.size());
   if (started_ && offset_ >= total) return false;
-  started_ = true;  // even an empty payload is sent as one (empty) chunk
   chunk->Clear();
   chunk->set_offset(offset_);
   const int64_t size = std::min(chunk_bytes_, total - offset_);
   chunk->set_data(payload_.data() + offset_, static_cast<size_t>(size));
-  if (offset_ == 0) {
+  chunk->set_chunk_crc32(base::Crc32(chunk->data()));
+  if (!started_) {  // even an empty rest is sent as one (empty) chunk
     chunk->set_total_bytes(total);
     chunk->set_crc32(crc32_);
   }
+  started_ = true;
   offset_ += size;
   return true;
 }
@@ -64,6 +69,15 @@ absl::Status ChunkAssembler::Add(const v1::Chunk& chunk) {
     total_bytes_ = chunk.total_bytes();
     expected_crc_ = chunk.crc32();
     bytes_.reserve(static_cast<size_t>(std::min(total_bytes_, kMaxReserveBytes)));
+  } else if (resuming_) {
+    resuming_ = false;
+    if (chunk.total_bytes() != total_bytes_ || chunk.crc32() != expected_crc_) {
+      payload_changed_ = true;
+      return Fail(absl::DataLossError(
+          absl::StrCat("download of ", what_, " resumed on another payload (", chunk.total_bytes(),
+                       " bytes, CRC-32 ", Hex32(chunk.crc32()), "; it began as ", total_bytes_,
+                       " bytes, ", Hex32(expected_crc_), ")")));
+    }
   } else if (chunk.total_bytes() != 0 && chunk.total_bytes() != total_bytes_) {
     return Fail(absl::DataLossError(absl::StrCat("download of ", what_, " announced ", total_bytes_,
                                                  " bytes, then ", chunk.total_bytes())));
@@ -76,6 +90,11 @@ absl::Status ChunkAssembler::Add(const v1::Chunk& chunk) {
   if (size > total_bytes_ - received_bytes()) {
     return Fail(absl::DataLossError(absl::StrCat("download of ", what_, " has more than the ",
                                                  total_bytes_, " bytes it announced")));
+  }
+  if (base::Crc32(chunk.data()) != chunk.chunk_crc32()) {
+    return Fail(absl::DataLossError(absl::StrCat("download of ", what_, ": the chunk at offset ",
+                                                 chunk.offset(), " is damaged (CRC-32 announced ",
+                                                 Hex32(chunk.chunk_crc32()), ")")));
   }
   bytes_.append(chunk.data());
   return absl::OkStatus();

@@ -1,6 +1,7 @@
 // Chunked payloads of the fedcl.v1 wire format (DownloadBackbone, DownloadModule): a stream of
-// Chunk messages, the first carrying the payload's total size and CRC-32. The server splits
-// (ChunkSplitter), the device reassembles and checks (ChunkAssembler):
+// Chunk messages, each with the CRC-32 of its data, the first carrying the payload's total size
+// and CRC-32. The server splits (ChunkSplitter), the device reassembles and checks
+// (ChunkAssembler):
 //
 //   ChunkSplitter splitter(payload, base::Crc32(payload), chunk_bytes);   // server
 //   while (splitter.Next(&chunk)) Write(chunk);
@@ -8,6 +9,11 @@
 //   ChunkAssembler assembler("backbone", options.max_download_bytes);      // device
 //   while (reader->Read(&chunk)) FEDCL_RETURN_IF_ERROR(assembler.Add(chunk));
 //   FEDCL_ASSIGN_OR_RETURN(std::string bytes, assembler.Finish());
+//
+// A stream cut short leaves the assembler with the chunks that arrived whole and verified; the
+// device asks for the rest from assembler.received_bytes() (the request's `offset`), the server
+// splits from there (ChunkSplitter's `offset`), and the assembler takes the new stream after
+// ResumeStream(), checking that it continues the same payload.
 //
 // The assembler treats everything as untrusted: it checks whatever a damaged, truncated or
 // lying transfer could get wrong before it grows anything.
@@ -27,10 +33,11 @@ namespace fedcl::proto {
 // Splits one payload into chunks of at most `chunk_bytes` (> 0). Not thread-safe.
 class ChunkSplitter {
  public:
-  // `payload` must outlive the splitter; `crc32` is its CRC-32 (base::Crc32).
-  ChunkSplitter(absl::string_view payload, uint32_t crc32, int64_t chunk_bytes);
+  // `payload` must outlive the splitter; `crc32` is its CRC-32 (base::Crc32). The chunks start at
+  // byte `offset` (in [0, payload size]), and the first of them announces the whole payload.
+  ChunkSplitter(absl::string_view payload, uint32_t crc32, int64_t chunk_bytes, int64_t offset = 0);
   // Fills `chunk` with the next piece and returns true, or returns false once every byte was
-  // given. An empty payload is one empty chunk (announcing 0 bytes).
+  // given. An empty rest is one empty chunk (announcing the payload).
   bool Next(v1::Chunk* chunk);
 
  private:
@@ -49,13 +56,25 @@ class ChunkAssembler {
   ChunkAssembler(std::string what, int64_t max_bytes);
 
   // Accepts the next chunk. The first must start at offset 0 and announce the total size; each
-  // later one must start where the previous ended. Errors, after which every call fails:
+  // later one must start where the previous ended, and its data match its chunk_crc32. Errors,
+  // after which every call fails:
   //   DataLoss            a first chunk not at offset 0, a negative total, a gap or overlap
   //                       (offset other than the bytes received so far), more bytes than
-  //                       announced, or a later chunk announcing a different total.
+  //                       announced, a later chunk announcing a different total, a chunk whose
+  //                       data do not match its CRC-32, or a resumed stream announcing another
+  //                       payload (payload_changed(): start again with a new assembler).
   //   FailedPrecondition  a total above `max_bytes` (raise the client's limit; retrying is
   //                       pointless).
   absl::Status Add(const v1::Chunk& chunk);
+
+  // The previous stream ended early; the next chunk starts another, from received_bytes(), which
+  // must announce the same total size and CRC-32 as the first.
+  void ResumeStream() { resuming_ = started_; }
+  // True after a resumed stream announced another payload than the one begun (the server's module
+  // or backbone changed in between).
+  bool payload_changed() const { return payload_changed_; }
+  // Every byte announced has arrived (Finish still checks the CRC-32).
+  bool complete() const { return started_ && received_bytes() == total_bytes_; }
 
   // The payload, once the stream has ended. DataLoss if no chunk arrived, fewer bytes than
   // announced arrived, or the CRC-32 does not match; or the first error Add reported.
@@ -69,6 +88,8 @@ class ChunkAssembler {
   const std::string what_;
   const int64_t max_bytes_;
   bool started_ = false;
+  bool resuming_ = false;
+  bool payload_changed_ = false;
   int64_t total_bytes_ = 0;
   uint32_t expected_crc_ = 0;
   std::string bytes_;

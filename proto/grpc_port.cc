@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <map>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -59,6 +61,9 @@ absl::Status GrpcPortOptions::Validate() const {
       reconnect_backoff_max < reconnect_backoff_initial) {
     return bad("reconnect backoff must have 0 < initial <= max");
   }
+  if (download_streams < 1 || download_streams > 100) {
+    return bad("download_streams must be in [1, 100]");
+  }
   return absl::OkStatus();
 }
 
@@ -74,6 +79,14 @@ struct GrpcPort::Impl {
 
   absl::Mutex mu;
   absl::flat_hash_set<grpc::ClientContext*> active ABSL_GUARDED_BY(mu);
+  // Downloads cut short, by name ("backbone", or the module's): the version asked (with
+  // descriptor or not) and the verified chunks received.
+  struct Partial {
+    std::string version;
+    std::unique_ptr<ChunkAssembler> assembler;
+  };
+  std::map<std::string, Partial> partials ABSL_GUARDED_BY(mu);
+  DownloadStats download_stats ABSL_GUARDED_BY(mu);
 
   // A call's context: token, deadline, and registration for CancelPendingCalls while it lives.
   class Call {
@@ -113,11 +126,10 @@ struct GrpcPort::Impl {
 
 namespace {
 
-// Reads a chunk stream to its end and reassembles it. On a bad chunk the call is cancelled and
-// the assembler's error (not the CANCELLED that follows) is returned.
-absl::StatusOr<std::string> ReadChunks(grpc::ClientContext* context,
-                                       grpc::ClientReader<v1::Chunk>& reader,
-                                       ChunkAssembler& assembler) {
+// Reads a chunk stream to its end into `assembler`. On a bad chunk the call is cancelled and the
+// assembler's error (not the CANCELLED that follows) is returned; otherwise the stream's status.
+absl::Status ReadStream(grpc::ClientContext* context, grpc::ClientReader<v1::Chunk>& reader,
+                        ChunkAssembler& assembler) {
   v1::Chunk chunk;
   absl::Status local = absl::OkStatus();
   while (reader.Read(&chunk)) {
@@ -127,8 +139,12 @@ absl::StatusOr<std::string> ReadChunks(grpc::ClientContext* context,
   }
   const grpc::Status status = reader.Finish();
   if (!local.ok()) return local;
-  FEDCL_RETURN_IF_ERROR(FromGrpc(status));
-  return assembler.Finish();
+  return FromGrpc(status);
+}
+
+// A stream that a flaky link or a slow one ended early; what it delivered is good.
+bool CutShort(const absl::Status& status) {
+  return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
 }
 
 }  // namespace
@@ -198,34 +214,86 @@ absl::StatusOr<fl::WorkAssignment> GrpcPort::GetWork(fl::ClientId client,
   return WorkFromProto(response);
 }
 
+absl::StatusOr<std::string> GrpcPort::Download(const std::string& name, const std::string& version,
+                                               const std::string& what, const OpenStream& open) {
+  std::unique_ptr<ChunkAssembler> assembler;
+  {
+    absl::MutexLock lock(&impl_->mu);
+    auto it = impl_->partials.find(name);
+    if (it != impl_->partials.end()) {
+      if (it->second.version == version) assembler = std::move(it->second.assembler);
+      impl_->partials.erase(it);  // taken, or of another version: not wanted any more
+    }
+  }
+  auto fresh = [&] {
+    return std::make_unique<ChunkAssembler>(what, impl_->options.max_download_bytes);
+  };
+  if (assembler == nullptr) assembler = fresh();
+  absl::Status status;
+  for (int stream = 0; stream < impl_->options.download_streams; ++stream) {
+    const int64_t offset = assembler->received_bytes();
+    if (offset > 0) {
+      assembler->ResumeStream();
+      absl::MutexLock lock(&impl_->mu);
+      ++impl_->download_stats.resumed_streams;
+      impl_->download_stats.resumed_bytes += offset;
+      impl_->download_stats.last_resume_offset = offset;
+    }
+    {
+      Impl::Call call(*impl_);
+      std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader = open(call.context(), offset);
+      status = ReadStream(call.context(), *reader, *assembler);
+    }
+    // A stream cut after its last chunk still delivered the whole payload.
+    if (status.ok() || (CutShort(status) && assembler->complete())) return assembler->Finish();
+    if (assembler->payload_changed()) {
+      assembler = fresh();  // the server's payload changed under us: start again
+      continue;
+    }
+    // A stream that delivered nothing: the server or the link is down; retrying now is futile.
+    if (!CutShort(status) || assembler->received_bytes() == offset) break;
+  }
+  // Kept for the next call: what a cut stream verified, or a cancelled one (the app stopped the
+  // sync; its next one continues).
+  if ((CutShort(status) || absl::IsCancelled(status)) && assembler->received_bytes() > 0) {
+    absl::MutexLock lock(&impl_->mu);
+    impl_->partials[name] = {version, std::move(assembler)};
+  }
+  return status;
+}
+
+GrpcPort::DownloadStats GrpcPort::download_stats() const {
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->download_stats;
+}
+
 absl::StatusOr<std::string> GrpcPort::DownloadBackbone(fl::ClientId client) {
-  v1::DownloadBackboneRequest request;
-  request.set_client_id(client);
-  Impl::Call call(*impl_);
-  std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader =
-      impl_->stub->DownloadBackbone(call.context(), request);
-  ChunkAssembler assembler("backbone", impl_->options.max_download_bytes);
-  return ReadChunks(call.context(), *reader, assembler);
+  return Download("backbone checkpoint", "", "backbone",
+                  [&](grpc::ClientContext* context, int64_t offset) {
+                    v1::DownloadBackboneRequest request;
+                    request.set_client_id(client);
+                    request.set_offset(offset);
+                    return impl_->stub->DownloadBackbone(context, request);
+                  });
 }
 
 absl::StatusOr<device::DownloadedModule> GrpcPort::DownloadModule(fl::ClientId client,
                                                                   const std::string& name,
                                                                   int64_t version,
                                                                   bool with_descriptor) {
-  v1::DownloadModuleRequest request;
-  request.set_client_id(client);
-  request.set_name(name);
-  request.set_version(version);
-  request.set_with_descriptor(with_descriptor);
-  std::string bytes;
-  {
-    Impl::Call call(*impl_);
-    std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader =
-        impl_->stub->DownloadModule(call.context(), request);
-    ChunkAssembler assembler(absl::StrCat("module '", name, "' version ", version),
-                             impl_->options.max_download_bytes);
-    FEDCL_ASSIGN_OR_RETURN(bytes, ReadChunks(call.context(), *reader, assembler));
-  }
+  FEDCL_ASSIGN_OR_RETURN(
+      std::string bytes,
+      Download(absl::StrCat("module:", name), absl::StrCat(version, with_descriptor ? "+d" : ""),
+               absl::StrCat("module '", name, "' version ", version),
+               [&](grpc::ClientContext* context, int64_t offset) {
+                 v1::DownloadModuleRequest request;
+                 request.set_client_id(client);
+                 request.set_name(name);
+                 request.set_version(version);
+                 request.set_with_descriptor(with_descriptor);
+                 request.set_offset(offset);
+                 return impl_->stub->DownloadModule(context, request);
+               }));
   return ParseModulePayload(bytes, name, version);
 }
 

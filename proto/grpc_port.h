@@ -28,6 +28,7 @@
 #define FEDCL_PROTO_GRPC_PORT_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,12 @@
 #include "core/base/filesystem.h"
 #include "core/device/federation_port.h"
 #include "proto/fedcl/v1/federation.pb.h"
+
+namespace grpc {
+class ClientContext;
+template <class R>
+class ClientReader;
+}  // namespace grpc
 
 namespace fedcl::proto {
 
@@ -62,6 +69,10 @@ struct GrpcPortOptions {
   // initial <= max).
   absl::Duration reconnect_backoff_initial = absl::Milliseconds(200);
   absl::Duration reconnect_backoff_max = absl::Seconds(10);
+  // Streams one download call may use, in [1, 100]: a stream cut short (UNAVAILABLE,
+  // DEADLINE_EXCEEDED) after it delivered verified chunks is resumed at once from the last of
+  // them. A call that still fails keeps what it received for the next call of the same download.
+  int download_streams = 4;
 
   // InvalidArgument naming the first bad field.
   absl::Status Validate() const;
@@ -79,7 +90,9 @@ class GrpcPort final : public device::FederationPort {
   // the server's codes: DataLoss for a damaged download; FailedPrecondition for a download larger
   // than max_download_bytes; InvalidArgument for a reply that does not decode (a server speaking
   // another protocol version), and for SubmitUpdate with chunk_bytes <= 0 or an update whose
-  // values do not match its layouts.
+  // values do not match its layouts. Downloads resume after a cut (download_streams); the port
+  // keeps the verified part of one failed download per backbone or module name (of the version
+  // asked) until the download completes or another version of that module is asked for.
   absl::StatusOr<device::JoinResult> Join(fl::ClientId client, absl::string_view software) override;
   absl::StatusOr<fl::WorkAssignment> GetWork(fl::ClientId client,
                                              absl::Span<const fl::ModuleVersion> held) override;
@@ -105,9 +118,26 @@ class GrpcPort final : public device::FederationPort {
   // Cancels the calls in flight (they return CANCELLED); later calls run normally.
   void CancelPendingCalls() override;
 
+  // Downloads so far: streams resumed where a cut one stopped, the bytes they did not fetch again
+  // because of it, and the offset the last resumed stream started from.
+  struct DownloadStats {
+    int64_t resumed_streams = 0;
+    int64_t resumed_bytes = 0;
+    int64_t last_resume_offset = 0;
+  };
+  DownloadStats download_stats() const;
+
  private:
   struct Impl;
   explicit GrpcPort(std::unique_ptr<Impl> impl);
+
+  // Opens a stream of the payload from byte `offset`.
+  using OpenStream = std::function<std::unique_ptr<grpc::ClientReader<v1::Chunk>>(
+      grpc::ClientContext* context, int64_t offset)>;
+  // One download of payload `name` at `version` (`what` names it in errors): resumed from a kept
+  // partial of the same version, in at most options.download_streams streams.
+  absl::StatusOr<std::string> Download(const std::string& name, const std::string& version,
+                                       const std::string& what, const OpenStream& open);
 
   std::unique_ptr<Impl> impl_;
 };

@@ -28,8 +28,10 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, const absl
 // Streams a payload in chunks (proto/chunks.h).
 class ChunkWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
  public:
-  ChunkWriter(std::shared_ptr<const Payload> payload, int64_t chunk_bytes)
-      : payload_(std::move(payload)), splitter_(payload_->bytes, payload_->crc32, chunk_bytes) {
+  // Sends `payload` from byte `offset` (checked by StartDownload).
+  ChunkWriter(std::shared_ptr<const Payload> payload, int64_t chunk_bytes, int64_t offset)
+      : payload_(std::move(payload)),
+        splitter_(payload_->bytes, payload_->crc32, chunk_bytes, offset) {
     WriteNext();
   }
   void OnWriteDone(bool ok) override {
@@ -59,6 +61,18 @@ class ErrorWriter final : public grpc::ServerWriteReactor<v1::Chunk> {
   explicit ErrorWriter(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
   void OnDone() override { delete this; }
 };
+
+// The download of `payload` from `offset` (a resumed download's), or OUT_OF_RANGE past its end.
+grpc::ServerWriteReactor<v1::Chunk>* StartDownload(std::shared_ptr<const Payload> payload,
+                                                   int64_t chunk_bytes, int64_t offset,
+                                                   absl::string_view what) {
+  const int64_t size = static_cast<int64_t>(payload->bytes.size());
+  if (offset < 0 || offset > size) {
+    return new ErrorWriter(absl::OutOfRangeError(
+        absl::StrCat("offset ", offset, " is outside the ", size, " bytes of the ", what)));
+  }
+  return new ChunkWriter(std::move(payload), chunk_bytes, offset);
+}
 
 }  // namespace
 
@@ -161,7 +175,7 @@ grpc::ServerWriteReactor<v1::Chunk>* FederationService::DownloadBackbone(
     grpc::CallbackServerContext* context, const v1::DownloadBackboneRequest* request) {
   absl::Status status = Authorize(context, request->client_id());
   if (!status.ok()) return new ErrorWriter(status);
-  return new ChunkWriter(backbone_, options_.chunk_bytes);
+  return StartDownload(backbone_, options_.chunk_bytes, request->offset(), "backbone");
 }
 
 absl::StatusOr<std::shared_ptr<const Payload>> FederationService::ModulePayload(
@@ -198,7 +212,8 @@ grpc::ServerWriteReactor<v1::Chunk>* FederationService::DownloadModule(
   absl::StatusOr<std::shared_ptr<const Payload>> payload =
       ModulePayload(request->name(), request->version(), request->with_descriptor());
   if (!payload.ok()) return new ErrorWriter(payload.status());
-  return new ChunkWriter(*std::move(payload), options_.chunk_bytes);
+  return StartDownload(*std::move(payload), options_.chunk_bytes, request->offset(),
+                       "module's payload");
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* FederationService::SubmitUpdate(

@@ -1,6 +1,7 @@
 // Fuzz target: the download chunk assembler (proto/chunks.h). Input: framed fedcl.v1.Chunk
-// messages, fed in order to one assembler with a 64 KiB limit. An assembled payload always has
-// the announced size and CRC.
+// messages, fed in order to one assembler with a 64 KiB limit; an empty frame ends a stream early
+// and the next chunk resumes the download (ChunkAssembler::ResumeStream). An assembled payload
+// always has the size and CRC its first chunk announced.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -21,6 +22,16 @@ std::vector<std::pair<std::string, std::string>> Seeds() {
     while (splitter.Next(&chunk)) input += MakeFrame(chunk.SerializeAsString());
     seeds.emplace_back("split-" + std::to_string(chunk_bytes), input);
   }
+  // Cut after two chunks of 7 bytes, resumed in chunks of 16.
+  const std::string payload = "a payload whose download was cut and then resumed";
+  proto::ChunkSplitter first(payload, base::Crc32(payload), 7);
+  v1::Chunk chunk;
+  std::string input;
+  for (int i = 0; i < 2 && first.Next(&chunk); ++i) input += MakeFrame(chunk.SerializeAsString());
+  input += MakeFrame("");
+  proto::ChunkSplitter rest(payload, base::Crc32(payload), 16, 14);
+  while (rest.Next(&chunk)) input += MakeFrame(chunk.SerializeAsString());
+  seeds.emplace_back("resumed", input);
   return seeds;
 }
 
@@ -34,8 +45,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   v1::Chunk first;
   bool have_first = false;
   while (!input.empty()) {
+    const absl::string_view frame = input.Frame();
+    if (frame.empty()) {
+      assembler.ResumeStream();
+      continue;
+    }
     v1::Chunk chunk;
-    if (!chunk.ParseFromString(std::string(input.Frame()))) continue;
+    if (!chunk.ParseFromString(std::string(frame))) continue;
     if (!have_first) first = chunk, have_first = true;
     if (!assembler.Add(chunk).ok()) break;
     if (assembler.received_bytes() > kLimit) abort();

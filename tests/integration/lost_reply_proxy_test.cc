@@ -1,6 +1,6 @@
 // Lost replies on a real link (issue 16, defect 1): a device's DeviceSession over GrpcPort reaches
-// a real fedcl-server through ReplyDroppingProxy, which relays the upload whole and then cuts the
-// connection where the server's reply starts (reply_dropping_proxy.h says how it knows). The
+// a real fedcl-server through LossyLinkProxy, which relays the upload whole and then cuts the
+// connection where the server's reply starts (lossy_link_proxy.h says how it knows). The
 // server keeps the update; the device sees UNAVAILABLE, keeps the update in flight, and resends it
 // at its next Begin: the server must acknowledge the replay as a duplicate and count each
 // participation once — while the round is still open, and after it closed without the device
@@ -13,7 +13,9 @@
 // Deterministic: rounds close by quota (2 of 2 clients), never by a timer; the proxy decides by
 // the framing, not by timing. Every call has a 5 s deadline and every retry loop a count.
 #include <fstream>
+#include <iterator>
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -23,7 +25,9 @@
 #include "core/device/device_session.h"
 #include "gtest/gtest.h"
 #include "proto/grpc_port.h"
-#include "tests/integration/reply_dropping_proxy.h"
+#include "tests/client/client_test_util.h"
+#include "tests/integration/child_process.h"
+#include "tests/integration/lossy_link_proxy.h"
 #include "tests/integration/server_fixture.h"
 #include "tests/integration/step_trainer.h"
 
@@ -127,7 +131,7 @@ TEST(LostReplyProxyTest, AnUploadWhoseReplyIsLostIsResentAndCountedOnce) {
   f.WriteRawConfig(PlaintextConfig(f));
   f.StartServer();
   ASSERT_FALSE(::testing::Test::HasFatalFailure());
-  auto proxy = ReplyDroppingProxy::Start(Port(f.address()), kMinUploadBytes);
+  auto proxy = LossyLinkProxy::Start(Port(f.address()), kMinUploadBytes);
   ASSERT_TRUE(proxy.ok()) << proxy.status();
   Device a(f, 1, (*proxy)->address());  // behind the lossy link
   Device b(f, 2, f.address());
@@ -217,6 +221,83 @@ TEST(LostReplyProxyTest, AnUploadWhoseReplyIsLostIsResentAndCountedOnce) {
   for (size_t i = 0; i < initial.size(); ++i) {
     const double moved = i < 6 ? (i + 1) / 8.0 / 2 : 0.0;
     EXPECT_NEAR(values[static_cast<int64_t>(i)], initial[i] + moved, 1e-6) << "coordinate " << i;
+  }
+}
+
+// The same defect with the shipped device process: fedcl-client behind the lossy link, against a
+// server whose rounds close at their first update. The replies to the first update and to its
+// first resend are lost; the round has closed when the second resend arrives, and the server must
+// acknowledge it as the duplicate it is. Each of the device's three updates counts once.
+TEST(LostReplyProxyTest, AFedclClientProcessCountsEachUpdateOnceThroughLostReplies) {
+  ServerFixture f;
+  SaveMlpBackbone(f.dir() + "/backbone_128.ckpt", kHidden, kClasses);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  std::string config = PlaintextConfig(f);
+  config.replace(config.find("max_participants: 2"), 19, "max_participants: 1");
+  f.WriteRawConfig(config);
+  f.StartServer();
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
+  auto proxy = LossyLinkProxy::Start(Port(f.address()), kMinUploadBytes);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  (*proxy)->DropNextReplies(2);
+  const auto [images, labels] =
+      client::testing::WriteSyntheticIdx(base::FileSystem::Default(), f.dir() + "/data", 400, 3);
+  const std::string log = f.dir() + "/client-1.log";
+  auto client = ChildProcess::Start(
+      {BinaryPath("fedcl-client"), "--server=" + (*proxy)->address(), "--client_id=1",
+       "--token_file=" + f.TokenFile(1), "--state_dir=" + f.dir() + "/client-1",
+       "--images=" + images, "--labels=" + labels, absl::StrCat("--num_classes=", kClasses),
+       "--rounds=3", "--duration=60s", "--call_timeout=5s", "--max_poll=100ms",
+       "--backoff_initial=20ms", "--backoff_max=200ms"},
+      log);
+  ASSERT_TRUE(client.ok()) << client.status();
+  absl::StatusOr<int> code = (*client)->Wait(absl::Seconds(90));
+  ASSERT_TRUE(code.ok()) << code.status();
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(*code, 0) << text;
+  EXPECT_EQ((*proxy)->replies_dropped(), 2);
+
+  // The device's log: three updates acknowledged, the first as the duplicate of what the server
+  // had kept.
+  const std::regex acknowledged(R"(round (\d+): \d+ samples, .*duplicate (yes|no))");
+  std::vector<std::pair<int, std::string>> rounds;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), acknowledged);
+       it != std::sregex_iterator(); ++it) {
+    rounds.emplace_back(std::stoi((*it)[1]), (*it)[2]);
+  }
+  ASSERT_EQ(rounds.size(), 3u) << text;
+  EXPECT_EQ(rounds[0], (std::pair<int, std::string>{0, "yes"})) << text;
+  EXPECT_EQ(rounds[1], (std::pair<int, std::string>{1, "no"})) << text;
+  EXPECT_EQ(rounds[2], (std::pair<int, std::string>{2, "no"})) << text;
+
+  // The server's: three rounds of one participant each, the device counted three times.
+  proto::GrpcPortOptions options;  // plaintext: the fixture's own stub speaks TLS
+  options.target = f.address();
+  options.token = f.token(1);
+  options.call_timeout = absl::Seconds(5);
+  auto observer = proto::GrpcPort::Create(options, base::FileSystem::Default());
+  ASSERT_TRUE(observer.ok()) << observer.status();
+  auto status = (*observer)->GetStatus();
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->round(), 3);
+  bool found = false;
+  for (const auto& c : status->clients()) {
+    if (c.client_id() != 1) continue;
+    found = true;
+    EXPECT_EQ(c.participations(), 3);
+  }
+  EXPECT_TRUE(found) << status->DebugString();
+  std::vector<std::string> lines;
+  for (int i = 0; i < 200 && lines.size() < 3; ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(50));
+    lines.clear();
+    std::ifstream metrics(f.dir() + "/state/metrics.jsonl");
+    for (std::string line; std::getline(metrics, line);) lines.push_back(line);
+  }
+  ASSERT_EQ(lines.size(), 3u);
+  for (const std::string& line : lines) {
+    EXPECT_NE(line.find("\"participants\":1,"), std::string::npos) << line;
   }
 }
 

@@ -73,7 +73,14 @@ TEST(ChunkAssemblerTest, BadCrcIsDataLoss) {
   (*chunks[2].mutable_data())[10] ^= 0x01;  // one flipped bit in transit
   absl::StatusOr<std::string> bytes = Assemble(chunks);
   EXPECT_TRUE(absl::IsDataLoss(bytes.status())) << bytes.status();
-  EXPECT_NE(bytes.status().message().find("CRC-32"), std::string::npos);
+  EXPECT_NE(bytes.status().message().find("the chunk at offset 2048 is damaged"), std::string::npos)
+      << bytes.status();
+  // Damage that the chunk's own CRC misses (it was computed after): the payload's catches it.
+  chunks[2].set_chunk_crc32(base::Crc32(chunks[2].data()));
+  bytes = Assemble(chunks);
+  EXPECT_TRUE(absl::IsDataLoss(bytes.status())) << bytes.status();
+  EXPECT_NE(bytes.status().message().find("is damaged: CRC-32 announced"), std::string::npos)
+      << bytes.status();
 }
 
 TEST(ChunkAssemblerTest, GapIsDataLoss) {
@@ -123,6 +130,62 @@ TEST(ChunkAssemblerTest, PayloadAboveTheLimitIsRefusedBeforeItArrives) {
   EXPECT_EQ(assembler.received_bytes(), 0);
   EXPECT_TRUE(absl::IsFailedPrecondition(assembler.Add(chunks[1]))) << "errors are sticky";
   EXPECT_TRUE(absl::IsFailedPrecondition(assembler.Finish().status()));
+}
+
+// A stream from an offset: its first chunk announces the whole payload, every chunk its own CRC.
+TEST(ChunkSplitterTest, AResumedStreamStartsAtItsOffsetAndAnnouncesTheWhole) {
+  const std::string payload = Payload(2500);
+  ChunkSplitter splitter(payload, base::Crc32(payload), 1000, /*offset=*/1700);
+  v1::Chunk chunk;
+  ASSERT_TRUE(splitter.Next(&chunk));
+  EXPECT_EQ(chunk.offset(), 1700);
+  EXPECT_EQ(chunk.data(), payload.substr(1700, 800));
+  EXPECT_EQ(chunk.total_bytes(), 2500);
+  EXPECT_EQ(chunk.crc32(), base::Crc32(payload));
+  EXPECT_EQ(chunk.chunk_crc32(), base::Crc32(chunk.data()));
+  EXPECT_FALSE(splitter.Next(&chunk));
+  ChunkSplitter at_end(payload, base::Crc32(payload), 1000, /*offset=*/2500);
+  ASSERT_TRUE(at_end.Next(&chunk)) << "an empty rest is one empty chunk";
+  EXPECT_TRUE(chunk.data().empty());
+  EXPECT_EQ(chunk.total_bytes(), 2500);
+}
+
+// The verified chunks of a cut stream, then a stream from where they end: the payload, exactly.
+TEST(ChunkAssemblerTest, AResumedStreamCompletesThePayload) {
+  const std::string payload = Payload(10000);
+  const std::vector<v1::Chunk> first = Chunks(payload, 1024);
+  ChunkAssembler assembler("test payload", 1 << 20);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(assembler.Add(first[i]).ok());
+  EXPECT_FALSE(assembler.complete());
+  assembler.ResumeStream();
+  ChunkSplitter rest(payload, base::Crc32(payload), 3000, assembler.received_bytes());
+  v1::Chunk chunk;
+  while (rest.Next(&chunk)) ASSERT_TRUE(assembler.Add(chunk).ok());
+  EXPECT_TRUE(assembler.complete());
+  absl::StatusOr<std::string> bytes = assembler.Finish();
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(*bytes, payload);
+}
+
+TEST(ChunkAssemblerTest, AResumedStreamOfAnotherPayloadOrOffsetIsDataLoss) {
+  const std::string payload = Payload(10000);
+  std::string changed = payload;
+  changed[9000] ^= 0x40;  // the server's payload changed between the streams
+  for (const auto& [other, from] : {std::pair{changed, int64_t{2048}},  // another payload
+                                    std::pair{payload, int64_t{1024}},  // an overlap
+                                    std::pair{payload, int64_t{3072}}}) {
+    ChunkAssembler assembler("test payload", 1 << 20);
+    const std::vector<v1::Chunk> first = Chunks(payload, 1024);
+    ASSERT_TRUE(assembler.Add(first[0]).ok());
+    ASSERT_TRUE(assembler.Add(first[1]).ok());
+    assembler.ResumeStream();
+    ChunkSplitter rest(other, base::Crc32(other), 1024, from);
+    v1::Chunk chunk;
+    ASSERT_TRUE(rest.Next(&chunk));
+    const absl::Status status = assembler.Add(chunk);
+    EXPECT_TRUE(absl::IsDataLoss(status)) << status;
+    EXPECT_EQ(assembler.payload_changed(), other != payload) << status;
+  }
 }
 
 fl::LocalUpdate TwoModuleUpdate() {

@@ -1,4 +1,4 @@
-#include "tests/integration/reply_dropping_proxy.h"
+#include "tests/integration/lossy_link_proxy.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -76,8 +76,8 @@ void Reset(int fd) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ReplyDroppingProxy>> ReplyDroppingProxy::Start(
-    int target_port, int64_t min_upload_bytes) {
+absl::StatusOr<std::unique_ptr<LossyLinkProxy>> LossyLinkProxy::Start(int target_port,
+                                                                      int64_t min_upload_bytes) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   sockaddr_in address = Loopback(0);
@@ -89,19 +89,18 @@ absl::StatusOr<std::unique_ptr<ReplyDroppingProxy>> ReplyDroppingProxy::Start(
     ::close(fd);
     return absl::InternalError(absl::StrCat("listening on 127.0.0.1:0: ", error));
   }
-  return std::unique_ptr<ReplyDroppingProxy>(
-      new ReplyDroppingProxy(fd, ntohs(address.sin_port), target_port, min_upload_bytes));
+  return std::unique_ptr<LossyLinkProxy>(
+      new LossyLinkProxy(fd, ntohs(address.sin_port), target_port, min_upload_bytes));
 }
 
-ReplyDroppingProxy::ReplyDroppingProxy(int listen_fd, int port, int target_port,
-                                       int64_t min_upload_bytes)
+LossyLinkProxy::LossyLinkProxy(int listen_fd, int port, int target_port, int64_t min_upload_bytes)
     : listen_fd_(listen_fd),
       port_(port),
       target_port_(target_port),
       min_upload_bytes_(min_upload_bytes),
       acceptor_([this] { AcceptLoop(); }) {}
 
-ReplyDroppingProxy::~ReplyDroppingProxy() {
+LossyLinkProxy::~LossyLinkProxy() {
   stopping_.store(true);
   acceptor_.join();
   std::vector<std::thread> relays;
@@ -113,16 +112,16 @@ ReplyDroppingProxy::~ReplyDroppingProxy() {
   ::close(listen_fd_);
 }
 
-std::string ReplyDroppingProxy::address() const { return absl::StrCat("127.0.0.1:", port_); }
+std::string LossyLinkProxy::address() const { return absl::StrCat("127.0.0.1:", port_); }
 
-bool ReplyDroppingProxy::ClaimDrop() {
-  int left = to_drop_.load();
-  while (left > 0 && !to_drop_.compare_exchange_weak(left, left - 1)) {
+bool LossyLinkProxy::Claim(std::atomic<int>& left) {
+  int n = left.load();
+  while (n > 0 && !left.compare_exchange_weak(n, n - 1)) {
   }
-  return left > 0;
+  return n > 0;
 }
 
-void ReplyDroppingProxy::AcceptLoop() {
+void LossyLinkProxy::AcceptLoop() {
   while (!stopping_.load()) {
     pollfd p{listen_fd_, POLLIN, 0};
     if (::poll(&p, 1, kPollMs) <= 0) continue;
@@ -134,7 +133,7 @@ void ReplyDroppingProxy::AcceptLoop() {
   }
 }
 
-void ReplyDroppingProxy::Relay(int client) {
+void LossyLinkProxy::Relay(int client) {
   const int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const sockaddr_in target = Loopback(target_port_);
   if (server < 0 ||
@@ -148,9 +147,12 @@ void ReplyDroppingProxy::Relay(int client) {
   std::string upstream;    // client bytes relayed, not yet parsed into whole frames
   std::string downstream;  // server bytes held until their frame is whole
   size_t preface_left = kClientPrefaceBytes;
-  std::map<uint32_t, int64_t> sent_data;  // DATA bytes per client stream
+  std::map<uint32_t, int64_t> sent_data;      // DATA bytes per client stream
+  std::map<uint32_t, int64_t> received_data;  // DATA bytes per server stream
+  const int connection = next_connection_.fetch_add(1) + 1;
   char buffer[65536];
   bool open = true;
+  bool graceful = false;  // a download cut: closed, not reset
   while (open && !stopping_.load()) {
     pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
     if (::poll(p, 2, kPollMs) <= 0) continue;
@@ -177,17 +179,39 @@ void ReplyDroppingProxy::Relay(int client) {
         if (downstream.size() < kFrameHeaderBytes + h.length) break;
         const auto sent = sent_data.find(h.stream);
         if (h.type == kHeaders && sent != sent_data.end() && sent->second >= min_upload_bytes_ &&
-            ClaimDrop()) {
+            Claim(to_drop_)) {
           dropped_.fetch_add(1);  // the reply to an upload: cut both ways instead
           open = false;
           break;
+        }
+        if (h.type == kData) {
+          int64_t& received = received_data[h.stream];
+          if (received + static_cast<int64_t>(h.length) > cut_after_bytes_.load() &&
+              to_cut_.load() > 0 && Claim(to_cut_)) {
+            cut_.fetch_add(1);  // a download past its cut: the link goes down mid-stream
+            graceful = true;
+            open = false;
+            break;
+          }
+          received += static_cast<int64_t>(h.length);
+          server_data_bytes_.fetch_add(static_cast<int64_t>(h.length));
+          const uint64_t key = (uint64_t{static_cast<uint32_t>(connection)} << 32) | h.stream;
+          if (last_stream_key_.exchange(key) != key) last_stream_bytes_.store(0);
+          last_stream_bytes_.fetch_add(static_cast<int64_t>(h.length));
         }
         open = SendAll(client, downstream.data(), kFrameHeaderBytes + h.length, stopping_);
         downstream.erase(0, kFrameHeaderBytes + h.length);
       }
     }
   }
-  Reset(client);
+  if (graceful) {
+    // What was relayed stays readable (a reset would make the client's kernel discard what its
+    // socket buffer still holds): the client reads up to the cut, then the end of the stream.
+    ::shutdown(client, SHUT_RDWR);
+    ::close(client);
+  } else {
+    Reset(client);
+  }
   Reset(server);
 }
 
