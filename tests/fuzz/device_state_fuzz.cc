@@ -26,7 +26,11 @@ namespace {
 
 constexpr uint64_t kClient = 41;
 constexpr int kModelDim = 8;  // nn::testing::TinyConfig's ViT width
-const char* const kMethods[] = {"sema", "lae", "fedins", "simple_cil", "recipe"};
+// Every built-in method: each stores a state of its own.
+const char* const kMethods[] = {"sema",        "sema_replay", "lae",
+                                "fedins",      "simple_cil",  "fed_simple_cil",
+                                "linear_head", "recipe",      "sequential_adapter"};
+constexpr int kNumMethods = static_cast<int>(sizeof(kMethods) / sizeof(kMethods[0]));
 
 // A fresh device for `method`: a tiny ViT learner and its offline session.
 struct Device {
@@ -37,8 +41,9 @@ struct Device {
     options.method = method;
     // The tiny ViT's width is 8: SEMA's descriptor must compress it. A small model keeps an
     // execution cheap (building the model is most of it).
-    if (method == "sema")
+    if (method == "sema" || method == "sema_replay")
       options.method_options = "expandable_blocks: [1] descriptor_bottleneck: 4";
+    if (method == "sequential_adapter") options.method_options = "blocks: [1]";
     options.seed = 3;
     absl::StatusOr<std::unique_ptr<cl::Learner>> created =
         cl::Learner::Create(std::move(model), options);
@@ -71,7 +76,7 @@ struct Device {
 
 std::vector<std::pair<std::string, std::string>> Seeds() {
   std::vector<std::pair<std::string, std::string>> seeds;
-  for (int m = 0; m < 5; ++m) {
+  for (int m = 0; m < kNumMethods; ++m) {
     Device device(kMethods[m]);
     {  // some learning, so the state holds more than the initial modules
       std::lock_guard<std::mutex> lock(device.mu);
@@ -97,7 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace fedcl;
   fuzz::FuzzInput input(data, size);
   const uint8_t selector = input.Byte();
-  const std::string method = fuzz::kMethods[(selector & 0x7f) % 5];
+  const std::string method = fuzz::kMethods[(selector & 0x7f) % fuzz::kNumMethods];
   const absl::string_view bytes = input.Rest();
   v1::DeviceState state;
   if (selector & 0x80) {
