@@ -6,6 +6,12 @@
 // copying each chunk from gRPC's slices exactly once with the CRC computed in the same pass. When
 // the client half-closes, the size and CRC are checked, compressed deltas are decoded in the same
 // buffer (proto::DecodeUpdatePayload), and the update goes to the coordinator.
+//
+// Departure from issue 18's "decoded straight into the exact fixed-point accumulators": a
+// compressed delta is decoded into the floats the fold reads, as a float32 one is staged. The
+// coordinator must see the whole delta before it folds any of it (its norm for the bound and for
+// clipping, which scales every value; finiteness; the magnitude budget), so no update can be
+// folded as its bytes arrive, compressed or not.
 // A stream that is cancelled, cut short, malformed, or that stalls past its idle or total deadline
 // is refused and nothing is folded; whatever ends it, its slot and staging buffer go back at once.
 //
