@@ -1,6 +1,5 @@
 #include "proto/compressed_payload.h"
 
-#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -11,10 +10,6 @@ namespace fedcl::proto {
 namespace {
 
 using Codec = fl::CompressionSpec::Codec;
-
-int64_t NumBlocks(int64_t values, int32_t block_size) {
-  return (values + block_size - 1) / block_size;
-}
 
 void AppendFloat(float value, std::string* out) {
   uint32_t bits;
@@ -79,7 +74,7 @@ class Reader {
 
 absl::Status ReadScalesAndInt8(Reader& in, int64_t count, int32_t block_size,
                                fl::CompressedValues& out) {
-  const int64_t blocks = NumBlocks(count, block_size);
+  const int64_t blocks = (count + block_size - 1) / block_size;
   if (absl::Status s = in.Need(4 * blocks, "scales"); !s.ok()) return s;
   out.scales.resize(static_cast<size_t>(blocks));
   for (float& scale : out.scales) scale = in.Float();
@@ -116,23 +111,6 @@ void AppendCompressedPayload(const fl::CompressedValues& c, std::string* out) {
       out->append(reinterpret_cast<const char*>(c.quantized.data()), c.quantized.size());
       return;
   }
-}
-
-PayloadBounds PayloadBytesBounds(const fl::CompressionSpec& spec, int64_t size) {
-  if (spec.codec != Codec::kTopK) {
-    const int64_t exact = fl::CompressedBytes(spec, size);
-    return {exact, exact};
-  }
-  // Each gap is at least 1 byte, and at most the varint of the largest index, d − 1: the gaps
-  // are non-negative and sum to the last index.
-  const int64_t k = fl::TopKCount(spec, size);
-  const int64_t values_and_scales = k + 4 * NumBlocks(k, spec.block_size);
-  int64_t widest_gap = 1;
-  for (uint64_t largest = static_cast<uint64_t>(std::max<int64_t>(size - 1, 0)); largest >= 0x80;
-       largest >>= 7) {
-    ++widest_gap;
-  }
-  return {k + values_and_scales, widest_gap * k + values_and_scales};
 }
 
 absl::StatusOr<fl::CompressedValues> ParseCompressedPayload(const fl::CompressionSpec& spec,

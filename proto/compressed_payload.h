@@ -11,8 +11,8 @@
 //
 // so a payload's size is exactly fl::CompressedValues::bytes(). The server learns each module's
 // codec and payload size from the UpdateHeader (ModuleDelta.compression, payload_bytes) and checks
-// them before any byte arrives (PayloadBytesBounds); the decoder then checks that the bytes parse
-// exactly, and fl::Decompress what they mean.
+// them before any byte arrives (fl::PayloadBytesBounds); the decoder then checks that the bytes
+// parse exactly, and fl::Decompress what they mean.
 #ifndef FEDCL_PROTO_COMPRESSED_PAYLOAD_H_
 #define FEDCL_PROTO_COMPRESSED_PAYLOAD_H_
 
@@ -27,17 +27,6 @@ namespace fedcl::proto {
 
 // Appends the payload of `compressed` to `out`: compressed.bytes() bytes.
 void AppendCompressedPayload(const fl::CompressedValues& compressed, std::string* out);
-
-// The smallest and largest payload a valid delta of `size` values with `spec` can take: exact for
-// every codec but topk, whose gaps take from 1 byte to the varint of the largest index each. (So a
-// hostile header cannot make the server stage more than about twice what the float32 delta takes:
-// the decoded floats, 4·d bytes, plus at most 3 bytes of gap, 1 of value and 0.5 of scale per
-// value below 2^21, as top-k keeping every value in blocks of 8 would send.)
-struct PayloadBounds {
-  int64_t min = 0;
-  int64_t max = 0;
-};
-PayloadBounds PayloadBytesBounds(const fl::CompressionSpec& spec, int64_t size);
 
 // Parses a payload of a delta of `size` values compressed with `spec` (valid). InvalidArgument if
 // the bytes are not exactly one such payload: too few, left over, a varint longer than 5 bytes or

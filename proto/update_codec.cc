@@ -120,7 +120,7 @@ absl::StatusOr<UpdateLayout> DecodeUpdateHeader(const v1::UpdateHeader& header,
     }
     int64_t payload = *size * static_cast<int64_t>(sizeof(float));
     if (codec.compresses()) {
-      const PayloadBounds bounds = PayloadBytesBounds(codec, *size);
+      const fl::PayloadBounds bounds = fl::PayloadBytesBounds(codec, *size);
       if (delta.payload_bytes() < bounds.min || delta.payload_bytes() > bounds.max) {
         return InModule(
             i, absl::InvalidArgumentError(absl::StrCat(

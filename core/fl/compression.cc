@@ -173,6 +173,19 @@ int64_t CompressedBytes(const CompressionSpec& spec, int64_t size) {
   return 4 * size;
 }
 
+PayloadBounds PayloadBytesBounds(const CompressionSpec& spec, int64_t size) {
+  if (spec.codec != CompressionSpec::Codec::kTopK) {
+    const int64_t exact = CompressedBytes(spec, size);
+    return {exact, exact};
+  }
+  // Each gap is at least 1 byte, and at most the varint of the largest index, d − 1: the gaps
+  // are non-negative and sum to the last index.
+  const int64_t k = TopKCount(spec, size);
+  const int64_t values_and_scales = k + 4 * NumBlocks(k, spec.block_size);
+  const int64_t widest_gap = VarintBytes(static_cast<uint64_t>(std::max<int64_t>(size - 1, 0)));
+  return {k + values_and_scales, widest_gap * k + values_and_scales};
+}
+
 int64_t CompressedValues::bytes() const {
   if (spec.codec != CompressionSpec::Codec::kTopK) return CompressedBytes(spec, size);
   int64_t gap_bytes = 0;

@@ -80,6 +80,17 @@ int64_t TopKCount(const CompressionSpec& spec, int64_t size);
 // topk an estimate before the indices are known, with every gap at the mean gap d/k.
 int64_t CompressedBytes(const CompressionSpec& spec, int64_t size);
 
+// The smallest and largest payload a valid delta of `size` values with `spec` can take: exact for
+// every codec but topk, whose gaps take from 1 byte to the varint of the largest index each. (So a
+// hostile header cannot make a server stage more than about twice what the float32 delta takes:
+// the decoded floats, 4·d bytes, plus at most 3 bytes of gap, 1 of value and 0.5 of scale per
+// value below 2^21, as top-k keeping every value in blocks of 8 would send.)
+struct PayloadBounds {
+  int64_t min = 0;
+  int64_t max = 0;
+};
+PayloadBounds PayloadBytesBounds(const CompressionSpec& spec, int64_t size);
+
 // Encodes `values` (finite) with `spec` (valid).
 CompressedValues Compress(absl::Span<const float> values, const CompressionSpec& spec);
 

@@ -112,6 +112,19 @@ class Device {
 
 int Port(const std::string& address) { return std::stoi(address.substr(address.rfind(':') + 1)); }
 
+// The server's metrics lines once `rounds` are there: it appends a round's line after the round
+// closed, so this waits for them (10 s at most).
+std::vector<std::string> MetricsLines(const ServerFixture& f, size_t rounds) {
+  std::vector<std::string> lines;
+  for (int i = 0; i < 200 && lines.size() < rounds; ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(50));
+    lines.clear();
+    std::ifstream metrics(f.dir() + "/state/metrics.jsonl");
+    for (std::string line; std::getline(metrics, line);) lines.push_back(line);
+  }
+  return lines;
+}
+
 // Learns one step and submits it for the round Begin offers; expects the server to take it.
 void LearnAndSubmit(Device& d, int64_t round, int64_t index, float value) {
   auto work = d.BeginUntilOk();
@@ -197,14 +210,7 @@ TEST(LostReplyProxyTest, AnUploadWhoseReplyIsLostIsResentAndCountedOnce) {
     EXPECT_EQ(c.participations(), 3) << "client " << c.client_id();
     EXPECT_EQ(c.last_participation_round(), 2) << "client " << c.client_id();
   }
-  // The server appends a round's metrics line after the round closed: wait for it (10 s at most).
-  std::vector<std::string> lines;
-  for (int i = 0; i < 200 && lines.size() < 3; ++i) {
-    if (i > 0) absl::SleepFor(absl::Milliseconds(50));
-    lines.clear();
-    std::ifstream metrics(f.dir() + "/state/metrics.jsonl");
-    for (std::string line; std::getline(metrics, line);) lines.push_back(line);
-  }
+  const std::vector<std::string> lines = MetricsLines(f, 3);
   EXPECT_EQ(lines.size(), 3u);
   for (const std::string& line : lines) {
     EXPECT_NE(line.find("\"participants\":2,"), std::string::npos) << line;
@@ -288,13 +294,7 @@ TEST(LostReplyProxyTest, AFedclClientProcessCountsEachUpdateOnceThroughLostRepli
     EXPECT_EQ(c.participations(), 3);
   }
   EXPECT_TRUE(found) << status->DebugString();
-  std::vector<std::string> lines;
-  for (int i = 0; i < 200 && lines.size() < 3; ++i) {
-    if (i > 0) absl::SleepFor(absl::Milliseconds(50));
-    lines.clear();
-    std::ifstream metrics(f.dir() + "/state/metrics.jsonl");
-    for (std::string line; std::getline(metrics, line);) lines.push_back(line);
-  }
+  const std::vector<std::string> lines = MetricsLines(f, 3);
   ASSERT_EQ(lines.size(), 3u);
   for (const std::string& line : lines) {
     EXPECT_NE(line.find("\"participants\":1,"), std::string::npos) << line;

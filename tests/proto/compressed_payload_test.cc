@@ -57,7 +57,8 @@ TEST(CompressedPayloadTest, EveryCodecTravelsInExactlyItsBytesAndParsesBackToThe
       AppendCompressedPayload(sent, &bytes);
       ASSERT_EQ(bytes.size(), 6 + static_cast<size_t>(sent.bytes()));
       EXPECT_EQ(bytes.substr(0, 6), "prefix");
-      const PayloadBounds bounds = PayloadBytesBounds(sent.spec, static_cast<int64_t>(size));
+      const fl::PayloadBounds bounds =
+          fl::PayloadBytesBounds(sent.spec, static_cast<int64_t>(size));
       EXPECT_LE(bounds.min, sent.bytes());
       EXPECT_GE(bounds.max, sent.bytes());
       absl::StatusOr<fl::CompressedValues> got = ParseCompressedPayload(
