@@ -29,6 +29,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -86,6 +87,21 @@ class ModuleRuleState {
   // Drops `client`'s per-client memory (it left and no longer counts in N); no-op if none.
   virtual absl::Status ForgetClient(ClientId client) { return absl::OkStatus(); }
 
+  // Rules whose clients train from a base of their own (AggregationRule::
+  // trains_from_client_base): the module version `client` trains from, or nullopt for the
+  // current one (a client with no base yet).
+  virtual std::optional<int64_t> ClientBaseVersion(ClientId client) const { return std::nullopt; }
+  // The values of `version` if it is some client's base, else null.
+  virtual std::shared_ptr<const std::vector<float>> BaseValues(int64_t version) const {
+    return nullptr;
+  }
+  // The mean of `clients` clients' bases, those without one counting as `current`: FedAWE's
+  // reference evaluation point (the average of all local copies). Empty for other rules.
+  virtual std::vector<float> MeanClientBase(int64_t clients,
+                                            absl::Span<const float> current) const {
+    return {};
+  }
+
   // Heap bytes held.
   virtual int64_t memory_bytes() const = 0;
 };
@@ -122,6 +138,14 @@ class AggregationRule {
 
   // True if the rule keeps per-client memory (O(N·d)).
   virtual bool keeps_client_memory() const { return false; }
+  // True if that memory is the clients' last deltas, folded into the rule's sums (FedVARP,
+  // MIFA): the coordinator then bounds their magnitudes with the round's.
+  virtual bool stores_client_deltas() const { return keeps_client_memory(); }
+  // True if each client trains from a base of its own rather than the current module (FedAWE):
+  // the coordinator lists and serves a base module at ModuleRuleState::ClientBaseVersion, takes
+  // deltas trained from that version, and gives the module version round + 1 at every close
+  // that folded something (the participants' new base), even if its values did not change.
+  virtual bool trains_from_client_base() const { return false; }
 
   // True if ClientWeight is an estimate of 1/p_n (FedAU): hosts that know p_n (the simulator)
   // report how far the weights are from it.

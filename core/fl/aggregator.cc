@@ -96,6 +96,22 @@ absl::Status ModuleAggregator::ForgetClient(ClientId client) {
   return state_->ForgetClient(client);
 }
 
+std::optional<int64_t> ModuleAggregator::ClientBaseVersion(ClientId client) const {
+  absl::MutexLock lock(&mu_);
+  return state_->ClientBaseVersion(client);
+}
+
+std::shared_ptr<const std::vector<float>> ModuleAggregator::BaseValues(int64_t version) const {
+  absl::MutexLock lock(&mu_);
+  return state_->BaseValues(version);
+}
+
+std::vector<float> ModuleAggregator::MeanClientBase(int64_t clients,
+                                                    absl::Span<const float> current) const {
+  absl::MutexLock lock(&mu_);
+  return state_->MeanClientBase(clients, current);
+}
+
 int64_t ModuleAggregator::memory_bytes() const {
   absl::MutexLock lock(&mu_);
   return state_->memory_bytes() + static_cast<int64_t>(folded_.capacity() * (sizeof(ClientId) + 1));

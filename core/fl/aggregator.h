@@ -11,13 +11,15 @@
 //
 // Server updates of the built-in rules, with S_t the round's participants, N the enrolled
 // clients, Δ_n a delta:
-//   adaptive               x += γ·(1/N)·Σ_{S_t} ω_n·Δ_n        ω_n: FedAU weight
-//   (fedau_estimator.h) known_prob             x += γ·(1/N)·Σ_{S_t} Δ_n/p_n average_participating
-//   x += γ·(1/|S_t|)·Σ_{S_t} Δ_n       (no change if S_t is empty) average_all            x +=
-//   γ·(1/N)·Σ_{S_t} Δ_n fedvarp                v = (1/|S_t|)·Σ_{S_t}(Δ_n − y_n) + (1/N)·Σ_{all j}
-//   y_j (before the
+//   adaptive               x += γ·(1/N)·Σ_{S_t} ω_n·Δ_n   (ω_n: FedAU weight, fedau_estimator.h)
+//   known_prob             x += γ·(1/N)·Σ_{S_t} Δ_n/p_n
+//   average_participating  x += γ·(1/|S_t|)·Σ_{S_t} Δ_n   (no change if S_t is empty)
+//   average_all            x += γ·(1/N)·Σ_{S_t} Δ_n
+//   fedvarp                v = (1/|S_t|)·Σ_{S_t}(Δ_n − y_n) + (1/N)·Σ_{all j} y_j (before the
 //                          round); y_n ← Δ_n for n ∈ S_t; x += γ·v (v = 0 when S_t is empty)
 //   mifa                   y_n ← Δ_n for n ∈ S_t; x += γ·(1/N)·Σ_{all j} y_j, every round
+//   fedawe                 x = (1/|S_t|)·Σ_{S_t} w_n + γ·clip((1/|S_t|)·Σ_{S_t} τ_n·Δ_n, r), each
+//                          client training from its own base w_n (rules/fedawe.cc)
 //   fedadam                Reddi et al.'s server Adam on Δ̄ = (1/|S_t|)·Σ Δ_n (rules/fedadam.cc)
 // Every sum goes through a FixedPointAccumulator, so a round's result is bit-for-bit independent
 // of the order in which updates arrive and of the arena's thread count; and the rule's memory
@@ -26,12 +28,15 @@
 //
 // Memory: the FedAU family holds one int64 sum per parameter (8·d bytes), whatever N is.
 // FedVARP and MIFA hold one float vector per client ever folded (4·d·N bytes) plus their sums;
-// that O(N·d) cost is what they are (memory_bytes() reports it).
+// that O(N·d) cost is what they are (memory_bytes() reports it). FedAWE holds one float vector
+// per base version still in use, at most min(N, rounds) of them, plus its echo sum.
 #ifndef FEDCL_CORE_FL_AGGREGATOR_H_
 #define FEDCL_CORE_FL_AGGREGATOR_H_
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
@@ -102,6 +107,14 @@ class ModuleAggregator {
   // No-op for rules without and for a client with nothing stored. FailedPrecondition if `client`
   // folded in the open round.
   absl::Status ForgetClient(ClientId client);
+
+  // Rules whose clients train from bases of their own (AggregationRule::
+  // trains_from_client_base): `client`'s base version, nullopt for the current module; and the
+  // values of a version that is some client's base, null otherwise.
+  std::optional<int64_t> ClientBaseVersion(ClientId client) const;
+  std::shared_ptr<const std::vector<float>> BaseValues(int64_t version) const;
+  // ModuleRuleState::MeanClientBase.
+  std::vector<float> MeanClientBase(int64_t clients, absl::Span<const float> current) const;
 
   // Heap bytes held: the rule's sums and memory, and the round's folded set.
   int64_t memory_bytes() const;

@@ -36,8 +36,15 @@ absl::string_view RoundStateName(RoundState state) {
 }
 
 absl::Status CoordinatorOptions::Validate() const {
-  FEDCL_RETURN_IF_ERROR(CreateAggregationRule(aggregator).status());
-  FEDCL_RETURN_IF_ERROR(CreateRoundPolicy(round).status());
+  FEDCL_ASSIGN_OR_RETURN(std::shared_ptr<const AggregationRule> rule,
+                         CreateAggregationRule(aggregator));
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<RoundPolicy> policy, CreateRoundPolicy(round));
+  if (rule->trains_from_client_base() && policy->max_staleness() > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "coordinator: aggregator.name ", rule->name(),
+        " trains each client from a base of its own and needs synchronous rounds; round policy '",
+        round.name, "' is asynchronous"));
+  }
   FEDCL_RETURN_IF_ERROR(recipe.Validate());
   FEDCL_RETURN_IF_ERROR(ValidateCompressionSpec(upload_compression));
   if (!(max_update_norm >= 0.0) || !std::isfinite(max_update_norm)) {
@@ -121,7 +128,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Recover(const Coordina
     auto memory = state.aggregator_memory.find(module.spec.name);
     if (memory != state.aggregator_memory.end()) {
       FEDCL_RETURN_IF_ERROR(module.aggregator->ImportMemory(memory->second));
-      if (module.aggregator->rule().keeps_client_memory()) {
+      if (module.aggregator->rule().stores_client_deltas()) {
         MemoryPeaks& peaks = c->memory_peaks_[module.spec.name];
         for (const auto& [client, y] : memory->second) {
           float peak = 0.0f;
@@ -247,6 +254,11 @@ absl::Status Coordinator::InitModules(std::vector<StoredModule> modules) {
   return absl::OkStatus();
 }
 
+int64_t Coordinator::TrainingVersionLocked(const PooledModule& module, ClientId client) const {
+  if (!module.aggregator->rule().trains_from_client_base()) return module.version;
+  return module.aggregator->ClientBaseVersion(client).value_or(module.version);
+}
+
 Coordinator::PooledModule* Coordinator::FindModuleLocked(absl::string_view name) {
   for (PooledModule& module : modules_) {
     if (module.spec.name == name) return &module;
@@ -333,11 +345,11 @@ absl::StatusOr<WorkAssignment> Coordinator::GetWork(ClientId client,
                                          module.spec.block) == expert_blocks.end()) {
       continue;
     }
-    ModuleInfo info{module.spec, module.version, module.values->num_values(), true,
-                    module.descriptor != nullptr};
+    ModuleInfo info{module.spec, TrainingVersionLocked(module, client), module.values->num_values(),
+                    true, module.descriptor != nullptr};
     if (module.spec.role != ModuleRole::kClassStatistics) info.upload = options_.upload_compression;
     for (const ModuleVersion& h : held) {
-      if (h.name == module.spec.name && h.version == module.version) info.download = false;
+      if (h.name == module.spec.name && h.version == info.version) info.download = false;
     }
     work.modules.push_back(std::move(info));
   }
@@ -357,11 +369,18 @@ absl::StatusOr<ModuleSnapshot> Coordinator::GetModule(absl::string_view name,
   absl::MutexLock lock(&mu_);
   for (const PooledModule& module : modules_) {
     if (module.spec.name != name) continue;
-    if (module.version != version) {
-      return absl::NotFoundError(
-          absl::StrCat("module '", name, "' is at version ", module.version, ", not ", version));
+    if (module.version == version) {
+      return ModuleSnapshot{module.spec, module.version, module.values, module.descriptor};
     }
-    return ModuleSnapshot{module.spec, module.version, module.values, module.descriptor};
+    // An earlier version that is still some client's base (FedAWE).
+    if (std::shared_ptr<const std::vector<float>> base = module.aggregator->BaseValues(version);
+        base != nullptr) {
+      auto values = std::make_shared<nn::ParameterSet>(*module.values);
+      std::copy(base->begin(), base->end(), values->flat_values().begin());
+      return ModuleSnapshot{module.spec, version, std::move(values), nullptr};
+    }
+    return absl::NotFoundError(
+        absl::StrCat("module '", name, "' is at version ", module.version, ", not ", version));
   }
   return absl::NotFoundError(absl::StrCat("no module named '", name, "'"));
 }
@@ -371,6 +390,24 @@ std::vector<ModuleSnapshot> Coordinator::Modules() const {
   std::vector<ModuleSnapshot> snapshots;
   for (const PooledModule& module : modules_) {
     snapshots.push_back({module.spec, module.version, module.values, module.descriptor});
+  }
+  return snapshots;
+}
+
+std::vector<ModuleSnapshot> Coordinator::ClientMeanModules() const {
+  absl::MutexLock lock(&mu_);
+  const int64_t enrolled = EnrolledLocked();
+  std::vector<ModuleSnapshot> snapshots;
+  for (const PooledModule& module : modules_) {
+    snapshots.push_back({module.spec, module.version, module.values, module.descriptor});
+    if (!module.aggregator->rule().trains_from_client_base()) continue;
+    const auto& current = module.values->flat_values();
+    const std::vector<float> mean = module.aggregator->MeanClientBase(
+        enrolled, absl::MakeConstSpan(current.data(), current.size()));
+    auto values = std::make_shared<nn::ParameterSet>(*module.values);
+    std::copy(mean.begin(), mean.end(), values->flat_values().begin());
+    snapshots.back().version = -1;
+    snapshots.back().values = std::move(values);
   }
   return snapshots;
 }

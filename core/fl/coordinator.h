@@ -24,7 +24,7 @@
 //
 // Aggregation streams: an accepted update is validated, journaled (StateStore::JournalUpdate,
 // durable before the call returns) and folded into each module's accumulator at once; nothing
-// is kept per client (FedVARP and MIFA excepted, by definition). The fold is exact fixed-point
+// is kept per client (FedVARP, MIFA and FedAWE excepted, by definition). The fold is exact fixed-point
 // arithmetic, so a round's result does not depend on arrival order or thread count.
 //
 // FedAU in a live server, pinned (algorithms.md §1.3 is the contract; these choices fill in what
@@ -66,6 +66,11 @@
 // participates in round t when an update of its is accepted into buffer t (algorithms-next.md
 // §1.7), and GetWork gives a client already accepted in the open buffer nothing to do, so a
 // buffer holds at most one update per client. The journal records both rounds.
+//
+// Clients that train from bases of their own (FedAWE, rules/fedawe.cc): GetWork lists a base
+// module at the client's base version, GetModule serves that version while it is somebody's
+// base, and Submit takes only deltas trained from it. A close that folded such a module gives
+// it version round + 1 (the participants' new base) even if its values did not move.
 //
 // Errors (the host maps them to transport codes): NotFound for an unknown client or module
 // version no longer kept; FailedPrecondition for a revoked client, a module trained from a stale
@@ -277,6 +282,9 @@ class Coordinator {
   // The module's current values if `version` is current; NotFound otherwise.
   absl::StatusOr<ModuleSnapshot> GetModule(absl::string_view name, int64_t version) const;
   std::vector<ModuleSnapshot> Modules() const;
+  // Modules() with each module whose rule keeps a base per client (FedAWE) replaced by the mean
+  // of the enrolled clients' bases (ModuleRuleState::MeanClientBase); version -1 for those.
+  std::vector<ModuleSnapshot> ClientMeanModules() const;
 
   // Validates, journals and folds an update. Clipping (NormPolicy::kClip) and an asynchronous
   // policy's staleness factor scale the values of `update` in place. Idempotent on (client,
@@ -391,6 +399,10 @@ class Coordinator {
   std::vector<ModuleAggregator*> AggregatorsForLocked(const UpdateSubmission& update)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   int64_t EnrolledLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The version of `module` that `client` trains from: its base under a rule that keeps one
+  // per client (FedAWE), else the current one.
+  int64_t TrainingVersionLocked(const PooledModule& module, ClientId client) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   PooledModule* FindModuleLocked(absl::string_view name) ABSL_SHARED_LOCKS_REQUIRED(mu_);
   const PooledModule* FindModuleLocked(absl::string_view name) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);

@@ -118,7 +118,11 @@ absl::Status Coordinator::CloseRoundLocked() {
     for (ClientId id : revoked_since_close_) {
       if (clients_.IsRevoked(id)) ForgetStoredDeltaLocked(module, id);
     }
-    versions.push_back(SameValues(*next, *module.values) ? module.version : round_ + 1);
+    // A rule that rebases its participants names their new base round + 1 (FedAWE), whether
+    // or not the values moved.
+    const bool rebased =
+        module.aggregator->rule().trains_from_client_base() && module.participants > 0;
+    versions.push_back(!rebased && SameValues(*next, *module.values) ? module.version : round_ + 1);
     close.modules.back().version = versions.back();
     AggregatorMemory::mapped_type memory = module.aggregator->ExportMemory();
     if (!memory.empty()) close.aggregator_memory[module.spec.name] = std::move(memory);

@@ -28,14 +28,22 @@ absl::Status Coordinator::ValidateAgainstPool(const UpdateSubmission& update) co
     if (module == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("no module named '", delta.name, "'"));
     }
-    // A synchronous round takes deltas of the current version only; an asynchronous one any
-    // earlier version too (how late is the policy's Admit, on the update's round).
+    // A synchronous round takes deltas of the version the client was given only (the current
+    // one, or its own base under FedAWE); an asynchronous one any earlier version too (how late
+    // is the policy's Admit, on the update's round).
+    const int64_t expected = TrainingVersionLocked(*module, update.client);
     const bool stale_allowed = policy_->max_staleness() > 0 && delta.base_version >= 0 &&
                                delta.base_version < module->version;
-    if (delta.base_version != module->version && !stale_allowed) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "module '", delta.name, "' is at version ", module->version,
-          "; the update was trained from version ", delta.base_version, ": download it again"));
+    if (delta.base_version != expected && !stale_allowed) {
+      return absl::FailedPreconditionError(
+          expected == module->version
+              ? absl::StrCat("module '", delta.name, "' is at version ", module->version,
+                             "; the update was trained from version ", delta.base_version,
+                             ": download it again")
+              : absl::StrCat("module '", delta.name, "': client ", update.client,
+                             " trains from its base, version ", expected,
+                             "; the update was trained from version ", delta.base_version,
+                             ": ask for work again"));
     }
     FEDCL_RETURN_IF_ERROR(ValidateModuleDelta(delta, *module->values));
     if (module->spec.role == ModuleRole::kClassStatistics) {
@@ -71,7 +79,7 @@ absl::Status Coordinator::ReserveMagnitude(const UpdateSubmission& update,
           "weight x largest |value| = ", needs[i], " on top of ", held, " of ",
           kRoundMagnitudeBudget, "); a norm bound (max_update_norm) keeps updates in range"));
     }
-    if (!FindModuleLocked(name)->aggregator->rule().keeps_client_memory()) continue;
+    if (!FindModuleLocked(name)->aggregator->rule().stores_client_deltas()) continue;
     memories[i] = &memory_peaks_[name];
     const double stored = largest[i] * scales[i];  // the delta as it will be kept
     const double replaced = memories[i]->Of(update.client);
@@ -97,7 +105,7 @@ void Coordinator::StoreMemoryPeaksLocked(const UpdateSubmission& update,
                                          const std::vector<float>& peaks) {
   for (size_t i = 0; i < update.modules.size(); ++i) {
     const std::string& name = update.modules[i].name;
-    if (!FindModuleLocked(name)->aggregator->rule().keeps_client_memory()) continue;
+    if (!FindModuleLocked(name)->aggregator->rule().stores_client_deltas()) continue;
     memory_peaks_[name].Set(update.client, peaks[i]);
   }
 }

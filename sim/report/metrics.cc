@@ -27,6 +27,8 @@ absl::StatusOr<std::string> MetricsLine(const RunResult& run, const EvalPoint& p
   line.set_wall_seconds(p.wall_seconds);
   line.set_virtual_seconds(p.virtual_seconds);
   line.set_updates(static_cast<double>(p.updates));
+  *line.mutable_local_mean_accuracy() =
+      proto::JsonNumber(p.local_mean_accuracy < 0 ? NAN : p.local_mean_accuracy);
   return proto::PrintJson(line);
 }
 

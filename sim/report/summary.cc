@@ -18,6 +18,12 @@ constexpr char kFinalAccuracyDefinition[] =
 
 void Add(const RunResult& run, MethodSummary& s) {
   s.final_accuracy.push_back(FinalAccuracy(run.evals));
+  if (!run.evals.empty() && run.evals.back().local_mean_accuracy >= 0) {
+    std::vector<EvalPoint> local = run.evals;
+    for (EvalPoint& p : local) p.accuracy = p.local_mean_accuracy;
+    // Summed here, divided by the seeds in Finish.
+    s.local_mean_final = std::max(0.0, s.local_mean_final) + FinalAccuracy(local);
+  }
   s.wall_seconds += run.wall_seconds;
   s.setup_seconds += run.setup_seconds;
   s.updates += run.updates;
@@ -66,6 +72,7 @@ void Finish(MethodSummary& s) {
   for (double a : s.final_accuracy) s.mean += a;
   s.mean /= static_cast<double>(s.final_accuracy.size());
   s.virtual_seconds /= static_cast<double>(s.final_accuracy.size());
+  if (s.local_mean_final >= 0) s.local_mean_final /= static_cast<double>(s.final_accuracy.size());
   if (s.final_accuracy.size() < 2) return;
   double squares = 0.0;
   for (double a : s.final_accuracy) squares += (a - s.mean) * (a - s.mean);
@@ -98,6 +105,7 @@ v1::SimMethodSummary MethodRecord(const MethodSummary& s) {
   out.set_reached_seeds(s.reached_seeds);
   out.set_seconds_to_target(s.seconds_to_target);
   out.set_updates_to_target(s.updates_to_target);
+  if (s.local_mean_final >= 0) out.set_local_mean_final_accuracy(s.local_mean_final);
   return out;
 }
 
@@ -185,6 +193,10 @@ std::string SummaryText(const std::vector<MethodSummary>& summaries) {
   for (const MethodSummary& s : summaries) {
     absl::StrAppendFormat(&out, "%-28s %-14s final accuracy %.4f ± %.4f (%d seed(s))", s.method,
                           s.pattern, s.mean, s.stddev, static_cast<int>(s.final_accuracy.size()));
+    if (s.local_mean_final >= 0) {
+      absl::StrAppendFormat(&out, " [mean of local copies, FedAWE's reference score: %.4f]",
+                            s.local_mean_final);
+    }
     // Virtual time only where devices take time (a profile or a slowdown).
     if (s.virtual_seconds > 0) {
       absl::StrAppendFormat(&out, ", %.0f virtual s", s.virtual_seconds);

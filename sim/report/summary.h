@@ -49,6 +49,8 @@ struct MethodSummary {
   int reached_seeds = 0;
   double seconds_to_target = 0.0;
   double updates_to_target = 0.0;
+  // FedAWE: the final accuracy of the mean of all local copies, mean over seeds; -1 otherwise.
+  double local_mean_final = -1.0;
 };
 
 // A run's final accuracy: the mean over its last ceil(10%) evaluations.

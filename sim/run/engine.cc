@@ -92,6 +92,13 @@ absl::Status RunWorld::Evaluate(const SimulationInputs& inputs, int64_t rounds_d
   point.bytes_down = bytes_down;
   point.wall_seconds = SecondsSince(started);
   point.virtual_seconds = now_s;
+  if (rule->trains_from_client_base()) {
+    for (const fl::ModuleSnapshot& module : coordinator->ClientMeanModules()) {
+      FEDCL_RETURN_IF_ERROR(evaluator->Install(module.spec, module.version, *module.values));
+    }
+    point.local_mean_accuracy =
+        nn::Evaluate(evaluator->model(), inputs.test.images, inputs.test.labels, 256).accuracy;
+  }
   if (weights_against_pattern && rule->estimates_inverse_participation()) {
     point.weight_error =
         WeightError(coordinator->Clients(0, kMaxWeightErrorClients), probabilities);

@@ -30,6 +30,9 @@ struct EvalPoint {
                                  // clients; -1 if not FedAU
   double wall_seconds = 0.0;     // since the run started
   double virtual_seconds = 0.0;  // virtual clock
+  // FedAWE (a rule whose clients train from bases of their own): the test accuracy of the mean
+  // of all clients' local copies, the score FedAWE's reference code reports; -1 for other rules.
+  double local_mean_accuracy = -1.0;
 };
 
 // One federated run: one method under one pattern with one seed.

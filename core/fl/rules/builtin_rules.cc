@@ -10,6 +10,7 @@ void RegisterAverageParticipatingRule(RuleRegistry& registry);
 void RegisterAverageAllRule(RuleRegistry& registry);
 void RegisterFedVarpRule(RuleRegistry& registry);
 void RegisterMifaRule(RuleRegistry& registry);
+void RegisterFedAweRule(RuleRegistry& registry);
 void RegisterFedAdamRule(RuleRegistry& registry);
 void RegisterSumRule(RuleRegistry& registry);
 
@@ -20,6 +21,7 @@ void RegisterBuiltinRules(RuleRegistry& registry) {
   RegisterAverageAllRule(registry);
   RegisterFedVarpRule(registry);
   RegisterMifaRule(registry);
+  RegisterFedAweRule(registry);
   RegisterFedAdamRule(registry);
   RegisterSumRule(registry);
 }

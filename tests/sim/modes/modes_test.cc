@@ -132,7 +132,7 @@ TEST_F(ModesTest, AReportFromTheServerCoversTheRunThatHappened) {
             "{\"method\":\"fedau\",\"pattern\":\"cyclic-4\",\"seed\":3,\"round\":2,"
             "\"accuracy\":0.625,\"loss\":null,\"train_loss\":0.5,\"participants\":2,"
             "\"bytes_up\":0,\"bytes_down\":0,\"fedau_weight_error\":null,\"wall_seconds\":0,"
-            "\"virtual_seconds\":0,\"updates\":5}\n");
+            "\"virtual_seconds\":0,\"updates\":5,\"local_mean_accuracy\":null}\n");
   EXPECT_THAT(Read("out/summary.json"), HasSubstr("\"updates\": 5"));
   EXPECT_EQ(ReportFromServer(scenario_, inputs_, {.server_metrics = log, .method = "mifa"}, fs_)
                 .message(),

@@ -26,7 +26,7 @@ TEST(MetricsTest, MetricsLineIsOneJsonObjectWithEveryKey) {
             "{\"method\":\"fed\\\"au\",\"pattern\":\"cyclic-100\",\"seed\":3,\"round\":10,"
             "\"accuracy\":0.5,\"loss\":0,\"train_loss\":0,\"participants\":0,\"bytes_up\":123,"
             "\"bytes_down\":0,\"fedau_weight_error\":null,\"wall_seconds\":0,"
-            "\"virtual_seconds\":0,\"updates\":0}");
+            "\"virtual_seconds\":0,\"updates\":0,\"local_mean_accuracy\":null}");
 }
 
 TEST(MetricsTest, UndefinedValuesAreNullAndLargeCountsStayNumbers) {
@@ -41,13 +41,14 @@ TEST(MetricsTest, UndefinedValuesAreNullAndLargeCountsStayNumbers) {
               .bytes_down = 6'000'000'000,
               .weight_error = 0.375,
               .wall_seconds = 1.5,
-              .virtual_seconds = 3600.25};
+              .virtual_seconds = 3600.25,
+              .local_mean_accuracy = 0.75};
   EXPECT_EQ(*MetricsLine(run, p),
             "{\"method\":\"fedau\",\"pattern\":\"bernoulli\",\"seed\":9007199254740992,"
             "\"round\":20,\"accuracy\":0.8125,\"loss\":null,\"train_loss\":null,"
             "\"participants\":17,\"bytes_up\":5000000123,\"bytes_down\":6000000000,"
             "\"fedau_weight_error\":0.375,\"wall_seconds\":1.5,\"virtual_seconds\":3600.25,"
-            "\"updates\":5000000001}");
+            "\"updates\":5000000001,\"local_mean_accuracy\":0.75}");
 }
 
 // Doubles print so that they read back exactly (more digits than %.10g when needed).

@@ -235,6 +235,10 @@ TEST(EngineTest, EveryAggregatorRunsAndMemoryHeavyOnesHoldPerClientVectors) {
       label: "mifa"
       aggregator { kind: "mifa" }
     }
+    method {
+      label: "fedawe"
+      aggregator { kind: "fedawe" }
+    }
     participation { pattern: "markov-0.05" }
     rounds: 30
   )pb");
@@ -245,9 +249,22 @@ TEST(EngineTest, EveryAggregatorRunsAndMemoryHeavyOnesHoldPerClientVectors) {
     ASSERT_TRUE(r.ok()) << method.label << ": " << r.status();
     EXPECT_TRUE(std::isfinite(r->evals.back().loss)) << method.label;
     if (method.label == "fedau") fedau_bytes = r->aggregator_bytes;
-    if (method.label == "fedvarp" || method.label == "mifa") {
-      // O(N·d): at least one stored vector per participant seen, against FedAU's O(d).
+    if (method.label == "fedvarp" || method.label == "mifa" || method.label == "fedawe") {
+      // O(N·d): at least one stored vector per participant seen (FedAWE: per base version in
+      // use), against FedAU's O(d).
       EXPECT_GT(r->aggregator_bytes, 2 * fedau_bytes) << method.label;
+    }
+    // FedAWE is also scored on the mean of all clients' local copies, which is another model
+    // than the server's; the other rules are not.
+    for (const EvalPoint& point : r->evals) {
+      if (method.label == "fedawe") {
+        EXPECT_GE(point.local_mean_accuracy, 0.0);
+      } else {
+        EXPECT_EQ(point.local_mean_accuracy, -1.0) << method.label;
+      }
+    }
+    if (method.label == "fedawe") {
+      EXPECT_NE(r->evals.back().local_mean_accuracy, r->evals.back().accuracy);
     }
   }
 }
