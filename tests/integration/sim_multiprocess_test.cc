@@ -3,7 +3,8 @@
 // whose rounds close when both shards have reported. The final test accuracy must equal the
 // in-process run's, up to the server metrics line's 4-decimal rounding: the participation draws,
 // minibatches and fixed-point fold do not depend on how clients are sharded, nor on a worker being
-// killed and restarted mid-run, nor on compressed deltas travelling over gRPC.
+// killed and restarted mid-run, nor on compressed deltas travelling over gRPC, nor on FedAWE's
+// clients training from earlier module versions the server serves.
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
@@ -150,6 +151,13 @@ TEST(SimMultiProcessTest, TwoWorkerShardsReproduceTheInProcessRunThroughAWorkerR
 // file), so a restarted worker's clients start theirs again from zero.
 TEST(SimMultiProcessTest, TwoWorkerShardsReproduceACompressedInProcessRun) {
   ExpectWorkersReproduceTheInProcessRun("multiprocess_topk.textproto", /*restart_a_worker=*/false);
+}
+
+// FedAWE: every client trains from its own base, an earlier module version that fedcl-server
+// lists, serves over gRPC and checks in the update; the bases are the server's, so a worker
+// killed and restarted mid-run changes nothing.
+TEST(SimMultiProcessTest, TwoWorkerShardsReproduceAFedAweInProcessRunThroughAWorkerRestart) {
+  ExpectWorkersReproduceTheInProcessRun("multiprocess_fedawe.textproto", /*restart_a_worker=*/true);
 }
 
 }  // namespace
