@@ -1,5 +1,8 @@
 #include "sim/world/scenario.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/base/filesystem.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -114,6 +117,23 @@ TEST(ScenarioTest, BadInputIsNamed) {
     EXPECT_THAT(s.status().message(), HasSubstr(c.expected)) << c.text;
     EXPECT_THAT(s.status().message(), HasSubstr("bad.textproto"));
   }
+}
+
+// A scenario the README or the docs tell users to run must at least load: every file shipped in
+// sim/scenarios/ parses and validates (its data and checkpoints are only read when it runs).
+TEST(ScenarioTest, EveryShippedScenarioLoads) {
+  const base::FileSystem& fs = base::FileSystem::Default();
+  const std::string dir = absl::StrCat(FEDCL_SOURCE_DIR, "/sim/scenarios");
+  absl::StatusOr<std::vector<std::string>> names = fs.ListDirectory(dir);
+  ASSERT_TRUE(names.ok()) << names.status();
+  int loaded = 0;
+  for (const std::string& name : *names) {
+    if (!absl::EndsWith(name, ".textproto")) continue;
+    absl::StatusOr<Scenario> scenario = LoadScenario(fs, absl::StrCat(dir, "/", name));
+    EXPECT_TRUE(scenario.ok()) << name << ": " << scenario.status();
+    ++loaded;
+  }
+  EXPECT_GE(loaded, 10);
 }
 
 }  // namespace
