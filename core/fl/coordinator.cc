@@ -23,6 +23,18 @@ void SummarizeWeights(const std::vector<double>& weights, double& min, double& m
   mean = total / weights.size();
 }
 
+namespace {
+
+// A module of `layout`'s tensors holding `values` (an earlier version, or a mean of several).
+std::shared_ptr<const nn::ParameterSet> WithValues(const nn::ParameterSet& layout,
+                                                   absl::Span<const float> values) {
+  auto set = std::make_shared<nn::ParameterSet>(layout);
+  std::copy(values.begin(), values.end(), set->flat_values().begin());
+  return set;
+}
+
+}  // namespace
+
 absl::string_view RoundStateName(RoundState state) {
   switch (state) {
     case RoundState::kOpen:
@@ -375,9 +387,7 @@ absl::StatusOr<ModuleSnapshot> Coordinator::GetModule(absl::string_view name,
     // An earlier version that is still some client's base (FedAWE).
     if (std::shared_ptr<const std::vector<float>> base = module.aggregator->BaseValues(version);
         base != nullptr) {
-      auto values = std::make_shared<nn::ParameterSet>(*module.values);
-      std::copy(base->begin(), base->end(), values->flat_values().begin());
-      return ModuleSnapshot{module.spec, version, std::move(values), nullptr};
+      return ModuleSnapshot{module.spec, version, WithValues(*module.values, *base), nullptr};
     }
     return absl::NotFoundError(
         absl::StrCat("module '", name, "' is at version ", module.version, ", not ", version));
@@ -404,10 +414,8 @@ std::vector<ModuleSnapshot> Coordinator::ClientMeanModules() const {
     const auto& current = module.values->flat_values();
     const std::vector<float> mean = module.aggregator->MeanClientBase(
         enrolled, absl::MakeConstSpan(current.data(), current.size()));
-    auto values = std::make_shared<nn::ParameterSet>(*module.values);
-    std::copy(mean.begin(), mean.end(), values->flat_values().begin());
     snapshots.back().version = -1;
-    snapshots.back().values = std::move(values);
+    snapshots.back().values = WithValues(*module.values, mean);
   }
   return snapshots;
 }

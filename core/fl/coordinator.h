@@ -24,8 +24,8 @@
 //
 // Aggregation streams: an accepted update is validated, journaled (StateStore::JournalUpdate,
 // durable before the call returns) and folded into each module's accumulator at once; nothing
-// is kept per client (FedVARP, MIFA and FedAWE excepted, by definition). The fold is exact fixed-point
-// arithmetic, so a round's result does not depend on arrival order or thread count.
+// is kept per client (FedVARP, MIFA and FedAWE excepted, by definition). The fold is exact
+// fixed-point arithmetic, so a round's result does not depend on arrival order or thread count.
 //
 // FedAU in a live server, pinned (algorithms.md §1.3 is the contract; these choices fill in what
 // a simulation never has to decide):

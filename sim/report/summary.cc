@@ -19,10 +19,9 @@ constexpr char kFinalAccuracyDefinition[] =
 void Add(const RunResult& run, MethodSummary& s) {
   s.final_accuracy.push_back(FinalAccuracy(run.evals));
   if (!run.evals.empty() && run.evals.back().local_mean_accuracy >= 0) {
-    std::vector<EvalPoint> local = run.evals;
-    for (EvalPoint& p : local) p.accuracy = p.local_mean_accuracy;
     // Summed here, divided by the seeds in Finish.
-    s.local_mean_final = std::max(0.0, s.local_mean_final) + FinalAccuracy(local);
+    s.local_mean_final = std::max(0.0, s.local_mean_final) +
+                         FinalAccuracy(run.evals, &EvalPoint::local_mean_accuracy);
   }
   s.wall_seconds += run.wall_seconds;
   s.setup_seconds += run.setup_seconds;
@@ -117,11 +116,11 @@ absl::StatusOr<std::string> Indented(const google::protobuf::Message& message) {
 
 }  // namespace
 
-double FinalAccuracy(const std::vector<EvalPoint>& evals) {
+double FinalAccuracy(const std::vector<EvalPoint>& evals, double EvalPoint::*accuracy) {
   if (evals.empty()) return 0.0;
   const size_t count = std::max<size_t>(1, (evals.size() + 9) / 10);
   double sum = 0.0;
-  for (size_t i = evals.size() - count; i < evals.size(); ++i) sum += evals[i].accuracy;
+  for (size_t i = evals.size() - count; i < evals.size(); ++i) sum += evals[i].*accuracy;
   return sum / static_cast<double>(count);
 }
 

@@ -53,8 +53,10 @@ struct MethodSummary {
   double local_mean_final = -1.0;
 };
 
-// A run's final accuracy: the mean over its last ceil(10%) evaluations.
-double FinalAccuracy(const std::vector<EvalPoint>& evals);
+// A run's final accuracy: the mean over its last ceil(10%) evaluations of `accuracy` (the server
+// model's, or FedAWE's local_mean_accuracy).
+double FinalAccuracy(const std::vector<EvalPoint>& evals,
+                     double EvalPoint::*accuracy = &EvalPoint::accuracy);
 // Summaries in the scenario's method order, then pattern order; a (method, pattern) without
 // runs is left out. Time to accuracy is filled in when the scenario has a synchronous method.
 std::vector<MethodSummary> Summarize(const Scenario& scenario, const std::vector<RunResult>& runs);

@@ -51,7 +51,7 @@
 namespace fedcl::fl {
 namespace {
 
-constexpr double kVersionRadix = 16777216.0;  // 2^24: integers below it are exact in float
+constexpr int64_t kVersionRadix = int64_t{1} << 24;  // integers below it are exact in float
 
 class FedAweState final : public ModuleRuleState {
  public:
@@ -74,16 +74,8 @@ class FedAweState final : public ModuleRuleState {
   absl::Status Finish(const RoundTotals& totals, absl::Span<float> params) override {
     const int64_t m = static_cast<int64_t>(round_clients_.size());
     if (m == 0) return absl::OkStatus();
-    // (1/m)·Σ w_n: each base version once, times the number of participants it was the base of,
-    // in increasing version order; the fresh participants' base is the current module.
-    std::vector<double> next(params.size());
-    for (size_t i = 0; i < params.size(); ++i) {
-      next[i] = static_cast<double>(round_fresh_) * params[i];
-    }
-    for (const auto& [version, count] : round_bases_) {
-      const std::vector<float>& base = *bases_.at(version).values;
-      for (size_t i = 0; i < next.size(); ++i) next[i] += static_cast<double>(count) * base[i];
-    }
+    // Σ w_n: the fresh participants' base is the current module.
+    const std::vector<double> next = SumOfBases(round_bases_, round_fresh_, params);
     // clip((1/m)·E, r), the norm over the module.
     const double inv_m = 1.0 / static_cast<double>(m);
     double squared_norm = 0.0;
@@ -123,13 +115,9 @@ class FedAweState final : public ModuleRuleState {
                                     absl::Span<const float> current) const override {
     if (clients < 1) return std::vector<float>(current.begin(), current.end());
     const int64_t without = std::max<int64_t>(0, clients - static_cast<int64_t>(base_of_.size()));
-    std::vector<double> sum(current.size());
-    for (size_t i = 0; i < sum.size(); ++i) sum[i] = static_cast<double>(without) * current[i];
-    for (const auto& [version, base] : bases_) {
-      for (size_t i = 0; i < sum.size(); ++i) {
-        sum[i] += static_cast<double>(base.clients) * (*base.values)[i];
-      }
-    }
+    std::map<int64_t, int64_t> clients_by_version;
+    for (const auto& [version, base] : bases_) clients_by_version[version] = base.clients;
+    const std::vector<double> sum = SumOfBases(clients_by_version, without, current);
     const double n = static_cast<double>(without + static_cast<int64_t>(base_of_.size()));
     std::vector<float> mean(sum.size());
     for (size_t i = 0; i < sum.size(); ++i) mean[i] = static_cast<float>(sum[i] / n);
@@ -141,8 +129,8 @@ class FedAweState final : public ModuleRuleState {
     memory.reserve(base_of_.size());
     for (const auto& [client, version] : base_of_) {
       std::vector<float> v = *bases_.at(version).values;
-      v.push_back(static_cast<float>(std::floor(static_cast<double>(version) / kVersionRadix)));
-      v.push_back(static_cast<float>(version % static_cast<int64_t>(kVersionRadix)));
+      v.push_back(static_cast<float>(version / kVersionRadix));
+      v.push_back(static_cast<float>(version % kVersionRadix));
       memory.emplace_back(client, std::move(v));
     }
     std::sort(memory.begin(), memory.end(),
@@ -171,6 +159,21 @@ class FedAweState final : public ModuleRuleState {
   }
 
  private:
+  // Σ count·w_v over `counts` (base version → count) plus current_count·current, in double, the
+  // versions in increasing order (so the sum does not depend on the order of the folds).
+  std::vector<double> SumOfBases(const std::map<int64_t, int64_t>& counts, int64_t current_count,
+                                 absl::Span<const float> current) const {
+    std::vector<double> sum(current.size());
+    for (size_t i = 0; i < sum.size(); ++i) {
+      sum[i] = static_cast<double>(current_count) * current[i];
+    }
+    for (const auto& [version, count] : counts) {
+      const std::vector<float>& base = *bases_.at(version).values;
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] += static_cast<double>(count) * base[i];
+    }
+    return sum;
+  }
+
   struct Base {
     std::shared_ptr<const std::vector<float>> values;
     int64_t clients = 0;  // whose base it is
@@ -221,8 +224,7 @@ absl::Status FedAweState::ImportMemory(const ClientVectors& memory) {
                                                      "in [0, 2^24), got ",
                                                      high, " and ", low));
     }
-    const int64_t version = static_cast<int64_t>(high) * static_cast<int64_t>(kVersionRadix) +
-                            static_cast<int64_t>(low);
+    const int64_t version = static_cast<int64_t>(high) * kVersionRadix + static_cast<int64_t>(low);
     for (int64_t i = 0; i < size_; ++i) {
       if (!std::isfinite(v[i])) {
         return absl::InvalidArgumentError(
