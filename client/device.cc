@@ -66,8 +66,11 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Create(const DeviceOptions& opti
     return absl::InvalidArgumentError("device: the environment needs fs, clock and log");
   }
   if (environment.port == nullptr) {
-    FEDCL_ASSIGN_OR_RETURN(environment.port,
-                           proto::GrpcPort::Create(options.server, *environment.fs));
+    // Downloads cut short are kept beside the state, so a restarted device resumes them.
+    proto::GrpcPortOptions server = options.server;
+    if (server.partial_downloads_dir.empty() && !options.state_dir.empty())
+      server.partial_downloads_dir = base::JoinPath(options.state_dir, "downloads");
+    FEDCL_ASSIGN_OR_RETURN(environment.port, proto::GrpcPort::Create(server, *environment.fs));
   }
   std::unique_ptr<Device> device(new Device(options, std::move(environment)));
   // Recipe devices train on the standardised dataset; continual ones standardise each batch as

@@ -41,6 +41,8 @@
 // fedcl-client's client_state is converted) is saved whenever the session says so and at the
 // end. The backbone comes from `backbone_checkpoint` (it must be the server's: SHA-256 checked),
 // else from <state_dir>/backbone.ckpt if it is the server's, else it is downloaded and cached.
+// Downloads cut short keep their verified chunks in <state_dir>/downloads (unless
+// server.partial_downloads_dir says otherwise): a restarted device resumes them.
 //
 // Time comes from the injected clock and every wait goes through the injected sleep function,
 // so a test can run the loop on a ManualClock with a sleep that advances it.

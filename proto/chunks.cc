@@ -43,6 +43,21 @@ bool ChunkSplitter::Next(v1::Chunk* chunk) {
 ChunkAssembler::ChunkAssembler(std::string what, int64_t max_bytes)
     : what_(std::move(what)), max_bytes_(max_bytes) {}
 
+absl::StatusOr<std::unique_ptr<ChunkAssembler>> ChunkAssembler::Resume(
+    std::string what, int64_t max_bytes, int64_t total_bytes, uint32_t crc32, std::string prefix) {
+  if (total_bytes < static_cast<int64_t>(prefix.size()) || total_bytes > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("a partial download of ", what, " has ",
+                                                   prefix.size(), " of ", total_bytes,
+                                                   " bytes, with a limit of ", max_bytes));
+  }
+  auto assembler = std::make_unique<ChunkAssembler>(std::move(what), max_bytes);
+  assembler->started_ = true;
+  assembler->total_bytes_ = total_bytes;
+  assembler->expected_crc_ = crc32;
+  assembler->bytes_ = std::move(prefix);
+  return assembler;
+}
+
 absl::Status ChunkAssembler::Fail(absl::Status status) {
   error_ = std::move(status);
   return error_;

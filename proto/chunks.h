@@ -21,6 +21,7 @@
 #define FEDCL_PROTO_CHUNKS_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -54,6 +55,12 @@ class ChunkAssembler {
   // `what` names the payload in error messages ("backbone", "module 'head' version 3"); a
   // payload announcing more than `max_bytes` is refused.
   ChunkAssembler(std::string what, int64_t max_bytes);
+  // An assembler that has received `prefix` of a payload of `total_bytes` with CRC-32 `crc32`
+  // (a partial download kept on disk, proto/partial_downloads.h): ready for ResumeStream and the
+  // chunks from prefix.size(). InvalidArgument unless prefix.size() <= total_bytes <= max_bytes.
+  static absl::StatusOr<std::unique_ptr<ChunkAssembler>> Resume(std::string what, int64_t max_bytes,
+                                                                int64_t total_bytes, uint32_t crc32,
+                                                                std::string prefix);
 
   // Accepts the next chunk. The first must start at offset 0 and announce the total size; each
   // later one must start where the previous ended, and its data match its chunk_crc32. Errors,
@@ -81,6 +88,12 @@ class ChunkAssembler {
   absl::StatusOr<std::string> Finish();
 
   int64_t received_bytes() const { return static_cast<int64_t>(bytes_.size()); }
+  // The verified bytes so far, from offset 0.
+  absl::string_view received() const { return bytes_; }
+  // Once the first chunk arrived: the payload's size and CRC-32 as it announced them.
+  bool started() const { return started_; }
+  int64_t total_bytes() const { return total_bytes_; }
+  uint32_t payload_crc32() const { return expected_crc_; }
 
  private:
   absl::Status Fail(absl::Status status);

@@ -20,6 +20,7 @@
 #include "proto/chunks.h"
 #include "proto/fedcl/v1/federation.grpc.pb.h"
 #include "proto/federation_convert.h"
+#include "proto/partial_downloads.h"
 #include "proto/tensor_convert.h"
 #include "proto/update_codec.h"
 #include "proto/wire_format.h"
@@ -87,6 +88,8 @@ struct GrpcPort::Impl {
   };
   std::map<std::string, Partial> partials ABSL_GUARDED_BY(mu);
   DownloadStats download_stats ABSL_GUARDED_BY(mu);
+  // The same on disk, for a later process (options.partial_downloads_dir; null: none).
+  std::unique_ptr<PartialDownloadStore> kept;
 
   // A call's context: token, deadline, and registration for CancelPendingCalls while it lives.
   class Call {
@@ -128,14 +131,19 @@ namespace {
 
 // Reads a chunk stream to its end into `assembler`. On a bad chunk the call is cancelled and the
 // assembler's error (not the CANCELLED that follows) is returned; otherwise the stream's status.
+// `verified` (may be null) runs after each chunk the assembler took.
 absl::Status ReadStream(grpc::ClientContext* context, grpc::ClientReader<v1::Chunk>& reader,
-                        ChunkAssembler& assembler) {
+                        ChunkAssembler& assembler, const std::function<void()>& verified) {
   v1::Chunk chunk;
   absl::Status local = absl::OkStatus();
   while (reader.Read(&chunk)) {
     if (!local.ok()) continue;  // drain what is already in flight
     local = assembler.Add(chunk);
-    if (!local.ok()) context->TryCancel();
+    if (!local.ok()) {
+      context->TryCancel();
+    } else if (verified) {
+      verified();
+    }
   }
   const grpc::Status status = reader.Finish();
   if (!local.ok()) return local;
@@ -153,8 +161,25 @@ GrpcPort::GrpcPort(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GrpcPort::~GrpcPort() = default;
 
 absl::StatusOr<std::unique_ptr<GrpcPort>> GrpcPort::Create(const GrpcPortOptions& options,
+                                                           base::FileSystem& fs) {
+  GrpcPortOptions in_memory = options;
+  in_memory.partial_downloads_dir.clear();
+  FEDCL_ASSIGN_OR_RETURN(std::unique_ptr<GrpcPort> port,
+                         Create(in_memory, static_cast<const base::FileSystem&>(fs)));
+  if (!options.partial_downloads_dir.empty()) {
+    port->impl_->options.partial_downloads_dir = options.partial_downloads_dir;
+    port->impl_->kept = std::make_unique<PartialDownloadStore>(fs, options.partial_downloads_dir);
+  }
+  return port;
+}
+
+absl::StatusOr<std::unique_ptr<GrpcPort>> GrpcPort::Create(const GrpcPortOptions& options,
                                                            const base::FileSystem& fs) {
   FEDCL_RETURN_IF_ERROR(options.Validate());
+  if (!options.partial_downloads_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "federation client: partial_downloads_dir needs a file system the port may write");
+  }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   grpc::ChannelArguments args;
@@ -228,7 +253,25 @@ absl::StatusOr<std::string> GrpcPort::Download(const std::string& name, const st
   auto fresh = [&] {
     return std::make_unique<ChunkAssembler>(what, impl_->options.max_download_bytes);
   };
+  PartialDownloadStore* kept = impl_->kept.get();
+  if (assembler == nullptr && kept != nullptr) {
+    // What an earlier process verified and kept (or nothing: a damaged or other version's
+    // partial is deleted).
+    const int64_t discarded = kept->discarded();
+    assembler = kept->Load(name, version, what, impl_->options.max_download_bytes);
+    absl::MutexLock lock(&impl_->mu);
+    impl_->download_stats.restored_partials += assembler != nullptr ? 1 : 0;
+    impl_->download_stats.discarded_partials += kept->discarded() - discarded;
+  }
   if (assembler == nullptr) assembler = fresh();
+  // Verified bytes go to disk every kPersistEveryBytes (a kill loses at most that much), and
+  // whatever is left when a call ends short.
+  constexpr int64_t kPersistEveryBytes = 256 << 10;
+  auto persist = [&](int64_t min_new_bytes) {
+    if (kept != nullptr) kept->Persist(name, version, *assembler, min_new_bytes).IgnoreError();
+  };
+  const std::function<void()> after_chunk =
+      kept == nullptr ? std::function<void()>() : [&] { persist(kPersistEveryBytes); };
   absl::Status status;
   for (int stream = 0; stream < impl_->options.download_streams; ++stream) {
     const int64_t offset = assembler->received_bytes();
@@ -242,11 +285,15 @@ absl::StatusOr<std::string> GrpcPort::Download(const std::string& name, const st
     {
       Impl::Call call(*impl_);
       std::unique_ptr<grpc::ClientReader<v1::Chunk>> reader = open(call.context(), offset);
-      status = ReadStream(call.context(), *reader, *assembler);
+      status = ReadStream(call.context(), *reader, *assembler, after_chunk);
     }
     // A stream cut after its last chunk still delivered the whole payload.
-    if (status.ok() || (CutShort(status) && assembler->complete())) return assembler->Finish();
+    if (status.ok() || (CutShort(status) && assembler->complete())) {
+      if (kept != nullptr) kept->Remove(name);  // done, or damaged: nothing to resume either way
+      return assembler->Finish();
+    }
     if (assembler->payload_changed()) {
+      if (kept != nullptr) kept->Remove(name);
       assembler = fresh();  // the server's payload changed under us: start again
       continue;
     }
@@ -256,8 +303,11 @@ absl::StatusOr<std::string> GrpcPort::Download(const std::string& name, const st
   // Kept for the next call: what a cut stream verified, or a cancelled one (the app stopped the
   // sync; its next one continues).
   if ((CutShort(status) || absl::IsCancelled(status)) && assembler->received_bytes() > 0) {
+    persist(0);
     absl::MutexLock lock(&impl_->mu);
     impl_->partials[name] = {version, std::move(assembler)};
+  } else if (kept != nullptr && !CutShort(status) && !absl::IsCancelled(status)) {
+    kept->Remove(name);  // refused or damaged: resuming it would fail the same way
   }
   return status;
 }

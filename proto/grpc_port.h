@@ -73,6 +73,10 @@ struct GrpcPortOptions {
   // DEADLINE_EXCEEDED) after it delivered verified chunks is resumed at once from the last of
   // them. A call that still fails keeps what it received for the next call of the same download.
   int download_streams = 4;
+  // Where downloads cut short are kept across restarts (proto/partial_downloads.h), so that a
+  // device killed mid-download resumes from its last verified chunk. Empty: in memory only (the
+  // port still resumes within its life). Needs Create's writable file system.
+  std::string partial_downloads_dir;
 
   // InvalidArgument naming the first bad field.
   absl::Status Validate() const;
@@ -84,6 +88,10 @@ class GrpcPort final : public device::FederationPort {
   // its errors pass through (NotFound, ...). InvalidArgument for invalid options.
   static absl::StatusOr<std::unique_ptr<GrpcPort>> Create(const GrpcPortOptions& options,
                                                           const base::FileSystem& fs);
+  // The same with a file system it may write: partial downloads are kept in
+  // options.partial_downloads_dir (the read-only overload refuses that option).
+  static absl::StatusOr<std::unique_ptr<GrpcPort>> Create(const GrpcPortOptions& options,
+                                                          base::FileSystem& fs);
   ~GrpcPort() override;
 
   // Join, GetWork, downloads, SubmitUpdate and Leave as FederationTransport describes. Besides
@@ -119,11 +127,15 @@ class GrpcPort final : public device::FederationPort {
   void CancelPendingCalls() override;
 
   // Downloads so far: streams resumed where a cut one stopped, the bytes they did not fetch again
-  // because of it, and the offset the last resumed stream started from.
+  // because of it, and the offset the last resumed stream started from; partial downloads
+  // another port (an earlier process) kept on disk and this one resumed, and kept ones found
+  // unusable and deleted.
   struct DownloadStats {
     int64_t resumed_streams = 0;
     int64_t resumed_bytes = 0;
     int64_t last_resume_offset = 0;
+    int64_t restored_partials = 0;
+    int64_t discarded_partials = 0;
   };
   DownloadStats download_stats() const;
 

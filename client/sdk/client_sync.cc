@@ -52,6 +52,8 @@ absl::Status Client::Impl::CreateTransport() {
   o.tls_server_name = options_.tls_server_name;
   o.token = options_.token;
   o.call_timeout = options_.call_timeout;
+  // Downloads cut short (the backbone, mostly) survive the app's restart.
+  o.partial_downloads_dir = base::JoinPath(options_.storage_dir, "downloads");
   FEDCL_ASSIGN_OR_RETURN(transport_, proto::GrpcPort::Create(o, fs_));
   return absl::OkStatus();
 }

@@ -53,6 +53,11 @@ class FileSystem {
     return WriteFileAtomically(path, contents, Sync::kDurable);
   }
 
+  // Appends `contents` to `path` (created if missing), with no fsync: for files whose readers
+  // trust only the prefix a separately written record vouches for (partial downloads). A failure
+  // may leave part of `contents` appended.
+  virtual absl::Status AppendToFile(absl::string_view path, absl::string_view contents) = 0;
+
   virtual bool Exists(absl::string_view path) const = 0;
 
   // Removes a file. NotFound if it does not exist.

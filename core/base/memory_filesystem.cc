@@ -39,6 +39,17 @@ absl::Status MemoryFileSystem::WriteFileAtomically(absl::string_view path,
   return absl::OkStatus();
 }
 
+absl::Status MemoryFileSystem::AppendToFile(absl::string_view path, absl::string_view contents) {
+  if (path.empty()) return absl::InvalidArgumentError("empty file path");
+  absl::MutexLock lock(&mu_);
+  if (writes_to_fail_ > 0) {
+    --writes_to_fail_;
+    return write_failure_;
+  }
+  files_[std::string(path)].append(contents.data(), contents.size());
+  return absl::OkStatus();
+}
+
 bool MemoryFileSystem::Exists(absl::string_view path) const {
   absl::MutexLock lock(&mu_);
   if (files_.count(path) > 0 || directories_.count(path) > 0) return true;

@@ -27,6 +27,7 @@ class MemoryFileSystem final : public FileSystem {
   using FileSystem::WriteFileAtomically;
   absl::Status WriteFileAtomically(absl::string_view path, absl::string_view contents,
                                    Sync sync) override;
+  absl::Status AppendToFile(absl::string_view path, absl::string_view contents) override;
   bool Exists(absl::string_view path) const override;
   absl::Status DeleteFile(absl::string_view path) override;
   absl::Status RenameFile(absl::string_view from, absl::string_view to) override;
@@ -36,7 +37,8 @@ class MemoryFileSystem final : public FileSystem {
   // Stores `contents` directly, bypassing fault injection (for setting up a test).
   void SetFile(absl::string_view path, absl::string_view contents);
 
-  // The next `count` calls to WriteFileAtomically fail with `status` and change nothing.
+  // The next `count` calls to WriteFileAtomically or AppendToFile fail with `status` and change
+  // nothing.
   void FailNextWrites(int count, absl::Status status);
 
  private:

@@ -129,6 +129,16 @@ class PosixFileSystem final : public FileSystem {
     return ::stat(std::string(path).c_str(), &info) == 0;
   }
 
+  absl::Status AppendToFile(absl::string_view path, absl::string_view contents) override {
+    if (path.empty()) return absl::InvalidArgumentError("empty file path");
+    const std::string target(path);
+    ScopedFd fd(::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (fd.get() < 0) return ErrnoStatus("cannot open for appending", path, errno);
+    FEDCL_RETURN_IF_ERROR(WriteAll(fd.get(), target, contents));
+    if (fd.Close() != 0) return ErrnoStatus("cannot close", path, errno);
+    return absl::OkStatus();
+  }
+
   absl::Status DeleteFile(absl::string_view path) override {
     if (::unlink(std::string(path).c_str()) != 0) return ErrnoStatus("cannot delete", path, errno);
     return absl::OkStatus();

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/filesystem.h"
 #include "grpcpp/create_channel.h"
@@ -69,8 +70,10 @@ class ResumableDownloadTest : public ::testing::Test {
     return std::stoi(address.substr(address.rfind(':') + 1));
   }
 
-  std::unique_ptr<proto::GrpcPort> MakePort(const std::string& target, int download_streams) {
+  std::unique_ptr<proto::GrpcPort> MakePort(const std::string& target, int download_streams,
+                                            const std::string& partial_downloads_dir = "") {
     proto::GrpcPortOptions options;
+    options.partial_downloads_dir = partial_downloads_dir;
     options.target = target;
     options.token = f_.token(1);
     options.call_timeout = absl::Seconds(5);
@@ -185,6 +188,49 @@ TEST_F(ResumableDownloadTest, APartialDownloadOutlivesTheCallThatWasCut) {
   EXPECT_EQ(proxy_->downloads_cut(), 2);
   EXPECT_EQ(port->download_stats().resumed_streams, 2) << "each later call resumed";
   ExpectTheLastStreamCarriedOnlyTheRest(*port, *proxy_, static_cast<int64_t>(backbone_.size()));
+}
+
+// A device killed after a cut (its port gone with what it held in memory) resumes in its next
+// process from the chunks the first one kept on disk, and keeps nothing once the download is done.
+TEST_F(ResumableDownloadTest, ADownloadCutShortResumesInTheNextProcess) {
+  const std::string kept_dir = f_.dir() + "/device/downloads";
+  int64_t verified_before_the_kill = 0;
+  {
+    std::unique_ptr<proto::GrpcPort> first = MakePort(proxy_->address(), 1, kept_dir);
+    ASSERT_NE(first, nullptr);
+    proxy_->CutNextDownloads(1, 640 << 10);
+    auto cut = first->DownloadBackbone(1);
+    EXPECT_TRUE(absl::IsUnavailable(cut.status())) << cut.status();
+    EXPECT_EQ(proxy_->downloads_cut(), 1);
+    auto listed = base::FileSystem::Default().ListDirectory(kept_dir);
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    EXPECT_EQ(listed->size(), 2u) << "the kept bytes and their record";
+    for (const std::string& file : *listed) {
+      if (absl::EndsWith(file, ".part")) {
+        verified_before_the_kill = static_cast<int64_t>(
+            base::FileSystem::Default().ReadFile(kept_dir + "/" + file)->size());
+      }
+    }
+  }
+  // The cut fell 640 KiB into the stream: every whole chunk before it was kept.
+  EXPECT_GT(verified_before_the_kill, (640 << 10) - 2 * kChunkBytes);
+  EXPECT_LE(verified_before_the_kill, 640 << 10);
+
+  std::unique_ptr<proto::GrpcPort> second = MakePort(proxy_->address(), 1, kept_dir);
+  ASSERT_NE(second, nullptr);
+  auto backbone = second->DownloadBackbone(1);
+  ASSERT_TRUE(backbone.ok()) << backbone.status();
+  EXPECT_TRUE(*backbone == backbone_) << "the payload arrives exactly";
+  EXPECT_EQ(second->download_stats().restored_partials, 1);
+  EXPECT_EQ(second->download_stats().resumed_streams, 1);
+  EXPECT_EQ(second->download_stats().last_resume_offset, verified_before_the_kill);
+  ExpectTheLastStreamCarriedOnlyTheRest(*second, *proxy_, static_cast<int64_t>(backbone_.size()));
+  auto left = base::FileSystem::Default().ListDirectory(kept_dir);
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_TRUE(left->empty()) << "a finished download keeps nothing";
+  std::printf("a new process resumed the backbone at byte %lld of %lld\n",
+              static_cast<long long>(verified_before_the_kill),
+              static_cast<long long>(backbone_.size()));
 }
 
 // The server refuses a resumption past the payload's end, naming it.

@@ -31,7 +31,9 @@
 // good copy kept as device_state.prev. A state file that is damaged is reported (log and
 // ClientStats::state_set_aside), renamed to device_state.corrupt, and the device falls back to
 // device_state.prev, or to the modules the server sends at the next sync. The backbone is cached
-// as <storage_dir>/backbone.ckpt.
+// as <storage_dir>/backbone.ckpt. A download cut short (a lost link, the app killed) keeps its
+// verified chunks in <storage_dir>/downloads, and the next sync, in this process or a later one,
+// resumes it from there.
 //
 // Memory: memory_budget_bytes bounds what fedcl itself holds (model, modules, the re-base copies,
 // the queue in memory, and the working buffers of a batch, estimated from the model's shape;
