@@ -339,7 +339,12 @@ Client::~Client() = default;
 absl::Status Client::LoadBackbone(const std::string& path) { return impl_->LoadBackbone(path); }
 absl::StatusOr<LearnResult> Client::Learn(absl::Span<const float> pixels,
                                           absl::Span<const int32_t> labels) {
-  return impl_->Learn(pixels, labels);
+  return impl_->Learn(pixels, labels, LearnOptions());
+}
+absl::StatusOr<LearnResult> Client::Learn(absl::Span<const float> pixels,
+                                          absl::Span<const int32_t> labels,
+                                          const LearnOptions& options) {
+  return impl_->Learn(pixels, labels, options);
 }
 absl::Status Client::Predict(absl::Span<const float> pixels, absl::Span<Prediction> out) {
   return impl_->Predict(pixels, out);

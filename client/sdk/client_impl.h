@@ -54,7 +54,7 @@ class Client::Impl {
   absl::Status Init();
   absl::Status LoadBackbone(const std::string& path);
   absl::StatusOr<LearnResult> Learn(absl::Span<const float> pixels,
-                                    absl::Span<const int32_t> labels);
+                                    absl::Span<const int32_t> labels, const LearnOptions& options);
   absl::Status Predict(absl::Span<const float> pixels, absl::Span<Prediction> out);
   absl::StatusOr<AdaptResult> Adapt(absl::Span<const float> pixels);
   absl::Status FitDetector(absl::Span<const float> pixels, absl::Span<const int32_t> labels);
@@ -95,13 +95,25 @@ class Client::Impl {
     const LogCallback& callback_;
   };
 
+  // What a cancellable Learn call keeps to undo itself (client_learning.cc).
+  struct LearnUndo {
+    cl::Learner::Mark learner;
+    device::DeviceSession::LearningMark session;
+    int64_t learn_batches = 0, learned_samples = 0;
+  };
+  LearnUndo MarkLocked();
+  // Back to `undo`; `saved`: the call wrote the state since, so it is written again.
+  absl::Status RollBackLocked(const LearnUndo& undo, bool saved);
+
   // ---- Model and state (model_mu_ held) ----
   absl::Status LoadBackboneBytesLocked(const std::string& bytes, const std::string& source);
   absl::Status BuildLearnerLocked(const v1::ModelCheckpoint& checkpoint, const std::string& source);
   void RestoreLocked();
   // Whether `checkpoint` has the same backbone weights as the cached backbone file.
   absl::StatusOr<bool> SameBackboneAsCacheLocked(const v1::ModelCheckpoint& checkpoint);
-  absl::Status SaveLocked();
+  // Commits the uncommitted learning (unless `commit` is false: a rolled-back call's save, which
+  // leaves the state as it was) and writes the state.
+  absl::Status SaveLocked(bool commit = true);
   absl::Status CheckReadyLocked(absl::string_view what) const;
   // The checks of a batch are in two steps so that nothing reads the caller's buffer before
   // every check on the count has passed (the C API builds the spans from a count it cannot

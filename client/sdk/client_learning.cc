@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -108,16 +109,49 @@ void Client::Impl::RetainWorkingLocked(int64_t count, bool training) {
   retained_working_bytes_ = std::max(retained_working_bytes_, BatchBytes(count, training));
 }
 
+Client::Impl::LearnUndo Client::Impl::MarkLocked() {
+  return LearnUndo{.learner = learner_->MarkState(),
+                   .session = session_->MarkLearningLocked(),
+                   .learn_batches = life_.learn_batches(),
+                   .learned_samples = life_.learned_samples()};
+}
+
+absl::Status Client::Impl::RollBackLocked(const LearnUndo& undo, bool saved) {
+  // The learner first: a SEMA restore rebuilds its mixtures, whose sets the session then finds
+  // again by name.
+  absl::Status status = learner_->RollBack(undo.learner);
+  if (status.ok()) status = session_->RollBackLearningLocked(undo.session);
+  if (!status.ok()) {
+    return absl::InternalError(
+        absl::StrCat("undoing a cancelled learning call failed: ", status.message()));
+  }
+  life_.set_learn_batches(undo.learn_batches);
+  life_.set_learned_samples(undo.learned_samples);
+  // An autosave during the call stored some of its learning: store the state as it is again,
+  // without committing what was uncommitted before the call (it stays uncommitted, as it was).
+  return saved ? SaveLocked(/*commit=*/false) : absl::OkStatus();
+}
+
 absl::StatusOr<LearnResult> Client::Impl::Learn(absl::Span<const float> pixels,
-                                                absl::Span<const int32_t> labels) {
+                                                absl::Span<const int32_t> labels,
+                                                const LearnOptions& options) {
   // Before the lock: the app's callback may call into the client.
   FEDCL_RETURN_IF_ERROR(CheckConditions(Activity::kLearn));
+  if (options.batch_size < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LearnOptions.batch_size is ", options.batch_size, "; it must be >= 0"));
+  }
+  if (options.epochs < 1 || options.epochs > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("LearnOptions.epochs is ", options.epochs, "; it must be in [1, 1000]"));
+  }
   std::lock_guard<std::mutex> lock(model_mu_);
   FEDCL_RETURN_IF_ERROR(CheckReadyLocked("learn"));
   const int64_t count = static_cast<int64_t>(labels.size());
   // Every check on the count before any value is read (see CheckBatchShape).
   FEDCL_RETURN_IF_ERROR(CheckBatchShape(pixels, count));
-  FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(count, /*training=*/true, "learning"));
+  const int64_t batch = options.batch_size == 0 ? count : std::min(options.batch_size, count);
+  FEDCL_RETURN_IF_ERROR(CheckBudgetLocked(batch, /*training=*/true, "learning"));
   FEDCL_RETURN_IF_ERROR(CheckPixelsFinite(pixels));
   for (int32_t label : labels) {
     if (label < 0 || label >= config_.num_classes) {
@@ -125,24 +159,64 @@ absl::StatusOr<LearnResult> Client::Impl::Learn(absl::Span<const float> pixels,
           absl::StrCat("label ", label, " is not a class in [0, ", config_.num_classes, ")"));
     }
   }
-  RetainWorkingLocked(count, /*training=*/true);
-  StageInput(pixels, count);
-  FEDCL_ASSIGN_OR_RETURN(cl::LearnStats stats, learner_->Learn(input_, labels));
-  // A grown adapter becomes a module first, so that a diverged step is undone on it too.
-  session_->AfterLearnLocked(count, stats.loss);
-  if (!std::isfinite(stats.loss)) {
-    // A diverged step would poison every later one and the server's aggregate: undo it.
-    session_->DiscardUncommittedLocked();
-    return absl::InternalError(
-        "the learning step diverged (non-finite loss); the uncommitted learning was discarded");
+  const int64_t per_epoch = (count + batch - 1) / batch;
+  const int64_t total = per_epoch * options.epochs;
+  if (total > 1) {
+    // A later batch must not find a label the task refuses after earlier ones were learned (a
+    // growth's new task only widens the classes).
+    const std::vector<int> task = learner_->TaskClasses();
+    for (int32_t label : labels) {
+      if (!task.empty() && std::find(task.begin(), task.end(), label) == task.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("label ", label, " is not one of the current task's classes"));
+      }
+    }
   }
-  life_.set_learn_batches(life_.learn_batches() + 1);
-  life_.set_learned_samples(life_.learned_samples() + count);
-  if (session_->UncommittedBatchesLocked() >= options_.autosave_batches) {
-    FEDCL_RETURN_IF_ERROR(SaveLocked());
+  if (options.cancel != nullptr && options.cancel->cancelled()) {
+    return absl::CancelledError("the learning call was cancelled before its first batch");
+  }
+  RetainWorkingLocked(batch, /*training=*/true);
+  std::optional<LearnUndo> undo;
+  if (options.cancel != nullptr && total > 1) undo = MarkLocked();
+  const int64_t per_image = config_.input_size();
+  bool saved = false;
+  double loss_sum = 0.0;
+  int64_t done = 0;
+  for (int epoch = 0; epoch < options.epochs; ++epoch) {
+    for (int64_t start = 0; start < count; start += batch) {
+      if (done > 0 && options.cancel != nullptr && options.cancel->cancelled()) {
+        FEDCL_RETURN_IF_ERROR(RollBackLocked(*undo, saved));
+        return absl::CancelledError(absl::StrCat("the learning call was cancelled after ", done,
+                                                 " of its ", total,
+                                                 " batches; nothing it learned was kept"));
+      }
+      const int64_t n = std::min(batch, count - start);
+      StageInput(pixels.subspan(start * per_image, n * per_image), n);
+      FEDCL_ASSIGN_OR_RETURN(cl::LearnStats stats,
+                             learner_->Learn(input_, labels.subspan(start, n)));
+      // A grown adapter becomes a module first, so that a diverged step is undone on it too.
+      session_->AfterLearnLocked(n, stats.loss);
+      if (!std::isfinite(stats.loss)) {
+        // A diverged step would poison every later one and the server's aggregate: undo it.
+        session_->DiscardUncommittedLocked();
+        return absl::InternalError(
+            "the learning step diverged (non-finite loss); the uncommitted learning was "
+            "discarded");
+      }
+      life_.set_learn_batches(life_.learn_batches() + 1);
+      life_.set_learned_samples(life_.learned_samples() + n);
+      if (session_->UncommittedBatchesLocked() >= options_.autosave_batches) {
+        FEDCL_RETURN_IF_ERROR(SaveLocked());
+        saved = true;
+      }
+      loss_sum += stats.loss;
+      ++done;
+      if (options.on_batch) options.on_batch(done, total);
+    }
   }
   LearnResult result;
-  result.loss = stats.loss;
+  result.loss = static_cast<float>(loss_sum / static_cast<double>(done));
+  result.batches = done;
   result.batches_queued = session_->QueuedBatchesLocked() + session_->UncommittedBatchesLocked();
   return result;
 }

@@ -47,12 +47,12 @@ void Client::Impl::RestoreLocked() {
                                     session_->QueuedRecordsLocked(), " queued deltas"));
 }
 
-absl::Status Client::Impl::SaveLocked() {
+absl::Status Client::Impl::SaveLocked(bool commit) {
   if (learner_ == nullptr) {
     // Nothing loaded yet: keep what was read until a backbone applies it.
     return stored_.has_value() ? store_.Save(*stored_) : absl::OkStatus();
   }
-  FEDCL_RETURN_IF_ERROR(session_->CommitLocked());
+  if (commit) FEDCL_RETURN_IF_ERROR(session_->CommitLocked());
   v1::DeviceState state = proto::EncodeDeviceState(options_.client_id, options_.method,
                                                    backbone_digest_, *session_, *learner_);
   state.set_learn_batches(life_.learn_batches());

@@ -155,8 +155,10 @@ fedcl_status LabelledBatch(const fedcl_client* client, const float* pixels, size
 // variants. `fn` is the API function's name, for messages. Every check on a pointer or a count
 // comes before the C++ call, which reads the buffers only after its own checks on the count.
 
+// `options` null: the one-batch call. `batches` may be null.
 fedcl_status DoLearn(fedcl_client* client, const float* pixels, size_t pixels_len,
-                     const int32_t* labels, size_t labels_len, size_t count, float* loss,
+                     const int32_t* labels, size_t labels_len, size_t count,
+                     const fedcl::LearnOptions* options, float* loss, int64_t* batches,
                      fedcl_error** error, const char* fn) {
   return Guard(error, [&]() -> fedcl_status {
     if (client == nullptr) return NullArgument(error, fn, "client");
@@ -164,10 +166,13 @@ fedcl_status DoLearn(fedcl_client* client, const float* pixels, size_t pixels_le
     const fedcl_status checked = LabelledBatch(client, pixels, pixels_len, labels, labels_len,
                                                count, fn, error, &pixel_span);
     if (checked != FEDCL_OK) return checked;
-    absl::StatusOr<fedcl::LearnResult> learned = client->client->Learn(
-        pixel_span, absl::Span<const int32_t>(labels, labels == nullptr ? 0 : count));
+    const absl::Span<const int32_t> label_span(labels, labels == nullptr ? 0 : count);
+    absl::StatusOr<fedcl::LearnResult> learned =
+        options == nullptr ? client->client->Learn(pixel_span, label_span)
+                           : client->client->Learn(pixel_span, label_span, *options);
     if (!learned.ok()) return FromStatus(learned.status(), error);
     if (loss != nullptr) *loss = learned->loss;
+    if (batches != nullptr) *batches = learned->batches;
     return FEDCL_OK;
   });
 }
@@ -268,13 +273,38 @@ fedcl_status fedcl_client_load_backbone(fedcl_client* client, const char* checkp
 
 fedcl_status fedcl_client_learn(fedcl_client* client, const float* pixels, const int32_t* labels,
                                 size_t count, float* loss, fedcl_error** error) {
-  return DoLearn(client, pixels, kUnstated, labels, kUnstated, count, loss, error, __func__);
+  return DoLearn(client, pixels, kUnstated, labels, kUnstated, count, nullptr, loss, nullptr, error,
+                 __func__);
 }
 
 fedcl_status fedcl_client_learn_n(fedcl_client* client, const float* pixels, size_t pixels_len,
                                   const int32_t* labels, size_t labels_len, size_t count,
                                   float* loss, fedcl_error** error) {
-  return DoLearn(client, pixels, pixels_len, labels, labels_len, count, loss, error, __func__);
+  return DoLearn(client, pixels, pixels_len, labels, labels_len, count, nullptr, loss, nullptr,
+                 error, __func__);
+}
+
+fedcl_cancel_token* fedcl_cancel_token_new(void) { return new (std::nothrow) fedcl_cancel_token(); }
+void fedcl_cancel_token_cancel(fedcl_cancel_token* token) {
+  if (token != nullptr) token->token.Cancel();
+}
+void fedcl_cancel_token_reset(fedcl_cancel_token* token) {
+  if (token != nullptr) token->token.Reset();
+}
+void fedcl_cancel_token_free(fedcl_cancel_token* token) { delete token; }
+
+fedcl_status fedcl_client_learn_batches(fedcl_client* client, const float* pixels,
+                                        size_t pixels_len, const int32_t* labels, size_t labels_len,
+                                        size_t count, size_t batch_size, int32_t epochs,
+                                        const fedcl_cancel_token* cancel, float* loss,
+                                        int64_t* batches, fedcl_error** error) {
+  fedcl::LearnOptions options;
+  // A batch larger than the images is all of them in one: clamping keeps the value an int64.
+  options.batch_size = static_cast<int64_t>(std::min<size_t>(batch_size, count));
+  options.epochs = epochs;
+  options.cancel = cancel == nullptr ? nullptr : &cancel->token;
+  return DoLearn(client, pixels, pixels_len, labels, labels_len, count, &options, loss, batches,
+                 error, __func__);
 }
 
 fedcl_status fedcl_client_predict(fedcl_client* client, const float* pixels, size_t count,

@@ -34,6 +34,10 @@ struct fedcl_client {
   std::vector<fedcl::Prediction> predictions;
 };
 
+struct fedcl_cancel_token {
+  fedcl::CancelToken token;
+};
+
 namespace fedcl::c_api {
 
 // Stores a new error in *error (when the caller asked for one) and returns `code`. Must not throw:

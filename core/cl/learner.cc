@@ -106,6 +106,33 @@ absl::Status Learner::RestoreProgress(const LearnerProgress& p) {
   return absl::OkStatus();
 }
 
+Learner::Mark Learner::MarkState() {
+  Mark mark{.progress = ExportProgress(),
+            .task_classes = TaskClasses(),
+            .sgd = core_.sgd(),
+            .rng = core_.rng(),
+            .shared = {}};
+  for (const nn::ParameterSet* set : SharedModules()) mark.shared.push_back(set);
+  return mark;
+}
+
+absl::Status Learner::RollBack(const Mark& mark) {
+  FEDCL_RETURN_IF_ERROR(RestoreProgress(mark.progress));
+  FEDCL_RETURN_IF_ERROR(core_.SetTaskClasses(mark.task_classes));
+  core_.rng() = mark.rng;
+  // Momentum is keyed by parameter set: it carries over only while the sets are the marked ones.
+  // A restore that rebuilt them (SEMA's mixtures) leaves keys of sets that are gone, which a new
+  // set could alias: then it starts afresh.
+  std::vector<const nn::ParameterSet*> shared;
+  for (const nn::ParameterSet* set : SharedModules()) shared.push_back(set);
+  if (shared == mark.shared) {
+    core_.sgd() = mark.sgd;
+  } else {
+    core_.sgd().Reset();
+  }
+  return absl::OkStatus();
+}
+
 int64_t Learner::ModuleBytes() const {
   const int64_t values = core_.model().head().parameters().num_values() + method_->ModuleValues();
   return values * static_cast<int64_t>(sizeof(float));

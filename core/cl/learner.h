@@ -155,6 +155,22 @@ class Learner final : public SessionTrainer {
   LearnerProgress ExportProgress() const;
   absl::Status RestoreProgress(const LearnerProgress& progress);
 
+  // Undoing learning (the SDK's cancelled Learn): a mark holds the learner's state (its progress,
+  // the current task's classes, the optimizer's momentum and the random generator); RollBack
+  // restores it. The one exception: a method whose restore rebuilds its shared sets (SEMA's
+  // mixtures) loses the momentum of the learning before the mark, as a restarted learner does.
+  // The shared modules' values are the host's to restore (the device session's mark has them).
+  // RollBack fails only if the method refuses its own export.
+  struct Mark {
+    LearnerProgress progress;
+    std::vector<int> task_classes;
+    nn::Sgd sgd;
+    base::Rng rng;
+    std::vector<const nn::ParameterSet*> shared;  // SharedModules() when marked
+  };
+  Mark MarkState();
+  absl::Status RollBack(const Mark& mark);
+
   // A run-time knob of the method (Method::SetOption), e.g. LAE's "inference".
   absl::Status SetMethodOption(absl::string_view key, absl::string_view value) {
     return method_->SetOption(key, value);

@@ -77,6 +77,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "Eigen/Core"
@@ -209,6 +210,23 @@ class DeviceSession {
   void DiscardUncommittedLocked();
   // The durable state, for the host to persist.
   SessionState ExportStateLocked() const;
+  // Undoing a learning call (the SDK's cancelled Learn). A mark holds what learning can change on
+  // the session's side: the durable state, the trainer's live values (learning not yet
+  // committed) and the uncommitted counters. RollBackLearningLocked returns to it once the
+  // trainer's own state was rolled back: it restores the state as RestoreStateLocked does (the
+  // trainer's sets found again by name, so a SEMA mixture rebuilt by its restore is fine), then
+  // the live values and counters. Only learning may happen between the two: a sync in between
+  // would be undone too, so the host holds the mutex from the mark to the rollback.
+  struct LearningMark {
+    SessionState state;
+    // By the trainer's set name: the live values, and the committed ones (kept as they are, not
+    // recomputed from base + queue as a restore does, which could round otherwise).
+    std::vector<std::pair<std::string, std::vector<float>>> live, committed;
+    int64_t uncommitted_batches = 0, uncommitted_samples = 0;
+    double uncommitted_loss_sum = 0.0;
+  };
+  LearningMark MarkLearningLocked() const;
+  absl::Status RollBackLearningLocked(const LearningMark& mark);
   // Replaces the state with `state`, matching modules by the trainer's set names (adopting, via
   // the trainer, modules it does not run yet). Checks everything first: InvalidArgument naming
   // what does not fit, and nothing changes.

@@ -182,4 +182,42 @@ absl::Status DeviceSession::RestoreStateLocked(const SessionState& state) {
   return absl::OkStatus();
 }
 
+DeviceSession::LearningMark DeviceSession::MarkLearningLocked() const {
+  LearningMark mark;
+  mark.state = ExportStateLocked();
+  for (const Module& m : modules_) {
+    mark.live.emplace_back(m.live->name(), ToVector(m.live->flat_values()));
+    mark.committed.emplace_back(m.live->name(), ToVector(m.committed));
+  }
+  mark.uncommitted_batches = uncommitted_.batches;
+  mark.uncommitted_samples = uncommitted_.samples;
+  mark.uncommitted_loss_sum = uncommitted_.loss_sum;
+  return mark;
+}
+
+absl::Status DeviceSession::RollBackLearningLocked(const LearningMark& mark) {
+  FEDCL_RETURN_IF_ERROR(RestoreStateLocked(mark.state));
+  auto marked = [&](const std::string& name, size_t size) -> Module* {
+    for (Module& m : modules_)
+      if (m.live->name() == name && m.live->num_values() == static_cast<int64_t>(size)) return &m;
+    return nullptr;
+  };
+  for (size_t i = 0; i < mark.live.size(); ++i) {
+    const auto& [name, live] = mark.live[i];
+    const std::vector<float>& committed = mark.committed[i].second;
+    Module* m = marked(name, live.size());
+    if (m == nullptr || committed.size() != live.size()) {
+      return absl::InternalError(
+          absl::StrCat("rolling back: the trainer no longer has module '", name, "' as marked"));
+    }
+    const auto size = static_cast<Eigen::Index>(live.size());
+    m->live->flat_values() = Eigen::Map<const Eigen::VectorXf>(live.data(), size);
+    m->committed = Eigen::Map<const Eigen::VectorXf>(committed.data(), size);
+  }
+  uncommitted_.batches = mark.uncommitted_batches;
+  uncommitted_.samples = mark.uncommitted_samples;
+  uncommitted_.loss_sum = mark.uncommitted_loss_sum;
+  return absl::OkStatus();
+}
+
 }  // namespace fedcl::device

@@ -296,6 +296,62 @@ TEST_F(CApiTest, OfflineDeviceLearnsPredictsSavesAndRestores) {
   }
 }
 
+// fedcl_client_learn_batches: batches over epochs, a token that stops the call, bad arguments.
+// (A cancel in the middle of a call is tested through the C++ API, client_cancel_test.cc.)
+TEST_F(CApiTest, LearningInBatchesIsCancellableThroughC) {
+  ASSERT_EQ(Create("device"), FEDCL_OK);
+  ASSERT_EQ(fedcl_client_load_backbone(client_, WriteBackbone().c_str(), &error_), FEDCL_OK)
+      << TakeMessage();
+  std::vector<float> pixels;
+  std::vector<int32_t> labels;
+  MakeBatch(40, 0, &pixels, &labels);
+  float loss = -1.0f;
+  int64_t batches = -1;
+  ASSERT_EQ(fedcl_client_learn_batches(client_, pixels.data(), pixels.size(), labels.data(),
+                                       labels.size(), 40, 16, 2, nullptr, &loss, &batches, &error_),
+            FEDCL_OK)
+      << TakeMessage();
+  EXPECT_EQ(batches, 6) << "16 + 16 + 8 images, twice";
+  EXPECT_TRUE(std::isfinite(loss) && loss >= 0.0f) << loss;
+  fedcl_stats stats;
+  fedcl_client_stats(client_, &stats);
+  EXPECT_EQ(stats.learn_batches, 6);
+  EXPECT_EQ(stats.learned_samples, 80);
+
+  fedcl_cancel_token* token = fedcl_cancel_token_new();
+  ASSERT_NE(token, nullptr);
+  fedcl_cancel_token_cancel(token);
+  EXPECT_EQ(fedcl_client_learn_batches(client_, pixels.data(), pixels.size(), labels.data(),
+                                       labels.size(), 40, 16, 2, token, nullptr, nullptr, &error_),
+            FEDCL_CANCELLED);
+  EXPECT_THAT(TakeMessage(), HasSubstr("cancelled"));
+  fedcl_client_stats(client_, &stats);
+  EXPECT_EQ(stats.learn_batches, 6) << "a cancelled call learns nothing";
+  fedcl_cancel_token_reset(token);
+  ASSERT_EQ(fedcl_client_learn_batches(client_, pixels.data(), pixels.size(), labels.data(),
+                                       labels.size(), 40, 0, 1, token, nullptr, &batches, &error_),
+            FEDCL_OK)
+      << TakeMessage();
+  EXPECT_EQ(batches, 1) << "batch_size 0: one step";
+  fedcl_cancel_token_free(token);
+  fedcl_cancel_token_cancel(nullptr);  // NULL is ignored
+  fedcl_cancel_token_free(nullptr);
+
+  EXPECT_EQ(
+      fedcl_client_learn_batches(client_, pixels.data(), pixels.size(), labels.data(),
+                                 labels.size(), 40, 16, 0, nullptr, nullptr, nullptr, &error_),
+      FEDCL_INVALID_ARGUMENT);
+  EXPECT_THAT(TakeMessage(), HasSubstr("epochs"));
+  // A count beyond the buffers is refused before anything is read.
+  EXPECT_EQ(
+      fedcl_client_learn_batches(client_, pixels.data(), pixels.size(), labels.data(),
+                                 labels.size(), 41, 16, 1, nullptr, nullptr, nullptr, &error_),
+      FEDCL_INVALID_ARGUMENT);
+  EXPECT_THAT(TakeMessage(), HasSubstr("41"));
+  fedcl_client_stats(client_, &stats);
+  EXPECT_EQ(stats.learn_batches, 7);
+}
+
 TEST_F(CApiTest, AdaptAndDetectorWorkThroughC) {
   ASSERT_EQ(Create("device"), FEDCL_OK);
   ASSERT_EQ(fedcl_client_load_backbone(client_, WriteBackbone().c_str(), &error_), FEDCL_OK)

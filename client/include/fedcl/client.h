@@ -19,7 +19,9 @@
 // backbone was trained. Labels are class indices in [0, num_classes()).
 //
 // What the device learns: a frozen pretrained backbone with parameter-efficient modules and a
-// head (ClientOptions::method). Learn takes one SGD step on the modules the method trains.
+// head (ClientOptions::method). Learn takes one SGD step on the modules the method trains (or,
+// with LearnOptions, one per batch over epochs, and can be cancelled between batches, undoing the
+// whole call).
 // Between syncs, learning is committed to storage every `autosave_batches` batches (and by
 // Save): a bounded on-disk queue of deltas, the oldest dropped first when it is full (counted
 // in ClientStats). Sync, when the server has a round open, downloads the module versions that
@@ -60,6 +62,7 @@
 #ifndef FEDCL_CLIENT_INCLUDE_FEDCL_CLIENT_H_
 #define FEDCL_CLIENT_INCLUDE_FEDCL_CLIENT_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -194,8 +197,46 @@ struct Prediction {
 };
 
 struct LearnResult {
-  float loss = 0.0f;
+  float loss = 0.0f;           // mean training loss over the call's batches
   int64_t batches_queued = 0;  // batches learned since the last submission
+  int64_t batches = 0;         // SGD steps this call took
+};
+
+// Stops a Learn call between two of its batches (LearnOptions::cancel). Cancel may be called from
+// any thread at any time; the token stays cancelled until Reset. Not copyable: share it by
+// reference.
+class CancelToken {
+ public:
+  CancelToken() = default;
+  CancelToken(const CancelToken&) = delete;
+  CancelToken& operator=(const CancelToken&) = delete;
+  void Cancel() { cancelled_.store(true, std::memory_order_release); }
+  void Reset() { cancelled_.store(false, std::memory_order_release); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+};
+
+// How one Learn call goes through its images.
+struct LearnOptions {
+  // Images per SGD step, in the order given (the last step takes the rest); 0 = all of them in
+  // one step, as the two-argument Learn does. >= 0.
+  int64_t batch_size = 0;
+  // Passes over the images, in [1, 1000].
+  int epochs = 1;
+  // Asked before every batch. Once it is cancelled, the call undoes everything it did and returns
+  // Cancelled: the modules, the queued learning, the method's state (LAE's offline module,
+  // SimpleCIL's sums, SEMA's mixtures and adapters it grew), the task, the counters and the
+  // stored state are as they were before the call, and so are the optimizer's momentum and its
+  // random draws, except that a SEMA device's momentum starts afresh (its restored mixtures are new
+  // objects, as after a restart). The fitted OOD detector is kept. A call cancelled before its
+  // first batch changes nothing. Null: the call cannot be cancelled (and keeps no copy to undo).
+  const CancelToken* cancel = nullptr;
+  // Called after each batch with the batches done and the call's total (may be null); it runs on
+  // the calling thread with the model locked, so it must not call into the Client (Cancel on a
+  // token is fine).
+  std::function<void(int64_t done, int64_t total)> on_batch;
 };
 
 struct AdaptResult {
@@ -276,6 +317,13 @@ class Client {
   // One learning step on `count` images (pixels.size() == count · input_size()) and their labels.
   absl::StatusOr<LearnResult> Learn(absl::Span<const float> pixels,
                                     absl::Span<const int32_t> labels);
+  // The same images in batches of options.batch_size over options.epochs passes, one SGD step
+  // each, exactly as that many one-batch Learn calls would learn them; cancellable between
+  // batches (LearnOptions::cancel). The memory budget applies to one batch. The model stays
+  // locked for the whole call: a sync waits for it to end (or be cancelled) before it installs
+  // anything. Every input is checked before the first batch (labels against the current task).
+  absl::StatusOr<LearnResult> Learn(absl::Span<const float> pixels,
+                                    absl::Span<const int32_t> labels, const LearnOptions& options);
   // Predicts out.size() images (pixels.size() == out.size() · input_size()) into `out`
   // (caller-owned).
   absl::Status Predict(absl::Span<const float> pixels, absl::Span<Prediction> out);

@@ -285,6 +285,24 @@ FEDCL_C_EXPORT fedcl_status fedcl_client_fit_detector_n(fedcl_client* client, co
                                                         size_t pixels_len, const int32_t* labels,
                                                         size_t labels_len, size_t count,
                                                         fedcl_error** error);
+/* Long learning calls, cancellable from another thread. A token is made, cancelled (from any
+ * thread, at any time; it stays cancelled until reset) and freed by the app; NULL is ignored by
+ * all four. fedcl_cancel_token_new returns NULL when out of memory. */
+typedef struct fedcl_cancel_token fedcl_cancel_token;
+FEDCL_C_EXPORT fedcl_cancel_token* fedcl_cancel_token_new(void);
+FEDCL_C_EXPORT void fedcl_cancel_token_cancel(fedcl_cancel_token* token);
+FEDCL_C_EXPORT void fedcl_cancel_token_reset(fedcl_cancel_token* token);
+FEDCL_C_EXPORT void fedcl_cancel_token_free(fedcl_cancel_token* token);
+/* fedcl_client_learn_n's images in batches of `batch_size` (0: all in one) over `epochs` passes
+ * (in [1, 1000]), one step per batch, exactly as that many single-batch calls would learn them.
+ * `cancel` (may be NULL) is asked before every batch: once it is cancelled the call undoes all
+ * it did (modules, queued learning, the method's state, counters and the stored state are as
+ * before the call) and returns FEDCL_CANCELLED. `loss` (the mean over the batches) and `batches`
+ * (the steps taken) may be NULL. The memory budget applies to one batch. */
+FEDCL_C_EXPORT fedcl_status fedcl_client_learn_batches(
+    fedcl_client* client, const float* pixels, size_t pixels_len, const int32_t* labels,
+    size_t labels_len, size_t count, size_t batch_size, int32_t epochs,
+    const fedcl_cancel_token* cancel, float* loss, int64_t* batches, fedcl_error** error);
 /* Class-incremental learning: the batches from now on hold these `count` classes (0: any).
  * `count` is the length of `classes` itself, so this call has no `_n` variant. */
 FEDCL_C_EXPORT fedcl_status fedcl_client_begin_task(fedcl_client* client, const int32_t* classes,
