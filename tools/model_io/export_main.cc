@@ -42,6 +42,12 @@ absl::Status ApplyServerState(base::FileSystem& fs, nn::Model& model,
                               std::vector<ExportModule>& modules) {
   server::SqliteStoreOptions store_options;
   store_options.directory = absl::GetFlag(FLAGS_server_state);
+  // Opening a store creates one where there is none: a mistyped directory would export the
+  // checkpoint alone, silently.
+  if (!fs.Exists(base::JoinPath(store_options.directory, "state.db"))) {
+    return absl::NotFoundError(absl::StrCat("--server_state: '", store_options.directory,
+                                            "' holds no fedcl-server state (state.db)"));
+  }
   store_options.full_sync = false;
   FEDCL_ASSIGN_OR_RETURN(auto store, server::SqliteStateStore::Open(fs, store_options));
   FEDCL_ASSIGN_OR_RETURN(fl::StoredState state, store->Load());
