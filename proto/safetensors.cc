@@ -2,11 +2,12 @@
 #include "proto/safetensors.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <map>
 
+#include "Eigen/Core"
 #include "absl/strings/str_cat.h"
 #include "core/base/status_macros.h"
 #include "google/protobuf/struct.pb.h"
@@ -15,20 +16,6 @@
 
 namespace fedcl::proto {
 namespace {
-
-float LoadFloat(const char* p) {
-  const uint32_t bits = LoadLittleEndian32(p);
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
-double LoadDouble(const char* p) {
-  const uint64_t bits = LoadLittleEndian64(p);
-  double d;
-  std::memcpy(&d, &bits, sizeof(d));
-  return d;
-}
 
 uint16_t Load16(const char* p) {
   return static_cast<uint16_t>(static_cast<uint8_t>(p[0]) | (static_cast<uint8_t>(p[1]) << 8));
@@ -58,31 +45,6 @@ absl::StatusOr<int64_t> Integer(const google::protobuf::Value& v, absl::string_v
     return Bad(absl::StrCat(what, " is not a non-negative integer"));
   }
   return static_cast<int64_t>(v.number_value());
-}
-
-float HalfToFloat(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  const uint32_t exponent = (h >> 10) & 0x1f;
-  uint32_t mantissa = h & 0x3ff;
-  uint32_t bits;
-  if (exponent == 0x1f) {
-    bits = sign | 0x7f800000 | (mantissa << 13);  // infinity or NaN
-  } else if (exponent != 0) {
-    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-  } else if (mantissa == 0) {
-    bits = sign;  // signed zero
-  } else {
-    // Subnormal: normalise (the value is mantissa · 2^-24, exact in float).
-    int e = -1;
-    do {
-      ++e;
-      mantissa <<= 1;
-    } while ((mantissa & 0x400) == 0);
-    bits = sign | (static_cast<uint32_t>(112 - e) << 23) | ((mantissa & 0x3ff) << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
 }
 
 }  // namespace
@@ -203,16 +165,17 @@ absl::StatusOr<std::vector<float>> SafetensorsFloats(const SafetensorsTensor& te
   std::vector<float> out(static_cast<size_t>(n));
   const char* p = tensor.data.data();
   if (tensor.dtype == "F32") {
-    for (int64_t i = 0; i < n; ++i) out[i] = LoadFloat(p + 4 * i);
+    for (int64_t i = 0; i < n; ++i) out[i] = std::bit_cast<float>(LoadLittleEndian32(p + 4 * i));
   } else if (tensor.dtype == "F64") {
-    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(LoadDouble(p + 8 * i));
+    for (int64_t i = 0; i < n; ++i)
+      out[i] = static_cast<float>(std::bit_cast<double>(LoadLittleEndian64(p + 8 * i)));
   } else if (tensor.dtype == "F16") {
-    for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(Load16(p + 2 * i));
+    // Eigen's conversion is exact (every half is a float), as the float16 upload codec uses it.
+    for (int64_t i = 0; i < n; ++i)
+      out[i] = static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(Load16(p + 2 * i)));
   } else if (tensor.dtype == "BF16") {
-    for (int64_t i = 0; i < n; ++i) {
-      const uint32_t bits = static_cast<uint32_t>(Load16(p + 2 * i)) << 16;
-      std::memcpy(&out[i], &bits, sizeof(float));
-    }
+    for (int64_t i = 0; i < n; ++i)
+      out[i] = std::bit_cast<float>(static_cast<uint32_t>(Load16(p + 2 * i)) << 16);
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("safetensors: tensor '", tensor.name, "' has dtype ", tensor.dtype,
@@ -252,10 +215,8 @@ std::string EncodeSafetensors(absl::Span<const SafetensorsOutput> tensors,
   out.reserve(out.size() + static_cast<size_t>(offset));
   for (const SafetensorsOutput& t : tensors) {
     for (float v : t.values) {
-      uint32_t bits;
-      std::memcpy(&bits, &v, sizeof(bits));
       char le[4];
-      StoreLittleEndian32(bits, le);
+      StoreLittleEndian32(std::bit_cast<uint32_t>(v), le);
       out.append(le, 4);
     }
   }
